@@ -1,0 +1,49 @@
+# runnerd — the two commands a newcomer needs:
+#   make demo   (the local demo; arrives with issue #7)
+#   make test   (sets up everything that is missing, then lint, types, layer contracts and all tests)
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test setup venv binaries npm lint typecheck contracts unit pytest lock demo clean
+
+test: setup lint pytest
+
+setup: venv binaries npm
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip==25.3
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# Real Kubernetes binaries built from Go modules into ~/.cache/runnerd (cold: ~30 min; warm: instant).
+binaries:
+	@hack/build-binaries.sh >/dev/null
+
+npm:
+	@hack/install-npm.sh >/dev/null
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+pytest: venv
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lock:
+	$(PY) -m pip freeze --exclude-editable | { echo "# Exact versions of every Python package (direct and transitive) the project installs."; echo "# Regenerate with: make lock"; cat; } > constraints.txt
+
+demo:
+	@echo "make demo: the local demo arrives with issue #7. Until then: make test, or"
+	@echo "  .venv/bin/runnerd-dev cluster up   # a real local control plane with GPU nodes"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
