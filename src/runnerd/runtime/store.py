@@ -1,0 +1,130 @@
+"""The informer's in-memory cache: objects by key, plus secondary indexes.
+
+Objects in the store are the dicts the API server sent. They are shared, not copied: readers must
+treat them as read-only (``copy.deepcopy`` one before building a modified version of it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from runnerd.runtime.types import Key, Obj
+
+IndexFunc = Callable[[Obj], Iterable[str]]
+"""Maps an object to the index values it should be found under (none, one or several)."""
+
+
+class Store:
+    """Objects keyed by :class:`Key`, with named indexes kept up to date on every change."""
+
+    def __init__(self, indexers: Mapping[str, IndexFunc] | None = None) -> None:
+        self._items: dict[Key, Obj] = {}
+        self._indexers: dict[str, IndexFunc] = dict(indexers or {})
+        # index name -> index value -> keys
+        self._indices: dict[str, dict[str, set[Key]]] = {name: {} for name in self._indexers}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __iter__(self) -> Iterator[Obj]:
+        return iter(list(self._items.values()))
+
+    def get(self, key: Key) -> Obj | None:
+        return self._items.get(key)
+
+    def keys(self) -> list[Key]:
+        return list(self._items)
+
+    def objects(self) -> list[Obj]:
+        return list(self._items.values())
+
+    def by_index(self, index: str, value: str) -> list[Obj]:
+        """Objects whose index function yielded ``value`` for the index named ``index``."""
+        return [self._items[key] for key in self.index_keys(index, value)]
+
+    def index_keys(self, index: str, value: str) -> list[Key]:
+        if index not in self._indices:
+            raise KeyError(f"no index named {index!r}")
+        return sorted(self._indices[index].get(value, ()))
+
+    def add_indexer(self, name: str, func: IndexFunc) -> None:
+        """Adds an index (and indexes what is already stored)."""
+        if name in self._indexers:
+            raise ValueError(f"index {name!r} already exists")
+        self._indexers[name] = func
+        self._indices[name] = {}
+        for key, obj in self._items.items():
+            self._index(name, func, key, obj)
+
+    # Writes: only the informer that owns the store calls these.
+
+    def upsert(self, obj: Obj) -> Obj | None:
+        """Stores ``obj``; returns the object it replaced, if any."""
+        key = Key.of(obj)
+        old = self._items.get(key)
+        if old is not None:
+            self._unindex(key, old)
+        self._items[key] = obj
+        for name, func in self._indexers.items():
+            self._index(name, func, key, obj)
+        return old
+
+    def delete(self, key: Key) -> Obj | None:
+        """Removes the object under ``key``; returns it, if there was one."""
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._unindex(key, old)
+        return old
+
+    def _index(self, name: str, func: IndexFunc, key: Key, obj: Obj) -> None:
+        index = self._indices[name]
+        for value in func(obj):
+            index.setdefault(value, set()).add(key)
+
+    def _unindex(self, key: Key, obj: Obj) -> None:
+        for name, func in self._indexers.items():
+            index = self._indices[name]
+            for value in func(obj):
+                keys = index.get(value)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del index[value]
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def index_by_namespace(obj: Obj) -> list[str]:
+    """Index function: the object's namespace."""
+    return [str(_meta(obj).get("namespace") or "")]
+
+
+def index_by_owner_uid(obj: Obj) -> list[str]:
+    """Index function: the UIDs of all of the object's owners."""
+    return [str(ref["uid"]) for ref in _meta(obj).get("ownerReferences") or () if ref.get("uid")]
+
+
+def index_by_controller_uid(obj: Obj) -> list[str]:
+    """Index function: the UID of the object's controller owner (``controller: true``), if any."""
+    return [
+        str(ref["uid"])
+        for ref in _meta(obj).get("ownerReferences") or ()
+        if ref.get("controller") and ref.get("uid")
+    ]
+
+
+def index_by_label(label: str) -> IndexFunc:
+    """An index function: the value of the object's label ``label``, if it has it."""
+
+    def index(obj: Obj) -> list[str]:
+        labels = _meta(obj).get("labels") or {}
+        return [str(labels[label])] if label in labels else []
+
+    return index
