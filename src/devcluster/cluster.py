@@ -1,0 +1,541 @@
+"""A real local Kubernetes control plane: etcd, kube-apiserver (TLS, RBAC, service-account signing),
+kube-scheduler, kube-controller-manager and kwok (simulated nodes, GPU nodes included), all on
+loopback ports picked free at start.
+
+Nothing here is a fake: the binaries are the upstream ones built from Go modules
+(:mod:`devcluster.binaries`). kwok only plays the kubelet: it marks nodes Ready and pods Running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from devcluster import pki
+from devcluster.binaries import Binaries
+
+EXIT_CODE_ANNOTATION = "devcluster.runnerd.dev/exit-code"
+EXIT_CONTAINER_ANNOTATION = "devcluster.runnerd.dev/exit-container"
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ClusterError(RuntimeError):
+    """The control plane failed to start or to answer; the message names the component and its log."""
+
+
+@dataclass(frozen=True)
+class GpuShape:
+    """``nodes`` GPU nodes, each with ``gpus`` devices of ``product``."""
+
+    product: str = "NVIDIA-H100-80GB-HBM3"
+    gpus: int = 8
+    nodes: int = 2
+
+    @classmethod
+    def parse(cls, text: str) -> GpuShape:
+        """``PRODUCT:GPUS_PER_NODE:NODES``, e.g. ``NVIDIA-A100-SXM4-40GB:4:1``."""
+        parts = text.split(":")
+        if len(parts) != 3 or not parts[0]:
+            raise ValueError(f"GPU shape {text!r} is not PRODUCT:GPUS_PER_NODE:NODES")
+        try:
+            gpus, nodes = int(parts[1]), int(parts[2])
+        except ValueError:
+            raise ValueError(f"GPU shape {text!r}: GPUS_PER_NODE and NODES must be integers") from None
+        if gpus < 1 or nodes < 0:
+            raise ValueError(f"GPU shape {text!r}: need at least 1 GPU per node and 0 or more nodes")
+        return cls(parts[0], gpus, nodes)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    state_dir: Path
+    cpu_nodes: int = 2
+    gpu_shapes: tuple[GpuShape, ...] = (GpuShape(),)
+    max_pods: int = 110
+    node_cpu: str = "16"
+    node_memory: str = "64Gi"
+    gpu_node_cpu: str = "96"
+    gpu_node_memory: str = "1Ti"
+
+
+@dataclass
+class _Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Children get SIGTERM if the process that started them dies, so nothing is left behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+@dataclass
+class Cluster:
+    """One control plane. ``start()`` blocks until every component is up and nodes are Ready."""
+
+    config: ClusterConfig
+    binaries: Binaries
+    server: str = ""
+    ports: dict[str, int] = field(default_factory=dict)
+    _procs: list[_Proc] = field(default_factory=list)
+    _pki: pki.Pki | None = None
+
+    # ----------------------------------------------------------------------------- paths
+    @property
+    def state_dir(self) -> Path:
+        return self.config.state_dir
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "admin.kubeconfig"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for a subprocess that should talk to this cluster."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def pids(self) -> dict[str, int]:
+        return {p.name: p.popen.pid for p in self._procs}
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def start(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        self._pki = pki.generate(self.state_dir / "pki")
+        for name in ("etcd-client", "etcd-peer", "apiserver", "scheduler", "controller-manager", "kwok"):
+            self.ports[name] = free_port()
+        self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
+        try:
+            self._start_etcd()
+            self._start_apiserver()
+            self._write_kubeconfig()
+            self._wait(
+                "kube-apiserver", lambda: self._healthy(f"{self.server}/readyz", verify=True), deadline
+            )
+            self._start_scheduler()
+            self._start_controller_manager()
+            self._start_kwok()
+            self._create_nodes()
+            self._wait("scheduler", lambda: self._healthy(self._local("scheduler", "/healthz")), deadline)
+            self._wait(
+                "controller-manager",
+                lambda: self._healthy(self._local("controller-manager", "/healthz")),
+                deadline,
+            )
+            self._wait("kwok nodes Ready", self._nodes_ready, deadline)
+            self._wait("default service account", self._default_sa_exists, deadline)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop every component (newest first), SIGKILL after ``grace`` seconds. Idempotent."""
+        for proc in reversed(self._procs):
+            if proc.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.popen.pid, signal.SIGTERM)
+        end = time.monotonic() + grace
+        for proc in reversed(self._procs):
+            remaining = max(0.1, end - time.monotonic())
+            try:
+                proc.popen.wait(remaining)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.popen.pid, signal.SIGKILL)
+                proc.popen.wait(5)
+        self._procs.clear()
+
+    def __enter__(self) -> Cluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def peak_rss_bytes(self) -> dict[str, int]:
+        """Peak resident memory (VmHWM) of each running component."""
+        out: dict[str, int] = {}
+        for proc in self._procs:
+            try:
+                status = Path(f"/proc/{proc.popen.pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    out[proc.name] = int(line.split()[1]) * 1024
+        return out
+
+    def check_alive(self) -> None:
+        for proc in self._procs:
+            if proc.popen.poll() is not None:
+                raise ClusterError(
+                    f"{proc.name} exited with code {proc.popen.returncode}; see {proc.log}:\n"
+                    + _tail(proc.log)
+                )
+
+    # ----------------------------------------------------------------------------- clients
+    def request(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
+        """An admin request to the API server; returns the decoded JSON body."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.server}{path}", data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", content_type or "application/json")
+        with urllib.request.urlopen(req, context=self.admin_ssl(), timeout=30) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this cluster."""
+        proc = subprocess.run(
+            [str(self.binaries.kubectl), *args],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the real helm against this cluster."""
+        env = {**self.env, "HELM_CACHE_HOME": str(self.state_dir / "helm" / "cache")}
+        env["HELM_CONFIG_HOME"] = str(self.state_dir / "helm" / "config")
+        env["HELM_DATA_HOME"] = str(self.state_dir / "helm" / "data")
+        proc = subprocess.run(
+            [str(self.binaries.path("helm")), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise ClusterError(f"helm {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to now; watches from older resourceVersions then get 410 Gone
+        (immediately for uncached resources such as podtemplates). Returns the compacted revision."""
+        base = f"http://127.0.0.1:{self.ports['etcd-client']}"
+        status = _post_json(f"{base}/v3/maintenance/status", {})
+        revision = int(status["header"]["revision"])
+        _post_json(f"{base}/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
+
+    # ----------------------------------------------------------------------------- internals
+    def _spawn(self, name: str, argv: Sequence[str]) -> None:
+        log = self.log_dir / f"{name}.log"
+        with log.open("ab") as fh:
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        self._procs.append(_Proc(name, popen, log))
+
+    def _local(self, component: str, path: str) -> str:
+        return f"https://127.0.0.1:{self.ports[component]}{path}"
+
+    def _start_etcd(self) -> None:
+        client = f"http://127.0.0.1:{self.ports['etcd-client']}"
+        peer = f"http://127.0.0.1:{self.ports['etcd-peer']}"
+        self._spawn(
+            "etcd",
+            [
+                str(self.binaries.path("etcd")),
+                f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=default={peer}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+                "--quota-backend-bytes=4294967296",
+            ],
+        )
+
+    def _start_apiserver(self) -> None:
+        assert self._pki is not None
+        p = self._pki
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.binaries.path("kube-apiserver")),
+                f"--etcd-servers=http://127.0.0.1:{self.ports['etcd-client']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.ports['apiserver']}",
+                f"--cert-dir={self.state_dir / 'apiserver-certs'}",
+                f"--tls-cert-file={p.apiserver_crt}",
+                f"--tls-private-key-file={p.apiserver_key}",
+                f"--client-ca-file={p.ca_crt}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={p.sa_pub}",
+                f"--service-account-signing-key-file={p.sa_key}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+                # podtemplates bypass the watch cache, so tests can make an old resourceVersion
+                # expire on demand (compact_etcd) and exercise a relist after 410 Gone.
+                "--watch-cache-sizes=podtemplates#0",
+                "--v=1",
+            ],
+        )
+
+    def _write_kubeconfig(self) -> None:
+        assert self._pki is not None
+        cfg = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "runnerd-dev",
+                    "cluster": {"server": self.server, "certificate-authority": str(self._pki.ca_crt)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate": str(self._pki.admin_crt),
+                        "client-key": str(self._pki.admin_key),
+                    },
+                }
+            ],
+            "contexts": [{"name": "runnerd-dev", "context": {"cluster": "runnerd-dev", "user": "admin"}}],
+            "current-context": "runnerd-dev",
+        }
+        self.kubeconfig.write_text(json.dumps(cfg, indent=2))
+        self.kubeconfig.chmod(0o600)
+
+    def _component_args(self, component: str) -> list[str]:
+        kc = str(self.kubeconfig)
+        return [
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports[component]}",
+            f"--cert-dir={self.state_dir / (component + '-certs')}",
+            "--v=1",
+        ]
+
+    def _start_scheduler(self) -> None:
+        self._spawn(
+            "kube-scheduler",
+            [str(self.binaries.path("kube-scheduler")), *self._component_args("scheduler")],
+        )
+
+    def _start_controller_manager(self) -> None:
+        assert self._pki is not None
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.binaries.path("kube-controller-manager")),
+                *self._component_args("controller-manager"),
+                f"--service-account-private-key-file={self._pki.sa_key}",
+                f"--root-ca-file={self._pki.ca_crt}",
+                "--use-service-account-credentials=false",
+                # no cloud, no node IPAM; kwok assigns pod IPs itself
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+                "--concurrent-gc-syncs=20",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+            ],
+        )
+
+    def _start_kwok(self) -> None:
+        stages = self.state_dir / "kwok-stages.yaml"
+        ours = resources.files("devcluster").joinpath("stages/container-exit.yaml").read_text()
+        stages.write_text(self.binaries.kwok_stages.read_text() + "\n---\n" + ours)
+        self._spawn(
+            "kwok",
+            [
+                str(self.binaries.path("kwok")),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={stages}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                "--node-lease-duration-seconds=40",
+                "--cidr=10.64.0.0/12",
+                "--node-ip=10.63.0.1",
+                f"--server-address=127.0.0.1:{self.ports['kwok']}",
+            ],
+        )
+
+    def node_manifests(self) -> list[dict[str, Any]]:
+        cfg = self.config
+        nodes: list[dict[str, Any]] = []
+
+        def node(
+            name: str,
+            cpu: str,
+            memory: str,
+            labels: dict[str, str],
+            extra: dict[str, str],
+            taints: list[dict[str, str]],
+        ) -> dict[str, Any]:
+            capacity = {"cpu": cpu, "memory": memory, "pods": str(cfg.max_pods), **extra}
+            return {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    "labels": {
+                        "type": "kwok",
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        **labels,
+                    },
+                },
+                "spec": {"taints": taints},
+                "status": {"capacity": capacity, "allocatable": dict(capacity)},
+            }
+
+        for i in range(cfg.cpu_nodes):
+            nodes.append(node(f"cpu-node-{i}", cfg.node_cpu, cfg.node_memory, {}, {}, []))
+        index = 0
+        for shape in cfg.gpu_shapes:
+            for _ in range(shape.nodes):
+                nodes.append(
+                    node(
+                        f"gpu-node-{index}",
+                        cfg.gpu_node_cpu,
+                        cfg.gpu_node_memory,
+                        {
+                            "nvidia.com/gpu.present": "true",
+                            "nvidia.com/gpu.product": shape.product,
+                            "nvidia.com/gpu.count": str(shape.gpus),
+                        },
+                        {GPU_RESOURCE: str(shape.gpus)},
+                        [dict(GPU_TAINT)],
+                    )
+                )
+                index += 1
+        return nodes
+
+    def _create_nodes(self) -> None:
+        for manifest in self.node_manifests():
+            self.request("POST", "/api/v1/nodes", manifest)
+
+    def _nodes_ready(self) -> bool:
+        nodes = self.request("GET", "/api/v1/nodes")["items"]
+        want = len(self.node_manifests())
+        ready = 0
+        for n in nodes:
+            for cond in n.get("status", {}).get("conditions", []) or []:
+                if cond.get("type") == "Ready" and cond.get("status") == "True":
+                    ready += 1
+        return ready >= want
+
+    def _default_sa_exists(self) -> bool:
+        try:
+            self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return False
+            raise
+        return True
+
+    def admin_ssl(self) -> ssl.SSLContext:
+        assert self._pki is not None
+        ctx = ssl.create_default_context(cafile=str(self._pki.ca_crt))
+        ctx.load_cert_chain(str(self._pki.admin_crt), str(self._pki.admin_key))
+        return ctx
+
+    def _healthy(self, url: str, verify: bool = False) -> bool:
+        if verify:
+            ctx = self.admin_ssl()
+        else:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        try:
+            with urllib.request.urlopen(url, context=ctx, timeout=5) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _wait(self, what: str, probe: Any, deadline: float) -> None:
+        delay = 0.05
+        while True:
+            self.check_alive()
+            if probe():
+                return
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {p.log}:\n{_tail(p.log)}" for p in self._procs)
+                raise ClusterError(f"timed out waiting for {what}\n{logs}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+def _post_json(url: str, body: Any) -> Any:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def running(config: ClusterConfig, binaries: Binaries) -> Iterator[Cluster]:
+    cluster = Cluster(config, binaries)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(config.state_dir / "etcd", ignore_errors=True)

@@ -1,0 +1,140 @@
+"""``runnerd-dev cluster up/down`` as a newcomer runs it: background and foreground, nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from devcluster import binaries
+
+pytestmark = pytest.mark.cluster
+
+CLI = [sys.executable, "-m", "devcluster.cli"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_gone(pids: list[int], timeout: float = 30) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if _alive(p)]
+        if not alive:
+            return []
+        time.sleep(0.1)
+    return [p for p in pids if _alive(p)]
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    binaries.ensure()  # warm already in a test run; keeps the timed part below about the cluster
+    return {
+        **os.environ,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "RUNNERD_BIN_DIR": str(binaries.ensure().bin_dir),
+    }
+
+
+def _kubectl_nodes(kubeconfig: str) -> list[str]:
+    out = subprocess.run(
+        [str(binaries.ensure().kubectl), "--kubeconfig", kubeconfig, "get", "nodes", "-o", "name"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    return sorted(out.split())
+
+
+def test_cluster_up_in_background_then_down(cli_env: dict[str, str], tmp_path: Path) -> None:
+    up = subprocess.run(
+        [
+            *CLI,
+            "cluster",
+            "up",
+            "--name",
+            "bg",
+            "--cpu-nodes",
+            "1",
+            "--gpu-shape",
+            "NVIDIA-A100-SXM4-40GB:4:1",
+        ],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.startswith("export KUBECONFIG=")
+    kubeconfig = up.stdout.strip().split("=", 1)[1]
+    assert _kubectl_nodes(kubeconfig) == ["node/cpu-node-0", "node/gpu-node-0"]
+
+    state = json.loads((tmp_path / "cache/runnerd/devcluster/bg/state.json").read_text())
+    pids = [state["pid"], *state["components"].values()]
+    assert all(_alive(p) for p in pids)
+
+    again = subprocess.run(
+        [*CLI, "cluster", "up", "--name", "bg"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 0
+    assert "already running" in again.stderr
+
+    down = subprocess.run(
+        [*CLI, "cluster", "down", "--name", "bg"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert down.returncode == 0, down.stderr
+    assert _wait_gone(pids) == []
+
+
+def test_cluster_up_foreground_stops_everything_on_ctrl_c(cli_env: dict[str, str], tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [*CLI, "cluster", "up", "--foreground", "--name", "fg", "--gpu-nodes", "1", "--gpus-per-node", "2"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("export KUBECONFIG="), proc.stderr.read() if proc.stderr else ""
+        state = json.loads((tmp_path / "cache/runnerd/devcluster/fg/state.json").read_text())
+        nodes = _kubectl_nodes(line.strip().split("=", 1)[1])
+        assert nodes == ["node/cpu-node-0", "node/cpu-node-1", "node/gpu-node-0"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert _wait_gone(list(state["components"].values())) == []
+        assert not (tmp_path / "cache/runnerd/devcluster/fg/state.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
