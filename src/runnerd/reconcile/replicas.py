@@ -1,0 +1,112 @@
+"""Pure scale decisions for runner replica sets and the rollout of runner deployments.
+
+Scale-down never picks a runner that is (or may be) running a job: runners that are still starting
+go first, then idle ones, newest first. A busy runner is never chosen; the caller removes the
+chosen ones through GitHub first (``DELETE`` answers 422 when the runner has just taken a job, and
+that answer, not the ``busy`` flag, is what protects the job).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class RunnerPhase(StrEnum):
+    """Where one runner is in its life, as the controller observes it."""
+
+    PENDING = "Pending"  # no pod yet, or pod not running: cannot hold a job
+    REGISTERING = "Registering"  # pod running, runner not yet online in GitHub
+    IDLE = "Idle"  # online, no job
+    BUSY = "Running"  # running a job (GitHub busy flag or a workflow_job in_progress event)
+    FAILED = "Failed"  # pod failed; the runner controller replaces it
+    COMPLETED = "Completed"  # ephemeral runner finished its job; the runner controller removes it
+
+
+# Lower is removed first.
+_REMOVAL_ORDER = {
+    RunnerPhase.FAILED: 0,
+    RunnerPhase.PENDING: 1,
+    RunnerPhase.REGISTERING: 2,
+    RunnerPhase.IDLE: 3,
+}
+
+
+@dataclass(frozen=True)
+class RunnerView:
+    name: str
+    created_at: float  # seconds since the epoch; newer runners are removed first
+    phase: RunnerPhase
+    deleting: bool = False
+    template_hash: str = ""
+
+    @property
+    def active(self) -> bool:
+        """Counts toward the replica count: not being removed and not finished."""
+        return not self.deleting and self.phase is not RunnerPhase.COMPLETED
+
+
+@dataclass(frozen=True)
+class ReplicaPlan:
+    create: int = 0
+    delete: tuple[str, ...] = ()
+
+
+def plan_replicas(desired: int, runners: Sequence[RunnerView]) -> ReplicaPlan:
+    """How many runners to create, and which to remove, to reach ``desired`` active runners."""
+    if desired < 0:
+        raise ValueError(f"desired replicas must be >= 0, got {desired}")
+    active = [r for r in runners if r.active]
+    if len(active) < desired:
+        return ReplicaPlan(create=desired - len(active))
+    excess = len(active) - desired
+    if excess == 0:
+        return ReplicaPlan()
+    removable = sorted(
+        (r for r in active if r.phase in _REMOVAL_ORDER),
+        key=lambda r: (_REMOVAL_ORDER[r.phase], -r.created_at, r.name),
+    )
+    return ReplicaPlan(delete=tuple(r.name for r in removable[:excess]))
+
+
+@dataclass(frozen=True)
+class ReplicaSetView:
+    name: str
+    template_hash: str
+    replicas: int  # spec.replicas
+    ready: int  # runners online or busy
+    runners: int  # Runner objects that still exist (any phase)
+    created_at: float
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    create: bool = False  # create a replica set for the current template
+    scale: dict[str, int] = field(default_factory=dict)  # name -> new spec.replicas
+    delete: tuple[str, ...] = ()  # replica sets with no runners left
+
+
+def plan_rollout(desired: int, template_hash: str, replica_sets: Sequence[ReplicaSetView]) -> RolloutPlan:
+    """Roll a runner deployment to ``template_hash``.
+
+    The replica set of the current template is kept at ``desired``. Older ones keep their runners
+    until the new one has ``desired`` ready runners, then go to 0 replicas (idle runners are removed,
+    busy ones finish their job first) and are deleted once no runner is left.
+    """
+    current = [rs for rs in replica_sets if rs.template_hash == template_hash]
+    current.sort(key=lambda rs: (-rs.created_at, rs.name))
+    newest = current[0] if current else None
+    old = [rs for rs in replica_sets if rs is not newest]
+
+    scale: dict[str, int] = {}
+    if newest is not None and newest.replicas != desired:
+        scale[newest.name] = desired
+    new_ready = newest is not None and newest.ready >= desired
+    delete: list[str] = []
+    for rs in old:
+        if rs.replicas == 0 and rs.runners == 0:
+            delete.append(rs.name)
+        elif rs.replicas != 0 and (new_ready or desired == 0):
+            scale[rs.name] = 0
+    return RolloutPlan(create=newest is None, scale=scale, delete=tuple(sorted(delete)))

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import pytest
+
+from runnerd.reconcile.replicas import (
+    ReplicaPlan,
+    ReplicaSetView,
+    RolloutPlan,
+    RunnerPhase,
+    RunnerView,
+    plan_replicas,
+    plan_rollout,
+)
+
+P = RunnerPhase
+
+
+def r(name: str, phase: RunnerPhase, created: float = 0.0, deleting: bool = False) -> RunnerView:
+    return RunnerView(name=name, created_at=created, phase=phase, deleting=deleting)
+
+
+@pytest.mark.parametrize(
+    ("desired", "runners", "expected"),
+    [
+        pytest.param(0, [], ReplicaPlan(), id="nothing-to-do-at-zero"),
+        pytest.param(3, [], ReplicaPlan(create=3), id="scale-from-zero"),
+        pytest.param(2, [r("a", P.IDLE)], ReplicaPlan(create=1), id="scale-up-by-one"),
+        pytest.param(1, [r("a", P.IDLE)], ReplicaPlan(), id="steady"),
+        pytest.param(
+            1, [r("a", P.IDLE), r("b", P.COMPLETED)], ReplicaPlan(), id="completed-runner-not-counted"
+        ),
+        pytest.param(
+            2,
+            [r("a", P.IDLE), r("b", P.BUSY, deleting=True)],
+            ReplicaPlan(create=1),
+            id="deleting-not-counted",
+        ),
+        pytest.param(
+            0,
+            [r("a", P.IDLE, 1), r("b", P.IDLE, 2), r("c", P.BUSY, 3)],
+            ReplicaPlan(delete=("b", "a")),
+            id="busy-never-removed-idle-newest-first",
+        ),
+        pytest.param(0, [r("a", P.BUSY), r("b", P.BUSY)], ReplicaPlan(), id="all-busy-remove-none"),
+        pytest.param(
+            1,
+            [r("idle", P.IDLE, 9), r("pending", P.PENDING, 1), r("reg", P.REGISTERING, 5)],
+            ReplicaPlan(delete=("pending", "reg")),
+            id="not-yet-online-go-first",
+        ),
+        pytest.param(
+            2,
+            [r("f", P.FAILED, 1), r("p", P.PENDING, 2), r("i", P.IDLE, 3)],
+            ReplicaPlan(delete=("f",)),
+            id="failed-goes-before-pending",
+        ),
+        pytest.param(
+            1,
+            [r("b", P.BUSY, 1), r("i1", P.IDLE, 2), r("i2", P.IDLE, 3)],
+            ReplicaPlan(delete=("i2", "i1")),
+            id="keep-the-busy-one-even-if-older",
+        ),
+        pytest.param(
+            0,
+            [r("x", P.IDLE, 5), r("y", P.IDLE, 5)],
+            ReplicaPlan(delete=("x", "y")),
+            id="ties-broken-by-name",
+        ),
+    ],
+)
+def test_plan_replicas(desired: int, runners: list[RunnerView], expected: ReplicaPlan) -> None:
+    assert plan_replicas(desired, runners) == expected
+
+
+def test_plan_replicas_rejects_negative() -> None:
+    with pytest.raises(ValueError, match=">= 0"):
+        plan_replicas(-1, [])
+
+
+def rs(name: str, h: str, replicas: int, ready: int, runners: int, created: float = 0.0) -> ReplicaSetView:
+    return ReplicaSetView(
+        name=name, template_hash=h, replicas=replicas, ready=ready, runners=runners, created_at=created
+    )
+
+
+@pytest.mark.parametrize(
+    ("desired", "replica_sets", "expected"),
+    [
+        pytest.param(2, [], RolloutPlan(create=True), id="first-replica-set"),
+        pytest.param(2, [rs("a", "h1", 2, 2, 2)], RolloutPlan(), id="steady"),
+        pytest.param(5, [rs("a", "h1", 2, 2, 2)], RolloutPlan(scale={"a": 5}), id="scale-current"),
+        pytest.param(
+            2,
+            [rs("old", "h0", 2, 2, 2)],
+            RolloutPlan(create=True),
+            id="template-change-creates-new-keeps-old",
+        ),
+        pytest.param(
+            2,
+            [rs("old", "h0", 2, 2, 2, 1), rs("new", "h1", 2, 1, 2, 2)],
+            RolloutPlan(),
+            id="old-kept-until-new-ready",
+        ),
+        pytest.param(
+            2,
+            [rs("old", "h0", 2, 2, 2, 1), rs("new", "h1", 2, 2, 2, 2)],
+            RolloutPlan(scale={"old": 0}),
+            id="old-scaled-to-zero-once-new-ready",
+        ),
+        pytest.param(
+            2,
+            [rs("old", "h0", 0, 0, 1, 1), rs("new", "h1", 2, 2, 2, 2)],
+            RolloutPlan(),
+            id="old-waits-for-busy-runner",
+        ),
+        pytest.param(
+            2,
+            [rs("old", "h0", 0, 0, 0, 1), rs("new", "h1", 2, 2, 2, 2)],
+            RolloutPlan(delete=("old",)),
+            id="empty-old-deleted",
+        ),
+        pytest.param(
+            0,
+            [rs("old", "h0", 3, 3, 3, 1), rs("new", "h1", 3, 0, 0, 2)],
+            RolloutPlan(scale={"new": 0, "old": 0}),
+            id="scale-to-zero-during-rollout",
+        ),
+        pytest.param(
+            1,
+            [rs("dup", "h1", 1, 0, 0, 1), rs("new", "h1", 1, 1, 1, 2)],
+            RolloutPlan(scale={"dup": 0}),
+            id="older-duplicate-of-current-hash-retired",
+        ),
+    ],
+)
+def test_plan_rollout(desired: int, replica_sets: list[ReplicaSetView], expected: RolloutPlan) -> None:
+    assert plan_rollout(desired, "h1", replica_sets) == expected
