@@ -1,0 +1,167 @@
+"""Pure decisions for one Runner: observed facts in, the next steps out.
+
+The rules that protect jobs live here:
+
+* A runner pod that may hold a job is deleted only after GitHub has accepted the removal of its
+  registration (``DELETE`` answers 204/404). GitHub answers 422 while the runner runs a job, and a
+  removed runner can take no new job, so the check and the removal are one atomic step on GitHub's
+  side. The ``busy`` flag from the list API is only a hint for status, never a permission to delete.
+* A pod that cannot hold a job (not yet running, or its runner process has exited) needs no such check.
+* An ephemeral runner whose process exited 0 has finished its job; GitHub removed it already.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from runnerd.reconcile.replicas import RunnerPhase
+
+
+class PodStatus(StrEnum):
+    ABSENT = "Absent"
+    PENDING = "Pending"  # created, not running (scheduling, pulling images)
+    RUNNING = "Running"  # runner container running
+    EXITED = "Exited"  # runner container terminated (exit code in facts), or pod Succeeded/Failed
+    DELETING = "Deleting"  # deletionTimestamp set, containers may still run
+
+
+class GitHubState(StrEnum):
+    UNKNOWN = "Unknown"  # no listing of this scope yet
+    ABSENT = "Absent"  # not in the latest listing
+    OFFLINE = "Offline"
+    IDLE = "Idle"
+    BUSY = "Busy"
+
+
+class Step(StrEnum):
+    ADD_FINALIZER = "AddFinalizer"
+    CREATE_POD = "CreatePod"  # register with GitHub (JIT config or registration token) then create the pod
+    DEREGISTER = "Deregister"  # DELETE the GitHub registration (204/404 ok; 422 = busy, stop here)
+    DELETE_POD = "DeletePod"
+    DELETE_RUNNER = "DeleteRunner"  # the runner's work is done (ephemeral job finished)
+    REMOVE_FINALIZER = "RemoveFinalizer"
+
+
+@dataclass(frozen=True)
+class RunnerFacts:
+    now: float
+    deleting: bool = False
+    has_finalizer: bool = True
+    ephemeral: bool = True
+    jit: bool = True  # registered with a JIT config (the id is known from the start)
+    pod: PodStatus = PodStatus.ABSENT
+    exit_code: int | None = None
+    runner_id: int | None = None
+    github: GitHubState = GitHubState.UNKNOWN
+    pod_running_since: float | None = None
+    registration_timeout: float = 600.0
+    next_attempt_at: float = 0.0  # backoff after failures: no new pod before this time
+
+
+@dataclass(frozen=True)
+class RunnerDecision:
+    steps: tuple[Step, ...] = ()
+    phase: RunnerPhase | None = None  # what status.phase should say; None = leave it
+    reason: str = ""  # why, for events and status.message
+    requeue_after: float | None = None
+    failed: bool = False  # the pod failed or never registered: count it for backoff
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+REGISTERING_RECHECK = 5.0
+BUSY_RETRY = 15.0
+
+
+def _may_hold_job(f: RunnerFacts) -> bool:
+    return f.pod in (PodStatus.RUNNING, PodStatus.DELETING)
+
+
+def decide(f: RunnerFacts) -> RunnerDecision:
+    if f.deleting:
+        return _finalize(f)
+    if not f.has_finalizer:
+        return RunnerDecision(steps=(Step.ADD_FINALIZER,), requeue_after=0.0)
+
+    if f.pod is PodStatus.ABSENT:
+        if f.now < f.next_attempt_at:
+            return RunnerDecision(
+                phase=RunnerPhase.FAILED,
+                reason="BackOff",
+                requeue_after=f.next_attempt_at - f.now,
+            )
+        return RunnerDecision(steps=(Step.CREATE_POD,), phase=RunnerPhase.PENDING, reason="Created")
+
+    if f.pod is PodStatus.PENDING:
+        return RunnerDecision(phase=RunnerPhase.PENDING)
+
+    if f.pod is PodStatus.DELETING:
+        # Someone else deleted the pod; it goes away on its own. Keep the registration until then.
+        return RunnerDecision(requeue_after=REGISTERING_RECHECK)
+
+    if f.pod is PodStatus.EXITED:
+        if f.exit_code == 0 and f.ephemeral:
+            return RunnerDecision(
+                steps=(Step.DELETE_RUNNER,), phase=RunnerPhase.COMPLETED, reason="Completed"
+            )
+        steps = (Step.DEREGISTER, Step.DELETE_POD) if f.runner_id is not None else (Step.DELETE_POD,)
+        if f.exit_code == 0:
+            # A persistent runner's process ended (removed from GitHub, or updated): start it again.
+            return RunnerDecision(steps=steps, phase=RunnerPhase.PENDING, reason="RunnerExited")
+        return RunnerDecision(
+            steps=steps, phase=RunnerPhase.FAILED, reason=f"RunnerFailed(exit {f.exit_code})", failed=True
+        )
+
+    # Running.
+    if f.github is GitHubState.BUSY:
+        return RunnerDecision(phase=RunnerPhase.BUSY)
+    if f.github is GitHubState.IDLE:
+        return RunnerDecision(phase=RunnerPhase.IDLE)
+    since = f.pod_running_since if f.pod_running_since is not None else f.now
+    if f.github in (GitHubState.ABSENT, GitHubState.OFFLINE) and f.now - since > f.registration_timeout:
+        steps = (Step.DEREGISTER, Step.DELETE_POD) if f.runner_id is not None else (Step.DELETE_POD,)
+        return RunnerDecision(
+            steps=steps, phase=RunnerPhase.FAILED, reason="RegistrationTimeout", failed=True
+        )
+    return RunnerDecision(
+        phase=RunnerPhase.REGISTERING,
+        requeue_after=min(REGISTERING_RECHECK, max(0.0, f.registration_timeout - (f.now - since)) + 0.1),
+    )
+
+
+def _finalize(f: RunnerFacts) -> RunnerDecision:
+    if not f.has_finalizer:
+        return RunnerDecision()
+    if f.pod is PodStatus.ABSENT:
+        # No pod, so no job: make sure no registration is left behind.
+        if f.runner_id is not None and f.github not in (GitHubState.ABSENT,):
+            return RunnerDecision(steps=(Step.DEREGISTER, Step.REMOVE_FINALIZER), reason="Deregistering")
+        return RunnerDecision(steps=(Step.REMOVE_FINALIZER,), reason="Removed")
+    if f.pod is PodStatus.EXITED:
+        if f.exit_code == 0 and f.ephemeral:
+            return RunnerDecision(steps=(Step.DELETE_POD, Step.REMOVE_FINALIZER), reason="Completed")
+        if f.runner_id is not None:
+            return RunnerDecision(
+                steps=(Step.DEREGISTER, Step.DELETE_POD, Step.REMOVE_FINALIZER), reason="Deregistering"
+            )
+        return RunnerDecision(steps=(Step.DELETE_POD, Step.REMOVE_FINALIZER), reason="Removed")
+    if f.pod is PodStatus.PENDING:
+        # Not running: it cannot hold a job. Remove the registration so nothing can be routed to it.
+        if f.runner_id is not None:
+            return RunnerDecision(
+                steps=(Step.DEREGISTER, Step.DELETE_POD, Step.REMOVE_FINALIZER), reason="Deregistering"
+            )
+        return RunnerDecision(steps=(Step.DELETE_POD, Step.REMOVE_FINALIZER), reason="Removed")
+    # Running or being deleted by someone else: it may hold a job.
+    if f.runner_id is not None:
+        return RunnerDecision(
+            steps=(Step.DEREGISTER, Step.DELETE_POD, Step.REMOVE_FINALIZER),
+            reason="Deregistering",
+            requeue_after=BUSY_RETRY,
+        )
+    # Registration-token runner whose id we have not seen yet: it may register at any moment.
+    # Delete it only when a listing shows it never registered and the registration timeout has passed.
+    since = f.pod_running_since if f.pod_running_since is not None else f.now
+    if f.github is not GitHubState.ABSENT or f.now - since <= f.registration_timeout:
+        return RunnerDecision(reason="WaitingForRegistration", requeue_after=REGISTERING_RECHECK)
+    return RunnerDecision(steps=(Step.DELETE_POD, Step.REMOVE_FINALIZER), reason="NeverRegistered")

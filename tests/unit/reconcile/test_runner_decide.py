@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from runnerd.reconcile.replicas import RunnerPhase
+from runnerd.reconcile.runner import GitHubState, PodStatus, RunnerFacts, Step, decide
+
+NOW = 1_000_000.0
+F = RunnerFacts(now=NOW)
+G = GitHubState
+S = Step
+
+
+@pytest.mark.parametrize(
+    ("facts", "steps", "phase"),
+    [
+        pytest.param(replace(F, has_finalizer=False), (S.ADD_FINALIZER,), None, id="finalizer-first"),
+        pytest.param(F, (S.CREATE_POD,), RunnerPhase.PENDING, id="no-pod-create"),
+        pytest.param(
+            replace(F, next_attempt_at=NOW + 30), (), RunnerPhase.FAILED, id="backoff-holds-creation"
+        ),
+        pytest.param(replace(F, pod=PodStatus.PENDING), (), RunnerPhase.PENDING, id="pending"),
+        pytest.param(
+            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.OFFLINE, pod_running_since=NOW - 10),
+            (),
+            RunnerPhase.REGISTERING,
+            id="registering",
+        ),
+        pytest.param(
+            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE), (), RunnerPhase.IDLE, id="idle"
+        ),
+        pytest.param(
+            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.BUSY), (), RunnerPhase.BUSY, id="busy"
+        ),
+        pytest.param(
+            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.OFFLINE, pod_running_since=NOW - 601),
+            (S.DEREGISTER, S.DELETE_POD),
+            RunnerPhase.FAILED,
+            id="registration-timeout-replaces-pod",
+        ),
+        pytest.param(
+            replace(
+                F,
+                pod=PodStatus.RUNNING,
+                runner_id=None,
+                github=G.ABSENT,
+                pod_running_since=NOW - 601,
+                jit=False,
+            ),
+            (S.DELETE_POD,),
+            RunnerPhase.FAILED,
+            id="registration-timeout-without-id",
+        ),
+        pytest.param(
+            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.UNKNOWN, pod_running_since=NOW - 9999),
+            (),
+            RunnerPhase.REGISTERING,
+            id="unknown-github-state-never-times-out",
+        ),
+        pytest.param(
+            replace(F, pod=PodStatus.EXITED, exit_code=0, runner_id=1),
+            (S.DELETE_RUNNER,),
+            RunnerPhase.COMPLETED,
+            id="ephemeral-done",
+        ),
+        pytest.param(
+            replace(F, pod=PodStatus.EXITED, exit_code=0, runner_id=1, ephemeral=False),
+            (S.DEREGISTER, S.DELETE_POD),
+            RunnerPhase.PENDING,
+            id="persistent-runner-exited-restarts",
+        ),
+        pytest.param(
+            replace(F, pod=PodStatus.EXITED, exit_code=1, runner_id=1),
+            (S.DEREGISTER, S.DELETE_POD),
+            RunnerPhase.FAILED,
+            id="failed-pod-replaced",
+        ),
+        pytest.param(
+            replace(F, pod=PodStatus.DELETING, runner_id=1), (), None, id="pod-deleted-by-someone-else"
+        ),
+    ],
+)
+def test_decide_live_runner(facts: RunnerFacts, steps: tuple[Step, ...], phase: RunnerPhase | None) -> None:
+    decision = decide(facts)
+    assert decision.steps == steps
+    assert decision.phase == phase
+
+
+def test_failure_is_counted_for_backoff() -> None:
+    assert decide(replace(F, pod=PodStatus.EXITED, exit_code=1)).failed
+    assert not decide(replace(F, pod=PodStatus.EXITED, exit_code=0)).failed
+
+
+D = replace(F, deleting=True)
+
+
+@pytest.mark.parametrize(
+    ("facts", "steps"),
+    [
+        pytest.param(replace(D, has_finalizer=False), (), id="nothing-left-to-do"),
+        pytest.param(D, (S.REMOVE_FINALIZER,), id="never-had-a-pod"),
+        pytest.param(
+            replace(D, runner_id=1, github=G.OFFLINE),
+            (S.DEREGISTER, S.REMOVE_FINALIZER),
+            id="orphan-registration-removed",
+        ),
+        pytest.param(
+            replace(D, runner_id=1, github=G.ABSENT), (S.REMOVE_FINALIZER,), id="already-gone-in-github"
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.PENDING, runner_id=1),
+            (S.DEREGISTER, S.DELETE_POD, S.REMOVE_FINALIZER),
+            id="pending-pod-deregistered-then-deleted",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.PENDING, jit=False),
+            (S.DELETE_POD, S.REMOVE_FINALIZER),
+            id="pending-no-id",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE),
+            (S.DEREGISTER, S.DELETE_POD, S.REMOVE_FINALIZER),
+            id="idle-runner-goes-through-github-first",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.RUNNING, runner_id=1, github=G.BUSY),
+            (S.DEREGISTER, S.DELETE_POD, S.REMOVE_FINALIZER),
+            id="busy-runner-also-asks-github-which-answers-422",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.EXITED, exit_code=0, runner_id=1),
+            (S.DELETE_POD, S.REMOVE_FINALIZER),
+            id="ephemeral-completed-no-github-call",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.EXITED, exit_code=2, runner_id=1),
+            (S.DEREGISTER, S.DELETE_POD, S.REMOVE_FINALIZER),
+            id="failed-runner-deregistered",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.RUNNING, jit=False, pod_running_since=NOW - 5),
+            (),
+            id="regtoken-runner-may-still-register-wait",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.RUNNING, jit=False, pod_running_since=NOW - 601, github=G.ABSENT),
+            (S.DELETE_POD, S.REMOVE_FINALIZER),
+            id="regtoken-runner-never-registered",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.RUNNING, jit=False, pod_running_since=NOW - 601, github=G.UNKNOWN),
+            (),
+            id="regtoken-runner-no-listing-yet-wait",
+        ),
+    ],
+)
+def test_decide_finalizer(facts: RunnerFacts, steps: tuple[Step, ...]) -> None:
+    assert decide(facts).steps == steps
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [
+        replace(D, pod=pod, runner_id=rid, github=gh, exit_code=code, pod_running_since=since)
+        for pod in (PodStatus.RUNNING, PodStatus.DELETING)
+        for rid in (1, None)
+        for gh in GitHubState
+        for code in (None, 0, 1)
+        for since in (NOW, NOW - 10_000)
+    ],
+)
+def test_pod_that_may_hold_a_job_is_never_deleted_without_asking_github(facts: RunnerFacts) -> None:
+    """The invariant behind 'never kill a runner that is running a job'."""
+    steps = decide(facts).steps
+    if Step.DELETE_POD in steps and facts.runner_id is not None:
+        assert steps.index(Step.DEREGISTER) < steps.index(Step.DELETE_POD)
+    if facts.runner_id is None and Step.DELETE_POD in steps:
+        # only after the registration timeout, when the runner provably never registered
+        assert (
+            facts.pod_running_since is not None and NOW - facts.pod_running_since > facts.registration_timeout
+        )
