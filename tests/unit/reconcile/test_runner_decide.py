@@ -177,7 +177,7 @@ def test_pod_that_may_hold_a_job_is_never_deleted_without_asking_github(facts: R
     if Step.DELETE_POD in steps and facts.runner_id is not None:
         assert steps.index(Step.DEREGISTER) < steps.index(Step.DELETE_POD)
     if facts.runner_id is None and Step.DELETE_POD in steps:
-        # only after the registration timeout, when the runner provably never registered
-        assert (
-            facts.pod_running_since is not None and NOW - facts.pod_running_since > facts.registration_timeout
-        )
+        # only after the registration timeout, when a listing shows it never registered
+        assert facts.pod_running_since is not None
+        assert NOW - facts.pod_running_since > facts.registration_timeout
+        assert facts.github is GitHubState.ABSENT
