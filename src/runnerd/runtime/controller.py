@@ -171,7 +171,14 @@ class Controller:
             self._add(queue, mapper, event.old)
 
     def _add(self, queue: WorkQueue[Key], mapper: Mapper, obj: Obj) -> None:
-        for key in mapper(obj):
+        try:
+            keys = list(mapper(obj))
+        except Exception as exc:
+            logger.error(
+                "%s: mapper %r failed on %s: %s", self.name, mapper, Key.of(obj), describe_exception(exc)
+            )
+            return
+        for key in keys:
             queue.add(key)
 
     async def _work(self, queue: WorkQueue[Key]) -> None:

@@ -121,6 +121,7 @@ class Manager:
             finally:
                 stop.cancel()
                 term.cancel()
+                await asyncio.wait({term, stop})
             if term.cancelled():
                 return
             try:

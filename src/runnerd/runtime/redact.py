@@ -27,7 +27,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # key=value / "key": "value" for secret-sounding keys
     (
         re.compile(
-            r"(?i)\b((?:access_|refresh_|registration_|runner_)?token|password|secret|api[_-]?key|private[_-]?key)"
+            r"(?i)\b(\w*(?:token|password|passwd|secret|api[_-]?key|private[_-]?key))"
             r"(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}&]+"
         ),
         r"\1\2" + _MASK,
