@@ -1,0 +1,78 @@
+"""``runnerd-dev github-sim``: run the GitHub simulator until interrupted.
+
+Prints the base URL (one line on stdout) once the server listens; GHES clients use
+``<base URL>/api/v3``.  ``--state-file`` seeds the simulator from a JSON/YAML seed document if the
+file exists, and writes the simulator's setup back to it on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from .config import SimConfig
+from .errors import SimError
+from .server import Simulator
+from .state import load_seed_file
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="runnerd-dev github-sim", description="Run the GitHub simulator.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
+    p.add_argument(
+        "--state-file",
+        type=Path,
+        help="seed document (JSON or YAML) loaded at start if it exists and written back on exit",
+    )
+    p.add_argument("--seed", type=Path, action="append", default=[], help="extra seed document(s) to load")
+    p.add_argument("--config", help='settings as JSON, e.g. \'{"primary": {"pat": 100}}\'')
+    p.add_argument("--public-url", help="base URL to put in API responses (default: the listening URL)")
+    p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
+    return p
+
+
+async def serve(args: argparse.Namespace) -> int:
+    config = SimConfig()
+    if args.config:
+        config.update(json.loads(args.config))
+    sim = Simulator(
+        host=args.host, port=args.port, config=config, state_file=args.state_file, public_url=args.public_url
+    )
+    for path in args.seed:
+        from .state import apply_seed
+
+        apply_seed(sim.world, load_seed_file(path))
+    url = await sim.start()
+    print(url, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await sim.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return asyncio.run(serve(args))
+    except (SimError, ValueError, OSError) as exc:
+        message = exc.message if isinstance(exc, SimError) else str(exc)
+        print(f"github-sim: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,82 @@
+"""The simulator's parts wired together (no HTTP server here; see :mod:`ghsim.server`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .auth import Authenticator
+from .clock import Clock
+from .config import SimConfig
+from .model import Event, JobEvent, RunnerWake, World
+from .ratelimit import RateLimiter
+from .render import Renderer
+from .webhooks import WebhookDispatcher
+
+
+@dataclass
+class Stats:
+    """Request counts: per operation, per principal, and per (operation, principal)."""
+
+    by_endpoint: Counter[str] = field(default_factory=Counter)
+    by_principal: Counter[str] = field(default_factory=Counter)
+    by_endpoint_principal: Counter[tuple[str, str]] = field(default_factory=Counter)
+    by_status: Counter[int] = field(default_factory=Counter)
+
+    def count(self, endpoint: str, principal: str, status: int) -> None:
+        self.by_endpoint[endpoint] += 1
+        self.by_principal[principal] += 1
+        self.by_endpoint_principal[(endpoint, principal)] += 1
+        self.by_status[status] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        per: dict[str, dict[str, int]] = {}
+        for (endpoint, principal), n in sorted(self.by_endpoint_principal.items()):
+            per.setdefault(principal, {})[endpoint] = n
+        return {
+            "by_endpoint": dict(sorted(self.by_endpoint.items())),
+            "by_token": dict(sorted(self.by_principal.items())),
+            "by_token_endpoint": per,
+            "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+        }
+
+    def reset(self) -> None:
+        self.by_endpoint.clear()
+        self.by_principal.clear()
+        self.by_endpoint_principal.clear()
+        self.by_status.clear()
+
+
+class Core:
+    def __init__(
+        self, clock: Clock, config: SimConfig | None = None, api_url: str = "http://127.0.0.1"
+    ) -> None:
+        self.clock = clock
+        self.config = config or SimConfig()
+        self.world = World(clock, self.config, sink=self._on_event)
+        self.renderer = Renderer(self.world, api_url)
+        self.auth = Authenticator(self.world)
+        self.limiter = RateLimiter(clock, self.config)
+        self.dispatcher = WebhookDispatcher(self.world, self.renderer)
+        self.stats = Stats()
+        self.wakers: dict[int, asyncio.Event] = {}
+        self.tick_wakeup: asyncio.Event | None = None
+
+    def set_urls(self, api_url: str, html_url: str | None = None) -> None:
+        self.renderer = Renderer(self.world, api_url, html_url)
+        self.dispatcher.renderer = self.renderer
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, JobEvent):
+            self.dispatcher.on_job_event(event)
+        elif isinstance(event, RunnerWake):
+            waker = self.wakers.get(event.runner_id)
+            if waker is not None:
+                waker.set()
+
+    def poke(self) -> None:
+        """Something changed that may move the next deadline: wake the ticker."""
+        if self.tick_wakeup is not None:
+            self.tick_wakeup.set()

@@ -1,0 +1,679 @@
+"""GitHub's REST operations that a runner controller uses, and the route table that lists them.
+
+:data:`ROUTES` is the single list of implemented operations (by OpenAPI ``operationId``); the
+server mounts each at ``/`` (github.com) and under ``/api/v3`` (GHES), and the conformance tests
+walk the same list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .clock import iso, iso_ms
+from .entities import Scope
+from .errors import NotFound, ValidationFailed
+from .httputil import Ctx, Reply, Route, paginate
+from .model import JobSnapshot
+
+RUNNERS_DOCS = "https://docs.github.com/rest/actions/self-hosted-runners"
+GROUPS_DOCS = "https://docs.github.com/rest/actions/self-hosted-runner-groups"
+RUNS_DOCS = "https://docs.github.com/rest/actions/workflow-runs"
+JOBS_DOCS = "https://docs.github.com/rest/actions/workflow-jobs"
+APPS_DOCS = "https://docs.github.com/rest/apps/apps"
+RATE_DOCS = "https://docs.github.com/rest/rate-limit/rate-limit"
+
+
+def _scope(ctx: Ctx) -> Scope:
+    assert ctx.scope is not None
+    return ctx.scope
+
+
+def _labels_body(body: dict[str, Any], *, allow_empty: bool) -> list[str]:
+    labels = body.get("labels")
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ValidationFailed("Invalid request.\n\nFor 'properties/labels', nil is not an array.")
+    if not labels and not allow_empty:
+        raise ValidationFailed(
+            "Invalid request.\n\nFor 'properties/labels', [] should have at least 1 item(s)."
+        )
+    if len(labels) > 100:
+        raise ValidationFailed("Invalid request.\n\nFor 'properties/labels', too many items (maximum 100).")
+    return labels
+
+
+# ---- runners ------------------------------------------------------------------------------------
+
+
+async def list_runners(ctx: Ctx) -> Reply:
+    name = ctx.request.query.get("name")
+    runners = sorted(ctx.core.world.runners_in(_scope(ctx), name=name), key=lambda r: r.id)
+    page, headers = paginate(ctx.request, runners)
+    render = ctx.core.renderer.runner
+    return Reply(200, {"total_count": len(runners), "runners": [render(r) for r in page]}, headers)
+
+
+async def get_runner(ctx: Ctx) -> Reply:
+    runner = ctx.core.world.runner(_scope(ctx), ctx.int_param("runner_id"))
+    return Reply(200, ctx.core.renderer.runner(runner))
+
+
+async def delete_runner(ctx: Ctx) -> Reply:
+    ctx.core.world.delete_runner(_scope(ctx), ctx.int_param("runner_id"))
+    return Reply(204)
+
+
+async def list_labels(ctx: Ctx) -> Reply:
+    runner = ctx.core.world.runner(_scope(ctx), ctx.int_param("runner_id"))
+    return Reply(200, ctx.core.renderer.labels(runner))
+
+
+async def add_labels(ctx: Ctx) -> Reply:
+    labels = _labels_body(await ctx.json(), allow_empty=False)
+    runner = ctx.core.world.set_labels(_scope(ctx), ctx.int_param("runner_id"), labels, add=True)
+    return Reply(200, ctx.core.renderer.labels(runner))
+
+
+async def set_labels(ctx: Ctx) -> Reply:
+    labels = _labels_body(await ctx.json(), allow_empty=True)
+    runner = ctx.core.world.set_labels(_scope(ctx), ctx.int_param("runner_id"), labels, add=False)
+    return Reply(200, ctx.core.renderer.labels(runner))
+
+
+async def remove_all_labels(ctx: Ctx) -> Reply:
+    runner = ctx.core.world.remove_custom_labels(_scope(ctx), ctx.int_param("runner_id"))
+    return Reply(200, ctx.core.renderer.labels(runner))
+
+
+async def remove_label(ctx: Ctx) -> Reply:
+    runner = ctx.core.world.remove_label(
+        _scope(ctx), ctx.int_param("runner_id"), ctx.request.match_info["name"]
+    )
+    return Reply(200, ctx.core.renderer.labels(runner))
+
+
+async def registration_token(ctx: Ctx) -> Reply:
+    tok = ctx.core.world.issue_token(_scope(ctx), "registration")
+    return Reply(201, {"token": tok.token, "expires_at": iso_ms(tok.expires_at)})
+
+
+async def remove_token(ctx: Ctx) -> Reply:
+    tok = ctx.core.world.issue_token(_scope(ctx), "remove")
+    return Reply(201, {"token": tok.token, "expires_at": iso_ms(tok.expires_at)})
+
+
+async def generate_jitconfig(ctx: Ctx) -> Reply:
+    body = await ctx.json()
+    name = body.get("name")
+    group_id = body.get("runner_group_id")
+    work_folder = body.get("work_folder", "_work")
+    if not isinstance(name, str) or not name:
+        raise ValidationFailed('Invalid request.\n\n"name" wasn\'t supplied.')
+    if not isinstance(group_id, int) or isinstance(group_id, bool):
+        raise ValidationFailed('Invalid request.\n\n"runner_group_id" wasn\'t supplied.')
+    if not isinstance(work_folder, str):
+        raise ValidationFailed("Invalid request.\n\nwork_folder must be a string.")
+    labels = _labels_body(body, allow_empty=False)
+    try:
+        runner, encoded = ctx.core.world.generate_jit(_scope(ctx), name, group_id, labels, work_folder)
+    except NotFound:
+        raise NotFound() from None
+    return Reply(201, {"runner": ctx.core.renderer.runner(runner), "encoded_jit_config": encoded})
+
+
+# ---- runner groups -----------------------------------------------------------------------------
+
+
+async def list_org_groups(ctx: Ctx) -> Reply:
+    scope = _scope(ctx)
+    groups = ctx.core.world.org_groups(scope.name, ctx.request.query.get("visible_to_repository"))
+    page, headers = paginate(ctx.request, groups)
+    render = ctx.core.renderer.runner_group
+    return Reply(
+        200,
+        {"total_count": len(groups), "runner_groups": [render(g, for_org=scope.name) for g in page]},
+        headers,
+    )
+
+
+async def get_org_group(ctx: Ctx) -> Reply:
+    scope = _scope(ctx)
+    group = ctx.core.world.group(scope, ctx.int_param("runner_group_id"))
+    return Reply(200, ctx.core.renderer.runner_group(group, for_org=scope.name))
+
+
+async def list_org_group_repos(ctx: Ctx) -> Reply:
+    group = ctx.core.world.group(_scope(ctx), ctx.int_param("runner_group_id"))
+    repos = ctx.core.world.group_repositories(group)
+    page, headers = paginate(ctx.request, repos)
+    render = ctx.core.renderer.repository
+    return Reply(200, {"total_count": len(repos), "repositories": [render(r) for r in page]}, headers)
+
+
+async def list_group_runners(ctx: Ctx) -> Reply:
+    scope = _scope(ctx)
+    group = ctx.core.world.group(scope, ctx.int_param("runner_group_id"))
+    runners = sorted(
+        (r for r in ctx.core.world.runners_in(group.scope) if r.group is group), key=lambda r: r.id
+    )
+    page, headers = paginate(ctx.request, runners)
+    render = ctx.core.renderer.runner
+    return Reply(200, {"total_count": len(runners), "runners": [render(r) for r in page]}, headers)
+
+
+async def list_enterprise_groups(ctx: Ctx) -> Reply:
+    groups = ctx.core.world.enterprise_groups(
+        _scope(ctx).name, ctx.request.query.get("visible_to_organization")
+    )
+    page, headers = paginate(ctx.request, groups)
+    render = ctx.core.renderer.runner_group
+    return Reply(200, {"total_count": len(groups), "runner_groups": [render(g) for g in page]}, headers)
+
+
+async def get_enterprise_group(ctx: Ctx) -> Reply:
+    group = ctx.core.world.group(_scope(ctx), ctx.int_param("runner_group_id"))
+    return Reply(200, ctx.core.renderer.runner_group(group))
+
+
+async def list_enterprise_group_orgs(ctx: Ctx) -> Reply:
+    group = ctx.core.world.group(_scope(ctx), ctx.int_param("runner_group_id"))
+    orgs = ctx.core.world.group_organizations(group)
+    page, headers = paginate(ctx.request, orgs)
+    render = ctx.core.renderer.organization
+    return Reply(200, {"total_count": len(orgs), "organizations": [render(o) for o in page]}, headers)
+
+
+# ---- workflow runs and jobs --------------------------------------------------------------------
+
+
+def _repo(ctx: Ctx) -> Any:
+    return ctx.core.world.repo_by_name(_scope(ctx).name)
+
+
+async def list_runs(ctx: Ctx) -> Reply:
+    status = ctx.request.query.get("status") or None
+    runs = ctx.core.world.runs_of(_repo(ctx), status)
+    page, headers = paginate(ctx.request, runs)
+    render = ctx.core.renderer.run
+    return Reply(200, {"total_count": len(runs), "workflow_runs": [render(r) for r in page]}, headers)
+
+
+def _run(ctx: Ctx) -> Any:
+    run = ctx.core.world.runs.get(ctx.int_param("run_id"))
+    if run is None or run.repo_id != _repo(ctx).id:
+        raise NotFound()
+    return run
+
+
+async def get_run(ctx: Ctx) -> Reply:
+    return Reply(200, ctx.core.renderer.run(_run(ctx)))
+
+
+async def cancel_run(ctx: Ctx) -> Reply:
+    run = _run(ctx)
+    if run.status == "completed":
+        from .errors import Conflict
+
+        raise Conflict("Cannot cancel a workflow run that is completed.")
+    ctx.core.world.cancel_run(run.id)
+    return Reply(202, {})
+
+
+async def list_jobs(ctx: Ctx) -> Reply:
+    run = _run(ctx)
+    flt = ctx.request.query.get("filter", "latest")
+    if flt not in ("latest", "all"):
+        raise ValidationFailed("Invalid request.\n\nfilter must be one of: latest, all.")
+    jobs = ctx.core.world.jobs_of(run, latest=flt == "latest")
+    page, headers = paginate(ctx.request, jobs)
+    render = ctx.core.renderer.job
+    return Reply(200, {"total_count": len(jobs), "jobs": [render(j) for j in page]}, headers)
+
+
+async def get_job(ctx: Ctx) -> Reply:
+    job = ctx.core.world.jobs.get(ctx.int_param("job_id"))
+    if job is None or job.repo_id != _repo(ctx).id:
+        raise NotFound()
+    return Reply(200, ctx.core.renderer.job_snapshot(JobSnapshot.of(job)))
+
+
+# ---- apps --------------------------------------------------------------------------------------
+
+
+async def get_app(ctx: Ctx) -> Reply:
+    app = ctx.principal.app
+    assert app is not None
+    count = sum(1 for i in ctx.core.world.installations.values() if i.app_id == app.id)
+    return Reply(
+        200,
+        {
+            "id": app.id,
+            "slug": app.slug,
+            "client_id": app.client_id,
+            "node_id": f"A_{app.id}",
+            "owner": ctx.core.renderer.user(app.owner),
+            "name": app.name,
+            "description": None,
+            "external_url": ctx.core.renderer.html,
+            "html_url": f"{ctx.core.renderer.html}/apps/{app.slug}",
+            "created_at": iso(app.created_at),
+            "updated_at": iso(app.created_at),
+            "permissions": dict(app.permissions),
+            "events": list(app.events),
+            "installations_count": count,
+        },
+    )
+
+
+async def list_installations(ctx: Ctx) -> Reply:
+    app = ctx.principal.app
+    assert app is not None
+    insts = sorted(
+        (i for i in ctx.core.world.installations.values() if i.app_id == app.id), key=lambda i: i.id
+    )
+    page, headers = paginate(ctx.request, insts)
+    return Reply(200, [ctx.core.renderer.installation(i, app) for i in page], headers)
+
+
+def _own_installation(ctx: Ctx) -> Any:
+    app = ctx.principal.app
+    assert app is not None
+    inst = ctx.core.world.installations.get(ctx.int_param("installation_id"))
+    if inst is None or inst.app_id != app.id:
+        raise NotFound()
+    return inst
+
+
+async def get_installation(ctx: Ctx) -> Reply:
+    app = ctx.principal.app
+    assert app is not None
+    return Reply(200, ctx.core.renderer.installation(_own_installation(ctx), app))
+
+
+async def create_installation_token(ctx: Ctx) -> Reply:
+    inst = _own_installation(ctx)
+    body = await ctx.json(required=False)
+    perms = body.get("permissions")
+    repos = body.get("repositories")
+    repo_ids = body.get("repository_ids")
+    if perms is not None and (
+        not isinstance(perms, dict) or not all(isinstance(v, str) for v in perms.values())
+    ):
+        raise ValidationFailed("Invalid request.\n\npermissions must be an object of strings.")
+    if repos is not None and (not isinstance(repos, list) or not all(isinstance(x, str) for x in repos)):
+        raise ValidationFailed("Invalid request.\n\nrepositories must be an array of strings.")
+    if repo_ids is not None and (
+        not isinstance(repo_ids, list) or not all(isinstance(x, int) for x in repo_ids)
+    ):
+        raise ValidationFailed("Invalid request.\n\nrepository_ids must be an array of integers.")
+    if inst.suspended:
+        from .errors import Forbidden
+
+        raise Forbidden("This installation has been suspended")
+    tok = ctx.core.world.issue_installation_token(
+        inst.id, permissions=perms, repositories=repos, repository_ids=repo_ids
+    )
+    out: dict[str, Any] = {
+        "token": tok.token,
+        "expires_at": iso(tok.expires_at),
+        "permissions": dict(tok.permissions),
+        "repository_selection": "selected" if tok.repository_ids is not None else inst.repository_selection,
+    }
+    if tok.repository_ids is not None:
+        world = ctx.core.world
+        out["repositories"] = [
+            ctx.core.renderer.repository(world.repos_by_id[i]) for i in sorted(tok.repository_ids)
+        ]
+    return Reply(201, out)
+
+
+async def scope_installation(ctx: Ctx) -> Reply:
+    app = ctx.principal.app
+    assert app is not None
+    inst = ctx.core.world.installation_for(app.id, _scope(ctx))
+    if inst is None:
+        raise NotFound()
+    return Reply(200, ctx.core.renderer.installation(inst, app))
+
+
+# ---- rate limit --------------------------------------------------------------------------------
+
+
+async def rate_limit(ctx: Ctx) -> Reply:
+    p = ctx.principal
+    limiter = ctx.core.limiter
+    buckets = limiter.snapshot(p.key, p.kind)
+
+    def res(limit: int, remaining: int, used: int, reset: int) -> dict[str, int]:
+        return {"limit": limit, "remaining": remaining, "used": used, "reset": reset}
+
+    core = buckets["core"]
+    reg = buckets["actions_runner_registration"]
+    core_json = res(core.limit, core.remaining, core.limit - core.remaining, core.reset)
+    static_reset = core.reset
+    search = 30 if p.kind != "anonymous" else 10
+    return Reply(
+        200,
+        {
+            "resources": {
+                "core": core_json,
+                "search": res(search, search, 0, static_reset),
+                "graphql": res(
+                    5000 if p.kind != "anonymous" else 0,
+                    5000 if p.kind != "anonymous" else 0,
+                    0,
+                    static_reset,
+                ),
+                "actions_runner_registration": res(
+                    reg.limit, reg.remaining, reg.limit - reg.remaining, reg.reset
+                ),
+            },
+            "rate": core_json,
+        },
+    )
+
+
+# ---- the table ---------------------------------------------------------------------------------
+
+_SCOPES = {
+    "repo": ("/repos/{owner}/{repo}", "actions", "for-repo", "from-repo"),
+    "org": ("/orgs/{org}", "actions", "for-org", "from-org"),
+    "enterprise": ("/enterprises/{enterprise}", "enterprise-admin", "for-enterprise", "from-enterprise"),
+}
+
+
+def _runner_routes() -> list[Route]:
+    routes: list[Route] = []
+    for kind, (base, tag, for_, from_) in _SCOPES.items():
+        need: Any = {"repo": "repo_admin", "org": "org_runners", "enterprise": "enterprise_runners"}[kind]
+        r = f"{base}/actions/runners"
+        jit_tag = "actions"  # GitHub files the enterprise JIT operation under actions/
+        routes += [
+            Route(
+                "GET",
+                r,
+                f"{tag}/list-self-hosted-runners-{for_}",
+                list_runners,
+                need,
+                kind,
+                etag=True,
+                docs=RUNNERS_DOCS,
+            ),
+            Route(
+                "GET",
+                r + "/{runner_id}",
+                f"{tag}/get-self-hosted-runner-{for_}",
+                get_runner,
+                need,
+                kind,
+                docs=RUNNERS_DOCS,
+            ),
+            Route(
+                "DELETE",
+                r + "/{runner_id}",
+                f"{tag}/delete-self-hosted-runner-{from_}",
+                delete_runner,
+                need,
+                kind,
+                docs=RUNNERS_DOCS,
+            ),
+            Route(
+                "GET",
+                r + "/{runner_id}/labels",
+                f"{tag}/list-labels-for-self-hosted-runner-{for_}",
+                list_labels,
+                need,
+                kind,
+                docs=RUNNERS_DOCS,
+            ),
+            Route(
+                "POST",
+                r + "/{runner_id}/labels",
+                f"{tag}/add-custom-labels-to-self-hosted-runner-{for_}",
+                add_labels,
+                need,
+                kind,
+                docs=RUNNERS_DOCS,
+            ),
+            Route(
+                "PUT",
+                r + "/{runner_id}/labels",
+                f"{tag}/set-custom-labels-for-self-hosted-runner-{for_}",
+                set_labels,
+                need,
+                kind,
+                docs=RUNNERS_DOCS,
+            ),
+            Route(
+                "DELETE",
+                r + "/{runner_id}/labels",
+                f"{tag}/remove-all-custom-labels-from-self-hosted-runner-{for_}",
+                remove_all_labels,
+                need,
+                kind,
+                docs=RUNNERS_DOCS,
+            ),
+            Route(
+                "DELETE",
+                r + "/{runner_id}/labels/{name}",
+                f"{tag}/remove-custom-label-from-self-hosted-runner-{for_}",
+                remove_label,
+                need,
+                kind,
+                docs=RUNNERS_DOCS,
+            ),
+            Route(
+                "POST",
+                r + "/registration-token",
+                f"{tag}/create-registration-token-{for_}",
+                registration_token,
+                need,
+                kind,
+                resource="actions_runner_registration",
+                docs=RUNNERS_DOCS,
+            ),
+            Route(
+                "POST",
+                r + "/remove-token",
+                f"{tag}/create-remove-token-{for_}",
+                remove_token,
+                need,
+                kind,
+                resource="actions_runner_registration",
+                docs=RUNNERS_DOCS,
+            ),
+            Route(
+                "POST",
+                r + "/generate-jitconfig",
+                f"{jit_tag}/generate-runner-jitconfig-{for_}",
+                generate_jitconfig,
+                need,
+                kind,
+                resource="actions_runner_registration",
+                docs=RUNNERS_DOCS,
+            ),
+        ]
+    return routes
+
+
+ROUTES: list[Route] = [
+    *_runner_routes(),
+    Route(
+        "GET",
+        "/orgs/{org}/actions/runner-groups",
+        "actions/list-self-hosted-runner-groups-for-org",
+        list_org_groups,
+        "org_runners",
+        "org",
+        etag=True,
+        docs=GROUPS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/orgs/{org}/actions/runner-groups/{runner_group_id}",
+        "actions/get-self-hosted-runner-group-for-org",
+        get_org_group,
+        "org_runners",
+        "org",
+        docs=GROUPS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/orgs/{org}/actions/runner-groups/{runner_group_id}/repositories",
+        "actions/list-repo-access-to-self-hosted-runner-group-in-org",
+        list_org_group_repos,
+        "org_runners",
+        "org",
+        etag=True,
+        docs=GROUPS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/orgs/{org}/actions/runner-groups/{runner_group_id}/runners",
+        "actions/list-self-hosted-runners-in-group-for-org",
+        list_group_runners,
+        "org_runners",
+        "org",
+        etag=True,
+        docs=GROUPS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/enterprises/{enterprise}/actions/runner-groups",
+        "enterprise-admin/list-self-hosted-runner-groups-for-enterprise",
+        list_enterprise_groups,
+        "enterprise_runners",
+        "enterprise",
+        etag=True,
+        docs=GROUPS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/enterprises/{enterprise}/actions/runner-groups/{runner_group_id}",
+        "enterprise-admin/get-self-hosted-runner-group-for-enterprise",
+        get_enterprise_group,
+        "enterprise_runners",
+        "enterprise",
+        docs=GROUPS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/enterprises/{enterprise}/actions/runner-groups/{runner_group_id}/organizations",
+        "enterprise-admin/list-org-access-to-self-hosted-runner-group-in-enterprise",
+        list_enterprise_group_orgs,
+        "enterprise_runners",
+        "enterprise",
+        etag=True,
+        docs=GROUPS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/enterprises/{enterprise}/actions/runner-groups/{runner_group_id}/runners",
+        "enterprise-admin/list-self-hosted-runners-in-group-for-enterprise",
+        list_group_runners,
+        "enterprise_runners",
+        "enterprise",
+        etag=True,
+        docs=GROUPS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/repos/{owner}/{repo}/actions/runs",
+        "actions/list-workflow-runs-for-repo",
+        list_runs,
+        "repo_actions",
+        "repo",
+        etag=True,
+        docs=RUNS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/repos/{owner}/{repo}/actions/runs/{run_id}",
+        "actions/get-workflow-run",
+        get_run,
+        "repo_actions",
+        "repo",
+        docs=RUNS_DOCS,
+    ),
+    Route(
+        "POST",
+        "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel",
+        "actions/cancel-workflow-run",
+        cancel_run,
+        "repo_actions",
+        "repo",
+        docs=RUNS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs",
+        "actions/list-jobs-for-workflow-run",
+        list_jobs,
+        "repo_actions",
+        "repo",
+        etag=True,
+        docs=JOBS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/repos/{owner}/{repo}/actions/jobs/{job_id}",
+        "actions/get-job-for-workflow-run",
+        get_job,
+        "repo_actions",
+        "repo",
+        docs=JOBS_DOCS,
+    ),
+    Route("GET", "/app", "apps/get-authenticated", get_app, "app", docs=APPS_DOCS),
+    Route(
+        "GET",
+        "/app/installations",
+        "apps/list-installations",
+        list_installations,
+        "app",
+        etag=True,
+        docs=APPS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/app/installations/{installation_id}",
+        "apps/get-installation",
+        get_installation,
+        "app",
+        docs=APPS_DOCS,
+    ),
+    Route(
+        "POST",
+        "/app/installations/{installation_id}/access_tokens",
+        "apps/create-installation-access-token",
+        create_installation_token,
+        "app",
+        docs=APPS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/repos/{owner}/{repo}/installation",
+        "apps/get-repo-installation",
+        scope_installation,
+        "app",
+        "repo",
+        docs=APPS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/orgs/{org}/installation",
+        "apps/get-org-installation",
+        scope_installation,
+        "app",
+        "org",
+        docs=APPS_DOCS,
+    ),
+    Route(
+        "GET",
+        "/enterprises/{enterprise}/installation",
+        "apps/get-enterprise-installation",
+        scope_installation,
+        "app",
+        "enterprise",
+        docs=APPS_DOCS,
+    ),
+    Route("GET", "/rate_limit", "rate-limit/get", rate_limit, "any", counted=False, docs=RATE_DOCS),
+]
