@@ -3,6 +3,9 @@
 No I/O, no asyncio, no Kubernetes client here (an import-linter contract enforces it).
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 from runnerd.api._codec import (
     JSON,
     ApiObject,
@@ -62,7 +65,7 @@ from runnerd.api.types import (
 from runnerd.api.validation import validate
 
 
-def parse(obj: dict[str, object]) -> CustomResource:
+def parse(obj: Mapping[str, Any]) -> CustomResource:
     """Parse a raw ``actions.summerwind.dev/v1alpha1`` object into the class of its ``kind``."""
     kind = obj.get("kind")
     cls = RESOURCE_BY_KIND.get(kind) if isinstance(kind, str) else None

@@ -157,7 +157,9 @@ class ApiObject:
         return cls(**kwargs)
 
     def to_dict(self) -> JSON:
-        """The JSON form: ``None`` and empty lists/maps are left out."""
+        """The JSON form. ``None`` is left out; so are empty values of fields that default to an
+        empty list/map/object. An optional field that is set is kept even when empty
+        (``workflowJob: {}`` means something)."""
         out: JSON = {}
         for f, info, tp in fields_of(type(self)):
             value = getattr(self, f.name)
@@ -165,7 +167,9 @@ class ApiObject:
                 out.update(copy.deepcopy(value))
                 continue
             encoded = encode(tp, value)
-            if encoded is None or (isinstance(encoded, (list, dict)) and not encoded):
+            if encoded is None:
+                continue
+            if not is_optional(tp) and isinstance(encoded, (list, dict)) and not encoded:
                 continue
             out[info.json] = encoded
         return out
@@ -198,6 +202,11 @@ def strip_optional(tp: Any) -> Any:
             return args[0]
         return Union[tuple(args)]  # noqa: UP007 - runtime construction of a union
     return tp
+
+
+def is_optional(tp: Any) -> bool:
+    """Whether ``tp`` is ``X | None``."""
+    return get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp)
 
 
 def is_quantity(tp: Any) -> bool:
