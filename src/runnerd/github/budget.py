@@ -152,7 +152,7 @@ class RateLimitGate:
 
     async def _wait(self, keys: tuple[str, ...], max_wait_s: float) -> list[str]:
         deadline = self._clock() + max_wait_s
-        waited = 0.0
+        waited: float | None = None  # seconds, once this call has had to wait at all
         try:
             while True:
                 now = self._clock()
@@ -168,14 +168,14 @@ class RateLimitGate:
                             resource=key,
                         )
                     delay = until - now + self._draw() * self._jitter_s
-                    waited += delay
+                    waited = (waited or 0.0) + delay
                     await self._sleep(delay)
                     continue
                 probe = next((self._probes[k] for k in keys if k in self._probes), None)
                 if probe is not None:
                     started = self._clock()
                     await probe.wait()
-                    waited += max(self._clock() - started, 0.0)
+                    waited = (waited or 0.0) + max(self._clock() - started, 0.0)
                     continue
                 expired = [k for k in keys if k in self._closed]
                 for k in expired:
@@ -184,5 +184,5 @@ class RateLimitGate:
                     log.info("GitHub rate-limit pause over (%s); probing with one call", ", ".join(expired))
                 return expired
         finally:
-            if waited:
+            if waited is not None:
                 self._stats.record_gate_wait(waited)

@@ -432,9 +432,7 @@ class GitHubClient:
             idempotent=True,
         )
         token = InstallationToken.from_json(resp.data)
-        log.info(
-            "GitHub App installation token refreshed (installation %s)", self._credentials.installation_id
-        )
+        log.info("GitHub App installation token minted (installation %s)", self._credentials.installation_id)
         return token
 
     async def _headers(self, auth: _Auth) -> tuple[dict[str, str], InstallationToken | None]:
