@@ -79,6 +79,8 @@ class Route:
     #: False for endpoints GitHub does not count against the primary rate limit
     counted: bool = True
     docs: str = DOCS
+    #: also served under /api/v3 (False for operations GitHub Enterprise Server does not have)
+    ghes: bool = True
 
 
 def dumps(obj: Any) -> bytes:

@@ -345,6 +345,8 @@ class World:
             raise Conflict(f"A runner group named {name!r} already exists")
         if visibility not in ("all", "selected", "private"):
             raise ValidationFailed("visibility must be all, selected or private")
+        if scope.kind == "enterprise" and visibility == "private":
+            raise ValidationFailed("enterprise runner groups are visible to all or to selected organizations")
         group = RunnerGroup(
             next(self._group_uids),
             next(self._group_ids),
@@ -1368,8 +1370,11 @@ class World:
         if not repo.private and not group.allows_public_repositories:
             return False
         if group.scope.kind == "org":
-            return group.visibility == "all" or (
-                group.visibility == "selected" and repo.id in group.selected_repository_ids
+            # "private": every private repository of the organization
+            return (
+                group.visibility == "all"
+                or (group.visibility == "private" and repo.private)
+                or (group.visibility == "selected" and repo.id in group.selected_repository_ids)
             )
         org = self.orgs.get(repo.owner.lower())
         if org is None:

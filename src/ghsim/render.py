@@ -370,6 +370,12 @@ class Renderer:
             target_type = "Enterprise"
         else:
             account = self.user(inst.account)
+            # ``apps/list-installations`` describes the account as simple-user *and* enterprise
+            # (allOf), so carry the enterprise fields too; clients ignore what they do not read
+            created = self.world.orgs[inst.account.lower()].created_at if inst.account_kind == "org" else 0.0
+            account.update(
+                name=inst.account, slug=inst.account, created_at=iso(created), updated_at=iso(created)
+            )
             target_type = "Organization" if inst.account_kind == "org" else "User"
         html = (
             f"{self.html}/organizations/{inst.account}/settings/installations/{inst.id}"

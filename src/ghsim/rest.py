@@ -674,6 +674,7 @@ ROUTES: list[Route] = [
         "app",
         "enterprise",
         docs=APPS_DOCS,
+        ghes=False,
     ),
     Route("GET", "/rate_limit", "rate-limit/get", rate_limit, "any", counted=False, docs=RATE_DOCS),
 ]

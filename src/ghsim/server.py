@@ -43,6 +43,7 @@ RATE_DOCS = "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the
 SECONDARY_DOCS = (
     "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits"
 )
+REQUEST_ID = web.RequestKey("ghsim_request_id", str)
 _INT_PARAMS = ("runner_id", "runner_group_id", "run_id", "job_id", "installation_id")
 
 
@@ -72,7 +73,7 @@ class RestHandler:
         self.route = route
         self.ghes = ghes
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         core, route = self.core, self.route
         principal: Principal = ANONYMOUS
         try:
@@ -149,10 +150,10 @@ class RestHandler:
 
     @staticmethod
     def _request_id(request: web.Request) -> str:
-        rid = request.get("ghsim_request_id")
+        rid = request.get(REQUEST_ID)
         if rid is None:
-            rid = request["ghsim_request_id"] = uuid.uuid4().hex[:20].upper()
-        return str(rid)
+            rid = request[REQUEST_ID] = uuid.uuid4().hex[:20].upper()
+        return rid
 
     def _finish(
         self,
@@ -222,10 +223,12 @@ def build_app(core: Core, runner_api: RunnerAPI, admin: AdminAPI) -> web.Applica
     app = web.Application(middlewares=[github_not_found], client_max_size=64 * 1024 * 1024)
     for prefix, ghes in (("", False), (GHES_PREFIX, True)):
         for route in ROUTES:
+            if ghes and not route.ghes:
+                continue
             app.router.add_route(
                 route.method,
                 prefix + aiohttp_path(route.path),
-                RestHandler(core, route, ghes=ghes),
+                RestHandler(core, route, ghes=ghes).handle,
             )
     app.add_routes(runner_api.routes())
     app.add_routes(admin.routes())
