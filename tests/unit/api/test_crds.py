@@ -411,3 +411,24 @@ def test_gen_crds_check_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert not (tmp_path / "actions.summerwind.dev_leftover.yaml").exists()
     assert gen.main(["--check", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in CRD_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "io.k8s.apimachinery.pkg.runtime.RawExtension",
+            {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        ),
+        ("io.k8s.apimachinery.pkg.apis.meta.v1.Time", {"type": "string", "format": "date-time"}),
+        ("io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime", {"type": "string", "format": "date-time"}),
+        (
+            "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
+            {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True},
+        ),
+    ],
+)
+def test_special_kubernetes_types(name: str, expected: dict[str, Any]) -> None:
+    # Their OpenAPI (oneOf, format int-or-string, ...) is not structural; each has a CRD form.
+    k8s = K8sSchemas([_doc(A={"type": "object", "properties": {"x": _ref(name)}})])
+    assert k8s.resolve("A")["properties"]["x"] == expected
