@@ -30,9 +30,10 @@ npm:
 	@hack/install-npm.sh >/dev/null
 
 lint: venv
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench hack
+	$(VENV)/bin/ruff format --check src tests bench hack
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy hack
 	$(VENV)/bin/lint-imports
 
 pytest: venv
