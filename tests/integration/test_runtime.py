@@ -463,7 +463,7 @@ async def test_custom_resource_with_status_subresource(kube: KubeClient, namespa
         got = await kube.get(CUSTOM_RESOURCE_DEFINITIONS, "widgets.runnerd-test.example.com")
         return any(
             c["type"] == "Established" and c["status"] == "True"
-            for c in got.get("status", {}).get("conditions", [])
+            for c in (got.get("status") or {}).get("conditions") or ()
         )
 
     async with asyncio.timeout(30):
