@@ -194,43 +194,41 @@ class Informer:
         self.watches += 1
         stream = self._list_watcher.watch(self._resource_version, timeout_seconds=timeout)
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(self._idle_timeout):
-                        event = await anext(stream)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    logger.info(
-                        "informer %s: watch quiet for %ss, reconnecting", self.name, self._idle_timeout
-                    )
-                    return
-                self._failures = 0
-                self._apply(event)
-                self._expired_streak = 0
-        except ResourceExpired as exc:
-            logger.info("informer %s: %s; relisting", self.name, exc)
+            try:
+                await self._consume(stream)
+            finally:
+                await _aclose(stream)  # before any back-off: don't hold the connection while waiting
+        except (ResourceExpired, _Relist) as exc:
+            logger.info("informer %s: watch expired (%s); relisting", self.name, exc)
             await self._expired()
             raise _Relist from exc
-        except _Relist:
-            await self._expired()
-            raise
         except Exception as exc:
             logger.warning("informer %s: watch failed: %s", self.name, describe_exception(exc))
             await self._backoff()
             if isinstance(exc, ApiError):
                 # Not a connection problem: the server refused the watch; start over with a list.
                 raise _Relist from exc
-        finally:
-            await _aclose(stream)
+
+    async def _consume(self, stream: AsyncIterator[WatchEvent]) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._idle_timeout):
+                    event = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                logger.info("informer %s: watch quiet for %ss, reconnecting", self.name, self._idle_timeout)
+                return
+            self._failures = 0
+            self._apply(event)
+            self._expired_streak = 0
 
     def _apply(self, event: WatchEvent) -> None:
         obj = event.object
         if event.type is WatchEventType.ERROR:
             error = from_status(obj)
             if isinstance(error, ResourceExpired):
-                logger.info("informer %s: watch expired (%s); relisting", self.name, error.message)
-                raise _Relist
+                raise _Relist(error.message)
             raise error
         version = resource_version(obj)
         if event.type is WatchEventType.BOOKMARK:
