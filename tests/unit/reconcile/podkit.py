@@ -1,0 +1,112 @@
+"""Shared inputs and lookups for the runner pod tests (unit and integration)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from runnerd.api.types import RunnerSpec
+from runnerd.reconcile.pod import (
+    JitConfig,
+    PodOptions,
+    Registration,
+    RegistrationToken,
+    build_runner_pod,
+)
+
+TOKEN = RegistrationToken("AREGTOKEN")
+JIT = JitConfig(encoded_jit_config="eyJqaXQiOiJjb25maWcifQ==", runner_id=42)
+OPTIONS = PodOptions(controller_version="1.2.3")
+
+# The article's RunnerDeployment template (shared/seed/arc-mlops-blog.txt), repository-scoped ...
+ARTICLE_REPO: dict[str, Any] = {"repository": "octo/mlops", "labels": ["self-hosted", "arc-runner"]}
+# ... organization-scoped ("You can specify not only repository but also organization") ...
+ARTICLE_ORG: dict[str, Any] = {"organization": "octo", "labels": ["self-hosted", "arc-runner"]}
+# ... and its troubleshooting section: dockerd inside the runner container (the GPU setup).
+ARTICLE_DIND: dict[str, Any] = {
+    **ARTICLE_REPO,
+    "image": "summerwind/actions-runner-dind:latest",
+    "dockerdWithinRunnerContainer": True,
+}
+KUBERNETES_MODE: dict[str, Any] = {
+    **ARTICLE_REPO,
+    "containerMode": "kubernetes",
+    "workVolumeClaimTemplate": {
+        "storageClassName": "standard",
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "10Gi"}},
+    },
+}
+NO_DOCKER: dict[str, Any] = {**ARTICLE_REPO, "dockerEnabled": False}
+GPU_LIMIT: dict[str, Any] = {"resources": {"limits": {"nvidia.com/gpu": 1}}}
+
+MODES: dict[str, dict[str, Any]] = {
+    "dind-sidecar": ARTICLE_REPO,
+    "dind-in-runner": ARTICLE_DIND,
+    "no-docker": NO_DOCKER,
+    "kubernetes": KUBERNETES_MODE,
+}
+
+
+def spec(raw: dict[str, Any], **extra: Any) -> RunnerSpec:
+    return RunnerSpec.from_dict({**copy.deepcopy(raw), **extra})
+
+
+def pod(
+    raw: dict[str, Any],
+    registration: Registration = TOKEN,
+    options: PodOptions = OPTIONS,
+    name: str = "rd-abcde-fghij",
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    owner_references: list[dict[str, Any]] | None = None,
+    **spec_fields: Any,
+) -> dict[str, Any]:
+    """The pod for ``raw`` plus ``spec_fields`` (RunnerSpec JSON names)."""
+    return build_runner_pod(
+        name,
+        "ns",
+        spec(raw, **spec_fields),
+        registration,
+        options,
+        labels=labels,
+        annotations=annotations,
+        owner_references=owner_references or (),
+    )
+
+
+def container(p: dict[str, Any], name: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [c for c in p["spec"]["containers"] if c["name"] == name]
+    assert len(found) == 1, (
+        f"expected one container {name!r}, got {[c['name'] for c in p['spec']['containers']]}"
+    )
+    return found[0]
+
+
+def container_names(p: dict[str, Any]) -> list[str]:
+    return [c["name"] for c in p["spec"]["containers"]]
+
+
+def env(c: dict[str, Any]) -> dict[str, Any]:
+    """name -> value (or the valueFrom dict); fails on duplicate names."""
+    names = [e["name"] for e in c.get("env", [])]
+    assert len(names) == len(set(names)), f"duplicate env names in {c['name']}: {names}"
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
+
+
+def volumes(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    vols = p["spec"].get("volumes", [])
+    names = [v["name"] for v in vols]
+    assert len(names) == len(set(names)), f"duplicate volumes: {names}"
+    return {v["name"]: v for v in vols}
+
+
+def mounts(c: dict[str, Any]) -> dict[str, str]:
+    """mountPath -> volume name; fails on duplicate mount paths."""
+    paths = [m["mountPath"] for m in c.get("volumeMounts", [])]
+    assert len(paths) == len(set(paths)), f"duplicate mount paths in {c['name']}: {paths}"
+    return {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+
+
+def gpu_tolerations(p: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for t in p["spec"].get("tolerations", []) if t.get("key") == "nvidia.com/gpu"]
