@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,12 +64,31 @@ class Core:
         self.stats = Stats()
         self.wakers: dict[int, asyncio.Event] = {}
         self.tick_wakeup: asyncio.Event | None = None
+        self._changed: asyncio.Event | None = None
 
     def set_urls(self, api_url: str, html_url: str | None = None) -> None:
         self.renderer = Renderer(self.world, api_url, html_url)
         self.dispatcher.renderer = self.renderer
 
+    def notify(self) -> None:
+        """The world may have changed: release :meth:`wait_for` callers to re-check."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate()`` holds; re-checked whenever the world changes.
+
+        Wrap it in ``asyncio.timeout(...)``.  Changes are REST, admin and runner calls, ticks and
+        model events, so a predicate over the world's state is seen as soon as it becomes true.
+        """
+        while not predicate():
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
+
     def _on_event(self, event: Event) -> None:
+        self.notify()
         if isinstance(event, JobEvent):
             self.dispatcher.on_job_event(event)
         elif isinstance(event, RunnerWake):
@@ -78,5 +98,6 @@ class Core:
 
     def poke(self) -> None:
         """Something changed that may move the next deadline: wake the ticker."""
+        self.notify()
         if self.tick_wakeup is not None:
             self.tick_wakeup.set()

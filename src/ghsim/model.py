@@ -533,9 +533,13 @@ class World:
         if app_id is not None and app_id not in self.apps:
             raise NotFound(f"no app {app_id}")
         hook = Hook(next(self._hook_ids), url, secret, list(events), scope, app_id)
-        if faults:
-            self.set_hook_faults(hook.id, faults)
         self.hooks[hook.id] = hook
+        if faults:
+            try:
+                self.set_hook_faults(hook.id, faults)
+            except ValidationFailed:
+                del self.hooks[hook.id]
+                raise
         return hook
 
     def set_hook_faults(self, hook_id: int, faults: dict[str, Any]) -> Hook:

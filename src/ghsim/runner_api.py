@@ -126,6 +126,7 @@ class RunnerAPI:
 
     def _count(self, name: str, status: int) -> None:
         self.core.stats.count(f"_runner/{name}", "runner", status)
+        self.core.notify()
 
     def _failure(self, name: str, exc: RegistrationError) -> web.Response:
         status = REASON_STATUS.get(exc.reason, 400)

@@ -311,6 +311,10 @@ class Simulator:
         if self.state_file is not None:
             save_seed_file(self.state_file, export_seed(self.core.world))
 
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` (over :attr:`world`) holds; see :meth:`Core.wait_for`."""
+        await self.core.wait_for(predicate)
+
     async def __aenter__(self) -> Simulator:
         await self.start()
         return self
@@ -327,6 +331,7 @@ class Simulator:
                 world.tick()
             except Exception:  # a bug in the model must not stop time
                 log.exception("ghsim: tick failed")
+            self.core.notify()
             deadline = world.next_deadline()
             timeout = self.tick_interval
             if deadline is not None:

@@ -231,16 +231,23 @@ class WebhookDispatcher:
         self._queue(hook.id).put_nowait(new)
         return new
 
-    def idle(self) -> bool:
-        """No delivery is waiting to be sent."""
-        return all(q.empty() for q in self._queues.values()) and not any(
-            d.status == "pending" for d in self.deliveries
-        )
+    async def drained(self) -> None:
+        """Return once every delivery enqueued so far has been sent, dropped or failed."""
+        for queue in list(self._queues.values()):
+            await queue.join()
 
     # ---- sending -----------------------------------------------------------------------------
 
     async def _worker(self, hook_id: int, queue: asyncio.Queue[Delivery]) -> None:
-        held: Delivery | None = None
+        held: Delivery | None = None  # a delivery being reordered: sent after the next one
+
+        async def release() -> None:
+            nonlocal held
+            if held is not None:
+                await self._send(held)
+                held = None
+                queue.task_done()
+
         while True:
             if held is None:
                 delivery = await queue.get()
@@ -248,12 +255,12 @@ class WebhookDispatcher:
                 try:
                     delivery = await asyncio.wait_for(queue.get(), timeout=0.2)
                 except TimeoutError:
-                    await self._send(held)
-                    held = None
+                    await release()
                     continue
             hook = self.world.hooks.get(hook_id)
             if hook is None:
                 delivery.status, delivery.error = "failed", "hook deleted"
+                queue.task_done()
                 continue
             wait = delivery.due - time.monotonic()
             if wait > 0:
@@ -267,9 +274,8 @@ class WebhookDispatcher:
             if hook.duplicate and rng.random() < hook.duplicate:
                 delivery.duplicate = True
                 await self._send(delivery)
-            if held is not None:
-                await self._send(held)
-                held = None
+            queue.task_done()
+            await release()
 
     async def _send(self, delivery: Delivery) -> None:
         hook = self.world.hooks.get(delivery.hook_id)
