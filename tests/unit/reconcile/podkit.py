@@ -57,6 +57,7 @@ def pod(
     registration: Registration = TOKEN,
     options: PodOptions = OPTIONS,
     name: str = "rd-abcde-fghij",
+    namespace: str = "ns",
     labels: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
     owner_references: list[dict[str, Any]] | None = None,
@@ -65,7 +66,7 @@ def pod(
     """The pod for ``raw`` plus ``spec_fields`` (RunnerSpec JSON names)."""
     return build_runner_pod(
         name,
-        "ns",
+        namespace,
         spec(raw, **spec_fields),
         registration,
         options,
