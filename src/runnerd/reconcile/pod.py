@@ -230,7 +230,32 @@ def build_runner_pod(
         del metadata["annotations"]
     if owner_references:
         metadata["ownerReferences"] = [copy.deepcopy(dict(o)) for o in owner_references]
+    for key in ("initContainers", "containers"):
+        if key in pod_spec:
+            pod_spec[key] = [_ordered(ct, _CONTAINER_KEY_ORDER) for ct in pod_spec[key]]
+    pod_spec = _ordered(pod_spec, _POD_SPEC_KEY_ORDER)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
+
+
+# Key order only makes `kubectl get -o yaml`-style dumps and the documented examples readable.
+_CONTAINER_KEY_ORDER = (
+    "name",
+    "image",
+    "imagePullPolicy",
+    "command",
+    "args",
+    "env",
+    "envFrom",
+    "resources",
+    "volumeMounts",
+    "securityContext",
+    "lifecycle",
+)
+_POD_SPEC_KEY_ORDER = ("restartPolicy", "initContainers", "containers", "volumes")
+
+
+def _ordered(d: Mapping[str, Any], first: Sequence[str]) -> JSON:
+    return {**{k: d[k] for k in first if k in d}, **{k: v for k, v in d.items() if k not in first}}
 
 
 def pod_template_hash(

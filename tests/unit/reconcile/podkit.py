@@ -111,3 +111,60 @@ def mounts(c: dict[str, Any]) -> dict[str, str]:
 
 def gpu_tolerations(p: dict[str, Any]) -> list[dict[str, Any]]:
     return [t for t in p["spec"].get("tolerations", []) if t.get("key") == "nvidia.com/gpu"]
+
+
+# --- the examples in docs/runner-pods.md (test_pod_docs.py checks the document against these) ---
+
+DOCS = "docs/runner-pods.md"
+EXAMPLE_OPTIONS = PodOptions(controller_version="0.1.0")
+EXAMPLE_REPOSITORY = "your-name/your-repo"
+
+
+def example_pods() -> dict[str, dict[str, Any]]:
+    """name -> the pod the controller would create for the documented RunnerDeployment."""
+
+    def build(rd_name: str, template: dict[str, Any], runner: str) -> dict[str, Any]:
+        return build_runner_pod(
+            runner,
+            "actions-runner-system",
+            spec(template),
+            RegistrationToken("<registration token>"),
+            EXAMPLE_OPTIONS,
+            labels={"runner-deployment-name": rd_name, "runner-template-hash": "6d4f9c8b7"},
+        )
+
+    article = {"repository": EXAMPLE_REPOSITORY, "labels": ["self-hosted", "arc-runner"]}
+    gpu = {
+        "repository": EXAMPLE_REPOSITORY,
+        "labels": ["self-hosted", "arc-runner", "gpu"],
+        "resources": {"limits": {"nvidia.com/gpu": 1}},
+    }
+    return {
+        "article": build("example-runner-deployment", article, "example-runner-deployment-x7k2p-9qv4d"),
+        "gpu": build("gpu-runner-deployment", gpu, "gpu-runner-deployment-m2n8q-4ts7w"),
+        "gpu-dind": build(
+            "gpu-dind-runner-deployment",
+            {**gpu, "image": "summerwind/actions-runner-dind:latest", "dockerdWithinRunnerContainer": True},
+            "gpu-dind-runner-deployment-c5r9x-2bz6k",
+        ),
+    }
+
+
+def to_yaml(value: Any) -> str:
+    """YAML with multi-line strings (the shell scripts) as literal blocks."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in data else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    Dumper.add_representer(str, text)
+    return str(yaml.dump(value, Dumper=Dumper, sort_keys=False, width=120))
+
+
+if __name__ == "__main__":  # print the documented examples
+    for name, manifest in example_pods().items():
+        print(f"<!-- example: {name} -->\n```yaml\n{to_yaml(manifest)}```\n")
