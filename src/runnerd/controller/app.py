@@ -1,0 +1,131 @@
+"""Wiring: informers, controllers, leader election and the manager of one controller process."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runnerd.api import constants as c
+from runnerd.controller.common import (
+    PODS,
+    RUNNER_DEPLOYMENTS,
+    RUNNER_REPLICA_SETS,
+    RUNNERS,
+    ControllerOptions,
+)
+from runnerd.controller.directory import RunnerDirectory
+from runnerd.controller.replicasets import INDEX_CONTROLLER, DeploymentController, ReplicaSetController
+from runnerd.controller.runners import RunnerController
+from runnerd.github import GitHubClient
+from runnerd.kube.client import KubeClient
+from runnerd.reconcile.pod import LABEL_RUNNER
+from runnerd.runtime import (
+    Controller,
+    EventRecorder,
+    Informer,
+    Key,
+    LeaderElector,
+    Manager,
+    controller_owner,
+    index_by_controller_uid,
+)
+
+COMPONENT = "runnerd-controller"
+
+
+@dataclass
+class Controllers:
+    """Everything one process runs, for tests and metrics to look at."""
+
+    manager: Manager
+    directory: RunnerDirectory
+    runner: RunnerController
+    replica_set: ReplicaSetController
+    deployment: DeploymentController
+    informers: Mapping[str, Informer]
+
+
+def build(
+    *,
+    kube: KubeClient,
+    github: GitHubClient,
+    options: ControllerOptions,
+    elector: LeaderElector | None = None,
+    identity: str = "",
+) -> Controllers:
+    ns = options.namespace
+    indexers = {INDEX_CONTROLLER: index_by_controller_uid}
+    runners = Informer("runners", kube.list_watcher(RUNNERS, namespace=ns), indexers=indexers)
+    pods = Informer(
+        "pods", kube.list_watcher(PODS, namespace=ns, label_selector=LABEL_RUNNER), indexers=indexers
+    )
+    replica_sets = Informer(
+        "runnerreplicasets", kube.list_watcher(RUNNER_REPLICA_SETS, namespace=ns), indexers=indexers
+    )
+    deployments = Informer("runnerdeployments", kube.list_watcher(RUNNER_DEPLOYMENTS, namespace=ns))
+    recorder = EventRecorder(kube.event_sink(), component=COMPONENT, instance=identity)
+    directory = RunnerDirectory(github)
+
+    runner = RunnerController(
+        kube=kube,
+        github=github,
+        directory=directory,
+        recorder=recorder,
+        runners=runners,
+        pods=pods,
+        options=options,
+    )
+    replica_set = ReplicaSetController(
+        kube=kube,
+        directory=directory,
+        recorder=recorder,
+        replica_sets=replica_sets,
+        runners=runners,
+        pods=pods,
+        options=options,
+    )
+    deployment = DeploymentController(
+        kube=kube,
+        recorder=recorder,
+        deployments=deployments,
+        replica_sets=replica_sets,
+        runners=runners,
+        options=options,
+    )
+
+    runner_ctl = Controller("runner", runner.reconcile, workers=options.runner_workers)
+    runner_ctl.watch(runners)
+    runner_ctl.owns(pods, kind="Runner", group=c.GROUP)
+
+    rrs_ctl = Controller("runnerreplicaset", replica_set.reconcile, workers=options.workers)
+    rrs_ctl.watch(replica_sets)
+    rrs_ctl.owns(runners, kind="RunnerReplicaSet", group=c.GROUP)
+    runner_owner = controller_owner("Runner", c.GROUP)
+    rrs_owner = controller_owner("RunnerReplicaSet", c.GROUP)
+
+    def pod_to_replica_set(pod: dict[str, Any]) -> list[Key]:
+        keys: list[Key] = []
+        for runner_key in runner_owner(pod):
+            owner = runners.store.get(runner_key)
+            if owner is not None:
+                keys += rrs_owner(owner)
+        return keys
+
+    rrs_ctl.watch(pods, pod_to_replica_set)
+
+    rd_ctl = Controller("runnerdeployment", deployment.reconcile, workers=options.workers)
+    rd_ctl.watch(deployments)
+    rd_ctl.owns(replica_sets, kind="RunnerDeployment", group=c.GROUP)
+
+    manager = Manager(elector=elector)
+    for ctl in (runner_ctl, rrs_ctl, rd_ctl):
+        manager.add_controller(ctl)
+    return Controllers(
+        manager=manager,
+        directory=directory,
+        runner=runner,
+        replica_set=replica_set,
+        deployment=deployment,
+        informers={i.name: i for i in (runners, pods, replica_sets, deployments)},
+    )

@@ -1,0 +1,84 @@
+"""Names and small helpers the controllers share."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from runnerd.api import constants as c
+from runnerd.kube.resources import PODS, Resource
+from runnerd.reconcile.pod import PodOptions
+
+RUNNERS = Resource(c.GROUP, c.VERSION, "runners", "Runner")
+RUNNER_REPLICA_SETS = Resource(c.GROUP, c.VERSION, "runnerreplicasets", "RunnerReplicaSet")
+RUNNER_DEPLOYMENTS = Resource(c.GROUP, c.VERSION, "runnerdeployments", "RunnerDeployment")
+RUNNER_SETS = Resource(c.GROUP, c.VERSION, "runnersets", "RunnerSet")
+HORIZONTAL_RUNNER_AUTOSCALERS = Resource(
+    c.GROUP, c.VERSION, "horizontalrunnerautoscalers", "HorizontalRunnerAutoscaler"
+)
+__all__ = [
+    "HORIZONTAL_RUNNER_AUTOSCALERS",
+    "PODS",
+    "RUNNERS",
+    "RUNNER_DEPLOYMENTS",
+    "RUNNER_REPLICA_SETS",
+    "RUNNER_SETS",
+    "ControllerOptions",
+    "controller_ref",
+    "epoch",
+]
+
+RUNNER_FINALIZER = "runner.actions.summerwind.dev"
+LABEL_DEPLOYMENT_NAME = "runner-deployment-name"
+LABEL_TEMPLATE_HASH = "runner-template-hash"
+ANNOTATION_REGISTRATION = "runnerd.dev/registration"
+"""On a Runner (or its template): ``jit`` or ``token``; overrides the controller's choice."""
+
+RegistrationMode = Literal["auto", "jit", "token"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControllerOptions:
+    """Controller-wide settings (ARC's flag names in the CLI)."""
+
+    namespace: str | None = None
+    """Watch only this namespace (None: all namespaces)."""
+    sync_period: float = 60.0
+    """How often an idle runner's GitHub state is re-read at most (the listing is shared per scope)."""
+    registering_max_age: float = 3.0
+    """How old a listing may be for a runner that is still coming online."""
+    registration_timeout: float = 600.0
+    """A runner pod that runs this long without its runner coming online is replaced."""
+    registration_mode: RegistrationMode = "auto"
+    """``auto``: registration tokens for images that need RUNNER_TOKEN (summerwind/actions-runner*),
+    JIT configs for every other image."""
+    max_backoff: float = 300.0
+    runner_workers: int = 8
+    workers: int = 4
+    pod: PodOptions = field(default_factory=PodOptions)
+
+
+def controller_ref(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    return {
+        "apiVersion": obj.get("apiVersion", c.API_VERSION),
+        "kind": obj["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def epoch(value: dt.datetime | None, default: float | None = None) -> float | None:
+    return value.timestamp() if value is not None else default
+
+
+def created_at(obj: Mapping[str, Any]) -> float:
+    text = (obj.get("metadata") or {}).get("creationTimestamp")
+    if not text:
+        return time.time()
+    return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()

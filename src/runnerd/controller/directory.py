@@ -1,0 +1,106 @@
+"""What GitHub says about our runners: one listing per scope, shared by every Runner of that scope.
+
+A listing costs one API call per 100 runners, and an unchanged one costs nothing against the rate
+limit (the client sends ``If-None-Match``). Concurrent readers of a stale listing share a single
+refresh. Runners still registering ask for a fresh listing (a few seconds old at most); everyone
+else accepts an older one, so an idle installation polls slowly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from runnerd.github import GitHubClient, Scope
+from runnerd.github.models import Runner as GitHubRunner
+from runnerd.reconcile.runner import GitHubState
+
+
+@dataclass
+class Listing:
+    fetched_at: float
+    runners: dict[str, GitHubRunner] = field(default_factory=dict)
+
+    def state(self, name: str) -> GitHubState:
+        runner = self.runners.get(name)
+        if runner is None:
+            return GitHubState.ABSENT
+        if runner.busy:
+            return GitHubState.BUSY
+        return GitHubState.IDLE if runner.status == "online" else GitHubState.OFFLINE
+
+
+class RunnerDirectory:
+    def __init__(self, github: GitHubClient, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._github = github
+        self._clock = clock
+        self._listings: dict[Scope, Listing] = {}
+        self._inflight: dict[Scope, asyncio.Future[Listing]] = {}
+        self._busy_hints: dict[tuple[Scope, str], bool] = {}
+        self.refreshes = 0
+
+    def cached(self, scope: Scope) -> Listing | None:
+        return self._listings.get(scope)
+
+    def scopes(self) -> Mapping[Scope, Listing]:
+        return dict(self._listings)
+
+    def state(self, scope: Scope, name: str) -> GitHubState:
+        """The latest known state (``UNKNOWN`` before the first listing), with webhook hints applied."""
+        listing = self._listings.get(scope)
+        if listing is None:
+            return GitHubState.UNKNOWN
+        state = listing.state(name)
+        hint = self._busy_hints.get((scope, name))
+        if hint is True and state in (GitHubState.IDLE, GitHubState.OFFLINE):
+            return GitHubState.BUSY
+        return state
+
+    def runner_id(self, scope: Scope, name: str) -> int | None:
+        listing = self._listings.get(scope)
+        runner = listing.runners.get(name) if listing else None
+        return runner.id if runner else None
+
+    def hint_busy(self, scope: Scope, name: str, busy: bool) -> None:
+        """A webhook said this runner started (or finished) a job; faster than the next listing."""
+        if busy:
+            self._busy_hints[(scope, name)] = True
+        else:
+            self._busy_hints.pop((scope, name), None)
+
+    def forget(self, scope: Scope, name: str) -> None:
+        """The runner was removed from GitHub by us."""
+        listing = self._listings.get(scope)
+        if listing is not None:
+            listing.runners.pop(name, None)
+        self._busy_hints.pop((scope, name), None)
+
+    async def refresh(self, scope: Scope, *, max_age: float) -> Listing:
+        """A listing at most ``max_age`` seconds old (one shared request when several ask at once)."""
+        listing = self._listings.get(scope)
+        if listing is not None and self._clock() - listing.fetched_at <= max_age:
+            return listing
+        inflight = self._inflight.get(scope)
+        if inflight is not None:
+            return await asyncio.shield(inflight)
+        future: asyncio.Future[Listing] = asyncio.get_running_loop().create_future()
+        self._inflight[scope] = future
+        try:
+            started = self._clock()
+            runners = await self._github.list_runners(scope)
+            listing = Listing(started, {r.name: r for r in runners})
+            self._listings[scope] = listing
+            self.refreshes += 1
+            for (hint_scope, name), _ in list(self._busy_hints.items()):
+                if hint_scope == scope and name not in listing.runners:
+                    self._busy_hints.pop((hint_scope, name), None)
+            future.set_result(listing)
+            return listing
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            self._inflight.pop(scope, None)

@@ -1,0 +1,96 @@
+"""Plays the runner process inside runner pods on kwok nodes: ghsim's virtual runner per Running pod.
+
+When the virtual runner exits, the pod's ``runner`` container is ended with that exit code through
+devcluster's exit-code annotation, exactly as a real container would end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from devcluster.cluster import EXIT_CODE_ANNOTATION, EXIT_CONTAINER_ANNOTATION
+from ghsim import run_virtual_runner
+from runnerd.kube.client import KubeClient
+from runnerd.kube.resources import PODS
+from runnerd.runtime import Informer, InformerEvent, Key
+
+log = logging.getLogger(__name__)
+
+
+def container_env(pod: Mapping[str, Any], container: str = "runner") -> dict[str, str]:
+    for c in (pod.get("spec") or {}).get("containers") or ():
+        if c.get("name") == container:
+            return {e["name"]: str(e.get("value", "")) for e in c.get("env") or () if "value" in e}
+    return {}
+
+
+class PodAgent:
+    def __init__(
+        self, kube: KubeClient, sim_base_url: str, namespace: str, *, boot_delay: float = 0.0
+    ) -> None:
+        self.kube = kube
+        self.base_url = sim_base_url
+        self.namespace = namespace
+        self.boot_delay = boot_delay
+        self.informer = Informer(
+            "agent-pods", kube.list_watcher(PODS, namespace=namespace, label_selector="actions-runner")
+        )
+        self.tasks: dict[Key, asyncio.Task[None]] = {}
+        self.exits: dict[str, int] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._informer_task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> PodAgent:
+        self._session = aiohttp.ClientSession()
+        self.informer.add_handler(self._on_event)
+        self._informer_task = asyncio.create_task(self.informer.run(), name="podagent-informer")
+        await self.informer.wait_synced()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        tasks = [t for t in (self._informer_task, *self.tasks.values()) if t is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self._session is not None:
+            await self._session.close()
+
+    def _on_event(self, event: InformerEvent) -> None:
+        pod = event.obj
+        key = Key.of(pod)
+        meta = pod["metadata"]
+        running = (pod.get("status") or {}).get("phase") == "Running"
+        if meta.get("deletionTimestamp") or event.type.value == "DELETED":
+            task = self.tasks.pop(key, None)
+            if task is not None:
+                task.cancel()
+            return
+        if running and key not in self.tasks and EXIT_CODE_ANNOTATION not in (meta.get("annotations") or {}):
+            self.tasks[key] = asyncio.create_task(
+                self._run(key, container_env(pod)), name=f"runner-{key.name}"
+            )
+
+    async def _run(self, key: Key, env: dict[str, str]) -> None:
+        code = await run_virtual_runner(
+            self.base_url, env, boot_delay=self.boot_delay, session=self._session, poll_wait=1.0
+        )
+        self.exits[key.name] = code
+        with contextlib.suppress(Exception):
+            await self.kube.patch(
+                PODS,
+                key.name,
+                {
+                    "metadata": {
+                        "annotations": {EXIT_CODE_ANNOTATION: str(code), EXIT_CONTAINER_ANNOTATION: "runner"}
+                    }
+                },
+                namespace=key.namespace,
+            )
