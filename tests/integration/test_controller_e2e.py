@@ -56,8 +56,8 @@ class Env:
         return list(self.sim.world.runners.values())
 
 
-async def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
+async def wait_until(what: str, probe: Callable[[], Any], within: float = 60.0) -> Any:
+    deadline = time.monotonic() + within
     while True:
         value = probe()
         if asyncio.iscoroutine(value):
@@ -65,7 +65,7 @@ async def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60.0)
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            pytest.fail(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.1)
 
 
