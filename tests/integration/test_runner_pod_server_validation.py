@@ -5,7 +5,6 @@ status that kwok then writes."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import pytest
 from devcluster.cluster import EXIT_CODE_ANNOTATION, EXIT_CONTAINER_ANNOTATION, Cluster
 from runnerd.reconcile.pod import RunnerPodMode, runner_pod_mode
 from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
+from tests.integration.test_devcluster import wait_for
 from tests.unit.reconcile.podkit import (
     ARTICLE_DIND,
     ARTICLE_ORG,
@@ -179,19 +179,6 @@ def test_ephemeral_containers_cannot_be_set_on_create(cluster: Cluster, prerequi
     assert "cannot be set on create" in answer["message"]
 
 
-def _wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.25)
-
-
 @pytest.mark.parametrize("mode", ["dind-sidecar", "dind-in-runner"])
 def test_gpu_runner_pod_is_scheduled_on_a_gpu_node(cluster: Cluster, namespace: str, mode: str) -> None:
     raw = {**MODES[mode], **GPU_LIMIT}
@@ -204,7 +191,7 @@ def test_gpu_runner_pod_is_scheduled_on_a_gpu_node(cluster: Cluster, namespace: 
         got: dict[str, Any] = cluster.request("GET", f"{pods}/gpu-{mode}")
         return got if runner_container_state(got).phase is RunnerPodPhase.READY else None
 
-    running = _wait_for("the GPU runner pod to be Ready", ready)
+    running = wait_for("the GPU runner pod to be Ready", ready)
     node = cluster.request("GET", f"/api/v1/nodes/{running['spec']['nodeName']}")
     assert node["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
 
@@ -223,7 +210,7 @@ def test_gpu_runner_pod_is_scheduled_on_a_gpu_node(cluster: Cluster, namespace: 
         state = runner_container_state(cluster.request("GET", f"{pods}/gpu-{mode}"))
         return state if state.phase is RunnerPodPhase.FAILED else None
 
-    state = _wait_for("the runner pod to fail", failed)
+    state = wait_for("the runner pod to fail", failed)
     assert (state.exit_code, state.container, state.reason) == (1, "runner", "Error")
 
 
@@ -248,9 +235,9 @@ def test_gpu_toleration_is_what_gets_it_scheduled(cluster: Cluster, namespace: s
 
         return probe
 
-    state = _wait_for("the untolerated pod to be unschedulable", unschedulable("no-toleration"))
+    state = wait_for("the untolerated pod to be unschedulable", unschedulable("no-toleration"))
     assert "untolerated taint" in state.message
-    state = _wait_for("the oversized pod to be unschedulable", unschedulable("oversized"))
+    state = wait_for("the oversized pod to be unschedulable", unschedulable("oversized"))
     assert "Insufficient nvidia.com/gpu" in state.message
     assert state.stuck
 
