@@ -132,16 +132,28 @@ async def test_informer_sees_create_update_delete(kube: KubeClient, cluster: Clu
         await cancel(task)
 
 
-async def test_short_watches_reconnect_without_relisting(kube: KubeClient, namespace: str) -> None:
-    informer = Informer("configmaps", kube.list_watcher(CONFIGMAPS, namespace=namespace), watch_timeout=1)
+async def test_bookmarks_advance_quiet_watches_which_resume_without_relisting(
+    kube: KubeClient, namespace: str
+) -> None:
+    # The API server ends each watch after 3-6 s, sending a bookmark shortly before it does.
+    watched = kube.list_watcher(CONFIGMAPS, namespace=namespace, label_selector="app=runnerd-test")
+    informer = Informer("configmaps", watched, watch_timeout=3)
     seen = Recorder()
     informer.add_handler(seen)
     task = asyncio.create_task(informer.run())
     try:
         await asyncio.wait_for(informer.wait_synced(), 30)
-        await wait_for(lambda: informer.watches >= 3, limit=20)  # each watch ends after 1-2 s
-        await kube.create(CONFIGMAPS, configmap("late", namespace))
+        listed = int(informer.resource_version)
+        for i in range(3):  # changes the informer does not see: only a bookmark tells it about them
+            await kube.create(CONFIGMAPS, configmap(f"noise{i}", namespace))
+        await wait_for(lambda: int(informer.resource_version) > listed, limit=20)
+        assert seen.events == [], "bookmarks are not dispatched to handlers"
+        await wait_for(lambda: informer.watches >= 2, limit=20)
+        late = configmap("late", namespace)
+        late["metadata"]["labels"] = {"app": "runnerd-test"}
+        await kube.create(CONFIGMAPS, late)
         await wait_for(lambda: seen.seen(EventType.ADDED, "late"))
+        assert [e.obj["metadata"]["name"] for e in seen.events] == ["late"], "the label selector applies"
         assert informer.lists == 1, "an ended watch resumes from its resourceVersion; it does not relist"
     finally:
         await cancel(task)
