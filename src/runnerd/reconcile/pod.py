@@ -20,8 +20,8 @@ from runnerd.api._codec import JSON
 from runnerd.api.types import RunnerConfig, RunnerSpec
 from runnerd.reconcile import gpu as g
 from runnerd.reconcile._containers import (
+    add_env_defaults,
     by_name,
-    env_names,
     env_value,
     env_var,
     field_ref_env,
@@ -180,54 +180,44 @@ def build_runner_pod(
     privileged = not pod_security.get("seLinuxOptions")
     users = by_name(spec.containers)
 
-    runner = _runner_container(runner_name, spec, mode, registration, options, users.get(RUNNER_CONTAINER))
-    runner["securityContext"] = {
-        **({"privileged": True} if mode is RunnerPodMode.DIND_IN_RUNNER and privileged else {}),
-        **(users.get(RUNNER_CONTAINER, {}).get("securityContext") or {}),
-    }
-    if not runner["securityContext"]:
-        del runner["securityContext"]
+    runner = _runner_container(
+        runner_name, spec, mode, registration, options, users.get(RUNNER_CONTAINER), privileged
+    )
     docker = None
     if mode is RunnerPodMode.DIND_SIDECAR:
         docker = _docker_container(
             spec, options, runner, users.get(DOCKER_CONTAINER), pod_security, privileged
         )
-
-    containers = _order_containers(spec.containers, runner, docker, mode)
-    pod_spec: JSON = {
-        "restartPolicy": "Never",
-        "containers": containers,
-    }
-    volumes = merge_volumes(_generated_volumes(spec, mode), spec.volumes)
-    init_containers = [copy.deepcopy(ic) for ic in spec.init_containers]
-
-    volumes, init_containers = _apply_gpu(pod_spec, mode, options.gpu, volumes, init_containers)
-    containers = pod_spec["containers"]
+    containers, volumes, init_containers = _apply_gpu(
+        _order_containers(spec.containers, runner, docker, mode),
+        merge_volumes(_generated_volumes(spec, mode), spec.volumes),
+        [copy.deepcopy(ic) for ic in spec.init_containers],
+        mode,
+        options.gpu,
+    )
     containers.extend(copy.deepcopy(sc) for sc in spec.sidecar_containers)
+    pod_spec: JSON = {"restartPolicy": "Never", "containers": containers}
     if init_containers:
         pod_spec["initContainers"] = init_containers
     if volumes:
         pod_spec["volumes"] = volumes
     _pod_fields(pod_spec, runner_name, spec, mode, options)
 
-    metadata: JSON = {
-        "name": runner_name,
-        "namespace": namespace,
-        "labels": {
-            **labels,
-            LABEL_RUNNER: "",
-            LABEL_RUNNER_NAME: label_value(runner_name),
-            LABEL_POD_TEMPLATE_HASH: pod_template_hash(spec, labels, annotations, options),
-        },
-        "annotations": annotations,
+    pod_labels = {
+        **labels,
+        LABEL_RUNNER: "",
+        LABEL_RUNNER_NAME: label_value(runner_name),
+        LABEL_POD_TEMPLATE_HASH: pod_template_hash(spec, labels, annotations, options),
     }
+    pod_annotations = dict(annotations)
     if isinstance(registration, JitConfig):
-        annotations[ANNOTATION_RUNNER_ID] = str(registration.runner_id)
+        pod_annotations[ANNOTATION_RUNNER_ID] = str(registration.runner_id)
     creds = spec.github_api_credentials_from
     if creds is not None and creds.secret_ref.name:
-        annotations[ANNOTATION_GITHUB_API_CREDS_SECRET] = creds.secret_ref.name
-    if not annotations:
-        del metadata["annotations"]
+        pod_annotations[ANNOTATION_GITHUB_API_CREDS_SECRET] = creds.secret_ref.name
+    metadata: JSON = {"name": runner_name, "namespace": namespace, "labels": pod_labels}
+    if pod_annotations:
+        metadata["annotations"] = pod_annotations
     if owner_references:
         metadata["ownerReferences"] = [copy.deepcopy(dict(o)) for o in owner_references]
     for key in ("initContainers", "containers"):
@@ -272,11 +262,15 @@ def pod_template_hash(
     )
 
 
+def _runner_volume_enabled(spec: RunnerConfig) -> bool:
+    """``volumeSizeLimit: 0`` leaves the /runner emptyDir out (ARC)."""
+    return spec.volume_size_limit is None or not is_zero_quantity(spec.volume_size_limit)
+
+
 def _validate(spec: RunnerSpec, mode: RunnerPodMode) -> None:
     if spec.scope is None:
         raise RunnerPodError("spec needs exactly one of enterprise, organization or repository")
-    runner_volume_disabled = spec.volume_size_limit is not None and is_zero_quantity(spec.volume_size_limit)
-    if mode is RunnerPodMode.DIND_SIDECAR and runner_volume_disabled:
+    if mode is RunnerPodMode.DIND_SIDECAR and not _runner_volume_enabled(spec):
         raise RunnerPodError(
             "volumeSizeLimit 0 disables the runner volume, which the docker sidecar needs "
             "(it shares the work directory with the runner container)"
@@ -362,6 +356,7 @@ def _runner_container(
     registration: Registration,
     options: PodOptions,
     user: Mapping[str, Any] | None,
+    privileged: bool,
 ) -> JSON:
     user = user or {}
     default_image = options.runner_image
@@ -390,7 +385,7 @@ def _runner_container(
         out.pop("resources", None)
 
     generated: list[JSON] = []
-    if not (spec.volume_size_limit is not None and is_zero_quantity(spec.volume_size_limit)):
+    if _runner_volume_enabled(spec):
         generated.append({"name": RUNNER_VOLUME, "mountPath": RUNNER_MOUNT_PATH})
     if mode in (RunnerPodMode.DIND_SIDECAR, RunnerPodMode.KUBERNETES):
         generated.append({"name": WORK_VOLUME, "mountPath": spec.effective_work_dir})
@@ -400,6 +395,13 @@ def _runner_container(
     mounts = merge_mounts(generated, user_mounts, replace_by_name=(WORK_VOLUME,))
     if mounts:
         out["volumeMounts"] = mounts
+    # dockerd in the runner needs a privileged container (not with pod SELinux options, as ARC).
+    security = {
+        **({"privileged": True} if mode is RunnerPodMode.DIND_IN_RUNNER and privileged else {}),
+        **(user.get("securityContext") or {}),
+    }
+    if security:
+        out["securityContext"] = security
     return out
 
 
@@ -494,7 +496,7 @@ def _order_containers(
 def _generated_volumes(spec: RunnerSpec, mode: RunnerPodMode) -> list[JSON]:
     volumes: list[JSON] = []
     limit = spec.volume_size_limit
-    if not (limit is not None and is_zero_quantity(limit)):
+    if _runner_volume_enabled(spec):
         empty_dir: JSON = {}
         if spec.volume_storage_medium:
             empty_dir["medium"] = spec.volume_storage_medium
@@ -526,14 +528,13 @@ def _generated_volumes(spec: RunnerSpec, mode: RunnerPodMode) -> list[JSON]:
 
 
 def _apply_gpu(
-    pod_spec: JSON,
-    mode: RunnerPodMode,
-    gpu: g.GpuOptions,
+    containers: list[JSON],
     volumes: list[JSON],
     init_containers: list[JSON],
-) -> tuple[list[JSON], list[JSON]]:
+    mode: RunnerPodMode,
+    gpu: g.GpuOptions,
+) -> tuple[list[JSON], list[JSON], list[JSON]]:
     """Put the runner's GPU request where dockerd runs and set that container up for CDI."""
-    containers: list[JSON] = pod_spec["containers"]
     index = {ct["name"]: i for i, ct in enumerate(containers)}
     ri = index[RUNNER_CONTAINER]
     di = index.get(DOCKER_CONTAINER) if mode is RunnerPodMode.DIND_SIDECAR else None
@@ -553,12 +554,8 @@ def _apply_gpu(
             init_containers = [g.install_init_container(containers[ri]), *init_containers]
     if host != ri and g.gpu_resources(containers[ri], gpu):
         runner = containers[ri]
-        present = env_names(runner.get("env") or [])
-        runner["env"] = [
-            *(runner.get("env") or []),
-            *(e for e in g.runner_gpu_env(gpu) if e["name"] not in present),
-        ]
-    return volumes, init_containers
+        runner["env"] = add_env_defaults(runner.get("env") or [], g.runner_gpu_env(gpu))
+    return containers, volumes, init_containers
 
 
 def _pod_fields(
