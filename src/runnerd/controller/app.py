@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +39,16 @@ class Controllers:
     """Everything one process runs, for tests and metrics to look at."""
 
     manager: Manager
+    kube: KubeClient
+    github: GitHubClient
+    options: ControllerOptions
+    recorder: EventRecorder
     directory: RunnerDirectory
     runner: RunnerController
     replica_set: ReplicaSetController
     deployment: DeploymentController
-    informers: Mapping[str, Informer]
+    informers: MutableMapping[str, Informer]
+    """By name: runners, pods, runnerreplicasets, runnerdeployments (extensions may add more)."""
 
 
 def build(
@@ -123,6 +128,10 @@ def build(
         manager.add_controller(ctl)
     return Controllers(
         manager=manager,
+        kube=kube,
+        github=github,
+        options=options,
+        recorder=recorder,
         directory=directory,
         runner=runner,
         replica_set=replica_set,
