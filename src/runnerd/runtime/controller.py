@@ -19,7 +19,6 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 from runnerd.runtime.errors import ApiError, Conflict
 from runnerd.runtime.informer import EventType, Informer, InformerEvent
@@ -100,7 +99,11 @@ class Controller:
         self.name = name
         self._reconcile = reconcile
         self._workers = workers
-        self._limits: dict[str, Any] = {"base": backoff_base, "max": backoff_max, "qps": qps, "burst": burst}
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._qps = qps
+        self._burst = burst
+        self._new_queue()  # validates the limits now rather than at the first run
         self._watches: list[tuple[Informer, Mapper]] = []
         self._queue: WorkQueue[Key] | None = None
         self.reconciles = 0
@@ -132,12 +135,7 @@ class Controller:
 
     async def run(self) -> None:
         """Runs until :meth:`shutdown` (returns once in-flight reconciles finish) or cancellation."""
-        limits = self._limits
-        queue: WorkQueue[Key] = WorkQueue(
-            RateLimiter(
-                base=limits["base"], max=limits["max"], bucket=TokenBucket(limits["qps"], limits["burst"])
-            )
-        )
+        queue = self._new_queue()
         self._queue = queue
         removers = [
             informer.add_handler(functools.partial(self._on_event, queue, mapper))
@@ -159,6 +157,10 @@ class Controller:
                 remove()
             queue.shutdown()
             self._queue = None
+
+    def _new_queue(self) -> WorkQueue[Key]:
+        bucket = TokenBucket(self._qps, self._burst)
+        return WorkQueue(RateLimiter(base=self._backoff_base, max=self._backoff_max, bucket=bucket))
 
     def shutdown(self) -> None:
         """Stop taking keys; running reconciles finish, then :meth:`run` returns."""
