@@ -94,7 +94,11 @@ class LeaderElector:
         (after cancelling ``lead()`` and waiting for it) if the Lease could not be kept. An exception
         from ``lead()`` is re-raised, also after releasing the Lease.
         """
-        renewed_at = await self._acquire()
+        try:
+            renewed_at = await self._acquire()
+        except asyncio.CancelledError:
+            await self._release()  # the try that was cancelled may have won the Lease just before
+            raise
         self._leading = True
         self.transitions += 1
         logger.info("leader election %s/%s: %s became leader", self.namespace, self.name, self.identity)
@@ -213,16 +217,16 @@ class LeaderElector:
         self._observed_at = at
 
     async def _release(self) -> None:
-        """Gives the Lease up, if it is still ours, so a successor need not wait for it to expire."""
-        observed = self._observed
-        if observed is None or observed.holder_identity != self.identity:
-            return
-        now = self._wall_clock()
-        record = replace(
-            observed, holder_identity="", lease_duration_seconds=1, acquire_time=now, renew_time=now
-        )
+        """Gives the Lease up, if it is ours, so a successor need not wait for it to expire."""
         try:
             async with asyncio.timeout(self.retry_period):
+                current = await self._client.get(self.namespace, self.name)
+                if current is None or current.holder_identity != self.identity:
+                    return
+                now = self._wall_clock()
+                record = replace(
+                    current, holder_identity="", lease_duration_seconds=1, acquire_time=now, renew_time=now
+                )
                 released = await self._client.update(self.namespace, self.name, record)
             self._observe(released, asyncio.get_running_loop().time())
         except Exception as exc:

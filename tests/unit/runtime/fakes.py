@@ -187,6 +187,8 @@ class FakeLeaseClient:
         self.failing: Exception | None = None
         self.conflicts = 0
         """Answer the next this many updates with Conflict."""
+        self.lose_responses = False
+        """Writes succeed on the server, but their responses never arrive (the call hangs)."""
         self.calls = 0
 
     async def _enter(self) -> None:
@@ -204,7 +206,7 @@ class FakeLeaseClient:
         await self._enter()
         if (namespace, name) in self.server.records:
             raise AlreadyExists(409, "AlreadyExists", "exists")
-        return self.server.store(namespace, name, record, self.who)
+        return await self._respond(self.server.store(namespace, name, record, self.who))
 
     async def update(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
         await self._enter()
@@ -216,7 +218,12 @@ class FakeLeaseClient:
             raise Conflict(409, "Conflict", "injected")
         if current.resource_version != record.resource_version:
             raise Conflict(409, "Conflict", "the object has been modified")
-        return self.server.store(namespace, name, record, self.who)
+        return await self._respond(self.server.store(namespace, name, record, self.who))
+
+    async def _respond(self, stored: LeaseRecord) -> LeaseRecord:
+        if self.lose_responses:
+            await asyncio.Event().wait()
+        return stored
 
 
 class FakeEventSink:

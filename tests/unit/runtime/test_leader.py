@@ -250,6 +250,38 @@ async def test_cancelling_the_leader_stops_the_work_and_releases() -> None:
     assert lease(server).holder_identity == ""
 
 
+async def test_a_candidate_cancelled_mid_acquisition_releases_what_it_won() -> None:
+    server = LeaseServer()
+    b, client = elector(server, "b")
+    client.lose_responses = True
+    work = Work()
+    run = asyncio.create_task(b.run(work))
+    await eventually(lambda: (NS, NAME) in server.records)
+    assert lease(server).holder_identity == "b", "won on the server, but b never heard back"
+    client.lose_responses = False
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert work.started is None
+    assert lease(server).holder_identity == ""
+
+
+async def test_a_candidate_cancelled_without_the_lease_leaves_it_alone() -> None:
+    server = LeaseServer()
+    a, _ = elector(server, "a")
+    b, _ = elector(server, "b")
+    work_a = Work()
+    run_a = asyncio.create_task(a.run(work_a))
+    await eventually(lambda: a.is_leader)
+    run_b = asyncio.create_task(b.run(Work()))
+    await asyncio.sleep(3 * RETRY)
+    await cancel_and_wait(run_b)
+    assert lease(server).holder_identity == "a"
+    assert a.is_leader
+    work_a.finish.set()
+    await run_a
+
+
 async def test_work_errors_propagate_after_release() -> None:
     server = LeaseServer()
     a, _ = elector(server, "a")
