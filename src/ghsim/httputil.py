@@ -25,6 +25,13 @@ class Reply:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: the body as JSON text already (lists assembled from cached fragments)
+    raw: bytes | None = None
+
+
+def json_list(key: str, total: int, items: list[bytes]) -> bytes:
+    """``{"total_count": total, key: [items...]}`` from JSON fragments."""
+    return b'{"total_count":%d,"%s":[%s]}' % (total, key.encode(), b",".join(items))
 
 
 @dataclass

@@ -8,6 +8,7 @@ itself, so a client that follows them stays inside the simulator.
 from __future__ import annotations
 
 import base64
+import json
 import zlib
 from typing import Any
 
@@ -32,8 +33,9 @@ class Renderer:
         self.api = api_url.rstrip("/")
         self.html = (html_url or api_url).rstrip("/")
         self._repo_cache: dict[int, JSON] = {}
-        self._job_cache: dict[int, tuple[int, JSON]] = {}
-        self._run_cache: dict[int, tuple[int, JSON]] = {}
+        self._repo_bytes: dict[int, bytes] = {}
+        self._job_cache: dict[int, tuple[int, bytes]] = {}
+        self._run_cache: dict[int, tuple[int, bytes]] = {}
 
     # ---- accounts ----------------------------------------------------------------------------
 
@@ -256,12 +258,33 @@ class Renderer:
     # ---- runs and jobs ---------------------------------------------------------------------------
 
     def job(self, job: Job) -> JSON:
+        return self.job_snapshot(JobSnapshot.of(job))
+
+    def job_json(self, job: Job) -> bytes:
+        """The job as JSON text, cached until the job changes (for long lists)."""
         cached = self._job_cache.get(job.id)
         if cached is not None and cached[0] == job.version:
             return cached[1]
-        out = self.job_snapshot(JobSnapshot.of(job))
+        out = _dumps(self.job(job))
         self._job_cache[job.id] = (job.version, out)
         return out
+
+    def repository_json(self, repo: Repo) -> bytes:
+        cached = self._repo_bytes.get(repo.id)
+        if cached is None:
+            cached = self._repo_bytes[repo.id] = _dumps(self.repository(repo))
+        return cached
+
+    def run_json(self, run: Run) -> bytes:
+        """The run as JSON text, cached until the run changes (for long lists)."""
+        cached = self._run_cache.get(run.id)
+        if cached is not None and cached[0] == run.version:
+            return cached[1]
+        out = self._run_fields(run)
+        repo = self.repository_json(self.world.repos_by_id[run.repo_id])
+        text = _dumps(out)[:-1] + b',"repository":' + repo + b',"head_repository":' + repo + b"}"
+        self._run_cache[run.id] = (run.version, text)
+        return text
 
     def job_snapshot(self, job: JobSnapshot) -> JSON:
         repo = self.world.repos_by_id[job.repo_id]
@@ -305,14 +328,18 @@ class Renderer:
         }
 
     def run(self, run: Run) -> JSON:
-        cached = self._run_cache.get(run.id)
-        if cached is not None and cached[0] == run.version:
-            return cached[1]
+        out = self._run_fields(run)
+        repo_json = self.repository(self.world.repos_by_id[run.repo_id])
+        out["repository"] = repo_json
+        out["head_repository"] = repo_json
+        return out
+
+    def _run_fields(self, run: Run) -> JSON:
+        """Everything of a run but its two repository objects."""
         repo = self.world.repos_by_id[run.repo_id]
         api = f"{self.api}/repos/{repo.full_name}"
         base = f"{api}/actions/runs/{run.id}"
         actor = self.user(run.actor)
-        repo_json = self.repository(repo)
         out: JSON = {
             "id": run.id,
             "name": run.workflow_name,
@@ -356,10 +383,7 @@ class Renderer:
                 "author": {"name": run.actor, "email": f"{run.actor}@users.noreply.ghsim.local"},
                 "committer": {"name": run.actor, "email": f"{run.actor}@users.noreply.ghsim.local"},
             },
-            "repository": repo_json,
-            "head_repository": repo_json,
         }
-        self._run_cache[run.id] = (run.version, out)
         return out
 
     # ---- apps ------------------------------------------------------------------------------------
@@ -404,6 +428,10 @@ class Renderer:
             "suspended_by": None,
             "suspended_at": None,
         }
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def _step(

@@ -12,7 +12,7 @@ from typing import Any
 from .clock import iso, iso_ms
 from .entities import Scope
 from .errors import NotFound, ValidationFailed
-from .httputil import Ctx, Reply, Route, paginate
+from .httputil import Ctx, Reply, Route, json_list, paginate
 from .model import JobSnapshot
 
 RUNNERS_DOCS = "https://docs.github.com/rest/actions/self-hosted-runners"
@@ -193,8 +193,8 @@ async def list_runs(ctx: Ctx) -> Reply:
     status = ctx.request.query.get("status") or None
     runs = ctx.core.world.runs_of(_repo(ctx), status)
     page, headers = paginate(ctx.request, runs)
-    render = ctx.core.renderer.run
-    return Reply(200, {"total_count": len(runs), "workflow_runs": [render(r) for r in page]}, headers)
+    render = ctx.core.renderer.run_json
+    return Reply(200, None, headers, raw=json_list("workflow_runs", len(runs), [render(r) for r in page]))
 
 
 def _run(ctx: Ctx) -> Any:
@@ -225,8 +225,8 @@ async def list_jobs(ctx: Ctx) -> Reply:
         raise ValidationFailed("Invalid request.\n\nfilter must be one of: latest, all.")
     jobs = ctx.core.world.jobs_of(run, latest=flt == "latest")
     page, headers = paginate(ctx.request, jobs)
-    render = ctx.core.renderer.job
-    return Reply(200, {"total_count": len(jobs), "jobs": [render(j) for j in page]}, headers)
+    render = ctx.core.renderer.job_json
+    return Reply(200, None, headers, raw=json_list("jobs", len(jobs), [render(j) for j in page]))
 
 
 async def get_job(ctx: Ctx) -> Reply:

@@ -43,6 +43,7 @@ RATE_DOCS = "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the
 SECONDARY_DOCS = (
     "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits"
 )
+STREAM_ABOVE = 128 * 1024
 REQUEST_ID = web.RequestKey("ghsim_request_id", str)
 _INT_PARAMS = ("runner_id", "runner_group_id", "run_id", "job_id", "installation_id")
 
@@ -79,7 +80,10 @@ class RestHandler:
         try:
             principal = core.auth.authenticate(request.headers.get("Authorization"))
         except Unauthorized as exc:
-            return self._finish(request, principal, Reply(401, error_body(401, exc.message, DOCS)), None)
+            return await self._respond(
+                request,
+                self._finish(request, principal, Reply(401, error_body(401, exc.message, DOCS)), None),
+            )
         secondary = core.limiter.enter(principal.key, request.method)
         if not secondary.allowed:
             status = core.config.secondary.status
@@ -94,7 +98,7 @@ class RestHandler:
                 core.limiter.check(principal.key, principal.kind, route.resource) if route.counted else None
             )
             reply = Reply(status, body, {"Retry-After": str(secondary.retry_after)})
-            return self._finish(request, principal, reply, verdict)
+            return await self._respond(request, self._finish(request, principal, reply, verdict))
         try:
             return await self._handle(request, principal)
         finally:
@@ -114,7 +118,9 @@ class RestHandler:
                     f"include the request ID {self._request_id(request)} and timestamp.",
                     RATE_DOCS,
                 )
-                return self._finish(request, principal, Reply(status, exhausted), verdict)
+                return await self._respond(
+                    request, self._finish(request, principal, Reply(status, exhausted), verdict)
+                )
         try:
             reply = await self._call(request, principal)
             if request.method != "GET":
@@ -123,17 +129,19 @@ class RestHandler:
             reply = Reply(exc.status, error_body(exc.status, exc.message, route.docs, exc.errors))
             if isinstance(exc, Forbidden) and exc.accepted_scopes is not None:
                 reply.headers["X-Accepted-OAuth-Scopes"] = exc.accepted_scopes
-        body = dumps(reply.body) if reply.body is not None else b""
+        body = _body_bytes(reply)
         if route.etag and reply.status == 200:
             etag = 'W/"' + hashlib.sha256(body).hexdigest() + '"'
             reply.headers["ETag"] = etag
             reply.headers["Cache-Control"] = "private, max-age=60, s-maxage=60"
             if _etag_matches(request.headers.get("If-None-Match"), etag):
                 # a conditional request that hits does not count against the primary limit
-                return self._finish(request, principal, Reply(304, None, reply.headers), verdict)
+                return await self._respond(
+                    request, self._finish(request, principal, Reply(304, None, reply.headers), verdict)
+                )
         if route.counted:
             verdict = core.limiter.consume(principal.key, principal.kind, route.resource)
-        return self._finish(request, principal, reply, verdict, body)
+        return await self._respond(request, self._finish(request, principal, reply, verdict, body))
 
     async def _call(self, request: web.Request, principal: Principal) -> Reply:
         route = self.route
@@ -147,6 +155,22 @@ class RestHandler:
         if route.need != "app":
             self.core.auth.authorize(principal, route.need, scope, request.method)
         return await route.handler(Ctx(self.core, request, principal, scope))
+
+    @staticmethod
+    async def _respond(request: web.Request, response: web.Response) -> web.StreamResponse:
+        """Send big bodies in 64 KiB pieces, so the socket's write buffer stays small (asyncio
+        keeps the capacity of a connection's write buffer once it has grown)."""
+        body = response.body
+        if not isinstance(body, bytes) or len(body) <= STREAM_ABOVE:
+            return response
+        stream = web.StreamResponse(status=response.status, headers=response.headers)
+        stream.content_length = len(body)
+        await stream.prepare(request)
+        view = memoryview(body)
+        for start in range(0, len(body), 65_536):
+            await stream.write(view[start : start + 65_536])
+        await stream.write_eof()
+        return stream
 
     @staticmethod
     def _request_id(request: web.Request) -> str:
@@ -186,12 +210,18 @@ class RestHandler:
             headers["X-Accepted-OAuth-Scopes"] = ", ".join(ACCEPTED_SCOPES.get(self.route.need, ()))
         headers.update(reply.headers)
         self.core.stats.count(self.route.operation_id, principal.key, reply.status)
-        if reply.status in (204, 304) or reply.body is None:
+        if reply.status in (204, 304) or (reply.body is None and reply.raw is None):
             return web.Response(status=reply.status, headers=headers)
         if body is None:
-            body = dumps(reply.body)
+            body = _body_bytes(reply)
         headers["Content-Type"] = "application/json; charset=utf-8"
         return web.Response(status=reply.status, body=body, headers=headers)
+
+
+def _body_bytes(reply: Reply) -> bytes:
+    if reply.raw is not None:
+        return reply.raw
+    return dumps(reply.body) if reply.body is not None else b""
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

@@ -1,0 +1,259 @@
+"""Benchmark: the GitHub simulator holding 10,000 queued jobs and 2,000 busy runners.
+
+Starts ``python -m ghsim`` as its own process (how tests and the demo use it), then from this
+process:
+
+1. creates an organization with 50 private repositories and a PAT (admin API);
+2. enqueues 12,000 jobs (3,000 workflow runs of 4 jobs);
+3. starts 2,000 virtual runners (1,000 from JIT configs, 1,000 from a registration token) as
+   asyncio tasks; each takes a one-hour job, so 2,000 jobs run and 10,000 stay queued, while the
+   runners keep long-polls and heartbeats going in the background;
+4. measures REST latency one request at a time (what a controller sees), per endpoint;
+5. measures throughput with 16 concurrent clients.
+
+Prints a table and a JSON line.  Run:  .venv/bin/python bench/ghsim_bench.py
+(``--quick`` uses 1,000 jobs and 200 runners.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from ghsim.agent import VirtualRunner
+
+ORG = "bench-org"
+REPOS = 50
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def start_simulator() -> tuple[asyncio.subprocess.Process, str]:
+    config = json.dumps({"primary": {"enabled": False}, "secondary": {"enabled": False}, "long_poll_s": 20})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ghsim", "--port", "0", "--config", config, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    url = (await proc.stdout.readline()).decode().strip()
+    return proc, url
+
+
+async def main(quick: bool) -> None:
+    n_jobs, n_runners = (1_000, 200) if quick else (12_000, 2_000)
+    proc, url = await start_simulator()
+    connector = aiohttp.TCPConnector(limit=0)
+    runners: list[asyncio.Task[Any]] = []
+    async with aiohttp.ClientSession(connector=connector) as http:
+        try:
+
+            async def sim(method: str, path: str, body: Any = None) -> Any:
+                async with http.request(method, url + "/_sim" + path, json=body) as r:
+                    assert r.status < 300, (path, r.status, await r.text())
+                    return await r.json() if r.status != 204 else None
+
+            await sim("POST", "/orgs", {"login": ORG})
+            for i in range(REPOS):
+                await sim("POST", "/repos", {"full_name": f"{ORG}/repo-{i}"})
+            token = (await sim("POST", "/pats", {"login": "bench"}))["token"]
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"}
+
+            t0 = time.perf_counter()
+            runs = [
+                {
+                    "repo": f"{ORG}/repo-{i % REPOS}",
+                    "jobs": [{"labels": ["self-hosted", "gpu"], "duration": 3600}] * 4,
+                }
+                for i in range(n_jobs // 4)
+            ]
+            for chunk in range(0, len(runs), 500):
+                await sim("POST", "/state", {"runs": runs[chunk : chunk + 500]})
+            enqueue_s = time.perf_counter() - t0
+
+            # runners: half from JIT configs (minted over REST), half from a registration token
+            t0 = time.perf_counter()
+            envs: list[dict[str, str]] = []
+            jit_latencies: list[float] = []
+            for i in range(n_runners // 2):
+                s = time.perf_counter()
+                async with http.post(
+                    f"{url}/orgs/{ORG}/actions/runners/generate-jitconfig",
+                    headers=headers,
+                    json={"name": f"jit-{i}", "runner_group_id": 1, "labels": ["gpu"]},
+                ) as r:
+                    body = await r.json()
+                jit_latencies.append(time.perf_counter() - s)
+                envs.append({"ACTIONS_RUNNER_INPUT_JITCONFIG": body["encoded_jit_config"]})
+            async with http.post(
+                f"{url}/orgs/{ORG}/actions/runners/registration-token", headers=headers
+            ) as r:
+                reg_token = (await r.json())["token"]
+            for i in range(n_runners - len(envs)):
+                envs.append(
+                    {
+                        "RUNNER_TOKEN": reg_token,
+                        "RUNNER_ORG": ORG,
+                        "RUNNER_NAME": f"pod-{i}",
+                        "RUNNER_LABELS": "gpu",
+                    }
+                )
+            runners = [
+                asyncio.create_task(VirtualRunner(url, env, session=http, poll_wait=20, heartbeat_s=30).run())
+                for env in envs
+            ]
+            while True:
+                stats = await sim("GET", "/stats")
+                if stats["jobs"]["in_progress"] >= n_runners:
+                    break
+                await asyncio.sleep(0.2)
+            runners_s = time.perf_counter() - t0
+            assert stats["jobs"]["queued"] == n_jobs - n_runners, stats["jobs"]
+            assert stats["runners"]["online"] == n_runners, stats["runners"]
+
+            # ---- latency, one request at a time ------------------------------------------------
+            async with http.get(f"{url}/repos/{ORG}/repo-0/actions/runs?per_page=1", headers=headers) as r:
+                run_id = (await r.json())["workflow_runs"][0]["id"]
+            async with http.get(f"{url}/repos/{ORG}/repo-0/actions/runs/{run_id}/jobs", headers=headers) as r:
+                job_id = (await r.json())["jobs"][0]["id"]
+            async with http.get(f"{url}/orgs/{ORG}/actions/runners?per_page=1", headers=headers) as r:
+                runner_id = (await r.json())["runners"][0]["id"]
+                etag = r.headers["ETag"]
+            pages = n_runners // 100
+
+            def req(method: str, path: str, **kw: Any) -> Callable[[], Awaitable[int]]:
+                async def call() -> int:
+                    async with http.request(
+                        method, url + path, headers={**headers, **kw.pop("h", {})}, **kw
+                    ) as r:
+                        await r.read()
+                        return r.status
+
+                return call
+
+            def list_runners_page() -> Awaitable[int]:
+                return req(
+                    "GET", f"/orgs/{ORG}/actions/runners?per_page=100&page={random.randint(1, pages)}"
+                )()
+
+            def list_queued_runs() -> Awaitable[int]:
+                repo = random.randrange(REPOS)
+                return req("GET", f"/repos/{ORG}/repo-{repo}/actions/runs?status=queued&per_page=100")()
+
+            endpoints: dict[str, Callable[[], Awaitable[int]]] = {
+                "GET /orgs/{org}/actions/runners (100/page)": list_runners_page,
+                "GET /orgs/{org}/actions/runners (304)": req(
+                    "GET", f"/orgs/{ORG}/actions/runners?per_page=1", h={"If-None-Match": etag}
+                ),
+                "GET /orgs/{org}/actions/runners?name=": req(
+                    "GET", f"/orgs/{ORG}/actions/runners?name=pod-7"
+                ),
+                "GET /orgs/{org}/actions/runners/{id}": req(
+                    "GET", f"/orgs/{ORG}/actions/runners/{runner_id}"
+                ),
+                "GET /repos/{o}/{r}/actions/runs?status=queued (100/page)": list_queued_runs,
+                "GET /repos/{o}/{r}/actions/runs/{id}/jobs": req(
+                    "GET", f"/repos/{ORG}/repo-0/actions/runs/{run_id}/jobs"
+                ),
+                "GET /repos/{o}/{r}/actions/jobs/{id}": req(
+                    "GET", f"/repos/{ORG}/repo-0/actions/jobs/{job_id}"
+                ),
+                "POST /orgs/{org}/actions/runners/registration-token": req(
+                    "POST", f"/orgs/{ORG}/actions/runners/registration-token"
+                ),
+                "DELETE /orgs/{org}/actions/runners/{id} (busy: 422)": req(
+                    "DELETE", f"/orgs/{ORG}/actions/runners/{runner_id}"
+                ),
+                "GET /rate_limit": req("GET", "/rate_limit"),
+            }
+            n = 100 if quick else 300
+            results: dict[str, list[float]] = {}
+            everything: list[float] = []
+            for name, call in endpoints.items():
+                await call()  # warm
+                samples = []
+                for _ in range(n):
+                    s = time.perf_counter()
+                    status = await call()
+                    samples.append((time.perf_counter() - s) * 1000)
+                    assert status < 500, (name, status)
+                results[name] = samples
+                everything.extend(samples)
+            results["POST .../generate-jitconfig (during setup)"] = [x * 1000 for x in jit_latencies]
+
+            # ---- throughput, 16 concurrent clients ---------------------------------------------
+            done = 0
+            stop_at = time.perf_counter() + (3 if quick else 5)
+
+            async def client() -> None:
+                nonlocal done
+                while time.perf_counter() < stop_at:
+                    await list_runners_page() if random.random() < 0.5 else await list_queued_runs()
+                    done += 1
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(16)))
+            throughput = done / (time.perf_counter() - t0)
+            final = await sim("GET", "/stats")
+            rss = rss_mb(proc.pid)
+        finally:
+            for task in runners:
+                task.cancel()
+            await asyncio.gather(*runners, return_exceptions=True)
+            proc.terminate()
+            await proc.wait()
+
+    print(
+        f"ghsim benchmark: {n_jobs - n_runners} queued jobs, {n_runners} busy runners, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"  enqueue {n_jobs} jobs: {enqueue_s:.2f} s; "
+        f"{n_runners} runners registered and started jobs in {runners_s:.1f} s"
+    )
+    print(f"  simulator RSS: {rss:.0f} MiB; jobs {final['jobs']}")
+    print(f"  {'endpoint':<60} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
+    for name, samples in results.items():
+        print(f"  {name:<60} {pct(samples, 0.5):8.2f} {pct(samples, 0.9):8.2f} {pct(samples, 0.99):8.2f}")
+    median = statistics.median(everything)
+    print(
+        f"  median over all sequential calls: {median:.2f} ms; "
+        f"throughput (16 clients, list calls): {throughput:.0f} req/s"
+    )
+    print(
+        json.dumps(
+            {
+                "queued_jobs": n_jobs - n_runners,
+                "runners": n_runners,
+                "median_ms": round(median, 3),
+                "p99_ms": {k: round(pct(v, 0.99), 3) for k, v in results.items()},
+                "p50_ms": {k: round(pct(v, 0.5), 3) for k, v in results.items()},
+                "throughput_rps": round(throughput),
+                "rss_mib": round(rss),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 jobs and 200 runners")
+    asyncio.run(main(parser.parse_args().quick))
