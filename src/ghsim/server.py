@@ -17,6 +17,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,8 @@ class RestHandler:
         body: bytes | None = None,
     ) -> web.Response:
         headers = {
+            # the simulator's clock, so that clients relating x-ratelimit-reset to Date agree
+            "Date": formatdate(self.core.clock.now(), usegmt=True),
             "X-GitHub-Api-Version-Selected": API_VERSION,
             "X-GitHub-Media-Type": "github.v3; format=json",
             "X-GitHub-Request-Id": self._request_id(request),

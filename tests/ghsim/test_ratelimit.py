@@ -146,3 +146,11 @@ def test_set_remaining_then_consume(clock: ManualClock) -> None:
 )
 def test_default_budgets(clock: ManualClock, kind: str, limit: int) -> None:
     assert RateLimiter(clock, SimConfig()).check("x", kind, "core").limit == limit
+
+
+async def test_date_header_follows_the_simulator_clock(gh: GitHub, clock: ManualClock) -> None:
+    from email.utils import parsedate_to_datetime
+
+    clock.advance(12_345)
+    r = await gh.get(RUNNERS)
+    assert parsedate_to_datetime(r.header("Date") or "").timestamp() == int(clock.now())
