@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -18,9 +19,11 @@ from .core import Core
 from .entities import Scope
 from .errors import BadRequest, NotFound, SimError, ValidationFailed
 from .httputil import dumps
+from .model import World
 from .trace import parse_trace
 
 JSON = dict[str, Any]
+AdminHandler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def _reply(status: int, body: Any = None) -> web.Response:
@@ -54,7 +57,7 @@ class AdminAPI:
         self.core = core
 
     @property
-    def world(self) -> Any:
+    def world(self) -> World:
         return self.core.world
 
     def routes(self) -> list[web.RouteDef]:
@@ -94,7 +97,7 @@ class AdminAPI:
             web.post("/_sim/tick", w(self.tick)),
         ]
 
-    def _wrap(self, fn: Any) -> Any:
+    def _wrap(self, fn: AdminHandler) -> AdminHandler:
         async def handler(request: web.Request) -> web.Response:
             try:
                 response: web.Response = await fn(request)
@@ -105,7 +108,7 @@ class AdminAPI:
 
         return handler
 
-    def create(self, add: Any) -> Any:
+    def create(self, add: Callable[[World, JSON], JSON]) -> AdminHandler:
         async def handler(request: web.Request) -> web.Response:
             return _reply(201, add(self.world, await _body(request)))
 
@@ -127,10 +130,10 @@ class AdminAPI:
     async def post_state(self, request: web.Request) -> web.Response:
         return _reply(201, state.apply_seed(self.world, await _body(request)))
 
-    def patch_group(self, kind: str) -> Any:
+    def patch_group(self, kind: Literal["org", "enterprise"]) -> AdminHandler:
         async def handler(request: web.Request) -> web.Response:
             body = await _body(request)
-            scope = self.world.scope_exists(Scope(kind, request.match_info["owner"]))  # type: ignore[arg-type]
+            scope = self.world.scope_exists(Scope(kind, request.match_info["owner"]))
             public = body.get("allows_public_repositories")
             if public is not None and not isinstance(public, bool):
                 raise ValidationFailed("allows_public_repositories must be a boolean")

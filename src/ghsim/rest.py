@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .auth import Need
 from .clock import iso, iso_ms
-from .entities import Scope
-from .errors import NotFound, ValidationFailed
+from .entities import Installation, Repo, Run, Scope
+from .errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .httputil import Ctx, Reply, Route, json_list, paginate
 from .model import JobSnapshot
 
@@ -185,7 +186,7 @@ async def list_enterprise_group_orgs(ctx: Ctx) -> Reply:
 # ---- workflow runs and jobs --------------------------------------------------------------------
 
 
-def _repo(ctx: Ctx) -> Any:
+def _repo(ctx: Ctx) -> Repo:
     return ctx.core.world.repo_by_name(_scope(ctx).name)
 
 
@@ -197,7 +198,7 @@ async def list_runs(ctx: Ctx) -> Reply:
     return Reply(200, None, headers, raw=json_list("workflow_runs", len(runs), [render(r) for r in page]))
 
 
-def _run(ctx: Ctx) -> Any:
+def _run(ctx: Ctx) -> Run:
     run = ctx.core.world.runs.get(ctx.int_param("run_id"))
     if run is None or run.repo_id != _repo(ctx).id:
         raise NotFound()
@@ -211,8 +212,6 @@ async def get_run(ctx: Ctx) -> Reply:
 async def cancel_run(ctx: Ctx) -> Reply:
     run = _run(ctx)
     if run.status == "completed":
-        from .errors import Conflict
-
         raise Conflict("Cannot cancel a workflow run that is completed.")
     ctx.core.world.cancel_run(run.id)
     return Reply(202, {})
@@ -274,7 +273,7 @@ async def list_installations(ctx: Ctx) -> Reply:
     return Reply(200, [ctx.core.renderer.installation(i, app) for i in page], headers)
 
 
-def _own_installation(ctx: Ctx) -> Any:
+def _own_installation(ctx: Ctx) -> Installation:
     app = ctx.principal.app
     assert app is not None
     inst = ctx.core.world.installations.get(ctx.int_param("installation_id"))
@@ -306,8 +305,6 @@ async def create_installation_token(ctx: Ctx) -> Reply:
     ):
         raise ValidationFailed("Invalid request.\n\nrepository_ids must be an array of integers.")
     if inst.suspended:
-        from .errors import Forbidden
-
         raise Forbidden("This installation has been suspended")
     tok = ctx.core.world.issue_installation_token(
         inst.id, permissions=perms, repositories=repos, repository_ids=repo_ids
@@ -381,10 +378,17 @@ _SCOPES = {
 }
 
 
+_RUNNER_NEED: dict[str, Need] = {
+    "repo": "repo_admin",
+    "org": "org_runners",
+    "enterprise": "enterprise_runners",
+}
+
+
 def _runner_routes() -> list[Route]:
     routes: list[Route] = []
     for kind, (base, tag, for_, from_) in _SCOPES.items():
-        need: Any = {"repo": "repo_admin", "org": "org_runners", "enterprise": "enterprise_runners"}[kind]
+        need = _RUNNER_NEED[kind]
         r = f"{base}/actions/runners"
         jit_tag = "actions"  # GitHub files the enterprise JIT operation under actions/
         routes += [

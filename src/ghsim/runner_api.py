@@ -221,13 +221,13 @@ class RunnerAPI:
         self._count("poll", 200)
         return _json(200, {"job": job_json(self.core, result)})
 
-    async def _job_call(self, request: web.Request, name: str) -> tuple[Runner | None, int, dict[str, Any]]:
+    async def _job_call(self, request: web.Request) -> tuple[Runner | None, int, dict[str, Any]]:
         runner = self._runner(request)
         body = await self._body(request)
         return runner, int(request.match_info["job_id"]), body
 
     async def start(self, request: web.Request) -> web.Response:
-        runner, job_id, _ = await self._job_call(request, "start")
+        runner, job_id, _ = await self._job_call(request)
         if runner is None:
             return self._removed("start")
         try:
@@ -239,7 +239,7 @@ class RunnerAPI:
         return _json(200, {"job": job_json(self.core, job)})
 
     async def heartbeat(self, request: web.Request) -> web.Response:
-        runner, job_id, _ = await self._job_call(request, "heartbeat")
+        runner, job_id, _ = await self._job_call(request)
         if runner is None:
             return self._removed("heartbeat")
         ok = self.core.world.heartbeat(runner.id, job_id)
@@ -247,7 +247,7 @@ class RunnerAPI:
         return _json(200, {"continue": ok})
 
     async def complete(self, request: web.Request) -> web.Response:
-        runner, job_id, body = await self._job_call(request, "complete")
+        runner, job_id, body = await self._job_call(request)
         if runner is None:
             return self._removed("complete")
         conclusion = body.get("conclusion")
