@@ -732,6 +732,13 @@ class HorizontalRunnerAutoscalerStatus(ApiObject):
     scheduled_overrides_summary: str | None = field(
         "scheduledOverridesSummary", "Active and upcoming scheduled overrides, for kubectl get."
     )
+    conditions: list[JSON] = field(
+        "conditions",
+        "ScalingActive, AbleToScale, ScalingLimited, GitHubAPIBudget, AmbiguousWebhookTarget "
+        "(runnerd extension).",
+        k8s=_META + "Condition",
+        factory=list,
+    )
 
 
 # --- top-level resources ---------------------------------------------------------------------
