@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -32,9 +32,19 @@ def container_env(pod: Mapping[str, Any], container: str = "runner") -> dict[str
 
 class PodAgent:
     def __init__(
-        self, kube: KubeClient, sim_base_url: str, namespace: str, *, boot_delay: float = 0.0
+        self,
+        kube: KubeClient,
+        sim_base_url: str,
+        namespace: str,
+        *,
+        boot_delay: float = 0.0,
+        job_of: Callable[[str], int | None] | None = None,
     ) -> None:
+        """``job_of(runner_name)``: the job a runner holds; when given, the agent also plays the runner
+        image's job hooks + readiness probe (the pod is not Ready while its runner runs a job)."""
         self.kube = kube
+        self.job_of = job_of
+        self._not_ready: set[Key] = set()
         self.base_url = sim_base_url
         self.namespace = namespace
         self.boot_delay = boot_delay
@@ -45,16 +55,41 @@ class PodAgent:
         self.exits: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
         self._informer_task: asyncio.Task[None] | None = None
+        self._probe_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> PodAgent:
         self._session = aiohttp.ClientSession()
         self.informer.add_handler(self._on_event)
         self._informer_task = asyncio.create_task(self.informer.run(), name="podagent-informer")
         await self.informer.wait_synced()
+        if self.job_of is not None:
+            self._probe_task = asyncio.create_task(self._probe_loop(), name="podagent-probes")
         return self
 
+    async def _probe_loop(self) -> None:
+        assert self.job_of is not None
+        while True:
+            for key in list(self.tasks):
+                busy = self.job_of(key.name) is not None
+                if busy != (key in self._not_ready):
+                    (self._not_ready.add if busy else self._not_ready.discard)(key)
+                    condition = {
+                        "type": "Ready",
+                        "status": "False" if busy else "True",
+                        "reason": "JobRunning" if busy else "",
+                    }
+                    with contextlib.suppress(Exception):
+                        await self.kube.patch_status(
+                            PODS,
+                            key.name,
+                            {"status": {"conditions": [condition]}},
+                            namespace=key.namespace,
+                            patch_type="strategic",
+                        )
+            await asyncio.sleep(0.1)
+
     async def __aexit__(self, *exc: object) -> None:
-        tasks = [t for t in (self._informer_task, *self.tasks.values()) if t is not None]
+        tasks = [t for t in (self._informer_task, self._probe_task, *self.tasks.values()) if t is not None]
         for t in tasks:
             t.cancel()
         for t in tasks:

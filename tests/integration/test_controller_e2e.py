@@ -16,7 +16,7 @@ import yaml
 from devcluster.cluster import Cluster
 from ghsim import JobSpec, Simulator
 from runnerd.controller.app import Controllers, build
-from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS, ControllerOptions
+from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNER_REPLICA_SETS, RUNNERS, ControllerOptions
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS
@@ -84,12 +84,13 @@ async def env(cluster: Cluster, crds: None, namespace: str) -> AsyncIterator[Env
             namespace=namespace,
             sync_period=5.0,
             registering_max_age=0.5,
+            drain_grace=2.0,
             pod=PodOptions(runner_image="ghcr.io/runnerd/runner:test", github_url=sim.base_url + "/"),
         )
         controllers = build(kube=kube, github=github, options=options)
         task = asyncio.create_task(controllers.manager.run(), name="manager")
         try:
-            async with PodAgent(kube, sim.base_url, namespace) as agent:
+            async with PodAgent(kube, sim.base_url, namespace, job_of=_job_of(sim)) as agent:
                 yield Env(sim, kube, github, controllers, agent, namespace, cluster)
         finally:
             controllers.manager.stop()
@@ -97,6 +98,16 @@ async def env(cluster: Cluster, crds: None, namespace: str) -> AsyncIterator[Env
                 await asyncio.wait_for(task, 30)
             await github.close()
             await kube.close()
+
+
+def _job_of(sim: Simulator) -> Callable[[str], int | None]:
+    def job_of(name: str) -> int | None:
+        for runner in sim.world.runners.values():
+            if runner.name == name:
+                return runner.job_id
+        return None
+
+    return job_of
 
 
 ARTICLE_RD = """
@@ -116,8 +127,13 @@ spec:
 """
 
 
-async def test_article_runner_deployment_registers_and_runs_a_job(env: Env) -> None:
-    await env.apply(yaml.safe_load(ARTICLE_RD))
+@pytest.mark.parametrize("scope", ["repository", "organization"])
+async def test_article_runner_deployment_registers_and_runs_a_job(env: Env, scope: str) -> None:
+    manifest = yaml.safe_load(ARTICLE_RD)
+    if scope == "organization":
+        del manifest["spec"]["template"]["spec"]["repository"]
+        manifest["spec"]["template"]["spec"]["organization"] = "octo-org"
+    await env.apply(manifest)
 
     def online() -> list[Any]:
         return [r for r in env.github_runners() if env.sim.world.runner_online(r)]
@@ -142,3 +158,145 @@ async def test_article_runner_deployment_registers_and_runs_a_job(env: Env) -> N
     assert job.runner_name not in {r.name for r in env.github_runners()}
     pods = (await env.kube.list(PODS, namespace=env.namespace)).items
     assert job.runner_name not in {p["metadata"]["name"] for p in pods}
+
+
+def jobs(env: Env, run: Any) -> list[Any]:
+    return [env.sim.world.jobs[j] for j in run.job_ids]
+
+
+async def scale(env: Env, name: str, replicas: int) -> None:
+    await env.kube.patch(RUNNER_DEPLOYMENTS, name, {"spec": {"replicas": replicas}}, namespace=env.namespace)
+
+
+async def test_scale_zero_to_five_to_zero_while_jobs_run(env: Env) -> None:
+    manifest = yaml.safe_load(ARTICLE_RD)
+    manifest["spec"]["replicas"] = 0
+    await env.apply(manifest)
+    world = env.sim.world
+    run = world.enqueue_run(
+        world.repo_by_name(REPO), [JobSpec(("self-hosted", "arc-runner"), f"job-{i}", 4.0) for i in range(5)]
+    )
+    await scale(env, "example-runner-deployment", 5)
+    await wait_until("all 5 jobs running", lambda: all(j.status == "in_progress" for j in jobs(env, run)))
+    # scale to zero while every runner is busy: nothing may be killed
+    await scale(env, "example-runner-deployment", 0)
+    done = await wait_until(
+        "all jobs to complete",
+        lambda: all(j.status == "completed" for j in jobs(env, run)) and jobs(env, run),
+    )
+    assert [j.conclusion for j in done] == ["success"] * 5
+    await wait_until("no runner left in GitHub", lambda: not env.github_runners())
+    await wait_until("no Runner objects left", lambda: _no_runners(env))
+    assert len({j.runner_name for j in done}) == 5
+
+
+async def test_scale_down_trusts_githubs_422_not_the_busy_flag(env: Env) -> None:
+    """GitHub's busy flag lags (as it does for real); the DELETE's 422 still protects the job."""
+    env.sim.core.config.busy_flag_delay_s = 3600.0
+    manifest = yaml.safe_load(ARTICLE_RD)
+    manifest["spec"]["replicas"] = 2
+    await env.apply(manifest)
+    world = env.sim.world
+    await wait_until(
+        "2 runners online", lambda: len([r for r in env.github_runners() if world.runner_online(r)]) == 2
+    )
+    run = world.enqueue_run(world.repo_by_name(REPO), [JobSpec(("self-hosted", "arc-runner"), "job", 3.0)])
+    await wait_until("the job running", lambda: jobs(env, run)[0].status == "in_progress")
+    await scale(env, "example-runner-deployment", 0)
+    job = await wait_until(
+        "the job to complete", lambda: (j := jobs(env, run)[0]).status == "completed" and j
+    )
+    assert job.conclusion == "success"
+    # the listing said idle the whole time; the runner's own signal kept it
+    await wait_until("no runner left in GitHub", lambda: not env.github_runners())
+
+
+async def _no_runners(env: Env) -> bool:
+    return not await env.runners()
+
+
+async def test_template_change_rolls_runners_and_running_jobs_finish(env: Env) -> None:
+    manifest = yaml.safe_load(ARTICLE_RD)
+    manifest["spec"]["replicas"] = 2
+    await env.apply(manifest)
+    world = env.sim.world
+    online = lambda: [r for r in env.github_runners() if world.runner_online(r)]  # noqa: E731
+    await wait_until("2 runners online", lambda: len(online()) == 2)
+    run = world.enqueue_run(world.repo_by_name(REPO), [JobSpec(("self-hosted", "arc-runner"), "long", 5.0)])
+    busy_job = await wait_until(
+        "the job running", lambda: (j := jobs(env, run)[0]).status == "in_progress" and j
+    )
+    old_names = {r.name for r in env.github_runners()}
+
+    await env.kube.patch(
+        RUNNER_DEPLOYMENTS,
+        "example-runner-deployment",
+        {"spec": {"template": {"spec": {"labels": ["self-hosted", "arc-runner", "v2"]}}}},
+        namespace=env.namespace,
+    )
+
+    def rolled() -> bool:
+        runners = online()
+        return len(runners) == 2 and all({"v2"} <= {lab.name for lab in r.labels} for r in runners)
+
+    await wait_until("2 runners of the new template online", rolled)
+    job = await wait_until(
+        "the running job to finish", lambda: (j := jobs(env, run)[0]).status == "completed" and j
+    )
+    assert job.conclusion == "success"
+    assert busy_job.runner_name in old_names
+    await wait_until(
+        "old runners gone from GitHub", lambda: not (old_names & {r.name for r in env.github_runners()})
+    )
+    rs = (await env.kube.list(RUNNER_REPLICA_SETS, namespace=env.namespace)).items
+    await wait_until("one replica set left", lambda: _replica_sets(env, 1))
+    assert rs
+
+
+async def _replica_sets(env: Env, n: int) -> bool:
+    return len((await env.kube.list(RUNNER_REPLICA_SETS, namespace=env.namespace)).items) == n
+
+
+GPU_RD = """
+apiVersion: actions.summerwind.dev/v1alpha1
+kind: RunnerDeployment
+metadata:
+  name: gpu-runners
+spec:
+  replicas: 1
+  template:
+    spec:
+      repository: octo-org/app
+      labels: [self-hosted, gpu]
+      resources:
+        limits:
+          nvidia.com/gpu: 1
+"""
+
+
+async def test_gpu_runner_deployment_lands_on_gpu_node_and_runs_a_job(env: Env) -> None:
+    await env.apply(yaml.safe_load(GPU_RD))
+    world = env.sim.world
+    run = world.enqueue_run(world.repo_by_name(REPO), [JobSpec(("self-hosted", "gpu"), "train", 0.5)])
+    job = await wait_until(
+        "the GPU job to complete", lambda: (j := jobs(env, run)[0]).status == "completed" and j
+    )
+    assert job.conclusion == "success"
+    pods = await wait_until("a GPU runner pod", lambda: _pods(env))
+    pod = pods[0]
+    node = env.cluster.request("GET", f"/api/v1/nodes/{pod['spec']['nodeName']}")
+    assert node["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
+    tolerations = pod["spec"]["tolerations"]
+    assert any(t.get("key") == "nvidia.com/gpu" and t.get("effect") == "NoSchedule" for t in tolerations)
+    gpu_containers = [
+        c["name"]
+        for c in pod["spec"]["containers"]
+        if "nvidia.com/gpu" in (c.get("resources") or {}).get("limits", {})
+    ]
+    assert gpu_containers == ["docker"]  # the GPU goes where dockerd runs the job's containers
+    docker = next(c for c in pod["spec"]["containers"] if c["name"] == "docker")
+    assert {"name": "RUNNERD_GPU", "value": "1"} in docker["env"]
+
+
+async def _pods(env: Env) -> list[dict[str, Any]]:
+    return (await env.kube.list(PODS, namespace=env.namespace)).items

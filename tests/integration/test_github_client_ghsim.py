@@ -156,6 +156,19 @@ async def test_jit_list_get_delete_with_pat(world: World, make_client: Callable[
         assert await gh.list_runners(ORG) == []
 
 
+async def test_set_runner_labels_drains_a_runner(
+    world: World, make_client: Callable[..., GitHubClient]
+) -> None:
+    async with make_client() as gh:
+        jit = await gh.generate_jit_config(REPO, "pod-2", labels=["arc-runner"])
+        labels = await gh.set_runner_labels(REPO, jit.runner_id, ["runnerd-draining"])
+        assert "runnerd-draining" in labels
+        assert "arc-runner" not in labels
+        assert "self-hosted" in labels  # GitHub's read-only labels stay
+        (listed,) = await gh.list_runners(REPO, name="pod-2")
+        assert "arc-runner" not in listed.labels
+
+
 async def test_registration_and_remove_tokens(world: World, make_client: Callable[..., GitHubClient]) -> None:
     async with make_client() as gh:
         token = await gh.create_registration_token(REPO)

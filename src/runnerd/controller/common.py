@@ -55,6 +55,10 @@ class ControllerOptions:
     registration_mode: RegistrationMode = "auto"
     """``auto``: registration tokens for images that need RUNNER_TOKEN (summerwind/actions-runner*),
     JIT configs for every other image."""
+    drain_grace: float = 30.0
+    """After a runner's labels are replaced for removal, wait this long for any sign of a job that was
+    routed to it just before; only then remove it (see runnerd.reconcile.runner)."""
+    drain_label: str = "runnerd-draining"
     max_backoff: float = 300.0
     runner_workers: int = 8
     workers: int = 4

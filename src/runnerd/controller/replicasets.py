@@ -32,7 +32,7 @@ from runnerd.controller.directory import RunnerDirectory
 from runnerd.github import Scope
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.hashing import template_hash
-from runnerd.reconcile.podstate import runner_container_state
+from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
 from runnerd.reconcile.replicas import (
     ReplicaSetView,
     RunnerPhase,
@@ -67,7 +67,8 @@ def observe_phase(
     if github is GitHubState.BUSY:
         return RunnerPhase.BUSY
     if github is GitHubState.IDLE:
-        return RunnerPhase.IDLE
+        # online but not Ready: the runner's job-started hook failed its readiness probe
+        return RunnerPhase.BUSY if state.phase is RunnerPodPhase.RUNNING else RunnerPhase.IDLE
     status_phase = (runner.get("status") or {}).get("phase")
     if status_phase in (RunnerPhase.BUSY.value, RunnerPhase.IDLE.value) and github is GitHubState.UNKNOWN:
         return RunnerPhase(status_phase)

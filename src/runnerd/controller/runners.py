@@ -29,6 +29,7 @@ from runnerd.github import GitHubClient, Scope
 from runnerd.github.errors import (
     ConflictError,
     GitHubError,
+    NotFoundError,
     RateLimitedError,
     RunnerBusyError,
 )
@@ -40,7 +41,7 @@ from runnerd.reconcile.pod import (
     RunnerPodError,
     build_runner_pod,
 )
-from runnerd.reconcile.podstate import RunnerPodState, runner_container_state
+from runnerd.reconcile.podstate import RunnerPodPhase, RunnerPodState, runner_container_state
 from runnerd.reconcile.replicas import RunnerPhase
 from runnerd.reconcile.runner import (
     BUSY_RETRY,
@@ -111,6 +112,7 @@ class RunnerController:
         self.stats = RunnerStats()
         self._backoff: dict[str, _Backoff] = {}
         self._group_ids: dict[tuple[Scope, str], int] = {}
+        self._drained: dict[str, float] = {}  # Runner uid -> when its labels were replaced
 
     # ------------------------------------------------------------------------------- observe
     def uses_jit(self, runner: Runner) -> bool:
@@ -180,6 +182,9 @@ class RunnerController:
             runner_id=runner_id,
             github=github_state,
             pod_running_since=running_since,
+            pod_ready=pod_state is None or pod_state.phase is not RunnerPodPhase.RUNNING,
+            drained_at=self._drained.get(uid),
+            drain_grace=self.options.drain_grace,
             registration_timeout=self.options.registration_timeout,
             next_attempt_at=backoff.next_attempt_at,
         )
@@ -206,6 +211,7 @@ class RunnerController:
             self._backoff.pop(uid, None)
         if Step.REMOVE_FINALIZER in decision.steps or Step.DELETE_RUNNER in decision.steps:
             self._backoff.pop(uid, None)
+            self._drained.pop(uid, None)
 
         if not deleting:
             await self._write_status(obj, runner, decision, pod_state)
@@ -240,6 +246,25 @@ class RunnerController:
             )
         elif step is Step.CREATE_POD:
             await self._create_pod(obj, runner, scope)
+        elif step is Step.DRAIN:
+            if runner_id is None:
+                return
+            try:
+                await self.github.set_runner_labels(scope, runner_id, [self.options.drain_label])
+            except RateLimitedError as exc:
+                raise _StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
+            except NotFoundError:
+                pass  # already gone from GitHub: nothing can be routed to it
+            except GitHubError as exc:
+                await self.recorder.warning(obj, exc.reason, f"draining runner {name}: {exc}")
+                raise _StopSteps(Result(requeue=True)) from None
+            self._drained[runner.metadata.uid or ""] = self.clock()
+            await self.recorder.normal(
+                obj,
+                "Draining",
+                f"runner {name} takes no new jobs; removed in {self.options.drain_grace:.0f}s"
+                " unless a job shows up",
+            )
         elif step is Step.DEREGISTER:
             if runner_id is None:
                 return

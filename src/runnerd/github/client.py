@@ -326,6 +326,22 @@ class GitHubClient:
             raise
         return True
 
+    async def set_runner_labels(self, scope: Scope, runner_id: int, labels: Sequence[str]) -> list[str]:
+        """Replace a runner's custom labels: ``PUT {scope}/actions/runners/{runner_id}/labels``.
+
+        Returns every label the runner has afterwards (GitHub's read-only ones included). The
+        controller uses it to drain a runner before removing it: once its custom labels are gone, no
+        new job that asks for them is routed to it.
+        """
+        resp = await self._call(
+            "PUT",
+            scope.path_template + "/actions/runners/{runner_id}/labels",
+            {**scope.path_vars, "runner_id": str(runner_id)},
+            json_body={"labels": list(labels)},
+        )
+        data = resp.data if isinstance(resp.data, dict) else {}
+        return [str(label.get("name")) for label in data.get("labels") or () if isinstance(label, dict)]
+
     async def list_runner_groups(
         self, scope: Scope, *, visible_to_repository: str | None = None
     ) -> list[RunnerGroup]:

@@ -1,12 +1,16 @@
 """Pure decisions for one Runner: observed facts in, the next steps out.
 
-The rules that protect jobs live here:
+The rules that protect jobs live here. GitHub's ``busy`` flag lags a job's start by up to a minute
+and can flip back mid-job, and ``DELETE`` of a runner succeeds in those moments too
+(``../shared/reference/peer-autoscalers.md`` §0.5), so neither is trusted alone:
 
-* A runner pod that may hold a job is deleted only after GitHub has accepted the removal of its
-  registration (``DELETE`` answers 204/404). GitHub answers 422 while the runner runs a job, and a
-  removed runner can take no new job, so the check and the removal are one atomic step on GitHub's
-  side. The ``busy`` flag from the list API is only a hint for status, never a permission to delete.
-* A pod that cannot hold a job (not yet running, or its runner process has exited) needs no such check.
+* A runner pod that may hold a job is first *drained*: its custom labels are replaced, so no new job
+  that asks for them is routed to it. Only after a grace period (longer than the time a job takes to
+  show up in any signal) with no sign of a job is its registration removed and its pod deleted.
+* Signs of a job: the listing's ``busy`` flag, a ``workflow_job`` webhook naming the runner, and the
+  runner's own signal — its pod turns not-Ready while a job runs (the runner image's job-started hook
+  fails its readiness probe). GitHub's 422 on ``DELETE`` is the last guard.
+* A pod that cannot hold a job (not yet running, or its runner process has exited) needs no drain.
 * An ephemeral runner whose process exited 0 has finished its job; GitHub removed it already.
 """
 
@@ -37,6 +41,7 @@ class GitHubState(StrEnum):
 class Step(StrEnum):
     ADD_FINALIZER = "AddFinalizer"
     CREATE_POD = "CreatePod"  # register with GitHub (JIT config or registration token) then create the pod
+    DRAIN = "Drain"  # replace the runner's custom labels so no new job is routed to it
     DEREGISTER = "Deregister"  # DELETE the GitHub registration (204/404 ok; 422 = busy, stop here)
     DELETE_POD = "DeletePod"
     DELETE_RUNNER = "DeleteRunner"  # the runner's work is done (ephemeral job finished)
@@ -55,6 +60,9 @@ class RunnerFacts:
     runner_id: int | None = None
     github: GitHubState = GitHubState.UNKNOWN
     pod_running_since: float | None = None
+    pod_ready: bool = True  # a running runner pod is not Ready while its runner runs a job
+    drained_at: float | None = None  # when its labels were replaced for removal
+    drain_grace: float = 30.0
     registration_timeout: float = 600.0
     next_attempt_at: float = 0.0  # backoff after failures: no new pod before this time
 
@@ -113,7 +121,7 @@ def decide(f: RunnerFacts) -> RunnerDecision:
         )
 
     # Running.
-    if f.github is GitHubState.BUSY:
+    if _busy(f):
         return RunnerDecision(phase=RunnerPhase.BUSY)
     if f.github is GitHubState.IDLE:
         return RunnerDecision(phase=RunnerPhase.IDLE)
@@ -154,6 +162,14 @@ def _finalize(f: RunnerFacts) -> RunnerDecision:
         return RunnerDecision(steps=(Step.DELETE_POD, Step.REMOVE_FINALIZER), reason="Removed")
     # Running or being deleted by someone else: it may hold a job.
     if f.runner_id is not None:
+        if _busy(f):
+            return RunnerDecision(reason="RunnerBusy", requeue_after=BUSY_RETRY)
+        if f.github is GitHubState.UNKNOWN:
+            return RunnerDecision(reason="WaitingForGitHub", requeue_after=REGISTERING_RECHECK)
+        if f.drained_at is None:
+            return RunnerDecision(steps=(Step.DRAIN,), reason="Draining", requeue_after=f.drain_grace)
+        if f.now < f.drained_at + f.drain_grace:
+            return RunnerDecision(reason="Draining", requeue_after=f.drained_at + f.drain_grace - f.now)
         return RunnerDecision(
             steps=(Step.DEREGISTER, Step.DELETE_POD, Step.REMOVE_FINALIZER),
             reason="Deregistering",
@@ -165,3 +181,11 @@ def _finalize(f: RunnerFacts) -> RunnerDecision:
     if f.github is not GitHubState.ABSENT or f.now - since <= f.registration_timeout:
         return RunnerDecision(reason="WaitingForRegistration", requeue_after=REGISTERING_RECHECK)
     return RunnerDecision(steps=(Step.DELETE_POD, Step.REMOVE_FINALIZER), reason="NeverRegistered")
+
+
+def _busy(f: RunnerFacts) -> bool:
+    """Any sign that the runner holds a job: GitHub's flag or a webhook (``BUSY``), or a runner that
+    GitHub lists as online whose pod is not Ready (its job-started hook failed the readiness probe)."""
+    if f.github is GitHubState.BUSY:
+        return True
+    return f.github is GitHubState.IDLE and not f.pod_ready

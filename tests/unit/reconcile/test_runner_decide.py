@@ -121,13 +121,40 @@ D = replace(F, deleting=True)
         ),
         pytest.param(
             replace(D, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE),
-            (S.DEREGISTER, S.DELETE_POD, S.REMOVE_FINALIZER),
-            id="idle-runner-goes-through-github-first",
+            (S.DRAIN,),
+            id="idle-runner-is-drained-first",
         ),
         pytest.param(
-            replace(D, pod=PodStatus.RUNNING, runner_id=1, github=G.BUSY),
+            replace(D, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE, drained_at=NOW - 5),
+            (),
+            id="drain-grace-not-over",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE, drained_at=NOW - 31),
             (S.DEREGISTER, S.DELETE_POD, S.REMOVE_FINALIZER),
-            id="busy-runner-also-asks-github-which-answers-422",
+            id="drained-idle-runner-removed-through-github",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.RUNNING, runner_id=1, github=G.OFFLINE, drained_at=NOW - 31),
+            (S.DEREGISTER, S.DELETE_POD, S.REMOVE_FINALIZER),
+            id="drained-offline-runner-removed",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.RUNNING, runner_id=1, github=G.BUSY, drained_at=NOW - 999),
+            (),
+            id="busy-flag-waits",
+        ),
+        pytest.param(
+            replace(
+                D, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE, pod_ready=False, drained_at=NOW - 999
+            ),
+            (),
+            id="runner-signal-not-ready-means-busy-whatever-the-flag",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.RUNNING, runner_id=1, github=G.UNKNOWN, drained_at=NOW - 999),
+            (),
+            id="no-listing-no-removal",
         ),
         pytest.param(
             replace(D, pod=PodStatus.EXITED, exit_code=0, runner_id=1),
@@ -163,20 +190,37 @@ def test_decide_finalizer(facts: RunnerFacts, steps: tuple[Step, ...]) -> None:
 @pytest.mark.parametrize(
     "facts",
     [
-        replace(D, pod=pod, runner_id=rid, github=gh, exit_code=code, pod_running_since=since)
+        replace(
+            D,
+            pod=pod,
+            runner_id=rid,
+            github=gh,
+            exit_code=code,
+            pod_running_since=since,
+            pod_ready=ready,
+            drained_at=drained,
+        )
         for pod in (PodStatus.RUNNING, PodStatus.DELETING)
         for rid in (1, None)
         for gh in GitHubState
         for code in (None, 0, 1)
         for since in (NOW, NOW - 10_000)
+        for ready in (True, False)
+        for drained in (None, NOW - 5, NOW - 10_000)
     ],
 )
-def test_pod_that_may_hold_a_job_is_never_deleted_without_asking_github(facts: RunnerFacts) -> None:
+def test_pod_that_may_hold_a_job_is_never_deleted_without_drain_and_checks(facts: RunnerFacts) -> None:
     """The invariant behind 'never kill a runner that is running a job'."""
     steps = decide(facts).steps
-    if Step.DELETE_POD in steps and facts.runner_id is not None:
+    if Step.DELETE_POD not in steps:
+        return
+    if facts.runner_id is not None:
         assert steps.index(Step.DEREGISTER) < steps.index(Step.DELETE_POD)
-    if facts.runner_id is None and Step.DELETE_POD in steps:
+        assert facts.drained_at is not None
+        assert facts.now >= facts.drained_at + facts.drain_grace
+        assert facts.github in (GitHubState.IDLE, GitHubState.OFFLINE, GitHubState.ABSENT)
+        assert facts.pod_ready or facts.github is not GitHubState.IDLE
+    else:
         # only after the registration timeout, when a listing shows it never registered
         assert facts.pod_running_since is not None
         assert NOW - facts.pod_running_since > facts.registration_timeout
