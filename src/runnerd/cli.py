@@ -32,7 +32,9 @@ from runnerd.runtime import LeaderElector
 
 log = logging.getLogger("runnerd")
 
-DEFAULT_RUNNER_IMAGE = "summerwind/actions-runner:latest"
+DEFAULT_RUNNER_IMAGE = "ghcr.io/runnerd/actions-runner:latest"
+"""runnerd's runner image: starts from a JIT config (images/runner). ARC's summerwind images still work
+(the controller gives them registration tokens)."""
 ENV_TO_SECRET_KEY = {
     "GITHUB_TOKEN": "github_token",
     "GITHUB_APP_ID": "github_app_id",
@@ -98,6 +100,15 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--enable-leader-election", action="store_true")
     p.add_argument("--leader-election-id", default="actions-runner-controller")
     p.add_argument("--leader-election-namespace", default=os.environ.get("POD_NAMESPACE") or "default")
+    p.add_argument("--leader-election-lease-duration", type=duration, default=15.0)
+    p.add_argument("--leader-election-renew-deadline", type=duration, default=10.0)
+    p.add_argument("--leader-election-retry-period", type=duration, default=2.0)
+    p.add_argument(
+        "--drain-grace",
+        type=duration,
+        default=30.0,
+        help="how long a runner takes no new jobs before it is removed on scale-down",
+    )
     p.add_argument("--runner-image", default=DEFAULT_RUNNER_IMAGE)
     p.add_argument("--docker-image", default="docker:dind")
     p.add_argument("--docker-gid", type=int, default=1001)
@@ -137,6 +148,7 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         sync_period=args.sync_period,
         registration_timeout=args.registration_timeout,
         registration_mode=args.registration_mode,
+        drain_grace=args.drain_grace,
         runner_workers=args.runner_workers,
         pod=pod_options,
     )
@@ -152,6 +164,9 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
                 namespace=args.leader_election_namespace,
                 name=args.leader_election_id,
                 identity=identity,
+                lease_duration=args.leader_election_lease_duration,
+                renew_deadline=args.leader_election_renew_deadline,
+                retry_period=args.leader_election_retry_period,
             )
         controllers = build(kube=kube, github=github, options=options, elector=elector, identity=identity)
         remove = controllers.manager.install_signal_handlers()
