@@ -14,6 +14,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from .config import SimConfig
@@ -35,7 +36,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help='settings as JSON, e.g. \'{"primary": {"pat": 100}}\'')
     p.add_argument("--public-url", help="base URL to put in API responses (default: the listening URL)")
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
+    agent = p.add_argument_group("pod agent: play the runner process of runner pods on kwok nodes")
+    agent.add_argument(
+        "--pod-agent", action="store_true", help="watch pods and run a virtual runner for each"
+    )
+    agent.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    agent.add_argument("--namespace", help="only pods of this namespace (default: all)")
+    agent.add_argument("--label-selector", help="only pods matching this label selector")
+    agent.add_argument("--container", default="runner", help="the runner container's name (default runner)")
+    agent.add_argument("--boot-delay", type=float, default=0.0, help="seconds before a runner registers")
+    agent.add_argument("--time-scale", type=float, default=1.0, help="multiply job durations (e.g. 0.01)")
     return p
+
+
+@contextlib.asynccontextmanager
+async def pod_agent(args: argparse.Namespace, base_url: str) -> AsyncIterator[None]:
+    if not args.pod_agent:
+        yield
+        return
+    from kubernetes_asyncio import client, config
+
+    from .podagent import PodAgent
+
+    configuration = client.Configuration()
+    try:
+        await config.load_kube_config(config_file=args.kubeconfig, client_configuration=configuration)
+    except config.ConfigException as exc:
+        raise ValueError(f"--pod-agent: no usable kubeconfig ({exc})") from None
+    async with client.ApiClient(configuration) as api_client:
+        agent = PodAgent(
+            client.CoreV1Api(api_client),
+            base_url,
+            namespace=args.namespace,
+            label_selector=args.label_selector,
+            container=args.container,
+            boot_delay=args.boot_delay,
+            time_scale=args.time_scale,
+        )
+        async with agent:
+            yield
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -57,7 +96,8 @@ async def serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        async with pod_agent(args, url):
+            await stop.wait()
     finally:
         await sim.stop()
     return 0

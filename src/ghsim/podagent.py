@@ -1,0 +1,263 @@
+"""The runner process of runner pods on kwok nodes: one virtual runner per Running pod.
+
+kwok runs no containers.  This agent watches pods, and for each Running pod with a ``runner``
+container (and no exit annotation yet) runs :func:`ghsim.agent.run_virtual_runner` with that
+container's environment.  When the virtual runner exits, the agent ends the container the way
+devcluster's kwok stages expect: it annotates the pod ``devcluster.runnerd.dev/exit-code`` (and
+``…/exit-container``), and kwok terminates the container with that code.  A pod that is deleted
+cancels its virtual runner, as killing the container would.
+
+Environment values may be literal or come from ``secretKeyRef``, ``configMapKeyRef`` or
+``fieldRef`` (``metadata.name``, ``metadata.namespace``, ``spec.nodeName``, ``status.podIP``).
+
+Started by ``runnerd-dev github-sim --pod-agent`` or in-process::
+
+    async with PodAgent(core_v1_api, sim.base_url, namespace="default") as agent:
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from .agent import run_virtual_runner
+
+log = logging.getLogger(__name__)
+
+EXIT_CODE_ANNOTATION = "devcluster.runnerd.dev/exit-code"
+EXIT_CONTAINER_ANNOTATION = "devcluster.runnerd.dev/exit-container"
+
+JSON = dict[str, Any]
+#: reads one key of a Secret or ConfigMap: (kind, namespace, name, key) -> value or None
+RefReader = Callable[[str, str, str, str], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class PodKey:
+    namespace: str
+    name: str
+    uid: str
+
+    @classmethod
+    def of(cls, pod: Mapping[str, Any]) -> PodKey:
+        meta = pod.get("metadata") or {}
+        return cls(str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", "")))
+
+
+def runner_container(pod: Mapping[str, Any], container: str = "runner") -> Mapping[str, Any] | None:
+    for c in (pod.get("spec") or {}).get("containers") or ():
+        if c.get("name") == container:
+            return c  # type: ignore[no-any-return]
+    return None
+
+
+def wants_virtual_runner(pod: Mapping[str, Any], container: str = "runner") -> bool:
+    """A Running pod with the runner container, not being deleted and not ended yet."""
+    meta = pod.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return False
+    if EXIT_CODE_ANNOTATION in (meta.get("annotations") or {}):
+        return False
+    if (pod.get("status") or {}).get("phase") != "Running":
+        return False
+    return runner_container(pod, container) is not None
+
+
+def _field(pod: Mapping[str, Any], path: str) -> str | None:
+    node: Any = pod
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return None if node is None else str(node)
+
+
+async def container_env(
+    pod: Mapping[str, Any], read_ref: RefReader | None = None, container: str = "runner"
+) -> dict[str, str]:
+    """The runner container's environment as the process would see it (``$(VAR)`` not expanded)."""
+    c = runner_container(pod, container)
+    if c is None:
+        return {}
+    namespace = str((pod.get("metadata") or {}).get("namespace", ""))
+    env: dict[str, str] = {}
+    for item in c.get("env") or ():
+        name = item.get("name")
+        if not name:
+            continue
+        if "value" in item:
+            env[name] = str(item.get("value") or "")
+            continue
+        source = item.get("valueFrom") or {}
+        value: str | None = None
+        if "fieldRef" in source:
+            value = _field(pod, str(source["fieldRef"].get("fieldPath", "")))
+        elif read_ref is not None and "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            value = await read_ref("Secret", namespace, ref.get("name", ""), ref.get("key", ""))
+        elif read_ref is not None and "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            value = await read_ref("ConfigMap", namespace, ref.get("name", ""), ref.get("key", ""))
+        if value is not None:
+            env[name] = value
+    return env
+
+
+class PodAgent:
+    """Watches pods through a kubernetes_asyncio ``CoreV1Api`` and plays their runner process."""
+
+    def __init__(
+        self,
+        api: Any,
+        base_url: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        container: str = "runner",
+        boot_delay: float = 0.0,
+        poll_wait: float = 20.0,
+        time_scale: float = 1.0,
+        watch: bool = True,
+    ) -> None:
+        """``watch=False``: do not list/watch pods; the caller feeds events to :meth:`handle`."""
+        self.api = api
+        self.watch = watch
+        self.base_url = base_url
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.container = container
+        self.boot_delay = boot_delay
+        self.poll_wait = poll_wait
+        self.time_scale = time_scale
+        self.tasks: dict[PodKey, asyncio.Task[None]] = {}
+        self.exits: dict[PodKey, int] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> PodAgent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        if self.watch:
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch(), name="ghsim-podagent")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._watch_task, *self.tasks.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks.clear()
+        self._watch_task = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ---- events ------------------------------------------------------------------------------
+
+    def handle(self, event_type: str, pod: Mapping[str, Any]) -> None:
+        """React to one pod event (ADDED, MODIFIED, DELETED)."""
+        key = PodKey.of(pod)
+        if event_type == "DELETED" or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            task = self.tasks.pop(key, None)
+            if task is not None:
+                task.cancel()
+            return
+        if key in self.tasks or key in self.exits or not wants_virtual_runner(pod, self.container):
+            return
+        self.tasks[key] = asyncio.get_running_loop().create_task(
+            self._play(key, pod), name=f"ghsim-runner-{key.namespace}/{key.name}"
+        )
+
+    async def _play(self, key: PodKey, pod: Mapping[str, Any]) -> None:
+        env = await container_env(pod, self._read_ref, self.container)
+        code = await run_virtual_runner(
+            self.base_url,
+            env,
+            boot_delay=self.boot_delay,
+            session=self._session,
+            poll_wait=self.poll_wait,
+            time_scale=self.time_scale,
+        )
+        self.exits[key] = code
+        self.tasks.pop(key, None)
+        annotations = {EXIT_CODE_ANNOTATION: str(code), EXIT_CONTAINER_ANNOTATION: self.container}
+        patch = {"metadata": {"annotations": annotations}}
+        try:
+            await self.api.patch_namespaced_pod(key.name, key.namespace, patch)
+        except Exception as exc:  # the pod may be gone already
+            log.info(
+                "podagent: cannot annotate %s/%s with exit code %s: %s", key.namespace, key.name, code, exc
+            )
+
+    async def _read_ref(self, kind: str, namespace: str, name: str, key: str) -> str | None:
+        try:
+            if kind == "Secret":
+                secret = await self.api.read_namespaced_secret(name, namespace)
+                raw = (secret.data or {}).get(key)
+                return None if raw is None else base64.b64decode(raw).decode()
+            cm = await self.api.read_namespaced_config_map(name, namespace)
+            value = (cm.data or {}).get(key)
+            return None if value is None else str(value)
+        except Exception as exc:
+            log.info("podagent: cannot read %s %s/%s: %s", kind, namespace, name, type(exc).__name__)
+            return None
+
+    # ---- list + watch ------------------------------------------------------------------------
+
+    async def _list(self) -> tuple[list[JSON], str]:
+        kwargs: dict[str, Any] = {"_preload_content": False}
+        if self.label_selector:
+            kwargs["label_selector"] = self.label_selector
+        if self.namespace:
+            resp = await self.api.list_namespaced_pod(self.namespace, **kwargs)
+        else:
+            resp = await self.api.list_pod_for_all_namespaces(**kwargs)
+        body: JSON = await resp.json()
+        return list(body.get("items") or []), str((body.get("metadata") or {}).get("resourceVersion", ""))
+
+    async def _watch(self) -> None:
+        from kubernetes_asyncio import watch
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        while True:
+            try:
+                pods, version = await self._list()
+                seen = set()
+                for pod in pods:
+                    seen.add(PodKey.of(pod))
+                    self.handle("ADDED", pod)
+                for key in [k for k in self.tasks if k not in seen]:
+                    self.tasks.pop(key).cancel()
+                w = watch.Watch()
+                kwargs: dict[str, Any] = {"resource_version": version, "timeout_seconds": 300}
+                if self.label_selector:
+                    kwargs["label_selector"] = self.label_selector
+                func = self.api.list_pod_for_all_namespaces
+                args: tuple[Any, ...] = ()
+                if self.namespace:
+                    func, args = self.api.list_namespaced_pod, (self.namespace,)
+                async with w.stream(func, *args, **kwargs) as stream:
+                    async for event in stream:  # an ERROR event (410 Gone) raises: list again
+                        raw = event.get("raw_object")
+                        if isinstance(raw, dict):
+                            self.handle(str(event.get("type")), raw)
+            except asyncio.CancelledError:
+                raise
+            except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("podagent: watching pods failed (%s); listing again in 1 s", exc)
+                await asyncio.sleep(1)
