@@ -241,7 +241,9 @@ class World:
 
         # routing indexes
         self._queue: dict[_JobKey, deque[int]] = {}
-        self._idle: dict[_RunnerKey, dict[int, None]] = {}
+        #: idle runners by signature; runner id -> when it became idle (a sequence number)
+        self._idle: dict[_RunnerKey, dict[int, int]] = {}
+        self._idle_seq = itertools.count()
         self._idle_key: dict[int, _RunnerKey] = {}
         self._eligible: dict[tuple[_JobKey, _RunnerKey], bool] = {}
         self._assigned: dict[int, float] = {}  # job id -> assigned at (not yet started)
@@ -1391,7 +1393,7 @@ class World:
         if runner.id in self._idle_key or runner.job_id is not None or not runner.configured:
             return
         rk = self._runner_key(runner)
-        self._idle.setdefault(rk, {})[runner.id] = None
+        self._idle.setdefault(rk, {})[runner.id] = next(self._idle_seq)
         self._idle_key[runner.id] = rk
 
     def _unidle(self, runner: Runner) -> None:
@@ -1409,13 +1411,13 @@ class World:
         for rk, bucket in self._idle.items():
             if best is not None and rk[0] > best[0]:
                 continue
-            runner_id = next(iter(bucket))
-            runner = self.runners[runner_id]
-            if not self._eligible_keys(jk, rk, runner):
+            # a bucket is ordered by idle time: its first runner has waited longest
+            runner_id, since = next(iter(bucket.items()))
+            rank = (rk[0], since)
+            if best is not None and rank >= best:
                 continue
-            rank = (rk[0], runner_id)
-            # runners idle the longest come first in each bucket; across buckets prefer the level
-            if best is None or rank[0] < best[0]:
+            runner = self.runners[runner_id]
+            if self._eligible_keys(jk, rk, runner):
                 best, best_runner = rank, runner
         return best_runner
 

@@ -380,3 +380,14 @@ def test_labels_change_reroutes(world: World) -> None:
     assert r.job_id is None
     world.set_labels(scope, r.id, ["GPU"], add=True)
     assert r.job_id == job_id
+
+
+def test_longest_idle_runner_wins_across_label_sets(world: World) -> None:
+    populate(world)
+    scope = Scope("repo", "octo-org/app")
+    a = online_runner(world, scope, ["x"], name="a")
+    b = online_runner(world, scope, ["x", "big"], name="b")
+    online_runner(world, scope, ["x"], name="c")
+    first = enqueue(world, "octo-org/app", ("x",))
+    second = enqueue(world, "octo-org/app", ("x",))
+    assert (world.jobs[first].runner_id, world.jobs[second].runner_id) == (a.id, b.id)
