@@ -261,7 +261,6 @@ def test_the_model_is_pure_and_ghsim_stands_alone() -> None:
 
 def test_package_exports() -> None:
     import ghsim
-
     from ghsim.server import Simulator
 
     assert sorted(ghsim.__all__) == sorted(ghsim._EXPORTS)
