@@ -792,6 +792,7 @@ class World:
             raise Conflict("Already exists - A runner with the name " + name + " already exists.")
         runner = self._add_runner(scope, name, group, labels, ephemeral=True, default_labels=True)
         runner.jit = True
+        runner.os = "unknown"  # as GitHub shows a JIT runner that has not connected yet
         runner.jit_secret = secrets.token_urlsafe(24)
         self._jit[runner.jit_secret] = runner.id
         return runner, self._encode_jit(runner, scope, work_folder)
@@ -934,6 +935,7 @@ class World:
         if runner.configured:
             raise RegistrationError("jit_reused", "this JIT configuration has already been used")
         runner.configured = True
+        runner.os = "Linux"
         return Registered(runner, self._open_session(runner))
 
     def remove_with_token(self, token: str, scope: Scope, name: str) -> None:

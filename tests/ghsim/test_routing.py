@@ -281,9 +281,9 @@ def test_non_ephemeral_runner_goes_on(world: World) -> None:
 def test_jit_config_registers_once(world: World) -> None:
     populate(world)
     runner, encoded = world.generate_jit(Scope("org", "octo-org"), "jit-1", 1, ["gpu"])
-    assert (runner.ephemeral, runner.configured) == (True, False)
+    assert (runner.ephemeral, runner.configured, runner.os) == (True, False, "unknown")
     reg = world.redeem_jit(encoded)
-    assert reg.runner is runner
+    assert (reg.runner, runner.os) == (runner, "Linux")
     from ghsim.errors import RegistrationError
 
     with pytest.raises(RegistrationError) as info:
