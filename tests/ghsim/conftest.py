@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -95,6 +96,19 @@ def make_jwt(
 
 
 @pytest.fixture
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Every task a test (or the simulator) started is finished when the test's fixtures are gone.
+
+    Required by ``sim`` and ``http``, so it is torn down after them."""
+    yield
+    current = asyncio.current_task()
+    leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    for task in leaked:
+        task.cancel()
+    assert not leaked, f"tasks left running: {leaked}"
+
+
+@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
 
@@ -105,7 +119,7 @@ def world(clock: ManualClock) -> World:
 
 
 @pytest.fixture
-async def sim(clock: ManualClock) -> AsyncIterator[Simulator]:
+async def sim(clock: ManualClock, no_leaked_tasks: None) -> AsyncIterator[Simulator]:
     async with Simulator(clock=clock, tick_interval=0.05) as s:
         yield s
 
@@ -116,7 +130,7 @@ def setup(sim: Simulator) -> Setup:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
+async def http(no_leaked_tasks: None) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
 
