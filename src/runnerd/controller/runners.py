@@ -52,7 +52,16 @@ from runnerd.reconcile.runner import (
     Step,
     decide,
 )
-from runnerd.runtime import AlreadyExists, Conflict, EventRecorder, Informer, Key, NotFound, Result
+from runnerd.runtime import (
+    AlreadyExists,
+    Conflict,
+    EventRecorder,
+    Informer,
+    Invalid,
+    Key,
+    NotFound,
+    Result,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +72,7 @@ _LIFECYCLE = {
     "Deleting": PodStatus.DELETING,
 }
 _DEFAULT_LABELS = frozenset({"self-hosted"})
+_WRITTEN_PHASES = frozenset({RunnerPhase.IDLE, RunnerPhase.BUSY, RunnerPhase.FAILED})
 
 
 @dataclass
@@ -113,6 +123,8 @@ class RunnerController:
         self._backoff: dict[str, _Backoff] = {}
         self._group_ids: dict[tuple[Scope, str], int] = {}
         self._drained: dict[str, float] = {}  # Runner uid -> when its labels were replaced
+        self._deleted: dict[str, float] = {}  # Runner uid -> when this process asked to delete it
+        self._finalized: dict[str, float] = {}  # Runner uid -> when its finalizer was removed
 
     # ------------------------------------------------------------------------------- observe
     def uses_jit(self, runner: Runner) -> bool:
@@ -212,6 +224,8 @@ class RunnerController:
         if Step.REMOVE_FINALIZER in decision.steps or Step.DELETE_RUNNER in decision.steps:
             self._backoff.pop(uid, None)
             self._drained.pop(uid, None)
+            if Step.REMOVE_FINALIZER in decision.steps:
+                self._deleted.pop(uid, None)
 
         if not deleting:
             await self._write_status(obj, runner, decision, pod_state)
@@ -241,9 +255,7 @@ class RunnerController:
         if step is Step.ADD_FINALIZER:
             await self._patch_finalizers(runner, [*runner.metadata.finalizers, RUNNER_FINALIZER])
         elif step is Step.REMOVE_FINALIZER:
-            await self._patch_finalizers(
-                runner, [f for f in runner.metadata.finalizers if f != RUNNER_FINALIZER]
-            )
+            await self._remove_finalizer(runner)
         elif step is Step.CREATE_POD:
             await self._create_pod(obj, runner, scope)
         elif step is Step.DRAIN:
@@ -291,9 +303,11 @@ class RunnerController:
             )
             self.stats.pods_deleted += 1
         elif step is Step.DELETE_RUNNER:
-            await self.kube.delete(
-                RUNNERS, name, namespace=namespace, uid=runner.metadata.uid, missing_ok=True
-            )
+            uid = runner.metadata.uid or ""
+            if self.clock() - self._deleted.get(uid, float("-inf")) < 30.0:
+                return  # sent already; the informer has not shown the deletionTimestamp yet
+            await self.kube.delete(RUNNERS, name, namespace=namespace, uid=uid, missing_ok=True)
+            self._deleted[uid] = self.clock()
 
     async def _patch_finalizers(self, runner: Runner, finalizers: list[str]) -> None:
         try:
@@ -308,6 +322,28 @@ class RunnerController:
             return
         except Conflict:
             raise _StopSteps(Result(requeue=True)) from None
+
+    async def _remove_finalizer(self, runner: Runner) -> None:
+        """A JSON patch that tests the entry it removes: no conflict with concurrent status writes."""
+        finalizers = runner.metadata.finalizers
+        uid = runner.metadata.uid or ""
+        if RUNNER_FINALIZER not in finalizers or uid in self._finalized:
+            return
+        index = finalizers.index(RUNNER_FINALIZER)
+        patch: list[dict[str, Any]] = [
+            {"op": "test", "path": f"/metadata/finalizers/{index}", "value": RUNNER_FINALIZER},
+            {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+        ]
+        try:
+            await self.kube.patch(RUNNERS, runner.name, patch, namespace=runner.namespace, patch_type="json")
+        except NotFound:
+            return
+        except (Conflict, Invalid):
+            raise _StopSteps(Result(requeue=True)) from None
+        self._finalized[uid] = self.clock()
+        if len(self._finalized) > 10_000:  # the objects are gone; keep the memo small
+            cutoff = self.clock() - 300.0
+            self._finalized = {k: t for k, t in self._finalized.items() if t > cutoff}
 
     async def _group_id(self, scope: Scope, group: str | None) -> int:
         if not group or scope.kind == "repository":
@@ -406,10 +442,13 @@ class RunnerController:
         decision: RunnerDecision,
         pod_state: RunnerPodState | None,
     ) -> None:
-        if decision.phase is None or decision.phase is RunnerPhase.COMPLETED:
+        # Only phases a user acts on are written (two writes for a typical ephemeral runner: Idle,
+        # Running). A Runner with no status.phase is starting: pending, or registering with GitHub.
+        stuck = pod_state is not None and pod_state.stuck
+        if decision.phase not in _WRITTEN_PHASES and not stuck:
             return
-        message = ""
-        reason = decision.reason
+        phase = decision.phase or RunnerPhase.PENDING
+        reason, message = (decision.reason, "") if phase is RunnerPhase.FAILED else ("", "")
         if pod_state is not None and pod_state.stuck:
             reason, message = pod_state.reason or pod_state.phase.value, pod_state.message
         scope = runner.spec.scope
@@ -417,8 +456,8 @@ class RunnerController:
         if scope is not None:
             registration[scope.kind] = scope.name
         want = {
-            "phase": decision.phase.value,
-            "ready": decision.phase in (RunnerPhase.IDLE, RunnerPhase.BUSY),
+            "phase": phase.value,
+            "ready": phase in (RunnerPhase.IDLE, RunnerPhase.BUSY),
             "reason": reason,
             "message": message,
             "registration": registration,
