@@ -7,6 +7,7 @@ devcluster's exit-code annotation, exactly as a real container would end.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
@@ -17,8 +18,8 @@ import aiohttp
 from devcluster.cluster import EXIT_CODE_ANNOTATION, EXIT_CONTAINER_ANNOTATION
 from ghsim import run_virtual_runner
 from runnerd.kube.client import KubeClient
-from runnerd.kube.resources import PODS
-from runnerd.runtime import Informer, InformerEvent, Key
+from runnerd.kube.resources import PODS, SECRETS
+from runnerd.runtime import Informer, InformerEvent, Key, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,49 @@ def container_env(pod: Mapping[str, Any], container: str = "runner") -> dict[str
         if c.get("name") == container:
             return {e["name"]: str(e.get("value", "")) for e in c.get("env") or () if "value" in e}
     return {}
+
+
+async def resolve_env(
+    kube: KubeClient, pod: Mapping[str, Any], container: str = "runner"
+) -> dict[str, str] | None:
+    """The container's env as the kubelet resolves it when it creates the container: literal values,
+    ``secretKeyRef`` (read from the Secret now) and ``fieldRef`` to the pod's name or namespace.
+    ``None`` when a required Secret or key is missing (the kubelet's CreateContainerConfigError)."""
+    meta = pod.get("metadata") or {}
+    fields = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace")}
+    for c in (pod.get("spec") or {}).get("containers") or ():
+        if c.get("name") != container:
+            continue
+        env: dict[str, str] = {}
+        for e in c.get("env") or ():
+            source = e.get("valueFrom") or {}
+            if "value" in e or not source:
+                env[e["name"]] = str(e.get("value", ""))
+            elif "secretKeyRef" in source:
+                ref = source["secretKeyRef"]
+                try:
+                    secret = await kube.get(SECRETS, ref["name"], namespace=meta.get("namespace"))
+                except NotFound:
+                    secret = {}
+                value = (secret.get("data") or {}).get(ref["key"])
+                if value is None:
+                    if ref.get("optional"):
+                        continue
+                    return None
+                env[e["name"]] = base64.b64decode(value).decode()
+            elif "fieldRef" in source and fields.get(source["fieldRef"].get("fieldPath")):
+                env[e["name"]] = str(fields[source["fieldRef"]["fieldPath"]])
+        return env
+    return {}
+
+
+def _needs_lookup(pod: Mapping[str, Any], container: str = "runner") -> bool:
+    return any(
+        "secretKeyRef" in (e.get("valueFrom") or {})
+        for c in (pod.get("spec") or {}).get("containers") or ()
+        if c.get("name") == container
+        for e in c.get("env") or ()
+    )
 
 
 class PodAgent:
@@ -109,9 +153,18 @@ class PodAgent:
                 task.cancel()
             return
         if running and key not in self.tasks and EXIT_CODE_ANNOTATION not in (meta.get("annotations") or {}):
-            self.tasks[key] = asyncio.create_task(
-                self._run(key, container_env(pod)), name=f"runner-{key.name}"
-            )
+            self.tasks[key] = asyncio.create_task(self._start(key, pod), name=f"runner-{key.name}")
+
+    async def _start(self, key: Key, pod: Mapping[str, Any]) -> None:
+        if not _needs_lookup(pod):
+            await self._run(key, container_env(pod))
+            return
+        while True:
+            env = await resolve_env(self.kube, pod)
+            if env is not None:
+                break
+            await asyncio.sleep(0.5)  # as the kubelet retries a container whose Secret is missing
+        await self._run(key, env)
 
     async def _run(self, key: Key, env: dict[str, str]) -> None:
         code = await run_virtual_runner(
