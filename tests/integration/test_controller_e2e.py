@@ -276,14 +276,12 @@ spec:
 
 async def test_gpu_runner_deployment_lands_on_gpu_node_and_runs_a_job(env: Env) -> None:
     await env.apply(yaml.safe_load(GPU_RD))
-    world = env.sim.world
-    run = world.enqueue_run(world.repo_by_name(REPO), [JobSpec(("self-hosted", "gpu"), "train", 0.5)])
-    job = await wait_until(
-        "the GPU job to complete", lambda: (j := jobs(env, run)[0]).status == "completed" and j
-    )
-    assert job.conclusion == "success"
-    pods = await wait_until("a GPU runner pod", lambda: _pods(env))
-    pod = pods[0]
+
+    async def scheduled_pod() -> dict[str, Any] | None:
+        running = [p for p in await _pods(env) if (p.get("status") or {}).get("phase") == "Running"]
+        return running[0] if running else None
+
+    pod = await wait_until("the GPU runner pod running", scheduled_pod)
     node = env.cluster.request("GET", f"/api/v1/nodes/{pod['spec']['nodeName']}")
     assert node["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
     tolerations = pod["spec"]["tolerations"]
@@ -296,6 +294,14 @@ async def test_gpu_runner_deployment_lands_on_gpu_node_and_runs_a_job(env: Env) 
     assert gpu_containers == ["docker"]  # the GPU goes where dockerd runs the job's containers
     docker = next(c for c in pod["spec"]["containers"] if c["name"] == "docker")
     assert {"name": "RUNNERD_GPU", "value": "1"} in docker["env"]
+
+    world = env.sim.world
+    run = world.enqueue_run(world.repo_by_name(REPO), [JobSpec(("self-hosted", "gpu"), "train", 0.5)])
+    job = await wait_until(
+        "the GPU job to complete", lambda: (j := jobs(env, run)[0]).status == "completed" and j
+    )
+    assert job.conclusion == "success"
+    assert job.runner_name == pod["metadata"]["name"]
 
 
 async def _pods(env: Env) -> list[dict[str, Any]]:
