@@ -17,6 +17,7 @@ from runnerd.controller.common import (
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.replicasets import INDEX_CONTROLLER, DeploymentController, ReplicaSetController
 from runnerd.controller.runners import RunnerController
+from runnerd.controller.runnersets import install as install_runnersets
 from runnerd.github import GitHubClient
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.pod import LABEL_RUNNER
@@ -126,7 +127,7 @@ def build(
     manager = Manager(elector=elector)
     for ctl in (runner_ctl, rrs_ctl, rd_ctl):
         manager.add_controller(ctl)
-    return Controllers(
+    controllers = Controllers(
         manager=manager,
         kube=kube,
         github=github,
@@ -138,3 +139,5 @@ def build(
         deployment=deployment,
         informers={i.name: i for i in (runners, pods, replica_sets, deployments)},
     )
+    install_runnersets(controllers)
+    return controllers
