@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runnerd.api import constants as c
+from runnerd.controller.autoscaler import Autoscaling, install
 from runnerd.controller.common import (
     PODS,
     RUNNER_DEPLOYMENTS,
@@ -50,6 +51,8 @@ class Controllers:
     deployment: DeploymentController
     informers: MutableMapping[str, Informer]
     """By name: runners, pods, runnerreplicasets, runnerdeployments (extensions may add more)."""
+    autoscaling: Autoscaling | None = None
+    """HRA autoscaling, the webhook sink and the safety-net poll (added by :func:`install`)."""
 
 
 def build(
@@ -140,4 +143,5 @@ def build(
         informers={i.name: i for i in (runners, pods, replica_sets, deployments)},
     )
     install_runnersets(controllers)
+    controllers.autoscaling = install(controllers)
     return controllers

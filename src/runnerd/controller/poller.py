@@ -1,0 +1,373 @@
+"""The safety net: a budgeted poll that finds queued jobs whose ``workflow_job`` webhook never came.
+
+GitHub says webhooks can be late or lost. Without this poll such a job waits forever behind an HRA
+that scales on webhooks only (``minReplicas: 0``); with it, it gets a runner within ``poll_bound``
+seconds, through the same job-id correlated reservation as the webhook (so a webhook arriving after
+the poll, or the poll seeing a job the webhook already reserved, never counts the job twice).
+
+What is polled: every repository a webhook-scaled HRA covers: a repository-scoped target's
+repository, the ``repositoryNames`` of its ``TotalNumberOfQueuedAndInProgressWorkflowRuns`` metric,
+and every repository a ``workflow_job`` delivery for it came from in the last day (an organization's
+repositories are not listed: that would cost a call per repository).
+
+One poll of one repository::
+
+    GET /repos/{owner}/{repo}/actions/runs?status=queued        (conditional: ETag)
+    GET /repos/{owner}/{repo}/actions/runs?status=in_progress   (conditional: ETag)
+    GET /repos/{owner}/{repo}/actions/runs/{run_id}/jobs         only for runs that are new or changed
+
+An idle repository costs 2 calls per poll, both answered 304 Not Modified (which GitHub does not
+count against the rate limit, but this budget does). A queued job in a new run costs one more call
+(per 100 jobs). When a run leaves both lists, it is finished: reservations the poll made for its jobs
+are released (a no-op when the ``completed`` webhook already did).
+
+The budget math, with ``B`` the bound (``--webhook-poll-bound``, default 60 s), ``C`` the ceiling of
+calls per hour (``--webhook-poll-max-calls-per-hour``, default 1000) and ``R`` the repositories::
+
+    wanted interval  = B - min(5 s, B/4)             (leaves time to reserve and create the pod)
+    budget interval  = 2 * R * 3600 / C              (idle: 2 calls per repository per poll)
+    interval         = max(wanted, budget)
+    idle calls/hour  = 2 * R * 3600 / interval <= C
+
+e.g. B = 60 s, C = 1000: up to 7 repositories are polled every 55 s (7 * 2 * 3600 / 55 = 916
+calls/hour); 20 repositories are polled every 144 s, and the ``GitHubAPIBudget`` condition says the
+bound cannot be kept. The ceiling also holds when busy: calls are counted in a sliding one-hour
+window and a poll that would exceed ``C`` waits. Rate limits slow the poll further: nothing is sent
+while the client's gate is closed, and while the ``core`` bucket is down to its last
+``max(10, 2%)`` calls the poll waits for the reset (leaving them to runner registration). Jobs are not
+lost by waiting: a queued job stays in the queued list until it is served.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from runnerd.github import GitHubClient, GitHubError, RateLimitedError, Scope
+from runnerd.reconcile.autoscale import TOTAL_JOBS, AutoscaleError, metric_repositories
+from runnerd.reconcile.matching import JobEvent
+from runnerd.runtime import Key, Result
+from runnerd.web.metrics import Metrics
+
+if TYPE_CHECKING:
+    from runnerd.controller.webhook_sink import ReservationSink
+
+log = logging.getLogger(__name__)
+
+POLL_KEY = Key("", "safety-net-poll")
+IDLE_CALLS_PER_REPOSITORY = 2
+LEARNED_TTL = 86_400.0
+WINDOW = 3600.0
+
+
+class PollOptions(Protocol):
+    poll: bool
+    poll_bound: float
+    poll_max_calls_per_hour: int
+
+
+@dataclass(frozen=True)
+class PollPlan:
+    interval: float
+    wanted: float
+    repositories: int
+    stretched: bool
+
+    @property
+    def idle_calls_per_hour(self) -> float:
+        return IDLE_CALLS_PER_REPOSITORY * self.repositories * 3600.0 / self.interval
+
+
+def plan(bound: float, max_calls_per_hour: int, repositories: int) -> PollPlan:
+    """The poll interval for ``repositories`` (see the module docstring for the math)."""
+    if bound <= 0:
+        raise ValueError("the poll bound must be positive")
+    if max_calls_per_hour <= 0:
+        raise ValueError("the poll budget must be positive")
+    wanted = bound - min(5.0, bound / 4)
+    budget = IDLE_CALLS_PER_REPOSITORY * max(repositories, 0) * 3600.0 / max_calls_per_hour
+    interval = max(wanted, budget)
+    return PollPlan(interval, wanted, repositories, stretched=budget > wanted)
+
+
+def pages(items: int) -> int:
+    return max(1, math.ceil(items / 100))
+
+
+@dataclass
+class _Run:
+    signature: tuple[object, ...]
+    jobs: dict[int, str]
+
+
+@dataclass
+class _Repo:
+    repository: str
+    owner_type: str | None
+    organization: str | None
+    enterprise: str | None
+    next_due: float
+    runs: dict[int, _Run] = field(default_factory=dict)
+    reserved: dict[int, Key] = field(default_factory=dict)  # job id -> the HRA its reservation is on
+    polls: int = 0
+
+
+class CallWindow:
+    """Calls spent in the last hour (sliding window)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._spent: deque[tuple[float, int]] = deque()
+        self._total = 0
+
+    def _expire(self, now: float) -> None:
+        while self._spent and now - self._spent[0][0] >= WINDOW:
+            self._total -= self._spent.popleft()[1]
+
+    def spent(self) -> int:
+        self._expire(self._clock())
+        return self._total
+
+    def spend(self, calls: int) -> None:
+        now = self._clock()
+        self._expire(now)
+        self._spent.append((now, calls))
+        self._total += calls
+
+    def free_at(self, calls: int, ceiling: int) -> float:
+        """When ``calls`` more fit under ``ceiling`` (now, if they do)."""
+        now = self._clock()
+        self._expire(now)
+        excess = self._total + calls - ceiling
+        if excess <= 0:
+            return now
+        for at, n in self._spent:
+            excess -= n
+            if excess <= 0:
+                return at + WINDOW
+        return now + WINDOW
+
+
+class SafetyNetPoller:
+    """The poll (see the module docstring); run as the reconcile of a single-key controller."""
+
+    def __init__(
+        self,
+        *,
+        github: GitHubClient,
+        sink: ReservationSink,
+        options: PollOptions,
+        metrics: Metrics,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.github = github
+        self.sink = sink
+        self.options = options
+        self.metrics = metrics
+        self._monotonic = monotonic
+        self._wall = wall
+        self.window = CallWindow(monotonic)
+        self._repos: dict[str, _Repo] = {}
+        self._limited: tuple[str, str] | None = None
+        self.last_plan: PollPlan | None = None
+        self.polls = 0
+        self.calls = 0
+        self.recovered = 0
+        self.rate_limited = 0
+
+    def budget_limited(self) -> tuple[str, str] | None:
+        """``(reason, message)`` while the budget (not the bound) decides how often the poll runs."""
+        if not self.options.poll:
+            return None
+        return self._limited
+
+    def repositories(self) -> dict[str, tuple[str, str | None, str | None, str | None]]:
+        """``owner/name`` (casefolded) -> (name, owner type, organization, enterprise), known or learned."""
+        found: dict[str, tuple[str, str | None, str | None, str | None]] = {}
+        for t in self.sink.targets():
+            config = t.target.config
+            if config.repository:
+                found.setdefault(config.repository.casefold(), (config.repository, None, None, None))
+            hra = self.sink.resolver.parse_hra(t.hra_obj)
+            for metric in hra.spec.metrics if hra is not None else ():
+                if metric.type != TOTAL_JOBS:
+                    continue
+                try:
+                    repos = metric_repositories(metric, config)
+                except AutoscaleError:
+                    continue
+                org = config.organization
+                for repo in repos:
+                    found.setdefault(repo.casefold(), (repo, "Organization" if org else None, org, None))
+        now = self._monotonic()
+        for key, ctx in list(self.sink.repositories.items()):
+            if now - ctx.seen_at > LEARNED_TTL:
+                del self.sink.repositories[key]
+                continue
+            found[key] = (ctx.repository, ctx.owner_type, ctx.organization, ctx.enterprise)
+        return found
+
+    def _sync_repos(self, now: float) -> None:
+        wanted = self.repositories()
+        for key in list(self._repos):
+            if key not in wanted:
+                del self._repos[key]
+        for key, (name, owner_type, org, enterprise) in wanted.items():
+            repo = self._repos.get(key)
+            if repo is None:
+                self._repos[key] = _Repo(name, owner_type, org, enterprise, next_due=now)
+            else:
+                repo.owner_type = owner_type or repo.owner_type
+                repo.organization = org or repo.organization
+                repo.enterprise = enterprise or repo.enterprise
+
+    def _mono_of(self, epoch: float) -> float:
+        return self._monotonic() + max(epoch - self._wall(), 0.0)
+
+    async def reconcile(self, key: Key) -> Result | None:
+        if not self.options.poll:
+            self._limited = None
+            return None
+        now = self._monotonic()
+        self._sync_repos(now)
+        if not self._repos:
+            self._limited = None
+            self.metrics.poll_repositories.set(0)
+            return None
+        bound, ceiling = self.options.poll_bound, self.options.poll_max_calls_per_hour
+        the_plan = plan(bound, ceiling, len(self._repos))
+        self.last_plan = the_plan
+        self.metrics.poll_interval.set(the_plan.interval)
+        self.metrics.poll_repositories.set(len(self._repos))
+        self.metrics.poll_budget_per_hour.set(ceiling)
+        limited: tuple[str, str] | None = None
+        if the_plan.stretched:
+            limited = (
+                "PollIntervalStretched",
+                f"the safety-net poll covers {len(self._repos)} repositories every {the_plan.interval:.0f}s "
+                f"to stay within {ceiling} calls/hour; lost webhooks are noticed after up to "
+                f"{the_plan.interval:.0f}s instead of {bound:g}s",
+            )
+
+        paused = self.github.paused_until("core")
+        core = self.github.rate_limits.get("core")
+        if paused is None and core is not None and core.reset_at > self._wall():
+            reserve = max(10, core.limit // 50)
+            if core.remaining <= reserve:
+                paused = core.reset_at
+        if paused is not None:
+            resume = self._mono_of(paused)
+            for repo in self._repos.values():
+                repo.next_due = max(repo.next_due, resume)
+            limited = (
+                "RateLimited",
+                f"GitHub's core rate limit is (nearly) spent: the safety-net poll waits until {_fmt(paused)}",
+            )
+
+        for repo in sorted(self._repos.values(), key=lambda r: r.next_due):
+            if repo.next_due > self._monotonic():
+                break
+            free_at = self.window.free_at(IDLE_CALLS_PER_REPOSITORY, ceiling)
+            if free_at > self._monotonic():
+                for r in self._repos.values():
+                    r.next_due = max(r.next_due, free_at)
+                limited = (
+                    "PollBudgetSpent",
+                    f"the safety-net poll spent its {ceiling} calls of the last hour; next poll in "
+                    f"{free_at - self._monotonic():.0f}s",
+                )
+                break
+            try:
+                calls = await self._poll(repo)
+            except RateLimitedError as exc:
+                self.rate_limited += 1
+                self.metrics.poll_runs.labels("rate_limited").inc()
+                self.window.spend(1)
+                resume = self._mono_of(exc.resume_at)
+                for r in self._repos.values():
+                    r.next_due = max(r.next_due, resume)
+                limited = (
+                    "RateLimited",
+                    f"GitHub rate limit ({exc.resource}) until {_fmt(exc.resume_at)}: "
+                    "the safety-net poll waits",
+                )
+                break
+            except GitHubError as exc:
+                log.warning("safety-net poll of %s failed: %s", repo.repository, exc)
+                self.metrics.poll_runs.labels("failed").inc()
+                self.window.spend(1)
+                repo.next_due = self._monotonic() + min(the_plan.interval, 30.0)
+                continue
+            self.window.spend(calls)
+            repo.next_due = self._monotonic() + the_plan.interval
+        self._limited = limited
+        wake = min(r.next_due for r in self._repos.values()) - self._monotonic()
+        return Result(requeue_after=max(wake, 0.01))
+
+    async def _poll(self, repo: _Repo) -> int:
+        scope = Scope.repository(repo.repository)
+        calls = 0
+        runs = {}
+        for status in ("queued", "in_progress"):
+            listed = await self.github.list_workflow_runs(scope, status=status)
+            calls += pages(len(listed))
+            for run in listed:
+                runs[run.id] = run
+        self.polls += 1
+        repo.polls += 1
+        for run_id in [r for r in repo.runs if r not in runs]:
+            finished = repo.runs.pop(run_id)
+            for job_id in finished.jobs:
+                hra = repo.reserved.pop(job_id, None)
+                if hra is not None:
+                    await self.sink.complete_polled(hra, job_id)
+        changed = 0
+        for run in runs.values():
+            signature = (run.status, run.run_attempt, run.raw.get("updated_at"))
+            known = repo.runs.get(run.id)
+            if known is not None and known.signature == signature:
+                continue
+            changed += 1
+            jobs = await self.github.list_jobs_for_run(scope, run.id)
+            calls += pages(len(jobs))
+            repo.runs[run.id] = _Run(signature, {j.id: j.status or "" for j in jobs})
+            owner = (run.raw.get("repository") or {}).get("owner") or {}
+            owner_type = str(owner.get("type") or repo.owner_type or "Organization")
+            organization = repo.organization or (
+                repo.repository.split("/", 1)[0] if owner_type == "Organization" else None
+            )
+            for job in jobs:
+                if job.status != "queued" or job.id in repo.reserved:
+                    continue
+                event = JobEvent(
+                    repository=repo.repository,
+                    labels=job.labels,
+                    owner_type=owner_type,
+                    organization=organization,
+                    enterprise=repo.enterprise,
+                )
+                effect, hra = await self.sink.reserve_polled(event, job.id)
+                if hra is not None:
+                    repo.reserved[job.id] = hra
+                if effect == "reserved":
+                    self.recovered += 1
+                    self.metrics.poll_jobs_recovered.inc()
+                    log.info(
+                        "safety-net poll: job %s of %s was queued without a webhook; reserved a runner on %s",
+                        job.id,
+                        repo.repository,
+                        hra,
+                    )
+        self.calls += calls
+        self.metrics.poll_runs.labels("changed" if changed else "unchanged").inc()
+        return calls
+
+
+def _fmt(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -1,0 +1,164 @@
+"""Scale targets of HorizontalRunnerAutoscalers, resolved from the informer caches.
+
+A RunnerDeployment target is always available; a RunnerSet target only when the process has a
+``runnersets`` informer (until then an HRA naming a RunnerSet reports that it cannot be resolved).
+Parsed targets are cached by ``uid``/``resourceVersion``: the webhook path resolves every
+webhook-scaled HRA's target for each delivery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runnerd.api import (
+    ApiParseError,
+    HorizontalRunnerAutoscaler,
+    RunnerConfig,
+    RunnerDeployment,
+    RunnerSet,
+)
+from runnerd.api.types import ScaleTargetRef, ScaleUpTrigger
+from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNER_SETS
+from runnerd.kube.resources import Resource
+from runnerd.reconcile.matching import Target, workflow_job_trigger
+from runnerd.runtime import Informer, Key, Obj
+
+HRA_INFORMER = "horizontalrunnerautoscalers"
+RD_INFORMER = "runnerdeployments"
+RUNNERSET_INFORMER = "runnersets"
+LABEL_RUNNERSET_NAME = "runnerset-name"
+"""Label of a RunnerSet's pods (ARC's); the RunnerSet controller is expected to set it."""
+LABEL_DEPLOYMENT_NAME = "runner-deployment-name"
+
+
+@dataclass(frozen=True)
+class ScaleTarget:
+    kind: str  # RunnerDeployment or RunnerSet
+    namespace: str
+    name: str
+    obj: Obj
+    config: RunnerConfig
+    replicas: int | None  # spec.replicas as written (None: absent, which means 1)
+    effective_time: dt.datetime | None
+
+    @property
+    def resource(self) -> Resource:
+        return RUNNER_DEPLOYMENTS if self.kind == "RunnerDeployment" else RUNNER_SETS
+
+    @property
+    def key(self) -> Key:
+        return Key(self.namespace, self.name)
+
+    @property
+    def uid(self) -> str:
+        return str((self.obj.get("metadata") or {}).get("uid") or "")
+
+    def scope_labels(self) -> tuple[str, str, str, str, str]:
+        """ARC's target label values: enterprise, organization, repository, kind, name."""
+        c = self.config
+        return (c.enterprise or "", c.organization or "", c.repository or "", self.kind, self.name)
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """A webhook-scaled HRA with its target, for routing ``workflow_job`` events."""
+
+    hra: Key
+    hra_obj: Obj
+    trigger: ScaleUpTrigger
+    target: ScaleTarget
+
+    @property
+    def route(self) -> Target:
+        return Target(hra=f"{self.hra.namespace}/{self.hra.name}", config=self.target.config)
+
+
+def _version(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
+
+
+class TargetResolver:
+    def __init__(self, informers: Mapping[str, Informer]) -> None:
+        self._informers = informers
+        self._parsed: dict[tuple[str, str, str], ScaleTarget | str] = {}
+        self._hras: dict[tuple[str, str], HorizontalRunnerAutoscaler | None] = {}
+
+    @property
+    def supports_runner_sets(self) -> bool:
+        return RUNNERSET_INFORMER in self._informers
+
+    def resolve(self, namespace: str, ref: ScaleTargetRef) -> ScaleTarget | str:
+        """The target, or why it cannot be resolved."""
+        kind = ref.effective_kind
+        if not ref.name:
+            return "spec.scaleTargetRef.name is empty"
+        informer_name = RD_INFORMER if kind == "RunnerDeployment" else RUNNERSET_INFORMER
+        informer = self._informers.get(informer_name)
+        if informer is None:
+            return f"{kind} targets are not supported by this process (no {informer_name} informer)"
+        obj = informer.store.get(Key(namespace, ref.name))
+        if obj is None:
+            return f"{kind} {namespace}/{ref.name} not found"
+        uid, version = _version(obj)
+        cache_key = (kind, uid, version)
+        hit = self._parsed.get(cache_key)
+        if hit is None:
+            hit = self._parse(kind, namespace, obj)
+            if len(self._parsed) > 4096:
+                self._parsed.clear()
+            self._parsed[cache_key] = hit
+        return hit
+
+    @staticmethod
+    def _parse(kind: str, namespace: str, obj: Obj) -> ScaleTarget | str:
+        name = str(obj["metadata"]["name"])
+        try:
+            if kind == "RunnerDeployment":
+                rd = RunnerDeployment.from_dict(obj)
+                return ScaleTarget(
+                    kind,
+                    namespace,
+                    name,
+                    obj,
+                    rd.spec.template.spec,
+                    rd.spec.replicas,
+                    rd.spec.effective_time,
+                )
+            rs = RunnerSet.from_dict(obj)
+            return ScaleTarget(kind, namespace, name, obj, rs.spec, rs.spec.replicas, rs.spec.effective_time)
+        except ApiParseError as exc:
+            return f"{kind} {namespace}/{name} is invalid: {exc}"
+
+    def parse_hra(self, obj: Obj) -> HorizontalRunnerAutoscaler | None:
+        """The HRA (cached by uid/resourceVersion); ``None`` when it does not parse."""
+        version = _version(obj)
+        if version in self._hras:
+            return self._hras[version]
+        try:
+            hra: HorizontalRunnerAutoscaler | None = HorizontalRunnerAutoscaler.from_dict(obj)
+        except ApiParseError:
+            hra = None
+        if len(self._hras) > 4096:
+            self._hras.clear()
+        self._hras[version] = hra
+        return hra
+
+    def webhook_targets(self, hras: Iterable[Obj]) -> list[WebhookTarget]:
+        """Every HRA with a ``workflowJob`` trigger whose target resolves."""
+        found = []
+        for obj in hras:
+            hra = self.parse_hra(obj)
+            if hra is None or hra.metadata.deletion_timestamp is not None:
+                continue
+            trigger = workflow_job_trigger(hra.spec)
+            if trigger is None:
+                continue
+            target = self.resolve(hra.namespace, hra.spec.scale_target_ref)
+            if isinstance(target, str):
+                continue
+            found.append(WebhookTarget(Key(hra.namespace, hra.name), obj, trigger, target))
+        return found

@@ -1,0 +1,509 @@
+"""The webhook fast path: a ``workflow_job`` delivery becomes a durable capacity reservation.
+
+:class:`ReservationSink` routes an event to one HRA (:func:`~runnerd.reconcile.matching.match_workflow_job`
+over every HRA with a ``workflowJob`` trigger and its target's scope and labels) and applies it with
+:func:`~runnerd.reconcile.autoscale.apply_workflow_job_event` to that HRA's
+``spec.capacityReservations``, exactly where ARC's webhook server writes them, so the state survives
+restarts and an ARC controller reads it the same way. Reservations are named after the job, so
+duplicated, reordered or late deliveries (and the safety-net poll finding the same job) never count a
+job twice.
+
+:class:`ReservationWriter` makes that write safe and fast under bursts: a merge patch conditional on
+the HRA's ``resourceVersion`` (a concurrent writer makes it fail with 409, and it is redone on the
+fresh object), and group commit per HRA: while one patch is in flight, further events for that HRA
+queue up and go out together in the next patch. There is no batching delay (ARC waits 3 s).
+After each write the HRA controller gets the written object and the key, so it scales the target at
+once instead of waiting for a sync period (in the leader; elsewhere the enqueue is a no-op).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS
+from runnerd.controller.directory import RunnerDirectory
+from runnerd.controller.latency import PodCreateLatency
+from runnerd.controller.targets import TargetResolver, WebhookTarget
+from runnerd.github import GitHubClient, GitHubError, Scope
+from runnerd.kube.client import KubeClient
+from runnerd.reconcile.autoscale import ReservationUpdate, apply_workflow_job_event, job_reservation_name
+from runnerd.reconcile.matching import (
+    Ambiguous,
+    JobEvent,
+    Match,
+    MatchResult,
+    NoMatch,
+    VisibleGroups,
+    is_default_group,
+    match_workflow_job,
+    workflow_job_trigger,
+)
+from runnerd.runtime import ApiError, Conflict, EventRecorder, Informer, Key, NotFound, Obj
+from runnerd.web.metrics import Metrics
+from runnerd.web.payload import WorkflowJobEvent
+from runnerd.web.webhook import SinkReply
+
+log = logging.getLogger(__name__)
+
+CONDITION_AMBIGUOUS = "AmbiguousWebhookTarget"
+NO_TARGET = "no horizontalrunnerautoscaler to scale for this github event"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def format_condition_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def newer(a: Obj | None, b: Obj | None) -> Obj | None:
+    """The later of two versions of one object (resourceVersions compared as etcd revisions)."""
+    if a is None or b is None:
+        return a or b
+    va = str((a.get("metadata") or {}).get("resourceVersion") or "")
+    vb = str((b.get("metadata") or {}).get("resourceVersion") or "")
+    try:
+        return a if int(va) >= int(vb) else b
+    except ValueError:
+        return b  # opaque versions: trust the informer
+
+
+@dataclass(frozen=True)
+class JobOp:
+    action: Literal["queued", "completed"]
+    job_id: int
+    conclusion: str | None = None
+    runner_id: int | None = None
+
+
+@dataclass(frozen=True)
+class OpResult:
+    update: ReservationUpdate | None  # None: not applied (see reason)
+    reason: str
+
+    @property
+    def delta(self) -> int:
+        return self.update.delta if self.update is not None else 0
+
+
+class ReservationWriter:
+    """Serialised, batched, conditional writes of HRA capacity reservations (see the module docstring)."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        hras: Informer,
+        resolver: TargetResolver,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        on_written: Callable[[Key, Obj], None] | None = None,
+        max_attempts: int = 10,
+    ) -> None:
+        self.kube = kube
+        self.hras = hras
+        self.resolver = resolver
+        self.metrics = metrics
+        self.clock = clock
+        self.on_written = on_written
+        self.max_attempts = max_attempts
+        self._pending: dict[Key, list[tuple[JobOp, asyncio.Future[OpResult]]]] = {}
+        self._drainers: dict[Key, asyncio.Task[None]] = {}
+        self._latest: dict[Key, Obj] = {}
+        self.writes = 0
+        self.conflicts = 0
+
+    async def apply(self, key: Key, op: JobOp) -> OpResult:
+        future: asyncio.Future[OpResult] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(key, []).append((op, future))
+        if key not in self._drainers:
+            self._drainers[key] = asyncio.create_task(self._drain(key), name=f"reservations-{key}")
+        return await future
+
+    def latest(self, key: Key) -> Obj | None:
+        """The freshest version of the HRA this process knows (its own last write or the cache)."""
+        return newer(self._latest.get(key), self.hras.store.get(key))
+
+    async def close(self) -> None:
+        tasks = list(self._drainers.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        for batch in self._pending.values():
+            for _, future in batch:
+                future.cancel()
+        self._pending.clear()
+
+    async def _drain(self, key: Key) -> None:
+        try:
+            while self._pending.get(key):
+                batch = self._pending.pop(key)
+                try:
+                    results = await self._commit(key, [op for op, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._drainers.pop(key, None)
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.reservation_writes.labels(outcome).inc()
+
+    async def _commit(self, key: Key, ops: Sequence[JobOp]) -> list[OpResult]:
+        obj = self.latest(key)
+        for _ in range(self.max_attempts):
+            if obj is None:
+                try:
+                    obj = await self.kube.get(
+                        HORIZONTAL_RUNNER_AUTOSCALERS, key.name, namespace=key.namespace
+                    )
+                except NotFound:
+                    return [OpResult(None, f"{key} no longer exists")] * len(ops)
+            hra = self.resolver.parse_hra(obj)
+            if hra is None:
+                return [OpResult(None, f"{key} does not parse")] * len(ops)
+            trigger = workflow_job_trigger(hra.spec)
+            if trigger is None:
+                return [OpResult(None, f"{key} has no workflowJob trigger")] * len(ops)
+            now = self.clock()
+            reservations = tuple(hra.spec.capacity_reservations)
+            results: list[OpResult] = []
+            changed = False
+            for op in ops:
+                update = apply_workflow_job_event(
+                    reservations,
+                    op.action,
+                    op.conclusion,
+                    op.runner_id,
+                    now,
+                    trigger.effective_duration,
+                    hra.spec.max_replicas,
+                    job_id=op.job_id,
+                )
+                reservations = update.reservations
+                changed = changed or update.changed
+                results.append(OpResult(update, update.reason))
+            if not changed:
+                return results
+            patch = {"spec": {"capacityReservations": [r.to_dict() for r in reservations]}}
+            version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+            try:
+                written = await self.kube.patch(
+                    HORIZONTAL_RUNNER_AUTOSCALERS,
+                    key.name,
+                    patch,
+                    namespace=key.namespace,
+                    resource_version=version or None,
+                )
+            except Conflict:
+                self.conflicts += 1
+                self._count("conflict")
+                self._latest.pop(key, None)
+                obj = None  # read it again
+                continue
+            except NotFound:
+                return [OpResult(None, f"{key} no longer exists")] * len(ops)
+            except ApiError:
+                self._count("failed")
+                raise
+            self.writes += 1
+            self._count("written")
+            self._latest[key] = written
+            if len(self._latest) > 4096:
+                self._latest.clear()
+            if self.on_written is not None:
+                self.on_written(key, written)
+            return results
+        self._count("failed")
+        raise Conflict(
+            409, "Conflict", f"{key}: capacity reservations changed {self.max_attempts} times while writing"
+        )
+
+
+@dataclass
+class RepoContext:
+    """What a webhook told us about a repository that the REST API's runs do not say."""
+
+    repository: str
+    owner_type: str
+    organization: str | None
+    enterprise: str | None
+    hra: Key
+    seen_at: float  # monotonic
+
+
+class GroupVisibility:
+    """Runner groups visible to a repository (``GET /orgs/{org}/actions/runner-groups``), cached.
+
+    Only asked when a candidate target is in a non-default runner group of an organization or
+    enterprise (ARC's ``useRunnerGroupsVisibility``); a failed lookup assumes every group visible.
+    """
+
+    def __init__(self, github: GitHubClient, *, ttl: float = 600.0) -> None:
+        self.github = github
+        self.ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, VisibleGroups]] = {}
+
+    async def __call__(self, event: JobEvent, targets: Sequence[WebhookTarget]) -> VisibleGroups | None:
+        org = event.org
+        if org is None or all(
+            t.target.config.repository or is_default_group(t.target.config.group) for t in targets
+        ):
+            return None
+        key = (org.casefold(), event.repository.casefold())
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        try:
+            groups = await self.github.list_runner_groups(
+                Scope("organization", org), visible_to_repository=event.repository.split("/", 1)[1]
+            )
+        except GitHubError as exc:
+            log.warning("runner groups visible to %s: %s; assuming every group", event.repository, exc)
+            return None
+        visible = VisibleGroups.of(g.name for g in groups)
+        self._cache[key] = (now, visible)
+        return visible
+
+
+Visibility = Callable[[JobEvent, Sequence[WebhookTarget]], Awaitable[VisibleGroups | None]]
+
+
+class ReservationSink:
+    """The :class:`~runnerd.web.webhook.WorkflowJobSink` of the controller and the webhook server."""
+
+    def __init__(
+        self,
+        *,
+        kube: KubeClient,
+        hras: Informer,
+        resolver: TargetResolver,
+        writer: ReservationWriter,
+        recorder: EventRecorder,
+        metrics: Metrics,
+        default_labels: Iterable[str] = (),
+        directory: RunnerDirectory | None = None,
+        runners: Informer | None = None,
+        pod_latency: PodCreateLatency | None = None,
+        visibility: Visibility | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        report_interval: float = 60.0,
+    ) -> None:
+        self.kube = kube
+        self.hras = hras
+        self.resolver = resolver
+        self.writer = writer
+        self.recorder = recorder
+        self.metrics = metrics
+        self.default_labels = tuple(default_labels)
+        self.directory = directory
+        self.runners = runners
+        self.pod_latency = pod_latency
+        self.visibility = visibility
+        self.clock = clock
+        self.monotonic = monotonic
+        self.report_interval = report_interval
+        self.repositories: dict[str, RepoContext] = {}
+        """Repositories webhooks came from, by ``owner/name`` (casefolded): the poll covers them too."""
+        self._reported: dict[tuple[Key, str], float] = {}
+
+    # --- routing -------------------------------------------------------------------------------
+
+    def targets(self) -> list[WebhookTarget]:
+        return self.resolver.webhook_targets(self.hras.store.objects())
+
+    async def route(self, event: JobEvent) -> tuple[MatchResult, dict[str, WebhookTarget]]:
+        targets = self.targets()
+        by_route = {f"{t.hra.namespace}/{t.hra.name}": t for t in targets}
+        if not targets:
+            return NoMatch("no HorizontalRunnerAutoscaler has a workflowJob scaleUpTrigger"), by_route
+        visible = await self.visibility(event, targets) if self.visibility is not None else None
+        result = match_workflow_job(
+            event, [t.route for t in targets], visible, default_labels=self.default_labels
+        )
+        return result, by_route
+
+    def holder(self, job_id: int) -> Key | None:
+        """The HRA holding a reservation for ``job_id``, if any."""
+        name = job_reservation_name(job_id)
+        for obj in self.hras.store.objects():
+            for r in (obj.get("spec") or {}).get("capacityReservations") or ():
+                if isinstance(r, dict) and r.get("name") == name:
+                    return Key.of(obj)
+        return None
+
+    # --- the webhook -----------------------------------------------------------------------------
+
+    async def workflow_job(self, event: WorkflowJobEvent) -> SinkReply:
+        self._observe(event)
+        self._hint(event)
+        who = f"workflow_job {event.action} for job {event.job_id}"
+        if event.action not in ("queued", "completed"):
+            return SinkReply(200, f"{who}: nothing to scale", "ignored")
+        action: Literal["queued", "completed"] = "queued" if event.action == "queued" else "completed"
+        op = JobOp(action, event.job_id, event.conclusion, event.runner_id)
+        if event.action == "completed":
+            key = self.holder(event.job_id)
+            if key is not None:
+                return await self._apply(key, op, event, None)
+        result, by_route = await self.route(event.routing())
+        if isinstance(result, Match):
+            target = by_route[result.target.hra]
+            self._learn(event, target.hra)
+            return await self._apply(target.hra, op, event, target)
+        if isinstance(result, Ambiguous):
+            for t in result.targets:
+                self._learn(event, by_route[t.hra].hra)
+            await self.report_ambiguity(result, by_route)
+            return SinkReply(200, result.reason, "ambiguous")
+        log.debug("%s of %s: %s", who, event.repository, result.reason)
+        return SinkReply(200, f"{NO_TARGET}: {result.reason}", "no_match")
+
+    async def _apply(
+        self, key: Key, op: JobOp, event: WorkflowJobEvent, target: WebhookTarget | None
+    ) -> SinkReply:
+        result = await self.writer.apply(key, op)
+        name = f"{key.namespace}/{key.name}"
+        if result.update is None:
+            return SinkReply(200, f"{NO_TARGET}: {result.reason}", "no_match")
+        effect = _effect(result.update)
+        self.metrics.reservation_events.labels("webhook", effect).inc()
+        if result.delta > 0 and self.pod_latency is not None and target is not None:
+            t = target.target
+            for _ in range(result.delta):
+                self.pod_latency.expect(t.namespace, t.kind, t.name, event.received_monotonic)
+        if result.delta:
+            return SinkReply(200, f"scaled {name} by {result.delta}: {result.reason}", "scaled")
+        return SinkReply(200, f"{name}: {result.reason}", "unchanged")
+
+    async def reserve_polled(self, event: JobEvent, job_id: int) -> tuple[str, Key | None]:
+        """The safety-net poll found ``job_id`` queued: reserve for it (a no-op if a webhook did)."""
+        result, by_route = await self.route(event)
+        if isinstance(result, Ambiguous):
+            await self.report_ambiguity(result, by_route)
+            return "ambiguous", None
+        if not isinstance(result, Match):
+            return "no_match", None
+        key = by_route[result.target.hra].hra
+        op_result = await self.writer.apply(key, JobOp("queued", job_id))
+        effect = _effect(op_result.update) if op_result.update is not None else "not_applied"
+        self.metrics.reservation_events.labels("poll", effect).inc()
+        return effect, key
+
+    async def complete_polled(self, key: Key, job_id: int) -> str:
+        """The poll saw the job's run finish: release its reservation (a no-op if a webhook did)."""
+        op_result = await self.writer.apply(key, JobOp("completed", job_id, "unknown"))
+        effect = _effect(op_result.update) if op_result.update is not None else "not_applied"
+        self.metrics.reservation_events.labels("poll", effect).inc()
+        return effect
+
+    def _learn(self, event: WorkflowJobEvent, hra: Key) -> None:
+        self.repositories[event.repository.casefold()] = RepoContext(
+            event.repository, event.owner_type, event.organization, event.enterprise, hra, self.monotonic()
+        )
+
+    # --- side effects --------------------------------------------------------------------------
+
+    def _observe(self, event: WorkflowJobEvent) -> None:
+        labels = {
+            "runs_on": event.runs_on,
+            "job_name": event.name or "",
+            "organization": event.organization or "",
+            "repository": event.repository_name,
+            "repository_full_name": event.repository,
+            "owner": event.owner,
+            "workflow_name": event.workflow_name or "",
+            "head_branch": event.head_branch or "",
+        }
+        self.metrics.observe_job_event(
+            action=event.action,
+            labels=labels,
+            conclusion=event.conclusion,
+            created_at=event.created_at,
+            started_at=event.started_at,
+            completed_at=event.completed_at,
+        )
+
+    def _hint(self, event: WorkflowJobEvent) -> None:
+        """Tell the runner directory a runner took (or finished) a job, ahead of GitHub's listing."""
+        if self.directory is None or self.runners is None or not event.runner_name:
+            return
+        if event.action not in ("in_progress", "completed"):
+            return
+        for obj in self.runners.store.objects():
+            if (obj.get("metadata") or {}).get("name") != event.runner_name:
+                continue
+            spec = obj.get("spec") or {}
+            for kind in ("enterprise", "organization", "repository"):
+                if spec.get(kind):
+                    scope = Scope.parse(**{kind: str(spec[kind])})
+                    self.directory.hint_busy(scope, event.runner_name, event.action == "in_progress")
+                    return
+
+    async def report_ambiguity(self, result: Ambiguous, by_route: dict[str, WebhookTarget]) -> None:
+        """A warning Event and the ``AmbiguousWebhookTarget`` condition on every candidate HRA."""
+        now = self.monotonic()
+        for t in result.targets:
+            key = by_route[t.hra].hra
+            last = self._reported.get((key, result.reason))
+            if last is not None and now - last < self.report_interval:
+                continue
+            self._reported[(key, result.reason)] = now
+            if len(self._reported) > 4096:
+                self._reported.clear()
+            obj = self.hras.store.get(key)
+            if obj is None:
+                continue
+            await self.recorder.warning(obj, CONDITION_AMBIGUOUS, result.reason)
+            await self._set_ambiguous(key, obj, result.reason)
+
+    async def _set_ambiguous(self, key: Key, obj: Obj, message: str) -> None:
+        conditions: list[dict[str, Any]] = [
+            dict(c)
+            for c in (obj.get("status") or {}).get("conditions") or ()
+            if isinstance(c, dict) and c.get("type") != CONDITION_AMBIGUOUS
+        ]
+        conditions.append(
+            {
+                "type": CONDITION_AMBIGUOUS,
+                "status": "True",
+                "reason": "SeveralTargetsFit",
+                "message": message[:4096],
+                "lastTransitionTime": format_condition_time(self.clock()),
+                "observedGeneration": (obj.get("metadata") or {}).get("generation") or 0,
+            }
+        )
+        # best effort: the next ambiguous delivery writes it again
+        with contextlib.suppress(Conflict, NotFound):
+            await self.kube.patch_status(
+                HORIZONTAL_RUNNER_AUTOSCALERS,
+                key.name,
+                {"status": {"conditions": conditions}},
+                namespace=key.namespace,
+                resource_version=str(obj["metadata"].get("resourceVersion") or "") or None,
+            )
+
+
+def _effect(update: ReservationUpdate) -> str:
+    if update.delta > 0:
+        return "reserved"
+    if update.delta < 0:
+        return "released"
+    return "unchanged"

@@ -1,0 +1,548 @@
+"""Prometheus metrics of one runnerd process, in its own registry (no global state).
+
+ARC's metric names and label names are used wherever ARC has an equivalent, so that existing
+dashboards keep working; metrics ARC lacks are prefixed ``runnerd_``. ``docs/metrics.md`` lists them.
+
+Three kinds of sources:
+
+* gauges derived from objects (HRA min/max/desired, RunnerDeployment/RunnerSet replicas) are read
+  from the informer caches at scrape time (:meth:`Metrics.watch_objects`), so they never go stale and
+  vanish with their object;
+* the GitHub budget (rate-limit buckets, calls by endpoint and status, rate-limit waits) is read at
+  scrape time from a :class:`BudgetSnapshot` callback (:meth:`Metrics.watch_github`);
+* everything else is recorded by the autoscaler and the webhook server as it happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+HRA_LABELS = ("horizontalrunnerautoscaler", "namespace")
+"""ARC's labels of the HRA spec/status gauges."""
+HRA_TARGET_LABELS = (*HRA_LABELS, "enterprise", "organization", "repository", "kind", "name")
+"""ARC's labels of the per-metric HRA gauges (the scale target's scope, kind and name)."""
+JOB_LABELS = (
+    "runs_on",
+    "job_name",
+    "organization",
+    "repository",
+    "repository_full_name",
+    "owner",
+    "workflow_name",
+    "head_branch",
+)
+"""ARC's (actions metrics server) labels of the ``github_workflow_job*`` metrics."""
+
+JOB_DURATION_BUCKETS = (
+    0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600,
+)  # fmt: skip
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+)  # fmt: skip
+STARTUP_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)
+
+
+@dataclass(frozen=True)
+class RateLimitReading:
+    """One rate-limit bucket (``core``, ``actions_runner_registration``, ...), as last read."""
+
+    resource: str
+    limit: int
+    remaining: int
+    reset_at: float  # seconds since the epoch
+    used: int | None = None
+
+
+@dataclass(frozen=True)
+class BudgetSnapshot:
+    """The GitHub client's budget and counters (see :class:`runnerd.github.CallStatsSnapshot`)."""
+
+    rate_limits: Sequence[RateLimitReading] = ()
+    calls: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    retries: Mapping[str, int] = field(default_factory=dict)
+    gate_waits: int = 0
+    gate_wait_seconds: float = 0.0
+    gate_rejections: int = 0
+    paused_until: Mapping[str, float] = field(default_factory=dict)  # gate key -> epoch seconds
+
+
+def _replicas(obj: Mapping[str, Any], default: int | None) -> int | None:
+    value = (obj.get("spec") or {}).get("replicas")
+    if value is None:
+        return default
+    return int(value)
+
+
+class _ObjectGauges(Collector):
+    """HRA, RunnerDeployment and RunnerSet gauges read from the informer caches at scrape time."""
+
+    def __init__(self) -> None:
+        self.hras: Callable[[], Iterable[Mapping[str, Any]]] = list
+        self.deployments: Callable[[], Iterable[Mapping[str, Any]]] = list
+        self.runner_sets: Callable[[], Iterable[Mapping[str, Any]]] = list
+
+    def describe(self) -> Iterable[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterable[Metric]:
+        mins = GaugeMetricFamily(
+            "horizontalrunnerautoscaler_spec_min_replicas",
+            "minReplicas of HorizontalRunnerAutoscaler",
+            labels=HRA_LABELS,
+        )
+        maxs = GaugeMetricFamily(
+            "horizontalrunnerautoscaler_spec_max_replicas",
+            "maxReplicas of HorizontalRunnerAutoscaler",
+            labels=HRA_LABELS,
+        )
+        desired = GaugeMetricFamily(
+            "horizontalrunnerautoscaler_status_desired_replicas",
+            "desiredReplicas of HorizontalRunnerAutoscaler",
+            labels=HRA_LABELS,
+        )
+        for hra in self.hras():
+            meta = hra.get("metadata") or {}
+            labels = [str(meta.get("name", "")), str(meta.get("namespace", ""))]
+            spec, status = hra.get("spec") or {}, hra.get("status") or {}
+            if isinstance(spec.get("minReplicas"), int):
+                mins.add_metric(labels, spec["minReplicas"])
+            if isinstance(spec.get("maxReplicas"), int):
+                maxs.add_metric(labels, spec["maxReplicas"])
+            if isinstance(status.get("desiredReplicas"), int):
+                desired.add_metric(labels, status["desiredReplicas"])
+        rd = GaugeMetricFamily(
+            "runnerdeployment_spec_replicas",
+            "replicas of RunnerDeployment",
+            labels=("runnerdeployment", "namespace"),
+        )
+        for obj in self.deployments():
+            meta = obj.get("metadata") or {}
+            value = _replicas(obj, 1)
+            assert value is not None
+            rd.add_metric([str(meta.get("name", "")), str(meta.get("namespace", ""))], value)
+        rs = GaugeMetricFamily(
+            "runnerset_spec_replicas", "replicas of RunnerSet", labels=("runnerset", "namespace")
+        )
+        for obj in self.runner_sets():
+            meta = obj.get("metadata") or {}
+            value = _replicas(obj, 1)
+            assert value is not None
+            rs.add_metric([str(meta.get("name", "")), str(meta.get("namespace", ""))], value)
+        return [mins, maxs, desired, rd, rs]
+
+
+class _GitHubBudget(Collector):
+    """The GitHub budget read at scrape time."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], BudgetSnapshot] | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(BudgetSnapshot())
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.source() if self.source is not None else BudgetSnapshot())
+
+    @staticmethod
+    def _families(snap: BudgetSnapshot) -> list[Metric]:
+        limit = GaugeMetricFamily(
+            "github_rate_limit",
+            "The maximum number of requests permitted per rate-limit window, by resource",
+            labels=("resource",),
+        )
+        remaining = GaugeMetricFamily(
+            "github_rate_limit_remaining",
+            "The number of requests remaining in the current rate-limit window, by resource",
+            labels=("resource",),
+        )
+        reset = GaugeMetricFamily(
+            "runnerd_github_rate_limit_reset_timestamp_seconds",
+            "When the resource's rate-limit window resets (seconds since the epoch)",
+            labels=("resource",),
+        )
+        for r in snap.rate_limits:
+            limit.add_metric([r.resource], r.limit)
+            remaining.add_metric([r.resource], r.remaining)
+            reset.add_metric([r.resource], r.reset_at)
+        paused = GaugeMetricFamily(
+            "runnerd_github_rate_limit_paused_until_timestamp_seconds",
+            "While calls are held back by a rate limit: until when (gate key '*' holds every call)",
+            labels=("resource",),
+        )
+        for key, until in sorted(snap.paused_until.items()):
+            paused.add_metric([key], until)
+        calls = CounterMetricFamily(
+            "runnerd_github_api_calls",
+            "GitHub API responses by endpoint template and status ('error': no response)",
+            labels=("endpoint", "status"),
+        )
+        for (endpoint, status), n in sorted(snap.calls.items()):
+            calls.add_metric([endpoint, status], n)
+        retries = CounterMetricFamily(
+            "runnerd_github_api_retries",
+            "GitHub API calls retried, by endpoint template",
+            labels=("endpoint",),
+        )
+        for endpoint, n in sorted(snap.retries.items()):
+            retries.add_metric([endpoint], n)
+        waits = CounterMetricFamily(
+            "runnerd_github_rate_limit_waits", "GitHub API calls that waited for a rate limit to lift"
+        )
+        waits.add_metric([], snap.gate_waits)
+        wait_s = CounterMetricFamily(
+            "runnerd_github_rate_limit_wait_seconds", "Seconds GitHub API calls waited for rate limits"
+        )
+        wait_s.add_metric([], snap.gate_wait_seconds)
+        rejected = CounterMetricFamily(
+            "runnerd_github_rate_limit_rejections",
+            "GitHub API calls refused at once because the rate limit would hold them too long",
+        )
+        rejected.add_metric([], snap.gate_rejections)
+        return [limit, remaining, reset, paused, calls, retries, waits, wait_s, rejected]
+
+
+class Metrics:
+    """Every metric of a runnerd process (controller or webhook server) in one registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._objects = _ObjectGauges()
+        self._github = _GitHubBudget()
+        r.register(self._objects)
+        r.register(self._github)
+
+        # ARC: PercentageRunnersBusy observations
+        self.replicas_desired = Gauge(
+            "horizontalrunnerautoscaler_replicas_desired",
+            "replicas_desired of PercentageRunnersBusy",
+            HRA_TARGET_LABELS,
+            registry=r,
+        )
+        self.runners = Gauge(
+            "horizontalrunnerautoscaler_runners",
+            "num_runners of PercentageRunnersBusy",
+            HRA_TARGET_LABELS,
+            registry=r,
+        )
+        self.runners_registered = Gauge(
+            "horizontalrunnerautoscaler_runners_registered",
+            "num_runners_registered of PercentageRunnersBusy",
+            HRA_TARGET_LABELS,
+            registry=r,
+        )
+        self.runners_busy = Gauge(
+            "horizontalrunnerautoscaler_runners_busy",
+            "num_runners_busy of PercentageRunnersBusy",
+            HRA_TARGET_LABELS,
+            registry=r,
+        )
+        self.terminating_busy = Gauge(
+            "horizontalrunnerautoscaler_terminating_busy",
+            "num_terminating_busy of PercentageRunnersBusy",
+            HRA_TARGET_LABELS,
+            registry=r,
+        )
+        # ARC: TotalNumberOfQueuedAndInProgressWorkflowRuns observations (ARC counts jobs here)
+        self.necessary_replicas = Gauge(
+            "horizontalrunnerautoscaler_necessary_replicas",
+            "necessary_replicas of QueuedAndInProgressWorkflowRuns",
+            HRA_TARGET_LABELS,
+            registry=r,
+        )
+        self.workflow_runs_completed = Gauge(
+            "horizontalrunnerautoscaler_workflow_runs_completed",
+            "workflow_runs_completed of QueuedAndInProgressWorkflowRuns (jobs of the active runs)",
+            HRA_TARGET_LABELS,
+            registry=r,
+        )
+        self.workflow_runs_in_progress = Gauge(
+            "horizontalrunnerautoscaler_workflow_runs_in_progress",
+            "workflow_runs_in_progress of QueuedAndInProgressWorkflowRuns (jobs)",
+            HRA_TARGET_LABELS,
+            registry=r,
+        )
+        self.workflow_runs_queued = Gauge(
+            "horizontalrunnerautoscaler_workflow_runs_queued",
+            "workflow_runs_queued of QueuedAndInProgressWorkflowRuns (jobs)",
+            HRA_TARGET_LABELS,
+            registry=r,
+        )
+        self.workflow_runs_unknown = Gauge(
+            "horizontalrunnerautoscaler_workflow_runs_unknown",
+            "workflow_runs_unknown of QueuedAndInProgressWorkflowRuns (jobs in another status)",
+            HRA_TARGET_LABELS,
+            registry=r,
+        )
+        # runnerd: the decision's parts
+        self.reserved_replicas = Gauge(
+            "runnerd_horizontalrunnerautoscaler_reserved_replicas",
+            "Replicas held by unexpired capacity reservations (webhooks and the safety-net poll)",
+            HRA_LABELS,
+            registry=r,
+        )
+        self.scale_down_held = Gauge(
+            "runnerd_horizontalrunnerautoscaler_scale_down_held",
+            "1 while a scale-down is held by scaleDownDelaySecondsAfterScaleOut",
+            HRA_LABELS,
+            registry=r,
+        )
+        self.reconciles = Counter(
+            "runnerd_horizontalrunnerautoscaler_reconciles",
+            "HRA reconciles by outcome (scaled, unchanged, error, target_missing, invalid)",
+            ("outcome",),
+            registry=r,
+        )
+
+        # ARC (actions metrics server): workflow_job events
+        self.job_queue_duration = Histogram(
+            "github_workflow_job_queue_duration_seconds",
+            "Queue times for workflow jobs in seconds (queued until a runner started it)",
+            JOB_LABELS,
+            buckets=JOB_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.job_run_duration = Histogram(
+            "github_workflow_job_run_duration_seconds",
+            "Run times for workflow jobs in seconds",
+            (*JOB_LABELS, "job_conclusion"),
+            buckets=JOB_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.job_conclusions = Counter(
+            "github_workflow_job_conclusions_total",
+            "Conclusions for tracked workflow jobs",
+            (*JOB_LABELS, "job_conclusion"),
+            registry=r,
+        )
+        self.jobs_queued = Counter(
+            "github_workflow_jobs_queued_total",
+            "Total count of workflow jobs queued (events where job_status=queued)",
+            JOB_LABELS,
+            registry=r,
+        )
+        self.jobs_started = Counter(
+            "github_workflow_jobs_started_total",
+            "Total count of workflow jobs started (events where job_status=in_progress)",
+            JOB_LABELS,
+            registry=r,
+        )
+        self.jobs_completed = Counter(
+            "github_workflow_jobs_completed_total",
+            "Total count of workflow jobs completed (events where job_status=completed)",
+            JOB_LABELS,
+            registry=r,
+        )
+
+        # runnerd: webhook server
+        self.webhook_deliveries = Counter(
+            "runnerd_webhook_deliveries_total",
+            "Webhook requests by event and outcome",
+            ("event", "outcome"),
+            registry=r,
+        )
+        self.webhook_request_duration = Histogram(
+            "runnerd_webhook_request_duration_seconds",
+            "Time to answer a webhook request (reservation written when it returns)",
+            ("event",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.reservation_writes = Counter(
+            "runnerd_capacity_reservation_writes_total",
+            "Patches of HRA spec.capacityReservations by outcome (written, conflict, failed)",
+            ("outcome",),
+            registry=r,
+        )
+        self.reservation_events = Counter(
+            "runnerd_capacity_reservation_events_total",
+            "workflow_job events applied to reservations, by source (webhook, poll) and effect",
+            ("source", "effect"),
+            registry=r,
+        )
+        # runnerd: latency histograms ARC lacks
+        self.webhook_to_pod_create = Histogram(
+            "runnerd_webhook_to_pod_create_seconds",
+            "From a queued workflow_job delivery that reserved a runner to its runner pod being created",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.runner_startup = Histogram(
+            "runnerd_runner_startup_seconds",
+            "From a runner pod being created to its runner registered and online in GitHub",
+            buckets=STARTUP_BUCKETS,
+            registry=r,
+        )
+        # runnerd: safety-net poll
+        self.poll_runs = Counter(
+            "runnerd_safety_net_polls_total",
+            "Safety-net polls of a repository by outcome (ok, unchanged, rate_limited, failed)",
+            ("outcome",),
+            registry=r,
+        )
+        self.poll_jobs_recovered = Counter(
+            "runnerd_safety_net_jobs_recovered_total",
+            "Queued jobs the safety-net poll reserved a runner for before any webhook did",
+            registry=r,
+        )
+        self.poll_interval = Gauge(
+            "runnerd_safety_net_poll_interval_seconds",
+            "Current interval between two polls of one repository",
+            registry=r,
+        )
+        self.poll_repositories = Gauge(
+            "runnerd_safety_net_repositories", "Repositories the safety-net poll covers", registry=r
+        )
+        self.poll_budget_per_hour = Gauge(
+            "runnerd_safety_net_budget_calls_per_hour",
+            "The configured ceiling of safety-net API calls per hour",
+            registry=r,
+        )
+        self._hra_series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+
+    # sources read at scrape time
+
+    def watch_objects(
+        self,
+        *,
+        hras: Callable[[], Iterable[Mapping[str, Any]]] | None = None,
+        deployments: Callable[[], Iterable[Mapping[str, Any]]] | None = None,
+        runner_sets: Callable[[], Iterable[Mapping[str, Any]]] | None = None,
+    ) -> None:
+        if hras is not None:
+            self._objects.hras = hras
+        if deployments is not None:
+            self._objects.deployments = deployments
+        if runner_sets is not None:
+            self._objects.runner_sets = runner_sets
+
+    def watch_github(self, source: Callable[[], BudgetSnapshot]) -> None:
+        self._github.source = source
+
+    # per-HRA series
+
+    def set_busy_observation(
+        self,
+        hra: tuple[str, str],
+        target: Sequence[str],
+        *,
+        desired: int,
+        runners: int,
+        registered: int,
+        busy: int,
+        terminating_busy: int,
+    ) -> None:
+        """``target``: enterprise, organization, repository, kind, name (ARC's label values)."""
+        labels = (*hra, *target)
+        self._remember(hra, labels)
+        self.replicas_desired.labels(*labels).set(desired)
+        self.runners.labels(*labels).set(runners)
+        self.runners_registered.labels(*labels).set(registered)
+        self.runners_busy.labels(*labels).set(busy)
+        self.terminating_busy.labels(*labels).set(terminating_busy)
+
+    def set_jobs_observation(
+        self,
+        hra: tuple[str, str],
+        target: Sequence[str],
+        *,
+        necessary: int,
+        completed: int,
+        in_progress: int,
+        queued: int,
+        unknown: int,
+    ) -> None:
+        labels = (*hra, *target)
+        self._remember(hra, labels)
+        self.necessary_replicas.labels(*labels).set(necessary)
+        self.workflow_runs_completed.labels(*labels).set(completed)
+        self.workflow_runs_in_progress.labels(*labels).set(in_progress)
+        self.workflow_runs_queued.labels(*labels).set(queued)
+        self.workflow_runs_unknown.labels(*labels).set(unknown)
+
+    def set_decision(self, hra: tuple[str, str], *, reserved: int, held: bool) -> None:
+        self._remember(hra, hra)
+        self.reserved_replicas.labels(*hra).set(reserved)
+        self.scale_down_held.labels(*hra).set(1 if held else 0)
+
+    def forget_hra(self, hra: tuple[str, str]) -> None:
+        """Drop every series of an HRA that is gone."""
+        for labels in self._hra_series.pop(hra, set()):
+            for gauge in self._per_hra_gauges(len(labels)):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
+
+    def _per_hra_gauges(self, arity: int) -> list[Gauge]:
+        if arity == len(HRA_LABELS):
+            return [self.reserved_replicas, self.scale_down_held]
+        return [
+            self.replicas_desired,
+            self.runners,
+            self.runners_registered,
+            self.runners_busy,
+            self.terminating_busy,
+            self.necessary_replicas,
+            self.workflow_runs_completed,
+            self.workflow_runs_in_progress,
+            self.workflow_runs_queued,
+            self.workflow_runs_unknown,
+        ]
+
+    def _remember(self, hra: tuple[str, str], labels: tuple[str, ...]) -> None:
+        self._hra_series.setdefault(hra, set()).add(labels)
+
+    # workflow_job events (ARC's actions metrics)
+
+    def observe_job_event(
+        self,
+        *,
+        action: str,
+        labels: Mapping[str, str],
+        conclusion: str | None,
+        created_at: float | None,
+        started_at: float | None,
+        completed_at: float | None,
+    ) -> None:
+        """``labels``: values for :data:`JOB_LABELS`."""
+        values = [labels.get(name, "") for name in JOB_LABELS]
+        if action == "queued":
+            self.jobs_queued.labels(*values).inc()
+        elif action == "in_progress":
+            self.jobs_started.labels(*values).inc()
+            wait = _span(created_at, started_at)
+            if wait is not None:
+                self.job_queue_duration.labels(*values).observe(wait)
+        elif action == "completed":
+            self.jobs_completed.labels(*values).inc()
+            result = conclusion or ""
+            self.job_conclusions.labels(*values, result).inc()
+            run = _span(started_at, completed_at)
+            if run is not None:
+                self.job_run_duration.labels(*values, result).observe(run)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def families(self) -> Iterator[Metric]:
+        """Every metric family (for tests and the benchmark)."""
+        return iter(self.registry.collect())
+
+    def sample(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+        value = self.registry.get_sample_value(name, dict(labels or {}))
+        return None if value is None or math.isnan(value) else value
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None or end < start:
+        return None
+    return end - start
