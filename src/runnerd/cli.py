@@ -1,7 +1,10 @@
 """The ``runnerd`` command line.
 
   runnerd controller [flags]      the controller (ARC's flag names; credentials from the environment)
+  runnerd webhook-server [flags]  only the GitHub webhook endpoint (ARC's github-webhook-server)
   runnerd --version
+
+The webhook secret comes from ``--github-webhook-secret-token`` or ``GITHUB_WEBHOOK_SECRET_TOKEN``.
 
 GitHub credentials come from the environment, as ARC's chart provides them from its Secret:
 ``GITHUB_TOKEN``, or ``GITHUB_APP_ID`` + ``GITHUB_APP_INSTALLATION_ID`` + ``GITHUB_APP_PRIVATE_KEY``
@@ -17,18 +20,23 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from aiohttp import web
 
 from runnerd import __version__
 from runnerd.api import parse_go_duration
 from runnerd.controller.app import build
+from runnerd.controller.autoscaler import build_webhook_process
 from runnerd.controller.common import ControllerOptions
 from runnerd.github import GitHubClient, GitHubConfig, load_credentials
 from runnerd.github.errors import CredentialsError, GitHubConfigError
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.pod import PodOptions
 from runnerd.runtime import LeaderElector
+from runnerd.web.server import Address, Servers, health_app, parse_address
+from runnerd.web.webhook import DEFAULT_MAX_BODY
 
 log = logging.getLogger("runnerd")
 
@@ -121,6 +129,71 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--runner-workers", type=int, default=8)
     p.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
+    # Off unless asked for (ARC's chart passes --metrics-addr): several controllers may share a host in tests.
+    add_endpoint_flags(p, metrics="0", health="0")
+    p.add_argument("--webhook-addr", default="0", help="serve GitHub webhooks in this process (0: off)")
+    p.add_argument("--default-scale-down-delay", type=duration, default=600.0)
+    p.add_argument(
+        "--webhook-poll-bound",
+        type=duration,
+        default=60.0,
+        help="a queued job whose webhook was lost gets a runner within about this long",
+    )
+    p.add_argument("--webhook-poll-max-calls-per-hour", type=int, default=1000)
+    p.add_argument("--disable-webhook-poll", action="store_true", help="no safety-net poll")
+
+
+def add_endpoint_flags(p: argparse.ArgumentParser, *, metrics: str, health: str) -> None:
+    """Flags of the HTTP endpoints (Go host:port; 0 disables one)."""
+    p.add_argument("--metrics-addr", default=metrics, help="/metrics (0: off)")
+    p.add_argument("--health-probe-bind-address", default=health, help="/healthz and /readyz (0: off)")
+    p.add_argument(
+        "--github-webhook-secret-token",
+        default=os.environ.get("GITHUB_WEBHOOK_SECRET_TOKEN") or None,
+        help="HMAC secret of the webhook (default: $GITHUB_WEBHOOK_SECRET_TOKEN)",
+    )
+    p.add_argument("--webhook-max-body", type=int, default=DEFAULT_MAX_BODY, help="bytes")
+    p.add_argument(
+        "--use-runner-groups-visibility",
+        action="store_true",
+        help="ask GitHub which runner groups a repository may use before routing a webhook",
+    )
+
+
+def endpoints(args: argparse.Namespace) -> dict[str, Address | None] | None:
+    """The parsed addresses (None and an error logged when one is malformed or a secret is missing)."""
+    try:
+        found = {
+            "webhook": parse_address(args.webhook_addr),
+            "metrics": parse_address(args.metrics_addr),
+            "health": parse_address(args.health_probe_bind_address),
+        }
+    except ValueError as exc:
+        log.error("%s", exc)
+        return None
+    if found["webhook"] is not None and not args.github_webhook_secret_token:
+        log.error("--webhook-addr needs --github-webhook-secret-token (or GITHUB_WEBHOOK_SECRET_TOKEN)")
+        return None
+    return found
+
+
+async def serve(
+    servers: Servers,
+    addresses: Mapping[str, Address | None],
+    apps: Mapping[str, Callable[[], web.Application]],
+) -> None:
+    """Start every endpoint that has an address; metrics and health share one server on one address."""
+    health, metrics = addresses.get("health"), addresses.get("metrics")
+    if health is not None and health == metrics:
+        await servers.start("metrics+health", apps["metrics"](), health)
+    else:
+        for name in ("metrics", "health"):
+            address = addresses.get(name)
+            if address is not None:
+                await servers.start(name, apps[name](), address)
+    webhook = addresses.get("webhook")
+    if webhook is not None:
+        await servers.start("webhook", apps["webhook"](), webhook)
 
 
 async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -133,6 +206,9 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         )
     except (CredentialsError, GitHubConfigError) as exc:
         log.error("%s (%s)", exc, exc.reason)
+        return 2
+    addresses = endpoints(args)
+    if addresses is None:
         return 2
     pod_options = PodOptions(
         runner_image=args.runner_image,
@@ -169,6 +245,20 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
                 retry_period=args.leader_election_retry_period,
             )
         controllers = build(kube=kube, github=github, options=options, elector=elector, identity=identity)
+        autoscaling = controllers.autoscaling
+        assert autoscaling is not None
+        autoscaling.options.default_scale_down_delay = args.default_scale_down_delay
+        autoscaling.options.poll = not args.disable_webhook_poll
+        autoscaling.options.poll_bound = args.webhook_poll_bound
+        autoscaling.options.poll_max_calls_per_hour = args.webhook_poll_max_calls_per_hour
+        autoscaling.options.runner_groups_visibility = args.use_runner_groups_visibility
+        manager = controllers.manager
+        secret = args.github_webhook_secret_token or ""
+        apps: dict[str, Callable[[], web.Application]] = {
+            "metrics": lambda: health_app(ready=lambda: manager.ready, metrics=autoscaling.metrics),
+            "health": lambda: health_app(ready=lambda: manager.ready),
+            "webhook": lambda: autoscaling.webhook_server(secret, max_body=args.webhook_max_body).app(),
+        }
         remove = controllers.manager.install_signal_handlers()
         log.info(
             "runnerd %s controller starting (namespace %s, leader election %s, GitHub %s)",
@@ -178,10 +268,91 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
             config.api_url,
         )
         try:
-            await controllers.manager.run()
+            async with Servers() as servers:
+                await serve(servers, addresses, apps)
+                await controllers.manager.run()
         finally:
             remove()
+            await autoscaling.close()
     log.info("runnerd controller stopped")
+    return 0
+
+
+def add_webhook_server_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("webhook-server", help="serve GitHub webhooks only (ARC's github-webhook-server)")
+    p.add_argument("--kubeconfig", default=None)
+    p.add_argument("--watch-namespace", default=os.environ.get("WATCH_NAMESPACE") or None)
+    p.add_argument("--webhook-addr", default=":8000")
+    add_endpoint_flags(p, metrics=":8080", health="0")
+    p.add_argument("--common-runner-labels", default="", help="comma-separated labels every runner has")
+    p.add_argument("--github-url", default=os.environ.get("GITHUB_URL") or None, help="GitHub API URL")
+    p.add_argument("--github-enterprise-url", default=os.environ.get("GITHUB_ENTERPRISE_URL") or None)
+    p.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+
+
+async def run_webhook_server(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """ARC's separate webhook Deployment: writes capacity reservations; the controller scales.
+
+    ``/healthz``, ``/readyz`` and ``/metrics`` are on ``--metrics-addr`` (and on
+    ``--health-probe-bind-address`` when that is set too). GitHub credentials are optional: only
+    ``--use-runner-groups-visibility`` needs them.
+    """
+    addresses = endpoints(args)
+    if addresses is None:
+        return 2
+    if addresses["webhook"] is None:
+        log.error("--webhook-addr cannot be 0 for the webhook server")
+        return 2
+    secret = args.github_webhook_secret_token or ""
+    labels = tuple(x for x in args.common_runner_labels.split(",") if x)
+    identity = env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    github: GitHubClient | None = None
+    if args.use_runner_groups_visibility:
+        try:
+            github = GitHubClient(
+                load_credentials(credentials_from_env(env)),
+                config=GitHubConfig.resolve(
+                    enterprise_url=args.github_enterprise_url, api_url=args.github_url
+                ),
+            )
+        except (CredentialsError, GitHubConfigError) as exc:
+            log.error("%s (%s)", exc, exc.reason)
+            return 2
+    try:
+        async with await KubeClient.connect(args.kubeconfig) as kube:
+            process = build_webhook_process(
+                kube=kube,
+                namespace=args.watch_namespace,
+                github=github,
+                default_labels=labels,
+                identity=identity,
+            )
+            ready = lambda: process.ready  # noqa: E731
+            apps: dict[str, Callable[[], web.Application]] = {
+                "metrics": lambda: health_app(ready=ready, metrics=process.metrics),
+                "health": lambda: health_app(ready=ready),
+                "webhook": lambda: process.webhook_server(secret, max_body=args.webhook_max_body).app(),
+            }
+            if addresses["health"] is None:
+                addresses["health"] = addresses["metrics"]
+            remove = process.manager.install_signal_handlers()
+            log.info(
+                "runnerd %s webhook server starting (namespace %s)",
+                __version__,
+                args.watch_namespace or "all",
+            )
+            try:
+                async with Servers() as servers:
+                    await serve(servers, addresses, apps)
+                    await process.manager.run()
+            finally:
+                remove()
+                await process.writer.close()
+    finally:
+        if github is not None:
+            await github.close()
+    log.info("runnerd webhook server stopped")
     return 0
 
 
@@ -190,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"runnerd {__version__}")
     sub = parser.add_subparsers(dest="command")
     add_controller_parser(sub)
+    add_webhook_server_parser(sub)
     return parser
 
 
@@ -199,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "controller":
         setup_logging(args.log_level, args.log_format)
         return asyncio.run(run_controller(args, os.environ))
+    if args.command == "webhook-server":
+        setup_logging(args.log_level, args.log_format)
+        return asyncio.run(run_webhook_server(args, os.environ))
     parser.print_help()
     return 0
 
