@@ -70,12 +70,17 @@ async def wait_until(what: str, probe: Callable[[], Any], within: float = 60.0) 
 
 
 @pytest.fixture
-async def env(cluster: Cluster, crds: None, namespace: str) -> AsyncIterator[Env]:
+async def env(
+    cluster: Cluster, crds: None, namespace: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Env]:
     async with Simulator(tick_interval=0.05) as sim:
         world = sim.world
         world.create_org("octo-org")
         world.create_repo("octo-org", "app")
         pat = world.create_pat("admin").token
+        marker = request.node.get_closest_marker("github_token")
+        if marker is not None:
+            pat = marker.args[0]
         kube = await KubeClient.connect(str(cluster.kubeconfig))
         github = GitHubClient(
             PersonalAccessToken(pat), config=GitHubConfig(api_url=sim.base_url), trust_env=False
@@ -306,3 +311,59 @@ async def test_gpu_runner_deployment_lands_on_gpu_node_and_runs_a_job(env: Env) 
 
 async def _pods(env: Env) -> list[dict[str, Any]]:
     return (await env.kube.list(PODS, namespace=env.namespace)).items
+
+
+async def _events(env: Env, name: str) -> list[dict[str, Any]]:
+    from runnerd.kube.resources import EVENTS
+
+    items = (await env.kube.list(EVENTS, namespace=env.namespace)).items
+    return [e for e in items if e["involvedObject"]["name"] == name]
+
+
+async def _runner_named_prefix(env: Env, prefix: str) -> dict[str, Any] | None:
+    runners = [r for r in await env.runners() if r["metadata"]["name"].startswith(prefix)]
+    return runners[0] if runners else None
+
+
+async def test_unschedulable_gpu_request_shows_as_event_and_status(env: Env) -> None:
+    manifest = yaml.safe_load(GPU_RD)
+    manifest["spec"]["template"]["spec"]["resources"]["limits"]["nvidia.com/gpu"] = 9
+    await env.apply(manifest)
+    runner = await wait_until("a runner", lambda: _runner_named_prefix(env, "gpu-runners-"))
+    name = runner["metadata"]["name"]
+
+    async def unschedulable_event() -> list[dict[str, Any]]:
+        return [e for e in await _events(env, name) if e["reason"] == "Unschedulable"]
+
+    events = await wait_until("an Unschedulable event on the Runner", unschedulable_event)
+    assert "nvidia.com/gpu" in events[0]["message"]
+    assert events[0]["type"] == "Warning"
+
+    async def status_says_why() -> dict[str, Any] | None:
+        r = await _runner_named_prefix(env, "gpu-runners-")
+        status = (r or {}).get("status") or {}
+        return status if status.get("reason") == "Unschedulable" else None
+
+    status = await wait_until("the Runner's status to say why", status_says_why)
+    assert "nvidia.com/gpu" in status["message"]
+
+
+@pytest.mark.github_token("ghp_wrong")  # as if the Secret held a wrong token
+async def test_bad_github_credentials_show_as_event_and_status(env: Env) -> None:
+    await env.apply(yaml.safe_load(ARTICLE_RD))
+    runner = await wait_until("a runner", lambda: _runner_named_prefix(env, "example-runner-deployment-"))
+    name = runner["metadata"]["name"]
+
+    async def bad_credentials_event() -> list[dict[str, Any]]:
+        return [e for e in await _events(env, name) if e["reason"] == "GitHubBadCredentials"]
+
+    events = await wait_until("a GitHubBadCredentials event", bad_credentials_event)
+    assert "ghp_wrong" not in events[0]["message"]
+
+    async def failed_status() -> dict[str, Any] | None:
+        r = await _runner_named_prefix(env, "example-runner-deployment-")
+        status = (r or {}).get("status") or {}
+        return status if status.get("reason") == "GitHubBadCredentials" else None
+
+    status = await wait_until("the Runner's status to say why", failed_status)
+    assert status["phase"] == "Failed"
