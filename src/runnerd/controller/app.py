@@ -16,6 +16,7 @@ from runnerd.controller.common import (
     ControllerOptions,
 )
 from runnerd.controller.directory import RunnerDirectory
+from runnerd.controller.orphans import OrphanSweeper, sweep_key
 from runnerd.controller.replicasets import INDEX_CONTROLLER, DeploymentController, ReplicaSetController
 from runnerd.controller.runners import RunnerController
 from runnerd.controller.runnersets import install as install_runnersets
@@ -49,6 +50,7 @@ class Controllers:
     runner: RunnerController
     replica_set: ReplicaSetController
     deployment: DeploymentController
+    sweeper: OrphanSweeper
     informers: MutableMapping[str, Informer]
     """By name: runners, pods, runnerreplicasets, runnerdeployments (extensions may add more)."""
     autoscaling: Autoscaling | None = None
@@ -127,8 +129,19 @@ def build(
     rd_ctl.watch(deployments)
     rd_ctl.owns(replica_sets, kind="RunnerDeployment", group=c.GROUP)
 
+    informers: dict[str, Informer] = {i.name: i for i in (runners, pods, replica_sets, deployments)}
+    sweeper = OrphanSweeper(
+        github=github,
+        directory=directory,
+        runners=runners,
+        informers=informers,
+        period=options.orphan_sweep_period,
+    )
+    sweep_ctl = Controller("github-orphans", sweeper.reconcile, workers=1)
+    sweep_ctl.watch(replica_sets, sweep_key)
+
     manager = Manager(elector=elector)
-    for ctl in (runner_ctl, rrs_ctl, rd_ctl):
+    for ctl in (runner_ctl, rrs_ctl, rd_ctl, sweep_ctl):
         manager.add_controller(ctl)
     controllers = Controllers(
         manager=manager,
@@ -140,7 +153,8 @@ def build(
         runner=runner,
         replica_set=replica_set,
         deployment=deployment,
-        informers={i.name: i for i in (runners, pods, replica_sets, deployments)},
+        informers=informers,
+        sweeper=sweeper,
     )
     install_runnersets(controllers)
     controllers.autoscaling = install(controllers)

@@ -59,6 +59,8 @@ class ControllerOptions:
     """After a runner's labels are replaced for removal, wait this long for any sign of a job that was
     routed to it just before; only then remove it (see runnerd.reconcile.runner)."""
     drain_label: str = "runnerd-draining"
+    orphan_sweep_period: float = 300.0
+    """How often GitHub registrations that no Runner owns are looked for (one listing per scope)."""
     max_backoff: float = 300.0
     runner_workers: int = 8
     workers: int = 4
