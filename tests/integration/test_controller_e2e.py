@@ -90,6 +90,7 @@ async def env(
             sync_period=5.0,
             registering_max_age=0.5,
             drain_grace=2.0,
+            orphan_sweep_period=1.0,
             pod=PodOptions(runner_image="ghcr.io/runnerd/runner:test", github_url=sim.base_url + "/"),
         )
         controllers = build(kube=kube, github=github, options=options)
@@ -367,3 +368,22 @@ async def test_bad_github_credentials_show_as_event_and_status(env: Env) -> None
 
     status = await wait_until("the Runner's status to say why", failed_status)
     assert status["phase"] == "Failed"
+
+
+async def test_registration_without_a_runner_is_removed(env: Env) -> None:
+    manifest = yaml.safe_load(ARTICLE_RD)
+    manifest["spec"]["replicas"] = 1
+    await env.apply(manifest)
+    world = env.sim.world
+    await wait_until("a runner online", lambda: [r for r in env.github_runners() if world.runner_online(r)])
+    rrs = (await env.kube.list(RUNNER_REPLICA_SETS, namespace=env.namespace)).items[0]["metadata"]["name"]
+    # a registration left behind, e.g. by a Runner whose finalizer was removed by hand
+    from ghsim import Scope as SimScope
+
+    orphan, _ = world.generate_jit(SimScope("repo", REPO), f"{rrs}-gone1", 1, ["self-hosted", "arc-runner"])
+    stranger, _ = world.generate_jit(SimScope("repo", REPO), "someone-elses-runner", 1, ["self-hosted"])
+    await wait_until(
+        "the orphan removed", lambda: orphan.name not in {r.name for r in env.github_runners()}, 30
+    )
+    assert stranger.name in {r.name for r in env.github_runners()}  # not ours: never touched
+    assert [r.name for r in env.github_runners() if world.runner_online(r)]  # the live runner stays
