@@ -125,6 +125,7 @@ class RunnerController:
         self._drained: dict[str, float] = {}  # Runner uid -> when its labels were replaced
         self._deleted: dict[str, float] = {}  # Runner uid -> when this process asked to delete it
         self._finalized: dict[str, float] = {}  # Runner uid -> when its finalizer was removed
+        self._warned_credentials: set[str] = set()
 
     # ------------------------------------------------------------------------------- observe
     def uses_jit(self, runner: Runner) -> bool:
@@ -155,6 +156,14 @@ class RunnerController:
             return None
         scope = Scope.from_runner_scope(runner_scope)
         uid = runner.metadata.uid or ""
+        if runner.spec.github_api_credentials_from is not None and uid not in self._warned_credentials:
+            self._warned_credentials.add(uid)
+            await self.recorder.warning(
+                obj,
+                "GitHubAPICredentialsFromIgnored",
+                "spec.githubAPICredentialsFrom is not supported yet:"
+                " the controller's own GitHub credentials are used",
+            )
         pod = self.pods.store.get(key)
         pod_state = runner_container_state(pod) if pod is not None else None
         pod_status = _LIFECYCLE[pod_state.lifecycle] if pod_state else PodStatus.ABSENT
