@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -76,10 +77,8 @@ def dind(tmp_path: Path) -> Iterator[Dind]:
     yield d
     if d.pidfile.exists():
         pid = int(d.pidfile.read_text())
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
 
 
 def test_start_waits_for_docker_and_stop_terminates(dind: Dind) -> None:
