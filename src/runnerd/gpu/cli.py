@@ -285,8 +285,8 @@ def _summary(inv: Inventory) -> list[str]:
     lines = [
         f"driver {inv.driver_version or 'unknown'}; {len(inv.selected)} of {len(inv.gpus)} GPU(s) exposed "
         f"({inv.selection_source})",
-        f"{len(inv.control_nodes)} control node(s), {len(real)} librar(y/ies) "
-        f"({len(inv.libraries) - len(real)} alias mounts), {len(inv.binaries)} binar(y/ies)",
+        f"{len(inv.control_nodes)} control node(s), {len(real)} libraries "
+        f"(+{len(inv.libraries) - len(real)} SONAME/dev-name mounts), {len(inv.binaries)} binaries",
     ]
     lines += [f"warning: {w}" for w in inv.warnings]
     return lines
