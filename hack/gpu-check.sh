@@ -9,4 +9,7 @@ set -eu
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH
-exec timeout 60 python3 -m runnerd.gpu.check "$@"
+if command -v timeout >/dev/null 2>&1; then
+  exec timeout 60 python3 -m runnerd.gpu.check "$@"
+fi
+exec python3 -m runnerd.gpu.check "$@"

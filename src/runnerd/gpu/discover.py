@@ -621,7 +621,7 @@ def _find_library(
         return None
     _, root, d, entry = fallback
     suffix = entry[len(name) + 1 :]
-    if version and suffix.count(".") >= 1 and suffix.split(".")[0] != version.split(".")[0]:
+    if version and suffix != version:
         inv.note(
             WARNING,
             f"{d}/{entry} does not match the kernel module's version {version}: a stale driver library?",
