@@ -11,9 +11,9 @@ finished runners, and writes the status.
 
 A runner is created in this order: register with GitHub (a JIT config, or a registration token),
 create the StatefulSet (its name, hence the runner's, is picked here), create its Secret. If the
-controller stops in between, the next reconcile finds a registration without a StatefulSet (it is
-removed: no pod can ever hold it) or a StatefulSet without credentials (it is removed the same way
-as a failed runner).
+controller stops in between, a registration is left without a StatefulSet (the orphan sweep,
+:mod:`runnerd.controller.orphans`, removes it: no pod can ever use it) or a StatefulSet without
+credentials (it is removed like a failed runner).
 
 Volume claims of ``volumeClaimTemplates`` are not deleted with a runner's StatefulSet. Once it is
 gone, its claims are deleted and a volume whose reclaim policy is ``Retain`` is handed to the next
@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 from runnerd.api import ApiParseError, RunnerSet
 from runnerd.controller.common import (
     ANNOTATION_REGISTRATION,
-    RUNNER_FINALIZER,
     RUNNER_SETS,
     ControllerOptions,
     controller_ref,
@@ -44,7 +43,7 @@ from runnerd.controller.common import (
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.replicasets import _Expectations
 from runnerd.github import GitHubClient, Scope
-from runnerd.github.errors import GitHubError, RateLimitedError, RunnerBusyError
+from runnerd.github.errors import GitHubError, NotFoundError, RateLimitedError, RunnerBusyError
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PERSISTENT_VOLUME_CLAIMS, SECRETS, STATEFUL_SETS, Resource
 from runnerd.reconcile.pod import (
@@ -58,6 +57,7 @@ from runnerd.reconcile.pod import (
 from runnerd.reconcile.replicas import RunnerPhase, RunnerView
 from runnerd.reconcile.runner import BUSY_RETRY, REGISTERING_RECHECK, GitHubState, PodStatus
 from runnerd.reconcile.runnerset import (
+    FINALIZER,
     LABEL_RUNNER_STATEFULSET_NAME,
     LABEL_RUNNERSET_NAME,
     SUFFIX_ALPHABET,
@@ -77,7 +77,6 @@ from runnerd.reconcile.runnerset import (
     claim_template_name,
     consume_patch,
     decide_runner,
-    is_runner_name_of,
     observe_pod,
     parse_statefulset,
     plan_runnerset,
@@ -97,6 +96,7 @@ from runnerd.runtime import (
     Forbidden,
     Informer,
     InformerEvent,
+    Invalid,
     Key,
     NotFound,
     Obj,
@@ -160,7 +160,6 @@ class RunnerSetStats:
     credentials_consumed: int = 0
     deregistrations: int = 0
     busy_refusals: int = 0
-    stale_registrations_removed: int = 0
     claims_deleted: int = 0
     volumes_reused: int = 0
 
@@ -213,6 +212,7 @@ class RunnerSetController:
         self._secrets_made: dict[Key, float] = {}
         self._backoff: dict[Key, _Backoff] = {}
         self._group_ids: dict[tuple[Scope, str], int] = {}
+        self._drained: dict[str, float] = {}  # StatefulSet uid -> when its runner's labels were replaced
 
     # ------------------------------------------------------------------------------- reconcile
     async def reconcile(self, key: Key) -> Result | None:
@@ -281,8 +281,6 @@ class RunnerSetController:
             views[name] = RunnerView(
                 name=name, created_at=time.time(), phase=RunnerPhase.PENDING, template_hash=current_hash
             )
-
-        await self._remove_stale_registrations(obj, rs, scope, live | set(views))
 
         desired = 0 if deleting_rs else rs.spec.effective_replicas
         plan = plan_runnerset(desired, current_hash, list(views.values()))
@@ -434,7 +432,7 @@ class RunnerSetController:
             RunnerSetRunnerFacts(
                 now=self.clock(),
                 deleting=info.deleting,
-                has_finalizer=RUNNER_FINALIZER in info.finalizers,
+                has_finalizer=FINALIZER in info.finalizers,
                 ephemeral=info.ephemeral,
                 jit=info.credentials == "jit",
                 pod=pod,
@@ -442,8 +440,23 @@ class RunnerSetController:
                 runner_id=runner_id,
                 github=github,
                 remove=remove,
+                drained_at=self._drained.get(info.uid),
+                drain_grace=self.options.drain_grace,
                 registration_timeout=self.options.registration_timeout,
             )
+        )
+        logger.debug(
+            "%.3f runner %s: pod=%s secret=%s github=%s id=%s remove=%s deleting=%s -> %s %s",
+            self.clock(),
+            info.runner,
+            pod.status.value,
+            secret.credentials.value,
+            github.value,
+            runner_id,
+            remove,
+            info.deleting,
+            [a.value for a in decision.actions],
+            decision.reason,
         )
         if pod.stuck_reason and not decision.finished:
             await self.recorder.warning(obj, pod.stuck_reason, f"runner {info.runner}: {pod.stuck_message}")
@@ -472,11 +485,25 @@ class RunnerSetController:
         meta = sts["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         if action is Action.ADD_FINALIZER:
-            return await self._patch_finalizers(sts, [*info.finalizers, RUNNER_FINALIZER])
+            return await self._patch_finalizers(sts, [*info.finalizers, FINALIZER])
+        if action is Action.DRAIN:
+            if runner_id is None or scope is None:
+                return sts
+            try:
+                await self.github.set_runner_labels(scope, runner_id, [self.options.drain_label])
+            except RateLimitedError as exc:
+                raise _Stop(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
+            except NotFoundError:
+                pass  # already gone from GitHub: nothing can be routed to it
+            except GitHubError as exc:
+                await self.recorder.warning(obj, exc.reason, f"draining runner {info.runner}: {exc}")
+                raise _Stop(Result(requeue=True)) from None
+            self._drained[info.uid] = self.clock()
+            return sts
         if action is Action.REMOVE_FINALIZER:
-            return await self._patch_finalizers(
-                sts, [f for f in (meta.get("finalizers") or ()) if f != RUNNER_FINALIZER]
-            )
+            latest = await self._remove_finalizer(sts)
+            self._drained.pop(info.uid, None)
+            return latest
         if action is Action.CONSUME:
             try:
                 await self.kube.patch(
@@ -522,6 +549,22 @@ class RunnerSetController:
         if deleted is not None and deleted.get("kind") == "StatefulSet":
             return deleted
         return sts
+
+    async def _remove_finalizer(self, sts: Obj) -> Obj:
+        """Take our finalizer off (re-reading the StatefulSet when its controller changed it meanwhile)."""
+        meta = sts["metadata"]
+        for _ in range(3):
+            finalizers = [f for f in (sts["metadata"].get("finalizers") or ()) if f != FINALIZER]
+            try:
+                return await self._patch_finalizers(sts, finalizers)
+            except _Stop:
+                try:
+                    sts = await self.kube.get(STATEFUL_SETS, meta["name"], namespace=meta["namespace"])
+                except NotFound:
+                    return sts
+                if sts["metadata"].get("uid") != meta.get("uid"):
+                    return sts
+        raise _Stop(Result(requeue=True))
 
     async def _patch_finalizers(self, sts: Obj, finalizers: list[str]) -> Obj:
         meta = sts["metadata"]
@@ -609,7 +652,7 @@ class RunnerSetController:
                 runner_id=runner_id,
                 options=self.options.pod,
                 owner_references=[controller_ref(obj)],
-                finalizers=[RUNNER_FINALIZER],
+                finalizers=[FINALIZER],
             )
         except (RunnerPodError, ApiParseError) as exc:
             await self._abandon(scope, registration)
@@ -619,6 +662,11 @@ class RunnerSetController:
             sts = await self.kube.create(STATEFUL_SETS, manifest, namespace=key.namespace)
         except AlreadyExists:
             await self._abandon(scope, registration)
+            return None
+        except Invalid as exc:
+            await self._abandon(scope, registration)
+            await self.recorder.warning(obj, "InvalidRunnerStatefulSet", str(exc))
+            self._count(key, RunnerSetRunnerDecision((), RunnerPhase.FAILED, failed=True))
             return None
         except Exception:
             await self._abandon(scope, registration)
@@ -638,32 +686,6 @@ class RunnerSetController:
                 await asyncio.shield(self.github.delete_runner(scope, registration.runner_id))
             except GitHubError as exc:
                 logger.warning("could not remove unused registration %s: %s", registration.runner_id, exc)
-
-    async def _remove_stale_registrations(
-        self, obj: Mapping[str, Any], rs: RunnerSet, scope: Scope, known: set[str]
-    ) -> None:
-        """Registrations named like this RunnerSet's runners with no StatefulSet: left by a stop
-        between registering and creating the StatefulSet. No pod can ever use them; offline ones go."""
-        listing = self.directory.cached(scope)
-        if listing is None:
-            return
-        for runner in list(listing.runners.values()):
-            if runner.busy or runner.status == "online" or not is_runner_name_of(rs.name, runner.name):
-                continue
-            if runner.name[: -len("-0")] in known:
-                continue
-            try:
-                await self.github.delete_runner(scope, runner.id)
-            except GitHubError as exc:
-                logger.info("stale registration %s: %s", runner.name, exc)
-                continue
-            self.directory.forget(scope, runner.name)
-            self.stats.stale_registrations_removed += 1
-            await self.recorder.normal(
-                obj,
-                "StaleRegistrationRemoved",
-                f"removed registration {runner.name}, which has no StatefulSet",
-            )
 
     # ------------------------------------------------------------------------------- volumes
     def _orphan_claims(self, key: Key) -> list[Obj]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,7 +46,7 @@ from runnerd.reconcile.pod import (
     RegistrationToken,
     build_runner_pod,
 )
-from runnerd.reconcile.podstate import runner_container_state
+from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
 from runnerd.reconcile.replicas import ReplicaPlan, RunnerPhase, RunnerView, plan_replicas
 from runnerd.reconcile.runner import GitHubState, PodStatus, RunnerFacts, Step, decide
 
@@ -56,6 +55,8 @@ LABEL_RUNNERSET_NAME = "runnerset-name"
 LABEL_RUNNER_STATEFULSET_NAME = "runner-statefulset-name"
 """The runner's StatefulSet; in the StatefulSet's selector, so its volume claims carry it too."""
 LABEL_TEMPLATE_HASH = LABEL_RUNNER_TEMPLATE_HASH
+FINALIZER = "runnerd.dev/runner-registration"
+"""On every runner StatefulSet: it goes only once its runner's registration is handled."""
 ANNOTATION_CONSUMED_BY = "runnerd.dev/credentials-consumed-by"
 """On a runner Secret whose credentials were used: the UID of the pod that used them."""
 
@@ -94,12 +95,6 @@ def statefulset_name(runnerset: str, suffix: str) -> str:
 def runner_name(statefulset: str) -> str:
     """The runner's (and its pod's) name: the StatefulSet's only pod."""
     return f"{statefulset}-0"
-
-
-def is_runner_name_of(runnerset: str, name: str) -> bool:
-    """Whether ``name`` has the shape of a runner name of RunnerSet ``runnerset``."""
-    head = re.escape(runnerset[: STATEFULSET_NAME_MAX - SUFFIX_LENGTH - 1].rstrip("-."))
-    return re.fullmatch(f"{head}-[{SUFFIX_ALPHABET}]{{{SUFFIX_LENGTH}}}-0", name) is not None
 
 
 def claim_template_name(claim_name: str, statefulset: str) -> str | None:
@@ -390,6 +385,9 @@ class PodObservation:
     restarted: bool = False
     """The runner container has exited before (its pod has ``restartPolicy: Always``)."""
     running_since: float | None = None
+    ready: bool = True
+    """False while the runner container runs but the pod is not Ready (its job-started hook failed
+    the readiness probe: a job is running)."""
     runner_id: int | None = None
     stuck_reason: str = ""
     stuck_message: str = ""
@@ -437,6 +435,7 @@ def observe_pod(pod: Mapping[str, Any] | None) -> PodObservation:
         exit_code=exit_code,
         restarted=restarted,
         running_since=since.timestamp() if since is not None else None,
+        ready=state.phase is not RunnerPodPhase.RUNNING,
         runner_id=state.runner_id,
         stuck_reason=state.reason if state.stuck else "",
         stuck_message=state.message if state.stuck else "",
@@ -449,6 +448,7 @@ def observe_pod(pod: Mapping[str, Any] | None) -> PodObservation:
 class Action(StrEnum):
     ADD_FINALIZER = "AddFinalizer"
     CONSUME = "ConsumeCredentials"  # remove the credential from the Secret (the runner registered)
+    DRAIN = "Drain"  # replace the runner's custom labels so no new job is routed to it
     DEREGISTER = "Deregister"  # DELETE the registration (204/404 ok; 422: busy, stop here)
     DELETE = "Delete"  # delete the StatefulSet (it stays while the finalizer is on)
     REMOVE_FINALIZER = "RemoveFinalizer"
@@ -468,6 +468,8 @@ class RunnerSetRunnerFacts:
     github: GitHubState
     remove: bool = False
     """The RunnerSet wants this runner gone (scale-down, old template)."""
+    drained_at: float | None = None
+    drain_grace: float = 30.0
     registration_timeout: float = 600.0
 
 
@@ -485,6 +487,7 @@ class RunnerSetRunnerDecision:
 
 _STEP_ACTIONS = {
     Step.ADD_FINALIZER: Action.ADD_FINALIZER,
+    Step.DRAIN: Action.DRAIN,
     Step.DEREGISTER: Action.DEREGISTER,
     Step.DELETE_POD: Action.DELETE,
     Step.DELETE_RUNNER: Action.DELETE,
@@ -523,27 +526,40 @@ def decide_runner(f: RunnerSetRunnerFacts) -> RunnerSetRunnerDecision:
         if f.deleting:
             return RunnerSetRunnerDecision((), phase, reason="Deleting", finished=True)
         return RunnerSetRunnerDecision((Action.ADD_FINALIZER,), phase, requeue_after=0.0)
+    pod_status = f.pod.status
+    if finished in ("RunnerPodReplaced", "RunnerRemovedFromGitHub"):
+        # No runner process can hold a job: the one that used the credential is gone (and no other
+        # can start), or GitHub has no registration to route a job to. No drain: deregister, delete.
+        pod_status = PodStatus.ABSENT
     facts = RunnerFacts(
         now=f.now,
         deleting=f.deleting or bool(finished),
         ephemeral=f.ephemeral,
         jit=f.jit,
-        pod=f.pod.status,
+        pod=pod_status,
         exit_code=f.pod.exit_code,
         runner_id=f.runner_id,
         github=f.github,
         pod_running_since=f.pod.running_since,
+        pod_ready=f.pod.ready,
+        drained_at=f.drained_at,
+        drain_grace=f.drain_grace,
         registration_timeout=f.registration_timeout,
     )
     inner = decide(facts)
     actions = [_STEP_ACTIONS[s] for s in inner.steps if s in _STEP_ACTIONS]
+    if f.remove and not f.deleting and not finished_reason(f) and not actions and phase is RunnerPhase.BUSY:
+        # Chosen while it looked idle, but it holds a job now: keep it; it is not removed.
+        return RunnerSetRunnerDecision((), phase, reason="RunnerBusy", requeue_after=inner.requeue_after)
     if f.deleting or finished:
         if f.deleting:
             actions = [a for a in actions if a is not Action.DELETE]
-        elif not actions:
-            actions = [Action.DELETE]  # record the decision; the finalizer holds it while we wait
         elif Action.REMOVE_FINALIZER in actions and Action.DELETE not in actions:
             actions.insert(actions.index(Action.REMOVE_FINALIZER), Action.DELETE)
+        elif Action.DELETE not in actions:
+            actions.append(Action.DELETE)  # record the decision; the finalizer holds it while we wait
+        if Action.REMOVE_FINALIZER not in actions and _should_consume(f):
+            actions.insert(0, Action.CONSUME)
         return RunnerSetRunnerDecision(
             tuple(actions),
             phase,
@@ -555,11 +571,7 @@ def decide_runner(f: RunnerSetRunnerFacts) -> RunnerSetRunnerDecision:
     if Action.DELETE in actions:
         # decide() found the pod safe to delete (exited, or never registered): nothing left to guard.
         actions.insert(actions.index(Action.DELETE) + 1, Action.REMOVE_FINALIZER)
-    elif (
-        f.secret.credentials is Credentials.FRESH
-        and f.pod.status is PodStatus.RUNNING
-        and f.github in (GitHubState.IDLE, GitHubState.BUSY, GitHubState.OFFLINE)
-    ):
+    elif _should_consume(f):
         actions.append(Action.CONSUME)
     return RunnerSetRunnerDecision(
         tuple(actions),
@@ -568,6 +580,16 @@ def decide_runner(f: RunnerSetRunnerFacts) -> RunnerSetRunnerDecision:
         requeue_after=inner.requeue_after,
         failed=inner.failed,
         finished=Action.DELETE in actions,
+    )
+
+
+def _should_consume(f: RunnerSetRunnerFacts) -> bool:
+    """The runner registered (GitHub lists it), so its credential has been used by the running pod."""
+    return (
+        f.secret.credentials is Credentials.FRESH
+        and f.pod.status is PodStatus.RUNNING
+        and f.pod.uid is not None
+        and f.github in (GitHubState.IDLE, GitHubState.BUSY, GitHubState.OFFLINE)
     )
 
 
@@ -580,7 +602,7 @@ def _phase(f: RunnerSetRunnerFacts) -> RunnerPhase:
     if f.github is GitHubState.BUSY:
         return RunnerPhase.BUSY
     if f.github is GitHubState.IDLE:
-        return RunnerPhase.IDLE
+        return RunnerPhase.IDLE if pod.ready else RunnerPhase.BUSY
     return RunnerPhase.REGISTERING
 
 
@@ -660,6 +682,7 @@ def _int(value: Any) -> int | None:
 
 __all__ = [
     "ANNOTATION_CONSUMED_BY",
+    "FINALIZER",
     "LABEL_RUNNERSET_NAME",
     "LABEL_RUNNER_STATEFULSET_NAME",
     "LABEL_TEMPLATE_HASH",
@@ -678,7 +701,6 @@ __all__ = [
     "consume_patch",
     "decide_runner",
     "default_selector",
-    "is_runner_name_of",
     "observe_pod",
     "parse_statefulset",
     "plan_runnerset",
