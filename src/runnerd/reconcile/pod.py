@@ -74,6 +74,21 @@ echo "runnerd preStop: done after ${n}s"
 """
 
 
+JOB_MARKER = "/runner/.runnerd-job"
+"""runnerd's runner image creates this file when a job starts and removes it when the job ends (its
+ACTIONS_RUNNER_HOOK_JOB_STARTED/COMPLETED hooks)."""
+JOB_READINESS_PROBE: JSON = {
+    "exec": {"command": ["sh", "-c", f"test ! -e {JOB_MARKER}"]},
+    "periodSeconds": 1,
+    "failureThreshold": 1,
+    "successThreshold": 1,
+    "timeoutSeconds": 1,
+}
+"""The runner's own job signal: the pod is not Ready while its runner runs a job, which the
+controller reads as busy whatever GitHub's lagging ``busy`` flag says. Images without the hooks never
+create the marker, so their pods simply stay Ready."""
+
+
 class RunnerPodError(ValueError):
     """The spec cannot be turned into a valid pod (the message says why, for an event)."""
 
@@ -402,6 +417,8 @@ def _runner_container(
     }
     if security:
         out["securityContext"] = security
+    if "readinessProbe" not in user:
+        out["readinessProbe"] = copy.deepcopy(JOB_READINESS_PROBE)
     return out
 
 

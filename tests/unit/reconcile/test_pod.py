@@ -93,6 +93,13 @@ def test_article_runner_deployment_pod_exactly() -> None:
                         {"name": "work", "mountPath": "/runner/_work"},
                         {"name": "var-run", "mountPath": "/run"},
                     ],
+                    "readinessProbe": {
+                        "exec": {"command": ["sh", "-c", "test ! -e /runner/.runnerd-job"]},
+                        "periodSeconds": 1,
+                        "failureThreshold": 1,
+                        "successThreshold": 1,
+                        "timeoutSeconds": 1,
+                    },
                 },
                 {
                     "name": "docker",
