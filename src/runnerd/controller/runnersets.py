@@ -254,8 +254,20 @@ class RunnerSetController:
         views: dict[str, RunnerView] = {}
         infos: dict[str, tuple[Obj, RunnerStatefulSet]] = {}
         requeue: list[float] = []
+        not_deleting = {s["metadata"]["name"] for s in labelled if not s["metadata"].get("deletionTimestamp")}
+        being_deleted = self.expect.pending_deletions(key, not_deleting)
         for sts in labelled:
             info = parse_statefulset(sts)
+            if info.name in being_deleted:
+                # Deleted by this process a moment ago; the informer will show it (and wake us).
+                views[info.name] = RunnerView(
+                    name=info.name,
+                    created_at=created_at(sts),
+                    phase=RunnerPhase.PENDING,
+                    deleting=True,
+                    template_hash=info.template_hash,
+                )
+                continue
             remove = _owner_uid(sts) != uid or deleting_rs
             decision, stopped = await self._sync_runner(obj, sts, info, remove=remove)
             if stopped is not None and stopped.requeue_after is not None:
@@ -264,6 +276,10 @@ class RunnerSetController:
                 requeue.append(1.0)
             if decision.requeue_after is not None:
                 requeue.append(decision.requeue_after)
+            if decision.failed and stopped is None and Action.DELETE in decision.actions:
+                self._fail(key)
+            elif decision.phase in (RunnerPhase.IDLE, RunnerPhase.BUSY) and not decision.finished:
+                self._backoff.pop(key, None)
             if remove:
                 continue
             infos[info.name] = (sts, info)
@@ -274,7 +290,6 @@ class RunnerSetController:
                 deleting=info.deleting or decision.finished,
                 template_hash=info.template_hash,
             )
-            self._count(key, decision)
 
         live = {s["metadata"]["name"] for s in labelled}
         for name in self.expect.pending_creations(key, live):
@@ -340,7 +355,7 @@ class RunnerSetController:
 
     async def _reconcile_orphans(self, key: Key, labelled: list[Obj]) -> Result | None:
         """The RunnerSet is gone: remove its runners (through GitHub) and then their claims."""
-        if not labelled and not self._orphan_claims(key):
+        if not labelled and not self._orphan_claims(key) and not self._marked_volumes(key):
             return None
         scopes = {s for s in (_scope(parse_statefulset(sts)) for sts in labelled) if s is not None}
         await self._refresh(labelled[0] if labelled else {}, scopes, labelled)
@@ -360,14 +375,12 @@ class RunnerSetController:
         """How often runners that are starting or being removed are looked at (GitHub is polled)."""
         return min(REGISTERING_RECHECK, max(1.0, 2 * self.options.registering_max_age))
 
-    def _count(self, key: Key, decision: RunnerSetRunnerDecision) -> None:
-        if decision.failed:
-            backoff = self._backoff.setdefault(key, _Backoff())
-            backoff.failures += 1
-            delay = min(self.options.max_backoff, 5.0 * 2 ** (backoff.failures - 1))
-            backoff.next_attempt_at = self.clock() + delay
-        elif decision.phase in (RunnerPhase.IDLE, RunnerPhase.BUSY):
-            self._backoff.pop(key, None)
+    def _fail(self, key: Key) -> None:
+        """A runner failed (or could not be made): the next one waits, doubling up to max_backoff."""
+        backoff = self._backoff.setdefault(key, _Backoff())
+        backoff.failures += 1
+        delay = min(self.options.max_backoff, 5.0 * 2 ** (backoff.failures - 1))
+        backoff.next_attempt_at = self.clock() + delay
 
     # ------------------------------------------------------------------------------- observe
     async def _refresh(self, obj: Mapping[str, Any], scopes: set[Scope], labelled: list[Obj]) -> None:
@@ -631,18 +644,9 @@ class RunnerSetController:
         name = statefulset_name(rs.name, self.suffix())
         runner = runner_name(name)
         kind = self.credential_kind(rs)
-        self.expect.created(key, name)  # before registering: the stale-registration sweep skips it
-        try:
-            registration = await self._register(rs, scope, runner, kind)
-        except RateLimitedError as exc:
-            await self.recorder.warning(obj, exc.reason, f"waiting for GitHub's rate limit to reset: {exc}")
-            return None
-        except GitHubError as exc:
-            await self.recorder.warning(obj, exc.reason, f"registering runner {runner}: {exc}")
-            return None
-        runner_id = registration.runner_id if isinstance(registration, JitConfig) else None
-        try:
-            manifest = build_runner_statefulset(
+
+        def manifest_for(runner_id: int | None) -> Obj:
+            return build_runner_statefulset(
                 runnerset=rs.name,
                 namespace=key.namespace,
                 spec=rs.spec,
@@ -654,10 +658,23 @@ class RunnerSetController:
                 owner_references=[controller_ref(obj)],
                 finalizers=[FINALIZER],
             )
+
+        try:
+            manifest_for(0 if kind == "jit" else None)  # a spec that makes no pod registers nothing
         except (RunnerPodError, ApiParseError) as exc:
-            await self._abandon(scope, registration)
             await self.recorder.warning(obj, "InvalidRunnerPod", str(exc))
+            self._fail(key)
             return None
+        try:
+            registration = await self._register(rs, scope, runner, kind)
+        except RateLimitedError as exc:
+            await self.recorder.warning(obj, exc.reason, f"waiting for GitHub's rate limit to reset: {exc}")
+            return None
+        except GitHubError as exc:
+            await self.recorder.warning(obj, exc.reason, f"registering runner {runner}: {exc}")
+            self._fail(key)
+            return None
+        manifest = manifest_for(registration.runner_id if isinstance(registration, JitConfig) else None)
         try:
             sts = await self.kube.create(STATEFUL_SETS, manifest, namespace=key.namespace)
         except AlreadyExists:
@@ -666,11 +683,12 @@ class RunnerSetController:
         except Invalid as exc:
             await self._abandon(scope, registration)
             await self.recorder.warning(obj, "InvalidRunnerStatefulSet", str(exc))
-            self._count(key, RunnerSetRunnerDecision((), RunnerPhase.FAILED, failed=True))
+            self._fail(key)
             return None
         except Exception:
             await self._abandon(scope, registration)
             raise
+        self.expect.created(key, name)
         self.stats.statefulsets_created += 1
         secret_key = Key(key.namespace, name)
         self._secrets_made[secret_key] = time.monotonic()
@@ -688,6 +706,16 @@ class RunnerSetController:
                 logger.warning("could not remove unused registration %s: %s", registration.runner_id, exc)
 
     # ------------------------------------------------------------------------------- volumes
+    def _marked_volumes(self, key: Key) -> list[Obj]:
+        """Volumes of finished runners waiting for the next runner of RunnerSet ``key``."""
+        if self.volumes is None:
+            return []
+        return [
+            v
+            for v in self.volumes.store.objects()
+            if (v["metadata"].get("annotations") or {}).get(ANNOTATION_RECYCLE_FOR) == str(key)
+        ]
+
     def _orphan_claims(self, key: Key) -> list[Obj]:
         if self.claims is None:
             return []
@@ -720,13 +748,9 @@ class RunnerSetController:
             )
             self.stats.claims_deleted += 1
             pending = True
-        if self.volumes is None:
-            return pending
-        for volume in self.volumes.store.objects():
+        for volume in self._marked_volumes(key):
             vmeta = volume["metadata"]
             annotations = vmeta.get("annotations") or {}
-            if annotations.get(ANNOTATION_RECYCLE_FOR) != str(key):
-                continue
             ref = (volume.get("spec") or {}).get("claimRef") or {}
             if not runnerset_exists or ref.get("name") != annotations.get(ANNOTATION_RECYCLE_FROM):
                 await self._unmark_volume(volume, None)  # the RunnerSet is gone, or someone else rebound it

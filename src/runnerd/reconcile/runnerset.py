@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from runnerd.api._codec import JSON
-from runnerd.api.types import RunnerConfig, RunnerPodSpec, RunnerSetSpec, RunnerSpec
+from runnerd.api.types import RunnerConfig, RunnerPodSpec, RunnerScopeKind, RunnerSetSpec, RunnerSpec
 from runnerd.reconcile._containers import env_value, quantity_value
 from runnerd.reconcile.hashing import template_hash
 from runnerd.reconcile.pod import (
@@ -320,13 +320,20 @@ def secret_state(secret: Mapping[str, Any] | None, kind: CredentialKind) -> Secr
     return SecretState(Credentials.MISSING, None, runner_id)
 
 
+_SCOPE_ENV: tuple[tuple[RunnerScopeKind, str], ...] = (
+    ("enterprise", "RUNNER_ENTERPRISE"),
+    ("organization", "RUNNER_ORG"),
+    ("repository", "RUNNER_REPO"),
+)
+
+
 @dataclass(frozen=True)
 class RunnerStatefulSet:
     """What one runner StatefulSet says about its runner (readable without its RunnerSet)."""
 
     name: str
     uid: str
-    scope_kind: Literal["enterprise", "organization", "repository"] | None
+    scope_kind: RunnerScopeKind | None
     scope_name: str
     ephemeral: bool
     credentials: CredentialKind
@@ -350,16 +357,12 @@ def parse_statefulset(sts: Mapping[str, Any]) -> RunnerStatefulSet:
         (ct for ct in pod_spec.get("containers") or () if ct.get("name") == RUNNER_CONTAINER), {}
     )
     env = runner.get("env") or []
-    scope_kind: Literal["enterprise", "organization", "repository"] | None = None
+    scope_kind: RunnerScopeKind | None = None
     scope_name = ""
-    for kind, var in (
-        ("enterprise", "RUNNER_ENTERPRISE"),
-        ("organization", "RUNNER_ORG"),
-        ("repository", "RUNNER_REPO"),
-    ):
+    for kind, var in _SCOPE_ENV:
         value = env_value(env, var)
         if value:
-            scope_kind, scope_name = kind, value  # type: ignore[assignment]
+            scope_kind, scope_name = kind, value
             break
     names = {e.get("name") for e in env}
     return RunnerStatefulSet(
@@ -687,6 +690,7 @@ __all__ = [
     "LABEL_RUNNER_STATEFULSET_NAME",
     "LABEL_TEMPLATE_HASH",
     "Action",
+    "CredentialKind",
     "Credentials",
     "PodObservation",
     "RunnerSetRunnerDecision",
