@@ -53,6 +53,7 @@ EXIT_RETRYABLE = 2
 EXIT_SESSION_CONFLICT = 5
 
 Sleep = Callable[[float], Awaitable[None]]
+JobHook = Callable[[bool], Awaitable[None]]
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -114,6 +115,7 @@ class VirtualRunner:
         time_scale: float = 1.0,
         heartbeat_s: float = 30.0,
         retry_for_s: float = 60.0,
+        job_hook: JobHook | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.env = dict(env)
@@ -125,6 +127,9 @@ class VirtualRunner:
         self.time_scale = time_scale
         self.heartbeat_s = heartbeat_s
         self.retry_for_s = retry_for_s
+        #: called with True when a job starts and False when it ends, like the runner image's
+        #: ACTIONS_RUNNER_HOOK_JOB_STARTED / _COMPLETED hooks
+        self.job_hook = job_hook
         self.runner_id: int | None = None
         self.runner_name: str | None = env.get("RUNNER_NAME")
         self.ephemeral = False
@@ -256,6 +261,15 @@ class VirtualRunner:
             raise _Exit(EXIT_OK, "removed")
         if status != 200:
             return  # not ours any more (re-queued meanwhile): poll again
+        if self.job_hook is not None:
+            await self.job_hook(True)
+        try:
+            await self._run_job(job_id, job)
+        finally:
+            if self.job_hook is not None:
+                await self.job_hook(False)
+
+    async def _run_job(self, job_id: int, job: dict[str, Any]) -> None:
         remaining = max(0.0, float(job.get("duration", 0))) * self.time_scale
         while remaining > 0:
             step = min(remaining, self.heartbeat_s)
@@ -301,6 +315,7 @@ async def run_virtual_runner(
     sleep: Sleep = asyncio.sleep,
     poll_wait: float = 20.0,
     time_scale: float = 1.0,
+    job_hook: JobHook | None = None,
 ) -> int:
     """Run one virtual runner until it exits; returns its exit code (see the module docstring)."""
     result = await VirtualRunner(
@@ -311,5 +326,6 @@ async def run_virtual_runner(
         sleep=sleep,
         poll_wait=poll_wait,
         time_scale=time_scale,
+        job_hook=job_hook,
     ).run()
     return result.exit_code

@@ -126,8 +126,12 @@ class PodAgent:
         poll_wait: float = 20.0,
         time_scale: float = 1.0,
         watch: bool = True,
+        readiness: bool = True,
     ) -> None:
-        """``watch=False``: do not list/watch pods; the caller feeds events to :meth:`handle`."""
+        """``watch=False``: do not list/watch pods; the caller feeds events to :meth:`handle`.
+        ``readiness``: mark the pod not Ready while its runner runs a job (the job signal of
+        runnerd's runner image, see docs/runner-pods.md)."""
+        self.readiness = readiness
         self.api = api
         self.watch = watch
         self.base_url = base_url
@@ -185,6 +189,17 @@ class PodAgent:
 
     async def _play(self, key: PodKey, pod: Mapping[str, Any]) -> None:
         env = await container_env(pod, self._read_ref, self.container)
+
+        async def job_hook(busy: bool) -> None:
+            # runnerd's runner image: the job hooks make the readiness probe fail while a job runs;
+            # kwok runs no probes, so the agent writes the Ready condition the kubelet would.
+            condition = {"type": "Ready", "status": "False" if busy else "True"}
+            if busy:
+                condition["reason"] = "JobRunning"
+            body = {"status": {"conditions": [condition]}}
+            with contextlib.suppress(Exception):
+                await self.api.patch_namespaced_pod_status(key.name, key.namespace, body)
+
         code = await run_virtual_runner(
             self.base_url,
             env,
@@ -192,6 +207,7 @@ class PodAgent:
             session=self._session,
             poll_wait=self.poll_wait,
             time_scale=self.time_scale,
+            job_hook=job_hook if self.readiness else None,
         )
         self.exits[key] = code
         self.tasks.pop(key, None)

@@ -71,8 +71,19 @@ async def test_jit_pod_runs_a_job_and_exits_zero(core: k8s.CoreV1Api, namespace:
         ):
             await core.create_namespaced_pod(namespace, runner_pod("pod-runner", jit))
             await wait_until("the runner online", lambda: world.runner_online(runner))
-            run = world.enqueue_run(repo, [JobSpec(("self-hosted", "arc-runner"), "build", 0.3)])
+            run = world.enqueue_run(repo, [JobSpec(("self-hosted", "arc-runner"), "build", 2.0)])
             job = world.jobs[run.job_ids[0]]
+
+            async def not_ready_while_job_runs() -> Any:
+                pod = await core.read_namespaced_pod("pod-runner", namespace)
+                conditions = {c.type: c for c in pod.status.conditions or ()}
+                ready = conditions.get("Ready")
+                return conditions if ready is not None and ready.status == "False" else None
+
+            conditions = await wait_until("the pod not Ready while its job runs", not_ready_while_job_runs)
+            assert conditions["Ready"].reason == "JobRunning"
+            assert conditions["PodScheduled"].status == "True"  # the other conditions are kept
+            assert job.status == "in_progress"
             await wait_until("the job to complete", lambda: job.status == "completed")
             assert (job.conclusion, job.runner_name) == ("success", "pod-runner")
 
