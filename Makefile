@@ -7,11 +7,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test setup venv binaries npm lint typecheck contracts unit pytest lock demo clean
+.PHONY: test setup venv binaries npm chromium lint typecheck contracts unit pytest lock demo clean
 
 test: setup lint pytest
 
-setup: venv binaries npm
+setup: venv binaries npm chromium
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ binaries:
 
 npm:
 	@hack/install-npm.sh >/dev/null
+
+# Debian's chromium for the dashboard test (headless), installed with apt-get when missing.
+chromium:
+	@hack/install-chromium.sh
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench hack
