@@ -1,0 +1,866 @@
+"""The Helm chart installed for real: the real helm against the local control plane.
+
+* The article's command, word for word, from the directory that holds the chart.
+* The GitHub App variant; its Secret gives the controller App credentials that work (against ghsim).
+* ``helm lint`` and the schema naming a mistyped key.
+* The RBAC proof: ``runnerd controller`` runs with the args and env of the chart's Deployment and the
+  token of the chart's ServiceAccount (TokenRequest API), drives the article's RunnerDeployment and
+  HorizontalRunnerAutoscaler through a job, and every request it makes passes through a recording
+  proxy: none is refused, and every permission the chart grants was used or is accounted for. That
+  identity cannot read Secrets of namespaces it does not serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from yarl import URL
+
+from devcluster import binaries
+from devcluster.cluster import Cluster, free_port
+from ghsim import JobSpec, Simulator
+from runnerd.cli import credentials_from_env
+from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS, RUNNERS
+from runnerd.github import GitHubClient, GitHubConfig, Scope, load_credentials
+from runnerd.github.credentials import GitHubAppCredentials
+from runnerd.kube.client import KubeClient
+from runnerd.kube.resources import DEPLOYMENTS, PODS, SECRETS
+from runnerd.runtime import Forbidden
+from tests.integration.podagent import PodAgent, resolve_env
+from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, _job_of
+
+pytestmark = [pytest.mark.timeout(120)]
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "actions-runner-controller"
+GROUP = "actions.summerwind.dev"
+
+# The article's install command, as printed there (run from the directory holding the chart).
+ARTICLE_COMMAND = """helm upgrade --install actions-runner-controller ./actions-runner-controller \\
+  --namespace actions-runner-system \\
+  --create-namespace \\
+  --set authSecret.create=true \\
+  --set authSecret.github_token="${GITHUB_TOKEN}"
+"""
+
+ARTICLE_HRA = """
+apiVersion: actions.summerwind.dev/v1alpha1
+kind: HorizontalRunnerAutoscaler
+metadata:
+  name: example-hra
+  namespace: actions-runner-system
+spec:
+  scaleTargetRef:
+    name: example-runner-deployment
+  minReplicas: 0
+  maxReplicas: 5
+  metrics:
+  - type: TotalNumberOfQueuedAndInProgressWorkflowRuns
+    repositoryNames: ["octo-org/app"]
+"""
+
+
+# Keys ARC users keep in their values files (written for ARC's legacy chart 0.23).
+ARC_USER_VALUES = """
+replicaCount: 2
+syncPeriod: 1m
+defaultScaleDownDelay: 10m
+enableLeaderElection: true
+githubEnterpriseServerURL: https://github.example.com
+authSecret:
+  enabled: true
+  create: false
+  name: controller-manager
+  annotations: {}
+image:
+  repository: ghcr.io/runnerd/runnerd
+  pullPolicy: IfNotPresent
+  actionsRunnerRepositoryAndTag: summerwind/actions-runner:latest
+  dindSidecarRepositoryAndTag: docker:dind
+  actionsRunnerImagePullSecrets: [regcred]
+imagePullSecrets:
+  - name: regcred
+dockerRegistryMirror: https://mirror.example.com
+dockerGID: 121
+runner:
+  statusUpdateHook:
+    enabled: false
+rbac:
+  allowGrantingKubernetesContainerModePermissions: true
+serviceAccount:
+  create: true
+  annotations: {}
+  name: ""
+podAnnotations: {a: b}
+podLabels: {team: ci}
+service:
+  type: ClusterIP
+  port: 443
+  annotations: {}
+webhookPort: 9443
+metrics:
+  serviceAnnotations: {}
+  serviceMonitor:
+    enable: true
+    namespace: ""
+    timeout: 30s
+    interval: 1m
+  serviceMonitorLabels: {release: prom}
+  port: 8443
+  proxy:
+    enabled: true
+    image: {repository: quay.io/brancz/kube-rbac-proxy, tag: v0.13.1}
+resources:
+  limits: {cpu: 100m}
+nodeSelector: {kubernetes.io/os: linux}
+tolerations: []
+affinity: {}
+podDisruptionBudget:
+  enabled: true
+  minAvailable: 1
+priorityClassName: ""
+env:
+  https_proxy: http://proxy:3128
+  no_proxy: .svc
+scope:
+  singleNamespace: false
+  watchNamespace: ""
+certManagerEnabled: true
+admissionWebHooks:
+  caBundle: Q0E=
+logLevel: debug
+logFormat: json
+githubWebhookServer:
+  enabled: true
+  replicaCount: 1
+  useRunnerGroupsVisibility: false
+  logFormat: text
+  secret:
+    enabled: false
+    create: true
+    name: github-webhook-server
+    github_webhook_secret_token: s
+  serviceAccount: {create: true, annotations: {}, name: ""}
+  service:
+    type: ClusterIP
+    annotations: {}
+    ports:
+      - {port: 80, targetPort: http, protocol: TCP, name: http}
+  ingress:
+    enabled: true
+    ingressClassName: nginx
+    annotations: {}
+    hosts:
+      - host: arc.example.com
+        paths:
+          - {path: /, pathType: Prefix}
+    tls: []
+  podDisruptionBudget: {enabled: false}
+  queueLimit: 100
+  terminationGracePeriodSeconds: 10
+  lifecycle: {}
+actionsMetricsServer:
+  enabled: false
+"""
+
+
+# --------------------------------------------------------------------------------------- helpers
+@pytest.fixture(scope="module")
+def helm_bin() -> Path:
+    return binaries.ensure().path("helm")
+
+
+def helm_env(helm_bin: Path, home: Path, kubeconfig: Path | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "HELM_"))}
+    env["PATH"] = f"{helm_bin.parent}{os.pathsep}{env.get('PATH', '')}"
+    for var in ("CACHE", "CONFIG", "DATA"):
+        env[f"HELM_{var}_HOME"] = str(home / var.lower())
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    return env
+
+
+def run_helm(
+    helm_bin: Path, home: Path, *args: str, kubeconfig: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """helm with its homes under ``home``; never given a secret on its command line."""
+    return subprocess.run(
+        [str(helm_bin), *args],
+        env=helm_env(helm_bin, home, kubeconfig),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def install(
+    cluster: Cluster, helm_bin: Path, tmp: Path, release: str, ns: str, values: dict[str, Any]
+) -> str:
+    """``helm upgrade --install`` with a values file (0600: it may hold a token); returns the notes."""
+    path = tmp / f"{release}-values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    path.chmod(0o600)
+    proc = run_helm(
+        helm_bin, tmp / "helm", "upgrade", "--install", release, str(CHART), "--namespace", ns,
+        "-f", str(path), kubeconfig=cluster.kubeconfig,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def manifest(cluster: Cluster, helm_bin: Path, tmp: Path, release: str, ns: str) -> list[dict[str, Any]]:
+    proc = run_helm(
+        helm_bin, tmp / "helm", "get", "manifest", release, "--namespace", ns, kubeconfig=cluster.kubeconfig
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def uninstall(cluster: Cluster, helm_bin: Path, tmp: Path, release: str, ns: str) -> None:
+    run_helm(helm_bin, tmp / "helm", "uninstall", release, "--namespace", ns, kubeconfig=cluster.kubeconfig)
+
+
+async def wait_until(
+    what: str, probe: Callable[[], Any], within: float = 30.0, guard: Callable[[], None] | None = None
+) -> Any:
+    """``guard`` fails the test at once when waiting longer is pointless."""
+    deadline = time.monotonic() + within
+    while True:
+        if guard is not None:
+            guard()
+        value = probe()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def get(cluster: Cluster, path: str) -> Any:
+    return cluster.request("GET", path)
+
+
+def container(deployment: dict[str, Any], name: str) -> dict[str, Any]:
+    found = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == name]
+    assert found, f"no container {name}"
+    return found[0]
+
+
+def env_sources(c: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env") or ()}
+
+
+def ca_file(cluster: Cluster) -> str:
+    admin = json.loads(cluster.kubeconfig.read_text())
+    return str(admin["clusters"][0]["cluster"]["certificate-authority"])
+
+
+def write_kubeconfig(path: Path, server: str, token: str, ca: str | None) -> Path:
+    cluster: dict[str, Any] = {"server": server}
+    if ca:
+        cluster["certificate-authority"] = ca
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sa"}}],
+        "current-context": "c",
+    }
+    path.write_text(json.dumps(cfg))
+    path.chmod(0o600)
+    return path
+
+
+def service_account_token(cluster: Cluster, ns: str, sa: str) -> str:
+    """A token of the ServiceAccount from the TokenRequest API."""
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 3600},
+    }
+    answer = cluster.request("POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token", body)
+    return str(answer["status"]["token"])
+
+
+# ------------------------------------------------------------------- (a) the article's command
+def test_article_command_installs_the_chart(cluster: Cluster, helm_bin: Path, tmp_path: Path) -> None:
+    parent = tmp_path / "work"
+    shutil.copytree(CHART, parent / "actions-runner-controller")
+    env = helm_env(helm_bin, tmp_path / "helm", cluster.kubeconfig)
+    env["GITHUB_TOKEN"] = "ghp_" + "article0token0for0the0chart0test"[:36]
+    ns = "actions-runner-system"
+    try:
+        for revision in (1, 2):  # upgrade --install: the same command again upgrades in place
+            proc = subprocess.run(
+                ["bash", "-c", ARTICLE_COMMAND], cwd=parent, env=env, capture_output=True, text=True,
+                timeout=90, check=False,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+            assert f"REVISION: {revision}" in proc.stdout
+        notes = proc.stdout
+        assert "No cert-manager is needed" in notes
+        assert "kind: RunnerDeployment" in notes
+
+        secret = get(cluster, f"/api/v1/namespaces/{ns}/secrets/controller-manager")
+        assert set(secret["data"]) == {"github_token"}
+        assert base64.b64decode(secret["data"]["github_token"]).decode() == env["GITHUB_TOKEN"]
+
+        sa = "actions-runner-controller"
+        get(cluster, f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}")
+        deployment = get(cluster, f"/apis/apps/v1/namespaces/{ns}/deployments/actions-runner-controller")
+        pod_spec = deployment["spec"]["template"]["spec"]
+        assert pod_spec["serviceAccountName"] == sa
+        assert deployment["spec"]["replicas"] == 1
+        manager = container(deployment, "manager")
+        assert manager["command"] == ["runnerd"]
+        assert manager["args"][0] == "controller"
+        assert "--enable-leader-election" in manager["args"]
+        assert "--health-probe-bind-address=:8081" in manager["args"]
+        assert not any(a.startswith("--watch-namespace") for a in manager["args"])  # all namespaces
+        sources = env_sources(manager)
+        assert sources["POD_NAME"] == {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}
+        assert sources["POD_NAMESPACE"] == {
+            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}
+        }
+        for var, key in (
+            ("GITHUB_TOKEN", "github_token"),
+            ("GITHUB_APP_PRIVATE_KEY", "github_app_private_key"),
+        ):
+            assert sources[var]["secretKeyRef"] == {
+                "name": "controller-manager",
+                "key": key,
+                "optional": True,
+            }
+        assert manager["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health", "scheme": "HTTP"}
+        assert manager["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert pod_spec["securityContext"]["runAsNonRoot"] is True
+        assert manager["securityContext"]["readOnlyRootFilesystem"] is True
+        assert manager["securityContext"]["allowPrivilegeEscalation"] is False
+
+        role = get(
+            cluster, "/apis/rbac.authorization.k8s.io/v1/clusterroles/actions-runner-controller-manager"
+        )
+        granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+        assert {(GROUP, "runners"), ("", "pods"), ("", "events")} <= granted
+        binding = get(
+            cluster,
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/actions-runner-controller-manager",
+        )
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]
+        lease_role = get(
+            cluster,
+            f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/actions-runner-controller-leader-election",
+        )
+        assert {r for rule in lease_role["rules"] for r in rule["resources"]} == {"leases"}
+        get(cluster, f"/api/v1/namespaces/{ns}/services/actions-runner-controller-metrics-service")
+
+        kinds = {d["kind"] for d in manifest(cluster, helm_bin, tmp_path, "actions-runner-controller", ns)}
+        assert kinds == {
+            "ServiceAccount",
+            "Secret",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "Deployment",
+        }  # fmt: skip  (no webhook server by default, no cert-manager objects, no admission webhooks)
+        for crd in (
+            "runners",
+            "runnerdeployments",
+            "runnerreplicasets",
+            "runnersets",
+            "horizontalrunnerautoscalers",
+        ):
+            obj = get(cluster, f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}.{GROUP}")
+            assert any(
+                c["type"] == "Established" and c["status"] == "True" for c in obj["status"]["conditions"]
+            )
+    finally:
+        uninstall(cluster, helm_bin, tmp_path, "actions-runner-controller", ns)
+        with contextlib.suppress(Exception):
+            cluster.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+# ------------------------------------------------------------------------ (b) a GitHub App
+async def test_github_app_variant_installs_and_its_credentials_work(
+    cluster: Cluster, helm_bin: Path, namespace: str, tmp_path: Path
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(pem)
+    key_file.chmod(0o600)
+    release = namespace
+    # ARC users pass the IDs with --set (numbers) and the key with --set-file.
+    proc = run_helm(
+        helm_bin, tmp_path / "helm", "upgrade", "--install", release, str(CHART), "--namespace", namespace,
+        "--set", "authSecret.create=true", "--set", "authSecret.github_app_id=123456",
+        "--set", "authSecret.github_app_installation_id=78901234",
+        "--set-file", f"authSecret.github_app_private_key={key_file}",
+        kubeconfig=cluster.kubeconfig,
+    )  # fmt: skip
+    try:
+        assert proc.returncode == 0, proc.stderr
+        secret = get(cluster, f"/api/v1/namespaces/{namespace}/secrets/controller-manager")
+        data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+        assert data == {
+            "github_app_id": "123456",
+            "github_app_installation_id": "78901234",
+            "github_app_private_key": pem,
+        }
+
+        # The controller's environment as the kubelet builds it from the chart's Deployment ...
+        deployment = get(
+            cluster, f"/apis/apps/v1/namespaces/{namespace}/deployments/{release}-actions-runner-controller"
+        )
+        async with await KubeClient.connect(str(cluster.kubeconfig)) as kube:
+            pod = {
+                "metadata": {"name": "manager-0", "namespace": namespace},
+                "spec": deployment["spec"]["template"]["spec"],
+            }
+            env = await resolve_env(kube, pod, container="manager")
+        assert env is not None
+        assert "GITHUB_TOKEN" not in env
+        credentials = load_credentials(credentials_from_env(env))
+        assert isinstance(credentials, GitHubAppCredentials)
+
+        # ... authenticates as the App's installation (ghsim checks the JWT against the public key).
+        async with Simulator(tick_interval=0.05) as sim:
+            sim.world.create_org("octo-org")
+            app = sim.world.create_app("runnerd-test", public, ident=123456)
+            sim.world.create_installation(app.id, "octo-org", ident=78901234)
+            async with GitHubClient(
+                credentials, config=GitHubConfig(api_url=sim.base_url), trust_env=False
+            ) as gh:
+                assert await gh.list_runners(Scope.organization("octo-org")) == []
+    finally:
+        uninstall(cluster, helm_bin, tmp_path, release, namespace)
+
+
+# ------------------------------------------------------------------ (c) lint and the schema
+def test_helm_lint_is_clean(helm_bin: Path, tmp_path: Path) -> None:
+    proc = run_helm(helm_bin, tmp_path, "lint", "--strict", str(CHART))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[WARNING]" not in proc.stdout
+    assert "[ERROR]" not in proc.stdout
+    # with the values the article and the GitHub App variant use
+    proc = run_helm(
+        helm_bin, tmp_path, "lint", "--strict", str(CHART), "--set", "authSecret.create=true",
+        "--set", "authSecret.github_app_id=1", "--set", "authSecret.github_app_installation_id=2",
+        "--set", "authSecret.github_app_private_key=pem",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("typo", "where", "key"),
+    [
+        ("authSecret.github_tokn=x", "/authSecret", "github_tokn"),
+        ("replicaCont=2", "", "replicaCont"),
+        (
+            "githubWebhookServer.secret.github_webhook_secret=x",
+            "/githubWebhookServer/secret",
+            "github_webhook_secret",
+        ),
+        ("scope.watchNamespaces=x", "/scope", "watchNamespaces"),
+    ],
+)
+def test_schema_names_a_mistyped_key(helm_bin: Path, tmp_path: Path, typo: str, where: str, key: str) -> None:
+    proc = run_helm(helm_bin, tmp_path, "lint", str(CHART), "--set", typo)
+    assert proc.returncode != 0
+    assert f"at '{where}': additional properties '{key}' not allowed" in proc.stdout + proc.stderr
+
+
+def test_values_arc_users_keep_pass_the_schema(cluster: Cluster, helm_bin: Path, tmp_path: Path) -> None:
+    """Keys from ARC legacy values files (several are accepted and ignored) lint cleanly."""
+    path = tmp_path / "arc-values.yaml"
+    path.write_text(ARC_USER_VALUES)
+    proc = run_helm(helm_bin, tmp_path, "lint", "--strict", str(CHART), "-f", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_helm(helm_bin, tmp_path, "template", "r", str(CHART), "-f", str(path))
+    assert proc.returncode == 0, proc.stderr
+    proc = run_helm(
+        helm_bin, tmp_path, "install", "r", str(CHART), "-f", str(path), "--dry-run=client",
+        "--set", "metrics.serviceMonitor.enable=false",  # no prometheus-operator CRDs here
+        kubeconfig=cluster.kubeconfig,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "certManagerEnabled is ignored" in notes
+    assert "admissionWebHooks is ignored" in notes
+    assert "GitHub webhooks: point a webhook" in notes
+
+
+# ---------------------------------------------------------- (d) the chart's RBAC, end to end
+HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
+
+
+@dataclass(frozen=True)
+class Access:
+    """One API request as RBAC sees it."""
+
+    verb: str
+    group: str
+    resource: str  # with its subresource: pods, runners/status
+    namespace: str | None
+    status: int
+
+
+def classify(method: str, url: URL, status: int) -> Access | None:
+    """The RBAC verb and resource of a request (None for discovery and other non-resource paths)."""
+    parts = [p for p in url.path.split("/") if p]
+    if parts[:1] == ["api"]:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"]:
+        group, rest = (parts[1], parts[3:]) if len(parts) > 2 else ("", [])
+    else:
+        return None
+    if not rest:
+        return None
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        namespace, rest = rest[1], rest[2:]
+    resource = f"{rest[0]}/{rest[2]}" if len(rest) >= 3 else rest[0]
+    named = len(rest) >= 2
+    if method == "GET":
+        verb = "watch" if url.query.get("watch") in ("true", "1") else "get" if named else "list"
+    elif method == "DELETE":
+        verb = "delete" if named else "deletecollection"
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}[method]
+    return Access(verb, group, resource, namespace, status)
+
+
+class RecordingProxy:
+    """Plain HTTP on 127.0.0.1 in front of the API server: each request goes on unchanged (the
+    caller's bearer token included), and what it asked for and the answer's status are noted."""
+
+    def __init__(self, upstream: str, cafile: str) -> None:
+        self.upstream = upstream
+        self.cafile = cafile
+        self.accesses: list[Access] = []
+        self.url = ""
+
+    def refused(self) -> list[Access]:
+        return sorted({a for a in self.accesses if a.status in (401, 403)}, key=str)
+
+    def fail_on_refusal(self) -> None:
+        if refused := self.refused():
+            pytest.fail(f"the API server refused the controller: {refused}")
+
+    async def __aenter__(self) -> RecordingProxy:
+        context = ssl.create_default_context(cafile=self.cafile)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=context),
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        )
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()
+        await self._session.close()
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        url = URL(self.upstream + str(request.rel_url), encoded=True)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        body = await request.read()
+        async with self._session.request(request.method, url, headers=headers, data=body or None) as answer:
+            access = classify(request.method, url, answer.status)
+            if access is not None:
+                self.accesses.append(access)
+            response = web.StreamResponse(status=answer.status, reason=answer.reason)
+            for k, v in answer.headers.items():
+                if k.lower() not in HOP_BY_HOP:
+                    response.headers.add(k, v)
+            with contextlib.suppress(ConnectionResetError):  # the controller closed a watch
+                await response.prepare(request)
+                async for chunk in answer.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+            return response
+
+
+def granted_to(objects: list[dict[str, Any]], sa: str, ns: str) -> set[tuple[str, str, str]]:
+    """(verb, group, resource) of every rule the chart binds to the ServiceAccount."""
+    roles = {(d["kind"], d["metadata"]["name"]): d for d in objects if d["kind"] in ("Role", "ClusterRole")}
+    found: set[tuple[str, str, str]] = set()
+    for binding in objects:
+        if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        subject = {"kind": "ServiceAccount", "name": sa, "namespace": ns}
+        if subject not in binding["subjects"]:
+            continue
+        role = roles[(binding["roleRef"]["kind"], binding["roleRef"]["name"])]
+        for rule in role["rules"]:
+            for verb in rule["verbs"]:
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        found.add((verb, group, resource))
+    return found
+
+
+# Permissions the chart grants that a RunnerDeployment + HRA run through one job does not use.
+NOT_REACHED = {
+    **{
+        (verb, "apps", "statefulsets"): "RunnerSet: one StatefulSet per runner"
+        for verb in ("create", "delete", "patch")
+    },
+    **{(verb, "", "secrets"): "RunnerSet: per-runner credentials" for verb in ("create", "delete", "patch")},
+    **{(verb, "", "persistentvolumeclaims"): "RunnerSet: volume reuse" for verb in ("delete", "patch")},
+    **{(verb, "", "persistentvolumes"): "RunnerSet: volume reuse" for verb in ("get", "patch")},
+    ("patch", GROUP, "runnersets"): "an HRA whose target is a RunnerSet",
+    ("patch", GROUP, "runnersets/status"): "RunnerSet status",
+    ("patch", GROUP, "runners/status"): "a Runner's status is written only in phases users act on",
+    ("delete", GROUP, "runnerreplicasets"): "a RunnerDeployment template change",
+    ("get", GROUP, "horizontalrunnerautoscalers"): "webhook sink, before its cache has the HRA",
+    ("patch", GROUP, "horizontalrunnerautoscalers"): "webhook sink: capacity reservations",
+    ("patch", "", "events"): "an Event that repeats",
+    **{
+        (
+            "update",
+            group,
+            f"{kind}/finalizers",
+        ): "blockOwnerDeletion, where OwnerReferencesPermissionEnforcement is on"
+        for group, kind in (
+            (GROUP, "runners"),
+            (GROUP, "runnerreplicasets"),
+            (GROUP, "runnerdeployments"),
+            (GROUP, "runnersets"),
+            ("apps", "statefulsets"),
+        )
+    },
+}
+
+
+async def start_like_the_deployment(
+    kube: KubeClient, deployment: dict[str, Any], kubeconfig: Path, log: Path
+) -> tuple[asyncio.subprocess.Process, int]:
+    """``runnerd controller`` with the args and env (as the kubelet resolves them) of the chart's
+    Deployment; only the listening addresses move to free loopback ports. Returns it and its health port."""
+    manager = container(deployment, "manager")
+    assert manager["command"] == ["runnerd"]
+    health = free_port()
+    args = []
+    for arg in manager["args"]:
+        if arg.startswith("--metrics-addr="):
+            arg = f"--metrics-addr=127.0.0.1:{free_port()}"
+        elif arg.startswith("--health-probe-bind-address="):
+            arg = f"--health-probe-bind-address=127.0.0.1:{health}"
+        args.append(arg)
+    meta = deployment["metadata"]
+    pod = {
+        "metadata": {"name": f"{meta['name']}-5d8c7b9f4-x2x7q", "namespace": meta["namespace"]},
+        "spec": deployment["spec"]["template"]["spec"],
+    }
+    env = await resolve_env(kube, pod, container="manager")
+    assert env is not None
+    inherited = {k: v for k, v in os.environ.items() if k != "KUBECONFIG" and not k.startswith("GITHUB_")}
+    with log.open("ab") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runnerd.cli",
+            *args,
+            f"--kubeconfig={kubeconfig}",
+            env={**inherited, **env, "PYTHONUNBUFFERED": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    return proc, health
+
+
+async def stop(proc: asyncio.subprocess.Process) -> int:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(30):
+                return await proc.wait()
+        except TimeoutError:
+            proc.kill()
+    return await proc.wait()
+
+
+@pytest.fixture
+def namespaces(cluster: Cluster, namespace: str) -> Iterator[tuple[str, str]]:
+    """Two more namespaces: the one the controller serves, and one it must not read."""
+    names = (f"{namespace}-runners", f"{namespace}-other")
+    for name in names:
+        cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    yield names
+    for name in names:
+        with contextlib.suppress(Exception):
+            cluster.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
+@pytest.mark.timeout(150)
+async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_secrets(
+    cluster: Cluster, helm_bin: Path, namespace: str, namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    runners_ns, other_ns = namespaces
+    cluster.request(
+        "POST",
+        f"/api/v1/namespaces/{other_ns}/secrets",
+        {"metadata": {"name": "not-yours"}, "stringData": {"k": "v"}},
+    )
+    release = namespace
+    sa = f"{release}-actions-runner-controller"
+    ca = ca_file(cluster)
+    log = tmp_path / "controller.log"
+    async with (
+        Simulator(tick_interval=0.05) as sim,
+        await KubeClient.connect(str(cluster.kubeconfig)) as kube,
+    ):
+        world = sim.world
+        world.create_org("octo-org")
+        world.create_repo("octo-org", "app")
+        pat = world.create_pat("admin").token
+        try:
+            install(
+                cluster, helm_bin, tmp_path, release, namespace,
+                {
+                    "authSecret": {"create": True, "github_token": pat},
+                    "githubURL": sim.base_url,
+                    "runnerGithubURL": sim.base_url + "/",
+                    "syncPeriod": "5s",
+                    "logLevel": "debug",
+                    "scope": {"singleNamespace": True, "watchNamespace": runners_ns},
+                    "extraArgs": ["--drain-grace=2s"],
+                },
+            )  # fmt: skip
+            objects = manifest(cluster, helm_bin, tmp_path, release, namespace)
+            token = service_account_token(cluster, namespace, sa)
+            sa_kubeconfig = write_kubeconfig(tmp_path / "sa.kubeconfig", cluster.server, token, ca)
+            deployment = await kube.get(DEPLOYMENTS, sa, namespace=namespace)
+
+            async with RecordingProxy(cluster.server, ca) as proxy, aiohttp.ClientSession() as http:
+                via_proxy = write_kubeconfig(tmp_path / "controller.kubeconfig", proxy.url, token, None)
+                proc, health = await start_like_the_deployment(kube, deployment, via_proxy, log)
+
+                def guard() -> None:
+                    proxy.fail_on_refusal()
+                    assert proc.returncode is None, log.read_text()[-3000:]
+
+                async def ready() -> bool:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.get(f"http://127.0.0.1:{health}/readyz") as answer:
+                            return answer.status == 200
+                    return False
+
+                try:
+                    await wait_until("the controller ready (every informer has listed)", ready, 30, guard)
+                    async with PodAgent(kube, sim.base_url, runners_ns, job_of=_job_of(sim)):
+                        rd = yaml.safe_load(ARTICLE_RD)
+                        rd["metadata"]["namespace"] = runners_ns
+                        await kube.create(RUNNER_DEPLOYMENTS, rd, namespace=runners_ns)
+                        await wait_until(
+                            "a runner online",
+                            lambda: any(world.runner_online(r) for r in world.runners.values()),
+                        )
+                        run = world.enqueue_run(
+                            world.repo_by_name(REPO), [JobSpec(("self-hosted", "arc-runner"), "build", 0.5)]
+                        )
+                        job = await wait_until(
+                            "the job done",
+                            lambda: (j := world.jobs[run.job_ids[0]]).status == "completed" and j,
+                            guard=guard,
+                        )
+                        assert job.conclusion == "success"
+
+                        hra = yaml.safe_load(ARTICLE_HRA)
+                        hra["metadata"]["namespace"] = runners_ns
+                        await kube.create(HORIZONTAL_RUNNER_AUTOSCALERS, hra, namespace=runners_ns)
+
+                        async def scaled_to_zero() -> bool:
+                            runners = await kube.list(RUNNERS, namespace=runners_ns)
+                            pods = await kube.list(PODS, namespace=runners_ns)
+                            return not runners.items and not pods.items and not world.runners
+
+                        await wait_until(
+                            "the HRA to scale to zero and every runner gone", scaled_to_zero, 40, guard
+                        )
+                finally:
+                    code = await stop(proc)
+            output = log.read_text(errors="replace")
+            assert code == 0, output[-3000:]
+
+            # Nothing the controller asked for was refused ...
+            assert proxy.accesses, "no request went through the proxy"
+            assert not proxy.refused(), proxy.refused()
+            assert "Forbidden" not in output
+            # ... it stayed in the namespace it serves (and its Lease's) ...
+            used = {(a.verb, a.group, a.resource) for a in proxy.accesses}
+            places = {(a.namespace, a.resource) for a in proxy.accesses}
+            assert {ns for ns, _ in places} <= {runners_ns, namespace, None}
+            assert {r for ns, r in places if ns is None} <= {"persistentvolumes"}
+            assert {r for ns, r in places if ns == namespace} == {"leases"}
+            assert {
+                ("update", "coordination.k8s.io", "leases"),
+                ("create", "", "pods"),
+                ("delete", "", "pods"),
+            } <= used
+            assert ("patch", GROUP, "runnerdeployments") in used  # the HRA scaled the article's RD
+            # ... and every permission the chart grants was used here or has a reason.
+            granted = granted_to(objects, sa, namespace)
+            assert granted, "no rule bound to the chart's ServiceAccount"
+            unaccounted = sorted(granted - used - NOT_REACHED.keys())
+            assert not unaccounted, f"granted, not used, no reason in NOT_REACHED: {unaccounted}"
+
+            # That identity cannot read Secrets where it does not serve.
+            def can_i(verb: str, ns: str) -> bool:
+                proc = cluster.kubectl(
+                    "auth", "can-i", verb, "secrets", "-n", ns, f"--kubeconfig={sa_kubeconfig}", check=False
+                )
+                return proc.stdout.strip() == "yes"
+
+            for verb in ("get", "list", "watch"):
+                assert not can_i(verb, other_ns)
+                assert not can_i(verb, namespace)  # not even its own Secret: the kubelet reads that
+            assert can_i("list", runners_ns)
+            async with await KubeClient.connect(str(sa_kubeconfig)) as as_controller:
+                with pytest.raises(Forbidden):
+                    await as_controller.get(SECRETS, "not-yours", namespace=other_ns)
+                with pytest.raises(Forbidden):
+                    await as_controller.list(SECRETS, namespace=other_ns)
+        finally:
+            uninstall(cluster, helm_bin, tmp_path, release, namespace)
