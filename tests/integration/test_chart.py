@@ -263,7 +263,9 @@ def get(cluster: Cluster, path: str) -> Any:
 
 
 def container(deployment: dict[str, Any], name: str) -> dict[str, Any]:
-    found = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == name]
+    found: list[dict[str, Any]] = [
+        c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == name
+    ]
     assert found, f"no container {name}"
     return found[0]
 
