@@ -265,3 +265,37 @@ async def test_runnerset_volume_goes_to_the_next_runner(env: Env) -> None:
         await wait_until("no StatefulSet left", lambda: _empty(env.statefulsets("cached")))
     finally:
         await env.kube.delete(PERSISTENT_VOLUMES, storage_class, missing_ok=True)
+
+
+async def test_runnerset_template_change_rolls_runners_without_killing_a_job(env: Env) -> None:
+    await env.kube.create(RUNNER_SETS, runnerset("roll", 1), namespace=env.namespace)
+    first = (await wait_until("a runner online", env.online))[0].name
+    old_hash = (await env.statefulsets("roll"))[0]["metadata"]["labels"]["runner-template-hash"]
+    job = env.job(4.0)
+    await wait_until("the job to start", lambda: env.sim.world.jobs[job].runner_name == first)
+
+    template = {"containers": [{"name": "runner", "env": [{"name": "ROLLED", "value": "1"}]}]}
+    await env.kube.patch(
+        RUNNER_SETS, "roll", {"spec": {"template": {"spec": template}}}, namespace=env.namespace
+    )
+    second = (
+        await wait_until(
+            "a runner of the new template online", lambda: [r for r in env.online() if r.name != first]
+        )
+    )[0].name
+    assert env.sim.world.jobs[job].status != "completed"  # the old runner keeps its job meanwhile
+    sets = {s["metadata"]["name"] + "-0": s for s in await env.statefulsets("roll")}
+    assert sets[second]["metadata"]["labels"]["runner-template-hash"] != old_hash
+    runner = next(c for c in sets[second]["spec"]["template"]["spec"]["containers"] if c["name"] == "runner")
+    assert {"name": "ROLLED", "value": "1"} in runner["env"]
+
+    await wait_until("the job done", lambda: env.sim.world.jobs[job].status == "completed", within=15)
+    assert env.sim.world.jobs[job].conclusion == "success"
+
+    async def only_new() -> bool:
+        names = [s["metadata"]["name"] + "-0" for s in await env.statefulsets("roll")]
+        return names == [second] and [r.name for r in env.sim.world.runners.values()] == [second]
+
+    await wait_until("only the new runner left", only_new)
+    status = (await env.kube.get(RUNNER_SETS, "roll", namespace=env.namespace)).get("status") or {}
+    assert status.get("updatedReplicas") == 1

@@ -587,12 +587,13 @@ def decide_runner(f: RunnerSetRunnerFacts) -> RunnerSetRunnerDecision:
 
 
 def _should_consume(f: RunnerSetRunnerFacts) -> bool:
-    """The runner registered (GitHub lists it), so its credential has been used by the running pod."""
+    """GitHub lists the runner online, so the running pod has used its credential. (Not merely
+    listed: a JIT runner is listed, offline, from the moment its config is generated.)"""
     return (
         f.secret.credentials is Credentials.FRESH
         and f.pod.status is PodStatus.RUNNING
         and f.pod.uid is not None
-        and f.github in (GitHubState.IDLE, GitHubState.BUSY, GitHubState.OFFLINE)
+        and f.github in (GitHubState.IDLE, GitHubState.BUSY)
     )
 
 

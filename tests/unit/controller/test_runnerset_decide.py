@@ -136,9 +136,16 @@ def test_registering_runner_waits() -> None:
     assert not d.finished
 
 
-@pytest.mark.parametrize("github", [GitHubState.IDLE, GitHubState.BUSY, GitHubState.OFFLINE])
-def test_credentials_are_consumed_once_github_lists_the_runner(github: GitHubState) -> None:
+@pytest.mark.parametrize("github", [GitHubState.IDLE, GitHubState.BUSY])
+def test_credentials_are_consumed_once_the_runner_is_online(github: GitHubState) -> None:
     assert decide_runner(facts(secret=FRESH, github=github)).actions == (C,)
+
+
+def test_credentials_are_kept_while_the_runner_is_only_registered() -> None:
+    """A JIT runner is listed (offline) as soon as its config exists, before any pod used it."""
+    assert decide_runner(facts(secret=FRESH, github=GitHubState.OFFLINE)).actions == ()
+    pending = PodObservation(PodStatus.PENDING, uid="pod-1")
+    assert decide_runner(facts(secret=FRESH, github=GitHubState.IDLE, pod=pending)).actions == ()
 
 
 def test_idle_and_busy_runner() -> None:
