@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from runnerd.api import RunnerSet
+from runnerd.api import RunnerSet, validate
 from runnerd.api.types import RunnerSetSpec
 from runnerd.reconcile.pod import (
     ANNOTATION_RUNNER_ID,
@@ -469,3 +472,33 @@ def test_claim_ref_reserves_the_volume_for_one_claim() -> None:
         "namespace": "ns",
         "name": "cache-example-bcdfg-0",
     }
+
+
+# --- the documented example ------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "runner-pods.md"
+
+
+def test_documented_runnerset_builds_the_documented_statefulset() -> None:
+    block = re.search(r"<!-- runnerset: manifest -->\n```yaml\n(.*?)```", DOCS.read_text(), re.S)
+    assert block is not None
+    manifest = yaml.safe_load(block.group(1))
+    assert validate(manifest) == []
+    rs = RunnerSet.from_dict({**manifest, "metadata": {**manifest["metadata"], "namespace": "ns"}})
+    obj = build_runner_statefulset(
+        runnerset=rs.name,
+        namespace="ns",
+        spec=rs.spec,
+        name=statefulset_name(rs.name, "bcdfg"),
+        template_hash_=runnerset_template_hash(rs.spec),
+        credentials="jit",
+        runner_id=42,
+        options=OPTIONS,
+    )
+    runner = env(containers(obj)["runner"])
+    assert runner["RUNNER_NAME"] == {"name": "RUNNER_NAME", "value": "example-bcdfg-0"}
+    assert runner[ENV_JIT_CONFIG]["valueFrom"] == {
+        "secretKeyRef": {"name": "example-bcdfg", "key": ENV_JIT_CONFIG}
+    }
+    assert obj["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "cache"
+    assert claim_template_name("cache-example-bcdfg-0", obj["metadata"]["name"]) == "cache"
