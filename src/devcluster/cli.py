@@ -5,6 +5,7 @@ runnerd-dev cluster down [--name N]
 runnerd-dev cluster status [--name N]
 runnerd-dev binaries                 # build (if missing) and print the control-plane binaries
 runnerd-dev github-sim [...]         # the GitHub simulator (see docs/ghsim.md)
+runnerd-dev demo [--workload smoke] [--trace FILE]   # the whole system on one machine (docs/demo.md)
 """
 
 from __future__ import annotations
@@ -219,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--name", default="default")
 
     sub.add_parser("binaries", help="build (if missing) and list the control-plane binaries")
+    from devcluster import demo
+
+    demo.add_parser(sub)
     sim = sub.add_parser("github-sim", help="the GitHub simulator (docs/ghsim.md)", add_help=False)
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -233,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(raw)
     if args.command == "binaries":
         return _binaries(args)
+    if args.command == "demo":
+        from devcluster import demo
+
+        return demo.main(args)
     if args.action == "up":
         args.argv = raw
         return _up_foreground(args) if args.foreground else _up_background(args)
