@@ -1,5 +1,5 @@
 # runnerd — the two commands a newcomer needs:
-#   make demo   (the local demo; arrives with issue #7)
+#   make demo   (the whole system on one machine: control plane, GitHub simulator, controller, workload)
 #   make test   (sets up everything that is missing, then lint, types, layer contracts and all tests)
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -46,9 +46,10 @@ pytest: venv
 lock:
 	$(PY) -m pip freeze --exclude-editable | { echo "# Exact versions of every Python package (direct and transitive) the project installs."; echo "# Regenerate with: make lock"; cat; } > constraints.txt
 
-demo:
-	@echo "make demo: the local demo arrives with issue #7. Until then: make test, or"
-	@echo "  .venv/bin/runnerd-dev cluster up   # a real local control plane with GPU nodes"
+# The whole system on one machine (docs/demo.md); Ctrl-C stops it. TRACE=path.jsonl replays a trace file,
+# DEMO_ARGS passes more flags (e.g. DEMO_ARGS="--workload smoke").
+demo: venv binaries
+	@$(VENV)/bin/runnerd-dev demo $(if $(TRACE),--trace "$(TRACE)") $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
