@@ -35,6 +35,7 @@ from runnerd.github.errors import CredentialsError, GitHubConfigError
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.pod import PodOptions
 from runnerd.runtime import LeaderElector
+from runnerd.web import dashboard
 from runnerd.web.server import Address, Servers, health_app, parse_address
 from runnerd.web.webhook import DEFAULT_MAX_BODY
 
@@ -255,7 +256,8 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         manager = controllers.manager
         secret = args.github_webhook_secret_token or ""
         apps: dict[str, Callable[[], web.Application]] = {
-            "metrics": lambda: health_app(ready=lambda: manager.ready, metrics=autoscaling.metrics),
+            # /metrics, /healthz, /readyz and the dashboard (/ and /dashboard)
+            "metrics": lambda: dashboard.app(controllers),
             "health": lambda: health_app(ready=lambda: manager.ready),
             "webhook": lambda: autoscaling.webhook_server(secret, max_body=args.webhook_max_body).app(),
         }
