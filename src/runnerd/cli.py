@@ -2,6 +2,7 @@
 
   runnerd controller [flags]      the controller (ARC's flag names; credentials from the environment)
   runnerd webhook-server [flags]  only the GitHub webhook endpoint (ARC's github-webhook-server)
+  runnerd status [flags]          the runner fleet as tables (also: kubectl runnerd status)
   runnerd --version
 
 The webhook secret comes from ``--github-webhook-secret-token`` or ``GITHUB_WEBHOOK_SECRET_TOKEN``.
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from runnerd import __version__
+from runnerd import __version__, status
 from runnerd.api import parse_go_duration
 from runnerd.controller.app import build
 from runnerd.controller.autoscaler import build_webhook_process
@@ -364,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     add_controller_parser(sub)
     add_webhook_server_parser(sub)
+    status.add_status_parser(sub)
     return parser
 
 
@@ -376,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "webhook-server":
         setup_logging(args.log_level, args.log_format)
         return asyncio.run(run_webhook_server(args, os.environ))
+    if args.command == "status":
+        return asyncio.run(status.run_status(args, os.environ, sys.stdout))
     parser.print_help()
     return 0
 
