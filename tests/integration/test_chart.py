@@ -17,11 +17,13 @@ import base64
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import ssl
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,17 +41,28 @@ from yarl import URL
 from devcluster import binaries
 from devcluster.cluster import Cluster, free_port
 from ghsim import JobSpec, Simulator
+from ghsim.entities import Scope as SimScope
 from runnerd.cli import credentials_from_env
-from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS, RUNNERS
-from runnerd.github import GitHubClient, GitHubConfig, Scope, load_credentials
+from runnerd.controller.app import build
+from runnerd.controller.common import (
+    HORIZONTAL_RUNNER_AUTOSCALERS,
+    RUNNER_DEPLOYMENTS,
+    RUNNER_REPLICA_SETS,
+    RUNNERS,
+    ControllerOptions,
+    controller_ref,
+)
+from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken, Scope, load_credentials
 from runnerd.github.credentials import GitHubAppCredentials
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import DEPLOYMENTS, PODS, SECRETS
+from runnerd.reconcile.pod import PodOptions
 from runnerd.runtime import Forbidden
 from tests.integration.podagent import PodAgent, resolve_env
-from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, _job_of
+from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, _job_of, crds
 
 pytestmark = [pytest.mark.timeout(120)]
+__all__ = ["crds"]  # the CRDs fixture (kubectl apply of crds/), for the test that does not install the chart
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "actions-runner-controller"
 GROUP = "actions.summerwind.dev"
@@ -866,3 +879,182 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
                     await as_controller.list(SECRETS, namespace=other_ns)
         finally:
             uninstall(cluster, helm_bin, tmp_path, release, namespace)
+
+
+# ------------------------------------------------------------ moving from ARC (docs/install.md)
+INSTALL_DOC = Path(__file__).resolve().parents[2] / "docs" / "install.md"
+ARC_TEMPLATE_HASH = "6b9d7c5f4"  # ARC's FNV-32a hash format (runnerd's are 10 hex digits)
+
+
+def doc_block(marker: str) -> str:
+    """The first fenced block after ``marker`` in docs/install.md (the commands users copy)."""
+    text = INSTALL_DOC.read_text()
+    after = text[text.index(marker) :]
+    match = re.search(r"```bash\n(.*?)```", after, re.S)
+    assert match, f"no bash block after {marker!r}"
+    return textwrap.dedent(match.group(1))
+
+
+def arc_objects(
+    rd: dict[str, Any], namespace: str, sim_url: str, registration_token: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A RunnerReplicaSet, Runner and pod as ARC 0.27's controller makes them for the article's
+    RunnerDeployment (ARC's names, labels, finalizers and runner env)."""
+    spec = rd["spec"]["template"]["spec"]
+    labels = {"runner-deployment-name": rd["metadata"]["name"], "runner-template-hash": ARC_TEMPLATE_HASH}
+    rrs_name = f"{rd['metadata']['name']}-hw8xl"
+    runner_name = f"{rrs_name}-zq5tv"
+    rrs = {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "RunnerReplicaSet",
+        "metadata": {"name": rrs_name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": spec},
+        },
+    }
+    runner = {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "Runner",
+        "metadata": {
+            "name": runner_name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {"sync-time": "2024-05-01T10:00:00Z"},
+            "finalizers": ["runner.actions.summerwind.dev"],
+        },
+        "spec": spec,
+    }
+    env = {
+        "RUNNER_ORG": "",
+        "RUNNER_REPO": spec["repository"],
+        "RUNNER_ENTERPRISE": "",
+        "RUNNER_LABELS": ",".join(spec["labels"]),
+        "RUNNER_GROUP": "",
+        "DOCKER_ENABLED": "true",
+        "DOCKERD_IN_RUNNER": "false",
+        "GITHUB_URL": sim_url + "/",
+        "RUNNER_WORKDIR": "/runner/_work",
+        "RUNNER_EPHEMERAL": "true",
+        "RUNNER_NAME": runner_name,
+        "RUNNER_TOKEN": registration_token,
+        "DOCKER_HOST": "unix:///run/docker.sock",
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": runner_name,
+            "namespace": namespace,
+            "labels": {**labels, "actions-runner": "", "pod-template-hash": "7f8c9d6b5"},
+            "finalizers": ["actions.summerwind.dev/runner-pod"],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "runner",
+                    "image": "summerwind/actions-runner:latest",
+                    "env": [{"name": k, "value": v} for k, v in env.items()],
+                },
+                {"name": "docker", "image": "docker:dind", "securityContext": {"privileged": True}},
+            ],
+        },
+    }
+    return rrs, runner, pod
+
+
+@pytest.mark.timeout(120)
+async def test_takes_over_what_arc_left_without_killing_its_busy_runner(
+    cluster: Cluster, crds: None, namespace: str
+) -> None:
+    async with (
+        Simulator(tick_interval=0.05) as sim,
+        await KubeClient.connect(str(cluster.kubeconfig)) as kube,
+    ):
+        world = sim.world
+        world.create_org("octo-org")
+        world.create_repo("octo-org", "app")
+        pat = world.create_pat("admin").token
+        # ARC's world: the article's RunnerDeployment, and what ARC's controller made for it.
+        rd = yaml.safe_load(ARTICLE_RD)
+        rd["metadata"]["namespace"] = namespace
+        rd = await kube.create(RUNNER_DEPLOYMENTS, rd, namespace=namespace)
+        token = world.issue_token(SimScope("repo", REPO), "registration").token
+        rrs, runner, pod = arc_objects(rd, namespace, sim.base_url, token)
+        rrs["metadata"]["ownerReferences"] = [controller_ref(rd)]
+        rrs = await kube.create(RUNNER_REPLICA_SETS, rrs, namespace=namespace)
+        runner["metadata"]["ownerReferences"] = [controller_ref(rrs)]
+        runner = await kube.create(RUNNERS, runner, namespace=namespace)
+        pod["metadata"]["ownerReferences"] = [controller_ref(runner)]
+        await kube.create(PODS, pod, namespace=namespace)
+        arc_runner = runner["metadata"]["name"]
+
+        async with PodAgent(kube, sim.base_url, namespace, job_of=_job_of(sim)):
+            # ARC's runner registered (with its registration token) and is running a job.
+            run = world.enqueue_run(
+                world.repo_by_name(REPO), [JobSpec(("self-hosted", "arc-runner"), "build", 4.0)]
+            )
+            job = await wait_until(
+                "ARC's runner busy", lambda: (j := world.jobs[run.job_ids[0]]).status == "in_progress" and j
+            )
+            assert job.runner_name == arc_runner
+
+            # Step 2 of the move, as docs/install.md prints it (ARC's controller is gone).
+            env = {
+                **cluster.env,
+                "PATH": f"{cluster.binaries.kubectl.parent}{os.pathsep}{os.environ['PATH']}",
+            }
+            script = doc_block("<!-- tested: test_chart.py runs this block as written -->")
+            shell = await asyncio.create_subprocess_exec(
+                "bash", "-euo", "pipefail", "-c", script, env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            _, stderr = await asyncio.wait_for(shell.communicate(), 60)
+            assert shell.returncode == 0, stderr.decode()
+            released = await kube.get(PODS, arc_runner, namespace=namespace)
+            assert not released["metadata"].get("finalizers")
+
+            # runnerd starts.
+            github = GitHubClient(
+                PersonalAccessToken(pat), config=GitHubConfig(api_url=sim.base_url), trust_env=False
+            )
+            options = ControllerOptions(
+                namespace=namespace,
+                sync_period=2.0,
+                registering_max_age=0.5,
+                drain_grace=1.0,
+                pod=PodOptions(runner_image="ghcr.io/runnerd/runner:test", github_url=sim.base_url + "/"),
+            )
+            controllers = build(kube=kube, github=github, options=options)
+            task = asyncio.create_task(controllers.manager.run(), name="manager")
+            try:
+                done = await wait_until(
+                    "ARC's runner to finish its job",
+                    lambda: (j := world.jobs[run.job_ids[0]]).status == "completed" and j,
+                    30,
+                )
+                assert done.conclusion == "success"  # not interrupted by the move
+                assert done.runner_name == arc_runner
+
+                async def moved() -> bool:
+                    sets = (await kube.list(RUNNER_REPLICA_SETS, namespace=namespace)).items
+                    runners = (await kube.list(RUNNERS, namespace=namespace)).items
+                    pods = (await kube.list(PODS, namespace=namespace)).items
+                    online = [r for r in world.runners.values() if world.runner_online(r)]
+                    return (
+                        len(sets) == 1
+                        and sets[0]["metadata"]["labels"]["runner-template-hash"] != ARC_TEMPLATE_HASH
+                        and len(runners) == 1
+                        and [p["metadata"]["name"] for p in pods] == [runners[0]["metadata"]["name"]]
+                        and [r.name for r in online] == [runners[0]["metadata"]["name"]]
+                    )
+
+                await wait_until("ARC's replica set, runner and pod replaced by runnerd's", moved, 45)
+                assert arc_runner not in {r.name for r in world.runners.values()}  # deregistered
+            finally:
+                controllers.manager.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, 30)
+                await github.close()
