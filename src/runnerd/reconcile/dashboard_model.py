@@ -31,6 +31,7 @@ GPU_BUSY_SECONDS = "runnerd_gpu_busy_seconds"
 TARGET_AUTOSCALER = "runnerd_scale_target_autoscaler"
 QUEUE_WAIT_RECENT = "runnerd_job_queue_wait_recent_seconds"
 QUEUE_WAIT_RECENT_JOBS = "runnerd_job_queue_wait_recent_jobs"
+QUEUE_WAIT_WINDOW = "runnerd_job_queue_wait_window_seconds"
 # Metrics defined elsewhere (runnerd.web.metrics; ARC's names).
 QUEUE_DURATION = "github_workflow_job_queue_duration_seconds"
 JOBS_COMPLETED = "github_workflow_jobs_completed_total"
@@ -202,8 +203,12 @@ def build(
     interval: float | None = None,
     window: float | None = None,
 ) -> dict[str, Any]:
-    """The dashboard's model (JSON-ready) from metric samples and the queue-wait series."""
+    """The dashboard's model (JSON-ready) from metric samples and the queue-wait series.
+
+    ``window``: the recent queue-wait window (default: as the metrics say)."""
     s = Samples(samples)
+    if window is None:
+        window = s.sum(QUEUE_WAIT_WINDOW)
     targets = _targets(s)
     recent_labels = {name: {"quantile": str(q)} for name, q in QUANTILES.items()}
     return {

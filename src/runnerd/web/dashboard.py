@@ -276,7 +276,9 @@ class _FleetCollector(Collector):
         recent_jobs = GaugeMetricFamily(
             dm.QUEUE_WAIT_RECENT_JOBS, "Jobs that started within the recent queue-wait window"
         )
+        window = GaugeMetricFamily(dm.QUEUE_WAIT_WINDOW, "The recent queue-wait window's length")
         families: list[Metric] = [
+            window,
             runners,
             queued,
             running,
@@ -290,6 +292,7 @@ class _FleetCollector(Collector):
         ]
         if fleet is None:
             return families
+        window.add_metric([], fleet.window)
         snap = fleet.snapshot()
         for t in snap.targets:
             labels = [t.namespace, t.kind, t.name]

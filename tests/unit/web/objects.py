@@ -34,7 +34,9 @@ def rd(
     }
 
 
-def runnerset(name: str, replicas: int = 1, *, namespace: str = NS, organization: str = "octo-org") -> dict[str, Any]:
+def runnerset(
+    name: str, replicas: int = 1, *, namespace: str = NS, organization: str = "octo-org"
+) -> dict[str, Any]:
     return {
         "apiVersion": "actions.summerwind.dev/v1alpha1",
         "kind": "RunnerSet",
@@ -89,14 +91,18 @@ def pod(
     if node is not None:
         spec["nodeName"] = node
     if exit_code is not None:
-        state: dict[str, Any] = {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error"}}
+        state: dict[str, Any] = {
+            "terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error"}
+        }
     elif phase == "Running":
         state = {"running": {"startedAt": T0}}
     else:
         state = {"waiting": {"reason": "ContainerCreating"}}
     conditions = [{"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": T0}]
     if not scheduled:
-        conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/4 nodes"}]
+        conditions = [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/4 nodes"}
+        ]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -115,7 +121,9 @@ def runnerset_pod(sts: str, runnerset_name: str, **kw: Any) -> dict[str, Any]:
     return pod(f"{sts}-0", labels=labels, **kw)
 
 
-def statefulset(name: str, runnerset_name: str, *, namespace: str = NS, deleting: bool = False) -> dict[str, Any]:
+def statefulset(
+    name: str, runnerset_name: str, *, namespace: str = NS, deleting: bool = False
+) -> dict[str, Any]:
     m = meta(name, namespace, labels={"runnerset-name": runnerset_name, "runner-statefulset-name": name})
     if deleting:
         m["deletionTimestamp"] = T0
@@ -162,7 +170,15 @@ def reservation(job: int, *, replicas: int = 1, expires: str = "2026-01-01T12:30
 
 
 def warning(
-    name: str, kind: str, obj: str, reason: str, message: str, *, namespace: str = NS, last: str = T0, count: int = 1
+    name: str,
+    kind: str,
+    obj: str,
+    reason: str,
+    message: str,
+    *,
+    namespace: str = NS,
+    last: str = T0,
+    count: int = 1,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -187,11 +203,24 @@ def fleet_objects() -> dict[str, list[dict[str, Any]]]:
         "deployments": [rd("cpu", 2), rd("gpu", 2, labels=("self-hosted", "gpu"))],
         "runner_sets": [runnerset("big", 2)],
         "hras": [
-            hra("cpu-hra", "cpu", min_replicas=1, max_replicas=4, desired=2,
-                reservations=[reservation(1), reservation(2), reservation(3), reservation(4, replicas=0)]),
-            hra("gpu-hra", "gpu", min_replicas=0, max_replicas=2, desired=2, reservations=[reservation(5)],
-                schedule="min 1 9:00-17:00"),
-        ],  # fmt: skip
+            hra(
+                "cpu-hra",
+                "cpu",
+                min_replicas=1,
+                max_replicas=4,
+                desired=2,
+                reservations=[reservation(1), reservation(2), reservation(3), reservation(4, replicas=0)],
+            ),
+            hra(
+                "gpu-hra",
+                "gpu",
+                min_replicas=0,
+                max_replicas=2,
+                desired=2,
+                reservations=[reservation(5)],
+                schedule="min 1 9:00-17:00",
+            ),
+        ],
         "runners": [
             runner("cpu-a", "cpu", "Idle"),
             runner("cpu-b", "cpu", "Running"),

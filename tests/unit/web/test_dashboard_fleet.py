@@ -82,14 +82,19 @@ def test_snapshot_of_a_small_fleet() -> None:
     assert (cpu.reserved, cpu.running_jobs, cpu.queued_jobs) == (3, 1, 2)
     assert cpu.hra == "cpu-hra"
     assert (cpu.scope, cpu.labels) == ("octo-org/app", ("self-hosted", "linux"))
-    assert gpu.runners[BUSY] == 1 and gpu.runners[STARTING] == 1
+    assert gpu.runners[BUSY] == 1
+    assert gpu.runners[STARTING] == 1
     assert (gpu.gpu_runners, gpu.gpus, gpu.queued_jobs) == (2, 2, 0)
     assert big.runners == {STARTING: 0, IDLE: 1, BUSY: 1, DRAINING: 0, FAILED: 0}
     assert (big.gpu_runners, big.gpus, big.hra, big.scope) == (1, 2, None, "octo-org")
     hras = {h.name: h for h in snap.hras}
     assert hras["gpu-hra"].schedule == "min 1 9:00-17:00"
     assert hras["cpu-hra"].triggers == ("webhook",)
-    assert (hras["cpu-hra"].min_replicas, hras["cpu-hra"].max_replicas, hras["cpu-hra"].desired_replicas) == (1, 4, 2)
+    assert (hras["cpu-hra"].min_replicas, hras["cpu-hra"].max_replicas, hras["cpu-hra"].desired_replicas) == (
+        1,
+        4,
+        2,
+    )
 
 
 def test_expired_and_future_reservations_do_not_count() -> None:
@@ -98,8 +103,8 @@ def test_expired_and_future_reservations_do_not_count() -> None:
         "cpu",
         reservations=[
             o.reservation(1, expires="2026-01-01T12:04:59Z"),
-            {"name": "job-2", "effectiveTime": "2026-01-01T12:10:00Z", "expirationTime": "2026-01-01T13:00:00Z",
-             "replicas": 1},
+            {"name": "job-2", "effectiveTime": "2026-01-01T12:10:00Z", "replicas": 1,
+             "expirationTime": "2026-01-01T13:00:00Z"},
             {"expirationTime": "2026-01-01T12:30:00Z", "replicas": 2},  # ARC's unnamed reservation
             {"name": "bad", "expirationTime": "soon", "replicas": 1},
         ],
@@ -122,13 +127,14 @@ def test_runners_without_a_deployment_and_statefulsets_without_pods() -> None:
     assert keys[("ci", "Runner", "solo")].runners[IDLE] == 1
     assert keys[("ci", "Runner", "solo")].desired is None
     big = keys[("ci", "RunnerSet", "big")]
-    assert big.runners[STARTING] == 1 and big.runners[DRAINING] == 1
+    assert big.runners[STARTING] == 1
+    assert big.runners[DRAINING] == 1
     assert {r.name for r in snap.runners} == {"solo", "big-x-0", "big-y-0"}
 
 
 def test_snapshot_needs_an_aware_time() -> None:
     with pytest.raises(ValueError, match="timezone"):
-        fleet.snapshot(now=dt.datetime(2026, 1, 1))  # noqa: DTZ001
+        fleet.snapshot(now=dt.datetime(2026, 1, 1))
 
 
 def _info(name: str, state: str, gpus: int = 1, holds: bool = True, target: str = "gpu") -> RunnerInfo:
@@ -185,7 +191,9 @@ INF = math.inf
         (1.0, {1.0: 3, 2.0: 4, INF: 4}, 2.0),
     ],
 )
-def test_histogram_quantile_as_prometheus(q: float, buckets: dict[float, float], expected: float | None) -> None:
+def test_histogram_quantile_as_prometheus(
+    q: float, buckets: dict[float, float], expected: float | None
+) -> None:
     assert histogram_quantile(q, buckets) == expected
 
 
@@ -199,12 +207,14 @@ def test_queue_wait_series_uses_the_window() -> None:
     first = series.add(1000.0, {1.0: 0, 10.0: 0, INF: 0})
     assert (first.p50, first.p95, first.jobs) == (None, None, 0)
     p = series.add(1010.0, {1.0: 2, 10.0: 2, INF: 2})
-    assert p.jobs == 2 and p.p50 == 0.5
+    assert p.jobs == 2
+    assert p.p50 == 0.5
     p = series.add(1050.0, {1.0: 2, 10.0: 4, INF: 4})
     assert p.jobs == 4
     # at 1070 the window (1010, 1070] starts after the 1010 reading: only the two slow jobs count
     p = series.add(1070.0, {1.0: 2, 10.0: 4, INF: 4})
-    assert p.jobs == 2 and p.p50 == 5.5
+    assert p.jobs == 2
+    assert p.p50 == 5.5
     p = series.add(1200.0, {1.0: 2, 10.0: 4, INF: 4})
     assert (p.jobs, p.p50) == (0, None)
     assert series.last == p
@@ -219,5 +229,10 @@ def test_queue_wait_series_survives_a_counter_reset() -> None:
 
 
 def test_sum_buckets_adds_series_and_skips_non_buckets() -> None:
-    series = [({"le": "1.0", "repo": "a"}, 1.0), ({"le": "1.0", "repo": "b"}, 2.0), ({"le": "+Inf"}, 4.0), ({}, 9.0)]
+    series = [
+        ({"le": "1.0", "repo": "a"}, 1.0),
+        ({"le": "1.0", "repo": "b"}, 2.0),
+        ({"le": "+Inf"}, 4.0),
+        ({}, 9.0),
+    ]
     assert fleet.sum_buckets(series) == {1.0: 3.0, INF: 4.0}

@@ -1,0 +1,290 @@
+"""The dashboard's HTTP side and the fleet metrics: data.json and /metrics agree, GPU time, the page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from runnerd.reconcile import dashboard_model as dm
+from runnerd.runtime import Informer
+from runnerd.status import samples_from_text
+from runnerd.web import dashboard
+from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
+from runnerd.web.server import Servers, health_app
+from tests.unit.runtime.fakes import FakeListWatcher
+from tests.unit.web import checks
+from tests.unit.web import objects as o
+
+pytestmark = pytest.mark.timeout(20)
+
+NOW = dt.datetime(2026, 1, 1, 12, 5, tzinfo=dt.UTC).timestamp()
+SOURCES = {
+    "deployments": dashboard.DEPLOYMENTS_INFORMER,
+    "runner_sets": dashboard.RUNNERSETS_INFORMER,
+    "hras": dashboard.HRAS_INFORMER,
+    "runners": dashboard.RUNNERS_INFORMER,
+    "pods": dashboard.PODS_INFORMER,
+    "stateful_sets": dashboard.STATEFULSETS_INFORMER,
+}
+JOB = {"runs_on": "self-hosted", "repository": "app", "repository_full_name": "octo-org/app"}
+
+
+class Clock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class World:
+    watchers: dict[str, FakeListWatcher]
+    informers: dict[str, Informer]
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def put(self, source: str, obj: dict[str, Any]) -> None:
+        self.watchers[SOURCES[source]].put(obj)
+
+    def controllers(self) -> Any:
+        @dataclass
+        class Manager:
+            ready: bool = True
+
+        @dataclass
+        class Autoscaling:
+            metrics: Metrics
+
+        @dataclass
+        class Controllers:
+            manager: Manager
+            informers: dict[str, Informer]
+            autoscaling: Autoscaling | None
+
+        return Controllers(Manager(), self.informers, Autoscaling(self.metrics))
+
+
+async def settle(world: World) -> None:
+    """Until every informer's store holds what its fake server holds."""
+    await checks.wait_for(
+        lambda: all(
+            {str(o["metadata"]["resourceVersion"]) for o in w.objects.values()}
+            == {str(o["metadata"].get("resourceVersion")) for o in world.informers[n].store.objects()}
+            for n, w in world.watchers.items()
+        )
+    )
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    watchers = {name: FakeListWatcher() for name in SOURCES.values()}
+    informers = {name: Informer(name, w) for name, w in watchers.items()}
+    w = World(watchers, informers)
+    tasks = [asyncio.create_task(i.run(), name=f"informer-{n}") for n, i in informers.items()]
+    try:
+        for informer in informers.values():
+            await informer.wait_synced()
+        yield w
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+
+def load_fleet(world: World) -> None:
+    for source, objs in o.fleet_objects().items():
+        for obj in objs:
+            world.put(source, obj)
+
+
+def budget() -> BudgetSnapshot:
+    return BudgetSnapshot(
+        rate_limits=[RateLimitReading("core", 5000, 4875, NOW + 1800)],
+        calls={("GET /repos/{owner}/{repo}/actions/runners", "200"): 7, ("POST /x", "201"): 2},
+        retries={"POST /x": 1},
+    )
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def fleet_app(world: World, **kw: Any) -> tuple[web.Application, dashboard.Fleet]:
+    fleet = dashboard.Fleet(world.metrics, world.informers, clock=Clock(NOW), **kw)
+    app = health_app(ready=lambda: True, metrics=world.metrics)
+    dashboard.add_routes(app, fleet)
+    return app, fleet
+
+
+async def test_every_number_of_data_json_is_what_metrics_says(world: World) -> None:
+    load_fleet(world)
+    await settle(world)
+    world.metrics.watch_github(budget)
+    world.metrics.watch_objects(
+        hras=world.informers[dashboard.HRAS_INFORMER].store.objects,
+        deployments=world.informers[dashboard.DEPLOYMENTS_INFORMER].store.objects,
+        runner_sets=world.informers[dashboard.RUNNERSETS_INFORMER].store.objects,
+    )
+    for wait in (0.4, 3.0, 12.0):
+        world.metrics.observe_job_event(
+            action="in_progress",
+            labels=JOB,
+            conclusion=None,
+            created_at=100.0,
+            started_at=100.0 + wait,
+            completed_at=None,
+        )
+    app, fleet = fleet_app(world, interval=60.0)
+    async with serving(app) as client:
+        await checks.wait_for(lambda: fleet.samples_taken >= 1)  # the sampler starts with the app
+        scrape = checks.parse(await (await client.get("/metrics")).text())
+        resp = await client.get("/dashboard/data.json")
+        assert resp.headers["Cache-Control"] == "no-store"
+        model = await resp.json()
+    numbers = list(checks.cells(model))
+    assert len(numbers) > 50
+    for c in numbers:
+        want = checks.expected(scrape, c["m"], c["l"], c.get("q"))
+        if want is None:  # absent series: counts read as 0, quantiles and gauges as null
+            assert c["v"] in (None, 0.0), c
+        else:
+            assert checks.close(c["v"], want), (c, want)
+    cpu = next(t for t in model["targets"] if t["name"] == "cpu")
+    assert cpu["queued"]["v"] == 2.0
+    assert cpu["running"]["v"] == 1.0
+    assert {s: cpu["runners"][s]["v"] for s in ("idle", "busy", "draining", "failed")} == dict.fromkeys(
+        ("idle", "busy", "draining", "failed"), 1.0
+    )
+    assert cpu["hras"][0]["name"] == "cpu-hra"
+    assert cpu["hras"][0]["max"]["v"] == 4.0
+    assert model["queue_wait"]["all"]["count"]["v"] == 3.0
+    assert model["queue_wait"]["recent"]["jobs"]["v"] == 3.0
+    assert model["queue_wait"]["recent"]["p50"]["v"] is not None
+    assert model["github"]["rate_limits"][0]["remaining"]["v"] == 4875.0
+    assert model["github"]["endpoints"][0]["calls"]["v"] == 7.0
+    assert model["window"] == dashboard.DEFAULT_WINDOW
+
+
+async def test_the_registry_and_its_text_give_the_same_model(world: World) -> None:
+    """runnerd status builds the model from scraped text; the dashboard from the registry."""
+    load_fleet(world)
+    await settle(world)
+    world.metrics.watch_github(budget)
+    world.metrics.observe_job_event(
+        action="in_progress", labels=JOB, conclusion=None, created_at=1.0, started_at=8.5, completed_at=None
+    )
+    fleet = dashboard.Fleet(world.metrics, world.informers, clock=Clock(NOW))
+    fleet.sample()
+    from_registry = fleet.model()
+    from_text = dm.build(
+        samples_from_text(world.metrics.render().decode()), generated_at=NOW, interval=fleet.interval
+    )
+    assert from_text == {**from_registry, "queue_wait": {**from_registry["queue_wait"], "series": []}}
+    fleet.close()
+
+
+async def test_gpu_seconds_follow_the_runners_and_advance_at_each_sample(world: World) -> None:
+    tick = Clock(1000.0)
+    fleet = dashboard.Fleet(world.metrics, world.informers, clock=Clock(NOW), monotonic=tick)
+    labels = {"runner-deployment-name": "gpu"}
+    world.put("deployments", o.rd("gpu", 1))
+    world.put("runners", o.runner("gpu-a", "gpu", "Idle"))
+    world.put("pods", o.pod("gpu-a", gpus=2, node="kwok-gpu-0", labels=labels))
+    await settle(world)
+    assert fleet.ledger.holding == 1
+    tick.now = 1010.0
+    world.put("runners", o.runner("gpu-a", "gpu", "Running"))  # took a job
+    await settle(world)
+    tick.now = 1040.0
+    world.watchers[dashboard.RUNNERS_INFORMER].delete("gpu-a", o.NS)  # done and removed
+    world.watchers[dashboard.PODS_INFORMER].delete("gpu-a", o.NS)
+    await settle(world)
+    assert fleet.ledger.holding == 0
+    target = {"namespace": o.NS, "kind": "RunnerDeployment", "name": "gpu"}
+    busy, reserved = dm.GPU_BUSY_SECONDS + "_total", dm.GPU_RESERVED_SECONDS + "_total"
+    assert world.metrics.sample(busy, target) is None  # nothing until the first sample
+    tick.now = 1100.0
+    fleet.sample()
+    assert world.metrics.sample(reserved, target) == 2 * 40.0
+    assert world.metrics.sample(busy, target) == 2 * 30.0
+    assert world.metrics.sample(dm.GPU_RUNNERS, target) == 0.0
+    fleet.close()
+
+
+async def test_the_page_is_one_self_contained_document(world: World) -> None:
+    app, _ = fleet_app(world)
+    async with serving(app) as client:
+        pages = []
+        for path in ("/", "/dashboard", "/dashboard/"):
+            resp = await client.get(path)
+            assert resp.status == 200
+            assert resp.content_type == "text/html"
+            assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+            pages.append(await resp.text())
+    html = pages[0]
+    assert pages == [html] * 3
+    assert 'id="targets"' in html
+    assert "data-metric" in html
+    # nothing loads from elsewhere: no src/href to another origin, no stylesheet links, no @import/url()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "<link" not in html
+    assert "@import" not in html
+    assert "url(" not in html
+    assert re.findall(r"https?://[^\s\"'`]+", html) == ["http://www.w3.org/2000/svg"]  # a namespace name
+
+
+async def test_the_sampler_lives_and_dies_with_the_app(world: World) -> None:
+    app, fleet = fleet_app(world, interval=0.01)
+    async with serving(app):
+        await checks.wait_for(lambda: fleet.samples_taken >= 3)
+        assert any(t.get_name() == "dashboard-sampler" for t in asyncio.all_tasks())
+    assert not any(t.get_name() == "dashboard-sampler" for t in asyncio.all_tasks())
+    taken = fleet.samples_taken
+    await asyncio.sleep(0.05)
+    assert fleet.samples_taken == taken
+
+
+async def test_app_serves_health_metrics_and_dashboard_and_registers_once(world: World) -> None:
+    controllers = world.controllers()
+    first, second = dashboard.app(controllers), dashboard.app(controllers)  # one collector per registry
+    assert dashboard.fleet_for(world.metrics, world.informers) is dashboard.fleet_for(world.metrics, {})
+    async with serving(first) as client:
+        for path in ("/healthz", "/readyz", "/metrics", "/", "/dashboard/data.json"):
+            assert (await client.get(path)).status == 200, path
+        assert dm.RUNNERS in await (await client.get("/metrics")).text()
+    assert isinstance(second, web.Application)
+    controllers.autoscaling = None
+    with pytest.raises(ValueError, match="autoscaling"):
+        dashboard.app(controllers)
+
+
+async def test_serve_dashboard_returns_the_url(world: World) -> None:
+    async with Servers() as servers:
+        url = await dashboard.serve_dashboard(servers, world.controllers(), "127.0.0.1:0")
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as resp:
+                assert resp.status == 200
+                assert "runnerd" in await resp.text()
+            async with session.get(url + "dashboard/data.json") as resp:
+                assert (await resp.json())["targets"] == []
+        with pytest.raises(ValueError, match="address"):
+            await dashboard.serve_dashboard(servers, world.controllers(), "0")
