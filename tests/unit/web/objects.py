@@ -179,6 +179,7 @@ def warning(
     namespace: str = NS,
     last: str = T0,
     count: int = 1,
+    component: str = "runnerd-controller",
 ) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -191,7 +192,7 @@ def warning(
         "lastTimestamp": last,
         "firstTimestamp": last,
         "involvedObject": {"kind": kind, "name": obj, "namespace": namespace},
-        "source": {"component": "runnerd-controller"},
+        "source": {"component": component},
     }
 
 
