@@ -658,9 +658,9 @@ def granted_to(objects: list[dict[str, Any]], sa: str, ns: str) -> set[tuple[str
 NOT_REACHED = {
     **{
         (verb, "apps", "statefulsets"): "RunnerSet: one StatefulSet per runner"
-        for verb in ("create", "delete", "patch")
+        for verb in ("create", "delete", "get", "patch")
     },
-    **{(verb, "", "secrets"): "RunnerSet: per-runner credentials" for verb in ("create", "delete", "patch")},
+    **{(verb, "", "secrets"): "RunnerSet: per-runner credentials" for verb in ("create", "patch")},
     **{(verb, "", "persistentvolumeclaims"): "RunnerSet: volume reuse" for verb in ("delete", "patch")},
     **{(verb, "", "persistentvolumes"): "RunnerSet: volume reuse" for verb in ("get", "patch")},
     ("patch", GROUP, "runnersets"): "an HRA whose target is a RunnerSet",

@@ -1,0 +1,197 @@
+"""The chart's RBAC against the code: every Kubernetes request the controller's source can make
+(found by reading it: each call on its KubeClient and the resource it names) is granted, and
+nothing else is, apart from rules listed here with their reason.
+
+tests/integration/test_chart.py proves the same on a real API server for the paths one job takes;
+this reads every path, including those (RunnerSet, webhook reservations, conflict retries) that run
+rarely.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from devcluster import binaries
+from runnerd.controller import common
+from runnerd.kube.resources import Resource
+
+pytestmark = [pytest.mark.timeout(60)]
+
+ROOT = Path(__file__).resolve().parents[3]
+CHART = ROOT / "charts" / "actions-runner-controller"
+SRC = ROOT / "src"
+# What `runnerd controller` runs: its controllers, and the lease and event clients of the adapter.
+CONTROLLER_MODULES = [
+    *sorted(p for p in (SRC / "runnerd" / "controller").glob("*.py") if p.name != "__init__.py"),
+    SRC / "runnerd" / "kube" / "client.py",
+]
+WEBHOOK_MODULES = [SRC / "runnerd" / "controller" / "webhook_sink.py"]
+
+# KubeClient method -> (verb, subresource)
+METHODS: dict[str, list[tuple[str, str | None]]] = {
+    "get": [("get", None)],
+    "list": [("list", None)],
+    "watch": [("watch", None)],
+    "list_watcher": [("list", None), ("watch", None)],
+    "create": [("create", None)],
+    "replace": [("update", None)],
+    "replace_status": [("update", "status")],
+    "patch": [("patch", None)],
+    "patch_status": [("patch", "status")],
+    "delete": [("delete", None)],
+}
+RECEIVERS = {"self.kube", "kube", "self.client", "controllers.kube"}
+
+# Calls whose resource is a variable: where it comes from.
+DYNAMIC = {
+    # HorizontalRunnerAutoscaler targets (targets.ScaleTarget.resource)
+    ("autoscaler.py", "target.resource"): [common.RUNNER_DEPLOYMENTS, common.RUNNER_SETS],
+    # replicasets._patch_status(kube, RUNNER_REPLICA_SETS | RUNNER_DEPLOYMENTS, ...)
+    ("replicasets.py", "resource"): [common.RUNNER_REPLICA_SETS, common.RUNNER_DEPLOYMENTS],
+    # KubeListWatcher: the resource of each list_watcher() call, found above
+    ("client.py", "self.resource"): [],
+}
+
+# Granted without a request of their own: where the OwnerReferencesPermissionEnforcement admission
+# plugin is on, setting blockOwnerDeletion on an owner reference needs `update` on the owner's
+# finalizers (pods -> Runner -> RunnerReplicaSet -> RunnerDeployment, StatefulSet -> RunnerSet,
+# Secret -> StatefulSet).
+NO_REQUEST = {
+    ("update", "actions.summerwind.dev", "runners/finalizers"),
+    ("update", "actions.summerwind.dev", "runnerreplicasets/finalizers"),
+    ("update", "actions.summerwind.dev", "runnerdeployments/finalizers"),
+    ("update", "actions.summerwind.dev", "runnersets/finalizers"),
+    ("update", "apps", "statefulsets/finalizers"),
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    where: str
+    verb: str
+    group: str
+    resource: str
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(SRC).with_suffix("").parts)
+
+
+def _resources(path: Path, arg: ast.expr, module: Any) -> list[Resource]:
+    text = ast.unparse(arg)
+    if isinstance(arg, ast.Name) and isinstance(getattr(module, arg.id, None), Resource):
+        return [getattr(module, arg.id)]
+    key = (path.name, text)
+    if key in DYNAMIC:
+        return DYNAMIC[key]
+    raise AssertionError(
+        f"{path.name}:{arg.lineno}: cannot tell which resource `{text}` is; add it to DYNAMIC in {__file__}"
+    )
+
+
+def requests_in(paths: list[Path]) -> set[Call]:
+    """Every (verb, group, resource) a KubeClient call in these files can request."""
+    found: set[Call] = set()
+    for path in paths:
+        module = importlib.import_module(_module_name(path))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr not in METHODS or ast.unparse(node.func.value) not in RECEIVERS:
+                continue
+            if not node.args:
+                continue
+            subresource = next(
+                (
+                    str(k.value.value)
+                    for k in node.keywords
+                    if k.arg == "subresource" and isinstance(k.value, ast.Constant)
+                ),
+                None,
+            )
+            for resource in _resources(path, node.args[0], module):
+                for verb, sub in METHODS[node.func.attr]:
+                    name = resource.plural + (f"/{sub or subresource}" if (sub or subresource) else "")
+                    found.add(Call(f"{path.name}:{node.lineno}", verb, resource.group, name))
+    return found
+
+
+def rules_of(objects: list[dict[str, Any]], kinds: set[str], names: set[str]) -> set[tuple[str, str, str]]:
+    out: set[tuple[str, str, str]] = set()
+    for obj in objects:
+        if obj["kind"] in kinds and obj["metadata"]["name"] in names:
+            for rule in obj["rules"]:
+                for verb in rule["verbs"]:
+                    for group in rule["apiGroups"]:
+                        for resource in rule["resources"]:
+                            out.add((verb, group, resource))
+    return out
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    home = tmp_path_factory.mktemp("helm")
+    proc = subprocess.run(
+        [str(binaries.ensure().path("helm")), "template", "rel", str(CHART), "--namespace", "arc",
+         "--set", "githubWebhookServer.enabled=true", "--set", "githubWebhookServer.secret.create=true",
+         "--set", "githubWebhookServer.secret.github_webhook_secret_token=x"],
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def test_the_scan_finds_the_controllers_requests() -> None:
+    """A sanity check of the reader itself: requests known to exist are found."""
+    calls = {(c.verb, c.group, c.resource) for c in requests_in(CONTROLLER_MODULES)}
+    assert {
+        ("create", "", "pods"),
+        ("watch", "actions.summerwind.dev", "runners"),
+        ("patch", "actions.summerwind.dev", "runners/status"),
+        ("update", "coordination.k8s.io", "leases"),
+        ("create", "", "events"),
+        ("patch", "", "persistentvolumes"),
+        ("patch", "actions.summerwind.dev", "runnersets"),  # through target.resource
+    } <= calls
+
+
+def test_controller_rules_are_exactly_the_requests_its_code_makes(rendered: list[dict[str, Any]]) -> None:
+    calls = requests_in(CONTROLLER_MODULES)
+    needed = {(c.verb, c.group, c.resource) for c in calls}
+    granted = rules_of(
+        rendered,
+        {"ClusterRole", "Role"},
+        {"rel-actions-runner-controller-manager", "rel-actions-runner-controller-volumes",
+         "rel-actions-runner-controller-leader-election"},
+    )  # fmt: skip
+    missing = sorted(
+        f"{c.verb} {c.group or 'core'}/{c.resource} ({c.where})"
+        for c in calls
+        if (c.verb, c.group, c.resource) not in granted
+    )
+    assert not missing, f"the code makes requests the chart does not grant: {missing}"
+    extra = sorted(granted - needed - NO_REQUEST)
+    assert not extra, f"the chart grants what no code requests: {extra}"
+
+
+def test_webhook_server_rules_cover_its_requests_and_no_more(rendered: list[dict[str, Any]]) -> None:
+    granted = rules_of(rendered, {"ClusterRole"}, {"rel-actions-runner-controller-github-webhook-server"})
+    needed = {(c.verb, c.group, c.resource) for c in requests_in(WEBHOOK_MODULES)}
+    group = "actions.summerwind.dev"
+    # build_webhook_process: informers on autoscalers, RunnerDeployments and RunnerSets; Events
+    needed |= {
+        (v, group, r)
+        for v in ("list", "watch")
+        for r in ("horizontalrunnerautoscalers", "runnerdeployments", "runnersets")
+    }
+    needed |= {("create", "", "events"), ("patch", "", "events")}
+    assert granted == needed
