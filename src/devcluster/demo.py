@@ -92,8 +92,10 @@ class StackOptions:
     gpus_per_runner: int = 1
     scale_down_delay_s: int = 30
     hra_metric: bool = True
-    sync_period_s: float = 10.0
-    drain_grace_s: float = 2.0
+    sync_period_s: float | None = 10.0
+    """the controller's ``--sync-period`` (None: its default)"""
+    drain_grace_s: float | None = 2.0
+    """the controller's ``--drain-grace`` (None: its default)"""
     metrics_port: int = 0
     boot_delay_s: float = 2.0
     sim_config: SimConfig = field(default_factory=SimConfig)
@@ -457,14 +459,16 @@ class Stack:
             f"--watch-namespace={opts.namespace}",
             f"--github-url={self.sim.base_url}",
             f"--runner-github-url={self.sim.base_url}/",
-            f"--sync-period={opts.sync_period_s:g}s",
-            f"--drain-grace={opts.drain_grace_s:g}s",
             f"--webhook-addr=127.0.0.1:{self.webhook_port}",
             f"--metrics-addr=127.0.0.1:{self.metrics_port}",
             f"--runner-image={RUNNER_IMAGE}",
             f"--log-level={opts.log_level}",
-            *opts.controller_args,
         ]
+        if opts.sync_period_s is not None:
+            self.controller_argv.append(f"--sync-period={opts.sync_period_s:g}s")
+        if opts.drain_grace_s is not None:
+            self.controller_argv.append(f"--drain-grace={opts.drain_grace_s:g}s")
+        self.controller_argv += opts.controller_args
         env = {
             **os.environ,
             "GITHUB_TOKEN": self._token,
@@ -749,6 +753,8 @@ async def _banner(stack: Stack, description: str, out: TextIO) -> None:
         f"{opts.gpus_per_runner} GPU each",
         f"  workload       {description}",
         f"  dashboard      {dashboard}" if dashboard else f"  metrics        {stack.metrics_url}",
+        f"  status         runnerd status --kubeconfig {stack.cluster.kubeconfig} -n {opts.namespace} "
+        f"--metrics-url {stack.metrics_url}",
         "Ctrl-C stops everything.",
     ]
     say(out, "runnerd demo: running")

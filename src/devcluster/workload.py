@@ -42,9 +42,9 @@ def is_gpu(labels: Iterable[str]) -> bool:
 def mlops(seed: int = 7, *, repos: Sequence[str] = REPOS, waves: int | None = None) -> Iterator[TraceEntry]:
     """The demo's workload, wave after wave (endless unless ``waves`` is given), in offset order.
 
-    A wave: 1-3 pushes within 8 s, each to a random repository: ``lint`` (6-15 s), 2-4 ``test`` shards
-    (20-50 s, 5 % fail) and, for the first repository (model code) or 40 % of other pushes, a
-    ``train-smoke`` GPU job (45-120 s). Then a quiet gap: 25-45 s, and every third gap 150-240 s (long
+    A wave: 1-3 pushes within 8 s, each to a random repository: ``lint`` (5-12 s), 2-4 ``test`` shards
+    (15-40 s, 5 % fail) and, for the first repository (model code) or 40 % of other pushes, a
+    ``train-smoke`` GPU job (40-90 s). Then a quiet gap: 20-40 s, and every third gap 140-200 s (long
     enough for both pools to scale back to zero with the demo's 30 s scale-down delay).
     """
     rng = random.Random(seed)
@@ -57,7 +57,7 @@ def mlops(seed: int = 7, *, repos: Sequence[str] = REPOS, waves: int | None = No
             repo = rng.choice(repos)
             pending.append(
                 TraceEntry(
-                    round(at, 2), repo, CPU_LABELS, round(rng.uniform(6, 15), 1), workflow="lint", name="ruff"
+                    round(at, 2), repo, CPU_LABELS, round(rng.uniform(5, 12), 1), workflow="lint", name="ruff"
                 )
             )
             for shard in range(rng.randint(2, 4)):
@@ -67,7 +67,7 @@ def mlops(seed: int = 7, *, repos: Sequence[str] = REPOS, waves: int | None = No
                         round(at + 0.5, 2),
                         repo,
                         CPU_LABELS,
-                        round(rng.uniform(20, 50), 1),
+                        round(rng.uniform(15, 40), 1),
                         conclusion,
                         "test",
                         f"pytest ({shard + 1})",
@@ -79,13 +79,13 @@ def mlops(seed: int = 7, *, repos: Sequence[str] = REPOS, waves: int | None = No
                         round(at + 1.0, 2),
                         repo,
                         GPU_LABELS,
-                        round(rng.uniform(45, 120), 1),
+                        round(rng.uniform(40, 90), 1),
                         workflow="train",
                         name="train-smoke",
                     )
                 )
         yield from sorted(pending, key=lambda e: e.offset)
-        gap = rng.uniform(150, 240) if wave % 3 == 0 else rng.uniform(25, 45)
+        gap = rng.uniform(140, 200) if wave % 3 == 0 else rng.uniform(20, 40)
         t += 8 + gap
 
 

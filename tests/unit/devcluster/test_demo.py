@@ -34,7 +34,7 @@ def test_mlops_workload_is_deterministic_ordered_and_mixed() -> None:
     assert min(e.duration for e in gpu) > max(e.duration for e in cpu if e.workflow == "lint")
     # quiet gaps: some stretches with no arrival at all that are long enough to scale to zero
     gaps = [b.offset - a.offset for a, b in itertools.pairwise(first)]
-    assert max(gaps) >= 150
+    assert max(gaps) >= 120
 
 
 def test_mlops_with_a_number_of_waves_ends() -> None:
