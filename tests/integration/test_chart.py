@@ -687,27 +687,35 @@ NOT_REACHED = {
 }
 
 
+ADDRESS_FLAGS = {
+    "--metrics-addr": "metrics",
+    "--health-probe-bind-address": "health",
+    "--webhook-addr": "webhook",
+}
+
+
 async def start_like_the_deployment(
-    kube: KubeClient, deployment: dict[str, Any], kubeconfig: Path, log: Path
-) -> tuple[asyncio.subprocess.Process, int]:
-    """``runnerd controller`` with the args and env (as the kubelet resolves them) of the chart's
-    Deployment; only the listening addresses move to free loopback ports. Returns it and its health port."""
-    manager = container(deployment, "manager")
-    assert manager["command"] == ["runnerd"]
-    health = free_port()
+    kube: KubeClient, deployment: dict[str, Any], name: str, kubeconfig: Path, log: Path
+) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
+    """The ``name`` container of the chart's Deployment as a process: its command and args, its env
+    as the kubelet resolves it; only the listening addresses move to free loopback ports (returned
+    by flag: metrics, health, webhook)."""
+    c = container(deployment, name)
+    assert c["command"] == ["runnerd"]
+    ports: dict[str, int] = {}
     args = []
-    for arg in manager["args"]:
-        if arg.startswith("--metrics-addr="):
-            arg = f"--metrics-addr=127.0.0.1:{free_port()}"
-        elif arg.startswith("--health-probe-bind-address="):
-            arg = f"--health-probe-bind-address=127.0.0.1:{health}"
+    for arg in c["args"]:
+        flag, _, value = arg.partition("=")
+        if flag in ADDRESS_FLAGS and value not in ("", "0"):
+            ports[ADDRESS_FLAGS[flag]] = free_port()
+            arg = f"{flag}=127.0.0.1:{ports[ADDRESS_FLAGS[flag]]}"
         args.append(arg)
     meta = deployment["metadata"]
     pod = {
         "metadata": {"name": f"{meta['name']}-5d8c7b9f4-x2x7q", "namespace": meta["namespace"]},
         "spec": deployment["spec"]["template"]["spec"],
     }
-    env = await resolve_env(kube, pod, container="manager")
+    env = await resolve_env(kube, pod, container=name)
     assert env is not None
     inherited = {k: v for k, v in os.environ.items() if k != "KUBECONFIG" and not k.startswith("GITHUB_")}
     with log.open("ab") as out:
@@ -722,7 +730,14 @@ async def start_like_the_deployment(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    return proc, health
+    return proc, ports
+
+
+async def is_ready(http: aiohttp.ClientSession, port: int) -> bool:
+    with contextlib.suppress(aiohttp.ClientError):
+        async with http.get(f"http://127.0.0.1:{port}/readyz") as answer:
+            return answer.status == 200
+    return False
 
 
 async def stop(proc: asyncio.subprocess.Process) -> int:
@@ -790,20 +805,19 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
 
             async with RecordingProxy(cluster.server, ca) as proxy, aiohttp.ClientSession() as http:
                 via_proxy = write_kubeconfig(tmp_path / "controller.kubeconfig", proxy.url, token, None)
-                proc, health = await start_like_the_deployment(kube, deployment, via_proxy, log)
+                proc, ports = await start_like_the_deployment(kube, deployment, "manager", via_proxy, log)
 
                 def guard() -> None:
                     proxy.fail_on_refusal()
                     assert proc.returncode is None, log.read_text()[-3000:]
 
-                async def ready() -> bool:
-                    with contextlib.suppress(aiohttp.ClientError):
-                        async with http.get(f"http://127.0.0.1:{health}/readyz") as answer:
-                            return answer.status == 200
-                    return False
-
                 try:
-                    await wait_until("the controller ready (every informer has listed)", ready, 30, guard)
+                    await wait_until(
+                        "the controller ready (every informer has listed)",
+                        lambda: is_ready(http, ports["health"]),
+                        30,
+                        guard,
+                    )
                     async with PodAgent(kube, sim.base_url, runners_ns, job_of=_job_of(sim)):
                         rd = yaml.safe_load(ARTICLE_RD)
                         rd["metadata"]["namespace"] = runners_ns
@@ -1058,3 +1072,109 @@ async def test_takes_over_what_arc_left_without_killing_its_busy_runner(
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, 30)
                 await github.close()
+
+
+WEBHOOK_HRA = """
+apiVersion: actions.summerwind.dev/v1alpha1
+kind: HorizontalRunnerAutoscaler
+metadata:
+  name: example-hra
+spec:
+  scaleTargetRef:
+    name: example-runner-deployment
+  minReplicas: 0
+  maxReplicas: 5
+  scaleUpTriggers:
+    - githubEvent:
+        workflowJob: {}
+      duration: 10m
+"""
+
+
+async def test_webhook_server_writes_a_reservation_with_its_charts_rbac(
+    cluster: Cluster, helm_bin: Path, namespace: str, tmp_path: Path
+) -> None:
+    """``runnerd webhook-server`` as the chart's webhook Deployment runs it, with its own
+    ServiceAccount: GitHub's ``workflow_job`` delivery (from ghsim's hook) becomes a capacity
+    reservation on the HRA, and no request is refused."""
+    release = namespace
+    ca = ca_file(cluster)
+    secret = "webhook-secret-for-the-chart-test"
+    log = tmp_path / "webhook-server.log"
+    async with (
+        Simulator(tick_interval=0.05) as sim,
+        await KubeClient.connect(str(cluster.kubeconfig)) as kube,
+    ):
+        world = sim.world
+        world.create_org("octo-org")
+        world.create_repo("octo-org", "app")
+        try:
+            install(
+                cluster, helm_bin, tmp_path, release, namespace,
+                {
+                    "authSecret": {"create": True, "github_token": world.create_pat("admin").token},
+                    "scope": {"singleNamespace": True},
+                    "githubWebhookServer": {
+                        "enabled": True,
+                        "secret": {"create": True, "github_webhook_secret_token": secret},
+                    },
+                },
+            )  # fmt: skip
+            objects = manifest(cluster, helm_bin, tmp_path, release, namespace)
+            deployment = next(
+                d
+                for d in objects
+                if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-github-webhook-server")
+            )
+            sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+            deployment = await kube.get(DEPLOYMENTS, deployment["metadata"]["name"], namespace=namespace)
+            for manifest_text, resource in (
+                (ARTICLE_RD, RUNNER_DEPLOYMENTS),
+                (WEBHOOK_HRA, HORIZONTAL_RUNNER_AUTOSCALERS),
+            ):
+                obj = yaml.safe_load(manifest_text)
+                obj["metadata"]["namespace"] = namespace
+                await kube.create(resource, obj, namespace=namespace)
+            token = service_account_token(cluster, namespace, sa)
+
+            async with RecordingProxy(cluster.server, ca) as proxy, aiohttp.ClientSession() as http:
+                via_proxy = write_kubeconfig(tmp_path / "webhook.kubeconfig", proxy.url, token, None)
+                proc, ports = await start_like_the_deployment(
+                    kube, deployment, "github-webhook-server", via_proxy, log
+                )
+
+                def guard() -> None:
+                    proxy.fail_on_refusal()
+                    assert proc.returncode is None, log.read_text()[-3000:]
+
+                try:
+                    await wait_until(
+                        "the webhook server ready", lambda: is_ready(http, ports["metrics"]), 30, guard
+                    )
+                    world.create_hook(
+                        f"http://127.0.0.1:{ports['webhook']}/", scope=SimScope("repo", REPO), secret=secret
+                    )
+                    world.enqueue_run(
+                        world.repo_by_name(REPO), [JobSpec(("self-hosted", "arc-runner"), "build", 60)]
+                    )
+
+                    async def reserved() -> bool:
+                        hra = await kube.get(
+                            HORIZONTAL_RUNNER_AUTOSCALERS, "example-hra", namespace=namespace
+                        )
+                        return len(hra["spec"].get("capacityReservations") or []) == 1
+
+                    await wait_until(
+                        "a capacity reservation from the workflow_job delivery", reserved, 20, guard
+                    )
+                finally:
+                    code = await stop(proc)
+            assert code == 0, log.read_text()[-3000:]
+            assert not proxy.refused(), proxy.refused()
+            used = {(a.verb, a.group, a.resource) for a in proxy.accesses}
+            assert ("patch", GROUP, "horizontalrunnerautoscalers") in used
+            granted = granted_to(objects, sa, namespace)
+            assert used <= granted
+            assert {a.namespace for a in proxy.accesses} == {namespace}
+        finally:
+            uninstall(cluster, helm_bin, tmp_path, release, namespace)
