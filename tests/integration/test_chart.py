@@ -25,6 +25,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,12 +322,30 @@ def service_account_token(cluster: Cluster, ns: str, sa: str) -> str:
 
 
 # ------------------------------------------------------------------- (a) the article's command
+def namespace_gone(cluster: Cluster, name: str, within: float = 60.0) -> bool:
+    """Whether the namespace is gone (waiting while it terminates): the article's fixed namespace is
+    shared with other tests of the session (test_crds.py applies the article's manifests there)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            cluster.request("GET", f"/api/v1/namespaces/{name}")
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return True
+            raise
+        time.sleep(0.2)
+    return False
+
+
 def test_article_command_installs_the_chart(cluster: Cluster, helm_bin: Path, tmp_path: Path) -> None:
+    ns = "actions-runner-system"
+    get_ns = cluster.kubectl("get", "namespace", ns, "-o", "jsonpath={.status.phase}", check=False)
+    if get_ns.stdout == "Terminating":
+        assert namespace_gone(cluster, ns), f"{ns} left terminating by an earlier test"
     parent = tmp_path / "work"
     shutil.copytree(CHART, parent / "actions-runner-controller")
     env = helm_env(helm_bin, tmp_path / "helm", cluster.kubeconfig)
     env["GITHUB_TOKEN"] = "ghp_" + "article0token0for0the0chart0test"[:36]
-    ns = "actions-runner-system"
     try:
         for revision in (1, 2):  # upgrade --install: the same command again upgrades in place
             proc = subprocess.run(
@@ -418,6 +437,7 @@ def test_article_command_installs_the_chart(cluster: Cluster, helm_bin: Path, tm
         uninstall(cluster, helm_bin, tmp_path, "actions-runner-controller", ns)
         with contextlib.suppress(Exception):
             cluster.request("DELETE", f"/api/v1/namespaces/{ns}")
+        namespace_gone(cluster, ns)  # the next test to use the article's namespace finds it free
 
 
 # ------------------------------------------------------------------------ (b) a GitHub App
