@@ -180,6 +180,9 @@ class SafetyNetPoller:
         self.calls = 0
         self.recovered = 0
         self.rate_limited = 0
+        """Polls that GitHub (or the client's gate) refused with a rate limit."""
+        self.deferred = 0
+        """Reconciles that put polls off until a rate limit resets (no call made)."""
 
     def budget_limited(self) -> tuple[str, str] | None:
         """``(reason, message)`` while the budget (not the bound) decides how often the poll runs."""
@@ -262,6 +265,7 @@ class SafetyNetPoller:
             if core.remaining <= reserve:
                 paused = core.reset_at
         if paused is not None:
+            self.deferred += 1
             resume = self._mono_of(paused)
             for repo in self._repos.values():
                 repo.next_due = max(repo.next_due, resume)

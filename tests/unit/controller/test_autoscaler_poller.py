@@ -1,0 +1,284 @@
+"""The safety-net poll: budget math, and what it calls and reserves (fake GitHub, sink and clock)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from runnerd.api import HorizontalRunnerAutoscaler, RunnerConfig
+from runnerd.controller.autoscaler import AutoscalingOptions
+from runnerd.controller.poller import POLL_KEY, CallWindow, SafetyNetPoller, pages, plan
+from runnerd.controller.targets import ScaleTarget, WebhookTarget
+from runnerd.github import RateLimitedError, WorkflowJob, WorkflowRun
+from runnerd.github.sansio import RateLimit
+from runnerd.reconcile.matching import JobEvent
+from runnerd.runtime import Key
+from runnerd.web.metrics import Metrics
+
+pytestmark = pytest.mark.timeout(10)
+
+
+# --- the math ---------------------------------------------------------------------------------------
+
+
+def test_default_bound_and_budget_cover_seven_repositories_every_55_seconds() -> None:
+    p = plan(60.0, 1000, 1)
+    assert (p.interval, p.stretched) == (55.0, False)
+    assert p.idle_calls_per_hour == pytest.approx(2 * 3600 / 55)
+    seven = plan(60.0, 1000, 7)
+    assert seven.interval == 55.0
+    assert seven.idle_calls_per_hour <= 1000
+
+
+def test_more_repositories_than_the_budget_allows_stretch_the_interval() -> None:
+    p = plan(60.0, 1000, 20)
+    assert p.stretched
+    assert p.interval == pytest.approx(2 * 20 * 3600 / 1000)  # 144 s
+    assert p.idle_calls_per_hour == pytest.approx(1000)
+
+
+@pytest.mark.parametrize(("bound", "interval"), [(2.0, 1.5), (10.0, 7.5), (20.0, 15.0), (600.0, 595.0)])
+def test_the_interval_leaves_a_margin_within_the_bound(bound: float, interval: float) -> None:
+    assert plan(bound, 1_000_000, 1).interval == pytest.approx(interval)
+
+
+def test_invalid_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="bound"):
+        plan(0, 1000, 1)
+    with pytest.raises(ValueError, match="budget"):
+        plan(60, 0, 1)
+
+
+def test_pages() -> None:
+    assert [pages(n) for n in (0, 1, 100, 101, 250)] == [1, 1, 1, 2, 3]
+
+
+def test_call_window_is_a_sliding_hour() -> None:
+    now = [0.0]
+    window = CallWindow(lambda: now[0])
+    window.spend(600)
+    now[0] = 1800.0
+    window.spend(400)
+    assert window.spent() == 1000
+    assert window.free_at(2, 1000) == 3600.0  # when the first 600 leave the window
+    assert window.free_at(2, 1002) == 1800.0  # fits now
+    now[0] = 3600.0
+    assert window.spent() == 400
+
+
+# --- the poll ---------------------------------------------------------------------------------------
+
+
+def run(run_id: int, status: str = "queued", updated: str = "t0") -> WorkflowRun:
+    return WorkflowRun.from_json(
+        {
+            "id": run_id,
+            "status": status,
+            "run_attempt": 1,
+            "updated_at": updated,
+            "repository": {"owner": {"type": "Organization"}},
+        }
+    )
+
+
+def job(job_id: int, run_id: int, status: str = "queued") -> WorkflowJob:
+    return WorkflowJob.from_json(
+        {"id": job_id, "run_id": run_id, "status": status, "labels": ["self-hosted", "x"]}
+    )
+
+
+@dataclass
+class FakeGitHub:
+    runs: dict[str, list[WorkflowRun]] = field(default_factory=lambda: {"queued": [], "in_progress": []})
+    jobs: dict[int, list[WorkflowJob]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    limited_until: float | None = None
+    paused: float | None = None
+    core: RateLimit | None = None
+
+    @property
+    def rate_limits(self) -> Any:
+        github = self
+
+        class Limits:
+            def get(self, resource: str = "core") -> RateLimit | None:
+                return github.core
+
+        return Limits()
+
+    def paused_until(self, resource: str | None = None) -> float | None:
+        return self.paused
+
+    async def list_workflow_runs(self, repo: Any, *, status: str | None = None) -> list[WorkflowRun]:
+        self.calls.append(f"runs?status={status}")
+        if self.limited_until is not None:
+            raise RateLimitedError("limited", resume_at=self.limited_until, resource="core", status=403)
+        return list(self.runs[status or ""])
+
+    async def list_jobs_for_run(self, repo: Any, run_id: int) -> list[WorkflowJob]:
+        self.calls.append(f"jobs/{run_id}")
+        return list(self.jobs.get(run_id, []))
+
+
+HRA = Key("ns", "hra")
+
+
+class FakeResolver:
+    def parse_hra(self, obj: dict[str, Any]) -> HorizontalRunnerAutoscaler:
+        return HorizontalRunnerAutoscaler.from_dict(obj)
+
+
+@dataclass
+class FakeSink:
+    reserved: list[tuple[int, str]] = field(default_factory=list)
+    completed: list[int] = field(default_factory=list)
+    known: set[int] = field(default_factory=set)
+    repositories: dict[str, Any] = field(default_factory=dict)
+    resolver: FakeResolver = field(default_factory=FakeResolver)
+
+    def targets(self) -> list[WebhookTarget]:
+        obj = {"metadata": {"name": "hra", "namespace": "ns"}, "spec": {"maxReplicas": 3}}
+        config = RunnerConfig(repository="octo-org/app", labels=["x"])
+        target = ScaleTarget("RunnerDeployment", "ns", "rd", {}, config, 0, None)
+        trigger: Any = None
+        return [WebhookTarget(HRA, obj, trigger, target)]
+
+    async def reserve_polled(self, event: JobEvent, job_id: int) -> tuple[str, Key | None]:
+        self.reserved.append((job_id, event.repository))
+        effect = "unchanged" if job_id in self.known else "reserved"
+        self.known.add(job_id)
+        return effect, HRA
+
+    async def complete_polled(self, key: Key, job_id: int) -> str:
+        self.completed.append(job_id)
+        return "released"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(github: FakeGitHub, sink: FakeSink, clock: Clock, **opts: Any) -> SafetyNetPoller:
+    options = AutoscalingOptions(poll=True, poll_bound=10.0, poll_max_calls_per_hour=100_000, **opts)
+    return SafetyNetPoller(
+        github=github,  # type: ignore[arg-type]
+        sink=sink,  # type: ignore[arg-type]
+        options=options,
+        metrics=Metrics(),
+        monotonic=clock,
+        wall=lambda: clock.now + 1_700_000_000,
+    )
+
+
+async def test_an_idle_repository_costs_two_calls_per_interval() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = make(github, sink, clock)
+    result = await poller.reconcile(POLL_KEY)
+    assert github.calls == ["runs?status=queued", "runs?status=in_progress"]
+    assert result is not None
+    assert result.requeue_after == pytest.approx(7.5)
+    # called again before it is due (an HRA changed): nothing is sent
+    clock.now += 3
+    await poller.reconcile(POLL_KEY)
+    assert len(github.calls) == 2
+    clock.now += 5
+    await poller.reconcile(POLL_KEY)
+    assert len(github.calls) == 4
+    assert poller.budget_limited() is None
+
+
+async def test_queued_jobs_of_a_new_run_are_reserved_once_and_released_when_the_run_ends() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    github.runs["queued"] = [run(1)]
+    github.jobs[1] = [job(11, 1), job(12, 1, "in_progress")]
+    poller = make(github, sink, clock)
+    await poller.reconcile(POLL_KEY)
+    assert sink.reserved == [(11, "octo-org/app")]
+    assert poller.recovered == 1
+    # unchanged run: no jobs call, no second reservation
+    clock.now += 10
+    await poller.reconcile(POLL_KEY)
+    assert github.calls.count("jobs/1") == 1
+    assert len(sink.reserved) == 1
+    # the run finished: it left both lists, the poll releases what it reserved
+    github.runs["queued"] = []
+    clock.now += 10
+    await poller.reconcile(POLL_KEY)
+    assert sink.completed == [11]
+
+
+async def test_a_job_the_webhook_already_reserved_is_not_counted_as_recovered() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(known={21}), Clock()
+    github.runs["in_progress"] = [run(2, "in_progress")]
+    github.jobs[2] = [job(21, 2), job(22, 2, "completed")]
+    poller = make(github, sink, clock)
+    await poller.reconcile(POLL_KEY)
+    assert sink.reserved == [(21, "octo-org/app")]
+    assert poller.recovered == 0
+
+
+async def test_a_rate_limit_defers_every_poll_to_the_reset() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    resume_wall = clock.now + 1_700_000_000 + 40
+    github.limited_until = resume_wall
+    poller = make(github, sink, clock)
+    result = await poller.reconcile(POLL_KEY)
+    assert poller.rate_limited == 1
+    assert result is not None
+    assert result.requeue_after == pytest.approx(40)
+    limited = poller.budget_limited()
+    assert limited is not None
+    assert limited[0] == "RateLimited"
+    # before the reset nothing more is sent
+    clock.now += 20
+    await poller.reconcile(POLL_KEY)
+    assert len(github.calls) == 1
+
+
+async def test_a_nearly_spent_core_bucket_defers_without_calling() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    github.core = RateLimit("core", 5000, 50, 0, clock.now + 1_700_000_000 + 30, clock.now)
+    poller = make(github, sink, clock)
+    result = await poller.reconcile(POLL_KEY)
+    assert github.calls == []
+    assert poller.deferred == 1
+    assert result is not None
+    assert result.requeue_after == pytest.approx(30)
+
+
+async def test_the_budget_stretches_the_interval_and_says_so() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = make(github, sink, clock)
+    poller.options.poll_max_calls_per_hour = 360  # 2 calls per 20 s > bound 10 s
+    result = await poller.reconcile(POLL_KEY)
+    assert result is not None
+    assert result.requeue_after == pytest.approx(20)
+    limited = poller.budget_limited()
+    assert limited is not None
+    assert limited[0] == "PollIntervalStretched"
+
+
+async def test_the_hourly_ceiling_holds_when_busy() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = make(github, sink, clock)
+    poller.options.poll_max_calls_per_hour = 10_000
+    poller.window.spend(9_999)  # as if a busy hour had spent it
+    await poller.reconcile(POLL_KEY)
+    assert github.calls == []
+    limited = poller.budget_limited()
+    assert limited is not None
+    assert limited[0] == "PollBudgetSpent"
+
+
+async def test_disabled_poll_does_nothing() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = make(github, sink, clock)
+    poller.options.poll = False
+    assert await poller.reconcile(POLL_KEY) is None
+    assert github.calls == []
