@@ -42,9 +42,9 @@ from runnerd.web.webhook import DEFAULT_MAX_BODY
 
 log = logging.getLogger("runnerd")
 
-DEFAULT_RUNNER_IMAGE = "ghcr.io/runnerd/actions-runner:latest"
-"""runnerd's runner image: starts from a JIT config (images/runner). ARC's summerwind images still work
-(the controller gives them registration tokens)."""
+DEFAULT_RUNNER_IMAGE = "ghcr.io/runnerd/runnerd-runner:2.329.0-ubuntu-24.04"
+"""runnerd's runner image (images/Dockerfile, target runner): starts from a JIT config.
+ARC's summerwind images still work (the controller gives them registration tokens)."""
 ENV_TO_SECRET_KEY = {
     "GITHUB_TOKEN": "github_token",
     "GITHUB_APP_ID": "github_app_id",
