@@ -152,7 +152,7 @@ def prerequisites(cluster: Cluster, namespace: str) -> str:
                 "handler": name,
             },
         )
-    for sa in ("ci-runner", "rd-abcde-fghij"):  # the second: kubernetes mode's per-runner account
+    for sa in ("ci-runner", "runner-hooks"):  # the second: the kubernetes-mode example's account
         _ensure(cluster, f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": sa}})
     return namespace
 

@@ -156,9 +156,10 @@ class PodOptions:
     common_runner_labels: tuple[str, ...] = ()  # --common-runner-labels
     docker_registry_mirror: str = ""  # --docker-registry-mirror
     runner_status_update_hook: bool = False  # --runner-status-update-hook
-    service_account_per_runner: bool = True
-    """containerMode kubernetes (or the status hook) without serviceAccountName: use the
-    ServiceAccount named after the runner, which the controller creates (ARC)."""
+    service_account_per_runner: bool = False
+    """containerMode kubernetes (or the status hook) without serviceAccountName: use a ServiceAccount
+    named after the runner (ARC creates one). runnerd does not create it yet, so this is off and such
+    a spec is refused with a message saying which ServiceAccount to provide."""
     controller_version: str = __version__
     gpu: g.GpuOptions = field(default_factory=g.GpuOptions)
 
@@ -187,7 +188,7 @@ def build_runner_pod(
     that cannot make a valid pod.
     """
     mode = runner_pod_mode(spec)
-    _validate(spec, mode)
+    _validate(spec, mode, options)
     labels = dict(labels or {})
     annotations = dict(annotations or {})
     pod_security = spec.security_context or {}
@@ -282,7 +283,7 @@ def _runner_volume_enabled(spec: RunnerConfig) -> bool:
     return spec.volume_size_limit is None or not is_zero_quantity(spec.volume_size_limit)
 
 
-def _validate(spec: RunnerSpec, mode: RunnerPodMode) -> None:
+def _validate(spec: RunnerSpec, mode: RunnerPodMode, options: PodOptions) -> None:
     if spec.scope is None:
         raise RunnerPodError("spec needs exactly one of enterprise, organization or repository")
     if mode is RunnerPodMode.DIND_SIDECAR and not _runner_volume_enabled(spec):
@@ -293,6 +294,12 @@ def _validate(spec: RunnerSpec, mode: RunnerPodMode) -> None:
     if mode is RunnerPodMode.KUBERNETES:
         if spec.work_volume_claim_template is None:
             raise RunnerPodError("containerMode kubernetes needs workVolumeClaimTemplate")
+        if not spec.service_account_name and not options.service_account_per_runner:
+            raise RunnerPodError(
+                "containerMode kubernetes needs serviceAccountName: a ServiceAccount that may create and"
+                " delete pods, pods/exec, pods/log, jobs and secrets in this namespace (the runner"
+                " container hooks run job containers as pods; runnerd does not create it)"
+            )
         if any(v.get("name") == WORK_VOLUME for v in spec.volumes):
             raise RunnerPodError(
                 'containerMode kubernetes: set workVolumeClaimTemplate instead of a "work" volume'

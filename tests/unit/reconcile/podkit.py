@@ -36,6 +36,7 @@ KUBERNETES_MODE: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": "10Gi"}},
     },
+    "serviceAccountName": "runner-hooks",
 }
 NO_DOCKER: dict[str, Any] = {**ARTICLE_REPO, "dockerEnabled": False}
 GPU_LIMIT: dict[str, Any] = {"resources": {"limits": {"nvidia.com/gpu": 1}}}

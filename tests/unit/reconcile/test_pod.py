@@ -358,7 +358,7 @@ def test_kubernetes_container_mode() -> None:
         },
     }
     assert mounts(runner) == {"/runner": "runner", "/runner/_work": "work"}
-    assert p["spec"]["serviceAccountName"] == "rd-abcde-fghij"
+    assert p["spec"]["serviceAccountName"] == "runner-hooks"  # the user's; runnerd creates none
 
 
 def test_kubernetes_mode_rwx_does_not_require_same_node() -> None:
@@ -370,19 +370,24 @@ def test_kubernetes_mode_rwx_does_not_require_same_node() -> None:
 @pytest.mark.parametrize(
     ("raw", "options", "expected"),
     [
-        pytest.param(KUBERNETES_MODE, OPTIONS, "rd-abcde-fghij", id="kubernetes-mode-per-runner"),
+        pytest.param(
+            {k: v for k, v in KUBERNETES_MODE.items() if k != "serviceAccountName"},
+            PodOptions(service_account_per_runner=True),
+            "rd-abcde-fghij",
+            id="kubernetes-mode-per-runner",
+        ),
         pytest.param(
             {**KUBERNETES_MODE, "serviceAccountName": "hooks"},
             OPTIONS,
             "hooks",
             id="kubernetes-mode-explicit",
         ),
-        pytest.param(
-            KUBERNETES_MODE, PodOptions(service_account_per_runner=False), None, id="per-runner-off"
-        ),
         pytest.param(ARTICLE_REPO, OPTIONS, None, id="docker-mode-default"),
         pytest.param(
-            ARTICLE_REPO, PodOptions(runner_status_update_hook=True), "rd-abcde-fghij", id="status-hook"
+            ARTICLE_REPO,
+            PodOptions(runner_status_update_hook=True, service_account_per_runner=True),
+            "rd-abcde-fghij",
+            id="status-hook",
         ),
     ],
 )
@@ -576,3 +581,9 @@ def test_every_mode_builds_without_duplicate_names(mode: str) -> None:
         mounts(c)
         for m in c.get("volumeMounts", []):
             assert m["name"] in volumes(p), f"{c['name']} mounts undefined volume {m['name']}"
+
+
+def test_kubernetes_mode_without_a_service_account_is_refused_with_the_permissions_needed() -> None:
+    raw = {k: v for k, v in KUBERNETES_MODE.items() if k != "serviceAccountName"}
+    with pytest.raises(RunnerPodError, match="needs serviceAccountName.*pods/exec"):
+        pod(raw)
