@@ -14,10 +14,10 @@ GPU time up as runners change state. The definitions (docs/dashboard.md repeats 
   - ``failed``: the Runner's ``status.phase`` is ``Failed``, its pod failed, or its runner
     exited with another code;
   - ``busy``: running a job. A Runner says so in ``status.phase: Running`` (the controller writes
-    it from GitHub's busy flag and ``workflow_job`` deliveries); a RunnerSet runner has no Runner
-    object: its pod is not Ready while the runner container runs (runnerd's runner image fails its
-    readiness probe while a job runs; with images without that probe a RunnerSet runner shows
-    ``idle`` while busy);
+    it from GitHub's busy flag, ``workflow_job`` deliveries and the pod's readiness); the pod of an
+    online runner that is not Ready while its runner container runs is busy too (runnerd's runner
+    image fails its readiness probe while a job runs), which is all a RunnerSet runner (no Runner
+    object) has: with images without that probe a RunnerSet runner shows ``idle`` while busy;
   - ``idle``: online, no job (``status.phase: Idle``; for RunnerSets: the pod is Ready);
   - ``starting``: anything else: no pod yet, pod pending or unschedulable, runner registering.
 
@@ -138,7 +138,9 @@ def runner_state(runner: Obj | None, pod: Obj | None, *, deleting: bool = False)
         if phase == "Running":
             return BUSY
         if phase == "Idle":
-            return IDLE
+            # the runner's own job signal (runnerd's image: not Ready while a job runs), ahead of
+            # the controller's next status write
+            return BUSY if pod_state is not None and pod_state.phase is RunnerPodPhase.RUNNING else IDLE
         return STARTING
     if pod_state is None:
         return STARTING

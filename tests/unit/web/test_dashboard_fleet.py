@@ -33,6 +33,9 @@ NOW = dt.datetime(2026, 1, 1, 12, 5, tzinfo=dt.UTC)
         (o.runner("r", "rd"), o.pod("r", phase="Pending", node=None), STARTING),
         (o.runner("r", "rd", "Idle"), o.pod("r"), IDLE),
         (o.runner("r", "rd", "Running"), o.pod("r", ready=False), BUSY),
+        # the pod's job signal (not Ready while the runner runs) is ahead of the Runner's status
+        (o.runner("r", "rd", "Idle"), o.pod("r", ready=False), BUSY),
+        (o.runner("r", "rd"), o.pod("r", ready=False), STARTING),
         (o.runner("r", "rd", "Failed"), o.pod("r"), FAILED),
         (o.runner("r", "rd", "Running", deleting=True), o.pod("r"), DRAINING),
         (o.runner("r", "rd", "Idle"), o.pod("r", deleting=True), DRAINING),
