@@ -245,9 +245,18 @@ def _metrics_text(model: Mapping[str, Any], url: str, now: dt.datetime, wide: bo
     totals, wait = model["totals"], model["queue_wait"]
     window = model.get("window")
     recent = wait["recent"]
-    label = f"last {duration(window)}" if window else "recent window"
+    if window and window % 60 == 0:
+        label = f"last {window / 60:.0f} min"
+    else:
+        label = f"last {duration(window)}" if window else "recent window"
     out.append(f"METRICS ({url})")
-    jobs = [f"{int(_v(totals['queued']) or 0)} queued", f"{int(_v(totals['running']) or 0)} running"]
+    # a controller exports the fleet (runner gauges); a webhook server's endpoint only job events
+    fleet = bool(model["targets"])
+    jobs = (
+        [f"{int(_v(totals['queued']) or 0)} queued", f"{int(_v(totals['running']) or 0)} running"]
+        if fleet
+        else []
+    )
     jobs.append(f"{int(_v(totals['completed']) or 0)} completed")
     out.append("Jobs:          " + ", ".join(jobs))
     out.append(
@@ -256,11 +265,12 @@ def _metrics_text(model: Mapping[str, Any], url: str, now: dt.datetime, wide: bo
         f"p95 {duration(_v(wait['all']['p95']))} ({int(_v(wait['all']['count']) or 0)} jobs)"
     )
     gpu_runners, gpus = int(_v(totals["gpu_runners"]) or 0), int(_v(totals["gpus"]) or 0)
-    out.append(
-        f"GPU:           {gpu_runners} GPU runners ({gpus} GPUs); "
-        f"{gpu_hours(_v(totals['gpu_busy_seconds']))} GPU-hours used of "
-        f"{gpu_hours(_v(totals['gpu_reserved_seconds']))} reserved"
-    )
+    if fleet:
+        out.append(
+            f"GPU:           {gpu_runners} GPU runners ({gpus} GPUs); "
+            f"{gpu_hours(_v(totals['gpu_busy_seconds']))} GPU-hours used of "
+            f"{gpu_hours(_v(totals['gpu_reserved_seconds']))} reserved"
+        )
     github = model["github"]
     out.append("")
     out.append("GITHUB API")

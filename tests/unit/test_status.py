@@ -163,7 +163,8 @@ def test_metrics_section() -> None:
     d = data(metrics=model, metrics_url="http://127.0.0.1:8080/metrics")
     text = status.render_text(d, now=NOW)
     section = text[text.index("METRICS (http://127.0.0.1:8080/metrics)") :]
-    assert "Jobs:          0 queued, 0 running, 0 completed" in section
+    assert "Jobs:          0 completed\n" in section  # a registry without the fleet: no runner numbers
+    assert "GPU:" not in section
     # 3 jobs: 1 s and 2 s (bucket (1,2]) and 40 s (bucket (30,45]): p50 at rank 1.5 is 1.5 s
     assert "since start: p50 1.5s, p95 " in section
     assert "(3 jobs)" in section
@@ -248,3 +249,24 @@ async def test_a_missing_kubeconfig_is_an_error(tmp_path: Path, capsys: pytest.C
         assert await status.run_status(args, {}, f) == 1
     assert "runnerd status:" in capsys.readouterr().err
     assert out.read_text() == ""
+
+
+def test_metrics_section_of_a_controller() -> None:
+    target = {"namespace": "ci", "kind": "RunnerDeployment", "name": "gpu"}
+    fleet_samples: list[dm.Sample] = [
+        (dm.RUNNERS, {**target, "state": "busy"}, 1.0),
+        (dm.JOBS_QUEUED, target, 2.0),
+        (dm.JOBS_RUNNING, target, 1.0),
+        (dm.GPU_RUNNERS, target, 1.0),
+        (dm.GPUS_REQUESTED, target, 4.0),
+        (dm.GPU_BUSY_SECONDS + "_total", target, 1800.0),
+        (dm.GPU_RESERVED_SECONDS + "_total", target, 3600.0),
+        (dm.QUEUE_WAIT_WINDOW, {}, 300.0),
+    ]
+    model = dm.build(
+        [*status.samples_from_text(registry_text()), *fleet_samples], generated_at=NOW.timestamp()
+    )
+    text = status.render_text(data(metrics=model, metrics_url="http://x/metrics"), now=NOW)
+    assert "Jobs:          2 queued, 1 running, 0 completed" in text
+    assert "GPU:           1 GPU runners (4 GPUs); 0.500 GPU-hours used of 1.000 reserved" in text
+    assert "Queue wait:    last 5 min: p50 -" in text

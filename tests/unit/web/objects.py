@@ -41,7 +41,14 @@ def runnerset(
         "apiVersion": "actions.summerwind.dev/v1alpha1",
         "kind": "RunnerSet",
         "metadata": meta(name, namespace),
-        "spec": {"replicas": replicas, "organization": organization, "labels": ["big"]},
+        "spec": {
+            "replicas": replicas,
+            "organization": organization,
+            "labels": ["big"],
+            "selector": {"matchLabels": {"app": name}},
+            "serviceName": name,
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "runner"}]}},
+        },
     }
 
 
