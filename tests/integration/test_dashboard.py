@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
+import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -357,3 +360,51 @@ async def test_the_page_shows_what_metrics_says(
             print(f"\ndashboard screenshot: {shot}")
     shutil.rmtree(tmp_path / "dump", ignore_errors=True)
     shutil.rmtree(tmp_path / "shot", ignore_errors=True)
+
+
+async def test_runnerd_controller_serves_the_dashboard_on_its_metrics_address(
+    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+) -> None:
+    """The command line's wiring: --metrics-addr serves /metrics, the page and its data."""
+    with socket.socket() as s:  # a free port for the child process
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with Simulator(tick_interval=0.05) as sim:
+        sim.world.create_org("octo-org")
+        env = {**os.environ, "GITHUB_TOKEN": sim.world.create_pat("admin").token, "PYTHONUNBUFFERED": "1"}
+        log = tmp_path / "controller.log"
+        with log.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "runnerd.cli", "controller", f"--kubeconfig={cluster.kubeconfig}",
+                f"--watch-namespace={namespace}", f"--github-url={sim.base_url}",
+                f"--metrics-addr=127.0.0.1:{port}",
+                env=env, stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+        base = f"http://127.0.0.1:{port}/"
+        try:
+            async with aiohttp.ClientSession() as session:
+
+                async def get(path: str) -> tuple[int, str]:
+                    try:
+                        async with session.get(base + path) as resp:
+                            return resp.status, await resp.text()
+                    except aiohttp.ClientConnectionError:
+                        return 0, ""
+
+                deadline = time.monotonic() + 30
+                while (await get("readyz"))[0] != 200:
+                    assert proc.returncode is None, log.read_text()
+                    assert time.monotonic() < deadline, log.read_text()
+                    await asyncio.sleep(0.2)
+                status, page = await get("dashboard")
+                assert status == 200
+                assert 'id="targets"' in page
+                status, data = await get("dashboard/data.json")
+                assert status == 200
+                assert "queue_wait" in json.loads(data)
+                status, metrics = await get("metrics")
+                assert "runnerd_job_queue_wait_window_seconds 300.0" in metrics
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+            assert await asyncio.wait_for(proc.wait(), 30) == 0, log.read_text()
