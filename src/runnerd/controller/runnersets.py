@@ -122,7 +122,7 @@ ANNOTATION_RECYCLE_FROM = "runnerd.dev/recycle-from-claim"
 ANNOTATION_RECYCLED_VOLUME = "runnerd.dev/recycled-volume"
 """On a claim given a released volume (the update also makes the volume binder look at it now)."""
 SECRET_GRACE = 30.0
-"""How long a Secret this process created may be missing from the informer before it counts as missing."""
+"""How long a write of this process may be missing from the informer before it counts as not done."""
 MAX_RUNNER_STATEFULSETS = 1000
 """ARC's safety limit: a RunnerSet with more StatefulSets than this is not reconciled."""
 
@@ -213,6 +213,7 @@ class RunnerSetController:
         self._backoff: dict[Key, _Backoff] = {}
         self._group_ids: dict[tuple[Scope, str], int] = {}
         self._drained: dict[str, float] = {}  # StatefulSet uid -> when its runner's labels were replaced
+        self._reserved: dict[str, float] = {}  # claim uid -> when a volume was reserved for it
 
     # ------------------------------------------------------------------------------- reconcile
     async def reconcile(self, key: Key) -> Result | None:
@@ -335,8 +336,7 @@ class RunnerSetController:
                         template_hash=current_hash,
                     )
 
-        if await self._recycle_volumes(key, obj, live | set(views), runnerset_exists=True):
-            requeue.append(1.0)
+        await self._recycle_volumes(key, obj, live | set(views), runnerset_exists=True)
 
         if not deleting_rs:
             selector = selector_string(runnerset_selector(rs.name, rs.spec))
@@ -365,10 +365,9 @@ class RunnerSetController:
             requeue.append(
                 (stopped.requeue_after if stopped else decision.requeue_after) or self._poll_interval()
             )
-        if await self._recycle_volumes(
+        await self._recycle_volumes(
             key, None, {s["metadata"]["name"] for s in labelled}, runnerset_exists=False
-        ):
-            requeue.append(1.0)
+        )
         return Result(requeue_after=min(requeue)) if requeue else None
 
     def _poll_interval(self) -> float:
@@ -723,13 +722,12 @@ class RunnerSetController:
 
     async def _recycle_volumes(
         self, key: Key, obj: Mapping[str, Any] | None, live: set[str], *, runnerset_exists: bool
-    ) -> bool:
+    ) -> None:
         """Delete the claims of runners that are gone; hand their released volumes to new runners.
-        Returns whether something is still under way."""
+        Needs no polling: claim and volume events wake the RunnerSet up."""
         if self.claims is None:
-            return False
+            return
         claims = self.claims.store.by_index(INDEX_RUNNERSET, f"{key.namespace}/{key.name}")
-        pending = False
         for claim in claims:
             meta = claim["metadata"]
             owner = (meta.get("labels") or {}).get(LABEL_RUNNER_STATEFULSET_NAME, "")
@@ -747,7 +745,6 @@ class RunnerSetController:
                 missing_ok=True,
             )
             self.stats.claims_deleted += 1
-            pending = True
         for volume in self._marked_volumes(key):
             vmeta = volume["metadata"]
             annotations = vmeta.get("annotations") or {}
@@ -756,8 +753,7 @@ class RunnerSetController:
                 await self._unmark_volume(volume, None)  # the RunnerSet is gone, or someone else rebound it
                 continue
             if (volume.get("status") or {}).get("phase") != "Released":
-                pending = True  # the old claim is still going away
-                continue
+                continue  # the old claim is still going away
             target = self._waiting_claim(claims, volume, str(annotations.get(ANNOTATION_RECYCLE_TEMPLATE)))
             if target is not None:
                 await self._unmark_volume(volume, target)
@@ -768,13 +764,15 @@ class RunnerSetController:
                         f"volume {vmeta['name']} of a finished runner goes to claim "
                         f"{target['metadata']['name']}",
                     )
-        return pending
 
     def _waiting_claim(self, claims: list[Obj], volume: Obj, template: str) -> Obj | None:
+        now = time.monotonic()
+        self._reserved = {uid: at for uid, at in self._reserved.items() if now - at < SECRET_GRACE}
         waiting = [
             c
             for c in claims
-            if not (c.get("spec") or {}).get("volumeName")
+            if c["metadata"].get("uid") not in self._reserved  # the informer may not show our annotation yet
+            and not (c.get("spec") or {}).get("volumeName")
             and not c["metadata"].get("deletionTimestamp")
             and (c.get("status") or {}).get("phase", "Pending") == "Pending"
             and claim_template_name(
@@ -843,6 +841,7 @@ class RunnerSetController:
             return
         self.stats.volumes_reused += 1
         tmeta = target["metadata"]
+        self._reserved[str(tmeta.get("uid"))] = time.monotonic()
         try:
             await self.kube.patch(
                 PERSISTENT_VOLUME_CLAIMS,
