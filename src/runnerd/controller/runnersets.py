@@ -344,8 +344,10 @@ class RunnerSetController:
                 obj, runnerset_status(desired, current_hash, list(views.values()), selector)
             )
 
+        # Runners being removed come back on their own schedule (drain grace, busy retry) or on events.
         unsettled = any(
-            v.phase in (RunnerPhase.PENDING, RunnerPhase.REGISTERING) or v.deleting for v in views.values()
+            v.phase in (RunnerPhase.PENDING, RunnerPhase.REGISTERING) and not v.deleting
+            for v in views.values()
         )
         if unsettled:
             requeue.append(self._poll_interval())
