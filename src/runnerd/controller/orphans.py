@@ -56,10 +56,12 @@ class OrphanSweeper:
             for obj in informer.store if informer is not None else ():
                 prefixes.append(obj["metadata"]["name"] + "-")
                 spec = obj.get("spec") or {}
-                template = ((spec.get("template") or {}).get("spec")) or spec
-                for kind in ("enterprise", "organization", "repository"):
-                    if template.get(kind):
-                        scopes.add(Scope(kind, template[kind]))
+                # RunnerSet: the runner fields are in spec (its template is a pod template);
+                # replica sets and deployments: in spec.template.spec
+                for fields in (spec, (spec.get("template") or {}).get("spec") or {}):
+                    for kind in ("enterprise", "organization", "repository"):
+                        if fields.get(kind):
+                            scopes.add(Scope(kind, fields[kind]))
         return tuple(prefixes), scopes
 
     async def reconcile(self, key: Key) -> Result | None:
