@@ -585,5 +585,5 @@ def test_every_mode_builds_without_duplicate_names(mode: str) -> None:
 
 def test_kubernetes_mode_without_a_service_account_is_refused_with_the_permissions_needed() -> None:
     raw = {k: v for k, v in KUBERNETES_MODE.items() if k != "serviceAccountName"}
-    with pytest.raises(RunnerPodError, match="needs serviceAccountName.*pods/exec"):
+    with pytest.raises(RunnerPodError, match=r"needs serviceAccountName.*pods/exec"):
         pod(raw)
