@@ -20,7 +20,7 @@ from runnerd.controller.orphans import OrphanSweeper, sweep_key
 from runnerd.controller.replicasets import INDEX_CONTROLLER, DeploymentController, ReplicaSetController
 from runnerd.controller.runners import RunnerController
 from runnerd.controller.runnersets import install as install_runnersets
-from runnerd.github import GitHubClient
+from runnerd.github import GitHubClient, Scope
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.pod import LABEL_RUNNER
 from runnerd.runtime import (
@@ -35,6 +35,11 @@ from runnerd.runtime import (
 )
 
 COMPONENT = "runnerd-controller"
+INDEX_NAME = "name"
+
+
+def index_by_name(obj: dict[str, Any]) -> list[str]:
+    return [obj["metadata"]["name"]]
 
 
 @dataclass
@@ -67,7 +72,11 @@ def build(
 ) -> Controllers:
     ns = options.namespace
     indexers = {INDEX_CONTROLLER: index_by_controller_uid}
-    runners = Informer("runners", kube.list_watcher(RUNNERS, namespace=ns), indexers=indexers)
+    runners = Informer(
+        "runners",
+        kube.list_watcher(RUNNERS, namespace=ns),
+        indexers={**indexers, INDEX_NAME: index_by_name},
+    )
     pods = Informer(
         "pods", kube.list_watcher(PODS, namespace=ns, label_selector=LABEL_RUNNER), indexers=indexers
     )
@@ -124,6 +133,13 @@ def build(
         return keys
 
     rrs_ctl.watch(pods, pod_to_replica_set)
+
+    def runner_hinted(_scope: Scope, name: str) -> None:
+        # a workflow_job webhook named this runner: reconcile it now (status Running, no scale-down)
+        for key in runners.store.index_keys(INDEX_NAME, name):
+            runner_ctl.enqueue(key)
+
+    directory.on_hint(runner_hinted)
 
     rd_ctl = Controller("runnerdeployment", deployment.reconcile, workers=options.workers)
     rd_ctl.watch(deployments)

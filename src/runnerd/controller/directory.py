@@ -39,6 +39,7 @@ class RunnerDirectory:
         self._listings: dict[Scope, Listing] = {}
         self._inflight: dict[Scope, asyncio.Future[Listing]] = {}
         self._busy_hints: dict[tuple[Scope, str], bool] = {}
+        self._listeners: list[Callable[[Scope, str], None]] = []
         self.refreshes = 0
 
     def cached(self, scope: Scope) -> Listing | None:
@@ -69,6 +70,12 @@ class RunnerDirectory:
             self._busy_hints[(scope, name)] = True
         else:
             self._busy_hints.pop((scope, name), None)
+        for listener in self._listeners:
+            listener(scope, name)
+
+    def on_hint(self, listener: Callable[[Scope, str], None]) -> None:
+        """Call ``listener(scope, runner_name)`` on every hint (the controller re-reconciles that runner)."""
+        self._listeners.append(listener)
 
     def forget(self, scope: Scope, name: str) -> None:
         """The runner was removed from GitHub by us."""
