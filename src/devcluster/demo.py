@@ -835,6 +835,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--sync-period", type=float, default=10.0, help="controller --sync-period in seconds")
     p.add_argument("--boot-delay", type=float, default=2.0, help="seconds a runner takes to boot")
+    p.add_argument(
+        "--webhook-only",
+        action="store_true",
+        help="HRAs scale on workflow_job webhooks only (no TotalNumberOfQueuedAndInProgressWorkflowRuns)",
+    )
     return p
 
 
@@ -853,6 +858,7 @@ def args_from(ns: argparse.Namespace) -> DemoArgs:
         sync_period_s=ns.sync_period,
         metrics_port=metrics_port,
         boot_delay_s=ns.boot_delay,
+        hra_metric=not ns.webhook_only,
     )
     return DemoArgs(
         state_dir=state_dir,

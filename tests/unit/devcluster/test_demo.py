@@ -310,6 +310,10 @@ def test_args_default_to_the_mlops_demo_and_smoke_scales_down_fast(tmp_path: Pat
     assert (args.workload, args.trace, args.seed, args.interval) == ("mlops", None, 7, 5.0)
     assert args.stack is not None
     assert (args.stack.cpu_max, args.stack.gpu_max, args.stack.scale_down_delay_s) == (5, 4, 30)
+    assert args.stack.hra_metric
+    webhook_only = demo.args_from(_ns(state_dir=tmp_path, webhook_only=True))
+    assert webhook_only.stack is not None
+    assert not webhook_only.stack.hra_metric
     smoke = demo.args_from(_ns(state_dir=tmp_path, workload="smoke"))
     assert smoke.stack is not None
     assert smoke.stack.scale_down_delay_s == 3
