@@ -34,6 +34,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -110,6 +111,8 @@ SCALING_LIMITED = "ScalingLimited"
 GITHUB_API_BUDGET = "GitHubAPIBudget"
 OWN_CONDITIONS = (SCALING_ACTIVE, ABLE_TO_SCALE, SCALING_LIMITED, GITHUB_API_BUDGET)
 JOB_FETCH_CONCURRENCY = 8
+EVENT_INTERVAL = 5.0
+"""At most one ``DesiredReplicasChanged`` Event per HRA this often (a burst changes it many times)."""
 
 
 @dataclass
@@ -188,6 +191,17 @@ def _fmt_epoch(epoch: float) -> str:
 
 
 @dataclass
+class _PendingStatus:
+    obj: Obj
+    fields: dict[str, Any]
+    conditions: list[tuple[str, bool, str, str]]
+    uses_github: bool
+    event: tuple[str, str] | None
+    desired: int
+    last_scale_out: dt.datetime | None
+
+
+@dataclass
 class _Observed:
     obs: Observations
     failure: GitHubError | None = None
@@ -212,6 +226,7 @@ class HRAController:
         metrics: Metrics,
         poller: SafetyNetPoller | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kube = kube
         self.github = github
@@ -226,6 +241,15 @@ class HRAController:
         self.poller = poller
         self.clock = clock
         self._fresh: dict[Key, Obj] = {}
+        self._jobs_seen: dict[
+            Key, tuple[float, tuple[object, ...], dict[str, list[JobObservation]], dict[str, int]]
+        ] = {}
+        self.monotonic = monotonic
+        self._pending_status: dict[Key, _PendingStatus] = {}
+        self._writing_status: dict[Key, _PendingStatus] = {}
+        self._status_tasks: dict[Key, asyncio.Task[None]] = {}
+        self._last_event: dict[Key, float] = {}
+        self._event_from: dict[Key, int | None] = {}
         self.scale_writes = 0
         self.github_observations = 0
 
@@ -259,8 +283,12 @@ class HRAController:
         hra_labels = (key.name, key.namespace)
         if obj is None:
             self.metrics.forget_hra(hra_labels)
+            for memo in (self._jobs_seen, self._last_event, self._event_from):
+                memo.pop(key, None)
             return None
         hra = self.resolver.parse_hra(obj)
+        if hra is not None:
+            hra = self._with_in_flight_status(key, hra)
         if hra is None:
             try:
                 HorizontalRunnerAutoscaler.from_dict(obj)
@@ -286,7 +314,7 @@ class HRAController:
         now = self.clock()
         try:
             check_metrics(hra.spec.metrics)
-            observed = await self._observe(hra.spec.metrics, target)
+            observed = await self._observe(key, hra.metadata.generation, hra.spec.metrics, target)
             decision = self._decide(hra, target, observed, now)
         except AutoscaleError as exc:
             await self.recorder.warning(obj, "InvalidMetricSpec", str(exc))
@@ -308,20 +336,24 @@ class HRAController:
             return Result(requeue_after=sync)
 
         before = hra.status.desired_replicas
-        await self._write_status(
-            obj,
-            self._status_fields(hra, decision),
-            self._conditions(hra, decision, observed),
-            uses_github=bool(hra.spec.metrics)
-            or (self.options.poll and workflow_job_trigger(hra.spec) is not None),
-        )
+        event: tuple[str, str] | None = None
         if before != decision.desired_replicas:
-            await self.recorder.normal(
+            event = self._desired_event(key, before, decision)
+        # The status (and Event) are written in the background, so that the next reconcile of this
+        # HRA (the next webhook of a burst) does not wait for them; the next decision reads the
+        # in-flight values (see _with_in_flight_status).
+        self._schedule_status(
+            key,
+            _PendingStatus(
                 obj,
-                "DesiredReplicasChanged",
-                f"desired replicas {before if before is not None else 'unset'} -> "
-                f"{decision.desired_replicas}: " + "; ".join(decision.reasons[1:]),
-            )
+                self._status_fields(hra, decision),
+                self._conditions(hra, decision, observed),
+                bool(hra.spec.metrics) or (self.options.poll and workflow_job_trigger(hra.spec) is not None),
+                event,
+                decision.desired_replicas,
+                decision.last_successful_scale_out_time,
+            ),
+        )
         self._record_metrics(hra_labels, target, decision, observed)
         self.metrics.reconciles.labels("scaled" if before != decision.desired_replicas else "unchanged").inc()
         wake = sync
@@ -329,9 +361,77 @@ class HRAController:
             wake = min(wake, max(decision.requeue_after.total_seconds(), 0.0) + 0.05)
         return Result(requeue_after=wake)
 
+    # --- status in the background ----------------------------------------------------------------
+
+    def _with_in_flight_status(self, key: Key, hra: HorizontalRunnerAutoscaler) -> HorizontalRunnerAutoscaler:
+        """The HRA with the status this controller decided but has not written yet."""
+        pending = self._pending_status.get(key) or self._writing_status.get(key)
+        if pending is None:
+            return hra
+        status = dataclasses.replace(
+            hra.status,
+            desired_replicas=pending.desired,
+            last_successful_scale_out_time=pending.last_scale_out,
+        )
+        return dataclasses.replace(hra, status=status)
+
+    def _desired_event(self, key: Key, before: int | None, decision: ScaleDecision) -> tuple[str, str] | None:
+        """A ``DesiredReplicasChanged`` Event, at most one per HRA every ``EVENT_INTERVAL`` seconds."""
+        now = self.monotonic()
+        last = self._last_event.get(key)
+        start = self._event_from.get(key, before)
+        if last is not None and now - last < EVENT_INTERVAL:
+            self._event_from.setdefault(key, before)
+            return None
+        self._last_event[key] = now
+        self._event_from.pop(key, None)
+        return (
+            "DesiredReplicasChanged",
+            f"desired replicas {start if start is not None else 'unset'} -> {decision.desired_replicas}: "
+            + "; ".join(decision.reasons[1:]),
+        )
+
+    def _schedule_status(self, key: Key, pending: _PendingStatus) -> None:
+        previous = self._pending_status.get(key)
+        if previous is not None and pending.event is None:
+            pending.event = previous.event  # an Event not sent yet goes out with the newer status
+        self._pending_status[key] = pending
+        if key not in self._status_tasks:
+            self._status_tasks[key] = asyncio.create_task(self._flush_status(key), name=f"hra-status-{key}")
+
+    async def _flush_status(self, key: Key) -> None:
+        try:
+            while (pending := self._pending_status.pop(key, None)) is not None:
+                self._writing_status[key] = pending
+                try:
+                    base = self._current(key) or pending.obj
+                    await self._write_status(
+                        base, pending.fields, pending.conditions, uses_github=pending.uses_github
+                    )
+                    if pending.event is not None:
+                        await self.recorder.normal(base, *pending.event)
+                except ApiError as exc:
+                    log.warning("writing the status of HRA %s: %s (the next reconcile writes it)", key, exc)
+                finally:
+                    self._writing_status.pop(key, None)
+        finally:
+            self._status_tasks.pop(key, None)
+
+    async def close(self) -> None:
+        """Finish (or drop, when cancelled) the status writes in flight."""
+        tasks = list(self._status_tasks.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
     # --- observe ---------------------------------------------------------------------------------
 
-    async def _observe(self, metrics: Sequence[MetricSpec], target: ScaleTarget) -> _Observed:
+    async def _observe(
+        self, key: Key, generation: int | None, metrics: Sequence[MetricSpec], target: ScaleTarget
+    ) -> _Observed:
         obs = Observations(target=target.config, target_replicas=target.replicas)
         observed = _Observed(obs)
         types = [m.type for m in metrics]
@@ -344,7 +444,7 @@ class HRAController:
                 index = types.index(TOTAL_JOBS)
                 needed = index == 0 or suggest_by_busy_runners(metrics[0], obs).suggested <= 0
                 if needed:
-                    jobs, counts = await self._jobs(metrics[index], target.config)
+                    jobs, counts = await self._jobs_cached(key, generation, metrics[index], target)
                     obs = dataclasses.replace(obs, jobs=jobs)
                     observed.jobs_counts = counts
         except GitHubError as exc:
@@ -397,6 +497,20 @@ class HRAController:
                 )
             )
         return out
+
+    async def _jobs_cached(
+        self, key: Key, generation: int | None, metric: MetricSpec, target: ScaleTarget
+    ) -> tuple[dict[str, list[JobObservation]], dict[str, int]]:
+        """The jobs observation, reused for half a sync period: a reconcile caused by this
+        controller's own status write (or a reservation) does not ask GitHub again."""
+        stamp = (generation, target.uid, target.obj.get("metadata", {}).get("generation"))
+        hit = self._jobs_seen.get(key)
+        now = self.monotonic()
+        if hit is not None and hit[1] == stamp and now - hit[0] < self.sync_period / 2:
+            return hit[2], hit[3]
+        jobs, counts = await self._jobs(metric, target.config)
+        self._jobs_seen[key] = (now, stamp, jobs, counts)
+        return jobs, counts
 
     async def _jobs(
         self, metric: MetricSpec, config: RunnerConfig
@@ -637,7 +751,7 @@ class HRAController:
         if not patch:
             return
         try:
-            await self.kube.patch_status(
+            written = await self.kube.patch_status(
                 HORIZONTAL_RUNNER_AUTOSCALERS,
                 str(meta["name"]),
                 {"status": patch},
@@ -645,6 +759,7 @@ class HRAController:
             )
         except NotFound:
             return
+        self.offer(Key.of(written), written)
 
     def _record_metrics(
         self, hra: tuple[str, str], target: ScaleTarget, decision: ScaleDecision, observed: _Observed
@@ -708,6 +823,7 @@ class Autoscaling:
 
     async def close(self) -> None:
         await self.writer.close()
+        await self.controller.close()
 
 
 def install(
