@@ -386,7 +386,7 @@ class Metrics:
         # runnerd: safety-net poll
         self.poll_runs = Counter(
             "runnerd_safety_net_polls_total",
-            "Safety-net polls of a repository by outcome (ok, unchanged, rate_limited, failed)",
+            "Safety-net polls of a repository by outcome (changed, unchanged, rate_limited, failed)",
             ("outcome",),
             registry=r,
         )
