@@ -52,7 +52,6 @@ from runnerd.controller.poller import POLL_KEY, SafetyNetPoller
 from runnerd.controller.replicasets import INDEX_CONTROLLER
 from runnerd.controller.targets import (
     HRA_INFORMER,
-    LABEL_RUNNERSET_NAME,
     RD_INFORMER,
     RUNNERSET_INFORMER,
     ScaleTarget,
@@ -86,6 +85,7 @@ from runnerd.reconcile.autoscale import (
 )
 from runnerd.reconcile.matching import job_fits_runner, workflow_job_trigger
 from runnerd.reconcile.runner import GitHubState
+from runnerd.reconcile.runnerset import LABEL_RUNNERSET_NAME
 from runnerd.runtime import (
     ApiError,
     Controller,

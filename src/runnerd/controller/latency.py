@@ -19,8 +19,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from runnerd.controller.targets import LABEL_DEPLOYMENT_NAME, LABEL_RUNNERSET_NAME
+from runnerd.controller.common import LABEL_DEPLOYMENT_NAME
 from runnerd.reconcile.replicas import RunnerPhase
+from runnerd.reconcile.runnerset import LABEL_RUNNERSET_NAME
 from runnerd.runtime import EventType, InformerEvent, Key, Obj
 from runnerd.web.metrics import Metrics
 

@@ -29,9 +29,6 @@ from runnerd.runtime import Informer, Key, Obj
 HRA_INFORMER = "horizontalrunnerautoscalers"
 RD_INFORMER = "runnerdeployments"
 RUNNERSET_INFORMER = "runnersets"
-LABEL_RUNNERSET_NAME = "runnerset-name"
-"""Label of a RunnerSet's pods (ARC's); the RunnerSet controller is expected to set it."""
-LABEL_DEPLOYMENT_NAME = "runner-deployment-name"
 
 
 @dataclass(frozen=True)

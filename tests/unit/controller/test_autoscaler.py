@@ -217,7 +217,8 @@ class World:
     def sync(self) -> None:
         """Make the caches show what the fake API server holds (as the watches would)."""
         for (plural, _, _), obj in self.kube.objects.items():
-            self.informers[plural].store.upsert(copy.deepcopy(obj))
+            if plural in self.informers:
+                self.informers[plural].store.upsert(copy.deepcopy(obj))
 
     def obj(self, plural: str, name: str) -> dict[str, Any]:
         return self.kube.objects[(plural, NS, name)]
@@ -491,3 +492,40 @@ async def test_a_deleted_hra_forgets_its_series() -> None:
     w.informers["horizontalrunnerautoscalers"].store.delete(Key(NS, "hra"))
     assert await w.controller.reconcile(Key(NS, "hra")) is None
     assert w.metrics.sample("runnerd_horizontalrunnerautoscaler_reserved_replicas", labels) is None
+
+
+def runner_set(replicas: int = 0) -> dict[str, Any]:
+    return {
+        "apiVersion": "actions.summerwind.dev/v1alpha1",
+        "kind": "RunnerSet",
+        "metadata": {"name": "rs", "namespace": NS},
+        "spec": {
+            "replicas": replicas,
+            "repository": "octo/app",
+            "labels": ["x"],
+            "selector": {"matchLabels": {"app": "rs"}},
+            "serviceName": "rs",
+            "template": {"metadata": {"labels": {"app": "rs"}}, "spec": {"containers": []}},
+        },
+    }
+
+
+async def test_a_runner_set_target_is_scaled_through_the_runnersets_informer() -> None:
+    spec = hra(scaleUpTriggers=TRIGGER, capacityReservations=[reservation(1)])
+    spec["spec"]["scaleTargetRef"] = {"kind": "RunnerSet", "name": "rs"}
+    w = make_world(("horizontalrunnerautoscalers", spec))
+    w.informers["runnersets"] = informer("runnersets", w.kube.put("runnersets", runner_set()))
+    await w.reconcile()
+    assert w.obj("runnersets", "rs")["spec"]["replicas"] == 1
+    assert condition(w.obj("horizontalrunnerautoscalers", "hra"), "ScalingActive")["status"] == "True"
+
+
+async def test_a_runner_set_target_without_the_informer_is_skipped_cleanly() -> None:
+    spec = hra(scaleUpTriggers=TRIGGER)
+    spec["spec"]["scaleTargetRef"] = {"kind": "RunnerSet", "name": "rs"}
+    w = make_world(("horizontalrunnerautoscalers", spec))
+    result = await w.reconcile()
+    active = condition(w.obj("horizontalrunnerautoscalers", "hra"), "ScalingActive")
+    assert active["reason"] == "FailedGetScaleTarget"
+    assert "no runnersets informer" in active["message"]
+    assert result.requeue_after == 60.0
