@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.integration.podagent import PodAgent  # noqa: E402
-from tests.integration.test_controller_e2e import _job_of  # noqa: E402
+from tests.integration.support import job_of  # noqa: E402
 
 from devcluster import binaries  # noqa: E402
 from devcluster.cluster import Cluster, ClusterConfig, GpuShape  # noqa: E402
@@ -107,7 +107,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             controllers = build(kube=kube, github=github, options=options)
             manager = asyncio.create_task(controllers.manager.run())
             try:
-                async with PodAgent(agent_kube, sim.base_url, namespace, job_of=_job_of(sim)):
+                async with PodAgent(agent_kube, sim.base_url, namespace, job_of=job_of(sim)):
                     return await scenario(args, sim, repo, kube, agent_kube, controllers, namespace)
             finally:
                 controllers.manager.stop()

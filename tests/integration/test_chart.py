@@ -26,7 +26,7 @@ import sys
 import textwrap
 import time
 import urllib.error
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,8 @@ from runnerd.kube.resources import DEPLOYMENTS, PODS, SECRETS
 from runnerd.reconcile.pod import PodOptions
 from runnerd.runtime import Forbidden
 from tests.integration.podagent import PodAgent, resolve_env
-from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, _job_of, crds
+from tests.integration.support import job_of, wait_until
+from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, crds
 
 pytestmark = [pytest.mark.timeout(120)]
 __all__ = ["crds"]  # the CRDs fixture (kubectl apply of crds/), for the test that does not install the chart
@@ -252,24 +253,6 @@ def manifest(cluster: Cluster, helm_bin: Path, tmp: Path, release: str, ns: str)
 
 def uninstall(cluster: Cluster, helm_bin: Path, tmp: Path, release: str, ns: str) -> None:
     run_helm(helm_bin, tmp / "helm", "uninstall", release, "--namespace", ns, kubeconfig=cluster.kubeconfig)
-
-
-async def wait_until(
-    what: str, probe: Callable[[], Any], within: float = 30.0, guard: Callable[[], None] | None = None
-) -> Any:
-    """``guard`` fails the test at once when waiting longer is pointless."""
-    deadline = time.monotonic() + within
-    while True:
-        if guard is not None:
-            guard()
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def get(cluster: Cluster, path: str) -> Any:
@@ -838,7 +821,7 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
                         30,
                         guard,
                     )
-                    async with PodAgent(kube, sim.base_url, runners_ns, job_of=_job_of(sim)):
+                    async with PodAgent(kube, sim.base_url, runners_ns, job_of=job_of(sim)):
                         rd = yaml.safe_load(ARTICLE_RD)
                         rd["metadata"]["namespace"] = runners_ns
                         await kube.create(RUNNER_DEPLOYMENTS, rd, namespace=runners_ns)
@@ -1025,7 +1008,7 @@ async def test_takes_over_what_arc_left_without_killing_its_busy_runner(
         await kube.create(PODS, pod, namespace=namespace)
         arc_runner = runner["metadata"]["name"]
 
-        async with PodAgent(kube, sim.base_url, namespace, job_of=_job_of(sim)):
+        async with PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)):
             # ARC's runner registered (with its registration token) and is running a job.
             run = world.enqueue_run(
                 world.repo_by_name(REPO), [JobSpec(("self-hosted", "arc-runner"), "build", 4.0)]

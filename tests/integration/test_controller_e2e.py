@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS
 from runnerd.reconcile.pod import PodOptions
 from tests.integration.podagent import PodAgent
+from tests.integration.support import job_of, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
@@ -56,19 +56,6 @@ class Env:
         return list(self.sim.world.runners.values())
 
 
-async def wait_until(what: str, probe: Callable[[], Any], within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 async def env(
     cluster: Cluster, crds: None, namespace: str, request: pytest.FixtureRequest
@@ -96,7 +83,7 @@ async def env(
         controllers = build(kube=kube, github=github, options=options)
         task = asyncio.create_task(controllers.manager.run(), name="manager")
         try:
-            async with PodAgent(kube, sim.base_url, namespace, job_of=_job_of(sim)) as agent:
+            async with PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)) as agent:
                 yield Env(sim, kube, github, controllers, agent, namespace, cluster)
         finally:
             controllers.manager.stop()
@@ -104,16 +91,6 @@ async def env(
                 await asyncio.wait_for(task, 30)
             await github.close()
             await kube.close()
-
-
-def _job_of(sim: Simulator) -> Callable[[str], int | None]:
-    def job_of(name: str) -> int | None:
-        for runner in sim.world.runners.values():
-            if runner.name == name:
-                return runner.job_id
-        return None
-
-    return job_of
 
 
 ARTICLE_RD = """

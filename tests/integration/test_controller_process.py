@@ -20,7 +20,8 @@ from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import LEASES, PODS
 from tests.integration.podagent import PodAgent
-from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, _job_of, crds, wait_until
+from tests.integration.support import job_of, wait_until
+from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, crds
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 __all__ = ["crds"]
@@ -100,7 +101,7 @@ async def procs(cluster: Cluster, crds: None, namespace: str, tmp_path: Path) ->
         kube = await KubeClient.connect(str(cluster.kubeconfig))
         p = Procs(sim, kube, namespace, cluster, token, tmp_path)
         try:
-            async with PodAgent(kube, sim.base_url, namespace, job_of=_job_of(sim)):
+            async with PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)):
                 yield p
         finally:
             p.stop_all()

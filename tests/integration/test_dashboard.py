@@ -13,7 +13,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from runnerd.reconcile.pod import PodOptions
 from runnerd.web import dashboard
 from runnerd.web.server import Address, Servers
 from tests.integration.podagent import PodAgent
+from tests.integration.support import job_of, wait_until
 from tests.unit.web import checks
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
@@ -110,29 +111,6 @@ class Env:
     fleet: dashboard.Fleet
 
 
-async def wait_until(
-    what: str, probe: Callable[[], Any], within: float = 30.0, state: Callable[[], object] = lambda: ""
-) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}; {state()}")
-        await asyncio.sleep(0.1)
-
-
-def _job_of(sim: Simulator) -> Callable[[str], int | None]:
-    def job_of(name: str) -> int | None:
-        for runner in sim.world.runners.values():
-            if runner.name == name:
-                return runner.job_id
-        return None
-
-    return job_of
-
-
 @contextlib.asynccontextmanager
 async def running(cluster: Cluster, namespace: str) -> AsyncIterator[Env]:
     async with Simulator(tick_interval=0.05) as sim:
@@ -160,7 +138,7 @@ async def running(cluster: Cluster, namespace: str) -> AsyncIterator[Env]:
         try:
             async with (
                 Servers() as servers,
-                PodAgent(kube, sim.base_url, namespace, job_of=_job_of(sim)),
+                PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)),
             ):
                 url = await dashboard.serve_dashboard(servers, controllers, "127.0.0.1:0", interval=0.5)
                 host, port = await servers.start(

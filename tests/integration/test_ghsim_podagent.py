@@ -4,9 +4,7 @@ reused JIT config fails the way the real runner does."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,21 +15,9 @@ from devcluster.cluster import Cluster
 from ghsim import JobSpec, Simulator
 from ghsim import Scope as SimScope
 from ghsim.podagent import PodAgent
+from tests.integration.support import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
-
-
-async def wait_until(what: str, probe: Callable[[], Any], within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture

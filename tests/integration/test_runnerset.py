@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from runnerd.kube.resources import PERSISTENT_VOLUME_CLAIMS, PODS, SECRETS, STAT
 from runnerd.reconcile.pod import ENV_JIT_CONFIG, PodOptions
 from runnerd.reconcile.runnerset import ANNOTATION_CONSUMED_BY, LABEL_RUNNERSET_NAME
 from tests.integration.podagent import PodAgent
+from tests.integration.support import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
@@ -61,19 +61,6 @@ class Env:
         return int(run.job_ids[0])
 
 
-async def wait_until(what: str, probe: Callable[[], Any], within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 async def env(cluster: Cluster, crds: None, namespace: str) -> AsyncIterator[Env]:
     async with Simulator(tick_interval=0.05) as sim:
@@ -94,7 +81,7 @@ async def env(cluster: Cluster, crds: None, namespace: str) -> AsyncIterator[Env
         controllers = build(kube=kube, github=github, options=options)
         task = asyncio.create_task(controllers.manager.run(), name="manager")
         try:
-            async with PodAgent(kube, sim.base_url, namespace, job_of=_job_of(sim)):
+            async with PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)):
                 yield Env(sim, kube, namespace)
         finally:
             controllers.manager.stop()
@@ -104,7 +91,7 @@ async def env(cluster: Cluster, crds: None, namespace: str) -> AsyncIterator[Env
             await kube.close()
 
 
-def _job_of(sim: Simulator) -> Callable[[str], int | None]:
+def job_of(sim: Simulator) -> Callable[[str], int | None]:
     def job_of(name: str) -> int | None:
         return next((r.job_id for r in sim.world.runners.values() if r.name == name), None)
 
