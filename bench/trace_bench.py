@@ -59,6 +59,12 @@ TUNING_FLAGS = (
 )
 
 
+def standard_repos(runners: int) -> tuple[str, ...]:
+    """One repository per 10 runners (at least 3): an organization that needs 1,000 runners at once has
+    many repositories, and each gets its own webhook (see :class:`RunConfig`)."""
+    return workload.repo_names(max(3, runners // 10))
+
+
 def standard_shape(runners: int, *, gpu_share: float = 0.1, seed: int = 1) -> SyntheticShape:
     """The benchmark's trace for a scale: two bursts of ``runners`` jobs (10 % GPU from 10 runners up),
     jobs long enough that a whole burst runs at once, a trickle of lint jobs in the gap."""
@@ -107,6 +113,9 @@ class RunConfig:
     boot_delay_s: float = 0.0
     timeout_s: float = 1800.0
     state_dir: Path | None = None
+    hook_per_repo: bool = True
+    """one webhook per repository: GitHub delivers webhooks in parallel, ghsim sends each hook's
+    deliveries one at a time, so a single organization hook would measure ghsim's queue"""
 
     @property
     def cpu_max(self) -> int:
@@ -183,6 +192,7 @@ async def _replay(cluster: Cluster, cfg: RunConfig, state: Path, started: float)
         boot_delay_s=cfg.boot_delay_s,
         sim_config=off,
         log_level="warn",
+        hook_per_repo=cfg.hook_per_repo,
     )
     entries = list(workload.scaled(cfg.trace, cfg.time_scale)) if cfg.time_scale != 1.0 else cfg.trace
     async with Stack(cluster, opts) as stack:
@@ -326,6 +336,8 @@ def _result(
             "scale_down_delay_s": cfg.scale_down_delay_s,
             "boot_delay_s": cfg.boot_delay_s,
             "time_scale": cfg.time_scale,
+            "repositories": len({e.repo for e in cfg.trace}),
+            "webhooks": "one per repository" if cfg.hook_per_repo else "one for the organization",
             "controller_flags": [a for a in stack.controller_argv[2:] if a.startswith(TUNING_FLAGS)],
         },
     )
@@ -393,7 +405,7 @@ def _generate(args: argparse.Namespace) -> int:
     shape = standard_shape(args.runners, gpu_share=args.gpu_share, seed=args.seed)
     if args.bursts is not None:
         shape = SyntheticShape(**{**asdict(shape), "bursts": args.bursts})
-    entries = workload.synthetic(shape)
+    entries = workload.synthetic(shape, standard_repos(args.runners))
     header = (
         f"runnerd trace benchmark: {shape.bursts} bursts of {shape.peak} jobs "
         f"({shape.gpu_jobs_per_burst} GPU), seed {shape.seed}\n"
@@ -418,6 +430,7 @@ def _config(args: argparse.Namespace, trace: list[TraceEntry], name: str, runner
         hra_metric=args.metric,
         scale_down_delay_s=args.scale_down_delay,
         boot_delay_s=args.boot_delay,
+        hook_per_repo=not args.org_hook,
     )
 
 
@@ -426,7 +439,7 @@ def _trace_for(args: argparse.Namespace, runners: int) -> tuple[list[TraceEntry]
     if path.is_file():
         return workload.read_trace(path), str(path.relative_to(ROOT))
     shape = standard_shape(runners, gpu_share=args.gpu_share, seed=args.seed)
-    return workload.synthetic(shape), f"synthetic(peak={runners}, seed={args.seed})"
+    return workload.synthetic(shape, standard_repos(runners)), f"synthetic(peak={runners}, seed={args.seed})"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -497,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
             "--scale-down-delay", type=int, default=30, help="HRA scaleDownDelaySecondsAfterScaleOut"
         )
         p.add_argument("--boot-delay", type=float, default=0.0, help="seconds a virtual runner takes to boot")
+        p.add_argument(
+            "--org-hook", action="store_true", help="one organization webhook instead of one per repo"
+        )
         p.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     if args.command == "generate":

@@ -101,6 +101,9 @@ class StackOptions:
     sim_config: SimConfig = field(default_factory=SimConfig)
     controller_args: tuple[str, ...] = ()
     log_level: str = "info"
+    hook_per_repo: bool = False
+    """one webhook per repository instead of one for the organization (ghsim sends each hook's
+    deliveries one at a time, in order; GitHub sends them in parallel)"""
 
 
 @dataclass
@@ -221,6 +224,16 @@ class TrackingPodAgent(PodAgent):
         super().__init__(*args, **kwargs)
         self.clock = clock
         self.pods: dict[str, PodRecord] = {}
+
+    async def start(self) -> None:
+        """As ghsim's, with no limit on connections to the simulator: every idle virtual runner holds
+        a long poll, and aiohttp's default pool of 100 connections stalls the jobs of a fleet of more
+        than 100 runners (their heartbeats and completions wait behind the polls)."""
+        await super().start()
+        default = self._session
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        if default is not None:
+            await default.close()
 
     def handle(self, event_type: str, pod: Mapping[str, Any]) -> None:
         meta = pod.get("metadata") or {}
@@ -411,7 +424,9 @@ class Stack:
         self._stack.push_async_callback(self.stop_controller)
         await self._kube_clients()
         await self._wait_controller_ready()
-        self.sim.world.create_hook(self.webhook_url, scope=Scope("org", opts.org), secret=self.secret)
+        scopes = [Scope("repo", r) for r in opts.repos] if opts.hook_per_repo else [Scope("org", opts.org)]
+        for scope in scopes:
+            self.sim.world.create_hook(self.webhook_url, scope=scope, secret=self.secret)
         agent = TrackingPodAgent(
             self._core,
             self.sim.base_url,

@@ -35,6 +35,12 @@ GPU_LABELS = ("self-hosted", "gpu")
 GPU_LABEL = "gpu"
 
 
+def repo_names(n: int) -> tuple[str, ...]:
+    """``n`` repositories of the organization: the demo's three, then ``svc-000``, ``svc-001``, ..."""
+    extra = tuple(f"{ORG}/svc-{i:03d}" for i in range(max(0, n - len(REPOS))))
+    return (REPOS + extra)[: max(1, n)]
+
+
 def is_gpu(labels: Iterable[str]) -> bool:
     return any(label.lower() == GPU_LABEL for label in labels)
 

@@ -190,6 +190,17 @@ def test_tracking_agent_records_when_pods_appear_end_and_go() -> None:
     assert not agent.tasks  # no pod was Running: no virtual runner started
 
 
+async def test_tracking_agent_has_no_connection_limit() -> None:
+    agent = demo.TrackingPodAgent(None, "http://sim", watch=False)
+    await agent.start()
+    try:
+        assert agent._session is not None
+        assert agent._session.connector is not None
+        assert agent._session.connector.limit == 0
+    finally:
+        await agent.stop()
+
+
 def _snapshot(**changes: Any) -> demo.Snapshot:
     values: dict[str, Any] = {
         "elapsed": 75.0,
