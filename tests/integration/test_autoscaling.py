@@ -11,6 +11,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -206,7 +209,7 @@ async def running(
         controllers.informers["runnerdeployments"].add_handler(seen)
         task = asyncio.create_task(controllers.manager.run(), name="manager")
         try:
-            async with Servers() as servers, PodAgent(kube, sim.base_url, namespace) as _agent:
+            async with Servers() as servers, PodAgent(kube, sim.base_url, namespace, job_of=_job_of(sim)):
                 host, port = await servers.start(
                     "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
                 )
@@ -229,6 +232,15 @@ async def running(
             await autoscaling.close()
             await github.close()
             await kube.close()
+
+
+def _job_of(sim: Simulator) -> Callable[[str], int | None]:
+    """For the pod agent: the job a runner holds (its pod is not Ready while it runs one)."""
+
+    def job_of(name: str) -> int | None:
+        return next((r.job_id for r in sim.world.runners.values() if r.name == name), None)
+
+    return job_of
 
 
 ARTICLE_HRA_1 = """
@@ -535,3 +547,99 @@ async def test_rate_limited_github_slows_polling_without_losing_jobs(
         )
         assert refused <= (time.monotonic() - started) / window + 1
         assert poller.polls <= (time.monotonic() - started) / 0.75 + 1
+
+
+def _queued_payload(job_id: int) -> bytes:
+    return json.dumps(
+        {
+            "action": "queued",
+            "workflow_job": {"id": job_id, "run_id": 1, "status": "queued", "labels": list(LABELS)},
+            "repository": {
+                "name": "app",
+                "full_name": REPO,
+                "owner": {"login": "octo-org", "type": "Organization"},
+            },
+            "organization": {"login": "octo-org"},
+        }
+    ).encode()
+
+
+@pytest.mark.timeout(60)
+async def test_standalone_webhook_server_process(
+    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+) -> None:
+    """``runnerd webhook-server`` (ARC's separate Deployment) writes the reservation the controller reads."""
+    from devcluster.cluster import free_port
+
+    kube = await KubeClient.connect(str(cluster.kubeconfig))
+    webhook_port, metrics_port = free_port(), free_port()
+    with (tmp_path / "webhook-server.log").open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runnerd.cli",
+            "webhook-server",
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--watch-namespace={namespace}",
+            f"--webhook-addr=127.0.0.1:{webhook_port}",
+            f"--metrics-addr=127.0.0.1:{metrics_port}",
+            env={**os.environ, "GITHUB_WEBHOOK_SECRET_TOKEN": SECRET, "PYTHONUNBUFFERED": "1"},
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+    try:
+        for manifest in (RD, WEBHOOK_HRA):
+            obj = yaml.safe_load(manifest)
+            obj["metadata"]["namespace"] = namespace
+            resource = (
+                HORIZONTAL_RUNNER_AUTOSCALERS
+                if obj["kind"] == "HorizontalRunnerAutoscaler"
+                else RUNNER_DEPLOYMENTS
+            )
+            await kube.create(resource, obj, namespace=namespace)
+        base, metrics = f"http://127.0.0.1:{webhook_port}", f"http://127.0.0.1:{metrics_port}"
+        async with aiohttp.ClientSession() as session:
+
+            async def ready() -> bool:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(metrics + "/readyz") as resp:
+                        return resp.status == 200
+                return False
+
+            await wait_until("the webhook server ready", ready, within=30)
+            body = _queued_payload(4242)
+            headers = {"X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": "d-1"}
+            async with session.post(base + "/", data=body, headers=headers) as resp:
+                assert resp.status == 401
+
+            async def post() -> tuple[int, str]:
+                signed = {**headers, "X-Hub-Signature-256": signature_256(SECRET, body)}
+                async with session.post(base + "/", data=body, headers=signed) as resp:
+                    return resp.status, await resp.text()
+
+            # the HRA may not be in the server's cache yet right after it was created
+            status, text = await wait_until("a reservation", lambda: _scaled(post()), within=10)
+            assert status == 200
+            assert "scaled" in text
+            hra = await kube.get(HORIZONTAL_RUNNER_AUTOSCALERS, "example-hra", namespace=namespace)
+            assert _reserved(hra, 4242)
+            async with session.get(metrics + "/metrics") as resp:
+                text = await resp.text()
+            assert 'runnerd_webhook_deliveries_total{event="workflow_job",outcome="scaled"} 1.0' in text
+            assert (
+                'runnerd_webhook_deliveries_total{event="workflow_job",outcome="bad_signature"} 1.0' in text
+            )
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await kube.close()
+    assert SECRET not in (tmp_path / "webhook-server.log").read_text()
+
+
+async def _scaled(post: Any) -> tuple[int, str] | None:
+    status, text = await post
+    return (status, text) if "scaled" in text else None
