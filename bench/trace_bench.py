@@ -66,17 +66,18 @@ def standard_repos(runners: int) -> tuple[str, ...]:
 
 
 def standard_shape(runners: int, *, gpu_share: float = 0.1, seed: int = 1) -> SyntheticShape:
-    """The benchmark's trace for a scale: two bursts of ``runners`` jobs (10 % GPU from 10 runners up),
-    jobs long enough that a whole burst runs at once, a trickle of lint jobs in the gap."""
+    """The benchmark's trace for a scale: two bursts of ``runners`` jobs within 20 s (10 % GPU from 10
+    runners up), jobs long enough (CPU 120-200 s, GPU 150-240 s) that a whole burst of 1,000 runs at
+    once on 2 cores, and a trickle of lint jobs (one a minute per 10 runners) in the gap."""
     share = gpu_share if runners >= 10 else 0.0
     return SyntheticShape(
         peak=runners,
         gpu_share=share,
         bursts=2,
         burst_window_s=20.0,
-        duration_s=(60.0, 120.0),
-        gpu_duration_s=(90.0, 150.0),
-        gap_s=60.0,
+        duration_s=(120.0, 200.0),
+        gpu_duration_s=(150.0, 240.0),
+        gap_s=30.0,
         trickle_per_min=max(1.0, runners * 0.1),
         seed=seed,
     )
