@@ -30,10 +30,12 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +70,8 @@ def standard_repos(runners: int) -> tuple[str, ...]:
 def standard_shape(runners: int, *, gpu_share: float = 0.1, seed: int = 1) -> SyntheticShape:
     """The benchmark's trace for a scale: two bursts of ``runners`` jobs within 20 s (10 % GPU from 10
     runners up), jobs long enough (CPU 120-200 s, GPU 150-240 s) that a whole burst of 1,000 runs at
-    once on 2 cores, and a trickle of lint jobs (one a minute per 10 runners) in the gap."""
+    once on 2 cores, and in the 45 s between the end of one burst and the next a trickle of lint jobs
+    (one a minute per 10 runners)."""
     share = gpu_share if runners >= 10 else 0.0
     return SyntheticShape(
         peak=runners,
@@ -77,7 +80,7 @@ def standard_shape(runners: int, *, gpu_share: float = 0.1, seed: int = 1) -> Sy
         burst_window_s=20.0,
         duration_s=(120.0, 200.0),
         gpu_duration_s=(150.0, 240.0),
-        gap_s=30.0,
+        gap_s=45.0,
         trickle_per_min=max(1.0, runners * 0.1),
         seed=seed,
     )
@@ -172,9 +175,30 @@ def run_one(cfg: RunConfig) -> Result:
     log(f"scale {cfg.runners}: control plane, {shape.cpu_nodes} CPU + {shape.gpu_nodes} GPU nodes ({state})")
     cluster.start()
     try:
-        return asyncio.run(_replay(cluster, cfg, state, started))
+        return asyncio.run(_interruptible(_replay(cluster, cfg, state, started)))
     finally:
-        cluster.stop()
+        # a Ctrl-C while the control plane stops must not cut the stop short
+        previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            cluster.stop()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+async def _interruptible(work: Coroutine[Any, Any, Result]) -> Result:
+    """Run ``work``; the first SIGINT/SIGTERM cancels it (its cleanup runs), later ones are ignored."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 async def _replay(cluster: Cluster, cfg: RunConfig, state: Path, started: float) -> Result:
@@ -472,6 +496,14 @@ def _emit(results: list[Result], args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

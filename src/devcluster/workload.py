@@ -130,9 +130,10 @@ class SyntheticShape:
 
 def synthetic(shape: SyntheticShape, repos: Sequence[str] = REPOS) -> list[TraceEntry]:
     """``shape.bursts`` bursts; each brings ``peak`` jobs (``floor(peak * gpu_share)`` of them GPU jobs)
-    at uniform offsets within ``burst_window_s``. After a burst, the next one starts when the burst's
-    longest job could have ended plus ``gap_s``; in between, CPU jobs trickle in (Poisson,
-    ``trickle_per_min``, 10-30 s long). Deterministic for a given shape (its ``seed`` included)."""
+    at uniform offsets within ``burst_window_s``. The next burst starts ``gap_s`` after the burst's
+    longest job could have ended; in that gap (when no burst job can still run, so the trickle never
+    waits for capacity) CPU jobs trickle in (Poisson, ``trickle_per_min``, 10-30 s long).
+    Deterministic for a given shape (its ``seed`` included)."""
     rng = random.Random(shape.seed)
     out: list[TraceEntry] = []
     t = 0.0
@@ -152,9 +153,10 @@ def synthetic(shape: SyntheticShape, repos: Sequence[str] = REPOS) -> list[Trace
                     name="train-smoke" if gpu else "pytest",
                 )
             )
-        end = t + shape.burst_window_s + longest + shape.gap_s
+        quiet = t + shape.burst_window_s + longest
+        end = quiet + shape.gap_s
         if burst < shape.bursts - 1 and shape.trickle_per_min > 0:
-            at = t + shape.burst_window_s
+            at = quiet
             while True:
                 at += rng.expovariate(shape.trickle_per_min / 60.0)
                 if at >= end:

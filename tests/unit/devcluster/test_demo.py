@@ -67,12 +67,15 @@ def test_synthetic_bursts_bring_peak_jobs_with_the_gpu_share(peak: int, share: f
 
 
 def test_synthetic_trickle_fills_the_gaps_with_short_cpu_jobs() -> None:
-    shape = SyntheticShape(peak=10, bursts=2, trickle_per_min=30, seed=2)
+    shape = SyntheticShape(peak=10, bursts=2, gap_s=120, trickle_per_min=30, seed=2)
     entries = workload.synthetic(shape)
     trickle = [e for e in entries if e.workflow == "lint"]
     assert len(entries) == 20 + len(trickle)
-    assert len(trickle) > 30  # about 30 per minute over a gap of several minutes
+    assert 30 < len(trickle) < 90  # about 30 per minute over a gap of two minutes
     assert all(e.labels == CPU_LABELS and 10 <= e.duration <= 30 for e in trickle)
+    # only once every job of the first burst could have ended: the trickle never waits for capacity
+    last_burst_end = shape.burst_window_s + shape.gpu_duration_s[1]
+    assert min(e.offset for e in trickle) >= last_burst_end
 
 
 def test_scaled_multiplies_offsets_and_durations() -> None:
