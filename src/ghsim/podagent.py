@@ -141,6 +141,7 @@ class PodAgent:
         self.boot_delay = boot_delay
         self.poll_wait = poll_wait
         self.time_scale = time_scale
+        self._cancelled: set[asyncio.Task[None]] = set()
         self.tasks: dict[PodKey, asyncio.Task[None]] = {}
         self.exits: dict[PodKey, int] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -159,7 +160,7 @@ class PodAgent:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch(), name="ghsim-podagent")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._watch_task, *self.tasks.values()) if t is not None]
+        tasks = [t for t in (self._watch_task, *self.tasks.values(), *self._cancelled) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -180,6 +181,8 @@ class PodAgent:
             task = self.tasks.pop(key, None)
             if task is not None:
                 task.cancel()
+                self._cancelled.add(task)  # awaited on stop, before the session closes
+                task.add_done_callback(self._cancelled.discard)
             return
         if key in self.tasks or key in self.exits or not wants_virtual_runner(pod, self.container):
             return
@@ -258,7 +261,10 @@ class PodAgent:
                     seen.add(PodKey.of(pod))
                     self.handle("ADDED", pod)
                 for key in [k for k in self.tasks if k not in seen]:
-                    self.tasks.pop(key).cancel()
+                    gone = self.tasks.pop(key)
+                    gone.cancel()
+                    self._cancelled.add(gone)
+                    gone.add_done_callback(self._cancelled.discard)
                 w = watch.Watch()
                 kwargs: dict[str, Any] = {"resource_version": version, "timeout_seconds": 300}
                 if self.label_selector:

@@ -95,6 +95,7 @@ class PodAgent:
         self.informer = Informer(
             "agent-pods", kube.list_watcher(PODS, namespace=namespace, label_selector="actions-runner")
         )
+        self._cancelled: set[asyncio.Task[None]] = set()
         self.tasks: dict[Key, asyncio.Task[None]] = {}
         self.exits: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -133,7 +134,11 @@ class PodAgent:
             await asyncio.sleep(0.1)
 
     async def __aexit__(self, *exc: object) -> None:
-        tasks = [t for t in (self._informer_task, self._probe_task, *self.tasks.values()) if t is not None]
+        tasks = [
+            t
+            for t in (self._informer_task, self._probe_task, *self.tasks.values(), *self._cancelled)
+            if t is not None
+        ]
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -151,6 +156,8 @@ class PodAgent:
             task = self.tasks.pop(key, None)
             if task is not None:
                 task.cancel()
+                self._cancelled.add(task)  # awaited on stop, before the session closes
+                task.add_done_callback(self._cancelled.discard)
             return
         if running and key not in self.tasks and EXIT_CODE_ANNOTATION not in (meta.get("annotations") or {}):
             self.tasks[key] = asyncio.create_task(self._start(key, pod), name=f"runner-{key.name}")

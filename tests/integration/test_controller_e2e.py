@@ -87,10 +87,12 @@ async def env(
                 yield Env(sim, kube, github, controllers, agent, namespace, cluster)
         finally:
             controllers.manager.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 30)
-            await github.close()
-            await kube.close()
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, 30)
+            finally:
+                await github.close()
+                await kube.close()
 
 
 ARTICLE_RD = """
