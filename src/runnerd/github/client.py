@@ -210,6 +210,9 @@ class GitHubClient:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+            # Connections finish closing on later loop iterations (one for plain TCP, a few more
+            # for TLS's close_notify); give them that, or a loop that ends now leaks their sockets.
+            await asyncio.sleep(0.25 if self._config.api_url.startswith("https") else 0)
 
     @property
     def closed(self) -> bool:

@@ -12,6 +12,7 @@ It also implements the runtime's Protocols: :meth:`KubeClient.list_watcher`,
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -81,6 +82,9 @@ class KubeClient:
         if self._api is not None:
             api, self._api = self._api, None
             await api.close()
+            # aiohttp finishes closing TLS connections (close_notify) on later loop iterations; give
+            # them that moment, or a loop that ends right after leaves their sockets unclosed
+            await asyncio.sleep(0.25)
 
     # Transport.
 
