@@ -151,6 +151,7 @@ class VirtualRunner:
         finally:
             if self._own_session and self._session is not None:
                 await self._session.close()
+                await asyncio.sleep(0)  # let the closed connections' sockets close
                 self._session = None
 
     def _result(self, code: int, reason: str) -> RunnerResult:

@@ -170,6 +170,7 @@ class PodAgent:
         self._watch_task = None
         if self._session is not None:
             await self._session.close()
+            await asyncio.sleep(0)  # let the closed connections' sockets close
             self._session = None
 
     # ---- events ------------------------------------------------------------------------------

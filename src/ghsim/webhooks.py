@@ -118,6 +118,7 @@ class WebhookDispatcher:
         self._workers.clear()
         if self._session is not None:
             await self._session.close()
+            await asyncio.sleep(0)  # let the closed connections' sockets close
             self._session = None
 
     # ---- producing -------------------------------------------------------------------------

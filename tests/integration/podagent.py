@@ -146,6 +146,7 @@ class PodAgent:
                 await t
         if self._session is not None:
             await self._session.close()
+            await asyncio.sleep(0)  # let the closed connections' sockets close
 
     def _on_event(self, event: InformerEvent) -> None:
         pod = event.obj
