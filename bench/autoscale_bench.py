@@ -19,7 +19,8 @@ paired first come, first served) and until GitHub assigned the job to a runner. 
 every call the controller made from the burst until every job was assigned, and until every job was
 done and the pool back at zero. The webhook path also gets a breakdown of where the time goes.
 
-    .venv/bin/python bench/autoscale_bench.py [--jobs 200] [--jobs-per-run 10] [--pull-sync 60]
+    .venv/bin/python bench/autoscale_bench.py [--jobs 200] [--jobs-per-run 10] [--job-seconds 60]
+        [--pull-sync 60] [--modes webhook pull]
 """
 
 from __future__ import annotations
@@ -412,7 +413,12 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--jobs-per-run", type=int, default=10)
-    parser.add_argument("--job-seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--job-seconds",
+        type=float,
+        default=60.0,
+        help="long enough that no runner is replaced during the burst",
+    )
     parser.add_argument("--pull-sync", type=float, default=60.0, help="the pull metric's sync period (s)")
     parser.add_argument("--modes", nargs="+", choices=("webhook", "pull"), default=["webhook", "pull"])
     args = parser.parse_args()
