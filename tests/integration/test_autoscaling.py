@@ -646,3 +646,63 @@ async def test_standalone_webhook_server_process(
 async def _scaled(post: Any) -> tuple[int, str] | None:
     status, text = await post
     return (status, text) if "scaled" in text else None
+
+
+@pytest.mark.timeout(100)
+async def test_controller_process_serves_webhook_health_and_metrics(
+    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+) -> None:
+    """``runnerd controller --webhook-addr … --metrics-addr … --health-probe-bind-address …``."""
+    from devcluster.cluster import free_port
+
+    async with Simulator() as sim:
+        sim.world.create_org("octo-org")
+        token = sim.world.create_pat("admin").token
+        webhook, metrics, health = free_port(), free_port(), free_port()
+        log_path = tmp_path / "controller.log"
+        with log_path.open("wb") as log:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "runnerd.cli",
+                "controller",
+                f"--kubeconfig={cluster.kubeconfig}",
+                f"--watch-namespace={namespace}",
+                f"--github-url={sim.base_url}",
+                f"--webhook-addr=127.0.0.1:{webhook}",
+                f"--metrics-addr=127.0.0.1:{metrics}",
+                f"--health-probe-bind-address=127.0.0.1:{health}",
+                env={**os.environ, "GITHUB_TOKEN": token, "GITHUB_WEBHOOK_SECRET_TOKEN": SECRET},
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        try:
+            async with aiohttp.ClientSession() as session:
+
+                async def ready() -> bool:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with session.get(f"http://127.0.0.1:{health}/readyz") as resp:
+                            return resp.status == 200
+                    return False
+
+                await wait_until("the controller ready", ready, within=60)
+                async with session.get(f"http://127.0.0.1:{health}/healthz") as resp:
+                    assert resp.status == 200
+                async with session.get(f"http://127.0.0.1:{metrics}/metrics") as resp:
+                    assert "# TYPE runnerd_webhook_to_pod_create_seconds histogram" in await resp.text()
+                body = b'{"zen": "Keep it logically awesome."}'
+                headers = {"X-GitHub-Event": "ping", "X-Hub-Signature-256": signature_256(SECRET, body)}
+                async with session.post(
+                    f"http://127.0.0.1:{webhook}/webhook", data=body, headers=headers
+                ) as resp:
+                    assert (resp.status, await resp.text()) == (200, "pong")
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    text = log_path.read_text(errors="replace")
+    assert SECRET not in text
+    assert token not in text
