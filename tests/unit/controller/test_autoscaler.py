@@ -14,11 +14,13 @@ from runnerd.api import HorizontalRunnerAutoscaler
 from runnerd.controller.autoscaler import AutoscalingOptions, HRAController
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.directory import RunnerDirectory
+from runnerd.controller.replicasets import INDEX_CONTROLLER
 from runnerd.controller.targets import TargetResolver
 from runnerd.github import RateLimitedError, WorkflowJob, WorkflowRun
+from runnerd.github import Runner as GitHubRunner
 from runnerd.github.sansio import RateLimit
 from runnerd.kube.resources import Resource
-from runnerd.runtime import Conflict, EventRecorder, Informer, Invalid, Key, NotFound
+from runnerd.runtime import Conflict, EventRecorder, Informer, Invalid, Key, NotFound, index_by_controller_uid
 from runnerd.web.metrics import Metrics
 
 pytestmark = pytest.mark.timeout(10)
@@ -135,6 +137,7 @@ class FakeGitHub:
     jobs: dict[int, list[WorkflowJob]] = field(default_factory=dict)
     limited: bool = False
     calls: int = 0
+    listed: list[GitHubRunner] = field(default_factory=list)
     core: RateLimit | None = None
 
     @property
@@ -162,11 +165,11 @@ class FakeGitHub:
 
     async def list_runners(self, scope: Any) -> list[Any]:
         self.calls += 1
-        return []
+        return list(self.listed)
 
 
 def informer(name: str, *objs: dict[str, Any]) -> Informer:
-    inf = Informer(name, NoListWatcher())
+    inf = Informer(name, NoListWatcher(), indexers={INDEX_CONTROLLER: index_by_controller_uid})
     for obj in objs:
         inf.store.upsert(obj)
     return inf
@@ -529,3 +532,48 @@ async def test_a_runner_set_target_without_the_informer_is_skipped_cleanly() -> 
     assert active["reason"] == "FailedGetScaleTarget"
     assert "no runnersets informer" in active["message"]
     assert result.requeue_after == 60.0
+
+
+def owned(kind: str, name: str, owner: dict[str, Any]) -> dict[str, Any]:
+    ref = {
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+    }
+    return {
+        "apiVersion": "actions.summerwind.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "ownerReferences": [ref]},
+    }
+
+
+async def test_percentage_runners_busy_counts_the_targets_runners() -> None:
+    busy_metric = [{"type": "PercentageRunnersBusy", "scaleUpThreshold": "0.75", "scaleUpFactor": "2"}]
+    w = make_world(
+        ("runnerdeployments", rd(replicas=2)), ("horizontalrunnerautoscalers", hra(metrics=busy_metric))
+    )
+    deployment = w.informers["runnerdeployments"].store.get(Key(NS, "rd"))
+    assert deployment is not None
+    rrs = owned("RunnerReplicaSet", "rd-abc", {**deployment, "kind": "RunnerDeployment"})
+    w.informers["runnerreplicasets"].store.upsert(rrs)
+    for name in ("rd-abc-1", "rd-abc-2"):
+        w.informers["runners"].store.upsert(owned("Runner", name, rrs))
+    w.github.listed = [
+        GitHubRunner(id=1, name="rd-abc-1", os="linux", status="online", busy=True, labels=("x",)),
+        GitHubRunner(id=2, name="rd-abc-2", os="linux", status="online", busy=True, labels=("x",)),
+    ]
+    await w.reconcile()
+    assert w.obj("runnerdeployments", "rd")["spec"]["replicas"] == 4  # 2 of 2 busy >= 0.75: x2
+    labels = {
+        "horizontalrunnerautoscaler": "hra",
+        "namespace": NS,
+        "enterprise": "",
+        "organization": "",
+        "repository": "octo/app",
+        "kind": "RunnerDeployment",
+        "name": "rd",
+    }
+    assert w.metrics.sample("horizontalrunnerautoscaler_runners_busy", labels) == 2
+    assert w.metrics.sample("horizontalrunnerautoscaler_runners_registered", labels) == 2
+    assert w.metrics.sample("horizontalrunnerautoscaler_replicas_desired", labels) == 4
