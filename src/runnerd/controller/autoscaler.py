@@ -696,13 +696,13 @@ class HRAController:
                 "RateLimited",
                 f"GitHub calls paused by a rate limit until {_fmt_epoch(until)}",
             )
-        core = self.github.rate_limits.get("core")
-        detail = (
-            f"core: {core.remaining} of {core.limit} left, resets at {_fmt_epoch(core.reset_at)}"
-            if core is not None
-            else "no rate-limit reading yet"
+        # No counts in the message: it would change with every call and rewrite the status each time.
+        return (
+            GITHUB_API_BUDGET,
+            True,
+            "WithinBudget",
+            "no GitHub rate limit holds this autoscaler back (see github_rate_limit_remaining)",
         )
-        return (GITHUB_API_BUDGET, True, "WithinBudget", detail)
 
     async def _write_status(
         self,

@@ -577,3 +577,16 @@ async def test_percentage_runners_busy_counts_the_targets_runners() -> None:
     assert w.metrics.sample("horizontalrunnerautoscaler_runners_busy", labels) == 2
     assert w.metrics.sample("horizontalrunnerautoscaler_runners_registered", labels) == 2
     assert w.metrics.sample("horizontalrunnerautoscaler_replicas_desired", labels) == 4
+
+
+async def test_an_unchanged_decision_writes_nothing() -> None:
+    w = make_world(
+        ("runnerdeployments", rd()),
+        ("horizontalrunnerautoscalers", hra(scaleUpTriggers=TRIGGER, capacityReservations=[reservation(1)])),
+    )
+    await w.reconcile()
+    writes = len(w.kube.patches)
+    w.github.core = RateLimit("core", 5000, 4321, 0, NOW.timestamp() + 600, NOW.timestamp())
+    await w.reconcile()  # e.g. woken by its own status write; the budget moved meanwhile
+    assert len(w.kube.patches) == writes
+    assert len(w.events.events) == 1
