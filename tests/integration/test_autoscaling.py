@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from runnerd.reconcile.pod import PodOptions
 from runnerd.runtime import InformerEvent, Key
 from runnerd.web.server import Address, Servers
 from tests.integration.podagent import PodAgent
+from tests.integration.support import job_of, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(60)]
 
@@ -139,19 +140,6 @@ class Env:
         return 1 if value is None else int(value)
 
 
-async def wait_until(what: str, probe: Callable[[], Any], within: float = 20.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
     for c in ((obj or {}).get("status") or {}).get("conditions") or ():
         if c.get("type") == type_:
@@ -209,7 +197,7 @@ async def running(
         controllers.informers["runnerdeployments"].add_handler(seen)
         task = asyncio.create_task(controllers.manager.run(), name="manager")
         try:
-            async with Servers() as servers, PodAgent(kube, sim.base_url, namespace, job_of=_job_of(sim)):
+            async with Servers() as servers, PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)):
                 host, port = await servers.start(
                     "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
                 )
@@ -235,15 +223,6 @@ async def running(
             # aiohttp closes TLS connections asynchronously (close_notify): give the API server
             # connections their moment before the loop ends, or their sockets are reported unclosed
             await asyncio.sleep(0.25)
-
-
-def _job_of(sim: Simulator) -> Callable[[str], int | None]:
-    """For the pod agent: the job a runner holds (its pod is not Ready while it runs one)."""
-
-    def job_of(name: str) -> int | None:
-        return next((r.job_id for r in sim.world.runners.values() if r.name == name), None)
-
-    return job_of
 
 
 ARTICLE_HRA_1 = """
