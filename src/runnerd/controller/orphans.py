@@ -79,7 +79,7 @@ class OrphanSweeper:
             except GitHubError as exc:
                 logger.info("orphan sweep: listing %s %s failed: %s", scope.kind, scope.name, exc)
                 continue
-            for name, runner in listing.runners.items():
+            for name, runner in list(listing.runners.items()):  # forget() edits it meanwhile
                 if name in known or not name.startswith(prefixes):
                     continue
                 if runner.busy or runner.status == "online":
