@@ -30,6 +30,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -174,8 +175,11 @@ def run_one(cfg: RunConfig) -> Result:
     started = time.monotonic()
     log(f"scale {cfg.runners}: control plane, {shape.cpu_nodes} CPU + {shape.gpu_nodes} GPU nodes ({state})")
     cluster.start()
+    ok = False
     try:
-        return asyncio.run(_interruptible(_replay(cluster, cfg, state, started)))
+        result = asyncio.run(_interruptible(_replay(cluster, cfg, state, started)))
+        ok = True
+        return result
     finally:
         # a Ctrl-C while the control plane stops must not cut the stop short
         previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -184,6 +188,10 @@ def run_one(cfg: RunConfig) -> Result:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+        if ok and cfg.state_dir is None:
+            shutil.rmtree(state, ignore_errors=True)  # etcd data: hundreds of MB at 1,000 runners
+        elif not ok:
+            log(f"scale {cfg.runners}: logs kept in {state}")
 
 
 async def _interruptible(work: Coroutine[Any, Any, Result]) -> Result:
