@@ -155,7 +155,8 @@ class PodAgent:
         await self.stop()
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession()
+        # one long poll per runner: no pool limit (aiohttp's default 100 stalls a larger fleet)
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         if self.watch:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch(), name="ghsim-podagent")
 
