@@ -11,6 +11,7 @@ from typing import Any, Literal
 from runnerd.api import constants as c
 from runnerd.kube.resources import PODS, Resource
 from runnerd.reconcile.pod import PodOptions
+from runnerd.runtime import Result
 
 RUNNERS = Resource(c.GROUP, c.VERSION, "runners", "Runner")
 RUNNER_REPLICA_SETS = Resource(c.GROUP, c.VERSION, "runnerreplicasets", "RunnerReplicaSet")
@@ -38,6 +39,22 @@ ANNOTATION_REGISTRATION = "runnerd.dev/registration"
 """On a Runner (or its template): ``jit`` or ``token``; overrides the controller's choice."""
 
 RegistrationMode = Literal["auto", "jit", "token"]
+
+
+@dataclass
+class Backoff:
+    """Failures of one runner's pod (or StatefulSet), and when the next attempt may start."""
+
+    failures: int = 0
+    next_attempt_at: float = 0.0
+
+
+class StopSteps(Exception):
+    """A step of a reconcile could not complete; the reconcile ends with ``result``."""
+
+    def __init__(self, result: Result) -> None:
+        super().__init__()
+        self.result = result
 
 
 @dataclass(frozen=True, kw_only=True)

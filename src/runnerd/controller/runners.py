@@ -20,7 +20,9 @@ from runnerd.controller.common import (
     PODS,
     RUNNER_FINALIZER,
     RUNNERS,
+    Backoff,
     ControllerOptions,
+    StopSteps,
     controller_ref,
     epoch,
 )
@@ -76,26 +78,12 @@ _WRITTEN_PHASES = frozenset({RunnerPhase.IDLE, RunnerPhase.BUSY, RunnerPhase.FAI
 
 
 @dataclass
-class _Backoff:
-    failures: int = 0
-    next_attempt_at: float = 0.0
-
-
-@dataclass
 class RunnerStats:
     pods_created: int = 0
     pods_deleted: int = 0
     status_writes: int = 0
     deregistrations: int = 0
     busy_refusals: int = 0
-
-
-class _StopSteps(Exception):
-    """A step could not complete; the reconcile ends with the given result."""
-
-    def __init__(self, result: Result) -> None:
-        super().__init__()
-        self.result = result
 
 
 class RunnerController:
@@ -120,7 +108,7 @@ class RunnerController:
         self.options = options
         self.clock = clock
         self.stats = RunnerStats()
-        self._backoff: dict[str, _Backoff] = {}
+        self._backoff: dict[str, Backoff] = {}
         self._group_ids: dict[tuple[Scope, str], int] = {}
         self._drained: dict[str, float] = {}  # Runner uid -> when its labels were replaced
         self._deleted: dict[str, float] = {}  # Runner uid -> when this process asked to delete it
@@ -187,7 +175,7 @@ class RunnerController:
             github_state = self.directory.state(scope, key.name)
 
         runner_id = (pod_state.runner_id if pod_state else None) or self.directory.runner_id(scope, key.name)
-        backoff = self._backoff.get(uid, _Backoff())
+        backoff = self._backoff.get(uid, Backoff())
         now = self.clock()
         running_since = None
         if pod_state is not None:
@@ -217,7 +205,7 @@ class RunnerController:
         try:
             for step in decision.steps:
                 await self._do(step, obj, runner, scope, pod, runner_id)
-        except _StopSteps as stop:
+        except StopSteps as stop:
             result = stop.result
 
         if decision.failed:
@@ -273,12 +261,12 @@ class RunnerController:
             try:
                 await self.github.set_runner_labels(scope, runner_id, [self.options.drain_label])
             except RateLimitedError as exc:
-                raise _StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
+                raise StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
             except NotFoundError:
                 pass  # already gone from GitHub: nothing can be routed to it
             except GitHubError as exc:
                 await self.recorder.warning(obj, exc.reason, f"draining runner {name}: {exc}")
-                raise _StopSteps(Result(requeue=True)) from None
+                raise StopSteps(Result(requeue=True)) from None
             self._drained[runner.metadata.uid or ""] = self.clock()
             await self.recorder.normal(
                 obj,
@@ -296,12 +284,12 @@ class RunnerController:
                 await self.recorder.normal(
                     obj, "RunnerBusy", f"runner {name} is running a job; it is removed once the job is done"
                 )
-                raise _StopSteps(Result(requeue_after=BUSY_RETRY)) from None
+                raise StopSteps(Result(requeue_after=BUSY_RETRY)) from None
             except RateLimitedError as exc:
-                raise _StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
+                raise StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
             except GitHubError as exc:
                 await self.recorder.warning(obj, exc.reason, f"removing runner {name} from GitHub: {exc}")
-                raise _StopSteps(Result(requeue=True)) from None
+                raise StopSteps(Result(requeue=True)) from None
             self.stats.deregistrations += 1
             self.directory.forget(scope, name)
         elif step is Step.DELETE_POD:
@@ -330,7 +318,7 @@ class RunnerController:
         except NotFound:
             return
         except Conflict:
-            raise _StopSteps(Result(requeue=True)) from None
+            raise StopSteps(Result(requeue=True)) from None
 
     async def _remove_finalizer(self, runner: Runner) -> None:
         """A JSON patch that tests the entry it removes: no conflict with concurrent status writes."""
@@ -348,7 +336,7 @@ class RunnerController:
         except NotFound:
             return
         except (Conflict, Invalid):
-            raise _StopSteps(Result(requeue=True)) from None
+            raise StopSteps(Result(requeue=True)) from None
         self._finalized[uid] = self.clock()
         if len(self._finalized) > 10_000:  # the objects are gone; keep the memo small
             cutoff = self.clock() - 300.0
@@ -396,15 +384,15 @@ class RunnerController:
             registration = await self._register(obj, runner, scope)
         except RateLimitedError as exc:
             await self.recorder.warning(obj, exc.reason, f"waiting for GitHub's rate limit to reset: {exc}")
-            raise _StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
+            raise StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
         except RunnerBusyError:
-            raise _StopSteps(Result(requeue_after=BUSY_RETRY)) from None
+            raise StopSteps(Result(requeue_after=BUSY_RETRY)) from None
         except GitHubError as exc:
             await self.recorder.warning(obj, exc.reason, f"registering runner {runner.name}: {exc}")
             await self._set_status(
                 obj, {"phase": "Failed", "ready": False, "reason": exc.reason, "message": str(exc)}
             )
-            raise _StopSteps(Result(requeue=True)) from None
+            raise StopSteps(Result(requeue=True)) from None
         labels = dict(runner.metadata.labels)
         annotations = {
             k: v for k, v in runner.metadata.annotations.items() if not k.startswith("kubectl.kubernetes.io/")
@@ -423,12 +411,12 @@ class RunnerController:
         except RunnerPodError as exc:
             await self._abandon_registration(scope, registration)
             await self.recorder.warning(obj, "InvalidRunnerPod", str(exc))
-            raise _StopSteps(Result()) from None
+            raise StopSteps(Result()) from None
         try:
             await self.kube.create(PODS, manifest, namespace=runner.namespace)
         except AlreadyExists:
             await self._abandon_registration(scope, registration)
-            raise _StopSteps(Result(requeue=True)) from None
+            raise StopSteps(Result(requeue=True)) from None
         except Exception:
             await self._abandon_registration(scope, registration)
             raise

@@ -36,7 +36,9 @@ from runnerd.api import ApiParseError, RunnerSet
 from runnerd.controller.common import (
     ANNOTATION_REGISTRATION,
     RUNNER_SETS,
+    Backoff,
     ControllerOptions,
+    StopSteps,
     controller_ref,
     created_at,
 )
@@ -164,18 +166,6 @@ class RunnerSetStats:
     volumes_reused: int = 0
 
 
-@dataclass
-class _Backoff:
-    failures: int = 0
-    next_attempt_at: float = 0.0
-
-
-class _Stop(Exception):
-    def __init__(self, result: Result) -> None:
-        super().__init__()
-        self.result = result
-
-
 class RunnerSetController:
     def __init__(
         self,
@@ -210,7 +200,7 @@ class RunnerSetController:
         self.stats = RunnerSetStats()
         self.expect = _Expectations(time.monotonic)
         self._secrets_made: dict[Key, float] = {}
-        self._backoff: dict[Key, _Backoff] = {}
+        self._backoff: dict[Key, Backoff] = {}
         self._group_ids: dict[tuple[Scope, str], int] = {}
         self._drained: dict[str, float] = {}  # StatefulSet uid -> when its runner's labels were replaced
         self._reserved: dict[str, float] = {}  # claim uid -> when a volume was reserved for it
@@ -378,7 +368,7 @@ class RunnerSetController:
 
     def _fail(self, key: Key) -> None:
         """A runner failed (or could not be made): the next one waits, doubling up to max_backoff."""
-        backoff = self._backoff.setdefault(key, _Backoff())
+        backoff = self._backoff.setdefault(key, Backoff())
         backoff.failures += 1
         delay = min(self.options.max_backoff, 5.0 * 2 ** (backoff.failures - 1))
         backoff.next_attempt_at = self.clock() + delay
@@ -478,7 +468,7 @@ class RunnerSetController:
         try:
             for action in decision.actions:
                 latest = await self._act(action, obj, latest, info, scope, pod, runner_id)
-        except _Stop as stop:
+        except StopSteps as stop:
             return decision, stop.result
         if decision.failed and Action.DELETE in decision.actions:
             await self.recorder.warning(
@@ -506,12 +496,12 @@ class RunnerSetController:
             try:
                 await self.github.set_runner_labels(scope, runner_id, [self.options.drain_label])
             except RateLimitedError as exc:
-                raise _Stop(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
+                raise StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
             except NotFoundError:
                 pass  # already gone from GitHub: nothing can be routed to it
             except GitHubError as exc:
                 await self.recorder.warning(obj, exc.reason, f"draining runner {info.runner}: {exc}")
-                raise _Stop(Result(requeue=True)) from None
+                raise StopSteps(Result(requeue=True)) from None
             self._drained[info.uid] = self.clock()
             return sts
         if action is Action.REMOVE_FINALIZER:
@@ -543,14 +533,14 @@ class RunnerSetController:
                     "RunnerBusy",
                     f"runner {info.runner} is running a job; it is removed once the job is done",
                 )
-                raise _Stop(Result(requeue_after=BUSY_RETRY)) from None
+                raise StopSteps(Result(requeue_after=BUSY_RETRY)) from None
             except RateLimitedError as exc:
-                raise _Stop(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
+                raise StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
             except GitHubError as exc:
                 await self.recorder.warning(
                     obj, exc.reason, f"removing runner {info.runner} from GitHub: {exc}"
                 )
-                raise _Stop(Result(requeue=True)) from None
+                raise StopSteps(Result(requeue=True)) from None
             self.stats.deregistrations += 1
             self.directory.forget(scope, info.runner)
             return sts
@@ -571,14 +561,14 @@ class RunnerSetController:
             finalizers = [f for f in (sts["metadata"].get("finalizers") or ()) if f != FINALIZER]
             try:
                 return await self._patch_finalizers(sts, finalizers)
-            except _Stop:
+            except StopSteps:
                 try:
                     sts = await self.kube.get(STATEFUL_SETS, meta["name"], namespace=meta["namespace"])
                 except NotFound:
                     return sts
                 if sts["metadata"].get("uid") != meta.get("uid"):
                     return sts
-        raise _Stop(Result(requeue=True))
+        raise StopSteps(Result(requeue=True))
 
     async def _patch_finalizers(self, sts: Obj, finalizers: list[str]) -> Obj:
         meta = sts["metadata"]
@@ -593,7 +583,7 @@ class RunnerSetController:
         except NotFound:
             return sts
         except Conflict:
-            raise _Stop(Result(requeue=True)) from None
+            raise StopSteps(Result(requeue=True)) from None
 
     # ------------------------------------------------------------------------------- create
     def credential_kind(self, rs: RunnerSet) -> CredentialKind:
