@@ -32,7 +32,7 @@ have() { [ -x "$BIN/$1" ]; }
 # --- promtool ----------------------------------------------------------------------------------
 # remove_all_sd: no cloud service-discovery plugins (promtool's rule checks and tests need none).
 if ! have promtool; then
-  P=3.${PROMETHEUS_VERSION#0.}; P=${P%.*}.${PROMETHEUS_VERSION##*.}
+  M=${PROMETHEUS_VERSION#0.}; M=${M%%.*}; P="$((M / 100)).$((M % 100)).${PROMETHEUS_VERSION##*.}"  # 0.316.0 -> 3.16.0
   STEP="promtool: go install github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS_VERSION"
   log "$STEP (cold: a few minutes)"
   GOBIN="$BIN" go install -trimpath -tags remove_all_sd -ldflags "-s -w \

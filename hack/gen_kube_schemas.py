@@ -56,13 +56,27 @@ def file_name(group: str, version: str, kind: str) -> str:
     return f"{kind.lower()}{suffix}.json"
 
 
+SCHEMA_MAPS = ("properties", "patternProperties", "definitions")
+SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
+SCHEMA_VALUES = ("items", "additionalProperties", "not")
+
+
 def strict(schema: Any, *, crd: bool = False) -> Any:
     """A copy with closed objects, int-or-string and nullable spelled out, descriptions dropped."""
-    if isinstance(schema, list):
-        return [strict(s, crd=crd) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out: JSON = {k: strict(v, crd=crd) for k, v in schema.items() if k != "description"}
+    out: JSON = {}
+    for key, value in schema.items():
+        if key == "description":
+            continue
+        if key in SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: strict(sub, crd=crd) for name, sub in value.items()}
+        elif key in SCHEMA_LISTS and isinstance(value, list):
+            out[key] = [strict(sub, crd=crd) for sub in value]
+        elif key in SCHEMA_VALUES:
+            out[key] = strict(value, crd=crd)
+        else:
+            out[key] = value
     if crd and out.pop("x-kubernetes-int-or-string", False):
         out.pop("type", None)
         out.update(INT_OR_STRING)

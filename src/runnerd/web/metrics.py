@@ -222,9 +222,7 @@ class _ProcessGauges(Collector):
         return self.collect()
 
     def collect(self) -> Iterable[Metric]:
-        leader = GaugeMetricFamily(
-            "runnerd_leader", "1 while this process runs the controllers (holds the Lease, or has no election)"
-        )
+        leader = GaugeMetricFamily("runnerd_leader", "1 while this process runs the controllers (leads)")
         seen = GaugeMetricFamily(
             "runnerd_orphan_registrations", "GitHub runner registrations with no Runner, in the last sweep"
         )

@@ -129,6 +129,7 @@ def test_leadership_and_orphans_are_read_at_scrape_time(
     assert metrics.sample("runnerd_orphan_registrations") == seen
     assert metrics.sample("runnerd_orphan_registrations_removed_total") == removed
 
+
 def test_workflow_job_events_feed_arcs_job_metrics() -> None:
     metrics = Metrics()
     labels = dict.fromkeys(JOB_LABELS, "")
