@@ -4,6 +4,7 @@ series, rules_test.yaml)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -103,3 +104,16 @@ def test_the_schema_refuses_values_that_make_no_rule(tmp_path: Path, values: dic
     path.write_text(yaml.safe_dump({"metrics": {"prometheusRule": {"enabled": True, **values}}}))
     with pytest.raises(AssertionError, match="values don't meet the specifications of the schema"):
         tools.run([tools.helm(), "template", "rel", tools.CHART, "-f", path], cwd=tmp_path)
+
+
+def test_each_runbook_url_points_at_its_section_of_operations_md(tmp_path: Path) -> None:
+    doc = (tools.REPO / "docs" / "operations.md").read_text()
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", heading.lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", doc, re.M)
+    }  # GitHub's heading anchors
+    for group in rendered_rule(tmp_path)["spec"]["groups"]:
+        for rule in group["rules"]:
+            base, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+            assert base.endswith("/docs/operations.md")
+            assert anchor in anchors, rule["alert"]

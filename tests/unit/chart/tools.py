@@ -75,7 +75,7 @@ def render(tmp: Path, values: Mapping[str, Any] | None = None, *args: str) -> li
     path = tmp / "values.yaml"
     path.write_text(yaml.safe_dump(dict(values or {})))
     text = run([helm(), "template", "rel", CHART, "--namespace", "arc", "-f", path, *args], cwd=tmp)
-    return [d for d in yaml.safe_load_all(text) if d]
+    return [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader) if d]
 
 
 # --- PromQL and the exposition format -----------------------------------------------------------------
