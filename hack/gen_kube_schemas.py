@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -233,9 +234,12 @@ def monitoring_schemas() -> dict[str, JSON]:
 def _write(directory: Path, schemas: Mapping[str, JSON]) -> Path:
     partial = directory.with_name(directory.name + f".partial-{os.getpid()}")
     partial.mkdir(parents=True, exist_ok=True)
-    for name, schema in schemas.items():
-        (partial / name).write_text(json.dumps(schema, separators=(",", ":")))
-    partial.rename(directory)  # all or nothing: a crash leaves no half-filled cache directory
+    try:
+        for name, schema in schemas.items():
+            (partial / name).write_text(json.dumps(schema, separators=(",", ":")))
+        partial.rename(directory)  # all or nothing: no half-filled cache directory
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return directory
 
 

@@ -101,7 +101,7 @@ def test_the_installed_wheel_runs(built: Built) -> None:
 
 
 def test_kubectl_finds_the_plugin_of_the_install(built: Built) -> None:
-    kubectl = binaries.Binaries(REPO).kubectl
+    kubectl = binaries.ensure().kubectl
     path = f"{built.venv / 'bin'}:/usr/bin:/bin"
     assert str(built.bin("kubectl-runnerd")) in run(kubectl, "plugin", "list", path=path)
     assert "usage: kubectl runnerd status" in run(kubectl, "runnerd", "status", "--help", path=path)
@@ -132,7 +132,7 @@ def test_the_krew_manifest_and_its_archive(built: Built, tmp_path: Path) -> None
     with tarfile.open(tmp_path / "a" / f"kubectl-runnerd-{VERSION}.tar.gz") as tar:
         tar.extractall(plugin_dir, filter="data")
     assert {f["from"] for f in platform["files"]} == {p.name for p in plugin_dir.iterdir()}
-    kubectl = binaries.Binaries(REPO).kubectl
+    kubectl = binaries.ensure().kubectl
     path = f"{plugin_dir}:/usr/bin:/bin"
     out = run(kubectl, "runnerd", "status", "--help", path=path, RUNNERD_PYTHON=str(built.bin("python")))
     assert "usage: kubectl runnerd status" in out
