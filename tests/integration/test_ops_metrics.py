@@ -68,7 +68,7 @@ async def test_dashboard_and_alerts_use_only_what_a_live_controller_exports(
         p.start(name, *election_flags(p))
 
     def port_of(name: str) -> int | None:
-        m = PORT_LINE.search(p.log(name))
+        m = PORT_LINE.search((p.log_dir / f"{name}.log").read_text(errors="replace"))  # the whole log
         return int(m.group(1)) if m else None
 
     ports = {name: await wait_until(f"{name}'s metrics port", lambda n=name: port_of(n)) for name in p.procs}
