@@ -136,9 +136,16 @@ def test_the_krew_manifest_and_its_archive(built: Built, tmp_path: Path) -> None
     path = f"{plugin_dir}:/usr/bin:/bin"
     out = run(kubectl, "runnerd", "status", "--help", path=path, RUNNERD_PYTHON=str(built.bin("python")))
     assert "usage: kubectl runnerd status" in out
+    # no Python with runnerd anywhere: the launcher says what to install
+    empty = tmp_path / "empty"
+    empty.mkdir()
     proc = subprocess.run(
-        [str(kubectl), "runnerd"], capture_output=True, text=True, timeout=30, check=False,
-        env={"PATH": path, "RUNNERD_PYTHON": "/nonexistent"},
-    )  # fmt: skip
-    if proc.returncode != 0:  # this machine's python3 may lack runnerd: the launcher says what to do
-        assert f"pip install runnerd=={VERSION}" in proc.stderr
+        ["/bin/sh", str(plugin_dir / "kubectl-runnerd"), "status"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"PATH": str(empty)},
+    )
+    assert proc.returncode == 1
+    assert f"pip install runnerd=={VERSION}" in proc.stderr
