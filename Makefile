@@ -7,11 +7,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test setup venv binaries npm chromium lint typecheck contracts unit pytest lock demo clean
+.PHONY: test setup venv binaries tools npm chromium lint typecheck contracts unit pytest lock demo clean
 
 test: setup lint pytest
 
-setup: venv binaries npm chromium
+setup: venv binaries tools npm chromium
 
 venv: $(STAMP)
 
@@ -25,6 +25,11 @@ $(STAMP): pyproject.toml constraints.txt
 # Real Kubernetes binaries built from Go modules into ~/.cache/runnerd (cold: ~30 min; warm: instant).
 binaries:
 	@hack/build-binaries.sh >/dev/null
+
+# promtool, actionlint and kubeconform for the operations-kit tests, built from Go modules into
+# ~/.cache/runnerd/tools (cold: ~3 min; warm: instant). After binaries: they share the Go caches.
+tools: binaries
+	@hack/build-tools.sh >/dev/null
 
 npm:
 	@hack/install-npm.sh >/dev/null

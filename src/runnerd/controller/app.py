@@ -174,4 +174,7 @@ def build(
     )
     install_runnersets(controllers)
     controllers.autoscaling = install(controllers)
+    controllers.autoscaling.metrics.watch_process(
+        leading=lambda: manager.leading, orphans=lambda: (sweeper.suspected, len(sweeper.removed))
+    )
     return controllers

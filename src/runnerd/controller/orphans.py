@@ -48,6 +48,11 @@ class OrphanSweeper:
         self._suspects: set[tuple[Scope, str]] = set()
         self.removed: list[str] = []
 
+    @property
+    def suspected(self) -> int:
+        """Registrations with no Runner seen in the last sweep (removed at the next if still so)."""
+        return len(self._suspects)
+
     def _prefixes_and_scopes(self) -> tuple[tuple[str, ...], set[Scope]]:
         prefixes: list[str] = []
         scopes: set[Scope] = set()

@@ -39,6 +39,7 @@ from runnerd.github import GitHubClient, GitHubError, Scope
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.autoscale import ReservationUpdate, apply_workflow_job_event, job_reservation_name
 from runnerd.reconcile.matching import (
+    SELF_HOSTED,
     Ambiguous,
     JobEvent,
     Match,
@@ -401,6 +402,8 @@ class ReservationSink:
             await self.report_ambiguity(result, by_route)
             return SinkReply(200, result.reason, "ambiguous")
         log.debug("%s of %s: %s", who, event.repository, result.reason)
+        if event.action == "queued" and SELF_HOSTED in (label.lower() for label in event.labels):
+            self.metrics.jobs_unmatched.labels(event.runs_on).inc()
         return SinkReply(200, f"{NO_TARGET}: {result.reason}", "no_match")
 
     async def _apply(

@@ -211,6 +211,33 @@ class _GitHubBudget(Collector):
         return [limit, remaining, reset, paused, calls, retries, waits, wait_s, rejected]
 
 
+class _ProcessGauges(Collector):
+    """Leadership and orphaned registrations, read at scrape time (controller processes only)."""
+
+    def __init__(self) -> None:
+        self.leading: Callable[[], bool] | None = None
+        self.orphans: Callable[[], tuple[int, int]] | None = None  # (seen in the last sweep, removed)
+
+    def describe(self) -> Iterable[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterable[Metric]:
+        leader = GaugeMetricFamily("runnerd_leader", "1 while this process runs the controllers (leads)")
+        seen = GaugeMetricFamily(
+            "runnerd_orphan_registrations", "GitHub runner registrations with no Runner, in the last sweep"
+        )
+        removed = CounterMetricFamily(
+            "runnerd_orphan_registrations_removed", "Orphaned GitHub runner registrations removed"
+        )
+        if self.leading is not None:
+            leader.add_metric([], 1 if self.leading() else 0)
+        if self.orphans is not None:
+            suspected, gone = self.orphans()
+            seen.add_metric([], suspected)
+            removed.add_metric([], gone)
+        return [leader, seen, removed]
+
+
 class Metrics:
     """Every metric of a runnerd process (controller or webhook server) in one registry."""
 
@@ -219,8 +246,9 @@ class Metrics:
         r = self.registry
         self._objects = _ObjectGauges()
         self._github = _GitHubBudget()
-        r.register(self._objects)
-        r.register(self._github)
+        self._process = _ProcessGauges()
+        for collector in (self._objects, self._github, self._process):
+            r.register(collector)
 
         # ARC: PercentageRunnersBusy observations
         self.replicas_desired = Gauge(
@@ -358,6 +386,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.jobs_unmatched = Counter(
+            "runnerd_workflow_jobs_unmatched_total",
+            "Queued self-hosted workflow_job deliveries that no HorizontalRunnerAutoscaler matched",
+            ("runs_on",),
+            registry=r,
+        )
         self.reservation_writes = Counter(
             "runnerd_capacity_reservation_writes_total",
             "Patches of HRA spec.capacityReservations by outcome (written, conflict, failed)",
@@ -428,6 +462,11 @@ class Metrics:
 
     def watch_github(self, source: Callable[[], BudgetSnapshot]) -> None:
         self._github.source = source
+
+    def watch_process(self, *, leading: Callable[[], bool], orphans: Callable[[], tuple[int, int]]) -> None:
+        """``orphans``: registrations seen with no Runner in the last sweep, and removed so far."""
+        self._process.leading = leading
+        self._process.orphans = orphans
 
     # per-HRA series
 

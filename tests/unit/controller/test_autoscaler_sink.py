@@ -214,6 +214,12 @@ async def test_no_match_changes_nothing() -> None:
     assert "lacks labels ['gpu']" in reply.message
     assert env.reservations() == []
     assert env.kube.patches == []
+    # counted for the "no matching pool" alert: queued self-hosted jobs only
+    await env.sink.workflow_job(event("completed", labels=("self-hosted", "gpu")))
+    await env.sink.workflow_job(event(job_id=3, labels=("ubuntu-latest",)))
+    unmatched = env.metrics.sample("runnerd_workflow_jobs_unmatched_total", {"runs_on": "self-hosted,gpu"})
+    assert unmatched == 1
+    assert env.metrics.sample("runnerd_workflow_jobs_unmatched_total", {"runs_on": "ubuntu-latest"}) is None
 
 
 async def test_hras_without_the_trigger_are_not_webhook_targets() -> None:

@@ -115,6 +115,21 @@ def test_per_hra_series_and_forgetting_them() -> None:
     metrics.forget_hra(key)  # twice is fine
 
 
+@pytest.mark.parametrize(
+    ("leading", "orphans", "leader", "seen", "removed"),
+    [(True, (0, 0), 1, 0, 0), (False, (2, 5), 0, 2, 5)],
+)
+def test_leadership_and_orphans_are_read_at_scrape_time(
+    leading: bool, orphans: tuple[int, int], leader: int, seen: int, removed: int
+) -> None:
+    metrics = Metrics()
+    assert metrics.sample("runnerd_leader") is None  # a webhook server exports neither
+    metrics.watch_process(leading=lambda: leading, orphans=lambda: orphans)
+    assert metrics.sample("runnerd_leader") == leader
+    assert metrics.sample("runnerd_orphan_registrations") == seen
+    assert metrics.sample("runnerd_orphan_registrations_removed_total") == removed
+
+
 def test_workflow_job_events_feed_arcs_job_metrics() -> None:
     metrics = Metrics()
     labels = dict.fromkeys(JOB_LABELS, "")
