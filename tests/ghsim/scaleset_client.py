@@ -100,11 +100,15 @@ class ScaleSetClient:
             "RunnerSetting": {"ephemeral": True, "disableUpdate": True},
             "createdOn": "0001-01-01T00:00:00Z",
         }
-        return await self.admin("POST", "_apis/runtime/runnerscalesets", body=body, shape="scale_set", status=status)
+        return await self.admin(
+            "POST", "_apis/runtime/runnerscalesets", body=body, shape="scale_set", status=status
+        )
 
     # ---- sessions and the queue --------------------------------------------------------------
 
-    async def open_session(self, scale_set_id: int, owner: str = "listener-0", status: int | None = 200) -> Answer:
+    async def open_session(
+        self, scale_set_id: int, owner: str = "listener-0", status: int | None = 200
+    ) -> Answer:
         return await self.admin(
             "POST",
             f"_apis/runtime/runnerscalesets/{scale_set_id}/sessions",
@@ -119,7 +123,10 @@ class ScaleSetClient:
             "GET",
             url,
             token=f"Bearer {session['messageQueueAccessToken']}",
-            headers={"Accept": "application/json; api-version=6.0-preview", "X-ScaleSetMaxCapacity": str(capacity)},
+            headers={
+                "Accept": "application/json; api-version=6.0-preview",
+                "X-ScaleSetMaxCapacity": str(capacity),
+            },
             shape="message",
         )
 

@@ -148,9 +148,7 @@ def _session(v: Any) -> None:
 
 
 def _message(v: Any) -> None:
-    _fields(
-        v, {"messageId": int, "messageType": str, "body": str, "statistics": "statistics"}
-    )
+    _fields(v, {"messageId": int, "messageType": str, "body": str, "statistics": "statistics"})
     assert v["messageType"] == "RunnerScaleSetJobMessages"
     body = json.loads(v["body"]) if v["body"] else []
     assert isinstance(body, list) and len(body) <= 50

@@ -38,7 +38,9 @@ async def test_one_job_end_to_end(
     mode: str, sim: Simulator, setup: Setup, gh: GitHub, ssc: ScaleSetClient, http: aiohttp.ClientSession
 ) -> None:
     sim.core.config.actions.mode = mode
-    hook = sim.world.create_hook("http://127.0.0.1:9/hook", scope=Scope("org", "octo-org"), faults={"drop": 1.0})
+    hook = sim.world.create_hook(
+        "http://127.0.0.1:9/hook", scope=Scope("org", "octo-org"), faults={"drop": 1.0}
+    )
     ss = (await ssc.create_scale_set("arc-runner-set")).body
     # 1. session: statistics are "message 0"
     sess = (await ssc.open_session(ss["id"], "arc-runner-set-754b578d-listener")).body
@@ -94,7 +96,10 @@ async def test_one_job_end_to_end(
 
     runner = asyncio.create_task(
         run_virtual_runner(
-            sim.base_url, {"ACTIONS_RUNNER_INPUT_JITCONFIG": jit["encodedJITConfig"]}, session=http, job_hook=job_hook
+            sim.base_url,
+            {"ACTIONS_RUNNER_INPUT_JITCONFIG": jit["encodedJITConfig"]},
+            session=http,
+            job_hook=job_hook,
         )
     )
     message = await next_message(ssc, sess, last)
@@ -130,5 +135,7 @@ async def test_one_job_end_to_end(
     seen = [(d.job_id, d.action) for d in sim.core.dispatcher.deliveries if d.hook_id == hook.id]
     assert seen == [(job_id, "queued"), (job_id, "in_progress"), (job_id, "completed")]
     # the listener exits: its session goes
-    await ssc.admin("DELETE", f"_apis/runtime/runnerscalesets/{ss['id']}/sessions/{sess['sessionId']}", status=204)
+    await ssc.admin(
+        "DELETE", f"_apis/runtime/runnerscalesets/{ss['id']}/sessions/{sess['sessionId']}", status=204
+    )
     assert sim.actions.scale_sets[ss["id"]].session is None
