@@ -60,11 +60,15 @@ class ScaleSetClient:
             answer = Answer(resp.status, resp.headers, await resp.read())
         if status is not None:
             assert answer.status == status, (answer.status, answer.raw)
-        if shape is not None and answer.status in (200, 201):
+        if shape is not None and answer.status in (200, 201) and answer.raw:
             check(shape, answer.body)
-        elif answer.status >= 400 and answer.raw and "json" in answer.headers.get("Content-Type", ""):
-            if "/_actions/" in url or "/_broker/" in url:
-                check("error", answer.body)
+        elif (
+            answer.status >= 400
+            and answer.raw
+            and "json" in answer.headers.get("Content-Type", "")
+            and ("/_actions/" in url or "/_broker/" in url)
+        ):
+            check("error", answer.body)
         return answer
 
     # ---- handshake ---------------------------------------------------------------------------

@@ -67,7 +67,8 @@ def _fields(value: Any, required: Spec, optional: Spec | None = None) -> None:
     optional = optional or {}
     missing = set(required) - set(value)
     extra = set(value) - set(required) - set(optional)
-    assert not missing and not extra, f"missing {missing}, unexpected {extra} in {value}"
+    assert not missing, f"missing {missing} in {value}"
+    assert not extra, f"unexpected {extra} in {value}"
     for name, want in {**required, **optional}.items():
         if name in value:
             assert _type_ok(value[name], want), f"{name}={value[name]!r} is not {want}"
@@ -118,7 +119,8 @@ def _runner_group(v: Any) -> None:
 
 
 def _jwt(token: Any) -> dict[str, Any]:
-    assert isinstance(token, str) and token.count(".") == 2, token
+    assert isinstance(token, str), token
+    assert token.count(".") == 2, token
     payload = token.split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert isinstance(claims.get("exp"), int), claims
@@ -127,7 +129,8 @@ def _jwt(token: Any) -> dict[str, Any]:
 
 def _handshake(v: Any) -> None:
     _fields(v, {"url": str, "token": str})
-    assert v["url"].startswith("http") and v["url"].endswith("/")
+    assert v["url"].startswith("http")
+    assert v["url"].endswith("/")
     _jwt(v["token"])
 
 
@@ -151,7 +154,8 @@ def _message(v: Any) -> None:
     _fields(v, {"messageId": int, "messageType": str, "body": str, "statistics": "statistics"})
     assert v["messageType"] == "RunnerScaleSetJobMessages"
     body = json.loads(v["body"]) if v["body"] else []
-    assert isinstance(body, list) and len(body) <= 50
+    assert isinstance(body, list)
+    assert len(body) <= 50
     for item in body:
         check("job_message", item)
 
@@ -182,7 +186,8 @@ def _acquirable(v: Any) -> None:
 
 def _int64_list(v: Any) -> None:
     _fields(v, {"count": int, "value": list})
-    assert v["count"] == len(v["value"]) and all(isinstance(i, int) for i in v["value"])
+    assert v["count"] == len(v["value"])
+    assert all(isinstance(i, int) for i in v["value"])
 
 
 def _runner_reference(v: Any) -> None:
@@ -197,7 +202,8 @@ def _jit(v: Any) -> None:
 
 def _error(v: Any) -> None:
     _fields(v, {"typeName": str, "message": str})
-    assert v["typeName"].startswith("GitHub.") and ", " in v["typeName"]
+    assert v["typeName"].startswith("GitHub.")
+    assert ", " in v["typeName"]
 
 
 CHECKERS: dict[str, Callable[[Any], None]] = {

@@ -266,14 +266,15 @@ async def test_capacity_gates_assignment(sim: Simulator, ssc: ScaleSetClient) ->
     advance(sim, 5)
     assert (await poll).status == 202
     one = (await ssc.poll(sess, capacity=1)).body
-    assert kinds(one) == ["JobAssigned"] and one["statistics"]["totalAssignedJobs"] == 1
+    assert kinds(one) == ["JobAssigned"]
+    assert one["statistics"]["totalAssignedJobs"] == 1
     rest = (await ssc.poll(sess, one["messageId"], capacity=3)).body
     assert kinds(rest) == ["JobAssigned", "JobAssigned"]
     assert rest["statistics"]["totalAssignedJobs"] == 3
 
 
 async def test_job_messages_come_in_batches_of_at_most_50(sim: Simulator, ssc: ScaleSetClient) -> None:
-    sid, sess = await scale_set_with_session(ssc)
+    _sid, sess = await scale_set_with_session(ssc)
     enqueue(sim, n=120)
     last, sizes = 0, []
     for _ in range(3):
@@ -322,7 +323,8 @@ async def test_acquisition_routes_per_mode(sim: Simulator, ssc: ScaleSetClient) 
     sim.core.config.actions.mode = "ghes"
     enqueue(sim, n=2)
     listed = await ssc.admin("GET", f"{RS}/{sid}/acquirablejobs", shape="acquirable_list")
-    assert listed.body["count"] == 2 and listed.body["value"][0]["messageType"] == "JobAvailable"
+    assert listed.body["count"] == 2
+    assert listed.body["value"][0]["messageType"] == "JobAvailable"
 
 
 async def test_an_assigned_job_nobody_starts_is_requeued_at_most_max_requeues_times(
@@ -353,7 +355,7 @@ async def test_an_assigned_job_nobody_starts_is_requeued_at_most_max_requeues_ti
 
 
 async def test_scale_set_runners(sim: Simulator, ssc: ScaleSetClient) -> None:
-    sid, sess = await scale_set_with_session(ssc)
+    sid, _sess = await scale_set_with_session(ssc)
     jit = (await ssc.jit(sid, "runner-a")).body
     rid = jit["runner"]["id"]
     dup = await ssc.jit(sid, "runner-a", status=409)
@@ -364,7 +366,8 @@ async def test_scale_set_runners(sim: Simulator, ssc: ScaleSetClient) -> None:
     nobody = await ssc.admin("GET", f"{AGENTS}?agentName=nobody", shape="runner_reference_list")
     assert nobody.body["count"] == 0
     runner = sim.world.runners[rid]
-    assert [lab.name for lab in runner.labels] == ["arc"] and runner.ephemeral
+    assert [lab.name for lab in runner.labels] == ["arc"]
+    assert runner.ephemeral
     # busy: JobStillRunningException (400, which ARC <= 0.13 and actions/scaleset both recognise)
     (job_id,) = enqueue(sim)
     sim.world.redeem_jit(jit["encodedJITConfig"])

@@ -75,7 +75,8 @@ async def test_one_job_end_to_end(
     assert kinds(message) == ["JobAssigned"]
     assigned = job_messages(message)[0]
     assert assigned["requestLabels"] == ["arc-runner-set"]
-    assert assigned["ownerName"] == "octo-org" and assigned["repositoryName"] == "app"
+    assert assigned["ownerName"] == "octo-org"
+    assert assigned["repositoryName"] == "app"
     assert assigned["runnerRequestId"] == (0 if mode == "broker" else offer["runnerRequestId"])
     stats = message["statistics"]
     assert (stats["totalAssignedJobs"], stats["totalAvailableJobs"], stats["totalAcquiredJobs"]) == (1, 0, 0)

@@ -2,8 +2,8 @@
 
 Clients read the admin token's ``exp`` claim unverified (ARC refreshes when ``now + 60 s > exp``), so
 the tokens are real JWTs.  Nothing is stored per token: the signature proves the simulator minted it,
-the claims say what it is for.  :meth:`TokenMint.revoke_before` makes every token minted before a
-moment read as expired (the "expired tokens" fault).
+the claims say what it is for.  :meth:`TokenMint.revoke` makes every token minted so far read as
+expired (the "expired tokens" fault).
 
 Guarantees: :meth:`TokenMint.verify` returns the claims only for a token this mint signed, of the
 asked kind, not expired at the mint's clock time and not revoked; otherwise it raises
@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import secrets
 from typing import Any
@@ -38,7 +39,8 @@ class TokenMint:
     def __init__(self, clock: Clock, secret: bytes | None = None) -> None:
         self.clock = clock
         self._secret = secret or secrets.token_bytes(32)
-        self._revoked_before: dict[str, float] = {}
+        self._serial = itertools.count(1)
+        self._revoked_below: dict[str, int] = {}
 
     def mint(self, kind: str, ttl_s: float, **claims: Any) -> str:
         now = self.clock.now()
@@ -50,6 +52,7 @@ class TokenMint:
             "iat": now,
             "exp": int(now + ttl_s),
             "jti": secrets.token_hex(8),
+            "n": next(self._serial),
             **claims,
         }
         head = _b64(json.dumps({"typ": "JWT", "alg": "HS256"}).encode())
@@ -69,13 +72,13 @@ class TokenMint:
         now = self.clock.now()
         if now >= float(claims.get("exp", 0)):
             raise TokenRejected("the token has expired")
-        if float(claims.get("iat", 0)) < self._revoked_before.get(kind, float("-inf")):
+        if int(claims.get("n", 0)) < self._revoked_below.get(kind, 0):
             raise TokenRejected("the token has expired")
         return claims
 
-    def revoke_before(self, kind: str, when: float) -> None:
-        """Tokens of ``kind`` minted before ``when`` are expired from now on."""
-        self._revoked_before[kind] = when
+    def revoke(self, kind: str) -> None:
+        """Every token of ``kind`` minted so far is expired from now on."""
+        self._revoked_below[kind] = next(self._serial)
 
     def _sign(self, head: str, payload: str) -> str:
         return _b64(hmac.new(self._secret, f"{head}.{payload}".encode(), hashlib.sha256).digest())
