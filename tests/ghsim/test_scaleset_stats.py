@@ -126,6 +126,7 @@ def check_invariants(rig: Rig) -> None:
     for ss in rig.svc.scale_sets.values():
         stats = ss.statistics()
         assert stats == rig.svc.flow.recount(ss)
+        assert all(ss.jobs[j].stage == "assigned" for j in ss.timing)
         assert_consistent(stats)
     for job_id, ss_id in rig.svc.flow.job_owner.items():
         assert rig.world.jobs[job_id].status in ("queued", "in_progress")

@@ -43,7 +43,12 @@ from ..model import Event, JobEvent, JobSnapshot, RunnerWake, World
 from . import render
 from .scaleset import ADMIT_FROM, UNLIMITED, ScaleSet, Tenant, TrackedJob
 
-_JOB_UUIDS = uuid.UUID("6f1c1d2e-4b7a-4c1e-9d8e-0a5b3c2d1e0f")
+_JOB_UUID_BASE = 0x6F1C1D2E_4B7A_4C1E << 64
+
+
+def job_uuid(job_id: int) -> str:
+    """The job's ``jobId`` in messages: a UUID, stable per job (GitHub's are random UUIDs)."""
+    return str(uuid.UUID(int=_JOB_UUID_BASE | job_id))
 
 
 class JobFlow:
@@ -128,7 +133,7 @@ class JobFlow:
         tracked = TrackedJob(
             job.id,
             next(self._request_ids),
-            str(uuid.uuid5(_JOB_UUIDS, str(job.id))),
+            job_uuid(job.id),
             "available" if self.mode == "ghes" else "queued",
             job.queued_at or job.created_at,
         )
@@ -183,7 +188,7 @@ class JobFlow:
             tracked = TrackedJob(
                 job.id,
                 next(self._request_ids),
-                str(uuid.uuid5(_JOB_UUIDS, str(job.id))),
+                job_uuid(job.id),
                 "queued",
                 job.queued_at or job.created_at,
             )
@@ -251,22 +256,20 @@ class JobFlow:
     def _assign(self, ss: ScaleSet, tracked: TrackedJob, job: Job) -> None:
         tracked.scale_set_assign_time = self.world.now()
         ss.move(tracked, "assigned", ADMIT_FROM[self.mode])
+        if tracked.requeues < self.settings.max_requeues:
+            ss.timing[tracked.job_id] = tracked.scale_set_assign_time
         self._say(ss, "JobAssigned", tracked, job)
 
     # ---- time --------------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
         timeout = self.settings.assign_timeout_s
-        limit = self.settings.max_requeues
         for ss in self.scale_sets.values():
-            if not ss.counts["assigned"]:
-                continue
-            for tracked in list(ss.jobs.values()):
-                if tracked.stage != "assigned" or tracked.requeues >= limit:
-                    continue
-                assert tracked.scale_set_assign_time is not None
-                if tracked.scale_set_assign_time + timeout <= now:
-                    self._requeue(ss, tracked)
+            while ss.timing:
+                job_id, since = next(iter(ss.timing.items()))
+                if since + timeout > now:
+                    break
+                self._requeue(ss, ss.jobs[job_id])
 
     def _requeue(self, ss: ScaleSet, tracked: TrackedJob) -> None:
         job = self.world.jobs[tracked.job_id]

@@ -10,7 +10,8 @@ Stages of a job the scale set holds (the Actions service's view, not the REST ``
 ``running``    started by one of the scale set's runners (``JobStarted`` sent)
 
 Guarantees: ``counts`` always equals the number of held jobs per stage; ``admissible`` holds exactly
-the jobs that the next admission may assign, oldest routing first; message ids start at
+the jobs that the next admission may assign, oldest routing first; ``timing`` holds assigned jobs
+only, in the order they were assigned; message ids start at
 100000001 and only grow; the log keeps a message until it is acknowledged.
 """
 
@@ -92,6 +93,8 @@ class ScaleSet:
     by_request: dict[int, int] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     admissible: dict[int, None] = field(default_factory=dict)
+    #: assigned jobs that may still time out, oldest assignment first: job id -> assigned at
+    timing: dict[int, float] = field(default_factory=dict)
     session: Session | None = None
     #: the ``X-ScaleSetMaxCapacity`` of the latest poll (``None``: never polled, no limit)
     capacity: int | None = None
@@ -115,6 +118,7 @@ class ScaleSet:
     def move(self, job: TrackedJob, stage: str, admit_from: str) -> None:
         self.counts[job.stage] -= 1
         self.admissible.pop(job.job_id, None)
+        self.timing.pop(job.job_id, None)
         job.stage = stage
         self.counts[stage] += 1
         if stage == admit_from:
@@ -124,6 +128,7 @@ class ScaleSet:
         self.jobs.pop(job.job_id, None)
         self.by_request.pop(job.request_id, None)
         self.admissible.pop(job.job_id, None)
+        self.timing.pop(job.job_id, None)
         self.counts[job.stage] -= 1
 
     def statistics(self) -> dict[str, int]:
