@@ -310,114 +310,101 @@ class Listeners:
             await self.changed.wait()
 
 
+class ScaleSetBench:
+    def __init__(self, http: aiohttp.ClientSession, url: str, n_sets: int) -> None:
+        self.http = http
+        self.url = url
+        self.n_sets = n_sets
+        self.listeners = Listeners(http)
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    async def call(self, method: str, path: str, body: Any = None, **headers: str) -> Any:
+        target = path if "://" in path else self.url + path
+        async with self.http.request(method, target, json=body, headers=headers) as r:
+            assert r.status < 300, (path, r.status, await r.text())
+            return await r.json() if r.status not in (202, 204) else None
+
+    async def start_listeners(self) -> None:
+        """Registration token → handshake → scale sets → one session and listener each."""
+        await self.call("POST", "/_sim/orgs", {"login": ORG})
+        await self.call("POST", "/_sim/repos", {"full_name": f"{ORG}/app"})
+        pat = (await self.call("POST", "/_sim/pats", {"login": "bench"}))["token"]
+        reg = await self.call(
+            "POST", f"/api/v3/orgs/{ORG}/actions/runners/registration-token", Authorization=f"Bearer {pat}"
+        )
+        hs = await self.call(
+            "POST",
+            "/api/v3/actions/runner-registration",
+            {"url": f"{self.url}/{ORG}", "runner_event": "register"},
+            Authorization=f"RemoteAuth {reg['token']}",
+        )
+        base, admin = hs["url"] + "_apis/runtime/runnerscalesets", {"Authorization": f"Bearer {hs['token']}"}
+        for i in range(self.n_sets):
+            body = {"name": f"ss-{i}", "runnerGroupId": 1, "labels": [{"type": "System", "name": f"ss-{i}"}]}
+            ss = await self.call("POST", f"{base}?api-version=6.0-preview", body, **admin)
+            sess = await self.call("POST", f"{base}/{ss['id']}/sessions", {"ownerName": f"l-{i}"}, **admin)
+            self.tasks.append(asyncio.create_task(self.listeners.listen(sess)))
+
+    async def enqueue(self, jobs: int, per_run: int) -> list[int]:
+        ids = []
+        for start in range(0, jobs, per_run):
+            n = min(per_run, jobs - start)
+            specs = [{"labels": [f"ss-{random.randrange(self.n_sets)}"]} for _ in range(n)]
+            ids.append((await self.call("POST", "/_sim/runs", {"repo": f"{ORG}/app", "jobs": specs}))["id"])
+        return ids
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
 async def scaleset_main(quick: bool) -> None:
     n_sets, n_jobs, n_probes, n_burst = (20, 1_000, 100, 400) if quick else (100, 10_000, 500, 2_000)
     proc, url = await start_simulator({"actions": {"long_poll_s": 50, "session_idle_s": 3600}})
-    tasks: list[asyncio.Task[Any]] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        bench = ScaleSetBench(http, url, n_sets)
         try:
-
-            async def call(method: str, path: str, body: Any = None, **headers: str) -> Any:
-                async with http.request(
-                    method, path if "://" in path else url + path, json=body, headers=headers
-                ) as r:
-                    assert r.status < 300, (path, r.status, await r.text())
-                    return await r.json() if r.status not in (202, 204) else None
-
-            await call("POST", "/_sim/orgs", {"login": ORG})
-            await call("POST", "/_sim/repos", {"full_name": f"{ORG}/app"})
-            pat = (await call("POST", "/_sim/pats", {"login": "bench"}))["token"]
-            reg = await call(
-                "POST",
-                f"/api/v3/orgs/{ORG}/actions/runners/registration-token",
-                Authorization=f"Bearer {pat}",
-            )
-            hs = await call(
-                "POST",
-                "/api/v3/actions/runner-registration",
-                {"url": f"{url}/{ORG}", "runner_event": "register"},
-                Authorization=f"RemoteAuth {reg['token']}",
-            )
-            base, admin = hs["url"], {"Authorization": f"Bearer {hs['token']}"}
-            listeners = Listeners(http)
-            for i in range(n_sets):
-                body = {
-                    "name": f"ss-{i}",
-                    "runnerGroupId": 1,
-                    "labels": [{"type": "System", "name": f"ss-{i}"}],
-                }
-                ss = await call(
-                    "POST", f"{base}_apis/runtime/runnerscalesets?api-version=6.0-preview", body, **admin
-                )
-                sess = await call(
-                    "POST",
-                    f"{base}_apis/runtime/runnerscalesets/{ss['id']}/sessions",
-                    {"ownerName": f"l-{i}"},
-                    **admin,
-                )
-                tasks.append(asyncio.create_task(listeners.listen(sess)))
-
-            async def enqueue(jobs: int, per_run: int) -> list[int]:
-                ids = []
-                for start in range(0, jobs, per_run):
-                    specs = [
-                        {"labels": [f"ss-{random.randrange(n_sets)}"]}
-                        for _ in range(min(per_run, jobs - start))
-                    ]
-                    ids.append(
-                        (await call("POST", "/_sim/runs", {"repo": f"{ORG}/app", "jobs": specs}))["id"]
-                    )
-                return ids
-
+            await bench.start_listeners()
             t0 = time.perf_counter()
-            await enqueue(n_jobs, 10)
-            await listeners.wait_for(assigned=n_jobs)
+            await bench.enqueue(n_jobs, 10)
+            await bench.listeners.wait_for(assigned=n_jobs)
             backlog_s = time.perf_counter() - t0
             rss_backlog = rss_mb(proc.pid)
             probes: set[int] = set()
             for _ in range(n_probes):
-                probes |= set(await enqueue(1, 1))
+                probes |= set(await bench.enqueue(1, 1))
                 await asyncio.sleep(0.02)
-            await listeners.wait_for(probes)
-            before = await call("GET", "/_sim/stats")
+            await bench.listeners.wait_for(probes)
+            before = await bench.call("GET", "/_sim/stats")
             t0 = time.perf_counter()
-            await enqueue(n_burst, 20)
-            await listeners.wait_for(assigned=n_jobs + n_probes + n_burst)
+            await bench.enqueue(n_burst, 20)
+            await bench.listeners.wait_for(assigned=n_jobs + n_probes + n_burst)
             burst_s = time.perf_counter() - t0
-            after = await call("GET", "/_sim/stats")
+            after = await bench.call("GET", "/_sim/stats")
             rss = rss_mb(proc.pid)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await bench.stop()
             proc.terminate()
             await proc.wait()
 
     def actions_requests(stats: dict[str, Any]) -> int:
         return sum(n for k, n in stats["by_endpoint"].items() if k.startswith("actions/"))
 
-    latencies = [listeners.latency[r] * 1000 for r in probes]
+    latencies = [bench.listeners.latency[r] * 1000 for r in probes]
     rps = (actions_requests(after) - actions_requests(before)) / burst_s
+    p50, p90, p99 = (pct(latencies, q) for q in (0.5, 0.9, 0.99))
     print(f"ghsim scale-set benchmark: {n_sets} scale sets with open sessions, {os.cpu_count()} CPUs")
     print(f"  {n_jobs} jobs queued (runs of 10) and assigned to the scale sets in {backlog_s:.1f} s")
     print(f"  probe latency job queued -> JobAssigned at the listener ({n_probes} probes, ~50/s):")
-    p50, p90, p99 = (pct(latencies, q) for q in (0.5, 0.9, 0.99))
     print(f"    p50 {p50:.2f} ms, p90 {p90:.2f} ms, p99 {p99:.2f} ms")
     print(
         f"  burst of {n_burst} jobs (runs of 20) delivered in {burst_s:.2f} s: {rps:.0f} Actions requests/s"
     )
     print(f"  simulator RSS: {rss_backlog:.0f} MiB after the backlog, {rss:.0f} MiB at the end")
-    result = {
-        "scenario": "scaleset",
-        "scale_sets": n_sets,
-        "queued_jobs": n_jobs,
-        "p50_ms": round(p50, 3),
-        "p90_ms": round(p90, 3),
-        "p99_ms": round(p99, 3),
-        "requests_per_s": round(rps),
-        "rss_mib": round(rss),
-    }
-    print(json.dumps(result))
+    result = {"scenario": "scaleset", "scale_sets": n_sets, "queued_jobs": n_jobs, "p50_ms": round(p50, 3)}
+    result.update({"p90_ms": round(p90, 3), "p99_ms": round(p99, 3), "requests_per_s": round(rps)})
+    print(json.dumps({**result, "rss_mib": round(rss)}))
 
 
 if __name__ == "__main__":

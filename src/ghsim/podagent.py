@@ -9,8 +9,9 @@ cancels its virtual runner, as killing the container would.
 
 Runner pods of both of ARC's modes work: legacy ``RunnerDeployment`` pods (``RUNNER_TOKEN`` …) and
 scale-set ``EphemeralRunner`` pods (``ACTIONS_RUNNER_INPUT_JITCONFIG`` from the scale set's
-``generatejitconfig``).  Environment values may be literal or come from ``secretKeyRef``, ``configMapKeyRef`` or
-``fieldRef`` (``metadata.name``, ``metadata.namespace``, ``spec.nodeName``, ``status.podIP``).
+``generatejitconfig``).  Environment values may be literal or come from ``secretKeyRef``,
+``configMapKeyRef`` or ``fieldRef`` (``metadata.name``, ``metadata.namespace``, ``spec.nodeName``,
+``status.podIP``).
 
 Started by ``runnerd-dev github-sim --pod-agent`` or in-process::
 

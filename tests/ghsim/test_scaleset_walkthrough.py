@@ -33,6 +33,56 @@ async def next_message(ssc: ScaleSetClient, sess: dict[str, Any], last: int) -> 
     return message
 
 
+async def idle_then_assigned(
+    mode: str, sim: Simulator, ssc: ScaleSetClient, ss: dict[str, Any], sess: dict[str, Any]
+) -> tuple[int, dict[str, Any], int]:
+    """Steps 2-3: an idle poll ends in 202; a job queued during a held poll arrives as
+    ``JobAssigned`` (GHES: after ``JobAvailable`` and ``acquirejobs``).  → (job id, message, last id)"""
+    poll = asyncio.create_task(ssc.poll(sess))
+    await sim.wait_for(lambda: held(sim, ss["id"]))
+    advance(sim, 51)
+    assert (await poll).status == 202
+    poll = asyncio.create_task(ssc.poll(sess))
+    await sim.wait_for(lambda: held(sim, ss["id"]))
+    run = sim.world.enqueue_run(sim.world.repo_by_name("octo-org/app"), [JobSpec(("arc-runner-set",))])
+    request_id = 0
+    if mode == "ghes":
+        message = (await poll).body
+        assert (message["messageId"], kinds(message)) == (100000001, ["JobAvailable"])
+        assert message["statistics"]["totalAvailableJobs"] == 1
+        offer = job_messages(message)[0]
+        assert offer["acquireJobUrl"].endswith(f"/runnerscalesets/{ss['id']}/acquirejobs")
+        request_id = offer["runnerRequestId"]
+        got = await ssc.acquire(sess, ss["id"], [request_id])
+        assert got.body == {"count": 1, "value": [request_id]}
+        await ssc.ack(sess, message["messageId"])
+        poll = asyncio.create_task(ssc.poll(sess, message["messageId"]))
+    answer = await poll
+    assert answer.status == 200
+    message = answer.body
+    assert message["messageId"] == (100000001 if mode == "broker" else 100000002)
+    assert kinds(message) == ["JobAssigned"]
+    assigned = job_messages(message)[0]
+    assert assigned["requestLabels"] == ["arc-runner-set"]
+    assert (assigned["ownerName"], assigned["repositoryName"]) == ("octo-org", "app")
+    assert assigned["runnerRequestId"] == request_id
+    stats = message["statistics"]
+    assert (stats["totalAssignedJobs"], stats["totalAvailableJobs"], stats["totalAcquiredJobs"]) == (1, 0, 0)
+    await ssc.ack(sess, message["messageId"])
+    return run.job_ids[0], assigned, message["messageId"]
+
+
+STARTED = {
+    "totalAvailableJobs": 0,
+    "totalAcquiredJobs": 0,
+    "totalAssignedJobs": 1,
+    "totalRunningJobs": 1,
+    "totalRegisteredRunners": 1,
+    "totalBusyRunners": 1,
+    "totalIdleRunners": 0,
+}
+
+
 @pytest.mark.parametrize("mode", ["broker", "ghes"])
 async def test_one_job_end_to_end(
     mode: str, sim: Simulator, setup: Setup, gh: GitHub, ssc: ScaleSetClient, http: aiohttp.ClientSession
@@ -42,94 +92,45 @@ async def test_one_job_end_to_end(
         "http://127.0.0.1:9/hook", scope=Scope("org", "octo-org"), faults={"drop": 1.0}
     )
     ss = (await ssc.create_scale_set("arc-runner-set")).body
-    # 1. session: statistics are "message 0"
+    # 1. session: its statistics are "message 0"
     sess = (await ssc.open_session(ss["id"], "arc-runner-set-754b578d-listener")).body
     assert sess["statistics"]["totalAssignedJobs"] == 0
-    # 2. nothing to do: the poll is held ~50 s (simulator time), then 202
-    poll = asyncio.create_task(ssc.poll(sess))
-    await sim.wait_for(lambda: held(sim, ss["id"]))
-    advance(sim, 51)
-    assert (await poll).status == 202
-    # 3. a job for the scale set arrives while a poll is held
-    poll = asyncio.create_task(ssc.poll(sess))
-    await sim.wait_for(lambda: held(sim, ss["id"]))
-    run = sim.world.enqueue_run(sim.world.repo_by_name("octo-org/app"), [JobSpec(("arc-runner-set",))])
-    job_id = run.job_ids[0]
-    last = 0
-    if mode == "ghes":
-        answer = await poll
-        message = answer.body
-        assert (message["messageId"], kinds(message)) == (100000001, ["JobAvailable"])
-        assert message["statistics"]["totalAvailableJobs"] == 1
-        offer = job_messages(message)[0]
-        assert offer["acquireJobUrl"].endswith(f"/runnerscalesets/{ss['id']}/acquirejobs")
-        got = await ssc.acquire(sess, ss["id"], [offer["runnerRequestId"]])
-        assert got.body == {"count": 1, "value": [offer["runnerRequestId"]]}
-        await ssc.ack(sess, message["messageId"])
-        last = message["messageId"]
-        poll = asyncio.create_task(ssc.poll(sess, last))
-    answer = await poll
-    assert answer.status == 200
-    message = answer.body
-    assert message["messageId"] == last + 1 if last else message["messageId"] == 100000001
-    assert kinds(message) == ["JobAssigned"]
-    assigned = job_messages(message)[0]
-    assert assigned["requestLabels"] == ["arc-runner-set"]
-    assert assigned["ownerName"] == "octo-org"
-    assert assigned["repositoryName"] == "app"
-    assert assigned["runnerRequestId"] == (0 if mode == "broker" else offer["runnerRequestId"])
-    stats = message["statistics"]
-    assert (stats["totalAssignedJobs"], stats["totalAvailableJobs"], stats["totalAcquiredJobs"]) == (1, 0, 0)
-    await ssc.ack(sess, message["messageId"])
-    last = message["messageId"]
-    # 4. the controller registers a JIT runner
+    job_id, assigned, last = await idle_then_assigned(mode, sim, ssc, ss, sess)
+    # 4. the controller registers a JIT runner: it counts as registered at once
     name = "arc-runner-set-x7k2p-runner-abcde"
     jit = (await ssc.jit(ss["id"], name)).body
-    assert jit["runner"]["runnerScaleSetId"] == ss["id"]
-    got_ss = (await ssc.admin("GET", f"_apis/runtime/runnerscalesets/{ss['id']}", shape="scale_set")).body
-    assert got_ss["statistics"]["totalRegisteredRunners"] == 1
-    # 5. the runner connects with its JIT config and takes the job
+    got = (await ssc.admin("GET", f"_apis/runtime/runnerscalesets/{ss['id']}", shape="scale_set")).body
+    assert got["statistics"]["totalRegisteredRunners"] == 1
+    # 5. its pod runs the JIT config and takes the job (held open until we have looked)
     release = asyncio.Event()
 
     async def job_hook(started: bool) -> None:
         if started:
             await release.wait()
 
-    runner = asyncio.create_task(
-        run_virtual_runner(
-            sim.base_url,
-            {"ACTIONS_RUNNER_INPUT_JITCONFIG": jit["encodedJITConfig"]},
-            session=http,
-            job_hook=job_hook,
-        )
-    )
+    env = {"ACTIONS_RUNNER_INPUT_JITCONFIG": jit["encodedJITConfig"]}
+    runner = asyncio.create_task(run_virtual_runner(sim.base_url, env, session=http, job_hook=job_hook))
     message = await next_message(ssc, sess, last)
-    last = message["messageId"]
-    assert kinds(message) == ["JobStarted"]
     started = job_messages(message)[0]
-    assert (started["runnerName"], started["runnerId"]) == (name, jit["runner"]["id"])
+    assert (kinds(message), started["runnerName"], started["runnerId"]) == (
+        ["JobStarted"],
+        name,
+        jit["runner"]["id"],
+    )
     assert started["jobId"] == assigned["jobId"]
-    stats = message["statistics"]
-    assert stats == {
-        "totalAvailableJobs": 0,
-        "totalAcquiredJobs": 0,
-        "totalAssignedJobs": 1,
-        "totalRunningJobs": 1,
-        "totalRegisteredRunners": 1,
-        "totalBusyRunners": 1,
-        "totalIdleRunners": 0,
-    }
+    assert message["statistics"] == STARTED
     rest = await gh.get(f"/repos/octo-org/app/actions/jobs/{job_id}")
     assert (rest.body["status"], rest.body["runner_name"]) == ("in_progress", name)
     # 6. the job ends; the ephemeral runner deregisters and exits 0
     release.set()
     assert await runner == EXIT_OK
-    message = await next_message(ssc, sess, last)
-    assert kinds(message) == ["JobCompleted"]
-    assert job_messages(message)[0]["result"] == "succeeded"
-    assert message["statistics"]["totalAssignedJobs"] == 0
-    assert message["statistics"]["totalRegisteredRunners"] == 0
-    # the finalizer removes the (already deregistered) runner: 204
+    message = await next_message(ssc, sess, message["messageId"])
+    assert (kinds(message), job_messages(message)[0]["result"]) == (["JobCompleted"], "succeeded")
+    assert (message["statistics"]["totalAssignedJobs"], message["statistics"]["totalRegisteredRunners"]) == (
+        0,
+        0,
+    )
+    # the EphemeralRunner finalizer removes the (already deregistered) runner: 204
     await ssc.admin("DELETE", f"_apis/distributedtask/pools/0/agents/{jit['runner']['id']}", status=204)
     rest = await gh.get(f"/repos/octo-org/app/actions/jobs/{job_id}")
     assert (rest.body["status"], rest.body["conclusion"]) == ("completed", "success")

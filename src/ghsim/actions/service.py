@@ -31,7 +31,7 @@ from . import errors as ae
 from .errors import ActionsError
 from .jobs import JobFlow
 from .scaleset import ScaleSet, Session, Tenant
-from .tokens import TokenMint
+from .tokens import TokenMint, TokenRejected
 
 
 class ActionsService:
@@ -78,7 +78,7 @@ class ActionsService:
             raise ae.invalid_token("An access token is required.")
         try:
             claims = self.mint.verify(token, "admin")
-        except Exception as exc:
+        except TokenRejected as exc:
             raise ae.invalid_token(str(exc)) from None
         tenant = self.tenants.get(tenant_id)
         if tenant is None or claims.get("tenant") != tenant_id:
@@ -268,7 +268,7 @@ class ActionsService:
             return None
         try:
             claims = self.mint.verify(token, "queue")
-        except Exception:
+        except TokenRejected:
             return None
         sess = self.sessions.get(str(claims.get("session")))
         if sess is None or self._idle(sess, self.world.now()) or sess.scale_set_id not in self.scale_sets:
