@@ -117,7 +117,7 @@ class ActionsHTTP:
     def _finish(self, op: str, request: web.Request, status: int, body: Any) -> web.Response:
         """``body``: ``None`` (no body), ``bytes`` (JSON text), ``str`` (``text/plain``) or JSON."""
         headers = {"ActivityId": str(uuid.uuid4())}
-        if request.path.startswith(QUEUE_PATH):
+        if op == "handshake" or request.path.startswith(QUEUE_PATH):
             headers["X-GitHub-Request-Id"] = uuid.uuid4().hex[:20].upper()
         self.core.stats.count("actions/" + op, "actions", status)
         self.core.notify()
