@@ -5,7 +5,8 @@ message queue under ``/_broker/scalesets/message``.
 Every admin call carries ``Authorization: Bearer <admin JWT>`` (401 ``InvalidTokenException``
 otherwise); queue calls and ``acquirejobs`` carry the session's queue token (401 when it expired or
 its session is gone).  Errors are the service's ``{"typeName", "message"}`` envelope.  Every answer
-has an ``ActivityId`` header (queue answers ``X-GitHub-Request-Id``, as the broker does).
+has an ``ActivityId`` header; queue and handshake answers also ``X-GitHub-Request-Id`` (as the
+broker and the REST API send it).
 
 A message poll is held until a message is there or ``long_poll_s`` of *simulator* time has passed
 (then 202): it waits on the scale set's changes and on the simulator's ticks, so tests on a manual
