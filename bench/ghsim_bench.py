@@ -13,6 +13,14 @@ process:
 
 Prints a table and a JSON line.  Run:  .venv/bin/python bench/ghsim_bench.py
 (``--quick`` uses 1,000 jobs and 200 runners.)
+
+``--scenario scaleset`` benchmarks the Actions service's scale-set protocol instead: 100 scale sets,
+each with an open session and a listener that long-polls (``X-ScaleSetMaxCapacity`` unlimited) and
+acknowledges every message; 10,000 jobs routed to them and assigned (queued in REST terms, no
+runner ever takes them); then 500 probe jobs at ~50/s, each timed from its ``queueTime`` (the
+simulator's clock = this machine's clock) to the moment its ``JobAssigned`` reaches the listener;
+then a burst of 2,000 jobs for throughput (Actions-service requests/s); RSS of the simulator
+process.  ``--quick``: 20 scale sets, 1,000 jobs, 100 probes, a 400-job burst.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -49,8 +58,14 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def start_simulator() -> tuple[asyncio.subprocess.Process, str]:
-    config = json.dumps({"primary": {"enabled": False}, "secondary": {"enabled": False}, "long_poll_s": 20})
+async def start_simulator(extra: dict[str, Any] | None = None) -> tuple[asyncio.subprocess.Process, str]:
+    settings = {
+        "primary": {"enabled": False},
+        "secondary": {"enabled": False},
+        "long_poll_s": 20,
+        **(extra or {}),
+    }
+    config = json.dumps(settings)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ghsim", "--port", "0", "--config", config, stdout=asyncio.subprocess.PIPE
     )
@@ -253,7 +268,148 @@ async def main(quick: bool) -> None:
     )
 
 
+# ---- scale-set scenario ----------------------------------------------------------------------------
+
+
+class Listeners:
+    """One ARC-like listener per scale set: long-poll, record ``JobAssigned`` arrivals, acknowledge."""
+
+    def __init__(self, http: aiohttp.ClientSession) -> None:
+        self.http = http
+        self.arrived: dict[int, float] = {}  # workflow run id -> arrival time
+        self.latency: dict[int, float] = {}  # workflow run id -> arrival - queueTime (s)
+        self.assigned = 0
+        self.changed = asyncio.Event()
+
+    async def listen(self, session: dict[str, Any]) -> None:
+        queue, token = session["messageQueueUrl"], session["messageQueueAccessToken"]
+        headers = {"Authorization": f"Bearer {token}", "X-ScaleSetMaxCapacity": "2147483647"}
+        last = 0
+        while True:
+            url = queue + (f"?lastMessageId={last}" if last else "")
+            async with self.http.get(url, headers=headers) as r:
+                if r.status == 202:
+                    continue
+                assert r.status == 200, r.status
+                message = await r.json()
+            now = time.time()
+            for job in json.loads(message["body"]):
+                if job["messageType"] == "JobAssigned":
+                    self.assigned += 1
+                    queued = datetime.fromisoformat(job["queueTime"].replace("Z", "+00:00")).timestamp()
+                    self.arrived[job["workflowRunId"]] = now
+                    self.latency[job["workflowRunId"]] = now - queued
+            last = message["messageId"]
+            async with self.http.delete(f"{queue}/{last}", headers=headers) as r:
+                assert r.status == 204
+            self.changed.set()
+
+    async def wait_for(self, run_ids: set[int] | None = None, assigned: int = 0) -> None:
+        while self.assigned < assigned or (run_ids is not None and not run_ids <= self.arrived.keys()):
+            self.changed.clear()
+            await self.changed.wait()
+
+
+class ScaleSetBench:
+    def __init__(self, http: aiohttp.ClientSession, url: str, n_sets: int) -> None:
+        self.http = http
+        self.url = url
+        self.n_sets = n_sets
+        self.listeners = Listeners(http)
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    async def call(self, method: str, path: str, body: Any = None, **headers: str) -> Any:
+        target = path if "://" in path else self.url + path
+        async with self.http.request(method, target, json=body, headers=headers) as r:
+            assert r.status < 300, (path, r.status, await r.text())
+            return await r.json() if r.status not in (202, 204) else None
+
+    async def start_listeners(self) -> None:
+        """Registration token → handshake → scale sets → one session and listener each."""
+        await self.call("POST", "/_sim/orgs", {"login": ORG})
+        await self.call("POST", "/_sim/repos", {"full_name": f"{ORG}/app"})
+        pat = (await self.call("POST", "/_sim/pats", {"login": "bench"}))["token"]
+        reg = await self.call(
+            "POST", f"/api/v3/orgs/{ORG}/actions/runners/registration-token", Authorization=f"Bearer {pat}"
+        )
+        hs = await self.call(
+            "POST",
+            "/api/v3/actions/runner-registration",
+            {"url": f"{self.url}/{ORG}", "runner_event": "register"},
+            Authorization=f"RemoteAuth {reg['token']}",
+        )
+        base, admin = hs["url"] + "_apis/runtime/runnerscalesets", {"Authorization": f"Bearer {hs['token']}"}
+        for i in range(self.n_sets):
+            body = {"name": f"ss-{i}", "runnerGroupId": 1, "labels": [{"type": "System", "name": f"ss-{i}"}]}
+            ss = await self.call("POST", f"{base}?api-version=6.0-preview", body, **admin)
+            sess = await self.call("POST", f"{base}/{ss['id']}/sessions", {"ownerName": f"l-{i}"}, **admin)
+            self.tasks.append(asyncio.create_task(self.listeners.listen(sess)))
+
+    async def enqueue(self, jobs: int, per_run: int) -> list[int]:
+        ids = []
+        for start in range(0, jobs, per_run):
+            n = min(per_run, jobs - start)
+            specs = [{"labels": [f"ss-{random.randrange(self.n_sets)}"]} for _ in range(n)]
+            ids.append((await self.call("POST", "/_sim/runs", {"repo": f"{ORG}/app", "jobs": specs}))["id"])
+        return ids
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def scaleset_main(quick: bool) -> None:
+    n_sets, n_jobs, n_probes, n_burst = (20, 1_000, 100, 400) if quick else (100, 10_000, 500, 2_000)
+    proc, url = await start_simulator({"actions": {"long_poll_s": 50, "session_idle_s": 3600}})
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        bench = ScaleSetBench(http, url, n_sets)
+        try:
+            await bench.start_listeners()
+            t0 = time.perf_counter()
+            await bench.enqueue(n_jobs, 10)
+            await bench.listeners.wait_for(assigned=n_jobs)
+            backlog_s = time.perf_counter() - t0
+            rss_backlog = rss_mb(proc.pid)
+            probes: set[int] = set()
+            for _ in range(n_probes):
+                probes |= set(await bench.enqueue(1, 1))
+                await asyncio.sleep(0.02)
+            await bench.listeners.wait_for(probes)
+            before = await bench.call("GET", "/_sim/stats")
+            t0 = time.perf_counter()
+            await bench.enqueue(n_burst, 20)
+            await bench.listeners.wait_for(assigned=n_jobs + n_probes + n_burst)
+            burst_s = time.perf_counter() - t0
+            after = await bench.call("GET", "/_sim/stats")
+            rss = rss_mb(proc.pid)
+        finally:
+            await bench.stop()
+            proc.terminate()
+            await proc.wait()
+
+    def actions_requests(stats: dict[str, Any]) -> int:
+        return sum(n for k, n in stats["by_endpoint"].items() if k.startswith("actions/"))
+
+    latencies = [bench.listeners.latency[r] * 1000 for r in probes]
+    rps = (actions_requests(after) - actions_requests(before)) / burst_s
+    p50, p90, p99 = (pct(latencies, q) for q in (0.5, 0.9, 0.99))
+    print(f"ghsim scale-set benchmark: {n_sets} scale sets with open sessions, {os.cpu_count()} CPUs")
+    print(f"  {n_jobs} jobs queued (runs of 10) and assigned to the scale sets in {backlog_s:.1f} s")
+    print(f"  probe latency job queued -> JobAssigned at the listener ({n_probes} probes, ~50/s):")
+    print(f"    p50 {p50:.2f} ms, p90 {p90:.2f} ms, p99 {p99:.2f} ms")
+    print(
+        f"  burst of {n_burst} jobs (runs of 20) delivered in {burst_s:.2f} s: {rps:.0f} Actions requests/s"
+    )
+    print(f"  simulator RSS: {rss_backlog:.0f} MiB after the backlog, {rss:.0f} MiB at the end")
+    result = {"scenario": "scaleset", "scale_sets": n_sets, "queued_jobs": n_jobs, "p50_ms": round(p50, 3)}
+    result.update({"p90_ms": round(p90, 3), "p99_ms": round(p99, 3), "requests_per_s": round(rps)})
+    print(json.dumps({**result, "rss_mib": round(rss)}))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1,000 jobs and 200 runners")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--quick", action="store_true", help="a smaller run")
+    parser.add_argument("--scenario", choices=["rest", "scaleset"], default="rest")
+    args = parser.parse_args()
+    asyncio.run(scaleset_main(args.quick) if args.scenario == "scaleset" else main(args.quick))

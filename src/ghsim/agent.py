@@ -5,7 +5,8 @@ and behaves like ``config.sh`` + ``run.sh``:
 
 1. waits ``boot_delay`` (+ ``STARTUP_DELAY_IN_SECONDS``), like a container starting;
 2. registers with ``RUNNER_TOKEN`` (at the repository/organization/enterprise URL) or redeems
-   ``ACTIONS_RUNNER_INPUT_JITCONFIG``;
+   ``ACTIONS_RUNNER_INPUT_JITCONFIG`` (from the REST ``generate-jitconfig`` or from a runner scale
+   set's ``generatejitconfig``: both are the same kind of config, see :mod:`ghsim.actions`);
 3. goes online and long-polls for a job; runs it for the job's duration (heartbeats meanwhile),
    reports start and completion;
 4. exits ``0`` when an ephemeral runner has done its job, when the runner is removed from GitHub,

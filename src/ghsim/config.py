@@ -39,6 +39,28 @@ class SecondaryLimits:
 
 
 @dataclass
+class ActionsSettings:
+    """The Actions service's runner scale-set protocol (:mod:`ghsim.actions`)."""
+
+    #: ``broker`` (github.com today: jobs auto-assigned) or ``ghes`` (``JobAvailable`` + ``acquirejobs``)
+    mode: str = "broker"
+    #: lifetime of the admin JWT from ``POST /actions/runner-registration``
+    admin_token_ttl_s: float = 3600.0
+    #: lifetime of a session's ``messageQueueAccessToken``
+    queue_token_ttl_s: float = 3600.0
+    #: a session nobody polls for this long expires (a crashed listener's session lingers until then)
+    session_idle_s: float = 600.0
+    #: how long ``GET {messageQueueUrl}`` is held when there is no message (observed: about 50 s)
+    long_poll_s: float = 50.0
+    #: a job assigned to a scale set that no runner starts within this time is cancelled and re-queued
+    assign_timeout_s: float = 300.0
+    #: ... at most this many times (then it stays assigned)
+    max_requeues: int = 3
+    #: job messages per queue message
+    batch_size: int = 50
+
+
+@dataclass
 class SimConfig:
     registration_token_ttl_s: float = 3600.0
     installation_token_ttl_s: float = 3600.0
@@ -59,6 +81,7 @@ class SimConfig:
     runner_version: str = "2.330.0"
     primary: PrimaryLimits = field(default_factory=PrimaryLimits)
     secondary: SecondaryLimits = field(default_factory=SecondaryLimits)
+    actions: ActionsSettings = field(default_factory=ActionsSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -252,6 +252,10 @@ class World:
         self._trace: list[tuple[float, int, TraceEntry]] = []
         self._trace_seq = itertools.count()
         self._last_sweep = -1.0e18
+        #: more observers of model events (the Actions service's scale sets), called after ``sink``
+        self.observers: list[EventSink] = []
+        #: called with the time at the end of every :meth:`tick`
+        self.tick_hooks: list[Callable[[float], None]] = []
 
     # ----------------------------------------------------------------------------------------
     # helpers
@@ -262,11 +266,13 @@ class World:
     def _emit(self, event: Event) -> None:
         if self.sink is not None:
             self.sink(event)
+        for observer in self.observers:
+            observer(event)
 
     def _job_event(self, action: str, job: Job) -> None:
         job.version += 1
-        if self.sink is not None:
-            self.sink(JobEvent(action, JobSnapshot.of(job)))
+        if self.sink is not None or self.observers:
+            self._emit(JobEvent(action, JobSnapshot.of(job)))
 
     def _label(self, name: str, kind: Literal["read-only", "custom"]) -> Label:
         key = name.lower()
@@ -780,7 +786,14 @@ class World:
         return self.now() - job.started_at >= self.config.busy_flag_delay_s
 
     def generate_jit(
-        self, scope: Scope, name: str, runner_group_id: int, labels: list[str], work_folder: str = "_work"
+        self,
+        scope: Scope,
+        name: str,
+        runner_group_id: int,
+        labels: list[str],
+        work_folder: str = "_work",
+        *,
+        default_labels: bool = True,
     ) -> tuple[Runner, str]:
         scope = self.scope_exists(scope)
         if not name:
@@ -790,7 +803,7 @@ class World:
         group = self._group_for_registration(scope, group_id=runner_group_id)
         if any(r.name.lower() == name.lower() for r in self._runners_by_scope.get(scope.key, {}).values()):
             raise Conflict("Already exists - A runner with the name " + name + " already exists.")
-        runner = self._add_runner(scope, name, group, labels, ephemeral=True, default_labels=True)
+        runner = self._add_runner(scope, name, group, labels, ephemeral=True, default_labels=default_labels)
         runner.jit = True
         runner.os = "unknown"  # as GitHub shows a JIT runner that has not connected yet
         runner.jit_secret = secrets.token_urlsafe(24)
@@ -1359,10 +1372,12 @@ class World:
         return ok
 
     def _scope_admits_repo(self, runner: Runner, repo: Repo) -> bool:
-        scope = runner.scope
+        return self.admits(runner.scope, runner.group, repo)
+
+    def admits(self, scope: Scope, group: RunnerGroup | None, repo: Repo) -> bool:
+        """May runners of ``scope`` in ``group`` take jobs of ``repo`` (scope and group policy only)?"""
         if scope.kind == "repo":
             return scope.name.lower() == repo.full_name.lower()
-        group = runner.group
         if group is None:
             return False
         if scope.kind == "org":
@@ -1519,6 +1534,8 @@ class World:
                 self._requeue(job)
         if now - self._last_sweep >= min(1.0, self.config.runner_offline_after_s / 4):
             self._sweep(now)
+        for hook in self.tick_hooks:
+            hook(now)
 
     def _sweep(self, now: float) -> None:
         self._last_sweep = now

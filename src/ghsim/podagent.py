@@ -7,8 +7,11 @@ devcluster's kwok stages expect: it annotates the pod ``devcluster.runnerd.dev/e
 ``…/exit-container``), and kwok terminates the container with that code.  A pod that is deleted
 cancels its virtual runner, as killing the container would.
 
-Environment values may be literal or come from ``secretKeyRef``, ``configMapKeyRef`` or
-``fieldRef`` (``metadata.name``, ``metadata.namespace``, ``spec.nodeName``, ``status.podIP``).
+Runner pods of both of ARC's modes work: legacy ``RunnerDeployment`` pods (``RUNNER_TOKEN`` …) and
+scale-set ``EphemeralRunner`` pods (``ACTIONS_RUNNER_INPUT_JITCONFIG`` from the scale set's
+``generatejitconfig``).  Environment values may be literal or come from ``secretKeyRef``,
+``configMapKeyRef`` or ``fieldRef`` (``metadata.name``, ``metadata.namespace``, ``spec.nodeName``,
+``status.podIP``).
 
 Started by ``runnerd-dev github-sim --pod-agent`` or in-process::
 

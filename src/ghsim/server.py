@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .actions import ActionsAdmin, ActionsHTTP, ActionsService
 from .admin import AdminAPI
 from .auth import ACCEPTED_SCOPES, ANONYMOUS, Principal
 from .clock import Clock, SystemClock
@@ -252,7 +253,9 @@ async def github_not_found(
         )
 
 
-def build_app(core: Core, runner_api: RunnerAPI, admin: AdminAPI) -> web.Application:
+def build_app(
+    core: Core, runner_api: RunnerAPI, admin: AdminAPI, actions: ActionsHTTP | None = None
+) -> web.Application:
     app = web.Application(middlewares=[github_not_found], client_max_size=64 * 1024 * 1024)
     for prefix, ghes in (("", False), (GHES_PREFIX, True)):
         for route in ROUTES:
@@ -265,6 +268,9 @@ def build_app(core: Core, runner_api: RunnerAPI, admin: AdminAPI) -> web.Applica
             )
     app.add_routes(runner_api.routes())
     app.add_routes(admin.routes())
+    if actions is not None:  # the Actions service's scale-set protocol (ghsim.actions)
+        app.add_routes(actions.routes())
+        app.add_routes(ActionsAdmin(actions).routes())
     return app
 
 
@@ -291,7 +297,9 @@ class Simulator:
         self.core = Core(clock or SystemClock(), config)
         self.runner_api = RunnerAPI(self.core)
         self.admin = AdminAPI(self.core)
-        self.app = build_app(self.core, self.runner_api, self.admin)
+        self.actions = ActionsService(self.core.world)
+        self.actions_http = ActionsHTTP(self.core, self.actions)
+        self.app = build_app(self.core, self.runner_api, self.admin, self.actions_http)
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._base_url: str | None = None
@@ -325,6 +333,7 @@ class Simulator:
         self._base_url = f"http://{host}:{address[1]}"
         url = self.public_url or self._base_url
         self.core.set_urls(url)
+        self.actions_http.public_url = self.public_url
         await self.core.dispatcher.start()
         self.core.tick_wakeup = asyncio.Event()
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop(), name="ghsim-ticker")
@@ -337,6 +346,7 @@ class Simulator:
                 await self._ticker
             self._ticker = None
         self.runner_api.wake_all()
+        self.actions_http.wake_all()
         await self.core.dispatcher.stop()
         if self._runner is not None:
             await self._runner.cleanup()

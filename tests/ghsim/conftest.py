@@ -14,6 +14,7 @@ from ghsim.entities import Scope
 from ghsim.state import generate_app_key
 
 from .client import GitHub
+from .scaleset_client import ScaleSetClient
 
 
 @functools.cache
@@ -139,4 +140,29 @@ async def http(no_leaked_tasks: None) -> AsyncIterator[aiohttp.ClientSession]:
 def gh(sim: Simulator, http: aiohttp.ClientSession, setup: Setup) -> GitHub:
     client = GitHub(http, sim.base_url)
     client.token = setup.admin
+    return client
+
+
+def advance(sim: Simulator, seconds: float) -> None:
+    """Move the simulator's manual clock and run what is due (timeouts, expiries, held long polls)."""
+    clock = sim.core.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(seconds)
+    sim.world.tick()
+    sim.core.notify()
+
+
+async def registration_token(gh: GitHub, scope_path: str = "/orgs/octo-org") -> str:
+    r = await gh.post(f"{scope_path}/actions/runners/registration-token")
+    assert r.status == 201
+    return str(r.body["token"])
+
+
+@pytest.fixture
+async def ssc(gh: GitHub, sim: Simulator, http: aiohttp.ClientSession) -> ScaleSetClient:
+    """A scale-set client for ``octo-org`` (config URL on the simulator, so REST is under /api/v3),
+    after the handshake with a PAT's registration token."""
+    client = ScaleSetClient(http, sim.ghes_url, f"{sim.base_url}/octo-org")
+    answer = await client.handshake(await registration_token(gh))
+    assert answer.status == 200
     return client

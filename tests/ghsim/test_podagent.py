@@ -18,6 +18,7 @@ from ghsim.podagent import (
 )
 
 from .client import GitHub
+from .scaleset_client import ScaleSetClient
 
 
 def pod(
@@ -135,3 +136,25 @@ async def test_deleting_the_pod_kills_its_runner(gh: GitHub, sim: Simulator) -> 
             await task
     assert (sim.world.jobs[job_id].status, sim.world.jobs[job_id].conclusion) == ("completed", "failure")
     assert api.patches == []
+
+
+async def test_runs_a_scale_set_jit_config(sim: Simulator, ssc: ScaleSetClient) -> None:
+    """An EphemeralRunner pod of ARC's scale-set mode: ``ACTIONS_RUNNER_INPUT_JITCONFIG`` from
+    ``generatejitconfig`` runs exactly as a REST JIT config does."""
+    scale_set = (await ssc.create_scale_set("arc-runner-set")).body
+    job_id = sim.world.enqueue_run(
+        sim.world.repo_by_name("octo-org/app"), [JobSpec(("arc-runner-set",))]
+    ).job_ids[0]
+    jit = (await ssc.jit(scale_set["id"], "arc-runner-set-abc12-runner-x1y2z")).body
+    api = FakeCoreV1()
+    async with PodAgent(api, sim.base_url, namespace="ns", watch=False) as agent:
+        p = pod(
+            "arc-runner-set-abc12-runner-x1y2z",
+            env=[{"name": "ACTIONS_RUNNER_INPUT_JITCONFIG", "value": jit["encodedJITConfig"]}],
+        )
+        agent.handle("ADDED", p)
+        await asyncio.wait_for(api.patched.wait(), 10)
+        assert agent.exits == {PodKey.of(p): 0}
+    job = sim.world.jobs[job_id]
+    assert (job.status, job.runner_name) == ("completed", "arc-runner-set-abc12-runner-x1y2z")
+    assert sim.actions.scale_sets[scale_set["id"]].statistics()["totalRegisteredRunners"] == 0
