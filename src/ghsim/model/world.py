@@ -1,10 +1,12 @@
 """:class:`World`: all simulated state behind one object, a thin facade over the model's sections.
 
 Why a facade (composition) and not mixins: the sections share little state and depend on each
-other in one direction (registry ← groups ← credentials/hooks ← router ← runs ← runner pool ←
-dispatch ← timers); as objects, each section states what it needs in its constructor and keeps its
-own indexes private, which mixins sharing one ``self`` could not.  Callers keep one object and the
-old API: ``world.jobs``, ``world.create_org(...)``, ``world.tick()``.
+other in one direction (each uses only sections listed before it: registry, runner groups,
+credentials, hooks, router, runs, runner pool, dispatch, timers); as objects, each states what it
+needs in its constructor and keeps its own indexes private, which mixins sharing one ``self`` could
+not.  Callers keep one object and the old API: ``world.jobs``, ``world.create_org(...)``,
+``world.tick()``.  The job and runner tables are created here and handed to the sections that
+read them (the router, the runs, the runner pool, the timers).
 
 What this class adds:
 
@@ -36,7 +38,12 @@ from .timers import Timers
 
 
 class World:
-    """All simulated state.  Every method is synchronous and takes its time from ``clock``."""
+    """All simulated state.  Every method is synchronous and takes its time from ``clock``.
+
+    Sections: ``registry``, ``runner_groups``, ``credentials``, ``hook_table``, ``router``,
+    ``run_table``, ``pool`` (runners), ``dispatch``, ``timers``; ``events`` reports to the sink
+    and the observers.
+    """
 
     decode_jit = staticmethod(decode_jit)
 
