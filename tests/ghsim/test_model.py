@@ -232,33 +232,6 @@ def test_summary_counts(world: World) -> None:
     assert summary["runners"] == {"total": 1, "online": 1, "idle": 0, "busy": 1}
 
 
-def test_the_model_is_pure_and_ghsim_stands_alone() -> None:
-    import subprocess
-    import sys
-
-    probe = (
-        "import sys, ghsim.model, ghsim.ratelimit, ghsim.trace; "
-        "io = ('asyncio', 'aiohttp', 'socket', 'runnerd', 'devcluster'); "
-        "print(sorted(m for m in io if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
-    from pathlib import Path
-
-    import ghsim
-
-    sources = Path(ghsim.__file__).parent.glob("*.py")
-    offenders = [
-        p.name
-        for p in sources
-        if any(
-            w in p.read_text()
-            for w in ("import runnerd", "from runnerd", "import devcluster", "from devcluster")
-        )
-    ]
-    assert offenders == []
-
-
 def test_package_exports() -> None:
     import ghsim
     from ghsim.server import Simulator
