@@ -1,0 +1,206 @@
+"""``RunnerSizingPolicy`` (``runnerd.dev/v1alpha1``): which per-job sizing labels a pool accepts.
+
+A pool is an ARC ``RunnerDeployment`` or ``RunnerSet``; the policy points at it with
+``spec.scaleTargetRef`` (as an HRA does), so ARC manifests stay unchanged and the caps, which are
+an administrator's decision, can be granted separately from the pool itself (RBAC on this kind).
+docs/gpu-sizing.md is the design; this module holds the shapes and their validation only.
+
+Guarantees: pure (no I/O); :meth:`ApiObject.from_dict` checks types with a path in every error, and
+:func:`policy_errors` returns every semantic problem of a parsed spec (an empty list means the
+policy can be compiled by :func:`runnerd.reconcile.sizing.PoolSizing.from_spec`).
+"""
+
+# RUF009: ``field()`` is this package's dataclass field specifier (see runnerd.api.types).
+# ruff: noqa: RUF009
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+from runnerd.api._codec import JSON, ApiObject, Quantity, field, parse_quantity
+from runnerd.api.types import ObjectMeta
+
+GROUP: Final = "runnerd.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "RunnerSizingPolicy"
+
+DEFAULT_GPU_PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
+"""Node label with the GPU product (set by NVIDIA GPU Feature Discovery, e.g. ``NVIDIA-H100-80GB-HBM3``)."""
+
+ORDER_FIFO: Final = "Fifo"
+ORDER_BACKFILL: Final = "Backfill"
+ORDERS: Final = (ORDER_FIFO, ORDER_BACKFILL)
+TARGET_KINDS: Final = ("RunnerDeployment", "RunnerSet")
+
+PRODUCT_NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9._-]{0,30}[a-z0-9])?$"
+"""A product as jobs write it in ``gpu-type=<name>`` (lower case; labels compare case-insensitively)."""
+MIG_PROFILE_PATTERN: Final = r"^[1-9][0-9]?g\.[1-9][0-9]{0,3}gb(\+me)?$"
+"""A MIG profile as the device plugin names its resource ``nvidia.com/mig-<profile>`` (``1g.10gb``)."""
+# A Kubernetes label value: at most 63 characters, alphanumeric at both ends.
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+
+
+@dataclass(kw_only=True)
+class ScaleTargetRef(ApiObject):
+    kind: str | None = field("kind", "RunnerDeployment (default) or RunnerSet.", enum=TARGET_KINDS)
+    name: str | None = field("name", "The pool, in the policy's namespace.", required=True)
+
+
+@dataclass(kw_only=True)
+class GpuProduct(ApiObject):
+    name: str | None = field(
+        "name", "The value jobs write in gpu-type=<name>.", pattern=PRODUCT_NAME_PATTERN, required=True
+    )
+    node_label_value: str | None = field(
+        "nodeLabelValue", "The GPU product node label's value on nodes of this product.", required=True
+    )
+    max_gpus: int | None = field(
+        "maxGpus", "Cap on gpu=N for this product (default: spec.max.gpu).", minimum=1
+    )
+    tolerations: list[JSON] = field(
+        "tolerations", "Added to pods of this product.", k8s="io.k8s.api.core.v1.Toleration", factory=list
+    )
+
+
+@dataclass(kw_only=True)
+class SizeCaps(ApiObject):
+    cpu: Quantity | None = field("cpu", "Largest cpu=<cores> a job may ask for; unset: cpu= is refused.")
+    memory: Quantity | None = field(
+        "memory", "Largest mem=<bytes> a job may ask for; unset: mem= is refused."
+    )
+    gpu: int | None = field(
+        "gpu", "Largest gpu=<count> a job may ask for; unset: gpu= is refused.", minimum=1
+    )
+
+
+@dataclass(kw_only=True)
+class AdmissionSettings(ApiObject):
+    order: str | None = field(
+        "order",
+        "Fifo (default): a waiting job keeps the nodes it could use from later jobs; Backfill: later "
+        "jobs that fit now may start first.",
+        enum=ORDERS,
+    )
+    backfill_limit_seconds: int | None = field(
+        "backfillLimitSeconds",
+        "With Backfill: once a job has waited this long, later jobs no longer pass it (unset: never).",
+        minimum=1,
+    )
+    max_pending: int | None = field(
+        "maxPending",
+        "Runner pods of this pool that may wait Pending for a node autoscaler (default 0: none).",
+        minimum=0,
+    )
+
+
+@dataclass(kw_only=True)
+class RunnerSizingPolicySpec(ApiObject):
+    scale_target_ref: ScaleTargetRef = field("scaleTargetRef", required=True, factory=ScaleTargetRef)
+    max: SizeCaps = field("max", "Per-job caps; a label whose cap is unset is refused.", factory=SizeCaps)
+    gpu_products: list[GpuProduct] = field(
+        "gpuProducts", "Products jobs may name with gpu-type=.", factory=list
+    )
+    mig_profiles: list[str] = field("migProfiles", "MIG profiles jobs may name with mig=.", factory=list)
+    gpu_product_label: str | None = field(
+        "gpuProductLabel", f"Node label holding the GPU product (default {DEFAULT_GPU_PRODUCT_LABEL})."
+    )
+    admission: AdmissionSettings = field("admission", factory=AdmissionSettings)
+
+    @property
+    def effective_gpu_product_label(self) -> str:
+        return self.gpu_product_label or DEFAULT_GPU_PRODUCT_LABEL
+
+    @property
+    def effective_order(self) -> str:
+        return self.admission.order or ORDER_FIFO
+
+    @property
+    def effective_max_pending(self) -> int:
+        return self.admission.max_pending or 0
+
+
+@dataclass(kw_only=True)
+class RunnerSizingPolicy(ApiObject):
+    DESCRIPTION: ClassVar[str] = (
+        "Per-job sizing labels a RunnerDeployment or RunnerSet accepts, and their caps."
+    )
+
+    api_version: str | None = field("apiVersion")
+    kind: str | None = field("kind")
+    metadata: ObjectMeta = field("metadata", factory=ObjectMeta)
+    spec: RunnerSizingPolicySpec = field("spec", required=True, factory=RunnerSizingPolicySpec)
+
+
+def _positive_quantity(path: str, value: Quantity | None) -> list[str]:
+    if value is None:
+        return []
+    try:
+        number = parse_quantity(value)
+    except ValueError:
+        return [f"{path}: {value!r} is not a quantity"]
+    return [] if number > 0 else [f"{path}: must be greater than 0, got {value!r}"]
+
+
+def _product_errors(spec: RunnerSizingPolicySpec) -> list[str]:
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, product in enumerate(spec.gpu_products):
+        path = f".spec.gpuProducts[{i}]"
+        name = product.name or ""
+        if not re.fullmatch(PRODUCT_NAME_PATTERN, name):
+            out.append(f"{path}.name: {name!r} must match {PRODUCT_NAME_PATTERN}")
+        elif name in seen:
+            out.append(f"{path}.name: {name!r} is listed twice")
+        seen.add(name)
+        value = product.node_label_value or ""
+        if not value or not _LABEL_VALUE.fullmatch(value):
+            out.append(f"{path}.nodeLabelValue: {value!r} is not a Kubernetes label value")
+        if product.max_gpus is not None:
+            if product.max_gpus < 1:
+                out.append(f"{path}.maxGpus: must be at least 1")
+            elif spec.max.gpu is not None and product.max_gpus > spec.max.gpu:
+                out.append(f"{path}.maxGpus: {product.max_gpus} is above spec.max.gpu ({spec.max.gpu})")
+    if spec.gpu_products and spec.max.gpu is None:
+        out.append(".spec.max.gpu: gpuProducts are listed but no GPU cap is set")
+    return out
+
+
+def policy_errors(spec: RunnerSizingPolicySpec) -> list[str]:
+    """Every semantic problem of ``spec`` as ``"<path>: <message>"`` (empty: the policy is usable)."""
+    out: list[str] = []
+    ref = spec.scale_target_ref
+    if not ref.name:
+        out.append(".spec.scaleTargetRef.name: required")
+    if ref.kind is not None and ref.kind not in TARGET_KINDS:
+        out.append(f".spec.scaleTargetRef.kind: must be one of {list(TARGET_KINDS)}, got {ref.kind!r}")
+    out += _positive_quantity(".spec.max.cpu", spec.max.cpu)
+    out += _positive_quantity(".spec.max.memory", spec.max.memory)
+    if spec.max.gpu is not None and spec.max.gpu < 1:
+        out.append(".spec.max.gpu: must be at least 1")
+    out += _product_errors(spec)
+    seen: set[str] = set()
+    for i, profile in enumerate(spec.mig_profiles):
+        if not re.fullmatch(MIG_PROFILE_PATTERN, profile):
+            out.append(f".spec.migProfiles[{i}]: {profile!r} must match {MIG_PROFILE_PATTERN}")
+        elif profile in seen:
+            out.append(f".spec.migProfiles[{i}]: {profile!r} is listed twice")
+        seen.add(profile)
+    label = spec.effective_gpu_product_label
+    if not re.fullmatch(
+        r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", label
+    ):
+        out.append(f".spec.gpuProductLabel: {label!r} is not a label key")
+    adm = spec.admission
+    if adm.order is not None and adm.order not in ORDERS:
+        out.append(f".spec.admission.order: must be one of {list(ORDERS)}, got {adm.order!r}")
+    if adm.max_pending is not None and adm.max_pending < 0:
+        out.append(".spec.admission.maxPending: must be 0 or more")
+    if adm.backfill_limit_seconds is not None:
+        if adm.backfill_limit_seconds < 1:
+            out.append(".spec.admission.backfillLimitSeconds: must be at least 1")
+        if spec.effective_order != ORDER_BACKFILL:
+            out.append(".spec.admission.backfillLimitSeconds: only meaningful with order Backfill")
+    return out
