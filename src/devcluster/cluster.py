@@ -4,6 +4,15 @@ loopback ports picked free at start.
 
 Nothing here is a fake: the binaries are the upstream ones built from Go modules
 (:mod:`devcluster.binaries`). kwok only plays the kubelet: it marks nodes Ready and pods Running.
+
+Ports (the contract :func:`free_port` keeps):
+
+* every port is picked outside ``net.ipv4.ip_local_port_range``, so no outgoing connection of this
+  machine (etcd's, the API server's, a test's) can take it between the pick and the component's bind;
+* no two picks of one process hand out the same port while it is in use;
+* a component that still loses its port (another program listening there) is started again on a
+  new port, up to :data:`BIND_ATTEMPTS` times; a component that fails otherwise fails the start with
+  one line naming the component, its exit code and the log line that says why.
 """
 
 from __future__ import annotations
@@ -11,16 +20,20 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import logging
 import os
+import random
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -29,6 +42,8 @@ from typing import Any
 from devcluster import pki
 from devcluster.binaries import Binaries
 
+_logger = logging.getLogger(__name__)
+
 EXIT_CODE_ANNOTATION = "devcluster.runnerd.dev/exit-code"
 EXIT_CONTAINER_ANNOTATION = "devcluster.runnerd.dev/exit-container"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -36,6 +51,14 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
 
 _PR_SET_PDEATHSIG = 1
+BIND_ATTEMPTS = 5
+"""How many times a component that lost its port is started again on a new one."""
+BIND_FAILURES = ("address already in use", "eaddrinuse", "bind: address")
+"""Log text of a component that could not bind its port."""
+PORT_FLOOR = 10000
+"""Ports below this are left to well-known services (databases, proxies, dev servers)."""
+EPHEMERAL_DEFAULT = (32768, 60999)
+_PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
 class ClusterError(RuntimeError):
@@ -82,15 +105,109 @@ class _Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    offset: int = 0
+    """Where this run's output starts in ``log`` (logs are appended to across runs)."""
+    attempt: int = 1
+
+    def output(self) -> str:
+        try:
+            with self.log.open("rb") as fh:
+                fh.seek(self.offset)
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
 
 
-def free_port() -> int:
+COMPONENT_PORTS: dict[str, tuple[str, ...]] = {
+    "etcd": ("etcd-client", "etcd-peer"),
+    "kube-apiserver": ("apiserver",),
+    "kube-scheduler": ("scheduler",),
+    "kube-controller-manager": ("controller-manager",),
+    "kwok": ("kwok",),
+}
+"""The ports (keys of :attr:`Cluster.ports`) each component listens on."""
+
+
+def ephemeral_range(path: Path = _PORT_RANGE_FILE) -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (``net.ipv4.ip_local_port_range``)."""
+    try:
+        low, high = (int(x) for x in path.read_text().split())
+    except (OSError, ValueError):
+        return EPHEMERAL_DEFAULT
+    return (low, high) if 0 < low <= high <= 65535 else EPHEMERAL_DEFAULT
+
+
+def listen_ranges(ephemeral: tuple[int, int]) -> list[range]:
+    """Ports from :data:`PORT_FLOOR` up that no outgoing connection can take (may be empty)."""
+    low, high = ephemeral
+    ranges = [range(PORT_FLOOR, low), range(max(high + 1, PORT_FLOOR), 65536)]
+    return [r for r in ranges if len(r) > 0]
+
+
+_handed: dict[int, float] = {}
+_handed_lock = threading.Lock()
+_HANDED_FOR = 600.0
+"""A port handed out is not handed out again by this process for this long (or until released)."""
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def free_port(*, rng: random.Random | None = None, ephemeral: tuple[int, int] | None = None) -> int:
+    """A loopback port that is free now and outside the ephemeral range (see the module docstring).
+
+    Falls back to a kernel-chosen port only where the ephemeral range covers every port above
+    :data:`PORT_FLOOR`.
+    """
+    ranges = listen_ranges(ephemeral or ephemeral_range())
+    pick = rng or random.SystemRandom()
+    now = time.monotonic()
+    with _handed_lock:
+        for port, at in list(_handed.items()):
+            if now - at > _HANDED_FOR:
+                del _handed[port]
+        for _ in range(200 if ranges else 0):
+            candidates = pick.choices(ranges, weights=[len(r) for r in ranges])[0]
+            port = pick.choice(candidates)
+            if port not in _handed and _bindable(port):
+                _handed[port] = now
+                return port
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        _handed[port] = now
+        return port
+
+
+def release_port(port: int) -> None:
+    """``port`` is no longer in use by what it was picked for; a later pick may return it."""
+    with _handed_lock:
+        _handed.pop(port, None)
+
+
+def bind_failure(text: str) -> bool:
+    """Whether a component's log says it could not bind its port."""
+    lowered = text.lower()
+    return any(marker in lowered for marker in BIND_FAILURES)
+
+
+def reason_line(text: str) -> str:
+    """The log line that best says why a component stopped: a bind failure, else the last error."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for wanted in (bind_failure, lambda line: any(w in line.lower() for w in ("error", "fatal", "panic"))):
+        for line in reversed(lines):
+            if wanted(line):
+                return line
+    return lines[-1] if lines else "(nothing in its log)"
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Children get SIGTERM if the process that started them dies, so nothing is left behind."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -130,32 +247,32 @@ class Cluster:
 
     # ----------------------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 90.0) -> None:
+        """Start every component and wait until it serves; raises :class:`ClusterError` (one line)."""
         deadline = time.monotonic() + timeout
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
-        self._pki = pki.generate(self.state_dir / "pki")
-        for name in ("etcd-client", "etcd-peer", "apiserver", "scheduler", "controller-manager", "kwok"):
-            self.ports[name] = free_port()
-        self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
+        self._pki = pki.ensure(self.state_dir / "pki")
+        for ports in COMPONENT_PORTS.values():
+            for port in ports:
+                self.ports[port] = free_port()
         try:
             self._start_etcd()
+            self._wait("etcd", lambda: self._healthy(self._etcd_url("/health")), deadline, timeout)
             self._start_apiserver()
-            self._write_kubeconfig()
             self._wait(
-                "kube-apiserver", lambda: self._healthy(f"{self.server}/readyz", verify=True), deadline
+                "kube-apiserver",
+                lambda: self._healthy(f"{self.server}/readyz", verify=True),
+                deadline,
+                timeout,
             )
             self._start_scheduler()
             self._start_controller_manager()
             self._start_kwok()
             self._create_nodes()
-            self._wait("scheduler", lambda: self._healthy(self._local("scheduler", "/healthz")), deadline)
-            self._wait(
-                "controller-manager",
-                lambda: self._healthy(self._local("controller-manager", "/healthz")),
-                deadline,
-            )
-            self._wait("kwok nodes Ready", self._nodes_ready, deadline)
-            self._wait("default service account", self._default_sa_exists, deadline)
+            for component in ("scheduler", "controller-manager"):
+                self._wait(component, self._serves(component), deadline, timeout)
+            self._wait("kwok nodes Ready", self._nodes_ready, deadline, timeout)
+            self._wait("default service account", self._default_sa_exists, deadline, timeout)
         except BaseException:
             self.stop()
             raise
@@ -176,6 +293,8 @@ class Cluster:
                     os.killpg(proc.popen.pid, signal.SIGKILL)
                 proc.popen.wait(5)
         self._procs.clear()
+        for port in self.ports.values():
+            release_port(port)
 
     def __enter__(self) -> Cluster:
         self.start()
@@ -198,12 +317,51 @@ class Cluster:
         return out
 
     def check_alive(self) -> None:
+        """Raises :class:`ClusterError` (one line) if a component has exited."""
         for proc in self._procs:
             if proc.popen.poll() is not None:
+                raise ClusterError(self._exit_message(proc))
+
+    def _exit_message(self, proc: _Proc) -> str:
+        return (
+            f"{proc.name} exited with code {proc.popen.returncode}: "
+            f"{reason_line(proc.output())} (log: {proc.log})"
+        )
+
+    def _revive(self) -> None:
+        """Start again, on new ports, every component that exited because its port was taken."""
+        for proc in list(self._procs):
+            if proc.popen.poll() is None:
+                continue
+            output = proc.output()
+            if not bind_failure(output):
+                raise ClusterError(self._exit_message(proc))
+            if proc.attempt >= BIND_ATTEMPTS:
                 raise ClusterError(
-                    f"{proc.name} exited with code {proc.popen.returncode}; see {proc.log}:\n"
-                    + _tail(proc.log)
+                    f"{proc.name} could not bind a port in {proc.attempt} attempts: "
+                    f"{reason_line(output)} (log: {proc.log})"
                 )
+            lost = {key: self.ports[key] for key in COMPONENT_PORTS[proc.name]}
+            for key in lost:
+                self.ports[key] = free_port()
+            _logger.warning(
+                "%s lost its port (%s); starting it again on %s",
+                proc.name,
+                reason_line(output),
+                ", ".join(f"{key} {self.ports[key]}" for key in lost),
+            )
+            self._procs.remove(proc)
+            self._starters()[proc.name]()
+            self._procs[-1].attempt = proc.attempt + 1
+
+    def _starters(self) -> dict[str, Callable[[], None]]:
+        return {
+            "etcd": self._start_etcd,
+            "kube-apiserver": self._start_apiserver,
+            "kube-scheduler": self._start_scheduler,
+            "kube-controller-manager": self._start_controller_manager,
+            "kwok": self._start_kwok,
+        }
 
     # ----------------------------------------------------------------------------- clients
     def request(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
@@ -254,7 +412,7 @@ class Cluster:
     def compact_etcd(self) -> int:
         """Compact etcd's history up to now; watches from older resourceVersions then get 410 Gone
         (immediately for uncached resources such as podtemplates). Returns the compacted revision."""
-        base = f"http://127.0.0.1:{self.ports['etcd-client']}"
+        base = self._etcd_url()
         status = _post_json(f"{base}/v3/maintenance/status", {})
         revision = int(status["header"]["revision"])
         _post_json(f"{base}/v3/kv/compaction", {"revision": str(revision), "physical": True})
@@ -264,15 +422,22 @@ class Cluster:
     def _spawn(self, name: str, argv: Sequence[str]) -> None:
         log = self.log_dir / f"{name}.log"
         with log.open("ab") as fh:
+            offset = fh.tell()
             popen = subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
-        self._procs.append(_Proc(name, popen, log))
+        self._procs.append(_Proc(name, popen, log, offset))
+
+    def _etcd_url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.ports['etcd-client']}{path}"
+
+    def _serves(self, component: str) -> Callable[[], bool]:
+        return lambda: self._healthy(self._local(component, "/healthz"))
 
     def _local(self, component: str, path: str) -> str:
         return f"https://127.0.0.1:{self.ports[component]}{path}"
@@ -299,6 +464,8 @@ class Cluster:
     def _start_apiserver(self) -> None:
         assert self._pki is not None
         p = self._pki
+        self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
+        self._write_kubeconfig()
         self._spawn(
             "kube-apiserver",
             [
@@ -462,8 +629,26 @@ class Cluster:
         return nodes
 
     def _create_nodes(self) -> None:
-        for manifest in self.node_manifests():
-            self.request("POST", "/api/v1/nodes", manifest)
+        """Create the nodes; on a kept state (``up`` after ``down``) update those that exist and
+        delete simulated nodes the configuration no longer has."""
+        wanted = {m["metadata"]["name"]: m for m in self.node_manifests()}
+        selector = urllib.parse.quote("type=kwok")
+        existing = self.request("GET", f"/api/v1/nodes?labelSelector={selector}")["items"]
+        for node in existing:
+            name = node["metadata"]["name"]
+            if name not in wanted:
+                self.request("DELETE", f"/api/v1/nodes/{name}")
+        have = {node["metadata"]["name"] for node in existing}
+        merge = "application/merge-patch+json"
+        for name, manifest in wanted.items():
+            if name not in have:
+                self.request("POST", "/api/v1/nodes", manifest)
+                continue
+            meta = {k: manifest["metadata"][k] for k in ("labels", "annotations")}
+            self.request(
+                "PATCH", f"/api/v1/nodes/{name}", {"metadata": meta, "spec": manifest["spec"]}, merge
+            )
+            self.request("PATCH", f"/api/v1/nodes/{name}/status", {"status": manifest["status"]}, merge)
 
     def _nodes_ready(self) -> bool:
         nodes = self.request("GET", "/api/v1/nodes")["items"]
@@ -503,15 +688,17 @@ class Cluster:
         except (urllib.error.URLError, OSError):
             return False
 
-    def _wait(self, what: str, probe: Any, deadline: float) -> None:
+    def _wait(self, what: str, probe: Callable[[], bool], deadline: float, timeout: float) -> None:
         delay = 0.05
         while True:
-            self.check_alive()
+            self._revive()
             if probe():
                 return
             if time.monotonic() > deadline:
-                logs = "\n".join(f"--- {p.log}:\n{_tail(p.log)}" for p in self._procs)
-                raise ClusterError(f"timed out waiting for {what}\n{logs}")
+                last = "; ".join(f"{p.name}: {reason_line(p.output())}" for p in self._procs)
+                raise ClusterError(
+                    f"timed out after {timeout:g}s waiting for {what} ({last}; logs: {self.log_dir})"
+                )
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
@@ -521,13 +708,6 @@ def _post_json(url: str, body: Any) -> Any:
     req.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 @contextlib.contextmanager
