@@ -134,8 +134,10 @@ class Manager:
 
     async def _synced_or_stopping(self) -> bool:
         """Waits until every informer has synced (``True``) or a stop was asked for (``False``)."""
-        synced = asyncio.ensure_future(asyncio.gather(*(i.wait_synced() for i in self.informers)))
-        stop = asyncio.create_task(self._stopping.wait())
+        synced: asyncio.Future[object] = asyncio.ensure_future(
+            asyncio.gather(*(i.wait_synced() for i in self.informers))
+        )
+        stop: asyncio.Future[object] = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait({synced, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
