@@ -38,7 +38,7 @@ from runnerd.reconcile.pod import PodOptions
 from runnerd.runtime import LeaderElector
 from runnerd.web import dashboard
 from runnerd.web.server import Address, Servers, health_app, parse_address
-from runnerd.web.webhook import DEFAULT_MAX_BODY
+from runnerd.web.webhook import DEFAULT_MAX_BODY, WebhookServer
 
 log = logging.getLogger("runnerd")
 
@@ -198,6 +198,12 @@ async def serve(
         await servers.start("webhook", apps["webhook"](), webhook)
 
 
+def ready_webhook(server: WebhookServer, ready: Callable[[], bool]) -> web.Application:
+    """The webhook app, answering 503 until ``ready()`` (the caches it routes with have synced)."""
+    server.ready = ready
+    return server.app()
+
+
 async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         credentials = load_credentials(credentials_from_env(env))
@@ -260,7 +266,9 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
             # /metrics, /healthz, /readyz and the dashboard (/ and /dashboard)
             "metrics": lambda: dashboard.app(controllers),
             "health": lambda: health_app(ready=lambda: manager.ready),
-            "webhook": lambda: autoscaling.webhook_server(secret, max_body=args.webhook_max_body).app(),
+            "webhook": lambda: ready_webhook(
+                autoscaling.webhook_server(secret, max_body=args.webhook_max_body), lambda: manager.ready
+            ),
         }
         remove = controllers.manager.install_signal_handlers()
         log.info(
@@ -335,7 +343,9 @@ async def run_webhook_server(args: argparse.Namespace, env: Mapping[str, str]) -
             apps: dict[str, Callable[[], web.Application]] = {
                 "metrics": lambda: health_app(ready=ready, metrics=process.metrics),
                 "health": lambda: health_app(ready=ready),
-                "webhook": lambda: process.webhook_server(secret, max_body=args.webhook_max_body).app(),
+                "webhook": lambda: ready_webhook(
+                    process.webhook_server(secret, max_body=args.webhook_max_body), ready
+                ),
             }
             if addresses["health"] is None:
                 addresses["health"] = addresses["metrics"]
