@@ -129,6 +129,18 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--runner-github-url", default=os.environ.get("GITHUB_RUNNER_GITHUB_URL") or None)
     p.add_argument("--common-runner-labels", default="", help="comma-separated labels added to every runner")
     p.add_argument("--runner-workers", type=int, default=8)
+    p.add_argument(
+        "--runner-sets",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the RunnerSet controller (--no-runner-sets: no StatefulSet, Secret or claim access)",
+    )
+    p.add_argument(
+        "--volume-recycling",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hand RunnerSet volumes on to the next runner (needs cluster-wide persistentvolumes rights)",
+    )
     p.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     # Off unless asked for (ARC's chart passes --metrics-addr): several controllers may share a host in tests.
@@ -252,7 +264,15 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
                 renew_deadline=args.leader_election_renew_deadline,
                 retry_period=args.leader_election_retry_period,
             )
-        controllers = build(kube=kube, github=github, options=options, elector=elector, identity=identity)
+        controllers = build(
+            kube=kube,
+            github=github,
+            options=options,
+            elector=elector,
+            identity=identity,
+            runner_sets=args.runner_sets,
+            recycle_volumes=args.volume_recycling,
+        )
         autoscaling = controllers.autoscaling
         assert autoscaling is not None
         autoscaling.options.default_scale_down_delay = args.default_scale_down_delay

@@ -1,7 +1,7 @@
 """The manager runs informers and controllers, with optional leader election and graceful shutdown.
 
 * Informers run all the time, leader or not, so a replica that takes over has a warm cache.
-* Controllers run only while leading, and only once every informer of the process has synced
+* Controllers run only while leading, and only once every required informer of the process has synced
   (a controller may read any cache of the process, e.g. the autoscaler reads the scale targets'):
   :attr:`Manager.ready` turns true at that moment. Each leadership term starts them with fresh
   queues, seeded with every cached key; losing the Lease cancels them before the Lease can
@@ -35,12 +35,17 @@ class Manager:
         self.shutdown_timeout = shutdown_timeout
         self._informers: list[Informer] = []
         self._controllers: list[Controller] = []
+        self._optional: list[Informer] = []
         self._stopping = asyncio.Event()
         self._running = False
 
-    def add_informer(self, informer: Informer) -> Informer:
+    def add_informer(self, informer: Informer, *, required: bool = True) -> Informer:
+        """Run ``informer``. ``required=False``: one the process works without (e.g. a resource it may
+        not be allowed to list); readiness and the controllers' start do not wait for it."""
         if informer not in self._informers:
             self._informers.append(informer)
+        if not required:
+            self._optional.append(informer)
         return informer
 
     def add_controller(self, controller: Controller) -> Controller:
@@ -56,9 +61,16 @@ class Manager:
         return found
 
     @property
+    def required_informers(self) -> list[Informer]:
+        """The informers that must sync before anything acts: all but those added ``required=False``
+        (and not watched or read by a controller)."""
+        needed = {id(i) for c in self._controllers for i in c.informers}
+        return [i for i in self.informers if i not in self._optional or id(i) in needed]
+
+    @property
     def ready(self) -> bool:
-        """Every informer has synced (for a readiness probe)."""
-        return all(informer.synced for informer in self.informers)
+        """Every required informer has synced (for a readiness probe and the webhook endpoint)."""
+        return all(informer.synced for informer in self.required_informers)
 
     @property
     def leading(self) -> bool:
@@ -135,7 +147,7 @@ class Manager:
     async def _synced_or_stopping(self) -> bool:
         """Waits until every informer has synced (``True``) or a stop was asked for (``False``)."""
         synced: asyncio.Future[object] = asyncio.ensure_future(
-            asyncio.gather(*(i.wait_synced() for i in self.informers))
+            asyncio.gather(*(i.wait_synced() for i in self.required_informers))
         )
         stop: asyncio.Future[object] = asyncio.ensure_future(self._stopping.wait())
         try:

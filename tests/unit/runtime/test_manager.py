@@ -297,3 +297,21 @@ async def test_stop_before_the_caches_synced(resource: FakeListWatcher) -> None:
     manager.stop()
     await task
     assert controller.reconciles == 0
+
+
+async def test_an_optional_cache_that_never_syncs_holds_nothing_up(resource: FakeListWatcher) -> None:
+    """E.g. PersistentVolumes without the cluster-wide right to list them: RunnerSets still work."""
+    forbidden = FakeListWatcher()
+    forbidden.list_failures = 10**6
+    replica = Replica("solo", resource, None)
+    optional = replica.manager.add_informer(Informer("volumes", forbidden), required=False)
+    replica.start()
+    try:
+        await eventually(lambda: len(replica.reconciled) == 2)
+        assert replica.manager.ready
+        assert not optional.synced
+        assert optional not in replica.manager.required_informers
+    finally:
+        replica.manager.stop()
+        assert replica.task is not None
+        await replica.task
