@@ -5,30 +5,23 @@ loopback ports picked free at start.
 Nothing here is a fake: the binaries are the upstream ones built from Go modules
 (:mod:`devcluster.binaries`). kwok only plays the kubelet: it marks nodes Ready and pods Running.
 
-Ports (the contract :func:`free_port` keeps):
-
-* every port is picked outside ``net.ipv4.ip_local_port_range``, so no outgoing connection of this
-  machine (etcd's, the API server's, a test's) can take it between the pick and the component's bind;
-* no two picks of one process hand out the same port while it is in use;
-* a component that still loses its port (another program listening there) is started again on a
-  new port, up to :data:`BIND_ATTEMPTS` times; a component that fails otherwise fails the start with
-  one line naming the component, its exit code and the log line that says why.
+Ports come from :func:`devcluster.ports.free_port` (outside the ephemeral range, never handed out
+twice). A component that still loses its port (another program listening there) is started again
+on a new port, up to :data:`~devcluster.ports.BIND_ATTEMPTS` times, and its dependents only start
+once it serves; a component that fails otherwise fails the start with one line naming the
+component, its exit code and the log line that says why.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
-import random
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -41,6 +34,11 @@ from typing import Any
 
 from devcluster import pki
 from devcluster.binaries import Binaries
+from devcluster.ports import BIND_ATTEMPTS, bind_failure, reason_line
+from devcluster.ports import free_port as free_port  # re-exported: tests and benchmarks pick with it
+from devcluster.ports import release_port as release_port
+from devcluster.process import Process, spawn
+from devcluster.process import die_with_parent as die_with_parent
 
 _logger = logging.getLogger(__name__)
 
@@ -49,16 +47,6 @@ EXIT_CONTAINER_ANNOTATION = "devcluster.runnerd.dev/exit-container"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
-
-_PR_SET_PDEATHSIG = 1
-BIND_ATTEMPTS = 5
-"""How many times a component that lost its port is started again on a new one."""
-BIND_FAILURES = ("address already in use", "eaddrinuse", "bind: address")
-"""Log text of a component that could not bind its port."""
-PORT_FLOOR = 10000
-"""Ports below this are left to well-known services (databases, proxies, dev servers)."""
-EPHEMERAL_DEFAULT = (32768, 60999)
-_PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
 class ClusterError(RuntimeError):
@@ -100,24 +88,6 @@ class ClusterConfig:
     gpu_node_memory: str = "1Ti"
 
 
-@dataclass
-class _Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    offset: int = 0
-    """Where this run's output starts in ``log`` (logs are appended to across runs)."""
-    attempt: int = 1
-
-    def output(self) -> str:
-        try:
-            with self.log.open("rb") as fh:
-                fh.seek(self.offset)
-                return fh.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-
 COMPONENT_PORTS: dict[str, tuple[str, ...]] = {
     "etcd": ("etcd-client", "etcd-peer"),
     "kube-apiserver": ("apiserver",),
@@ -128,91 +98,6 @@ COMPONENT_PORTS: dict[str, tuple[str, ...]] = {
 """The ports (keys of :attr:`Cluster.ports`) each component listens on."""
 
 
-def ephemeral_range(path: Path = _PORT_RANGE_FILE) -> tuple[int, int]:
-    """The kernel's range of ports for outgoing connections (``net.ipv4.ip_local_port_range``)."""
-    try:
-        low, high = (int(x) for x in path.read_text().split())
-    except (OSError, ValueError):
-        return EPHEMERAL_DEFAULT
-    return (low, high) if 0 < low <= high <= 65535 else EPHEMERAL_DEFAULT
-
-
-def listen_ranges(ephemeral: tuple[int, int]) -> list[range]:
-    """Ports from :data:`PORT_FLOOR` up that no outgoing connection can take (may be empty)."""
-    low, high = ephemeral
-    ranges = [range(PORT_FLOOR, low), range(max(high + 1, PORT_FLOOR), 65536)]
-    return [r for r in ranges if len(r) > 0]
-
-
-_handed: dict[int, float] = {}
-_handed_lock = threading.Lock()
-_HANDED_FOR = 600.0
-"""A port handed out is not handed out again by this process for this long (or until released)."""
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(*, rng: random.Random | None = None, ephemeral: tuple[int, int] | None = None) -> int:
-    """A loopback port that is free now and outside the ephemeral range (see the module docstring).
-
-    Falls back to a kernel-chosen port only where the ephemeral range covers every port above
-    :data:`PORT_FLOOR`.
-    """
-    ranges = listen_ranges(ephemeral or ephemeral_range())
-    pick = rng or random.SystemRandom()
-    now = time.monotonic()
-    with _handed_lock:
-        for port, at in list(_handed.items()):
-            if now - at > _HANDED_FOR:
-                del _handed[port]
-        for _ in range(200 if ranges else 0):
-            candidates = pick.choices(ranges, weights=[len(r) for r in ranges])[0]
-            port = pick.choice(candidates)
-            if port not in _handed and _bindable(port):
-                _handed[port] = now
-                return port
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        _handed[port] = now
-        return port
-
-
-def release_port(port: int) -> None:
-    """``port`` is no longer in use by what it was picked for; a later pick may return it."""
-    with _handed_lock:
-        _handed.pop(port, None)
-
-
-def bind_failure(text: str) -> bool:
-    """Whether a component's log says it could not bind its port."""
-    lowered = text.lower()
-    return any(marker in lowered for marker in BIND_FAILURES)
-
-
-def reason_line(text: str) -> str:
-    """The log line that best says why a component stopped: a bind failure, else the last error."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for wanted in (bind_failure, lambda line: any(w in line.lower() for w in ("error", "fatal", "panic"))):
-        for line in reversed(lines):
-            if wanted(line):
-                return line
-    return lines[-1] if lines else "(nothing in its log)"
-
-
-def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Children get SIGTERM if the process that started them dies, so nothing is left behind."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 @dataclass
 class Cluster:
     """One control plane. ``start()`` blocks until every component is up and nodes are Ready."""
@@ -221,7 +106,7 @@ class Cluster:
     binaries: Binaries
     server: str = ""
     ports: dict[str, int] = field(default_factory=dict)
-    _procs: list[_Proc] = field(default_factory=list)
+    _procs: list[Process] = field(default_factory=list)
     _pki: pki.Pki | None = None
 
     # ----------------------------------------------------------------------------- paths
@@ -322,7 +207,7 @@ class Cluster:
             if proc.popen.poll() is not None:
                 raise ClusterError(self._exit_message(proc))
 
-    def _exit_message(self, proc: _Proc) -> str:
+    def _exit_message(self, proc: Process) -> str:
         return (
             f"{proc.name} exited with code {proc.popen.returncode}: "
             f"{reason_line(proc.output())} (log: {proc.log})"
@@ -420,18 +305,7 @@ class Cluster:
 
     # ----------------------------------------------------------------------------- internals
     def _spawn(self, name: str, argv: Sequence[str]) -> None:
-        log = self.log_dir / f"{name}.log"
-        with log.open("ab") as fh:
-            offset = fh.tell()
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-        self._procs.append(_Proc(name, popen, log, offset))
+        self._procs.append(spawn(name, argv, self.log_dir / f"{name}.log"))
 
     def _etcd_url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports['etcd-client']}{path}"

@@ -46,16 +46,9 @@ import aiohttp
 import yaml
 
 from devcluster import binaries, workload
-from devcluster.cluster import (
-    BIND_ATTEMPTS,
-    Cluster,
-    ClusterConfig,
-    ClusterError,
-    GpuShape,
-    bind_failure,
-    die_with_parent,
-    free_port,
-)
+from devcluster.cluster import Cluster, ClusterConfig, ClusterError, GpuShape
+from devcluster.ports import BIND_ATTEMPTS, bind_failure, free_port
+from devcluster.process import die_with_parent
 from ghsim.config import SimConfig
 from ghsim.entities import Scope
 from ghsim.errors import SimError

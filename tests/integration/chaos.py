@@ -28,7 +28,8 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from devcluster.cluster import Cluster, free_port, release_port
+from devcluster.cluster import Cluster
+from devcluster.ports import free_port, release_port
 from ghsim import JobSpec, Simulator
 from ghsim.entities import Scope
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS, RUNNERS

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import cluster
-from devcluster.cluster import (
+from devcluster import ports
+from devcluster.ports import (
     bind_failure,
     ephemeral_range,
     free_port,
@@ -52,13 +52,13 @@ def test_free_ports_are_outside_the_ephemeral_range_and_distinct() -> None:
     low, high = ephemeral_range()
     if not listen_ranges((low, high)):
         pytest.skip("this machine's ephemeral range covers every port above 10000")
-    ports = [free_port() for _ in range(100)]
+    picked = [free_port() for _ in range(100)]
     try:
-        assert all(not low <= port <= high for port in ports), ports
-        assert all(port >= cluster.PORT_FLOOR for port in ports)
-        assert len(set(ports)) == len(ports)
+        assert all(not low <= port <= high for port in picked), picked
+        assert all(port >= ports.PORT_FLOOR for port in picked)
+        assert len(set(picked)) == len(picked)
     finally:
-        for port in ports:
+        for port in picked:
             release_port(port)
 
 
@@ -68,7 +68,7 @@ def test_a_port_in_use_is_not_handed_out(monkeypatch: pytest.MonkeyPatch) -> Non
         held.listen()
         taken = held.getsockname()[1]
         # the only ports left to pick: the taken one and the next
-        monkeypatch.setattr(cluster, "PORT_FLOOR", taken)
+        monkeypatch.setattr(ports, "PORT_FLOOR", taken)
         ephemeral = (taken + 2, 65535)
         assert listen_ranges(ephemeral) == [range(taken, taken + 2)]
         picks = []
