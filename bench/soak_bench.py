@@ -49,7 +49,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--github-5xx", type=float, default=0.05)
     p.add_argument("--poll-bound", type=float, default=15.0, help="--webhook-poll-bound in seconds")
     p.add_argument("--duration", default="30s", help="the HRA trigger's reservation duration")
-    p.add_argument("--max-replicas", type=int, default=12)
+    p.add_argument("--max-replicas", type=int, default=40)
     p.add_argument("--within", type=float, default=900.0, help="give up after this many seconds")
     return p.parse_args(argv)
 
