@@ -16,6 +16,7 @@ that says why a component stopped: :func:`reason_line`.
 from __future__ import annotations
 
 import random
+import re
 import socket
 import threading
 import time
@@ -100,10 +101,22 @@ def bind_failure(text: str) -> bool:
     return any(marker in lowered for marker in BIND_FAILURES)
 
 
+_ERROR_LINE = re.compile(
+    r'^(error|fatal|panic)\b|^[EF]\d{4} |"level":"(error|fatal|panic)"|flag provided but not defined',
+    re.IGNORECASE,
+)
+"""A line that is an error report (Go's flag package, cobra, klog, zap), not usage text about errors."""
+
+
 def reason_line(text: str) -> str:
-    """The log line that best says why a component stopped: a bind failure, else the last error."""
+    """The log line that best says why a component stopped: a bind failure, else the last error
+    report, else the last line mentioning an error, else the last line."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for wanted in (bind_failure, lambda line: any(w in line.lower() for w in ("error", "fatal", "panic"))):
+    for wanted in (
+        bind_failure,
+        lambda line: bool(_ERROR_LINE.search(line)),
+        lambda line: any(w in line.lower() for w in ("error", "fatal", "panic")),
+    ):
         for line in reversed(lines):
             if wanted(line):
                 return line

@@ -106,6 +106,16 @@ def test_when_every_port_is_ephemeral_the_kernel_picks() -> None:
             "E1207 error: invalid flag --foo",
         ),
         ("I1207 starting\nI1207 exiting\n", False, "I1207 exiting"),
+        (  # Go's flag package: the error, then usage text that mentions errors
+            "flag provided but not defined: -no-such-flag\nUsage:\n  --log-level  debug, error\n  proxy\n",
+            False,
+            "flag provided but not defined: -no-such-flag",
+        ),
+        (
+            "Error: unknown flag: --no-such-flag\n  --log-split-stream  write error messages to stderr\n",
+            False,
+            "Error: unknown flag: --no-such-flag",
+        ),
         ("", False, "(nothing in its log)"),
     ],
 )
