@@ -7,8 +7,9 @@ A request is checked in this order, and a rejected one changes nothing:
 2. Until ``ready()`` (every informer the routing decision reads has synced), 503: a delivery
    acknowledged with a 2xx is never sent again by GitHub, so one that cannot be routed yet must fail
    visibly (GitHub shows it failed; the safety-net poll covers the job).
-3. While ``max_in_flight`` deliveries are being read or processed, another one gets 503 at once,
-   before its body is read.
+3. While ``max_in_flight`` bodies are being received (not yet authenticated), another request gets
+   503 at once, before its body is read. Authenticated deliveries being processed do not count: a
+   slow sink never turns GitHub's deliveries away.
 4. A body over ``max_body`` bytes gets 413 (before it is read, when ``Content-Length`` says so). The
    body is read in chunks, the HMAC updated as they arrive, into one buffer of at most ``max_body``
    bytes; a body not complete within ``body_timeout`` seconds gets 408. A client that goes away
@@ -59,7 +60,8 @@ DEFAULT_MAX_BODY = 1 << 20
 """1 MiB: a ``workflow_job`` delivery is a few KiB (GitHub caps any payload at 25 MB)."""
 DEFAULT_DEDUP_SIZE = 10_000
 DEFAULT_MAX_IN_FLIGHT = 32
-"""Deliveries read or processed at once; GitHub sends one request per delivery, seldom many at once."""
+"""Bodies received at once before their signature is checked (the memory an unauthenticated client
+can pin is about this times ``max_body``)."""
 DEFAULT_BODY_TIMEOUT = 10.0
 """Seconds to receive a whole body: GitHub gives up on a delivery after 10 s anyway."""
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -176,6 +178,7 @@ class WebhookServer:
         self.ready: Callable[[], bool] = ready or (lambda: True)
         """Whether deliveries can be routed (every informer they read has synced); 503 until then."""
         self.in_flight = 0
+        """Bodies being received now (not yet authenticated)."""
         self.deliveries = DeliveryLog(dedup_size)
         self._clock = clock
         self._monotonic = monotonic
@@ -226,12 +229,8 @@ class WebhookServer:
         if not self.ready():
             return self._refuse(event, "not_ready", 503, "not ready: caches not synced yet")
         if self.in_flight >= self.max_in_flight:
-            return self._refuse(event, "overloaded", 503, f"over {self.max_in_flight} deliveries in flight")
-        self.in_flight += 1
-        try:
-            return await self._handle(request, event, received_at, started)
-        finally:
-            self.in_flight -= 1
+            return self._refuse(event, "overloaded", 503, f"over {self.max_in_flight} bodies being received")
+        return await self._handle(request, event, received_at, started)
 
     async def _read_signed(self, request: web.Request) -> tuple[bytes, str]:
         """The body (at most ``max_body`` bytes, within ``body_timeout``) and its signature."""
@@ -257,12 +256,15 @@ class WebhookServer:
     async def _handle(
         self, request: web.Request, event: str, received_at: float, started: float
     ) -> web.Response:
+        self.in_flight += 1
         try:
             body, signature = await self._read_signed(request)
         except BodyRejected as rejected:
             if rejected.status == 0:
                 log.info("webhook %s from %s: %s", event or "request", request.remote, rejected.message)
             return self._refuse(event, rejected.outcome, rejected.status or 400, rejected.message)
+        finally:
+            self.in_flight -= 1
         if not matches(signature, request.headers.get(SIGNATURE_HEADER)):
             self._count(event, "bad_signature")
             log.info(

@@ -131,13 +131,34 @@ async def test_deliveries_over_the_cap_get_503_at_once(start: Start) -> None:
     try:
         await eventually(lambda: running.server.in_flight >= 2, limit=5)
         status, text = await running.post("d-over")
-        assert (status, text) == (503, "over 2 deliveries in flight")
+        assert (status, text) == (503, "over 2 bodies being received")
         assert outcome(running.metrics, "overloaded") == 1
     finally:
         for _, writer in stalled:
             writer.close()
     await eventually(lambda: running.server.in_flight == 0, limit=5)
     assert (await running.post("d-after"))[0] == 200
+
+
+async def test_authenticated_deliveries_being_processed_do_not_count_against_the_cap(start: Start) -> None:
+    """A slow sink (e.g. a busy API server) must not turn GitHub's own deliveries away."""
+    running: Running = await start(max_in_flight=2)
+    release = asyncio.Event()
+    sink_call = running.sink.workflow_job
+    entered: list[Any] = []
+
+    async def slow(event: Any) -> Any:
+        entered.append(event)
+        await release.wait()
+        return await sink_call(event)
+
+    running.sink.workflow_job = slow  # type: ignore[method-assign]
+    posts = [asyncio.create_task(running.post(f"d-{i}")) for i in range(5)]
+    await eventually(lambda: len(entered) == 5 or any(p.done() for p in posts), limit=10)
+    release.set()
+    answers = await asyncio.gather(*posts)
+    assert [status for status, _ in answers] == [200] * 5
+    assert outcome(running.metrics, "overloaded") == 0
 
 
 async def test_memory_held_by_stalled_bodies_is_bounded_and_given_back(start: Start) -> None:
