@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 from pathlib import Path
 
 from devcluster import binaries
@@ -81,12 +82,12 @@ def _up_foreground(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    cluster = Cluster(config, binaries.ensure())
     started = time.monotonic()
     try:
+        cluster = Cluster(config, binaries.ensure())
         cluster.start()
-    except ClusterError as e:
-        print(f"runnerd-dev: the control plane did not start: {e}", file=sys.stderr)
+    except (ClusterError, binaries.BinariesError, OSError, subprocess.SubprocessError) as e:
+        print(f"runnerd-dev: the control plane did not start: {_one_line(e)}", file=sys.stderr)
         return 1
     state = {
         "pid": os.getpid(),
@@ -116,13 +117,34 @@ def _up_foreground(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(error: BaseException) -> str:
+    """An exception as one line: its message (the first line, or its type when it has none)."""
+    text = str(error).strip()
+    if isinstance(error, urllib.error.HTTPError):
+        text = f"HTTP {error.code} {error.reason} from {error.url}"
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _failure_line(log: Path) -> str:
+    """The supervisor's own last ``runnerd-dev:`` line in ``log`` (its one-line failure)."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    ours = [line for line in lines if line.startswith("runnerd-dev:")]
+    if ours:
+        return ours[-1].removeprefix("runnerd-dev:").strip()
+    return lines[-1].strip() if lines else "no output"
+
+
 def _up_background(args: argparse.Namespace) -> int:
     existing = _read_state(args.name)
     if existing:
         print(f"runnerd-dev: cluster {args.name!r} is already running", file=sys.stderr)
         print(_export_line(existing["kubeconfig"]))
         return 0
-    binaries.ensure()  # build in the foreground so progress and failures are visible
+    try:
+        binaries.ensure()  # build in the foreground so progress and failures are visible
+    except binaries.BinariesError as e:
+        print(f"runnerd-dev: {_one_line(e)}", file=sys.stderr)
+        return 1
     state_dir = _state_dir(args.name)
     state_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
@@ -143,15 +165,13 @@ def _up_background(args: argparse.Namespace) -> int:
             print(_export_line(state["kubeconfig"]))
             return 0
         if proc.poll() is not None:
-            print(
-                f"runnerd-dev: the control plane did not start (exit {proc.returncode}); log: {log}",
-                file=sys.stderr,
-            )
-            print(log.read_text(errors="replace")[-4000:], file=sys.stderr)
+            print(f"runnerd-dev: {_failure_line(log)} (log: {log})", file=sys.stderr)
             return 1
         time.sleep(0.2)
     proc.terminate()
-    print(f"runnerd-dev: not ready after {args.timeout}s; log: {log}", file=sys.stderr)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(30)
+    print(f"runnerd-dev: not ready after {args.timeout:g}s (log: {log})", file=sys.stderr)
     return 1
 
 

@@ -4,23 +4,29 @@ loopback ports picked free at start.
 
 Nothing here is a fake: the binaries are the upstream ones built from Go modules
 (:mod:`devcluster.binaries`). kwok only plays the kubelet: it marks nodes Ready and pods Running.
+
+Ports come from :func:`devcluster.ports.free_port` (outside the ephemeral range, never handed out
+twice). A component that still loses its port (another program listening there) is started again
+on a new port, up to :data:`~devcluster.ports.BIND_ATTEMPTS` times, and its dependents only start
+once it serves; a component that fails otherwise fails the start with one line naming the
+component, its exit code and the log line that says why.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
+import logging
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -28,14 +34,19 @@ from typing import Any
 
 from devcluster import pki
 from devcluster.binaries import Binaries
+from devcluster.ports import BIND_ATTEMPTS, bind_failure, reason_line
+from devcluster.ports import free_port as free_port  # re-exported: tests and benchmarks pick with it
+from devcluster.ports import release_port as release_port
+from devcluster.process import Process, spawn
+from devcluster.process import die_with_parent as die_with_parent
+
+_logger = logging.getLogger(__name__)
 
 EXIT_CODE_ANNOTATION = "devcluster.runnerd.dev/exit-code"
 EXIT_CONTAINER_ANNOTATION = "devcluster.runnerd.dev/exit-container"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
-
-_PR_SET_PDEATHSIG = 1
 
 
 class ClusterError(RuntimeError):
@@ -77,23 +88,14 @@ class ClusterConfig:
     gpu_node_memory: str = "1Ti"
 
 
-@dataclass
-class _Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Children get SIGTERM if the process that started them dies, so nothing is left behind."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+COMPONENT_PORTS: dict[str, tuple[str, ...]] = {
+    "etcd": ("etcd-client", "etcd-peer"),
+    "kube-apiserver": ("apiserver",),
+    "kube-scheduler": ("scheduler",),
+    "kube-controller-manager": ("controller-manager",),
+    "kwok": ("kwok",),
+}
+"""The ports (keys of :attr:`Cluster.ports`) each component listens on."""
 
 
 @dataclass
@@ -104,7 +106,7 @@ class Cluster:
     binaries: Binaries
     server: str = ""
     ports: dict[str, int] = field(default_factory=dict)
-    _procs: list[_Proc] = field(default_factory=list)
+    _procs: list[Process] = field(default_factory=list)
     _pki: pki.Pki | None = None
 
     # ----------------------------------------------------------------------------- paths
@@ -130,32 +132,32 @@ class Cluster:
 
     # ----------------------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 90.0) -> None:
+        """Start every component and wait until it serves; raises :class:`ClusterError` (one line)."""
         deadline = time.monotonic() + timeout
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
-        self._pki = pki.generate(self.state_dir / "pki")
-        for name in ("etcd-client", "etcd-peer", "apiserver", "scheduler", "controller-manager", "kwok"):
-            self.ports[name] = free_port()
-        self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
+        self._pki = pki.ensure(self.state_dir / "pki")
+        for ports in COMPONENT_PORTS.values():
+            for port in ports:
+                self.ports[port] = free_port()
         try:
             self._start_etcd()
+            self._wait("etcd", lambda: self._healthy(self._etcd_url("/health")), deadline, timeout)
             self._start_apiserver()
-            self._write_kubeconfig()
             self._wait(
-                "kube-apiserver", lambda: self._healthy(f"{self.server}/readyz", verify=True), deadline
+                "kube-apiserver",
+                lambda: self._healthy(f"{self.server}/readyz", verify=True),
+                deadline,
+                timeout,
             )
             self._start_scheduler()
             self._start_controller_manager()
             self._start_kwok()
             self._create_nodes()
-            self._wait("scheduler", lambda: self._healthy(self._local("scheduler", "/healthz")), deadline)
-            self._wait(
-                "controller-manager",
-                lambda: self._healthy(self._local("controller-manager", "/healthz")),
-                deadline,
-            )
-            self._wait("kwok nodes Ready", self._nodes_ready, deadline)
-            self._wait("default service account", self._default_sa_exists, deadline)
+            for component in ("scheduler", "controller-manager"):
+                self._wait(component, self._serves(component), deadline, timeout)
+            self._wait("kwok nodes Ready", self._nodes_ready, deadline, timeout)
+            self._wait("default service account", self._default_sa_exists, deadline, timeout)
         except BaseException:
             self.stop()
             raise
@@ -176,6 +178,8 @@ class Cluster:
                     os.killpg(proc.popen.pid, signal.SIGKILL)
                 proc.popen.wait(5)
         self._procs.clear()
+        for port in self.ports.values():
+            release_port(port)
 
     def __enter__(self) -> Cluster:
         self.start()
@@ -198,12 +202,51 @@ class Cluster:
         return out
 
     def check_alive(self) -> None:
+        """Raises :class:`ClusterError` (one line) if a component has exited."""
         for proc in self._procs:
             if proc.popen.poll() is not None:
+                raise ClusterError(self._exit_message(proc))
+
+    def _exit_message(self, proc: Process) -> str:
+        return (
+            f"{proc.name} exited with code {proc.popen.returncode}: "
+            f"{reason_line(proc.output())} (log: {proc.log})"
+        )
+
+    def _revive(self) -> None:
+        """Start again, on new ports, every component that exited because its port was taken."""
+        for proc in list(self._procs):
+            if proc.popen.poll() is None:
+                continue
+            output = proc.output()
+            if not bind_failure(output):
+                raise ClusterError(self._exit_message(proc))
+            if proc.attempt >= BIND_ATTEMPTS:
                 raise ClusterError(
-                    f"{proc.name} exited with code {proc.popen.returncode}; see {proc.log}:\n"
-                    + _tail(proc.log)
+                    f"{proc.name} could not bind a port in {proc.attempt} attempts: "
+                    f"{reason_line(output)} (log: {proc.log})"
                 )
+            lost = {key: self.ports[key] for key in COMPONENT_PORTS[proc.name]}
+            for key in lost:
+                self.ports[key] = free_port()
+            _logger.warning(
+                "%s lost its port (%s); starting it again on %s",
+                proc.name,
+                reason_line(output),
+                ", ".join(f"{key} {self.ports[key]}" for key in lost),
+            )
+            self._procs.remove(proc)
+            self._starters()[proc.name]()
+            self._procs[-1].attempt = proc.attempt + 1
+
+    def _starters(self) -> dict[str, Callable[[], None]]:
+        return {
+            "etcd": self._start_etcd,
+            "kube-apiserver": self._start_apiserver,
+            "kube-scheduler": self._start_scheduler,
+            "kube-controller-manager": self._start_controller_manager,
+            "kwok": self._start_kwok,
+        }
 
     # ----------------------------------------------------------------------------- clients
     def request(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
@@ -254,7 +297,7 @@ class Cluster:
     def compact_etcd(self) -> int:
         """Compact etcd's history up to now; watches from older resourceVersions then get 410 Gone
         (immediately for uncached resources such as podtemplates). Returns the compacted revision."""
-        base = f"http://127.0.0.1:{self.ports['etcd-client']}"
+        base = self._etcd_url()
         status = _post_json(f"{base}/v3/maintenance/status", {})
         revision = int(status["header"]["revision"])
         _post_json(f"{base}/v3/kv/compaction", {"revision": str(revision), "physical": True})
@@ -262,17 +305,13 @@ class Cluster:
 
     # ----------------------------------------------------------------------------- internals
     def _spawn(self, name: str, argv: Sequence[str]) -> None:
-        log = self.log_dir / f"{name}.log"
-        with log.open("ab") as fh:
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        self._procs.append(_Proc(name, popen, log))
+        self._procs.append(spawn(name, argv, self.log_dir / f"{name}.log"))
+
+    def _etcd_url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.ports['etcd-client']}{path}"
+
+    def _serves(self, component: str) -> Callable[[], bool]:
+        return lambda: self._healthy(self._local(component, "/healthz"))
 
     def _local(self, component: str, path: str) -> str:
         return f"https://127.0.0.1:{self.ports[component]}{path}"
@@ -299,6 +338,8 @@ class Cluster:
     def _start_apiserver(self) -> None:
         assert self._pki is not None
         p = self._pki
+        self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
+        self._write_kubeconfig()
         self._spawn(
             "kube-apiserver",
             [
@@ -462,8 +503,26 @@ class Cluster:
         return nodes
 
     def _create_nodes(self) -> None:
-        for manifest in self.node_manifests():
-            self.request("POST", "/api/v1/nodes", manifest)
+        """Create the nodes; on a kept state (``up`` after ``down``) update those that exist and
+        delete simulated nodes the configuration no longer has."""
+        wanted = {m["metadata"]["name"]: m for m in self.node_manifests()}
+        selector = urllib.parse.quote("type=kwok")
+        existing = self.request("GET", f"/api/v1/nodes?labelSelector={selector}")["items"]
+        for node in existing:
+            name = node["metadata"]["name"]
+            if name not in wanted:
+                self.request("DELETE", f"/api/v1/nodes/{name}")
+        have = {node["metadata"]["name"] for node in existing}
+        merge = "application/merge-patch+json"
+        for name, manifest in wanted.items():
+            if name not in have:
+                self.request("POST", "/api/v1/nodes", manifest)
+                continue
+            meta = {k: manifest["metadata"][k] for k in ("labels", "annotations")}
+            self.request(
+                "PATCH", f"/api/v1/nodes/{name}", {"metadata": meta, "spec": manifest["spec"]}, merge
+            )
+            self.request("PATCH", f"/api/v1/nodes/{name}/status", {"status": manifest["status"]}, merge)
 
     def _nodes_ready(self) -> bool:
         nodes = self.request("GET", "/api/v1/nodes")["items"]
@@ -503,15 +562,17 @@ class Cluster:
         except (urllib.error.URLError, OSError):
             return False
 
-    def _wait(self, what: str, probe: Any, deadline: float) -> None:
+    def _wait(self, what: str, probe: Callable[[], bool], deadline: float, timeout: float) -> None:
         delay = 0.05
         while True:
-            self.check_alive()
+            self._revive()
             if probe():
                 return
             if time.monotonic() > deadline:
-                logs = "\n".join(f"--- {p.log}:\n{_tail(p.log)}" for p in self._procs)
-                raise ClusterError(f"timed out waiting for {what}\n{logs}")
+                last = "; ".join(f"{p.name}: {reason_line(p.output())}" for p in self._procs)
+                raise ClusterError(
+                    f"timed out after {timeout:g}s waiting for {what} ({last}; logs: {self.log_dir})"
+                )
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
@@ -521,13 +582,6 @@ def _post_json(url: str, body: Any) -> Any:
     req.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 @contextlib.contextmanager

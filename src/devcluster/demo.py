@@ -46,7 +46,9 @@ import aiohttp
 import yaml
 
 from devcluster import binaries, workload
-from devcluster.cluster import Cluster, ClusterConfig, ClusterError, GpuShape, _die_with_parent, free_port
+from devcluster.cluster import Cluster, ClusterConfig, ClusterError, GpuShape
+from devcluster.ports import BIND_ATTEMPTS, bind_failure, free_port
+from devcluster.process import die_with_parent
 from ghsim.config import SimConfig
 from ghsim.entities import Scope
 from ghsim.errors import SimError
@@ -420,10 +422,9 @@ class Stack:
         await self.sim.start()
         self._stack.push_async_callback(self.sim.stop)
         self._seed_world()
-        self._start_controller()
         self._stack.push_async_callback(self.stop_controller)
         await self._kube_clients()
-        await self._wait_controller_ready()
+        await self._start_controller_bound()
         scopes = [Scope("repo", r) for r in opts.repos] if opts.hook_per_repo else [Scope("org", opts.org)]
         for scope in scopes:
             self.sim.world.create_hook(self.webhook_url, scope=scope, secret=self.secret)
@@ -499,8 +500,26 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the demo, which stops it in order
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
+
+    async def _start_controller_bound(self) -> None:
+        """Start the controller and wait until it is ready; one that lost its webhook or metrics
+        port to another program is started again on new ports (see :mod:`devcluster.cluster`)."""
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            offset = self.controller_log.stat().st_size if self.controller_log.exists() else 0
+            self._start_controller()
+            try:
+                await self._wait_controller_ready()
+                return
+            except DemoError:
+                with self.controller_log.open("rb") as fh:
+                    fh.seek(offset)
+                    output = fh.read().decode(errors="replace")
+                if attempt == BIND_ATTEMPTS or not bind_failure(output):
+                    raise
+            await self.stop_controller()
+            self.webhook_port, self.metrics_port = free_port(), free_port()
 
     async def stop_controller(self, grace: float = 20.0) -> None:
         proc = self.controller

@@ -54,6 +54,43 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
+def _paths(directory: Path) -> Pki:
+    return Pki(
+        ca_crt=directory / "ca.crt",
+        ca_key=directory / "ca.key",
+        apiserver_crt=directory / "apiserver.crt",
+        apiserver_key=directory / "apiserver.key",
+        admin_crt=directory / "admin.crt",
+        admin_key=directory / "admin.key",
+        sa_key=directory / "sa.key",
+        sa_pub=directory / "sa.pub",
+    )
+
+
+def ensure(directory: Path, *, min_left: dt.timedelta = dt.timedelta(days=1)) -> Pki:
+    """The PKI in ``directory`` if it is complete and valid for ``min_left`` more, else a fresh one.
+
+    Keeping it across runs keeps a kept etcd state usable: service-account tokens and the
+    ``kube-root-ca.crt`` ConfigMaps stay valid, and so do kubeconfigs exported before.
+    """
+    found = _paths(directory)
+    try:
+        crts = [
+            x509.load_pem_x509_certificate(path.read_bytes())
+            for path in (found.ca_crt, found.apiserver_crt, found.admin_crt)
+        ]
+        keys_present = all(
+            path.is_file()
+            for path in (found.ca_key, found.apiserver_key, found.admin_key, found.sa_key, found.sa_pub)
+        )
+    except (OSError, ValueError):
+        return generate(directory)
+    horizon = dt.datetime.now(dt.UTC) + min_left
+    if keys_present and all(crt.not_valid_after_utc > horizon for crt in crts):
+        return found
+    return generate(directory)
+
+
 def generate(directory: Path) -> Pki:
     """Write a fresh CA, serving/client certificates and an SA key pair into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -123,16 +160,7 @@ def generate(directory: Path) -> Pki:
     admin, admin_key = leaf("admin", "system:masters", ExtendedKeyUsageOID.CLIENT_AUTH, None)
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
-    pki = Pki(
-        ca_crt=directory / "ca.crt",
-        ca_key=directory / "ca.key",
-        apiserver_crt=directory / "apiserver.crt",
-        apiserver_key=directory / "apiserver.key",
-        admin_crt=directory / "admin.crt",
-        admin_key=directory / "admin.key",
-        sa_key=directory / "sa.key",
-        sa_pub=directory / "sa.pub",
-    )
+    pki = _paths(directory)
     _write_crt(pki.ca_crt, ca)
     _write_key(pki.ca_key, ca_key)
     _write_crt(pki.apiserver_crt, serving)

@@ -38,7 +38,7 @@ from runnerd.reconcile.pod import PodOptions
 from runnerd.runtime import LeaderElector
 from runnerd.web import dashboard
 from runnerd.web.server import Address, Servers, health_app, parse_address
-from runnerd.web.webhook import DEFAULT_MAX_BODY
+from runnerd.web.webhook import DEFAULT_MAX_BODY, WebhookServer
 
 log = logging.getLogger("runnerd")
 
@@ -129,6 +129,18 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--runner-github-url", default=os.environ.get("GITHUB_RUNNER_GITHUB_URL") or None)
     p.add_argument("--common-runner-labels", default="", help="comma-separated labels added to every runner")
     p.add_argument("--runner-workers", type=int, default=8)
+    p.add_argument(
+        "--runner-sets",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the RunnerSet controller (--no-runner-sets: no StatefulSet, Secret or claim access)",
+    )
+    p.add_argument(
+        "--volume-recycling",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hand RunnerSet volumes on to the next runner (needs cluster-wide persistentvolumes rights)",
+    )
     p.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     # Off unless asked for (ARC's chart passes --metrics-addr): several controllers may share a host in tests.
@@ -198,6 +210,12 @@ async def serve(
         await servers.start("webhook", apps["webhook"](), webhook)
 
 
+def ready_webhook(server: WebhookServer, ready: Callable[[], bool]) -> web.Application:
+    """The webhook app, answering 503 until ``ready()`` (the caches it routes with have synced)."""
+    server.ready = ready
+    return server.app()
+
+
 async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         credentials = load_credentials(credentials_from_env(env))
@@ -246,7 +264,15 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
                 renew_deadline=args.leader_election_renew_deadline,
                 retry_period=args.leader_election_retry_period,
             )
-        controllers = build(kube=kube, github=github, options=options, elector=elector, identity=identity)
+        controllers = build(
+            kube=kube,
+            github=github,
+            options=options,
+            elector=elector,
+            identity=identity,
+            runner_sets=args.runner_sets,
+            recycle_volumes=args.volume_recycling,
+        )
         autoscaling = controllers.autoscaling
         assert autoscaling is not None
         autoscaling.options.default_scale_down_delay = args.default_scale_down_delay
@@ -260,7 +286,9 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
             # /metrics, /healthz, /readyz and the dashboard (/ and /dashboard)
             "metrics": lambda: dashboard.app(controllers),
             "health": lambda: health_app(ready=lambda: manager.ready),
-            "webhook": lambda: autoscaling.webhook_server(secret, max_body=args.webhook_max_body).app(),
+            "webhook": lambda: ready_webhook(
+                autoscaling.webhook_server(secret, max_body=args.webhook_max_body), lambda: manager.ready
+            ),
         }
         remove = controllers.manager.install_signal_handlers()
         log.info(
@@ -335,7 +363,9 @@ async def run_webhook_server(args: argparse.Namespace, env: Mapping[str, str]) -
             apps: dict[str, Callable[[], web.Application]] = {
                 "metrics": lambda: health_app(ready=ready, metrics=process.metrics),
                 "health": lambda: health_app(ready=ready),
-                "webhook": lambda: process.webhook_server(secret, max_body=args.webhook_max_body).app(),
+                "webhook": lambda: ready_webhook(
+                    process.webhook_server(secret, max_body=args.webhook_max_body), ready
+                ),
             }
             if addresses["health"] is None:
                 addresses["health"] = addresses["metrics"]

@@ -26,6 +26,7 @@ import sys
 import textwrap
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -896,6 +897,71 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
                     await as_controller.list(SECRETS, namespace=other_ns)
         finally:
             uninstall(cluster, helm_bin, tmp_path, release, namespace)
+
+
+def rules_review(cluster: Cluster, token: str, ns: str) -> set[tuple[str, str, str]]:
+    """(verb, group, resource) the token's identity may do in ``ns`` (a SelfSubjectRulesReview, which
+    includes what cluster-wide bindings grant), less what every authenticated identity may."""
+    body = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectRulesReview",
+        "spec": {"namespace": ns},
+    }
+    req = urllib.request.Request(
+        f"{cluster.server}/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(
+        req, context=ssl.create_default_context(cafile=ca_file(cluster)), timeout=30
+    ) as r:
+        status = json.loads(r.read())["status"]
+    everyone = {"authorization.k8s.io", "authentication.k8s.io"}  # self-reviews: system:basic-user
+    return {
+        (verb, group, resource)
+        for rule in status.get("resourceRules") or ()
+        for verb in rule["verbs"]
+        for group in rule.get("apiGroups") or ()
+        for resource in rule.get("resources") or ()
+        if group not in everyone
+    }
+
+
+@pytest.mark.timeout(120)
+def test_without_runner_sets_nothing_outside_the_namespace_and_no_secrets_or_volumes_anywhere(
+    cluster: Cluster, helm_bin: Path, namespace: str, namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    """Issue 13 finding 6 on a real API server: ``scope.singleNamespace`` grants nothing outside its
+    namespace once RunnerSets are off, and cluster-wide without RunnerSets no Secret, StatefulSet,
+    claim or PersistentVolume right is left anywhere (kube-system included)."""
+    runners_ns, other_ns = namespaces
+    single, wide = f"{namespace}-one", f"{namespace}-all"
+    off = {"runnerSets": {"enabled": False}}
+    try:
+        install(cluster, helm_bin, tmp_path, single, namespace,
+                {**off, "scope": {"singleNamespace": True, "watchNamespace": runners_ns}})  # fmt: skip
+        token = service_account_token(cluster, namespace, f"{single}-actions-runner-controller")
+        inside = rules_review(cluster, token, runners_ns)
+        assert ("create", "", "pods") in inside
+        for ns in (other_ns, "kube-system", "default"):
+            assert rules_review(cluster, token, ns) == set(), ns
+        assert not {r for r in inside if r[2] in ("secrets", "statefulsets", "persistentvolumeclaims")}
+
+        install(cluster, helm_bin, tmp_path, wide, namespace, off)
+        token = service_account_token(cluster, namespace, f"{wide}-actions-runner-controller")
+        for ns in (other_ns, "kube-system"):
+            granted = rules_review(cluster, token, ns)
+            assert ("create", "", "pods") in granted  # Runners may live in any namespace
+            touched = {
+                r
+                for r in granted
+                if r[2] in ("secrets", "statefulsets", "persistentvolumeclaims", "persistentvolumes")
+            }
+            assert touched == set(), (ns, touched)
+    finally:
+        uninstall(cluster, helm_bin, tmp_path, single, namespace)
+        uninstall(cluster, helm_bin, tmp_path, wide, namespace)
 
 
 # ------------------------------------------------------------ moving from ARC (docs/install.md)

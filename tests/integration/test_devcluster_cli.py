@@ -138,3 +138,58 @@ def test_cluster_up_foreground_stops_everything_on_ctrl_c(cli_env: dict[str, str
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
+
+
+def _cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _nodes_ready(kubeconfig: str) -> list[str]:
+    out = subprocess.run(
+        [
+            str(binaries.ensure().kubectl), "--kubeconfig", kubeconfig, "get", "nodes", "-o",
+            "jsonpath={range .items[*]}{.metadata.name}="
+            "{.status.conditions[?(@.type=='Ready')].status} {end}",
+        ],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    return sorted(out.split())
+
+
+def test_cluster_up_after_down_reuses_its_state(cli_env: dict[str, str]) -> None:
+    """Issue 13 finding 7: the second ``up`` failed with a raw HTTPError 409 traceback (the nodes
+    of the first run were still in the kept etcd state)."""
+    up = _cli(cli_env, "cluster", "up", "--name", "again", "--cpu-nodes", "2", "--gpu-nodes", "0")
+    assert up.returncode == 0, up.stderr
+    kubeconfig = up.stdout.strip().split("=", 1)[1]
+    kubectl = [str(binaries.ensure().kubectl), "--kubeconfig", kubeconfig]
+    subprocess.run([*kubectl, "create", "configmap", "kept"], check=True, capture_output=True, timeout=30)
+    try:
+        assert _cli(cli_env, "cluster", "down", "--name", "again").returncode == 0
+        # same name, one node fewer: the kept state is reused and brought in line
+        up = _cli(cli_env, "cluster", "up", "--name", "again", "--cpu-nodes", "1", "--gpu-nodes", "0")
+        assert up.returncode == 0, up.stderr
+        assert "Traceback" not in up.stderr
+        assert up.stdout.strip().split("=", 1)[1] == kubeconfig  # exported kubeconfigs keep working
+        assert _nodes_ready(kubeconfig) == ["cpu-node-0=True"]
+        kept = subprocess.run([*kubectl, "get", "configmap", "kept"], capture_output=True, timeout=30)
+        assert kept.returncode == 0, kept.stderr
+    finally:
+        down = _cli(cli_env, "cluster", "down", "--name", "again")
+    assert down.returncode == 0, down.stderr
+
+
+def test_a_failing_cluster_up_is_one_line(cli_env: dict[str, str], tmp_path: Path) -> None:
+    empty = tmp_path / "no-binaries"
+    empty.mkdir()
+    for foreground in ((), ("--foreground",)):
+        up = _cli(
+            {**cli_env, "RUNNERD_BIN_DIR": str(empty)}, "cluster", "up", "--name", "broken", *foreground
+        )
+        assert up.returncode == 1
+        lines = up.stderr.strip().splitlines()
+        assert len(lines) == 1, up.stderr
+        assert lines[0].startswith("runnerd-dev: ")
+        assert str(empty) in lines[0]

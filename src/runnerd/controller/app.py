@@ -69,7 +69,12 @@ def build(
     options: ControllerOptions,
     elector: LeaderElector | None = None,
     identity: str = "",
+    runner_sets: bool = True,
+    recycle_volumes: bool = True,
 ) -> Controllers:
+    """The controllers of one process. ``runner_sets=False`` leaves the RunnerSet controller out (no
+    StatefulSet, Secret or PersistentVolumeClaim access); ``recycle_volumes=False`` keeps it but
+    without handing volumes on (no cluster-wide PersistentVolume access)."""
     ns = options.namespace
     indexers = {INDEX_CONTROLLER: index_by_controller_uid}
     runners = Informer(
@@ -172,7 +177,8 @@ def build(
         informers=informers,
         sweeper=sweeper,
     )
-    install_runnersets(controllers)
+    if runner_sets:
+        install_runnersets(controllers, recycle_volumes=recycle_volumes)
     controllers.autoscaling = install(controllers)
     controllers.autoscaling.metrics.watch_process(
         leading=lambda: manager.leading, orphans=lambda: (sweeper.suspected, len(sweeper.removed))

@@ -912,7 +912,7 @@ def install(controllers: Controllers, *, recycle_volumes: bool = True) -> Runner
                 ctl.enqueue(Key.parse(str(target)))
 
         volumes.add_handler(on_volume)
-        controllers.manager.add_informer(volumes)
+        controllers.manager.add_informer(volumes, required=False)
     controllers.manager.add_controller(ctl)
     for informer in (runner_sets, stateful_sets, secrets_, claims):
         controllers.informers[informer.name] = informer

@@ -11,6 +11,10 @@ Events from the informers a controller watches are mapped to keys of its primary
 For updates both the old and the new object are mapped, so an object that moves to another owner
 wakes up both. The reconcile function gets only the key: it reads current state from the informers'
 stores (and the API), never from the event. That is what makes it level-triggered.
+
+No reconcile runs before every informer the controller watches, and every informer it declared with
+:meth:`Controller.reads` (caches it reads without being woken by them), has synced: a decision on a
+half-filled cache (e.g. "the scale target does not exist") would be acted on as if it were true.
 """
 
 from __future__ import annotations
@@ -105,6 +109,7 @@ class Controller:
         self._burst = burst
         self._new_queue()  # validates the limits now rather than at the first run
         self._watches: list[tuple[Informer, Mapper]] = []
+        self._reads: list[Informer] = []
         self._queue: WorkQueue[Key] | None = None
         self.reconciles = 0
         """Reconciles run so far (successful or not)."""
@@ -113,7 +118,18 @@ class Controller:
 
     @property
     def informers(self) -> list[Informer]:
-        return [informer for informer, _ in self._watches]
+        """Every informer this controller depends on: those it watches and those it reads."""
+        found: list[Informer] = []
+        for informer in [informer for informer, _ in self._watches] + self._reads:
+            if informer not in found:
+                found.append(informer)
+        return found
+
+    def reads(self, *informers: Informer) -> None:
+        """Reconciles read these informers' stores: wait for them to sync before the first one."""
+        for informer in informers:
+            if informer not in self._reads:
+                self._reads.append(informer)
 
     @property
     def queue(self) -> WorkQueue[Key] | None:
@@ -142,7 +158,7 @@ class Controller:
             for informer, mapper in self._watches
         ]
         try:
-            for informer, _ in self._watches:
+            for informer in self.informers:
                 await informer.wait_synced()
             # Events seen before this run (e.g. while another replica led) were not queued: start with
             # everything, as a resync would.

@@ -1,9 +1,11 @@
 """The manager runs informers and controllers, with optional leader election and graceful shutdown.
 
 * Informers run all the time, leader or not, so a replica that takes over has a warm cache.
-* Controllers run only while leading. Each leadership term starts them with fresh queues, seeded
-  with every cached key; losing the Lease cancels them before the Lease can expire, and the manager
-  campaigns again.
+* Controllers run only while leading, and only once every required informer of the process has synced
+  (a controller may read any cache of the process, e.g. the autoscaler reads the scale targets'):
+  :attr:`Manager.ready` turns true at that moment. Each leadership term starts them with fresh
+  queues, seeded with every cached key; losing the Lease cancels them before the Lease can
+  expire, and the manager campaigns again.
 * :meth:`Manager.stop` (SIGTERM/SIGINT once :meth:`install_signal_handlers` was called) is graceful:
   controllers stop taking keys, in-flight reconciles get ``shutdown_timeout`` seconds to finish (then
   they are cancelled), the Lease is released so another replica takes over at once, and the
@@ -33,12 +35,17 @@ class Manager:
         self.shutdown_timeout = shutdown_timeout
         self._informers: list[Informer] = []
         self._controllers: list[Controller] = []
+        self._optional: list[Informer] = []
         self._stopping = asyncio.Event()
         self._running = False
 
-    def add_informer(self, informer: Informer) -> Informer:
+    def add_informer(self, informer: Informer, *, required: bool = True) -> Informer:
+        """Run ``informer``. ``required=False``: one the process works without (e.g. a resource it may
+        not be allowed to list); readiness and the controllers' start do not wait for it."""
         if informer not in self._informers:
             self._informers.append(informer)
+        if not required:
+            self._optional.append(informer)
         return informer
 
     def add_controller(self, controller: Controller) -> Controller:
@@ -54,9 +61,16 @@ class Manager:
         return found
 
     @property
+    def required_informers(self) -> list[Informer]:
+        """The informers that must sync before anything acts: all but those added ``required=False``
+        (and not watched or read by a controller)."""
+        needed = {id(i) for c in self._controllers for i in c.informers}
+        return [i for i in self.informers if i not in self._optional or id(i) in needed]
+
+    @property
     def ready(self) -> bool:
-        """Every informer has synced (for a readiness probe)."""
-        return all(informer.synced for informer in self.informers)
+        """Every required informer has synced (for a readiness probe and the webhook endpoint)."""
+        return all(informer.synced for informer in self.required_informers)
 
     @property
     def leading(self) -> bool:
@@ -130,9 +144,25 @@ class Manager:
             except LeadershipLost as exc:
                 logger.warning("%s; campaigning again", exc)
 
+    async def _synced_or_stopping(self) -> bool:
+        """Waits until every informer has synced (``True``) or a stop was asked for (``False``)."""
+        synced: asyncio.Future[object] = asyncio.ensure_future(
+            asyncio.gather(*(i.wait_synced() for i in self.required_informers))
+        )
+        stop: asyncio.Future[object] = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({synced, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (synced, stop):
+                task.cancel()
+            await asyncio.wait({synced, stop})
+        return not synced.cancelled() and not self._stopping.is_set()
+
     async def _lead(self) -> None:
         if not self._controllers:
             await self._stopping.wait()
+            return
+        if not await self._synced_or_stopping():
             return
         tasks = {asyncio.create_task(c.run(), name=f"controller-{c.name}"): c for c in self._controllers}
         stop = asyncio.create_task(self._stopping.wait())

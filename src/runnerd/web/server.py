@@ -3,6 +3,13 @@
 Addresses are Go ``host:port`` strings as ARC's flags take them: ``:8000`` (every interface),
 ``127.0.0.1:8080``, ``[::1]:8080``; ``0`` (or an empty string) disables the server, as ARC's
 ``--metrics-addr=0`` does. Port 0 picks a free port (tests).
+
+Every server closes a connection that has not sent a whole request line and headers within
+``idle_timeout`` seconds of connecting (or of its previous response): a client that opens
+connections and stalls holds nothing for long. After a response to a request whose body the
+handler did not read, the rest of the body is read and dropped for at most ``linger`` seconds, then
+the connection is closed. An application may set its own with :data:`IDLE_TIMEOUT` and
+:data:`LINGER` (the webhook endpoint does). Reading bodies is the handlers' business.
 """
 
 from __future__ import annotations
@@ -16,6 +23,13 @@ from aiohttp import web
 from runnerd.web.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
+
+DEFAULT_IDLE_TIMEOUT = 15.0
+IDLE_TIMEOUT = web.AppKey("idle_timeout", float)
+"""Seconds a connection may take to send its request line and headers (see the module docstring)."""
+DEFAULT_LINGER = 10.0
+LINGER = web.AppKey("linger", float)
+"""Seconds to drain a body the handler left unread before closing (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,14 @@ class Servers:
 
     async def start(self, name: str, app: web.Application, address: Address) -> tuple[str, int]:
         """Serve ``app`` on ``address``; returns the bound (host, port)."""
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=5.0,
+            keepalive_timeout=app.get(IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT),
+            lingering_time=app.get(LINGER, DEFAULT_LINGER),
+        )
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, address.host, address.port)

@@ -136,18 +136,25 @@ def rules_of(objects: list[dict[str, Any]], kinds: set[str], names: set[str]) ->
     return out
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    home = tmp_path_factory.mktemp("helm")
+def render(home: Path, *sets: str) -> list[dict[str, Any]]:
+    args = [a for value in sets for a in ("--set", value)]
     proc = subprocess.run(
-        [str(binaries.ensure().path("helm")), "template", "rel", str(CHART), "--namespace", "arc",
-         "--set", "githubWebhookServer.enabled=true", "--set", "githubWebhookServer.secret.create=true",
-         "--set", "githubWebhookServer.secret.github_webhook_secret_token=x"],
+        [str(binaries.ensure().path("helm")), "template", "rel", str(CHART), "--namespace", "arc", *args],
         env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return render(
+        tmp_path_factory.mktemp("helm"),
+        "githubWebhookServer.enabled=true",
+        "githubWebhookServer.secret.create=true",
+        "githubWebhookServer.secret.github_webhook_secret_token=x",
+    )
 
 
 def test_the_scan_finds_the_controllers_requests() -> None:
@@ -195,3 +202,37 @@ def test_webhook_server_rules_cover_its_requests_and_no_more(rendered: list[dict
     }
     needed |= {("create", "", "events"), ("patch", "", "events")}
     assert granted == needed
+
+
+CONTROLLER_ROLES = {
+    "rel-actions-runner-controller-manager",
+    "rel-actions-runner-controller-volumes",
+    "rel-actions-runner-controller-leader-election",
+}
+
+
+def test_without_runner_sets_the_rules_are_exactly_the_rest_of_the_code(tmp_path: Path) -> None:
+    """``runnerSets.enabled=false`` runs the controller with ``--no-runner-sets``: nothing of
+    runnersets.py runs, and an HRA cannot target a RunnerSet (no informer of them)."""
+    calls = requests_in([m for m in CONTROLLER_MODULES if m.name != "runnersets.py"])
+    # (autoscaler.py lists and watches RunnerSets only in build_webhook_process, the webhook server's)
+    needed = {(c.verb, c.group, c.resource) for c in calls} - {
+        (verb, common.RUNNER_SETS.group, "runnersets") for verb in ("patch", "list", "watch")
+    }
+    granted = rules_of(
+        render(tmp_path, "runnerSets.enabled=false"), {"ClusterRole", "Role"}, CONTROLLER_ROLES
+    )
+    assert granted - needed == {
+        rule for rule in NO_REQUEST if "runnersets" not in rule[2] and rule[1] != "apps"
+    }
+    assert needed <= granted
+    assert not {
+        rule for rule in granted if rule[2] in ("secrets", "persistentvolumes", "persistentvolumeclaims")
+    }
+
+
+def test_without_volume_recycling_no_persistent_volume_rights(tmp_path: Path) -> None:
+    objects = render(tmp_path, "runnerSets.volumeRecycling=false")
+    granted = rules_of(objects, {"ClusterRole", "Role"}, CONTROLLER_ROLES)
+    assert not {rule for rule in granted if rule[2] == "persistentvolumes"}
+    assert ("create", "", "secrets") in granted  # RunnerSets themselves still work

@@ -141,6 +141,47 @@ def test_single_namespace_binds_a_role_there_and_only_volumes_cluster_wide(
     assert r.named("ClusterRole") == {"rel-actions-runner-controller-volumes-ci"}
 
 
+@pytest.mark.parametrize(
+    ("sets", "flag", "volumes"),
+    [
+        ((), None, True),
+        (("runnerSets.volumeRecycling=false",), "--no-volume-recycling", False),
+        (("runnerSets.enabled=false",), "--no-runner-sets", False),
+        (("runnerSets.enabled=false", "runnerSets.volumeRecycling=false"), "--no-runner-sets", False),
+    ],
+)
+def test_runner_sets_off_take_their_rights_and_the_cluster_wide_volumes_away(
+    helm_bin: Path, tmp_path: Path, sets: tuple[str, ...], flag: str | None, volumes: bool
+) -> None:
+    """Issue 13 finding 6: Secret writing and cluster-wide PersistentVolume patching were granted
+    whether or not RunnerSets were used."""
+    for scope in ((), ("scope.singleNamespace=true",)):
+        r = render(helm_bin, tmp_path, *scope, *sets)
+        args = container(r.one("Deployment"))["args"]
+        assert [a for a in args if a in ("--no-runner-sets", "--no-volume-recycling")] == (
+            [flag] if flag else []
+        )
+        parsed = parse(container(r.one("Deployment")))
+        assert parsed.runner_sets is (flag != "--no-runner-sets")
+        assert parsed.volume_recycling is (flag != "--no-volume-recycling")  # moot without RunnerSets
+        volume_roles = {n for n in r.named("ClusterRole") if "-volumes" in n}
+        assert bool(volume_roles) is volumes
+        kind = "Role" if scope else "ClusterRole"
+        rules = r.one(kind, "rel-actions-runner-controller-manager")["rules"]
+        resources = {res for rule in rules for res in rule["resources"]}
+        runner_set_only = {"secrets", "statefulsets", "persistentvolumeclaims", "runnersets"}
+        if flag == "--no-runner-sets":
+            assert not resources & runner_set_only
+            assert not {res for res in resources if res.startswith("runnersets/")}
+        else:
+            assert runner_set_only <= resources
+        if scope:  # nothing but the volumes (when recycled) outside the namespace
+            cluster_wide = [d for d in r.objects if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+            assert {d["metadata"]["name"] for d in cluster_wide} == (
+                {"rel-actions-runner-controller-volumes-arc"} if volumes else set()
+            )
+
+
 def test_watch_namespace_without_single_namespace_is_ignored_as_in_arc(
     helm_bin: Path, tmp_path: Path
 ) -> None:

@@ -229,3 +229,89 @@ async def test_a_failing_mapper_is_logged_not_fatal(
     await eventually(lambda: len(replica.reconciled) == 2)
     assert "mapper" in caplog.text
     await cancel_and_wait(replica.task)
+
+
+async def test_controllers_wait_for_every_cache_of_the_process(resource: FakeListWatcher) -> None:
+    """Finding 2 of issue 13: a controller read a cache (the scale targets) before it had synced."""
+    targets = FakeListWatcher()
+    targets.put(obj("target"))
+    targets.list_failures = 3  # this cache syncs late (the list is retried with back-off)
+    target_informer = Informer("targets", targets)
+    seen: list[bool] = []
+
+    async def reconcile(key: Key) -> Result:
+        seen.append(target_informer.synced)
+        return Result()
+
+    manager = Manager()
+    controller = Controller("scaler", reconcile)
+    controller.watch(Informer("runners", resource))
+    manager.add_controller(controller)
+    manager.add_informer(target_informer)
+    task = asyncio.create_task(manager.run())
+    try:
+        await eventually(lambda: len(seen) == 2)
+        assert seen == [True, True]
+        assert manager.ready
+    finally:
+        manager.stop()
+        await task
+
+
+async def test_a_controller_waits_for_the_caches_it_reads(resource: FakeListWatcher) -> None:
+    targets = FakeListWatcher()
+    targets.list_failures = 3
+    target_informer = Informer("targets", targets)
+    runners = Informer("runners", resource)
+    seen: list[bool] = []
+
+    async def reconcile(key: Key) -> Result:
+        seen.append(target_informer.synced)
+        return Result()
+
+    controller = Controller("scaler", reconcile)
+    controller.watch(runners)
+    controller.reads(target_informer, runners)
+    assert controller.informers == [runners, target_informer]
+    tasks = [asyncio.create_task(i.run()) for i in (runners, target_informer)]
+    run = asyncio.create_task(controller.run())
+    try:
+        await eventually(lambda: len(seen) == 2)
+        assert seen == [True, True]
+    finally:
+        controller.shutdown()
+        await run
+        await cancel_and_wait(*tasks)
+
+
+async def test_stop_before_the_caches_synced(resource: FakeListWatcher) -> None:
+    never = FakeListWatcher()
+    never.list_failures = 10**6
+    manager = Manager()
+    controller = Controller("scaler", lambda key: asyncio.sleep(0, Result()))
+    controller.watch(Informer("runners", resource))
+    controller.reads(Informer("never", never))
+    manager.add_controller(controller)
+    task = asyncio.create_task(manager.run())
+    await eventually(lambda: not manager.ready and manager.leading)
+    manager.stop()
+    await task
+    assert controller.reconciles == 0
+
+
+async def test_an_optional_cache_that_never_syncs_holds_nothing_up(resource: FakeListWatcher) -> None:
+    """E.g. PersistentVolumes without the cluster-wide right to list them: RunnerSets still work."""
+    forbidden = FakeListWatcher()
+    forbidden.list_failures = 10**6
+    replica = Replica("solo", resource, None)
+    optional = replica.manager.add_informer(Informer("volumes", forbidden), required=False)
+    replica.start()
+    try:
+        await eventually(lambda: len(replica.reconciled) == 2)
+        assert replica.manager.ready
+        assert not optional.synced
+        assert optional not in replica.manager.required_informers
+    finally:
+        replica.manager.stop()
+        assert replica.task is not None
+        await replica.task

@@ -1,0 +1,56 @@
+"""The control plane's processes: each in its own session (a signal to the group reaches its
+children), dying with the process that started it (``PR_SET_PDEATHSIG``), its output appended to
+its log file. :meth:`Process.output` is what this run wrote, so a restart's log is not mistaken for
+an earlier one's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    offset: int = 0
+    """Where this run's output starts in ``log`` (logs are appended to across runs)."""
+    attempt: int = 1
+    """1 for the first start; more when it was started again on a new port."""
+
+    def output(self) -> str:
+        try:
+            with self.log.open("rb") as fh:
+                fh.seek(self.offset)
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Children get SIGTERM if the process that started them dies, so nothing is left behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def spawn(name: str, argv: Sequence[str], log: Path) -> Process:
+    """Start ``argv``, its stdout and stderr appended to ``log``."""
+    with log.open("ab") as fh:
+        offset = fh.tell()
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+    return Process(name, popen, log, offset)
