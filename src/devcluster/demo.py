@@ -47,7 +47,7 @@ import yaml
 
 from devcluster import binaries, workload
 from devcluster.cluster import Cluster, ClusterConfig, ClusterError, GpuShape
-from devcluster.ports import BIND_ATTEMPTS, bind_failure, free_port
+from devcluster.ports import BIND_ATTEMPTS, bind_failure, bindable, free_port
 from devcluster.process import die_with_parent
 from ghsim.config import SimConfig
 from ghsim.entities import Scope
@@ -882,7 +882,7 @@ def args_from(ns: argparse.Namespace) -> DemoArgs:
     smoke = ns.workload == "smoke" and ns.trace is None
     delay = ns.scale_down_delay if ns.scale_down_delay is not None else (3 if smoke else 30)
     metrics_port = ns.metrics_port
-    if metrics_port and not _port_free(metrics_port):
+    if metrics_port and not bindable(metrics_port):
         metrics_port = 0
     stack = StackOptions(
         state_dir=state_dir,
@@ -903,17 +903,6 @@ def args_from(ns: argparse.Namespace) -> DemoArgs:
         interval=ns.interval,
         stack=stack,
     )
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def main(ns: argparse.Namespace) -> int:

@@ -54,7 +54,8 @@ _handed: dict[int, float] = {}
 _handed_lock = threading.Lock()
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
+    """Whether a listener could bind ``port`` on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -79,7 +80,7 @@ def free_port(*, rng: random.Random | None = None, ephemeral: tuple[int, int] | 
         for _ in range(200 if ranges else 0):
             candidates = pick.choices(ranges, weights=[len(r) for r in ranges])[0]
             port = pick.choice(candidates)
-            if port not in _handed and _bindable(port):
+            if port not in _handed and bindable(port):
                 _handed[port] = now
                 return port
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

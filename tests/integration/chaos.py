@@ -36,7 +36,7 @@ from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPL
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS
 from tests.integration.podagent import PodAgent
-from tests.integration.support import job_of
+from tests.integration.support import job_of, wait_until
 
 REPO = "octo-org/app"
 LABELS = ("self-hosted", "chaos")
@@ -248,21 +248,6 @@ spec:
     return [rd, hra]
 
 
-async def _wait(what: str, probe: Any, within: float, guard: Any = None) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        if guard is not None:
-            guard()
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {within:g}s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 async def run(
     cluster: Cluster, namespace: str, plan: Plan, log_dir: Path, *, within: float = 300.0
 ) -> Outcome:
@@ -318,7 +303,7 @@ async def _run(
 
     killing = False
     controller.start(log_dir / "controller.log", plan)
-    await _wait("the controller ready", lambda: controller.ready(http), 60, guard)
+    await wait_until("the controller ready", lambda: controller.ready(http), 60, guard)
     for obj in manifests(namespace, plan):
         resource = RUNNER_DEPLOYMENTS if obj["kind"] == "RunnerDeployment" else HORIZONTAL_RUNNER_AUTOSCALERS
         await kube.create(resource, obj, namespace=namespace)
@@ -356,7 +341,7 @@ async def _run(
             down = time.monotonic()
             await asyncio.sleep(plan.down_s)
             controller.start(log_dir / "controller.log", plan)
-            await _wait("the controller ready after a kill", lambda: controller.ready(http), 60)
+            await wait_until("the controller ready after a kill", lambda: controller.ready(http), 60)
             outcome.downtime_s += time.monotonic() - down
             killing = False
         await asyncio.sleep(0.05)
@@ -364,7 +349,7 @@ async def _run(
     def jobs_done() -> bool:
         return all(world.jobs[j].status == "completed" for j in job_ids)
 
-    await _wait("every job completed", jobs_done, max(1.0, deadline - time.monotonic()), guard)
+    await wait_until("every job completed", jobs_done, max(1.0, deadline - time.monotonic()), guard)
     done_at = time.monotonic()
 
     async def converged() -> bool:
@@ -373,7 +358,7 @@ async def _run(
         return not world.runners and not runners.items and not pods.items
 
     with contextlib.suppress(TimeoutError):
-        await _wait("back to zero", converged, max(1.0, deadline - time.monotonic()), guard)
+        await wait_until("back to zero", converged, max(1.0, deadline - time.monotonic()), guard)
         outcome.converged_s = time.monotonic() - done_at
     outcome.left_runners = len(world.runners)
     outcome.left_runner_objects = len((await kube.list(RUNNERS, namespace=namespace)).items)
