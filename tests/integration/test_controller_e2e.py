@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ from runnerd.controller.app import Controllers, build
 from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNER_REPLICA_SETS, RUNNERS, ControllerOptions
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
-from runnerd.kube.resources import PODS
+from runnerd.kube.resources import PODS, SECRETS
 from runnerd.reconcile.pod import PodOptions
+from runnerd.runtime import NotFound
 from tests.integration.podagent import PodAgent
 from tests.integration.support import job_of, wait_until
 
@@ -366,3 +368,38 @@ async def test_registration_without_a_runner_is_removed(env: Env) -> None:
     )
     assert stranger.name in {r.name for r in env.github_runners()}  # not ours: never touched
     assert [r.name for r in env.github_runners() if world.runner_online(r)]  # the live runner stays
+
+
+async def test_runner_credentials_are_in_a_secret_owned_by_the_runner(env: Env) -> None:
+    """`kubectl get pods -o yaml` shows no token: the pod references a Secret of the Runner's name,
+    owned by the Runner, which garbage collection removes with it."""
+    await env.apply(yaml.safe_load(ARTICLE_RD))
+    world = env.sim.world
+    await wait_until("a runner online", lambda: [r for r in env.github_runners() if world.runner_online(r)])
+    runner = (await env.runners())[0]
+    name = runner["metadata"]["name"]
+    secret = await env.kube.get(SECRETS, name, namespace=env.namespace)
+    assert [(o["kind"], o["uid"]) for o in secret["metadata"]["ownerReferences"]] == [
+        ("Runner", runner["metadata"]["uid"])
+    ]
+    ((key, encoded),) = secret["data"].items()
+    value = base64.b64decode(encoded).decode()
+    assert key in ("RUNNER_TOKEN", "ACTIONS_RUNNER_INPUT_JITCONFIG")
+    assert len(value) > 8
+    for kind in ("pods", "runners", "events", "runnerreplicasets", "runnerdeployments"):
+        dump = env.cluster.kubectl("get", kind, "-n", env.namespace, "-o", "yaml").stdout
+        assert value not in dump, f"the runner's credential is readable in {kind}"
+    pod = yaml.safe_load(env.cluster.kubectl("get", "pod", name, "-n", env.namespace, "-o", "yaml").stdout)
+    runner_env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    assert runner_env[key] == {"name": key, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+
+    await scale(env, "example-runner-deployment", 0)
+
+    async def secret_gone() -> bool:
+        try:
+            await env.kube.get(SECRETS, name, namespace=env.namespace)
+        except NotFound:
+            return True
+        return False
+
+    await wait_until("the Secret removed with its Runner", secret_gone, 60)

@@ -36,7 +36,11 @@ from runnerd.github.errors import (
     RunnerBusyError,
 )
 from runnerd.kube.client import KubeClient
+from runnerd.kube.resources import SECRETS
+from runnerd.reconcile.credentials import build_credentials_secret, replace_patch
+from runnerd.reconcile.hashing import label_value
 from runnerd.reconcile.pod import (
+    LABEL_RUNNER_NAME,
     JitConfig,
     Registration,
     RegistrationToken,
@@ -413,6 +417,7 @@ class RunnerController:
             await self.recorder.warning(obj, "InvalidRunnerPod", str(exc))
             raise StopSteps(Result()) from None
         try:
+            await self._store_credentials(obj, runner, registration)
             await self.kube.create(PODS, manifest, namespace=runner.namespace)
         except AlreadyExists:
             await self._abandon_registration(scope, registration)
@@ -423,6 +428,39 @@ class RunnerController:
         self.stats.pods_created += 1
         mode = "JIT config" if isinstance(registration, JitConfig) else "registration token"
         await self.recorder.normal(obj, "PodCreated", f"created pod {runner.name} ({mode})")
+
+    async def _store_credentials(
+        self, obj: Mapping[str, Any], runner: Runner, registration: Registration
+    ) -> None:
+        """The runner's credential into its Secret (named as the Runner, owned by it): created, or
+        overwritten when it is left from an earlier pod of this Runner; the pod only references it."""
+        secret = build_credentials_secret(
+            runner.name,
+            runner.namespace,
+            registration,
+            owner_ref=controller_ref(obj),
+            labels={LABEL_RUNNER_NAME: label_value(runner.name)},
+        )
+        try:
+            await self.kube.create(SECRETS, secret, namespace=runner.namespace)
+            return
+        except AlreadyExists:
+            pass
+        try:
+            await self.kube.patch(
+                SECRETS,
+                runner.name,
+                replace_patch(registration, runner.metadata.uid or ""),
+                namespace=runner.namespace,
+                patch_type="json",
+            )
+        except Invalid:
+            await self.recorder.warning(
+                obj,
+                "CredentialsSecretConflict",
+                f"Secret {runner.name} exists and is not this Runner's: remove or rename it",
+            )
+            raise StopSteps(Result(requeue_after=self.options.max_backoff)) from None
 
     async def _abandon_registration(self, scope: Scope, registration: Registration) -> None:
         if isinstance(registration, JitConfig):
