@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from runnerd.api import parse_go_duration
 from runnerd.controller.app import build
 from runnerd.controller.autoscaler import build_webhook_process
 from runnerd.controller.common import ControllerOptions
+from runnerd.controller.orphans import resolve_installation_label
 from runnerd.github import GitHubClient, GitHubConfig, load_credentials
 from runnerd.github.errors import CredentialsError, GitHubConfigError
 from runnerd.kube.client import KubeClient
@@ -129,6 +131,18 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--runner-github-url", default=os.environ.get("GITHUB_RUNNER_GITHUB_URL") or None)
     p.add_argument("--common-runner-labels", default="", help="comma-separated labels added to every runner")
     p.add_argument("--runner-workers", type=int, default=8)
+    p.add_argument(
+        "--installation-id",
+        default=os.environ.get("RUNNERD_INSTALLATION_ID") or "",
+        help="marks this installation's GitHub registrations (default: from the cluster's kube-system"
+        " Namespace UID and the watched namespace)",
+    )
+    p.add_argument(
+        "--orphan-grace",
+        type=duration,
+        default=900.0,
+        help="remove this installation's registrations without a Runner only after this long offline",
+    )
     p.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     # Off unless asked for (ARC's chart passes --metrics-addr): several controllers may share a host in tests.
@@ -228,6 +242,7 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         registration_mode=args.registration_mode,
         drain_grace=args.drain_grace,
         runner_workers=args.runner_workers,
+        orphan_grace=args.orphan_grace,
         pod=pod_options,
     )
     identity = env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
@@ -235,6 +250,8 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         await KubeClient.connect(args.kubeconfig) as kube,
         GitHubClient(credentials, config=config, user_agent=f"runnerd/{__version__}") as github,
     ):
+        label = await resolve_installation_label(kube, args.installation_id, options.namespace)
+        options = dataclasses.replace(options, pod=dataclasses.replace(pod_options, installation_label=label))
         elector = None
         if args.enable_leader_election:
             elector = LeaderElector(

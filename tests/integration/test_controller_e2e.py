@@ -17,6 +17,7 @@ from devcluster.cluster import Cluster
 from ghsim import JobSpec, Simulator
 from runnerd.controller.app import Controllers, build
 from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNER_REPLICA_SETS, RUNNERS, ControllerOptions
+from runnerd.controller.orphans import resolve_installation_label
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, SECRETS
@@ -80,7 +81,12 @@ async def env(
             registering_max_age=0.5,
             drain_grace=2.0,
             orphan_sweep_period=1.0,
-            pod=PodOptions(runner_image="ghcr.io/runnerd/runner:test", github_url=sim.base_url + "/"),
+            orphan_grace=1.0,
+            pod=PodOptions(
+                runner_image="ghcr.io/runnerd/runner:test",
+                github_url=sim.base_url + "/",
+                installation_label=await resolve_installation_label(kube, "", namespace),
+            ),
         )
         controllers = build(kube=kube, github=github, options=options)
         task = asyncio.create_task(controllers.manager.run(), name="manager")
@@ -361,12 +367,21 @@ async def test_registration_without_a_runner_is_removed(env: Env) -> None:
     # a registration left behind, e.g. by a Runner whose finalizer was removed by hand
     from ghsim import Scope as SimScope
 
-    orphan, _ = world.generate_jit(SimScope("repo", REPO), f"{rrs}-gone1", 1, ["self-hosted", "arc-runner"])
+    ours = env.controllers.options.pod.installation_label
+    assert ours.startswith("runnerd-")
+    orphan, _ = world.generate_jit(
+        SimScope("repo", REPO), f"{rrs}-gone1", 1, ["self-hosted", "arc-runner", ours]
+    )
     stranger, _ = world.generate_jit(SimScope("repo", REPO), "someone-elses-runner", 1, ["self-hosted"])
+    # same name scheme, another installation (a second cluster with the same RunnerDeployment)
+    twin, _ = world.generate_jit(
+        SimScope("repo", REPO), f"{rrs}-gone2", 1, ["arc-runner", "runnerd-other1234"]
+    )
     await wait_until(
         "the orphan removed", lambda: orphan.name not in {r.name for r in env.github_runners()}, 30
     )
     assert stranger.name in {r.name for r in env.github_runners()}  # not ours: never touched
+    assert twin.name in {r.name for r in env.github_runners()}
     assert [r.name for r in env.github_runners() if world.runner_online(r)]  # the live runner stays
 
 

@@ -152,6 +152,8 @@ def build(
         runners=runners,
         informers=informers,
         period=options.orphan_sweep_period,
+        label=options.pod.installation_label,
+        grace=options.orphan_grace,
     )
     sweep_ctl = Controller("github-orphans", sweeper.reconcile, workers=1)
     sweep_ctl.watch(replica_sets, sweep_key)

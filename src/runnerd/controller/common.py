@@ -76,12 +76,24 @@ class ControllerOptions:
     """After a runner's labels are replaced for removal, wait this long for any sign of a job that was
     routed to it just before; only then remove it (see runnerd.reconcile.runner)."""
     drain_label: str = "runnerd-draining"
+    orphan_grace: float = 900.0
+    """A registration of this installation with no Runner is removed only once it has been seen
+    offline for this long (it covers a pod that pulls a large image before its runner starts)."""
     orphan_sweep_period: float = 300.0
     """How often GitHub registrations that no Runner owns are looked for (one listing per scope)."""
     max_backoff: float = 300.0
     runner_workers: int = 8
     workers: int = 4
     pod: PodOptions = field(default_factory=PodOptions)
+
+
+def drain_labels(options: ControllerOptions) -> list[str]:
+    """A draining runner's only custom labels: the drain label, and the installation label so the
+    registration stays recognisably this installation's (:mod:`runnerd.controller.orphans`)."""
+    return [
+        options.drain_label,
+        *([options.pod.installation_label] if options.pod.installation_label else []),
+    ]
 
 
 def controller_ref(obj: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,9 +24,11 @@ from runnerd.controller.common import (
     ControllerOptions,
     StopSteps,
     controller_ref,
+    drain_labels,
     epoch,
 )
 from runnerd.controller.directory import RunnerDirectory
+from runnerd.controller.orphans import carries
 from runnerd.github import GitHubClient, Scope
 from runnerd.github.errors import (
     ConflictError,
@@ -46,6 +48,7 @@ from runnerd.reconcile.pod import (
     RegistrationToken,
     RunnerPodError,
     build_runner_pod,
+    runner_labels,
 )
 from runnerd.reconcile.podstate import RunnerPodPhase, RunnerPodState, runner_container_state
 from runnerd.reconcile.replicas import RunnerPhase
@@ -263,7 +266,7 @@ class RunnerController:
             if runner_id is None:
                 return
             try:
-                await self.github.set_runner_labels(scope, runner_id, [self.options.drain_label])
+                await self.github.set_runner_labels(scope, runner_id, drain_labels(self.options))
             except RateLimitedError as exc:
                 raise StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
             except NotFoundError:
@@ -358,7 +361,7 @@ class RunnerController:
         if not self.uses_jit(runner):
             token = await self.github.create_registration_token(scope)
             return RegistrationToken(token.token)
-        labels = [*runner.spec.labels, *self.options.pod.common_runner_labels]
+        labels = runner_labels(runner.spec, self.options.pod)
         custom = [label for label in labels if label.lower() not in _DEFAULT_LABELS] or ["self-hosted"]
         group_id = await self._group_id(scope, runner.spec.group)
         work = runner.spec.effective_work_dir
@@ -374,13 +377,23 @@ class RunnerController:
                 if attempt == 2:
                     raise
                 for stale in await self.github.list_runners(scope, name=runner.name):
-                    if stale.name == runner.name:
-                        await self.github.delete_runner(scope, stale.id)
-                        await self.recorder.normal(
+                    if stale.name != runner.name:
+                        continue
+                    label = self.options.pod.installation_label
+                    if label and not carries(stale, label):
+                        # another installation's runner of the same name (two clusters, one org)
+                        await self.recorder.warning(
                             obj,
-                            "StaleRegistrationRemoved",
-                            f"removed a registration of {runner.name} left without a pod",
+                            "RunnerNameTaken",
+                            f"a runner named {runner.name} is registered by another installation",
                         )
+                        raise
+                    await self.github.delete_runner(scope, stale.id)
+                    await self.recorder.normal(
+                        obj,
+                        "StaleRegistrationRemoved",
+                        f"removed a registration of {runner.name} left without a pod",
+                    )
         raise AssertionError("unreachable")
 
     async def _create_pod(self, obj: Mapping[str, Any], runner: Runner, scope: Scope) -> None:

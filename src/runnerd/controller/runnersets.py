@@ -41,6 +41,7 @@ from runnerd.controller.common import (
     StopSteps,
     controller_ref,
     created_at,
+    drain_labels,
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.replicasets import _Expectations
@@ -494,7 +495,7 @@ class RunnerSetController:
             if runner_id is None or scope is None:
                 return sts
             try:
-                await self.github.set_runner_labels(scope, runner_id, [self.options.drain_label])
+                await self.github.set_runner_labels(scope, runner_id, drain_labels(self.options))
             except RateLimitedError as exc:
                 raise StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
             except NotFoundError:

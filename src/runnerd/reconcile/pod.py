@@ -134,6 +134,10 @@ class PodOptions:
     runner_image_pull_secrets: tuple[str, ...] = ()  # --runner-image-pull-secret
     github_url: str = "https://github.com/"  # --runner-github-url / GitHub Enterprise Server URL
     common_runner_labels: tuple[str, ...] = ()  # --common-runner-labels
+    installation_label: str = ""
+    """The label that marks this controller installation's registrations (``runnerd-<id>``; empty:
+    none). It goes to GitHub with the runner's labels but into no template hash and no job matching
+    (:mod:`runnerd.controller.orphans`)."""
     docker_registry_mirror: str = ""  # --docker-registry-mirror
     runner_status_update_hook: bool = False  # --runner-status-update-hook
     service_account_per_runner: bool = False
@@ -303,10 +307,11 @@ def _validate(spec: RunnerSpec, mode: RunnerPodMode, options: PodOptions) -> Non
 
 
 def runner_labels(spec: RunnerConfig, options: PodOptions) -> list[str]:
-    """spec.labels then the controller's common labels, without case-insensitive duplicates."""
+    """spec.labels, the controller's common labels, then its installation label, without
+    case-insensitive duplicates: the labels the runner registers with."""
     out: list[str] = []
     seen: set[str] = set()
-    for label in [*spec.labels, *options.common_runner_labels]:
+    for label in [*spec.labels, *options.common_runner_labels, options.installation_label]:
         if label and label.lower() not in seen:
             seen.add(label.lower())
             out.append(label)
