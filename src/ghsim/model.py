@@ -371,6 +371,19 @@ class World:
         self._invalidate_routing()
         return group
 
+    def delete_group(self, scope: Scope, group_id: int) -> None:
+        """Remove a custom runner group; its runners move to the Default group (as on GitHub)."""
+        self.scope_exists(scope)
+        groups = self.groups[scope.key]
+        group = groups.get(group_id)
+        if group is None or group_id == 1:
+            raise NotFound(f"No custom runner group with id {group_id}")
+        del groups[group_id]
+        for runner in self.runners.values():
+            if runner.group is group:
+                runner.group = groups[1]
+        self._invalidate_routing()
+
     def update_group(
         self,
         scope: Scope,
