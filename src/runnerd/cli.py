@@ -131,6 +131,8 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--runner-github-url", default=os.environ.get("GITHUB_RUNNER_GITHUB_URL") or None)
     p.add_argument("--common-runner-labels", default="", help="comma-separated labels added to every runner")
     p.add_argument("--runner-workers", type=int, default=8)
+    add_default_labels_flag(p)
+    p.add_argument("--runner-group-ttl", type=duration, default=600.0, help="re-read runner group ids after")
     p.add_argument(
         "--installation-id",
         default=os.environ.get("RUNNERD_INSTALLATION_ID") or "",
@@ -157,6 +159,15 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     )
     p.add_argument("--webhook-poll-max-calls-per-hour", type=int, default=1000)
     p.add_argument("--disable-webhook-poll", action="store_true", help="no safety-net poll")
+
+
+def add_default_labels_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--github-default-labels",
+        default="",
+        help="comma-separated labels GitHub gives every runner (e.g. linux,x64) that job matching counts;"
+        " default none, as ARC",
+    )
 
 
 def add_endpoint_flags(p: argparse.ArgumentParser, *, metrics: str, health: str) -> None:
@@ -243,6 +254,8 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         drain_grace=args.drain_grace,
         runner_workers=args.runner_workers,
         orphan_grace=args.orphan_grace,
+        github_default_labels=tuple(x for x in args.github_default_labels.split(",") if x),
+        runner_group_ttl=args.runner_group_ttl,
         pod=pod_options,
     )
     identity = env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
@@ -305,6 +318,7 @@ def add_webhook_server_parser(sub: argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument("--webhook-addr", default=":8000")
     add_endpoint_flags(p, metrics=":8080", health="0")
     p.add_argument("--common-runner-labels", default="", help="comma-separated labels every runner has")
+    add_default_labels_flag(p)
     p.add_argument("--github-url", default=os.environ.get("GITHUB_URL") or None, help="GitHub API URL")
     p.add_argument("--github-enterprise-url", default=os.environ.get("GITHUB_ENTERPRISE_URL") or None)
     p.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
@@ -325,7 +339,7 @@ async def run_webhook_server(args: argparse.Namespace, env: Mapping[str, str]) -
         log.error("--webhook-addr cannot be 0 for the webhook server")
         return 2
     secret = args.github_webhook_secret_token or ""
-    labels = tuple(x for x in args.common_runner_labels.split(",") if x)
+    labels = tuple(x for x in f"{args.common_runner_labels},{args.github_default_labels}".split(",") if x)
     identity = env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     github: GitHubClient | None = None
     if args.use_runner_groups_visibility:

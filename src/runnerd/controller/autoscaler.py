@@ -45,6 +45,7 @@ from runnerd.controller.common import (
     RUNNER_DEPLOYMENTS,
     RUNNER_SETS,
     ControllerOptions,
+    matching_labels,
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.latency import PodCreateLatency, RunnerStartup
@@ -259,7 +260,7 @@ class HRAController:
 
     @property
     def default_labels(self) -> tuple[str, ...]:
-        return tuple(self.controller_options.pod.common_runner_labels)
+        return matching_labels(self.controller_options)
 
     def offer(self, key: Key, obj: Obj) -> None:
         """A version of the HRA this process just wrote (fresher than the cache, for a moment)."""
@@ -877,7 +878,7 @@ def install(
         writer=writer,
         recorder=controllers.recorder,
         metrics=metrics,
-        default_labels=controllers.options.pod.common_runner_labels,
+        default_labels=matching_labels(controllers.options),
         directory=controllers.directory,
         runners=informers.get("runners"),
         pod_latency=pod_latency,

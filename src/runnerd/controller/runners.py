@@ -22,6 +22,7 @@ from runnerd.controller.common import (
     RUNNERS,
     Backoff,
     ControllerOptions,
+    RunnerGroups,
     StopSteps,
     controller_ref,
     drain_labels,
@@ -116,7 +117,7 @@ class RunnerController:
         self.clock = clock
         self.stats = RunnerStats()
         self._backoff: dict[str, Backoff] = {}
-        self._group_ids: dict[tuple[Scope, str], int] = {}
+        self.groups = RunnerGroups(options.runner_group_ttl)
         self._drained: dict[str, float] = {}  # Runner uid -> when its labels were replaced
         self._deleted: dict[str, float] = {}  # Runner uid -> when this process asked to delete it
         self._finalized: dict[str, float] = {}  # Runner uid -> when its finalizer was removed
@@ -349,28 +350,25 @@ class RunnerController:
             cutoff = self.clock() - 300.0
             self._finalized = {k: t for k, t in self._finalized.items() if t > cutoff}
 
-    async def _group_id(self, scope: Scope, group: str | None) -> int:
-        if not group or scope.kind == "repository":
-            return 1
-        cache_key = (scope, group)
-        if cache_key not in self._group_ids:
-            self._group_ids[cache_key] = await self.github.find_runner_group_id(scope, group)
-        return self._group_ids[cache_key]
-
     async def _register(self, obj: Mapping[str, Any], runner: Runner, scope: Scope) -> Registration:
         if not self.uses_jit(runner):
             token = await self.github.create_registration_token(scope)
             return RegistrationToken(token.token)
         labels = runner_labels(runner.spec, self.options.pod)
         custom = [label for label in labels if label.lower() not in _DEFAULT_LABELS] or ["self-hosted"]
-        group_id = await self._group_id(scope, runner.spec.group)
+        group = runner.spec.group
         work = runner.spec.effective_work_dir
         for attempt in (1, 2):
+            group_id = await self.groups.id(self.github, scope, group)
             try:
                 jit = await self.github.generate_jit_config(
                     scope, runner.name, labels=custom, runner_group_id=group_id, work_folder=work
                 )
                 return JitConfig(jit.encoded_jit_config, jit.runner_id)
+            except NotFoundError:
+                # the group was deleted (and maybe re-created under a new id): look it up again
+                if attempt == 2 or not self.groups.forget(scope, group):
+                    raise
             except ConflictError:
                 # A registration of this name is left from an attempt whose pod was never created
                 # (e.g. the controller stopped in between). It has no pod, so it holds no job.

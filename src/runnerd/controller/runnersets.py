@@ -38,6 +38,7 @@ from runnerd.controller.common import (
     RUNNER_SETS,
     Backoff,
     ControllerOptions,
+    RunnerGroups,
     StopSteps,
     controller_ref,
     created_at,
@@ -202,7 +203,7 @@ class RunnerSetController:
         self.expect = _Expectations(time.monotonic)
         self._secrets_made: dict[Key, float] = {}
         self._backoff: dict[Key, Backoff] = {}
-        self._group_ids: dict[tuple[Scope, str], int] = {}
+        self.groups = RunnerGroups(options.runner_group_ttl)
         self._drained: dict[str, float] = {}  # StatefulSet uid -> when its runner's labels were replaced
         self._reserved: dict[str, float] = {}  # claim uid -> when a volume was reserved for it
 
@@ -607,27 +608,26 @@ class RunnerSetController:
         image = rs.spec.image or template_image or self.options.pod.runner_image
         return "token" if "summerwind/actions-runner" in str(image) else "jit"
 
-    async def _group_id(self, scope: Scope, group: str | None) -> int:
-        if not group or scope.kind == "repository":
-            return 1
-        cache_key = (scope, group)
-        if cache_key not in self._group_ids:
-            self._group_ids[cache_key] = await self.github.find_runner_group_id(scope, group)
-        return self._group_ids[cache_key]
-
     async def _register(self, rs: RunnerSet, scope: Scope, runner: str, kind: CredentialKind) -> Registration:
         if kind == "token":
             token = await self.github.create_registration_token(scope)
             return RegistrationToken(token.token)
         labels = [x for x in runner_labels(rs.spec, self.options.pod) if x.lower() != "self-hosted"]
-        jit = await self.github.generate_jit_config(
-            scope,
-            runner,
-            labels=labels or ["self-hosted"],
-            runner_group_id=await self._group_id(scope, rs.spec.group),
-            work_folder=rs.spec.effective_work_dir,
-        )
-        return JitConfig(jit.encoded_jit_config, jit.runner_id)
+        for attempt in (1, 2):
+            try:
+                jit = await self.github.generate_jit_config(
+                    scope,
+                    runner,
+                    labels=labels or ["self-hosted"],
+                    runner_group_id=await self.groups.id(self.github, scope, rs.spec.group),
+                    work_folder=rs.spec.effective_work_dir,
+                )
+                return JitConfig(jit.encoded_jit_config, jit.runner_id)
+            except NotFoundError:
+                # the group was deleted (and maybe re-created under a new id): look it up again
+                if attempt == 2 or not self.groups.forget(scope, rs.spec.group):
+                    raise
+        raise AssertionError("unreachable")
 
     async def _create_runner(
         self, key: Key, obj: Mapping[str, Any], rs: RunnerSet, scope: Scope, hash_: str
