@@ -121,7 +121,7 @@ def test_defaults_render_the_controller_only(
     }
 
 
-def test_single_namespace_binds_a_role_there_and_only_volumes_cluster_wide(
+def test_single_namespace_binds_a_role_there_and_only_volumes_and_cluster_id_cluster_wide(
     helm_bin: Path, tmp_path: Path
 ) -> None:
     r = render(helm_bin, tmp_path, "scope.singleNamespace=true")
@@ -129,7 +129,9 @@ def test_single_namespace_binds_a_role_there_and_only_volumes_cluster_wide(
     manager = r.one("Role", "rel-actions-runner-controller-manager")
     assert manager["metadata"]["namespace"] == "arc"
     cluster_roles = [d for d in r.objects if d["kind"] == "ClusterRole"]
-    assert [rule["resources"] for d in cluster_roles for rule in d["rules"]] == [["persistentvolumes"]]
+    cluster_rules = [rule for d in cluster_roles for rule in d["rules"]]
+    assert [rule["resources"] for rule in cluster_rules] == [["persistentvolumes"], ["namespaces"]]
+    assert cluster_rules[1]["resourceNames"] == ["kube-system"]  # the cluster's id, nothing else
 
     r = render(helm_bin, tmp_path, "scope.singleNamespace=true", "scope.watchNamespace=ci")
     assert parse(container(r.one("Deployment"))).watch_namespace == "ci"
