@@ -864,7 +864,9 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
             used = {(a.verb, a.group, a.resource) for a in proxy.accesses}
             places = {(a.namespace, a.resource) for a in proxy.accesses}
             assert {ns for ns, _ in places} <= {runners_ns, namespace, None}
-            assert {r for ns, r in places if ns is None} <= {"persistentvolumes"}
+            # cluster-wide: volumes, and the kube-system Namespace (the installation id; the rule
+            # names that one Namespace, so any other would have been refused above)
+            assert {r for ns, r in places if ns is None} <= {"persistentvolumes", "namespaces"}
             assert {r for ns, r in places if ns == namespace} == {"leases"}
             assert {
                 ("update", "coordination.k8s.io", "leases"),
