@@ -132,6 +132,9 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--common-runner-labels", default="", help="comma-separated labels added to every runner")
     p.add_argument("--runner-workers", type=int, default=8)
     add_default_labels_flag(p)
+    p.add_argument(
+        "--credentials-refresh", type=duration, default=60.0, help="re-read githubAPICredentialsFrom Secrets"
+    )
     p.add_argument("--runner-group-ttl", type=duration, default=600.0, help="re-read runner group ids after")
     p.add_argument(
         "--installation-id",
@@ -256,6 +259,7 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         orphan_grace=args.orphan_grace,
         github_default_labels=tuple(x for x in args.github_default_labels.split(",") if x),
         runner_group_ttl=args.runner_group_ttl,
+        credentials_refresh=args.credentials_refresh,
         pod=pod_options,
     )
     identity = env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
@@ -307,6 +311,7 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         finally:
             remove()
             await autoscaling.close()
+            await controllers.clients.close()
     log.info("runnerd controller stopped")
     return 0
 

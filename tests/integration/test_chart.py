@@ -663,7 +663,8 @@ NOT_REACHED = {
         (verb, "apps", "statefulsets"): "RunnerSet: one StatefulSet per runner"
         for verb in ("create", "delete", "get", "patch")
     },
-    **{(verb, "", "secrets"): "RunnerSet: per-runner credentials" for verb in ("create", "patch")},
+    ("patch", "", "secrets"): "per-runner credentials: a Runner's pod replaced; RunnerSet credentials used",
+    ("get", "", "secrets"): "githubAPICredentialsFrom: a RunnerDeployment's own credentials Secret",
     **{(verb, "", "persistentvolumeclaims"): "RunnerSet: volume reuse" for verb in ("delete", "patch")},
     **{(verb, "", "persistentvolumes"): "RunnerSet: volume reuse" for verb in ("get", "patch")},
     ("patch", GROUP, "runnersets"): "an HRA whose target is a RunnerSet",

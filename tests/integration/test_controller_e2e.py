@@ -15,8 +15,15 @@ import yaml
 
 from devcluster.cluster import Cluster
 from ghsim import JobSpec, Simulator
+from ghsim.state import generate_app_key
 from runnerd.controller.app import Controllers, build
-from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNER_REPLICA_SETS, RUNNERS, ControllerOptions
+from runnerd.controller.common import (
+    HORIZONTAL_RUNNER_AUTOSCALERS,
+    RUNNER_DEPLOYMENTS,
+    RUNNER_REPLICA_SETS,
+    RUNNERS,
+    ControllerOptions,
+)
 from runnerd.controller.orphans import resolve_installation_label
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
@@ -82,6 +89,7 @@ async def env(
             drain_grace=2.0,
             orphan_sweep_period=1.0,
             orphan_grace=1.0,
+            credentials_refresh=1.0,
             pod=PodOptions(
                 runner_image="ghcr.io/runnerd/runner:test",
                 github_url=sim.base_url + "/",
@@ -99,6 +107,7 @@ async def env(
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, 30)
             finally:
+                await controllers.clients.close()
                 await github.close()
                 await kube.close()
 
@@ -418,3 +427,100 @@ async def test_runner_credentials_are_in_a_secret_owned_by_the_runner(env: Env) 
         return False
 
     await wait_until("the Secret removed with its Runner", secret_gone, 60)
+
+
+async def test_github_api_credentials_from_a_pat_and_an_app_secret_and_rotation(env: Env) -> None:
+    """Two RunnerDeployments in organizations the controller's own token cannot reach, each with
+    its own Secret (a PAT, a GitHub App): both run a job; the PAT is rotated in its Secret and the
+    next runner registers with the new one, without a restart."""
+    world = env.sim.world
+    for org in ("team-a", "team-b"):
+        world.create_org(org)
+        world.create_repo(org, "app")
+    env.github.rotate(PersonalAccessToken(world.create_pat("ops", orgs=["octo-org"]).token))
+    old_pat = world.create_pat("alice", orgs=["team-a"]).token
+    private_key, public_key = generate_app_key()
+    app = world.create_app("team-b-runners", public_key, owner="team-b")
+    installation = world.create_installation(app.id, "team-b")
+    secrets = {
+        "team-a-github": {"github_token": old_pat},
+        "team-b-github": {
+            "github_app_id": str(app.id),
+            "github_app_installation_id": str(installation.id),
+            "github_app_private_key": private_key,
+        },
+    }
+    for name, data in secrets.items():
+        await env.kube.create(
+            SECRETS,
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data},
+            namespace=env.namespace,
+        )
+    for org in ("team-a", "team-b"):
+        manifest = yaml.safe_load(ARTICLE_RD)
+        manifest["metadata"]["name"] = f"{org}-runners"
+        spec = manifest["spec"]["template"]["spec"]
+        spec["repository"] = f"{org}/app"
+        spec["githubAPICredentialsFrom"] = {"secretRef": {"name": f"{org}-github"}}
+        await env.apply(manifest)
+
+    def online(org: str) -> list[Any]:
+        return [
+            r for r in env.github_runners() if world.runner_online(r) and r.scope.name.startswith(f"{org}/")
+        ]
+
+    for org in ("team-a", "team-b"):
+        await wait_until(f"a runner of {org} online", lambda org=org: online(org), 60)
+        run = world.enqueue_run(
+            world.repo_by_name(f"{org}/app"), [JobSpec(("self-hosted", "arc-runner"), "j", 0.2)]
+        )
+        await wait_until(
+            f"{org}'s job done", lambda run=run: world.jobs[run.job_ids[0]].conclusion == "success", 60
+        )
+    assert {a.secret for a in env.controllers.clients.apis()} == {
+        "",
+        f"{env.namespace}/team-a-github",
+        f"{env.namespace}/team-b-github",
+    }
+
+    # an HRA with its own credentials (the App) counts team-b's jobs the controller's token cannot see
+    hra = {
+        "apiVersion": "actions.summerwind.dev/v1alpha1",
+        "kind": "HorizontalRunnerAutoscaler",
+        "metadata": {"name": "team-b-hra"},
+        "spec": {
+            "scaleTargetRef": {"name": "team-b-runners"},
+            "minReplicas": 0,
+            "maxReplicas": 3,
+            "githubAPICredentialsFrom": {"secretRef": {"name": "team-b-github"}},
+            "metrics": [{"type": "TotalNumberOfQueuedAndInProgressWorkflowRuns", "repositoryNames": ["app"]}],
+        },
+    }
+    await env.kube.create(HORIZONTAL_RUNNER_AUTOSCALERS, hra, namespace=env.namespace)
+    jobs = [JobSpec(("self-hosted", "arc-runner"), f"long-{i}", 30.0) for i in range(3)]
+    world.enqueue_run(world.repo_by_name("team-b/app"), jobs)
+
+    async def team_b_replicas() -> int:
+        rd = await env.kube.get(RUNNER_DEPLOYMENTS, "team-b-runners", namespace=env.namespace)
+        return int(rd["spec"].get("replicas") or 0)
+
+    await wait_until("the HRA scales team-b for its 3 jobs", lambda: _at_least(team_b_replicas(), 3), 60)
+
+    # rotation: the Secret gets a new token and the old one stops working
+    new_pat = world.create_pat("alice2", orgs=["team-a"]).token
+    await env.kube.patch(
+        SECRETS, "team-a-github", {"stringData": {"github_token": new_pat}}, namespace=env.namespace
+    )
+    world.pats.pop(old_pat)  # revoked
+    await wait_until("the rotation picked up", lambda: env.controllers.clients.rotations >= 1, 30)
+    before = {r.name for r in online("team-a")}
+    await scale(env, "team-a-runners", 2)
+    await wait_until("a second team-a runner online", lambda: {r.name for r in online("team-a")} - before, 60)
+
+    dump = env.cluster.kubectl("get", "events,pods,runners", "-n", env.namespace, "-o", "yaml").stdout
+    for secret in (old_pat, new_pat, private_key.splitlines()[1]):
+        assert secret not in dump
+
+
+async def _at_least(value: Any, n: int) -> bool:
+    return bool(await value >= n)

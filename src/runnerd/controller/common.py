@@ -84,6 +84,8 @@ class ControllerOptions:
     """Labels GitHub gives every runner besides its own (``linux``, ``x64``, ...) that job matching
     counts as the runner's (``--github-default-labels``). Empty, ARC's behaviour: a job that asks
     for ``linux`` does not match a RunnerDeployment that does not list it."""
+    credentials_refresh: float = 60.0
+    """How often a githubAPICredentialsFrom Secret is re-read (a rotation is picked up within it)."""
     runner_group_ttl: float = 600.0
     """How long a runner group's id is trusted before it is looked up again (also on a 404)."""
     orphan_sweep_period: float = 300.0

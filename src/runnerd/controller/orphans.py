@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
+from runnerd.controller.clients import GitHubAPI, GitHubClients, credentials_secret
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.github import GitHubClient, Scope
 from runnerd.github.errors import GitHubError, RunnerBusyError
@@ -86,17 +87,20 @@ def carries(runner: GitHubRunner, label: str) -> bool:
     return bool(label) and any(x.casefold() == folded for x in runner.labels)
 
 
-def _scopes(objects: Iterable[Obj]) -> set[Scope]:
-    scopes: set[Scope] = set()
+def _targets(objects: Iterable[Obj]) -> set[tuple[Scope, str, str]]:
+    """(scope, namespace, credentials Secret) of each owner; ("", "") for the controller's own."""
+    out: set[tuple[Scope, str, str]] = set()
     for obj in objects:
         spec = obj.get("spec") or {}
+        secret = credentials_secret(obj) or ""
+        namespace = str(obj["metadata"].get("namespace") or "") if secret else ""
         # RunnerSet: the runner fields are in spec (its template is a pod template);
         # replica sets and deployments: in spec.template.spec
         for fields in (spec, (spec.get("template") or {}).get("spec") or {}):
             for kind in ("enterprise", "organization", "repository"):
                 if fields.get(kind):
-                    scopes.add(Scope(kind, fields[kind]))
-    return scopes
+                    out.add((Scope(kind, fields[kind]), namespace, secret))
+    return out
 
 
 class OrphanSweeper:
@@ -111,9 +115,9 @@ class OrphanSweeper:
         label: str,
         grace: float,
         clock: Callable[[], float] = time.monotonic,
+        clients: GitHubClients | None = None,
     ) -> None:
-        self.github = github
-        self.directory = directory
+        self.clients = clients or GitHubClients(None, GitHubAPI(github, directory))
         self.runners = runners
         self.informers = informers  # read at each sweep: extensions add runnersets later
         self.period = period
@@ -136,47 +140,53 @@ class OrphanSweeper:
         ]
 
     async def reconcile(self, key: Key) -> Result | None:
-        scopes = _scopes(self._owner_objects())
-        if not self.label or not scopes:
+        targets = _targets(self._owner_objects())
+        if not self.label or not targets:
             self._offline_since.clear()
             return Result(requeue_after=self.period)
         known = {obj["metadata"]["name"] for obj in self.runners.store}
         pods = self.informers.get("pods")
         known |= {obj["metadata"]["name"] for obj in (pods.store if pods is not None else ())}
-        now = self.clock()
         offline: dict[tuple[Scope, int], float] = {}
-        for scope in sorted(scopes):
+        for scope, namespace, secret in sorted(targets):
             try:
-                listing = await self.directory.refresh(scope, max_age=self.period)
+                api = await self.clients.get(namespace, secret)
+                listing = await api.directory.refresh(scope, max_age=self.period)
             except GitHubError as exc:
                 logger.info("orphan sweep: listing %s %s failed: %s", scope.kind, scope.name, exc)
                 # keep what is known of this scope: an outage does not restart the grace
                 offline.update({k: t for k, t in self._offline_since.items() if k[0] == scope})
                 continue
-            for name, runner in list(listing.runners.items()):  # forget() edits it meanwhile
-                if name in known or not carries(runner, self.label):
-                    continue
-                if runner.busy or runner.status == "online":
-                    continue
-                since = self._offline_since.get((scope, runner.id), now)
-                if now - since < self.grace:
-                    offline[(scope, runner.id)] = since
-                    continue
-                if not await self._remove(scope, name, runner):
-                    offline[(scope, runner.id)] = since
+            offline.update(await self._sweep(api, scope, listing.runners, known))
         self._offline_since = offline
         self.sweeps += 1
         return Result(requeue_after=self.period)
 
-    async def _remove(self, scope: Scope, name: str, runner: GitHubRunner) -> bool:
+    async def _sweep(
+        self, api: GitHubAPI, scope: Scope, runners: Mapping[str, GitHubRunner], known: set[str]
+    ) -> dict[tuple[Scope, int], float]:
+        """Remove this installation's runners of one listing past their grace; the rest still in it."""
+        now = self.clock()
+        offline: dict[tuple[Scope, int], float] = {}
+        for name, runner in list(runners.items()):  # forget() edits it meanwhile
+            if name in known or not carries(runner, self.label):
+                continue
+            if runner.busy or runner.status == "online":
+                continue
+            since = self._offline_since.get((scope, runner.id), now)
+            if now - since < self.grace or not await self._remove(api, scope, name, runner):
+                offline[(scope, runner.id)] = since
+        return offline
+
+    async def _remove(self, api: GitHubAPI, scope: Scope, name: str, runner: GitHubRunner) -> bool:
         try:
-            await self.github.delete_runner(scope, runner.id)
+            await api.github.delete_runner(scope, runner.id)
         except RunnerBusyError:
             return False
         except GitHubError as exc:
             logger.warning("orphan sweep: removing runner %s failed: %s", name, exc)
             return False
-        self.directory.forget(scope, name)
+        api.directory.forget(scope, name)
         self.removed.append(name)
         self.removed_total += 1
         logger.info(

@@ -15,6 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from runnerd.api import ApiParseError, Runner
+from runnerd.controller.clients import (
+    CREDENTIALS_RETRY,
+    GitHubAPI,
+    GitHubClients,
+    credentials_secret,
+    using,
+)
 from runnerd.controller.common import (
     ANNOTATION_REGISTRATION,
     PODS,
@@ -106,10 +113,10 @@ class RunnerController:
         pods: Informer,
         options: ControllerOptions,
         clock: Callable[[], float] = time.time,
+        clients: GitHubClients | None = None,
     ) -> None:
         self.kube = kube
-        self.github = github
-        self.directory = directory
+        self.clients = clients or GitHubClients(None, GitHubAPI(github, directory))
         self.recorder = recorder
         self.runners = runners
         self.pods = pods
@@ -121,7 +128,6 @@ class RunnerController:
         self._drained: dict[str, float] = {}  # Runner uid -> when its labels were replaced
         self._deleted: dict[str, float] = {}  # Runner uid -> when this process asked to delete it
         self._finalized: dict[str, float] = {}  # Runner uid -> when its finalizer was removed
-        self._warned_credentials: set[str] = set()
 
     # ------------------------------------------------------------------------------- observe
     def uses_jit(self, runner: Runner) -> bool:
@@ -135,10 +141,28 @@ class RunnerController:
         image = runner.spec.image or self.options.pod.runner_image
         return "summerwind/actions-runner" not in image
 
+    @property
+    def github(self) -> GitHubClient:
+        """The client of the Runner being reconciled (its githubAPICredentialsFrom, or the default)."""
+        return self.clients.current().github
+
+    @property
+    def directory(self) -> RunnerDirectory:
+        return self.clients.current().directory
+
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.runners.store.get(key)
         if obj is None:
             return None
+        try:
+            api = await self.clients.get(key.namespace, credentials_secret(obj))
+        except GitHubError as exc:
+            await self.recorder.warning(obj, exc.reason, str(exc))
+            return Result(requeue_after=CREDENTIALS_RETRY)
+        async with using(api):
+            return await self._reconcile(key, obj)
+
+    async def _reconcile(self, key: Key, obj: Mapping[str, Any]) -> Result | None:
         try:
             runner = Runner.from_dict(obj)
         except ApiParseError as exc:
@@ -152,14 +176,6 @@ class RunnerController:
             return None
         scope = Scope.from_runner_scope(runner_scope)
         uid = runner.metadata.uid or ""
-        if runner.spec.github_api_credentials_from is not None and uid not in self._warned_credentials:
-            self._warned_credentials.add(uid)
-            await self.recorder.warning(
-                obj,
-                "GitHubAPICredentialsFromIgnored",
-                "spec.githubAPICredentialsFrom is not supported yet:"
-                " the controller's own GitHub credentials are used",
-            )
         pod = self.pods.store.get(key)
         pod_state = runner_container_state(pod) if pod is not None else None
         pod_status = _LIFECYCLE[pod_state.lifecycle] if pod_state else PodStatus.ABSENT

@@ -33,6 +33,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runnerd.api import ApiParseError, RunnerSet
+from runnerd.controller.clients import (
+    CREDENTIALS_RETRY,
+    GitHubAPI,
+    GitHubClients,
+    credentials_secret,
+    using,
+)
 from runnerd.controller.common import (
     ANNOTATION_REGISTRATION,
     RUNNER_SETS,
@@ -51,6 +58,7 @@ from runnerd.github.errors import GitHubError, NotFoundError, RateLimitedError, 
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PERSISTENT_VOLUME_CLAIMS, SECRETS, STATEFUL_SETS, Resource
 from runnerd.reconcile.pod import (
+    ANNOTATION_GITHUB_API_CREDS_SECRET,
     RUNNER_CONTAINER,
     JitConfig,
     Registration,
@@ -168,6 +176,14 @@ class RunnerSetStats:
     volumes_reused: int = 0
 
 
+def _credentials_annotation(sts: Mapping[str, Any]) -> str | None:
+    template = (sts.get("spec") or {}).get("template") or {}
+    value = ((template.get("metadata") or {}).get("annotations") or {}).get(
+        ANNOTATION_GITHUB_API_CREDS_SECRET
+    )
+    return str(value) if value else None
+
+
 class RunnerSetController:
     def __init__(
         self,
@@ -185,10 +201,10 @@ class RunnerSetController:
         volumes: Informer | None = None,
         clock: Callable[[], float] = time.time,
         suffix: Callable[[], str] = random_suffix,
+        clients: GitHubClients | None = None,
     ) -> None:
         self.kube = kube
-        self.github = github
-        self.directory = directory
+        self.clients = clients or GitHubClients(None, GitHubAPI(github, directory))
         self.recorder = recorder
         self.runner_sets = runner_sets
         self.stateful_sets = stateful_sets
@@ -208,7 +224,34 @@ class RunnerSetController:
         self._reserved: dict[str, float] = {}  # claim uid -> when a volume was reserved for it
 
     # ------------------------------------------------------------------------------- reconcile
+    @property
+    def github(self) -> GitHubClient:
+        """The client of the RunnerSet being reconciled (its githubAPICredentialsFrom, or the default)."""
+        return self.clients.current().github
+
+    @property
+    def directory(self) -> RunnerDirectory:
+        return self.clients.current().directory
+
     async def reconcile(self, key: Key) -> Result | None:
+        obj = self.runner_sets.store.get(key)
+        if obj is not None:
+            secret = credentials_secret(obj)
+        else:  # its StatefulSets remember it in their pod template
+            stateful_sets = self.stateful_sets.store.by_index(INDEX_RUNNERSET, f"{key.namespace}/{key.name}")
+            secret = next(filter(None, map(_credentials_annotation, stateful_sets)), None)
+        try:
+            api = await self.clients.get(key.namespace, secret)
+        except GitHubError as exc:
+            if obj is not None:
+                await self.recorder.warning(obj, exc.reason, str(exc))
+            else:
+                logger.warning("RunnerSet %s: %s", key, exc)
+            return Result(requeue_after=CREDENTIALS_RETRY)
+        async with using(api):
+            return await self._reconcile(key)
+
+    async def _reconcile(self, key: Key) -> Result | None:
         obj = self.runner_sets.store.get(key)
         labelled = [
             s
@@ -890,6 +933,7 @@ def install(controllers: Controllers, *, recycle_volumes: bool = True) -> Runner
         kube=kube,
         github=controllers.github,
         directory=controllers.directory,
+        clients=controllers.clients,
         recorder=controllers.recorder,
         runner_sets=runner_sets,
         stateful_sets=stateful_sets,
