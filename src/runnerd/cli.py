@@ -133,6 +133,11 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--runner-workers", type=int, default=8)
     add_default_labels_flag(p)
     p.add_argument(
+        "--kubernetes-mode-service-accounts",
+        action="store_true",
+        help="containerMode kubernetes without serviceAccountName: a ServiceAccount and Role per runner",
+    )
+    p.add_argument(
         "--credentials-refresh", type=duration, default=60.0, help="re-read githubAPICredentialsFrom Secrets"
     )
     p.add_argument("--runner-group-ttl", type=duration, default=600.0, help="re-read runner group ids after")
@@ -248,6 +253,7 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         github_url=config.github_url,
         common_runner_labels=tuple(x for x in args.common_runner_labels.split(",") if x),
         docker_registry_mirror=args.docker_registry_mirror,
+        service_account_per_runner=args.kubernetes_mode_service_accounts,
     )
     options = ControllerOptions(
         namespace=args.watch_namespace,

@@ -62,6 +62,7 @@ from runnerd.runtime import Forbidden
 from tests.integration.podagent import PodAgent, resolve_env
 from tests.integration.support import job_of, wait_until
 from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, crds
+from tests.unit.chart.test_rbac import KUBERNETES_MODE_ESCALATION, KUBERNETES_MODE_REQUESTS
 
 pytestmark = [pytest.mark.timeout(120)]
 __all__ = ["crds"]  # the CRDs fixture (kubectl apply of crds/), for the test that does not install the chart
@@ -665,6 +666,12 @@ NOT_REACHED = {
     },
     ("patch", "", "secrets"): "per-runner credentials: a Runner's pod replaced; RunnerSet credentials used",
     ("get", "", "secrets"): "githubAPICredentialsFrom: a RunnerDeployment's own credentials Secret",
+    # rbac.allowGrantingKubernetesContainerModePermissions (this test's values set it)
+    **{
+        k: "containerMode kubernetes: a runner's own ServiceAccount and Role"
+        for k in KUBERNETES_MODE_REQUESTS
+    },
+    **{k: "what a kubernetes-mode runner's Role grants" for k in KUBERNETES_MODE_ESCALATION},
     **{(verb, "", "persistentvolumeclaims"): "RunnerSet: volume reuse" for verb in ("delete", "patch")},
     **{(verb, "", "persistentvolumes"): "RunnerSet: volume reuse" for verb in ("get", "patch")},
     ("patch", GROUP, "runnersets"): "an HRA whose target is a RunnerSet",

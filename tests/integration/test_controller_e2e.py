@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -524,3 +525,59 @@ async def test_github_api_credentials_from_a_pat_and_an_app_secret_and_rotation(
 
 async def _at_least(value: Any, n: int) -> bool:
     return bool(await value >= n)
+
+
+async def test_kubernetes_mode_runner_gets_its_own_service_account_and_role(env: Env) -> None:
+    """rbac.allowGrantingKubernetesContainerModePermissions: a kubernetes-mode runner without
+    serviceAccountName runs as its own ServiceAccount, which may do what the container hooks do in
+    its namespace and nothing else; all three objects go with the Runner."""
+    options = env.controllers.runner.options
+    env.controllers.runner.options = dataclasses.replace(
+        options, pod=dataclasses.replace(options.pod, service_account_per_runner=True)
+    )
+    manifest = yaml.safe_load(ARTICLE_RD)
+    manifest["spec"]["template"]["spec"].update(
+        containerMode="kubernetes",
+        workVolumeClaimTemplate={
+            "storageClassName": "standard",
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    )
+    await env.apply(manifest)
+    pod = await wait_until("the runner pod", lambda: _pods(env), 60)
+    name = pod[0]["metadata"]["name"]
+    assert pod[0]["spec"]["serviceAccountName"] == name
+    runner = next(r for r in await env.runners() if r["metadata"]["name"] == name)
+    for kind in ("serviceaccount", "role", "rolebinding"):
+        obj = yaml.safe_load(env.cluster.kubectl("get", kind, name, "-n", env.namespace, "-o", "yaml").stdout)
+        assert [o["uid"] for o in obj["metadata"]["ownerReferences"]] == [runner["metadata"]["uid"]]
+
+    identity = f"system:serviceaccount:{env.namespace}:{name}"
+
+    def can_i(verb: str, resource: str, namespace: str = env.namespace) -> bool:
+        proc = env.cluster.kubectl(
+            "auth", "can-i", verb, resource, "-n", namespace, f"--as={identity}", check=False
+        )
+        return proc.stdout.strip() == "yes"
+
+    for verb, resource in [
+        ("create", "pods"),
+        ("delete", "pods"),
+        ("create", "pods/exec"),
+        ("get", "pods/log"),
+        ("create", "jobs.batch"),
+        ("create", "secrets"),
+    ]:
+        assert can_i(verb, resource), f"the runner may not {verb} {resource}"
+    assert not can_i("create", "pods", "default")  # only its own namespace
+    assert not can_i("create", "deployments.apps")
+    assert not can_i("create", "roles.rbac.authorization.k8s.io")
+
+    await scale(env, "example-runner-deployment", 0)
+
+    async def identity_gone() -> bool:
+        proc = env.cluster.kubectl("get", "serviceaccount", name, "-n", env.namespace, check=False)
+        return proc.returncode != 0
+
+    await wait_until("the ServiceAccount removed with its Runner", identity_gone, 60)

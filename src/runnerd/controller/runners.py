@@ -8,6 +8,7 @@ the first that cannot complete (a busy runner answers 422 to its removal: nothin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -46,7 +47,7 @@ from runnerd.github.errors import (
     RunnerBusyError,
 )
 from runnerd.kube.client import KubeClient
-from runnerd.kube.resources import SECRETS
+from runnerd.kube.resources import ROLE_BINDINGS, ROLES, SECRETS, SERVICE_ACCOUNTS
 from runnerd.reconcile.credentials import build_credentials_secret, replace_patch
 from runnerd.reconcile.hashing import label_value
 from runnerd.reconcile.pod import (
@@ -69,6 +70,7 @@ from runnerd.reconcile.runner import (
     Step,
     decide,
 )
+from runnerd.reconcile.runner_rbac import build_runner_identity
 from runnerd.runtime import (
     AlreadyExists,
     Conflict,
@@ -445,6 +447,11 @@ class RunnerController:
             raise StopSteps(Result()) from None
         try:
             await self._store_credentials(obj, runner, registration)
+            if (
+                manifest["spec"].get("serviceAccountName") == runner.name
+                and not runner.spec.service_account_name
+            ):
+                await self._create_identity(obj, runner)
             await self.kube.create(PODS, manifest, namespace=runner.namespace)
         except AlreadyExists:
             await self._abandon_registration(scope, registration)
@@ -488,6 +495,19 @@ class RunnerController:
                 f"Secret {runner.name} exists and is not this Runner's: remove or rename it",
             )
             raise StopSteps(Result(requeue_after=self.options.max_backoff)) from None
+
+    async def _create_identity(self, obj: Mapping[str, Any], runner: Runner) -> None:
+        """containerMode kubernetes without serviceAccountName: the runner's own ServiceAccount,
+        Role and RoleBinding (:mod:`runnerd.reconcile.runner_rbac`), before its pod."""
+        objects = build_runner_identity(
+            runner.name,
+            runner.namespace,
+            labels={LABEL_RUNNER_NAME: label_value(runner.name)},
+            owner_ref=controller_ref(obj),
+        )
+        for resource, manifest in zip((SERVICE_ACCOUNTS, ROLES, ROLE_BINDINGS), objects, strict=True):
+            with contextlib.suppress(AlreadyExists):
+                await self.kube.create(resource, manifest, namespace=runner.namespace)
 
     async def _abandon_registration(self, scope: Scope, registration: Registration) -> None:
         if isinstance(registration, JitConfig):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -689,7 +690,8 @@ class RunnerSetController:
                 template_hash_=hash_,
                 credentials=kind,
                 runner_id=runner_id,
-                options=self.options.pod,
+                # per-runner ServiceAccounts are made for Runners only: a RunnerSet names its own
+                options=dataclasses.replace(self.options.pod, service_account_per_runner=False),
                 owner_references=[controller_ref(obj)],
                 finalizers=[FINALIZER],
             )

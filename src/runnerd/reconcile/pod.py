@@ -142,8 +142,9 @@ class PodOptions:
     runner_status_update_hook: bool = False  # --runner-status-update-hook
     service_account_per_runner: bool = False
     """containerMode kubernetes (or the status hook) without serviceAccountName: use a ServiceAccount
-    named after the runner (ARC creates one). runnerd does not create it yet, so this is off and such
-    a spec is refused with a message saying which ServiceAccount to provide."""
+    named after the runner, which the Runner controller creates with its Role
+    (``--kubernetes-mode-service-accounts``, :mod:`runnerd.reconcile.runner_rbac`). Off: such a spec
+    is refused with a message saying which ServiceAccount to provide."""
     controller_version: str = __version__
     gpu: g.GpuOptions = field(default_factory=g.GpuOptions)
 
@@ -292,7 +293,8 @@ def _validate(spec: RunnerSpec, mode: RunnerPodMode, options: PodOptions) -> Non
             raise RunnerPodError(
                 "containerMode kubernetes needs serviceAccountName: a ServiceAccount that may create and"
                 " delete pods, pods/exec, pods/log, jobs and secrets in this namespace (the runner"
-                " container hooks run job containers as pods; runnerd does not create it)"
+                " container hooks run job containers as pods), or let runnerd create one per runner"
+                " (chart value rbac.allowGrantingKubernetesContainerModePermissions)"
             )
         if any(v.get("name") == WORK_VOLUME for v in spec.volumes):
             raise RunnerPodError(

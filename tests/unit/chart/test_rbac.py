@@ -21,7 +21,7 @@ import yaml
 
 from devcluster import binaries
 from runnerd.controller import common
-from runnerd.kube.resources import Resource
+from runnerd.kube.resources import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, Resource
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -56,6 +56,8 @@ DYNAMIC = {
     ("autoscaler.py", "target.resource"): [common.RUNNER_DEPLOYMENTS, common.RUNNER_SETS],
     # replicasets._patch_status(kube, RUNNER_REPLICA_SETS | RUNNER_DEPLOYMENTS, ...)
     ("replicasets.py", "resource"): [common.RUNNER_REPLICA_SETS, common.RUNNER_DEPLOYMENTS],
+    # runners._create_identity: a kubernetes-mode runner's ServiceAccount, Role, RoleBinding
+    ("runners.py", "resource"): [SERVICE_ACCOUNTS, ROLES, ROLE_BINDINGS],
     # KubeListWatcher: the resource of each list_watcher() call, found above
     ("client.py", "self.resource"): [],
 }
@@ -70,6 +72,30 @@ NO_REQUEST = {
     ("update", "actions.summerwind.dev", "runnerdeployments/finalizers"),
     ("update", "actions.summerwind.dev", "runnersets/finalizers"),
     ("update", "apps", "statefulsets/finalizers"),
+}
+
+
+# Granted only with rbac.allowGrantingKubernetesContainerModePermissions=true (as in ARC): the
+# per-runner ServiceAccount, Role and RoleBinding of containerMode kubernetes, and what that Role
+# grants (RBAC lets only a holder of a permission grant it).
+KUBERNETES_MODE_VALUE = "rbac.allowGrantingKubernetesContainerModePermissions=true"
+KUBERNETES_MODE_REQUESTS = {
+    ("create", "", "serviceaccounts"),
+    ("create", "rbac.authorization.k8s.io", "roles"),
+    ("create", "rbac.authorization.k8s.io", "rolebindings"),
+}
+KUBERNETES_MODE_ESCALATION = {
+    ("get", "", "pods"),
+    ("create", "", "pods/exec"),
+    ("get", "", "pods/exec"),
+    ("get", "", "pods/log"),
+    ("list", "", "pods/log"),
+    ("watch", "", "pods/log"),
+    ("create", "batch", "jobs"),
+    ("delete", "batch", "jobs"),
+    ("get", "batch", "jobs"),
+    ("list", "batch", "jobs"),
+    ("delete", "", "secrets"),
 }
 
 
@@ -136,18 +162,29 @@ def rules_of(objects: list[dict[str, Any]], kinds: set[str], names: set[str]) ->
     return out
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    home = tmp_path_factory.mktemp("helm")
+def render(home: Path, *values: str) -> list[dict[str, Any]]:
+    sets = [arg for value in values for arg in ("--set", value)]
     proc = subprocess.run(
         [str(binaries.ensure().path("helm")), "template", "rel", str(CHART), "--namespace", "arc",
          "--set", "githubWebhookServer.enabled=true", "--set", "githubWebhookServer.secret.create=true",
-         "--set", "githubWebhookServer.secret.github_webhook_secret_token=x"],
+         "--set", "githubWebhookServer.secret.github_webhook_secret_token=x", *sets],
         env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return render(tmp_path_factory.mktemp("helm"))
+
+
+MANAGER_ROLES = {
+    "rel-actions-runner-controller-manager",
+    "rel-actions-runner-controller-volumes",
+    "rel-actions-runner-controller-leader-election",
+}
 
 
 def test_the_scan_finds_the_controllers_requests() -> None:
@@ -167,16 +204,11 @@ def test_the_scan_finds_the_controllers_requests() -> None:
 def test_controller_rules_are_exactly_the_requests_its_code_makes(rendered: list[dict[str, Any]]) -> None:
     calls = requests_in(CONTROLLER_MODULES)
     needed = {(c.verb, c.group, c.resource) for c in calls}
-    granted = rules_of(
-        rendered,
-        {"ClusterRole", "Role"},
-        {"rel-actions-runner-controller-manager", "rel-actions-runner-controller-volumes",
-         "rel-actions-runner-controller-leader-election"},
-    )  # fmt: skip
+    granted = rules_of(rendered, {"ClusterRole", "Role"}, MANAGER_ROLES)
     missing = sorted(
         f"{c.verb} {c.group or 'core'}/{c.resource} ({c.where})"
         for c in calls
-        if (c.verb, c.group, c.resource) not in granted
+        if (c.verb, c.group, c.resource) not in granted | KUBERNETES_MODE_REQUESTS
     )
     assert not missing, f"the code makes requests the chart does not grant: {missing}"
     extra = sorted(granted - needed - NO_REQUEST)
@@ -195,3 +227,20 @@ def test_webhook_server_rules_cover_its_requests_and_no_more(rendered: list[dict
     }
     needed |= {("create", "", "events"), ("patch", "", "events")}
     assert granted == needed
+
+
+def test_kubernetes_mode_value_grants_the_runner_identity_requests_and_the_role_they_grant(
+    tmp_path: Path,
+) -> None:
+    needed = {(c.verb, c.group, c.resource) for c in requests_in(CONTROLLER_MODULES)}
+    assert needed >= KUBERNETES_MODE_REQUESTS
+    off = rules_of(render(tmp_path), {"ClusterRole", "Role"}, MANAGER_ROLES)
+    on = rules_of(render(tmp_path, KUBERNETES_MODE_VALUE), {"ClusterRole", "Role"}, MANAGER_ROLES)
+    assert not off & KUBERNETES_MODE_REQUESTS
+    assert on - off == KUBERNETES_MODE_REQUESTS | KUBERNETES_MODE_ESCALATION
+    # everything the runner's Role grants, the controller holds (RBAC's escalation check)
+    from runnerd.reconcile.runner_rbac import KUBERNETES_MODE_RULES
+
+    role = {(v, g, r) for rule in KUBERNETES_MODE_RULES for v in rule["verbs"] for g in rule["apiGroups"]
+            for r in rule["resources"]}  # fmt: skip
+    assert role <= on

@@ -382,9 +382,24 @@ def test_accepted_and_ignored_arc_values_change_nothing(helm_bin: Path, tmp_path
         helm_bin, tmp_path,
         "--set", "certManagerEnabled=true", "--set", "admissionWebHooks.caBundle=Q0E=",
         "--set", "runner.statusUpdateHook.enabled=true", "--set", "metrics.proxy.enabled=true",
-        "--set", "rbac.allowGrantingKubernetesContainerModePermissions=true", "--set", "webhookPort=9443",
+        "--set", "webhookPort=9443",
         "--set", "service.port=443", "--set", "githubUploadURL=https://uploads.example.com",
         "--set", "githubWebhookServer.queueLimit=100",
     )  # fmt: skip
     assert baseline.returncode == ignored.returncode == 0, ignored.stderr
     assert ignored.stdout == baseline.stdout
+
+
+def test_kubernetes_mode_permissions_value_turns_on_per_runner_service_accounts(
+    helm_bin: Path, tmp_path: Path
+) -> None:
+    off = render(helm_bin, tmp_path)
+    on = render(helm_bin, tmp_path, "rbac.allowGrantingKubernetesContainerModePermissions=true")
+    assert "--kubernetes-mode-service-accounts" not in container(off.one("Deployment"))["args"]
+    assert "--kubernetes-mode-service-accounts" in container(on.one("Deployment"))["args"]
+    rules = on.one("ClusterRole", "rel-actions-runner-controller-manager")["rules"]
+    assert {
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["roles", "rolebindings"],
+        "verbs": ["create"],
+    } in rules
