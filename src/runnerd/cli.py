@@ -27,7 +27,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from runnerd import __version__, status
+from runnerd import __version__, migrate, status
 from runnerd.api import parse_go_duration
 from runnerd.controller.app import build
 from runnerd.controller.autoscaler import build_webhook_process
@@ -408,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_controller_parser(sub)
     add_webhook_server_parser(sub)
     status.add_status_parser(sub)
+    migrate.add_parser(sub)
     return parser
 
 
@@ -422,6 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_webhook_server(args, os.environ))
     if args.command == "status":
         return asyncio.run(status.run_status(args, os.environ, sys.stdout))
+    if args.command == "migrate-from-arc":
+        setup_logging("warn", "text")
+        return asyncio.run(migrate.run(args, credentials_from_env(os.environ), sys.stdout))
     parser.print_help()
     return 0
 
