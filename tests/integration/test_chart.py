@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import ssl
@@ -43,6 +45,7 @@ from devcluster import binaries
 from devcluster.cluster import Cluster, free_port
 from ghsim import JobSpec, Simulator
 from ghsim.entities import Scope as SimScope
+from runnerd import cli, migrate
 from runnerd.cli import credentials_from_env
 from runnerd.controller.app import build
 from runnerd.controller.common import (
@@ -1028,20 +1031,19 @@ async def test_takes_over_what_arc_left_without_killing_its_busy_runner(
             )
             assert job.runner_name == arc_runner
 
-            # Step 2 of the move, as docs/install.md prints it (ARC's controller is gone).
-            env = {
-                **cluster.env,
-                "PATH": f"{cluster.binaries.kubectl.parent}{os.pathsep}{os.environ['PATH']}",
-            }
-            script = doc_block("<!-- tested: test_chart.py runs this block as written -->")
-            shell = await asyncio.create_subprocess_exec(
-                "bash", "-euo", "pipefail", "-c", script, env=env,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            # Step 4 of the move, as docs/install.md prints it (ARC's controller is gone), with
+            # this cluster's kubeconfig and the simulator's URL and token.
+            command = shlex.split(doc_block("<!-- tested: test_chart.py runs this command as written -->"))
+            assert command[:2] == ["runnerd", "migrate-from-arc"]
+            args = cli.build_parser().parse_args(
+                [*command[1:], "--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace,
+                 "--github-url", sim.base_url, "--interval", "0.5"]
             )  # fmt: skip
-            _, stderr = await asyncio.wait_for(shell.communicate(), 60)
-            assert shell.returncode == 0, stderr.decode()
-            released = await kube.get(PODS, arc_runner, namespace=namespace)
-            assert not released["metadata"].get("finalizers")
+            out = io.StringIO()
+            migration = asyncio.create_task(migrate.run(args, {"github_token": pat}, out))
+            await wait_until("the busy runner seen as busy", lambda: "is busy" in out.getvalue())
+            held = await kube.get(PODS, arc_runner, namespace=namespace)
+            assert held["metadata"].get("finalizers") == ["actions.summerwind.dev/runner-pod"]
 
             # runnerd starts.
             github = GitHubClient(
@@ -1080,10 +1082,14 @@ async def test_takes_over_what_arc_left_without_killing_its_busy_runner(
 
                 await wait_until("ARC's replica set, runner and pod replaced by runnerd's", moved, 45)
                 assert arc_runner not in {r.name for r in world.runners.values()}  # deregistered
+                assert await asyncio.wait_for(migration, 30) == 0, out.getvalue()
             finally:
                 controllers.manager.stop()
+                migration.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, 30)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await migration
                 await github.close()
 
 
