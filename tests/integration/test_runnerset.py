@@ -181,7 +181,6 @@ async def test_runnerset_runs_jobs_and_scales_down_without_killing_a_job(env: En
 
     final = await wait_until("status at 0", lambda: _at_zero(status()))
     assert final["desiredReplicas"] == 0
-    assert final["busyReplicas"] == 0
     assert final["selector"] == "app=rs"
 
 
@@ -191,7 +190,10 @@ async def _empty(items: Any) -> bool:
 
 async def _at_zero(status: Any) -> dict[str, Any] | None:
     s = await status
-    return s if s.get("replicas") == 0 and s.get("readyReplicas") == 0 else None
+    # eventually all zero: a status written while the busy runner's StatefulSet was being deleted
+    # still counts it busy (terminating busy), until the reconcile that sees it gone
+    zero = s.get("replicas") == 0 and s.get("readyReplicas") == 0 and s.get("busyReplicas") == 0
+    return s if zero else None
 
 
 async def test_runnerset_volume_goes_to_the_next_runner(env: Env) -> None:

@@ -91,6 +91,8 @@ _LIFECYCLE = {
     "Deleting": PodStatus.DELETING,
 }
 _DEFAULT_LABELS = frozenset({"self-hosted"})
+POD_SEEN_GRACE = 30.0
+"""How long a pod this process created may be missing from the informer's cache."""
 _WRITTEN_PHASES = frozenset({RunnerPhase.IDLE, RunnerPhase.BUSY, RunnerPhase.FAILED})
 
 
@@ -130,6 +132,7 @@ class RunnerController:
         self._drained: dict[str, float] = {}  # Runner uid -> when its labels were replaced
         self._deleted: dict[str, float] = {}  # Runner uid -> when this process asked to delete it
         self._finalized: dict[str, float] = {}  # Runner uid -> when its finalizer was removed
+        self._pods_made: dict[str, float] = {}  # Runner uid -> when its pod was created, until seen
 
     # ------------------------------------------------------------------------------- observe
     def uses_jit(self, runner: Runner) -> bool:
@@ -180,6 +183,8 @@ class RunnerController:
         uid = runner.metadata.uid or ""
         pod = self.pods.store.get(key)
         pod_state = runner_container_state(pod) if pod is not None else None
+        if pod is not None:
+            self._pods_made.pop(runner.metadata.uid or "", None)
         pod_status = _LIFECYCLE[pod_state.lifecycle] if pod_state else PodStatus.ABSENT
         deleting = runner.metadata.deletion_timestamp is not None
 
@@ -249,6 +254,7 @@ class RunnerController:
             self._drained.pop(uid, None)
             if Step.REMOVE_FINALIZER in decision.steps:
                 self._deleted.pop(uid, None)
+                self._pods_made.pop(uid, None)
 
         if not deleting:
             await self._write_status(obj, runner, decision, pod_state)
@@ -413,6 +419,11 @@ class RunnerController:
         raise AssertionError("unreachable")
 
     async def _create_pod(self, obj: Mapping[str, Any], runner: Runner, scope: Scope) -> None:
+        made = self._pods_made.get(runner.metadata.uid or "")
+        if made is not None and self.clock() - made < POD_SEEN_GRACE:
+            # created a moment ago and not in the cache yet: registering again would overwrite the
+            # credentials in its Secret before its container read them
+            raise StopSteps(Result(requeue_after=1.0))
         try:
             registration = await self._register(obj, runner, scope)
         except RateLimitedError as exc:
@@ -460,6 +471,7 @@ class RunnerController:
             await self._abandon_registration(scope, registration)
             raise
         self.stats.pods_created += 1
+        self._pods_made[runner.metadata.uid or ""] = self.clock()
         mode = "JIT config" if isinstance(registration, JitConfig) else "registration token"
         await self.recorder.normal(obj, "PodCreated", f"created pod {runner.name} ({mode})")
 
