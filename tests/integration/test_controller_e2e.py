@@ -30,6 +30,7 @@ from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, SECRETS
 from runnerd.reconcile.pod import PodOptions
+from runnerd.runtime import Informer
 from tests.integration.podagent import PodAgent
 from tests.integration.support import job_of, wait_until
 
@@ -396,17 +397,36 @@ async def test_registration_without_a_runner_is_removed(env: Env) -> None:
 
 async def test_runner_credentials_are_in_a_secret_owned_by_the_runner(env: Env) -> None:
     """`kubectl get pods -o yaml` shows no token: the pod references a Secret of the Runner's name,
-    owned by the Runner (garbage collection removes it with the Runner)."""
-    await env.apply(yaml.safe_load(ARTICLE_RD))
-    world = env.sim.world
-    await wait_until("a runner online", lambda: [r for r in env.github_runners() if world.runner_online(r)])
-    runner = (await env.runners())[0]
-    name = runner["metadata"]["name"]
-    secret = await env.kube.get(SECRETS, name, namespace=env.namespace)
+    owned by the Runner (garbage collection removes it with the Runner); once the runner is online
+    the credential leaves the Secret too."""
+    written: list[dict[str, Any]] = []
+    secrets = Informer("test-secrets", env.kube.list_watcher(SECRETS, namespace=env.namespace))
+    secrets.add_handler(lambda event: written.append(event.obj) if event.obj.get("data") else None)
+    watching = asyncio.create_task(secrets.run())
+    try:
+        await secrets.wait_synced()
+        await env.apply(yaml.safe_load(ARTICLE_RD))
+        world = env.sim.world
+        await wait_until(
+            "a runner online", lambda: [r for r in env.github_runners() if world.runner_online(r)]
+        )
+        runner = (await env.runners())[0]
+        name = runner["metadata"]["name"]
+
+        async def consumed() -> dict[str, Any] | None:
+            obj = await env.kube.get(SECRETS, name, namespace=env.namespace)
+            return None if obj.get("data") else obj
+
+        secret = await wait_until("the credential removed from the Secret", consumed)
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
     assert [(o["kind"], o["uid"]) for o in secret["metadata"]["ownerReferences"]] == [
         ("Runner", runner["metadata"]["uid"])
     ]
-    ((key, encoded),) = secret["data"].items()
+    assert secret["metadata"]["annotations"]["runnerd.dev/credentials-consumed"] == "true"
+    ((key, encoded),) = next(s for s in written if s["metadata"]["name"] == name)["data"].items()
     value = base64.b64decode(encoded).decode()
     assert key in ("RUNNER_TOKEN", "ACTIONS_RUNNER_INPUT_JITCONFIG")
     assert len(value) > 8

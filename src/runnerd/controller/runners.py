@@ -8,7 +8,6 @@ the first that cannot complete (a busy runner answers 422 to its removal: nothin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +37,7 @@ from runnerd.controller.common import (
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.orphans import carries
+from runnerd.controller.runner_objects import RunnerObjects
 from runnerd.github import GitHubClient, Scope
 from runnerd.github.errors import (
     ConflictError,
@@ -47,11 +47,7 @@ from runnerd.github.errors import (
     RunnerBusyError,
 )
 from runnerd.kube.client import KubeClient
-from runnerd.kube.resources import ROLE_BINDINGS, ROLES, SECRETS, SERVICE_ACCOUNTS
-from runnerd.reconcile.credentials import build_credentials_secret, replace_patch
-from runnerd.reconcile.hashing import label_value
 from runnerd.reconcile.pod import (
-    LABEL_RUNNER_NAME,
     JitConfig,
     Registration,
     RegistrationToken,
@@ -70,7 +66,6 @@ from runnerd.reconcile.runner import (
     Step,
     decide,
 )
-from runnerd.reconcile.runner_rbac import build_runner_identity
 from runnerd.runtime import (
     AlreadyExists,
     Conflict,
@@ -133,6 +128,7 @@ class RunnerController:
         self._deleted: dict[str, float] = {}  # Runner uid -> when this process asked to delete it
         self._finalized: dict[str, float] = {}  # Runner uid -> when its finalizer was removed
         self._pods_made: dict[str, float] = {}  # Runner uid -> when its pod was created, until seen
+        self.objects = RunnerObjects(kube, recorder, conflict_retry=options.max_backoff)
 
     # ------------------------------------------------------------------------------- observe
     def uses_jit(self, runner: Runner) -> bool:
@@ -229,6 +225,8 @@ class RunnerController:
             next_attempt_at=backoff.next_attempt_at,
         )
         decision = decide(facts)
+        if github_state in (GitHubState.IDLE, GitHubState.BUSY) and pod_state is not None and not deleting:
+            await self.objects.consume(runner)  # online: its container has read the credential
         if pod_state is not None and pod_state.stuck and not deleting:
             await self.recorder.warning(obj, pod_state.reason or pod_state.phase.value, pod_state.message)
 
@@ -255,6 +253,7 @@ class RunnerController:
             if Step.REMOVE_FINALIZER in decision.steps:
                 self._deleted.pop(uid, None)
                 self._pods_made.pop(uid, None)
+                self.objects.forget(uid)
 
         if not deleting:
             await self._write_status(obj, runner, decision, pod_state)
@@ -457,12 +456,12 @@ class RunnerController:
             await self.recorder.warning(obj, "InvalidRunnerPod", str(exc))
             raise StopSteps(Result()) from None
         try:
-            await self._store_credentials(obj, runner, registration)
+            await self.objects.store_credentials(obj, runner, registration)
             if (
                 manifest["spec"].get("serviceAccountName") == runner.name
                 and not runner.spec.service_account_name
             ):
-                await self._create_identity(obj, runner)
+                await self.objects.create_identity(obj, runner)
             await self.kube.create(PODS, manifest, namespace=runner.namespace)
         except AlreadyExists:
             await self._abandon_registration(scope, registration)
@@ -474,52 +473,6 @@ class RunnerController:
         self._pods_made[runner.metadata.uid or ""] = self.clock()
         mode = "JIT config" if isinstance(registration, JitConfig) else "registration token"
         await self.recorder.normal(obj, "PodCreated", f"created pod {runner.name} ({mode})")
-
-    async def _store_credentials(
-        self, obj: Mapping[str, Any], runner: Runner, registration: Registration
-    ) -> None:
-        """The runner's credential into its Secret (named as the Runner, owned by it): created, or
-        overwritten when it is left from an earlier pod of this Runner; the pod only references it."""
-        secret = build_credentials_secret(
-            runner.name,
-            runner.namespace,
-            registration,
-            owner_ref=controller_ref(obj),
-            labels={LABEL_RUNNER_NAME: label_value(runner.name)},
-        )
-        try:
-            await self.kube.create(SECRETS, secret, namespace=runner.namespace)
-            return
-        except AlreadyExists:
-            pass
-        try:
-            await self.kube.patch(
-                SECRETS,
-                runner.name,
-                replace_patch(registration, runner.metadata.uid or ""),
-                namespace=runner.namespace,
-                patch_type="json",
-            )
-        except Invalid:
-            await self.recorder.warning(
-                obj,
-                "CredentialsSecretConflict",
-                f"Secret {runner.name} exists and is not this Runner's: remove or rename it",
-            )
-            raise StopSteps(Result(requeue_after=self.options.max_backoff)) from None
-
-    async def _create_identity(self, obj: Mapping[str, Any], runner: Runner) -> None:
-        """containerMode kubernetes without serviceAccountName: the runner's own ServiceAccount,
-        Role and RoleBinding (:mod:`runnerd.reconcile.runner_rbac`), before its pod."""
-        objects = build_runner_identity(
-            runner.name,
-            runner.namespace,
-            labels={LABEL_RUNNER_NAME: label_value(runner.name)},
-            owner_ref=controller_ref(obj),
-        )
-        for resource, manifest in zip((SERVICE_ACCOUNTS, ROLES, ROLE_BINDINGS), objects, strict=True):
-            with contextlib.suppress(AlreadyExists):
-                await self.kube.create(resource, manifest, namespace=runner.namespace)
 
     async def _abandon_registration(self, scope: Scope, registration: Registration) -> None:
         if isinstance(registration, JitConfig):

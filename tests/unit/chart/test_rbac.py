@@ -56,8 +56,8 @@ DYNAMIC = {
     ("autoscaler.py", "target.resource"): [common.RUNNER_DEPLOYMENTS, common.RUNNER_SETS],
     # replicasets._patch_status(kube, RUNNER_REPLICA_SETS | RUNNER_DEPLOYMENTS, ...)
     ("replicasets.py", "resource"): [common.RUNNER_REPLICA_SETS, common.RUNNER_DEPLOYMENTS],
-    # runners._create_identity: a kubernetes-mode runner's ServiceAccount, Role, RoleBinding
-    ("runners.py", "resource"): [SERVICE_ACCOUNTS, ROLES, ROLE_BINDINGS],
+    # RunnerObjects.create_identity: a kubernetes-mode runner's ServiceAccount, Role, RoleBinding
+    ("runner_objects.py", "resource"): [SERVICE_ACCOUNTS, ROLES, ROLE_BINDINGS],
     # KubeListWatcher: the resource of each list_watcher() call, found above
     ("client.py", "self.resource"): [],
 }
