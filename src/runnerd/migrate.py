@@ -88,19 +88,15 @@ class Migration:
         return found
 
     async def remove_arc_webhooks(self) -> None:
-        for resource in (MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS):
-            for name in m.ARC_WEBHOOK_CONFIGURATIONS:
-                if "mutating" in name and resource is not MUTATING_WEBHOOKS:
-                    continue
-                if "validating" in name and resource is not VALIDATING_WEBHOOKS:
-                    continue
-                try:
-                    await self.kube.get(resource, name)
-                except NotFound:
-                    continue
-                self.say(f"delete {resource.kind} {name} (ARC's; it fails closed without ARC)")
-                if not self.dry_run:
-                    await self.kube.delete(resource, name, missing_ok=True)
+        mutating, validating = m.ARC_WEBHOOK_CONFIGURATIONS
+        for resource, name in ((MUTATING_WEBHOOKS, mutating), (VALIDATING_WEBHOOKS, validating)):
+            try:
+                await self.kube.get(resource, name)
+            except NotFound:
+                continue
+            self.say(f"delete {resource.kind} {name} (ARC's; it fails closed without ARC)")
+            if not self.dry_run:
+                await self.kube.delete(resource, name, missing_ok=True)
 
     async def github_states(self, pods: list[Obj], sets: list[Obj]) -> dict[tuple[str, str], GitHubState]:
         """GitHub's state of each ARC runner, by (namespace, runner name); absent when unknown."""

@@ -169,7 +169,12 @@ async def test_runnerset_runs_jobs_and_scales_down_without_killing_a_job(env: En
         "only the busy runner left", lambda: [r.name for r in world.runners.values()] == [busy], within=10
     )
     assert world.jobs[long_job].status != "completed"
-    assert [f"{s['metadata']['name']}-0" for s in await env.statefulsets("rs")] == [busy]
+
+    async def runner_sets() -> list[str]:
+        return [f"{s['metadata']['name']}-0" for s in await env.statefulsets("rs")]
+
+    # the idle runner's StatefulSet is deleted right after its deregistration (a moment later)
+    await wait_until("only the busy runner's StatefulSet left", lambda: _equals(runner_sets(), [busy]), 5)
     await wait_until("the long job done", lambda: world.jobs[long_job].status == "completed", within=15)
     assert world.jobs[long_job].conclusion == "success"
     await wait_until("no StatefulSet left", lambda: _empty(env.statefulsets("rs")))
@@ -288,3 +293,7 @@ async def test_runnerset_template_change_rolls_runners_without_killing_a_job(env
     await wait_until("only the new runner left", only_new)
     status = (await env.kube.get(RUNNER_SETS, "roll", namespace=env.namespace)).get("status") or {}
     assert status.get("updatedReplicas") == 1
+
+
+async def _equals(value: Any, expected: object) -> bool:
+    return bool(await value == expected)
