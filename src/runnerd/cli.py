@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -26,11 +27,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from runnerd import __version__, status
+from runnerd import __version__, migrate, status
 from runnerd.api import parse_go_duration
 from runnerd.controller.app import build
 from runnerd.controller.autoscaler import build_webhook_process
 from runnerd.controller.common import ControllerOptions
+from runnerd.controller.orphans import resolve_installation_label
 from runnerd.github import GitHubClient, GitHubConfig, load_credentials
 from runnerd.github.errors import CredentialsError, GitHubConfigError
 from runnerd.kube.client import KubeClient
@@ -141,6 +143,28 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
         default=True,
         help="hand RunnerSet volumes on to the next runner (needs cluster-wide persistentvolumes rights)",
     )
+    add_default_labels_flag(p)
+    p.add_argument(
+        "--kubernetes-mode-service-accounts",
+        action="store_true",
+        help="containerMode kubernetes without serviceAccountName: a ServiceAccount and Role per runner",
+    )
+    p.add_argument(
+        "--credentials-refresh", type=duration, default=60.0, help="re-read githubAPICredentialsFrom Secrets"
+    )
+    p.add_argument("--runner-group-ttl", type=duration, default=600.0, help="re-read runner group ids after")
+    p.add_argument(
+        "--installation-id",
+        default=os.environ.get("RUNNERD_INSTALLATION_ID") or "",
+        help="marks this installation's GitHub registrations (default: from the cluster's kube-system"
+        " Namespace UID and the watched namespace)",
+    )
+    p.add_argument(
+        "--orphan-grace",
+        type=duration,
+        default=900.0,
+        help="remove this installation's registrations without a Runner only after this long offline",
+    )
     p.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     # Off unless asked for (ARC's chart passes --metrics-addr): several controllers may share a host in tests.
@@ -155,6 +179,15 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     )
     p.add_argument("--webhook-poll-max-calls-per-hour", type=int, default=1000)
     p.add_argument("--disable-webhook-poll", action="store_true", help="no safety-net poll")
+
+
+def add_default_labels_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--github-default-labels",
+        default="",
+        help="comma-separated labels GitHub gives every runner (e.g. linux,x64) that job matching counts;"
+        " default none, as ARC",
+    )
 
 
 def add_endpoint_flags(p: argparse.ArgumentParser, *, metrics: str, health: str) -> None:
@@ -238,6 +271,7 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         github_url=config.github_url,
         common_runner_labels=tuple(x for x in args.common_runner_labels.split(",") if x),
         docker_registry_mirror=args.docker_registry_mirror,
+        service_account_per_runner=args.kubernetes_mode_service_accounts,
     )
     options = ControllerOptions(
         namespace=args.watch_namespace,
@@ -246,6 +280,10 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         registration_mode=args.registration_mode,
         drain_grace=args.drain_grace,
         runner_workers=args.runner_workers,
+        orphan_grace=args.orphan_grace,
+        github_default_labels=tuple(x for x in args.github_default_labels.split(",") if x),
+        runner_group_ttl=args.runner_group_ttl,
+        credentials_refresh=args.credentials_refresh,
         pod=pod_options,
     )
     identity = env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
@@ -253,6 +291,8 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         await KubeClient.connect(args.kubeconfig) as kube,
         GitHubClient(credentials, config=config, user_agent=f"runnerd/{__version__}") as github,
     ):
+        label = await resolve_installation_label(kube, args.installation_id, options.namespace)
+        options = dataclasses.replace(options, pod=dataclasses.replace(pod_options, installation_label=label))
         elector = None
         if args.enable_leader_election:
             elector = LeaderElector(
@@ -305,6 +345,7 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         finally:
             remove()
             await autoscaling.close()
+            await controllers.clients.close()
     log.info("runnerd controller stopped")
     return 0
 
@@ -316,6 +357,7 @@ def add_webhook_server_parser(sub: argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument("--webhook-addr", default=":8000")
     add_endpoint_flags(p, metrics=":8080", health="0")
     p.add_argument("--common-runner-labels", default="", help="comma-separated labels every runner has")
+    add_default_labels_flag(p)
     p.add_argument("--github-url", default=os.environ.get("GITHUB_URL") or None, help="GitHub API URL")
     p.add_argument("--github-enterprise-url", default=os.environ.get("GITHUB_ENTERPRISE_URL") or None)
     p.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
@@ -336,7 +378,7 @@ async def run_webhook_server(args: argparse.Namespace, env: Mapping[str, str]) -
         log.error("--webhook-addr cannot be 0 for the webhook server")
         return 2
     secret = args.github_webhook_secret_token or ""
-    labels = tuple(x for x in args.common_runner_labels.split(",") if x)
+    labels = tuple(x for x in f"{args.common_runner_labels},{args.github_default_labels}".split(",") if x)
     identity = env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     github: GitHubClient | None = None
     if args.use_runner_groups_visibility:
@@ -396,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_controller_parser(sub)
     add_webhook_server_parser(sub)
     status.add_status_parser(sub)
+    migrate.add_parser(sub)
     return parser
 
 
@@ -410,6 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_webhook_server(args, os.environ))
     if args.command == "status":
         return asyncio.run(status.run_status(args, os.environ, sys.stdout))
+    if args.command == "migrate-from-arc":
+        setup_logging("warn", "text")
+        return asyncio.run(migrate.run(args, credentials_from_env(os.environ), sys.stdout))
     parser.print_help()
     return 0
 

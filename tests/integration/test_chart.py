@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import ssl
@@ -44,6 +46,7 @@ from devcluster import binaries
 from devcluster.cluster import Cluster, free_port
 from ghsim import JobSpec, Simulator
 from ghsim.entities import Scope as SimScope
+from runnerd import cli, migrate
 from runnerd.cli import credentials_from_env
 from runnerd.controller.app import build
 from runnerd.controller.common import (
@@ -63,6 +66,7 @@ from runnerd.runtime import Forbidden
 from tests.integration.podagent import PodAgent, resolve_env
 from tests.integration.support import job_of, wait_until
 from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, crds
+from tests.unit.chart.test_rbac import KUBERNETES_MODE_ESCALATION, KUBERNETES_MODE_REQUESTS
 
 pytestmark = [pytest.mark.timeout(120)]
 __all__ = ["crds"]  # the CRDs fixture (kubectl apply of crds/), for the test that does not install the chart
@@ -664,7 +668,14 @@ NOT_REACHED = {
         (verb, "apps", "statefulsets"): "RunnerSet: one StatefulSet per runner"
         for verb in ("create", "delete", "get", "patch")
     },
-    **{(verb, "", "secrets"): "RunnerSet: per-runner credentials" for verb in ("create", "patch")},
+    ("patch", "", "secrets"): "per-runner credentials: a Runner's pod replaced; RunnerSet credentials used",
+    ("get", "", "secrets"): "githubAPICredentialsFrom: a RunnerDeployment's own credentials Secret",
+    # rbac.allowGrantingKubernetesContainerModePermissions (this test's values set it)
+    **{
+        k: "containerMode kubernetes: a runner's own ServiceAccount and Role"
+        for k in KUBERNETES_MODE_REQUESTS
+    },
+    **{k: "what a kubernetes-mode runner's Role grants" for k in KUBERNETES_MODE_ESCALATION},
     **{(verb, "", "persistentvolumeclaims"): "RunnerSet: volume reuse" for verb in ("delete", "patch")},
     **{(verb, "", "persistentvolumes"): "RunnerSet: volume reuse" for verb in ("get", "patch")},
     ("patch", GROUP, "runnersets"): "an HRA whose target is a RunnerSet",
@@ -865,7 +876,9 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
             used = {(a.verb, a.group, a.resource) for a in proxy.accesses}
             places = {(a.namespace, a.resource) for a in proxy.accesses}
             assert {ns for ns, _ in places} <= {runners_ns, namespace, None}
-            assert {r for ns, r in places if ns is None} <= {"persistentvolumes"}
+            # cluster-wide: volumes, and the kube-system Namespace (the installation id; the rule
+            # names that one Namespace, so any other would have been refused above)
+            assert {r for ns, r in places if ns is None} <= {"persistentvolumes", "namespaces"}
             assert {r for ns, r in places if ns == namespace} == {"leases"}
             assert {
                 ("update", "coordination.k8s.io", "leases"),
@@ -933,8 +946,12 @@ def test_without_runner_sets_nothing_outside_the_namespace_and_no_secrets_or_vol
     cluster: Cluster, helm_bin: Path, namespace: str, namespaces: tuple[str, str], tmp_path: Path
 ) -> None:
     """Issue 13 finding 6 on a real API server: ``scope.singleNamespace`` grants nothing outside its
-    namespace once RunnerSets are off, and cluster-wide without RunnerSets no Secret, StatefulSet,
-    claim or PersistentVolume right is left anywhere (kube-system included)."""
+    namespace once RunnerSets are off but the read of the cluster's id (the kube-system Namespace, by
+    name), and cluster-wide without RunnerSets no StatefulSet, claim or PersistentVolume right and no
+    Secret listing is left anywhere (kube-system included). A Runner's credentials Secret is created,
+    read and patched by name, wherever Runners may live."""
+    cluster_id = {("get", "", "namespaces")}  # resourceNames: [kube-system] (tests/unit/chart)
+    by_name = {("create", "", "secrets"), ("get", "", "secrets"), ("patch", "", "secrets")}
     runners_ns, other_ns = namespaces
     single, wide = f"{namespace}-one", f"{namespace}-all"
     off = {"runnerSets": {"enabled": False}}
@@ -945,8 +962,9 @@ def test_without_runner_sets_nothing_outside_the_namespace_and_no_secrets_or_vol
         inside = rules_review(cluster, token, runners_ns)
         assert ("create", "", "pods") in inside
         for ns in (other_ns, "kube-system", "default"):
-            assert rules_review(cluster, token, ns) == set(), ns
-        assert not {r for r in inside if r[2] in ("secrets", "statefulsets", "persistentvolumeclaims")}
+            assert rules_review(cluster, token, ns) == cluster_id, ns
+        assert not {r for r in inside if r[2] in ("statefulsets", "persistentvolumeclaims")}
+        assert {r for r in inside if r[2] == "secrets"} == by_name
 
         install(cluster, helm_bin, tmp_path, wide, namespace, off)
         token = service_account_token(cluster, namespace, f"{wide}-actions-runner-controller")
@@ -958,7 +976,7 @@ def test_without_runner_sets_nothing_outside_the_namespace_and_no_secrets_or_vol
                 for r in granted
                 if r[2] in ("secrets", "statefulsets", "persistentvolumeclaims", "persistentvolumes")
             }
-            assert touched == set(), (ns, touched)
+            assert touched == by_name, (ns, touched)
     finally:
         uninstall(cluster, helm_bin, tmp_path, single, namespace)
         uninstall(cluster, helm_bin, tmp_path, wide, namespace)
@@ -1084,20 +1102,19 @@ async def test_takes_over_what_arc_left_without_killing_its_busy_runner(
             )
             assert job.runner_name == arc_runner
 
-            # Step 2 of the move, as docs/install.md prints it (ARC's controller is gone).
-            env = {
-                **cluster.env,
-                "PATH": f"{cluster.binaries.kubectl.parent}{os.pathsep}{os.environ['PATH']}",
-            }
-            script = doc_block("<!-- tested: test_chart.py runs this block as written -->")
-            shell = await asyncio.create_subprocess_exec(
-                "bash", "-euo", "pipefail", "-c", script, env=env,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            # Step 4 of the move, as docs/install.md prints it (ARC's controller is gone), with
+            # this cluster's kubeconfig and the simulator's URL and token.
+            command = shlex.split(doc_block("<!-- tested: test_chart.py runs this command as written -->"))
+            assert command[:2] == ["runnerd", "migrate-from-arc"]
+            args = cli.build_parser().parse_args(
+                [*command[1:], "--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace,
+                 "--github-url", sim.base_url, "--interval", "0.5"]
             )  # fmt: skip
-            _, stderr = await asyncio.wait_for(shell.communicate(), 60)
-            assert shell.returncode == 0, stderr.decode()
-            released = await kube.get(PODS, arc_runner, namespace=namespace)
-            assert not released["metadata"].get("finalizers")
+            out = io.StringIO()
+            migration = asyncio.create_task(migrate.run(args, {"github_token": pat}, out))
+            await wait_until("the busy runner seen as busy", lambda: "is busy" in out.getvalue())
+            held = await kube.get(PODS, arc_runner, namespace=namespace)
+            assert held["metadata"].get("finalizers") == ["actions.summerwind.dev/runner-pod"]
 
             # runnerd starts.
             github = GitHubClient(
@@ -1136,10 +1153,14 @@ async def test_takes_over_what_arc_left_without_killing_its_busy_runner(
 
                 await wait_until("ARC's replica set, runner and pod replaced by runnerd's", moved, 45)
                 assert arc_runner not in {r.name for r in world.runners.values()}  # deregistered
+                assert await asyncio.wait_for(migration, 30) == 0, out.getvalue()
             finally:
                 controllers.manager.stop()
+                migration.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, 30)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await migration
                 await github.close()
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +16,21 @@ import yaml
 
 from devcluster.cluster import Cluster
 from ghsim import JobSpec, Simulator
+from ghsim.state import generate_app_key
 from runnerd.controller.app import Controllers, build
-from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNER_REPLICA_SETS, RUNNERS, ControllerOptions
+from runnerd.controller.common import (
+    HORIZONTAL_RUNNER_AUTOSCALERS,
+    RUNNER_DEPLOYMENTS,
+    RUNNER_REPLICA_SETS,
+    RUNNERS,
+    ControllerOptions,
+)
+from runnerd.controller.orphans import resolve_installation_label
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
-from runnerd.kube.resources import PODS
+from runnerd.kube.resources import PODS, SECRETS
 from runnerd.reconcile.pod import PodOptions
+from runnerd.runtime import Informer
 from tests.integration.podagent import PodAgent
 from tests.integration.support import job_of, wait_until
 
@@ -78,7 +89,13 @@ async def env(
             registering_max_age=0.5,
             drain_grace=2.0,
             orphan_sweep_period=1.0,
-            pod=PodOptions(runner_image="ghcr.io/runnerd/runner:test", github_url=sim.base_url + "/"),
+            orphan_grace=1.0,
+            credentials_refresh=1.0,
+            pod=PodOptions(
+                runner_image="ghcr.io/runnerd/runner:test",
+                github_url=sim.base_url + "/",
+                installation_label=await resolve_installation_label(kube, "", namespace),
+            ),
         )
         controllers = build(kube=kube, github=github, options=options)
         task = asyncio.create_task(controllers.manager.run(), name="manager")
@@ -91,6 +108,7 @@ async def env(
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, 30)
             finally:
+                await controllers.clients.close()
                 await github.close()
                 await kube.close()
 
@@ -359,10 +377,219 @@ async def test_registration_without_a_runner_is_removed(env: Env) -> None:
     # a registration left behind, e.g. by a Runner whose finalizer was removed by hand
     from ghsim import Scope as SimScope
 
-    orphan, _ = world.generate_jit(SimScope("repo", REPO), f"{rrs}-gone1", 1, ["self-hosted", "arc-runner"])
+    ours = env.controllers.options.pod.installation_label
+    assert ours.startswith("runnerd-")
+    orphan, _ = world.generate_jit(
+        SimScope("repo", REPO), f"{rrs}-gone1", 1, ["self-hosted", "arc-runner", ours]
+    )
     stranger, _ = world.generate_jit(SimScope("repo", REPO), "someone-elses-runner", 1, ["self-hosted"])
+    # same name scheme, another installation (a second cluster with the same RunnerDeployment)
+    twin, _ = world.generate_jit(
+        SimScope("repo", REPO), f"{rrs}-gone2", 1, ["arc-runner", "runnerd-other1234"]
+    )
     await wait_until(
         "the orphan removed", lambda: orphan.name not in {r.name for r in env.github_runners()}, 30
     )
     assert stranger.name in {r.name for r in env.github_runners()}  # not ours: never touched
+    assert twin.name in {r.name for r in env.github_runners()}
     assert [r.name for r in env.github_runners() if world.runner_online(r)]  # the live runner stays
+
+
+async def test_runner_credentials_are_in_a_secret_owned_by_the_runner(env: Env) -> None:
+    """`kubectl get pods -o yaml` shows no token: the pod references a Secret of the Runner's name,
+    owned by the Runner (garbage collection removes it with the Runner); once the runner is online
+    the credential leaves the Secret too."""
+    written: list[dict[str, Any]] = []
+    secrets = Informer("test-secrets", env.kube.list_watcher(SECRETS, namespace=env.namespace))
+    secrets.add_handler(lambda event: written.append(event.obj) if event.obj.get("data") else None)
+    watching = asyncio.create_task(secrets.run())
+    try:
+        await secrets.wait_synced()
+        await env.apply(yaml.safe_load(ARTICLE_RD))
+        world = env.sim.world
+        await wait_until(
+            "a runner online", lambda: [r for r in env.github_runners() if world.runner_online(r)]
+        )
+        runner = (await env.runners())[0]
+        name = runner["metadata"]["name"]
+
+        async def consumed() -> dict[str, Any] | None:
+            obj = await env.kube.get(SECRETS, name, namespace=env.namespace)
+            return None if obj.get("data") else obj
+
+        secret = await wait_until("the credential removed from the Secret", consumed)
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+    assert [(o["kind"], o["uid"]) for o in secret["metadata"]["ownerReferences"]] == [
+        ("Runner", runner["metadata"]["uid"])
+    ]
+    assert secret["metadata"]["annotations"]["runnerd.dev/credentials-consumed"] == "true"
+    ((key, encoded),) = next(s for s in written if s["metadata"]["name"] == name)["data"].items()
+    value = base64.b64decode(encoded).decode()
+    assert key in ("RUNNER_TOKEN", "ACTIONS_RUNNER_INPUT_JITCONFIG")
+    assert len(value) > 8
+    for kind in ("pods", "runners", "events", "runnerreplicasets", "runnerdeployments"):
+        dump = env.cluster.kubectl("get", kind, "-n", env.namespace, "-o", "yaml").stdout
+        assert value not in dump, f"the runner's credential is readable in {kind}"
+    pod = yaml.safe_load(env.cluster.kubectl("get", "pod", name, "-n", env.namespace, "-o", "yaml").stdout)
+    runner_env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    assert runner_env[key] == {"name": key, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+
+    # removed with its Runner by garbage collection (the test of that is the owner reference: the
+    # collector's first sight of a new CRD's objects can take half a minute)
+    assert secret["metadata"]["ownerReferences"][0]["controller"] is True
+
+
+async def test_github_api_credentials_from_a_pat_and_an_app_secret_and_rotation(env: Env) -> None:
+    """Two RunnerDeployments in organizations the controller's own token cannot reach, each with
+    its own Secret (a PAT, a GitHub App): both run a job; the PAT is rotated in its Secret and the
+    next runner registers with the new one, without a restart."""
+    world = env.sim.world
+    for org in ("team-a", "team-b"):
+        world.create_org(org)
+        world.create_repo(org, "app")
+    env.github.rotate(PersonalAccessToken(world.create_pat("ops", orgs=["octo-org"]).token))
+    old_pat = world.create_pat("alice", orgs=["team-a"]).token
+    private_key, public_key = generate_app_key()
+    app = world.create_app("team-b-runners", public_key, owner="team-b")
+    installation = world.create_installation(app.id, "team-b")
+    secrets = {
+        "team-a-github": {"github_token": old_pat},
+        "team-b-github": {
+            "github_app_id": str(app.id),
+            "github_app_installation_id": str(installation.id),
+            "github_app_private_key": private_key,
+        },
+    }
+    for name, data in secrets.items():
+        await env.kube.create(
+            SECRETS,
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data},
+            namespace=env.namespace,
+        )
+    for org in ("team-a", "team-b"):
+        manifest = yaml.safe_load(ARTICLE_RD)
+        manifest["metadata"]["name"] = f"{org}-runners"
+        spec = manifest["spec"]["template"]["spec"]
+        spec["repository"] = f"{org}/app"
+        spec["githubAPICredentialsFrom"] = {"secretRef": {"name": f"{org}-github"}}
+        await env.apply(manifest)
+
+    def online(org: str) -> list[Any]:
+        return [
+            r for r in env.github_runners() if world.runner_online(r) and r.scope.name.startswith(f"{org}/")
+        ]
+
+    for org in ("team-a", "team-b"):
+        await wait_until(f"a runner of {org} online", lambda org=org: online(org), 60)
+        run = world.enqueue_run(
+            world.repo_by_name(f"{org}/app"), [JobSpec(("self-hosted", "arc-runner"), "j", 0.2)]
+        )
+        await wait_until(
+            f"{org}'s job done", lambda run=run: world.jobs[run.job_ids[0]].conclusion == "success", 60
+        )
+    assert {a.secret for a in env.controllers.clients.apis()} == {
+        "",
+        f"{env.namespace}/team-a-github",
+        f"{env.namespace}/team-b-github",
+    }
+
+    # an HRA with its own credentials (the App) counts team-b's jobs the controller's token cannot see
+    hra = {
+        "apiVersion": "actions.summerwind.dev/v1alpha1",
+        "kind": "HorizontalRunnerAutoscaler",
+        "metadata": {"name": "team-b-hra"},
+        "spec": {
+            "scaleTargetRef": {"name": "team-b-runners"},
+            "minReplicas": 0,
+            "maxReplicas": 3,
+            "githubAPICredentialsFrom": {"secretRef": {"name": "team-b-github"}},
+            "metrics": [{"type": "TotalNumberOfQueuedAndInProgressWorkflowRuns", "repositoryNames": ["app"]}],
+        },
+    }
+    await env.kube.create(HORIZONTAL_RUNNER_AUTOSCALERS, hra, namespace=env.namespace)
+    jobs = [JobSpec(("self-hosted", "arc-runner"), f"long-{i}", 30.0) for i in range(3)]
+    world.enqueue_run(world.repo_by_name("team-b/app"), jobs)
+
+    async def team_b_replicas() -> int:
+        rd = await env.kube.get(RUNNER_DEPLOYMENTS, "team-b-runners", namespace=env.namespace)
+        return int(rd["spec"].get("replicas") or 0)
+
+    await wait_until("the HRA scales team-b for its 3 jobs", lambda: _at_least(team_b_replicas(), 3), 60)
+
+    # rotation: the Secret gets a new token and the old one stops working
+    new_pat = world.create_pat("alice2", orgs=["team-a"]).token
+    await env.kube.patch(
+        SECRETS, "team-a-github", {"stringData": {"github_token": new_pat}}, namespace=env.namespace
+    )
+    world.pats.pop(old_pat)  # revoked
+    await wait_until("the rotation picked up", lambda: env.controllers.clients.rotations >= 1, 30)
+    before = {r.name for r in online("team-a")}
+    await scale(env, "team-a-runners", 2)
+    await wait_until("a second team-a runner online", lambda: {r.name for r in online("team-a")} - before, 60)
+
+    dump = env.cluster.kubectl("get", "events,pods,runners", "-n", env.namespace, "-o", "yaml").stdout
+    for secret in (old_pat, new_pat, private_key.splitlines()[1]):
+        assert secret not in dump
+
+
+async def _at_least(value: Any, n: int) -> bool:
+    return bool(await value >= n)
+
+
+async def test_kubernetes_mode_runner_gets_its_own_service_account_and_role(env: Env) -> None:
+    """rbac.allowGrantingKubernetesContainerModePermissions: a kubernetes-mode runner without
+    serviceAccountName runs as its own ServiceAccount, which may do what the container hooks do in
+    its namespace and nothing else; all three objects go with the Runner."""
+    options = env.controllers.runner.options
+    env.controllers.runner.options = dataclasses.replace(
+        options, pod=dataclasses.replace(options.pod, service_account_per_runner=True)
+    )
+    manifest = yaml.safe_load(ARTICLE_RD)
+    manifest["spec"]["template"]["spec"].update(
+        containerMode="kubernetes",
+        workVolumeClaimTemplate={
+            "storageClassName": "standard",
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    )
+    await env.apply(manifest)
+    pod = await wait_until("the runner pod", lambda: _pods(env), 60)
+    name = pod[0]["metadata"]["name"]
+    assert pod[0]["spec"]["serviceAccountName"] == name
+    runner = next(r for r in await env.runners() if r["metadata"]["name"] == name)
+    for kind in ("serviceaccount", "role", "rolebinding"):
+        obj = yaml.safe_load(env.cluster.kubectl("get", kind, name, "-n", env.namespace, "-o", "yaml").stdout)
+        assert [o["uid"] for o in obj["metadata"]["ownerReferences"]] == [runner["metadata"]["uid"]]
+
+    identity = f"system:serviceaccount:{env.namespace}:{name}"
+
+    def can_i(verb: str, resource: str, namespace: str = env.namespace) -> bool:
+        proc = env.cluster.kubectl(
+            "auth", "can-i", verb, resource, "-n", namespace, f"--as={identity}", check=False
+        )
+        return proc.stdout.strip() == "yes"
+
+    for verb, resource in [
+        ("create", "pods"),
+        ("delete", "pods"),
+        ("create", "pods/exec"),
+        ("get", "pods/log"),
+        ("create", "jobs.batch"),
+        ("create", "secrets"),
+    ]:
+        assert can_i(verb, resource), f"the runner may not {verb} {resource}"
+    assert not can_i("create", "pods", "default")  # only its own namespace
+    assert not can_i("create", "deployments.apps")
+    assert not can_i("create", "roles.rbac.authorization.k8s.io")
+
+    await scale(env, "example-runner-deployment", 0)
+
+    async def identity_gone() -> bool:
+        proc = env.cluster.kubectl("get", "serviceaccount", name, "-n", env.namespace, check=False)
+        return proc.returncode != 0
+
+    await wait_until("the ServiceAccount removed with its Runner", identity_gone, 60)

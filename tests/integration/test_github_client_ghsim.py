@@ -18,6 +18,7 @@ import pytest
 from ghsim import JobSpec, ManualClock, PrimaryLimits, SimConfig, Simulator
 from ghsim import Scope as SimScope
 from ghsim.state import generate_app_key
+from runnerd.controller.common import RunnerGroups
 from runnerd.github import (
     ConflictError,
     GitHubAppCredentials,
@@ -296,3 +297,22 @@ async def test_ghes_api_prefix(world: World, make_client: Callable[..., GitHubCl
         assert [r.id for r in await gh.list_runners(ORG)] == [jit.runner_id]
     assert config.api_url == world.sim.ghes_url
     assert ORG.runner_url(config.github_url) == world.sim.base_url + "/octo-org"
+
+
+async def test_a_recreated_runner_group_is_found_again_after_a_404(
+    world: World, make_client: Callable[..., GitHubClient]
+) -> None:
+    groups = RunnerGroups(ttl=3600.0)
+    sim = world.sim.world
+    async with make_client() as gh:
+        old = await groups.id(gh, ORG, "gpu")
+        sim.delete_group(SimScope("org", "octo-org"), old)
+        new = sim.create_group(SimScope("org", "octo-org"), "gpu").id
+        assert new != old
+        with pytest.raises(NotFoundError):
+            await gh.generate_jit_config(ORG, "r1", labels=["gpu"], runner_group_id=old)
+        assert groups.forget(ORG, "gpu")
+        assert await groups.id(gh, ORG, "gpu") == new
+        jit = await gh.generate_jit_config(ORG, "r1", labels=["gpu"], runner_group_id=new)
+        assert sim.runners[jit.runner_id].group is not None
+        assert sim.runners[jit.runner_id].group.id == new

@@ -169,7 +169,12 @@ async def test_runnerset_runs_jobs_and_scales_down_without_killing_a_job(env: En
         "only the busy runner left", lambda: [r.name for r in world.runners.values()] == [busy], within=10
     )
     assert world.jobs[long_job].status != "completed"
-    assert [f"{s['metadata']['name']}-0" for s in await env.statefulsets("rs")] == [busy]
+
+    async def runner_sets() -> list[str]:
+        return [f"{s['metadata']['name']}-0" for s in await env.statefulsets("rs")]
+
+    # the idle runner's StatefulSet is deleted right after its deregistration (a moment later)
+    await wait_until("only the busy runner's StatefulSet left", lambda: _equals(runner_sets(), [busy]), 5)
     await wait_until("the long job done", lambda: world.jobs[long_job].status == "completed", within=15)
     assert world.jobs[long_job].conclusion == "success"
     await wait_until("no StatefulSet left", lambda: _empty(env.statefulsets("rs")))
@@ -181,7 +186,6 @@ async def test_runnerset_runs_jobs_and_scales_down_without_killing_a_job(env: En
 
     final = await wait_until("status at 0", lambda: _at_zero(status()))
     assert final["desiredReplicas"] == 0
-    assert final["busyReplicas"] == 0
     assert final["selector"] == "app=rs"
 
 
@@ -191,7 +195,10 @@ async def _empty(items: Any) -> bool:
 
 async def _at_zero(status: Any) -> dict[str, Any] | None:
     s = await status
-    return s if s.get("replicas") == 0 and s.get("readyReplicas") == 0 else None
+    # eventually all zero: a status written while the busy runner's StatefulSet was being deleted
+    # still counts it busy (terminating busy), until the reconcile that sees it gone
+    zero = s.get("replicas") == 0 and s.get("readyReplicas") == 0 and s.get("busyReplicas") == 0
+    return s if zero else None
 
 
 async def test_runnerset_volume_goes_to_the_next_runner(env: Env) -> None:
@@ -286,3 +293,7 @@ async def test_runnerset_template_change_rolls_runners_without_killing_a_job(env
     await wait_until("only the new runner left", only_new)
     status = (await env.kube.get(RUNNER_SETS, "roll", namespace=env.namespace)).get("status") or {}
     assert status.get("updatedReplicas") == 1
+
+
+async def _equals(value: Any, expected: object) -> bool:
+    return bool(await value == expected)

@@ -102,6 +102,15 @@ class RunnerGroups:
             group.selected_organization_ids = {self.registry.org(o).id for o in selected_organizations}
         return group
 
+    def delete_group(self, scope: Scope, group_id: int) -> RunnerGroup:
+        """Remove a custom group; return the scope's ``Default`` group (which its runners join)."""
+        self.registry.scope_exists(scope)
+        groups = self.groups[scope.key]
+        if group_id == 1 or groups.get(group_id) is None:
+            raise NotFound(f"No custom runner group with id {group_id}")
+        del groups[group_id]
+        return groups[1]
+
     # ----------------------------------------------------------------------------------------
     # lookups
 

@@ -225,6 +225,17 @@ class World:
         self.router.invalidate()
         return group
 
+    def delete_group(self, scope: Scope, group_id: int) -> None:
+        """Remove a custom runner group: its runners move to ``Default`` (as on GitHub), queued jobs
+        are re-matched at once."""
+        group = self.runner_groups.group(scope, group_id)
+        default = self.runner_groups.delete_group(scope, group_id)
+        for runner in self.runners.values():
+            if runner.group is group:
+                runner.group = default
+        self.router.invalidate()
+        self.router.rematch_all()
+
     def update_group(
         self,
         scope: Scope,

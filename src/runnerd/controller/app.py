@@ -8,6 +8,7 @@ from typing import Any
 
 from runnerd.api import constants as c
 from runnerd.controller.autoscaler import Autoscaling, install
+from runnerd.controller.clients import GitHubAPI, GitHubClients
 from runnerd.controller.common import (
     PODS,
     RUNNER_DEPLOYMENTS,
@@ -57,6 +58,8 @@ class Controllers:
     deployment: DeploymentController
     sweeper: OrphanSweeper
     informers: MutableMapping[str, Informer]
+    clients: GitHubClients
+    """GitHub clients per credentials Secret (githubAPICredentialsFrom), the default included."""
     """By name: runners, pods, runnerreplicasets, runnerdeployments (extensions may add more)."""
     autoscaling: Autoscaling | None = None
     """HRA autoscaling, the webhook sink and the safety-net poll (added by :func:`install`)."""
@@ -91,6 +94,7 @@ def build(
     deployments = Informer("runnerdeployments", kube.list_watcher(RUNNER_DEPLOYMENTS, namespace=ns))
     recorder = EventRecorder(kube.event_sink(), component=COMPONENT, instance=identity)
     directory = RunnerDirectory(github)
+    clients = GitHubClients(kube, GitHubAPI(github, directory), refresh=options.credentials_refresh)
 
     runner = RunnerController(
         kube=kube,
@@ -100,6 +104,7 @@ def build(
         runners=runners,
         pods=pods,
         options=options,
+        clients=clients,
     )
     replica_set = ReplicaSetController(
         kube=kube,
@@ -157,6 +162,9 @@ def build(
         runners=runners,
         informers=informers,
         period=options.orphan_sweep_period,
+        label=options.pod.installation_label,
+        grace=options.orphan_grace,
+        clients=clients,
     )
     sweep_ctl = Controller("github-orphans", sweeper.reconcile, workers=1)
     sweep_ctl.watch(replica_sets, sweep_key)
@@ -176,11 +184,12 @@ def build(
         deployment=deployment,
         informers=informers,
         sweeper=sweeper,
+        clients=clients,
     )
     if runner_sets:
         install_runnersets(controllers, recycle_volumes=recycle_volumes)
     controllers.autoscaling = install(controllers)
     controllers.autoscaling.metrics.watch_process(
-        leading=lambda: manager.leading, orphans=lambda: (sweeper.suspected, len(sweeper.removed))
+        leading=lambda: manager.leading, orphans=lambda: (sweeper.suspected, sweeper.removed_total)
     )
     return controllers

@@ -40,11 +40,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runnerd.api import HorizontalRunnerAutoscaler, MetricSpec, RunnerConfig, format_time, parse_time
+from runnerd.controller.clients import GitHubAPI, GitHubClients, credentials_secret
 from runnerd.controller.common import (
     HORIZONTAL_RUNNER_AUTOSCALERS,
     RUNNER_DEPLOYMENTS,
     RUNNER_SETS,
     ControllerOptions,
+    matching_labels,
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.latency import PodCreateLatency, RunnerStartup
@@ -227,10 +229,12 @@ class HRAController:
         poller: SafetyNetPoller | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        clients: GitHubClients | None = None,
     ) -> None:
         self.kube = kube
         self.github = github
         self.directory = directory
+        self.clients = clients or GitHubClients(None, GitHubAPI(github, directory))
         self.recorder = recorder
         self.hras = hras
         self.resolver = resolver
@@ -259,7 +263,7 @@ class HRAController:
 
     @property
     def default_labels(self) -> tuple[str, ...]:
-        return tuple(self.controller_options.pod.common_runner_labels)
+        return matching_labels(self.controller_options)
 
     def offer(self, key: Key, obj: Obj) -> None:
         """A version of the HRA this process just wrote (fresher than the cache, for a moment)."""
@@ -438,13 +442,17 @@ class HRAController:
         if not types:
             return observed
         try:
+            # githubAPICredentialsFrom: the HRA's, else its target's, else the controller's own
+            hra = self.hras.store.get(key) or {}
+            secret = credentials_secret(hra) or credentials_secret(target.obj)
+            api = await self.clients.get(key.namespace, secret)
             if PERCENTAGE_BUSY in types:
-                obs = dataclasses.replace(obs, runners=await self._runners(target))
+                obs = dataclasses.replace(obs, runners=await self._runners(target, api))
             if TOTAL_JOBS in types:
                 index = types.index(TOTAL_JOBS)
                 needed = index == 0 or suggest_by_busy_runners(metrics[0], obs).suggested <= 0
                 if needed:
-                    jobs, counts = await self._jobs_cached(key, generation, metrics[index], target)
+                    jobs, counts = await self._jobs_cached(key, generation, metrics[index], target, api)
                     obs = dataclasses.replace(obs, jobs=jobs)
                     observed.jobs_counts = counts
         except GitHubError as exc:
@@ -472,19 +480,19 @@ class HRAController:
             and ((p.get("metadata") or {}).get("labels") or {}).get(LABEL_RUNNERSET_NAME) == target.name
         ]
 
-    async def _runners(self, target: ScaleTarget) -> list[RunnerObservation]:
+    async def _runners(self, target: ScaleTarget, api: GitHubAPI) -> list[RunnerObservation]:
         scope = target.config.scope
         if scope is None:
             raise AutoscaleError(
                 "the scale target needs exactly one of enterprise, organization or repository"
             )
         gh_scope = Scope(scope.kind, scope.name)
-        listing = await self.directory.refresh(gh_scope, max_age=self.sync_period)
+        listing = await api.directory.refresh(gh_scope, max_age=self.sync_period)
         self.github_observations += 1
         out = []
         for obj in self._runner_objects(target):
             name = str(obj["metadata"]["name"])
-            state = self.directory.state(gh_scope, name)
+            state = api.directory.state(gh_scope, name)
             registered = name in listing.runners
             busy = state is GitHubState.BUSY
             deleting = bool(obj["metadata"].get("deletionTimestamp"))
@@ -499,7 +507,7 @@ class HRAController:
         return out
 
     async def _jobs_cached(
-        self, key: Key, generation: int | None, metric: MetricSpec, target: ScaleTarget
+        self, key: Key, generation: int | None, metric: MetricSpec, target: ScaleTarget, api: GitHubAPI
     ) -> tuple[dict[str, list[JobObservation]], dict[str, int]]:
         """The jobs observation, reused for half a sync period: a reconcile caused by this
         controller's own status write (or a reservation) does not ask GitHub again."""
@@ -508,12 +516,12 @@ class HRAController:
         now = self.monotonic()
         if hit is not None and hit[1] == stamp and now - hit[0] < self.sync_period / 2:
             return hit[2], hit[3]
-        jobs, counts = await self._jobs(metric, target.config)
+        jobs, counts = await self._jobs(metric, target.config, api.github)
         self._jobs_seen[key] = (now, stamp, jobs, counts)
         return jobs, counts
 
     async def _jobs(
-        self, metric: MetricSpec, config: RunnerConfig
+        self, metric: MetricSpec, config: RunnerConfig, github: GitHubClient
     ) -> tuple[dict[str, list[JobObservation]], dict[str, int]]:
         repos = metric_repositories(metric, config)
         result: dict[str, list[JobObservation]] = {}
@@ -523,12 +531,12 @@ class HRAController:
             scope = Scope.repository(repo)
             runs: dict[int, None] = {}
             for status in ("queued", "in_progress"):
-                for run in await self.github.list_workflow_runs(scope, status=status):
+                for run in await github.list_workflow_runs(scope, status=status):
                     runs.setdefault(run.id, None)
 
             async def jobs_of(run_id: int, scope: Scope = scope) -> list[JobObservation]:
                 async with gate:
-                    jobs = await self.github.list_jobs_for_run(scope, run_id)
+                    jobs = await github.list_jobs_for_run(scope, run_id)
                 return [JobObservation(j.status or "", j.labels, j.id) for j in jobs]
 
             found: list[JobObservation] = []
@@ -877,7 +885,7 @@ def install(
         writer=writer,
         recorder=controllers.recorder,
         metrics=metrics,
-        default_labels=controllers.options.pod.common_runner_labels,
+        default_labels=matching_labels(controllers.options),
         directory=controllers.directory,
         runners=informers.get("runners"),
         pod_latency=pod_latency,
@@ -896,6 +904,7 @@ def install(
         controller_options=controllers.options,
         metrics=metrics,
         poller=poller,
+        clients=controllers.clients,
     )
     hra_ctl = Controller(
         "horizontalrunnerautoscaler",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from runnerd.api import constants as c
+from runnerd.github import DEFAULT_RUNNER_GROUP_ID, GitHubClient, Scope
 from runnerd.kube.resources import PODS, Resource
 from runnerd.reconcile.pod import PodOptions
 from runnerd.runtime import Result
@@ -76,12 +77,64 @@ class ControllerOptions:
     """After a runner's labels are replaced for removal, wait this long for any sign of a job that was
     routed to it just before; only then remove it (see runnerd.reconcile.runner)."""
     drain_label: str = "runnerd-draining"
+    orphan_grace: float = 900.0
+    """A registration of this installation with no Runner is removed only once it has been seen
+    offline for this long (it covers a pod that pulls a large image before its runner starts)."""
+    github_default_labels: tuple[str, ...] = ()
+    """Labels GitHub gives every runner besides its own (``linux``, ``x64``, ...) that job matching
+    counts as the runner's (``--github-default-labels``). Empty, ARC's behaviour: a job that asks
+    for ``linux`` does not match a RunnerDeployment that does not list it."""
+    credentials_refresh: float = 60.0
+    """How often a githubAPICredentialsFrom Secret is re-read (a rotation is picked up within it)."""
+    runner_group_ttl: float = 600.0
+    """How long a runner group's id is trusted before it is looked up again (also on a 404)."""
     orphan_sweep_period: float = 300.0
     """How often GitHub registrations that no Runner owns are looked for (one listing per scope)."""
     max_backoff: float = 300.0
     runner_workers: int = 8
     workers: int = 4
     pod: PodOptions = field(default_factory=PodOptions)
+
+
+def drain_labels(options: ControllerOptions) -> list[str]:
+    """A draining runner's only custom labels: the drain label, and the installation label so the
+    registration stays recognisably this installation's (:mod:`runnerd.controller.orphans`)."""
+    return [
+        options.drain_label,
+        *([options.pod.installation_label] if options.pod.installation_label else []),
+    ]
+
+
+def matching_labels(options: ControllerOptions) -> tuple[str, ...]:
+    """Labels every runner has besides its spec's, for job matching: ``--common-runner-labels``, and
+    GitHub's default labels when ``--github-default-labels`` names them."""
+    return (*options.pod.common_runner_labels, *options.github_default_labels)
+
+
+class RunnerGroups:
+    """Runner-group ids by (scope, name), looked up again after ``ttl`` seconds or when GitHub
+    answers 404 for one (:meth:`forget`): a group deleted and re-created gets a new id."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._ids: dict[tuple[Scope, str], tuple[int, float]] = {}
+        self.lookups = 0
+
+    async def id(self, github: GitHubClient, scope: Scope, group: str | None) -> int:
+        if not group or scope.kind == "repository":
+            return DEFAULT_RUNNER_GROUP_ID
+        cached = self._ids.get((scope, group))
+        if cached is not None and self.clock() - cached[1] < self.ttl:
+            return cached[0]
+        group_id = await github.find_runner_group_id(scope, group)
+        self.lookups += 1
+        self._ids[(scope, group)] = (group_id, self.clock())
+        return group_id
+
+    def forget(self, scope: Scope, group: str | None) -> bool:
+        """Drop a cached id GitHub no longer knows; whether there was one to drop."""
+        return self._ids.pop((scope, group or ""), None) is not None
 
 
 def controller_ref(obj: Mapping[str, Any]) -> dict[str, Any]:

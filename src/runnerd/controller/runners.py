@@ -15,6 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from runnerd.api import ApiParseError, Runner
+from runnerd.controller.clients import (
+    CREDENTIALS_RETRY,
+    GitHubAPI,
+    GitHubClients,
+    credentials_secret,
+    using,
+)
 from runnerd.controller.common import (
     ANNOTATION_REGISTRATION,
     PODS,
@@ -22,11 +29,15 @@ from runnerd.controller.common import (
     RUNNERS,
     Backoff,
     ControllerOptions,
+    RunnerGroups,
     StopSteps,
     controller_ref,
+    drain_labels,
     epoch,
 )
 from runnerd.controller.directory import RunnerDirectory
+from runnerd.controller.orphans import carries
+from runnerd.controller.runner_objects import RunnerObjects
 from runnerd.github import GitHubClient, Scope
 from runnerd.github.errors import (
     ConflictError,
@@ -42,6 +53,7 @@ from runnerd.reconcile.pod import (
     RegistrationToken,
     RunnerPodError,
     build_runner_pod,
+    runner_labels,
 )
 from runnerd.reconcile.podstate import RunnerPodPhase, RunnerPodState, runner_container_state
 from runnerd.reconcile.replicas import RunnerPhase
@@ -74,6 +86,8 @@ _LIFECYCLE = {
     "Deleting": PodStatus.DELETING,
 }
 _DEFAULT_LABELS = frozenset({"self-hosted"})
+POD_SEEN_GRACE = 30.0
+"""How long a pod this process created may be missing from the informer's cache."""
 _WRITTEN_PHASES = frozenset({RunnerPhase.IDLE, RunnerPhase.BUSY, RunnerPhase.FAILED})
 
 
@@ -98,10 +112,10 @@ class RunnerController:
         pods: Informer,
         options: ControllerOptions,
         clock: Callable[[], float] = time.time,
+        clients: GitHubClients | None = None,
     ) -> None:
         self.kube = kube
-        self.github = github
-        self.directory = directory
+        self.clients = clients or GitHubClients(None, GitHubAPI(github, directory))
         self.recorder = recorder
         self.runners = runners
         self.pods = pods
@@ -109,11 +123,12 @@ class RunnerController:
         self.clock = clock
         self.stats = RunnerStats()
         self._backoff: dict[str, Backoff] = {}
-        self._group_ids: dict[tuple[Scope, str], int] = {}
+        self.groups = RunnerGroups(options.runner_group_ttl)
         self._drained: dict[str, float] = {}  # Runner uid -> when its labels were replaced
         self._deleted: dict[str, float] = {}  # Runner uid -> when this process asked to delete it
         self._finalized: dict[str, float] = {}  # Runner uid -> when its finalizer was removed
-        self._warned_credentials: set[str] = set()
+        self._pods_made: dict[str, float] = {}  # Runner uid -> when its pod was created, until seen
+        self.objects = RunnerObjects(kube, recorder, conflict_retry=options.max_backoff)
 
     # ------------------------------------------------------------------------------- observe
     def uses_jit(self, runner: Runner) -> bool:
@@ -127,10 +142,28 @@ class RunnerController:
         image = runner.spec.image or self.options.pod.runner_image
         return "summerwind/actions-runner" not in image
 
+    @property
+    def github(self) -> GitHubClient:
+        """The client of the Runner being reconciled (its githubAPICredentialsFrom, or the default)."""
+        return self.clients.current().github
+
+    @property
+    def directory(self) -> RunnerDirectory:
+        return self.clients.current().directory
+
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.runners.store.get(key)
         if obj is None:
             return None
+        try:
+            api = await self.clients.get(key.namespace, credentials_secret(obj))
+        except GitHubError as exc:
+            await self.recorder.warning(obj, exc.reason, str(exc))
+            return Result(requeue_after=CREDENTIALS_RETRY)
+        async with using(api):
+            return await self._reconcile(key, obj)
+
+    async def _reconcile(self, key: Key, obj: Mapping[str, Any]) -> Result | None:
         try:
             runner = Runner.from_dict(obj)
         except ApiParseError as exc:
@@ -144,16 +177,10 @@ class RunnerController:
             return None
         scope = Scope.from_runner_scope(runner_scope)
         uid = runner.metadata.uid or ""
-        if runner.spec.github_api_credentials_from is not None and uid not in self._warned_credentials:
-            self._warned_credentials.add(uid)
-            await self.recorder.warning(
-                obj,
-                "GitHubAPICredentialsFromIgnored",
-                "spec.githubAPICredentialsFrom is not supported yet:"
-                " the controller's own GitHub credentials are used",
-            )
         pod = self.pods.store.get(key)
         pod_state = runner_container_state(pod) if pod is not None else None
+        if pod is not None:
+            self._pods_made.pop(runner.metadata.uid or "", None)
         pod_status = _LIFECYCLE[pod_state.lifecycle] if pod_state else PodStatus.ABSENT
         deleting = runner.metadata.deletion_timestamp is not None
 
@@ -198,6 +225,8 @@ class RunnerController:
             next_attempt_at=backoff.next_attempt_at,
         )
         decision = decide(facts)
+        if github_state in (GitHubState.IDLE, GitHubState.BUSY) and pod_state is not None and not deleting:
+            await self.objects.consume(runner)  # online: its container has read the credential
         if pod_state is not None and pod_state.stuck and not deleting:
             await self.recorder.warning(obj, pod_state.reason or pod_state.phase.value, pod_state.message)
 
@@ -223,6 +252,8 @@ class RunnerController:
             self._drained.pop(uid, None)
             if Step.REMOVE_FINALIZER in decision.steps:
                 self._deleted.pop(uid, None)
+                self._pods_made.pop(uid, None)
+                self.objects.forget(uid)
 
         if not deleting:
             await self._write_status(obj, runner, decision, pod_state)
@@ -259,7 +290,7 @@ class RunnerController:
             if runner_id is None:
                 return
             try:
-                await self.github.set_runner_labels(scope, runner_id, [self.options.drain_label])
+                await self.github.set_runner_labels(scope, runner_id, drain_labels(self.options))
             except RateLimitedError as exc:
                 raise StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
             except NotFoundError:
@@ -342,44 +373,56 @@ class RunnerController:
             cutoff = self.clock() - 300.0
             self._finalized = {k: t for k, t in self._finalized.items() if t > cutoff}
 
-    async def _group_id(self, scope: Scope, group: str | None) -> int:
-        if not group or scope.kind == "repository":
-            return 1
-        cache_key = (scope, group)
-        if cache_key not in self._group_ids:
-            self._group_ids[cache_key] = await self.github.find_runner_group_id(scope, group)
-        return self._group_ids[cache_key]
-
     async def _register(self, obj: Mapping[str, Any], runner: Runner, scope: Scope) -> Registration:
         if not self.uses_jit(runner):
             token = await self.github.create_registration_token(scope)
             return RegistrationToken(token.token)
-        labels = [*runner.spec.labels, *self.options.pod.common_runner_labels]
+        labels = runner_labels(runner.spec, self.options.pod)
         custom = [label for label in labels if label.lower() not in _DEFAULT_LABELS] or ["self-hosted"]
-        group_id = await self._group_id(scope, runner.spec.group)
+        group = runner.spec.group
         work = runner.spec.effective_work_dir
         for attempt in (1, 2):
+            group_id = await self.groups.id(self.github, scope, group)
             try:
                 jit = await self.github.generate_jit_config(
                     scope, runner.name, labels=custom, runner_group_id=group_id, work_folder=work
                 )
                 return JitConfig(jit.encoded_jit_config, jit.runner_id)
+            except NotFoundError:
+                # the group was deleted (and maybe re-created under a new id): look it up again
+                if attempt == 2 or not self.groups.forget(scope, group):
+                    raise
             except ConflictError:
                 # A registration of this name is left from an attempt whose pod was never created
                 # (e.g. the controller stopped in between). It has no pod, so it holds no job.
                 if attempt == 2:
                     raise
                 for stale in await self.github.list_runners(scope, name=runner.name):
-                    if stale.name == runner.name:
-                        await self.github.delete_runner(scope, stale.id)
-                        await self.recorder.normal(
+                    if stale.name != runner.name:
+                        continue
+                    label = self.options.pod.installation_label
+                    if label and not carries(stale, label):
+                        # another installation's runner of the same name (two clusters, one org)
+                        await self.recorder.warning(
                             obj,
-                            "StaleRegistrationRemoved",
-                            f"removed a registration of {runner.name} left without a pod",
+                            "RunnerNameTaken",
+                            f"a runner named {runner.name} is registered by another installation",
                         )
+                        raise
+                    await self.github.delete_runner(scope, stale.id)
+                    await self.recorder.normal(
+                        obj,
+                        "StaleRegistrationRemoved",
+                        f"removed a registration of {runner.name} left without a pod",
+                    )
         raise AssertionError("unreachable")
 
     async def _create_pod(self, obj: Mapping[str, Any], runner: Runner, scope: Scope) -> None:
+        made = self._pods_made.get(runner.metadata.uid or "")
+        if made is not None and self.clock() - made < POD_SEEN_GRACE:
+            # created a moment ago and not in the cache yet: registering again would overwrite the
+            # credentials in its Secret before its container read them
+            raise StopSteps(Result(requeue_after=1.0))
         try:
             registration = await self._register(obj, runner, scope)
         except RateLimitedError as exc:
@@ -413,6 +456,12 @@ class RunnerController:
             await self.recorder.warning(obj, "InvalidRunnerPod", str(exc))
             raise StopSteps(Result()) from None
         try:
+            await self.objects.store_credentials(obj, runner, registration)
+            if (
+                manifest["spec"].get("serviceAccountName") == runner.name
+                and not runner.spec.service_account_name
+            ):
+                await self.objects.create_identity(obj, runner)
             await self.kube.create(PODS, manifest, namespace=runner.namespace)
         except AlreadyExists:
             await self._abandon_registration(scope, registration)
@@ -421,6 +470,7 @@ class RunnerController:
             await self._abandon_registration(scope, registration)
             raise
         self.stats.pods_created += 1
+        self._pods_made[runner.metadata.uid or ""] = self.clock()
         mode = "JIT config" if isinstance(registration, JitConfig) else "registration token"
         await self.recorder.normal(obj, "PodCreated", f"created pod {runner.name} ({mode})")
 

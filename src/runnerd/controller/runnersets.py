@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -33,14 +34,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runnerd.api import ApiParseError, RunnerSet
+from runnerd.controller.clients import (
+    CREDENTIALS_RETRY,
+    GitHubAPI,
+    GitHubClients,
+    credentials_secret,
+    using,
+)
 from runnerd.controller.common import (
     ANNOTATION_REGISTRATION,
     RUNNER_SETS,
     Backoff,
     ControllerOptions,
+    RunnerGroups,
     StopSteps,
     controller_ref,
     created_at,
+    drain_labels,
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.replicasets import _Expectations
@@ -49,6 +59,7 @@ from runnerd.github.errors import GitHubError, NotFoundError, RateLimitedError, 
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PERSISTENT_VOLUME_CLAIMS, SECRETS, STATEFUL_SETS, Resource
 from runnerd.reconcile.pod import (
+    ANNOTATION_GITHUB_API_CREDS_SECRET,
     RUNNER_CONTAINER,
     JitConfig,
     Registration,
@@ -166,6 +177,14 @@ class RunnerSetStats:
     volumes_reused: int = 0
 
 
+def _credentials_annotation(sts: Mapping[str, Any]) -> str | None:
+    template = (sts.get("spec") or {}).get("template") or {}
+    value = ((template.get("metadata") or {}).get("annotations") or {}).get(
+        ANNOTATION_GITHUB_API_CREDS_SECRET
+    )
+    return str(value) if value else None
+
+
 class RunnerSetController:
     def __init__(
         self,
@@ -183,10 +202,10 @@ class RunnerSetController:
         volumes: Informer | None = None,
         clock: Callable[[], float] = time.time,
         suffix: Callable[[], str] = random_suffix,
+        clients: GitHubClients | None = None,
     ) -> None:
         self.kube = kube
-        self.github = github
-        self.directory = directory
+        self.clients = clients or GitHubClients(None, GitHubAPI(github, directory))
         self.recorder = recorder
         self.runner_sets = runner_sets
         self.stateful_sets = stateful_sets
@@ -201,12 +220,39 @@ class RunnerSetController:
         self.expect = _Expectations(time.monotonic)
         self._secrets_made: dict[Key, float] = {}
         self._backoff: dict[Key, Backoff] = {}
-        self._group_ids: dict[tuple[Scope, str], int] = {}
+        self.groups = RunnerGroups(options.runner_group_ttl)
         self._drained: dict[str, float] = {}  # StatefulSet uid -> when its runner's labels were replaced
         self._reserved: dict[str, float] = {}  # claim uid -> when a volume was reserved for it
 
     # ------------------------------------------------------------------------------- reconcile
+    @property
+    def github(self) -> GitHubClient:
+        """The client of the RunnerSet being reconciled (its githubAPICredentialsFrom, or the default)."""
+        return self.clients.current().github
+
+    @property
+    def directory(self) -> RunnerDirectory:
+        return self.clients.current().directory
+
     async def reconcile(self, key: Key) -> Result | None:
+        obj = self.runner_sets.store.get(key)
+        if obj is not None:
+            secret = credentials_secret(obj)
+        else:  # its StatefulSets remember it in their pod template
+            stateful_sets = self.stateful_sets.store.by_index(INDEX_RUNNERSET, f"{key.namespace}/{key.name}")
+            secret = next(filter(None, map(_credentials_annotation, stateful_sets)), None)
+        try:
+            api = await self.clients.get(key.namespace, secret)
+        except GitHubError as exc:
+            if obj is not None:
+                await self.recorder.warning(obj, exc.reason, str(exc))
+            else:
+                logger.warning("RunnerSet %s: %s", key, exc)
+            return Result(requeue_after=CREDENTIALS_RETRY)
+        async with using(api):
+            return await self._reconcile(key)
+
+    async def _reconcile(self, key: Key) -> Result | None:
         obj = self.runner_sets.store.get(key)
         labelled = [
             s
@@ -494,7 +540,7 @@ class RunnerSetController:
             if runner_id is None or scope is None:
                 return sts
             try:
-                await self.github.set_runner_labels(scope, runner_id, [self.options.drain_label])
+                await self.github.set_runner_labels(scope, runner_id, drain_labels(self.options))
             except RateLimitedError as exc:
                 raise StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
             except NotFoundError:
@@ -606,27 +652,26 @@ class RunnerSetController:
         image = rs.spec.image or template_image or self.options.pod.runner_image
         return "token" if "summerwind/actions-runner" in str(image) else "jit"
 
-    async def _group_id(self, scope: Scope, group: str | None) -> int:
-        if not group or scope.kind == "repository":
-            return 1
-        cache_key = (scope, group)
-        if cache_key not in self._group_ids:
-            self._group_ids[cache_key] = await self.github.find_runner_group_id(scope, group)
-        return self._group_ids[cache_key]
-
     async def _register(self, rs: RunnerSet, scope: Scope, runner: str, kind: CredentialKind) -> Registration:
         if kind == "token":
             token = await self.github.create_registration_token(scope)
             return RegistrationToken(token.token)
         labels = [x for x in runner_labels(rs.spec, self.options.pod) if x.lower() != "self-hosted"]
-        jit = await self.github.generate_jit_config(
-            scope,
-            runner,
-            labels=labels or ["self-hosted"],
-            runner_group_id=await self._group_id(scope, rs.spec.group),
-            work_folder=rs.spec.effective_work_dir,
-        )
-        return JitConfig(jit.encoded_jit_config, jit.runner_id)
+        for attempt in (1, 2):
+            try:
+                jit = await self.github.generate_jit_config(
+                    scope,
+                    runner,
+                    labels=labels or ["self-hosted"],
+                    runner_group_id=await self.groups.id(self.github, scope, rs.spec.group),
+                    work_folder=rs.spec.effective_work_dir,
+                )
+                return JitConfig(jit.encoded_jit_config, jit.runner_id)
+            except NotFoundError:
+                # the group was deleted (and maybe re-created under a new id): look it up again
+                if attempt == 2 or not self.groups.forget(scope, rs.spec.group):
+                    raise
+        raise AssertionError("unreachable")
 
     async def _create_runner(
         self, key: Key, obj: Mapping[str, Any], rs: RunnerSet, scope: Scope, hash_: str
@@ -645,7 +690,8 @@ class RunnerSetController:
                 template_hash_=hash_,
                 credentials=kind,
                 runner_id=runner_id,
-                options=self.options.pod,
+                # per-runner ServiceAccounts are made for Runners only: a RunnerSet names its own
+                options=dataclasses.replace(self.options.pod, service_account_per_runner=False),
                 owner_references=[controller_ref(obj)],
                 finalizers=[FINALIZER],
             )
@@ -889,6 +935,7 @@ def install(controllers: Controllers, *, recycle_volumes: bool = True) -> Runner
         kube=kube,
         github=controllers.github,
         directory=controllers.directory,
+        clients=controllers.clients,
         recorder=controllers.recorder,
         runner_sets=runner_sets,
         stateful_sets=stateful_sets,

@@ -147,6 +147,22 @@ class GitHubClient:
     ) -> None:
         if not isinstance(credentials, PersonalAccessToken | GitHubAppCredentials):
             raise TypeError(f"unsupported credentials: {type(credentials).__name__}")
+        self._settings: dict[str, Any] = {
+            "config": config,
+            "user_agent": user_agent,
+            "request_timeout_s": request_timeout_s,
+            "max_rate_limit_wait_s": max_rate_limit_wait_s,
+            "rate_limit_jitter_s": rate_limit_jitter_s,
+            "retry": retry,
+            "installation_token_min_validity_s": installation_token_min_validity_s,
+            "registration_token_min_validity_s": registration_token_min_validity_s,
+            "etag_cache_size": etag_cache_size,
+            "trust_env": trust_env,
+            "ssl": ssl,
+            "clock": clock,
+            "sleep": sleep,
+            "draw": draw,
+        }
         self._credentials = credentials
         self._config = config or GitHubConfig()
         self._user_agent = user_agent
@@ -181,6 +197,30 @@ class GitHubClient:
     @property
     def config(self) -> GitHubConfig:
         return self._config
+
+    @property
+    def credentials(self) -> Credentials:
+        return self._credentials
+
+    def sibling(self, credentials: Credentials) -> GitHubClient:
+        """A new client with these settings (URL, proxy, TLS, timeouts) and other credentials: its
+        own session, rate-limit budget, ETag cache and tokens."""
+        return GitHubClient(credentials, **self._settings)
+
+    def rotate(self, credentials: Credentials) -> None:
+        """Use ``credentials`` from now on (a rotated Secret). Cached installation and registration
+        tokens, and the ETag cache (what is visible may differ), are dropped; the budget stays and
+        is corrected by the next response's rate-limit headers."""
+        if not isinstance(credentials, PersonalAccessToken | GitHubAppCredentials):
+            raise TypeError(f"unsupported credentials: {type(credentials).__name__}")
+        self._credentials = credentials
+        self._etags = EtagCache(int(self._settings["etag_cache_size"]))
+        self._installation = TokenSlot(
+            self._fetch_installation_token,
+            clock=self._clock,
+            min_validity_s=float(self._settings["installation_token_min_validity_s"]),
+        )
+        self._registration = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from runnerd import __version__
 from runnerd.api import constants as c
@@ -31,6 +31,13 @@ from runnerd.reconcile._containers import (
     merge_resources,
     merge_volumes,
 )
+from runnerd.reconcile.credentials import ANNOTATION_RUNNER_ID as ANNOTATION_RUNNER_ID
+from runnerd.reconcile.credentials import ENV_JIT_CONFIG as ENV_JIT_CONFIG
+from runnerd.reconcile.credentials import ENV_RUNNER_TOKEN as ENV_RUNNER_TOKEN
+from runnerd.reconcile.credentials import JitConfig as JitConfig
+from runnerd.reconcile.credentials import Registration as Registration
+from runnerd.reconcile.credentials import RegistrationToken as RegistrationToken
+from runnerd.reconcile.credentials import secret_env
 from runnerd.reconcile.hashing import label_value, template_hash
 
 RUNNER_CONTAINER = "runner"
@@ -44,7 +51,6 @@ LABEL_POD_TEMPLATE_HASH = "pod-template-hash"
 """Hash of what the pod is built from (Runner labels/annotations/spec, GitHub URL), as in ARC."""
 LABEL_RUNNER_TEMPLATE_HASH = "runner-template-hash"
 """Set by the replica set on its Runners; left out of the pod template hash (as in ARC)."""
-ANNOTATION_RUNNER_ID = "actions-runner/id"
 ANNOTATION_GITHUB_API_CREDS_SECRET = "actions-runner/github-api-creds-secret"
 
 DOCKER_SOCKET = "unix:///run/docker.sock"
@@ -54,8 +60,6 @@ VAR_RUN_VOLUME, VAR_RUN_MOUNT_PATH = "var-run", "/run"
 KUBERNETES_HOOK_PATH = "/runner/k8s/index.js"
 
 ENV_RUNNER_NAME = "RUNNER_NAME"
-ENV_RUNNER_TOKEN = "RUNNER_TOKEN"
-ENV_JIT_CONFIG = "ACTIONS_RUNNER_INPUT_JITCONFIG"
 CONTROLLER_OWNED_ENV = frozenset({ENV_RUNNER_NAME, ENV_RUNNER_TOKEN, ENV_JIT_CONFIG})
 """Runner env the user cannot override: identity and credentials come from the controller."""
 
@@ -118,30 +122,6 @@ def runner_pod_mode(spec: RunnerConfig) -> RunnerPodMode:
 # --- inputs ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RegistrationToken:
-    """Register with a registration token: the runner image runs ``config.sh --token``."""
-
-    token: str
-    kind: Literal["token"] = field(default="token", init=False)
-
-
-@dataclass(frozen=True)
-class JitConfig:
-    """Start from a just-in-time config (the runner is already registered under ``runner_id``).
-
-    Needs a runner image whose entrypoint honours ``ACTIONS_RUNNER_INPUT_JITCONFIG`` (the
-    actions/runner ``run.sh`` does; ARC's legacy startup.sh insists on RUNNER_TOKEN).
-    """
-
-    encoded_jit_config: str
-    runner_id: int
-    kind: Literal["jit"] = field(default="jit", init=False)
-
-
-Registration = RegistrationToken | JitConfig
-
-
 @dataclass(frozen=True, kw_only=True)
 class PodOptions:
     """Controller-level settings (ARC's flags of the same meaning in brackets)."""
@@ -154,12 +134,17 @@ class PodOptions:
     runner_image_pull_secrets: tuple[str, ...] = ()  # --runner-image-pull-secret
     github_url: str = "https://github.com/"  # --runner-github-url / GitHub Enterprise Server URL
     common_runner_labels: tuple[str, ...] = ()  # --common-runner-labels
+    installation_label: str = ""
+    """The label that marks this controller installation's registrations (``runnerd-<id>``; empty:
+    none). It goes to GitHub with the runner's labels but into no template hash and no job matching
+    (:mod:`runnerd.controller.orphans`)."""
     docker_registry_mirror: str = ""  # --docker-registry-mirror
     runner_status_update_hook: bool = False  # --runner-status-update-hook
     service_account_per_runner: bool = False
     """containerMode kubernetes (or the status hook) without serviceAccountName: use a ServiceAccount
-    named after the runner (ARC creates one). runnerd does not create it yet, so this is off and such
-    a spec is refused with a message saying which ServiceAccount to provide."""
+    named after the runner, which the Runner controller creates with its Role
+    (``--kubernetes-mode-service-accounts``, :mod:`runnerd.reconcile.runner_rbac`). Off: such a spec
+    is refused with a message saying which ServiceAccount to provide."""
     controller_version: str = __version__
     gpu: g.GpuOptions = field(default_factory=g.GpuOptions)
 
@@ -180,12 +165,15 @@ def build_runner_pod(
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     owner_references: Sequence[Mapping[str, Any]] = (),
+    credentials_secret: str | None = None,
 ) -> JSON:
     """The runner Pod manifest for Runner ``runner_name``.
 
     ``labels``/``annotations`` are the Runner's (its replica set's selector labels and the
-    template metadata); the pod gets them plus its own. Raises :class:`RunnerPodError` for specs
-    that cannot make a valid pod.
+    template metadata); the pod gets them plus its own. The runner's credential is read from the
+    Secret ``credentials_secret`` (default: the runner's name; :mod:`runnerd.reconcile.credentials`):
+    only ``registration``'s kind and runner id go into the pod. Raises :class:`RunnerPodError` for
+    specs that cannot make a valid pod.
     """
     mode = runner_pod_mode(spec)
     _validate(spec, mode, options)
@@ -197,7 +185,14 @@ def build_runner_pod(
     users = by_name(spec.containers)
 
     runner = _runner_container(
-        runner_name, spec, mode, registration, options, users.get(RUNNER_CONTAINER), privileged
+        runner_name,
+        spec,
+        mode,
+        registration,
+        options,
+        users.get(RUNNER_CONTAINER),
+        privileged,
+        credentials_secret or runner_name,
     )
     docker = None
     if mode is RunnerPodMode.DIND_SIDECAR:
@@ -298,7 +293,8 @@ def _validate(spec: RunnerSpec, mode: RunnerPodMode, options: PodOptions) -> Non
             raise RunnerPodError(
                 "containerMode kubernetes needs serviceAccountName: a ServiceAccount that may create and"
                 " delete pods, pods/exec, pods/log, jobs and secrets in this namespace (the runner"
-                " container hooks run job containers as pods; runnerd does not create it)"
+                " container hooks run job containers as pods), or let runnerd create one per runner"
+                " (chart value rbac.allowGrantingKubernetesContainerModePermissions)"
             )
         if any(v.get("name") == WORK_VOLUME for v in spec.volumes):
             raise RunnerPodError(
@@ -313,10 +309,11 @@ def _validate(spec: RunnerSpec, mode: RunnerPodMode, options: PodOptions) -> Non
 
 
 def runner_labels(spec: RunnerConfig, options: PodOptions) -> list[str]:
-    """spec.labels then the controller's common labels, without case-insensitive duplicates."""
+    """spec.labels, the controller's common labels, then its installation label, without
+    case-insensitive duplicates: the labels the runner registers with."""
     out: list[str] = []
     seen: set[str] = set()
-    for label in [*spec.labels, *options.common_runner_labels]:
+    for label in [*spec.labels, *options.common_runner_labels, options.installation_label]:
         if label and label.lower() not in seen:
             seen.add(label.lower())
             out.append(label)
@@ -329,6 +326,7 @@ def _runner_env(
     mode: RunnerPodMode,
     registration: Registration,
     options: PodOptions,
+    credentials_secret: str,
 ) -> list[JSON]:
     docker_available = mode in (RunnerPodMode.DIND_SIDECAR, RunnerPodMode.DIND_IN_RUNNER)
     env = [
@@ -364,10 +362,7 @@ def _runner_env(
         if mirror:
             env.append(env_var("DOCKER_REGISTRY_MIRROR", mirror))
     env.append(env_var(ENV_RUNNER_NAME, runner_name))
-    if isinstance(registration, JitConfig):
-        env.append(env_var(ENV_JIT_CONFIG, registration.encoded_jit_config))
-    else:
-        env.append(env_var(ENV_RUNNER_TOKEN, registration.token))
+    env.append(secret_env(registration.kind, credentials_secret))
     return env
 
 
@@ -379,6 +374,7 @@ def _runner_container(
     options: PodOptions,
     user: Mapping[str, Any] | None,
     privileged: bool,
+    credentials_secret: str,
 ) -> JSON:
     user = user or {}
     default_image = options.runner_image
@@ -390,7 +386,7 @@ def _runner_container(
     out["image"] = spec.image or user.get("image") or default_image
     out["imagePullPolicy"] = user.get("imagePullPolicy") or spec.effective_image_pull_policy
     out["env"] = merge_env(
-        _runner_env(runner_name, spec, mode, registration, options),
+        _runner_env(runner_name, spec, mode, registration, options, credentials_secret),
         spec.env,
         user.get("env") or [],
         protected=CONTROLLER_OWNED_ENV,

@@ -22,22 +22,26 @@ StatefulSet as the unit (:func:`decide_runner`).
 
 from __future__ import annotations
 
-import base64
 import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from runnerd.api._codec import JSON
 from runnerd.api.types import RunnerConfig, RunnerPodSpec, RunnerScopeKind, RunnerSetSpec, RunnerSpec
 from runnerd.reconcile._containers import env_value, quantity_value
+from runnerd.reconcile.credentials import (
+    CredentialKind,
+    build_credentials_secret,
+    owner_reference,
+    secret_key,
+)
 from runnerd.reconcile.hashing import template_hash
 from runnerd.reconcile.pod import (
     ANNOTATION_RUNNER_ID,
     ENV_JIT_CONFIG,
-    ENV_RUNNER_TOKEN,
     LABEL_RUNNER_TEMPLATE_HASH,
     RUNNER_CONTAINER,
     JitConfig,
@@ -65,8 +69,6 @@ STATEFULSET_NAME_MAX = 52
 SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 """The alphabet of the API server's ``generateName`` suffixes."""
 SUFFIX_LENGTH = 5
-
-CredentialKind = Literal["jit", "token"]
 
 _STATEFULSET_SPEC_OWN = frozenset({"replicas", "selector", "template"})
 """StatefulSetSpec fields the controller sets itself; the rest of the RunnerSet's pass through."""
@@ -101,10 +103,6 @@ def claim_template_name(claim_name: str, statefulset: str) -> str | None:
     """The volumeClaimTemplate a StatefulSet claim (``<template>-<statefulset>-0``) was made from."""
     tail = f"-{runner_name(statefulset)}"
     return claim_name[: -len(tail)] if claim_name.endswith(tail) and len(claim_name) > len(tail) else None
-
-
-def secret_key(kind: CredentialKind) -> str:
-    return ENV_JIT_CONFIG if kind == "jit" else ENV_RUNNER_TOKEN
 
 
 # --- the template ----------------------------------------------------------------------------
@@ -161,10 +159,6 @@ def selector_string(selector: Mapping[str, Any]) -> str:
     return ",".join(parts)
 
 
-def _secret_env(name: str, secret: str) -> JSON:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": name}}}
-
-
 def build_runner_statefulset(
     *,
     runnerset: str,
@@ -206,16 +200,17 @@ def build_runner_statefulset(
         JitConfig("", runner_id or 0) if credentials == "jit" else RegistrationToken("")
     )
     pod = build_runner_pod(
-        runner_name(name), namespace, rspec, placeholder, options, labels=labels, annotations=annotations
+        runner_name(name),
+        namespace,
+        rspec,
+        placeholder,
+        options,
+        labels=labels,
+        annotations=annotations,
+        credentials_secret=name,
     )
 
     pod_spec: JSON = pod["spec"]
-    key = secret_key(credentials)
-    for container in pod_spec["containers"]:
-        if container["name"] == RUNNER_CONTAINER:
-            container["env"] = [
-                _secret_env(key, name) if e.get("name") == key else e for e in container.get("env") or []
-            ]
     pod_spec["restartPolicy"] = "Always"
     for k, v in (template.get("spec") or {}).items():
         if k not in _RUNNER_POD_FIELDS and k not in _PASS_THROUGH_EXCLUDED and k not in pod_spec:
@@ -255,32 +250,13 @@ def build_runner_secret(
 ) -> JSON:
     """The Secret holding the runner's credential, owned by (and named as) its StatefulSet."""
     meta = statefulset["metadata"]
-    kind: CredentialKind = "jit" if isinstance(registration, JitConfig) else "token"
-    value = registration.encoded_jit_config if isinstance(registration, JitConfig) else registration.token
-    secret_meta: JSON = {
-        "name": meta["name"],
-        "namespace": meta["namespace"],
-        "labels": {LABEL_RUNNERSET_NAME: runnerset, LABEL_RUNNER_STATEFULSET_NAME: meta["name"]},
-        "ownerReferences": [
-            {
-                "apiVersion": statefulset.get("apiVersion", "apps/v1"),
-                "kind": statefulset.get("kind", "StatefulSet"),
-                "name": meta["name"],
-                "uid": meta["uid"],
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ],
-    }
-    if isinstance(registration, JitConfig):
-        secret_meta["annotations"] = {ANNOTATION_RUNNER_ID: str(registration.runner_id)}
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": secret_meta,
-        "type": "Opaque",
-        "data": {secret_key(kind): base64.b64encode(value.encode()).decode("ascii")},
-    }
+    return build_credentials_secret(
+        meta["name"],
+        meta["namespace"],
+        registration,
+        owner_ref=owner_reference(statefulset, "apps/v1", "StatefulSet"),
+        labels={LABEL_RUNNERSET_NAME: runnerset, LABEL_RUNNER_STATEFULSET_NAME: meta["name"]},
+    )
 
 
 def consume_patch(kind: CredentialKind, pod_uid: str, runner_id: int | None) -> JSON:

@@ -21,7 +21,7 @@ import yaml
 
 from devcluster import binaries
 from runnerd.controller import common
-from runnerd.kube.resources import Resource
+from runnerd.kube.resources import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, Resource
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -56,6 +56,8 @@ DYNAMIC = {
     ("autoscaler.py", "target.resource"): [common.RUNNER_DEPLOYMENTS, common.RUNNER_SETS],
     # replicasets._patch_status(kube, RUNNER_REPLICA_SETS | RUNNER_DEPLOYMENTS, ...)
     ("replicasets.py", "resource"): [common.RUNNER_REPLICA_SETS, common.RUNNER_DEPLOYMENTS],
+    # RunnerObjects.create_identity: a kubernetes-mode runner's ServiceAccount, Role, RoleBinding
+    ("runner_objects.py", "resource"): [SERVICE_ACCOUNTS, ROLES, ROLE_BINDINGS],
     # KubeListWatcher: the resource of each list_watcher() call, found above
     ("client.py", "self.resource"): [],
 }
@@ -70,6 +72,30 @@ NO_REQUEST = {
     ("update", "actions.summerwind.dev", "runnerdeployments/finalizers"),
     ("update", "actions.summerwind.dev", "runnersets/finalizers"),
     ("update", "apps", "statefulsets/finalizers"),
+}
+
+
+# Granted only with rbac.allowGrantingKubernetesContainerModePermissions=true (as in ARC): the
+# per-runner ServiceAccount, Role and RoleBinding of containerMode kubernetes, and what that Role
+# grants (RBAC lets only a holder of a permission grant it).
+KUBERNETES_MODE_VALUE = "rbac.allowGrantingKubernetesContainerModePermissions=true"
+KUBERNETES_MODE_REQUESTS = {
+    ("create", "", "serviceaccounts"),
+    ("create", "rbac.authorization.k8s.io", "roles"),
+    ("create", "rbac.authorization.k8s.io", "rolebindings"),
+}
+KUBERNETES_MODE_ESCALATION = {
+    ("get", "", "pods"),
+    ("create", "", "pods/exec"),
+    ("get", "", "pods/exec"),
+    ("get", "", "pods/log"),
+    ("list", "", "pods/log"),
+    ("watch", "", "pods/log"),
+    ("create", "batch", "jobs"),
+    ("delete", "batch", "jobs"),
+    ("get", "batch", "jobs"),
+    ("list", "batch", "jobs"),
+    ("delete", "", "secrets"),
 }
 
 
@@ -136,10 +162,12 @@ def rules_of(objects: list[dict[str, Any]], kinds: set[str], names: set[str]) ->
     return out
 
 
-def render(home: Path, *sets: str) -> list[dict[str, Any]]:
-    args = [a for value in sets for a in ("--set", value)]
+def render(home: Path, *values: str) -> list[dict[str, Any]]:
+    sets = [arg for value in values for arg in ("--set", value)]
     proc = subprocess.run(
-        [str(binaries.ensure().path("helm")), "template", "rel", str(CHART), "--namespace", "arc", *args],
+        [str(binaries.ensure().path("helm")), "template", "rel", str(CHART), "--namespace", "arc",
+         "--set", "githubWebhookServer.enabled=true", "--set", "githubWebhookServer.secret.create=true",
+         "--set", "githubWebhookServer.secret.github_webhook_secret_token=x", *sets],
         env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
@@ -149,12 +177,15 @@ def render(home: Path, *sets: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    return render(
-        tmp_path_factory.mktemp("helm"),
-        "githubWebhookServer.enabled=true",
-        "githubWebhookServer.secret.create=true",
-        "githubWebhookServer.secret.github_webhook_secret_token=x",
-    )
+    return render(tmp_path_factory.mktemp("helm"))
+
+
+MANAGER_ROLES = {
+    "rel-actions-runner-controller-manager",
+    "rel-actions-runner-controller-volumes",
+    "rel-actions-runner-controller-cluster-identity",
+    "rel-actions-runner-controller-leader-election",
+}
 
 
 def test_the_scan_finds_the_controllers_requests() -> None:
@@ -174,16 +205,11 @@ def test_the_scan_finds_the_controllers_requests() -> None:
 def test_controller_rules_are_exactly_the_requests_its_code_makes(rendered: list[dict[str, Any]]) -> None:
     calls = requests_in(CONTROLLER_MODULES)
     needed = {(c.verb, c.group, c.resource) for c in calls}
-    granted = rules_of(
-        rendered,
-        {"ClusterRole", "Role"},
-        {"rel-actions-runner-controller-manager", "rel-actions-runner-controller-volumes",
-         "rel-actions-runner-controller-leader-election"},
-    )  # fmt: skip
+    granted = rules_of(rendered, {"ClusterRole", "Role"}, MANAGER_ROLES)
     missing = sorted(
         f"{c.verb} {c.group or 'core'}/{c.resource} ({c.where})"
         for c in calls
-        if (c.verb, c.group, c.resource) not in granted
+        if (c.verb, c.group, c.resource) not in granted | KUBERNETES_MODE_REQUESTS
     )
     assert not missing, f"the code makes requests the chart does not grant: {missing}"
     extra = sorted(granted - needed - NO_REQUEST)
@@ -204,35 +230,46 @@ def test_webhook_server_rules_cover_its_requests_and_no_more(rendered: list[dict
     assert granted == needed
 
 
-CONTROLLER_ROLES = {
-    "rel-actions-runner-controller-manager",
-    "rel-actions-runner-controller-volumes",
-    "rel-actions-runner-controller-leader-election",
-}
-
-
 def test_without_runner_sets_the_rules_are_exactly_the_rest_of_the_code(tmp_path: Path) -> None:
     """``runnerSets.enabled=false`` runs the controller with ``--no-runner-sets``: nothing of
     runnersets.py runs, and an HRA cannot target a RunnerSet (no informer of them)."""
     calls = requests_in([m for m in CONTROLLER_MODULES if m.name != "runnersets.py"])
     # (autoscaler.py lists and watches RunnerSets only in build_webhook_process, the webhook server's)
-    needed = {(c.verb, c.group, c.resource) for c in calls} - {
-        (verb, common.RUNNER_SETS.group, "runnersets") for verb in ("patch", "list", "watch")
-    }
-    granted = rules_of(
-        render(tmp_path, "runnerSets.enabled=false"), {"ClusterRole", "Role"}, CONTROLLER_ROLES
+    # (per-runner ServiceAccounts and Roles are granted only with the kubernetes-mode value)
+    needed = (
+        {(c.verb, c.group, c.resource) for c in calls}
+        - KUBERNETES_MODE_REQUESTS
+        - {(verb, common.RUNNER_SETS.group, "runnersets") for verb in ("patch", "list", "watch")}
     )
+    granted = rules_of(render(tmp_path, "runnerSets.enabled=false"), {"ClusterRole", "Role"}, MANAGER_ROLES)
     assert granted - needed == {
         rule for rule in NO_REQUEST if "runnersets" not in rule[2] and rule[1] != "apps"
     }
     assert needed <= granted
-    assert not {
-        rule for rule in granted if rule[2] in ("secrets", "persistentvolumes", "persistentvolumeclaims")
-    }
+    assert not {rule for rule in granted if rule[2] in ("persistentvolumes", "persistentvolumeclaims")}
+    # a Runner's credentials Secret is written and read by name: no Secret can be listed or watched
+    assert {rule[0] for rule in granted if rule[2] == "secrets"} == {"create", "get", "patch"}
 
 
 def test_without_volume_recycling_no_persistent_volume_rights(tmp_path: Path) -> None:
     objects = render(tmp_path, "runnerSets.volumeRecycling=false")
-    granted = rules_of(objects, {"ClusterRole", "Role"}, CONTROLLER_ROLES)
+    granted = rules_of(objects, {"ClusterRole", "Role"}, MANAGER_ROLES)
     assert not {rule for rule in granted if rule[2] == "persistentvolumes"}
     assert ("create", "", "secrets") in granted  # RunnerSets themselves still work
+
+
+def test_kubernetes_mode_value_grants_the_runner_identity_requests_and_the_role_they_grant(
+    tmp_path: Path,
+) -> None:
+    needed = {(c.verb, c.group, c.resource) for c in requests_in(CONTROLLER_MODULES)}
+    assert needed >= KUBERNETES_MODE_REQUESTS
+    off = rules_of(render(tmp_path), {"ClusterRole", "Role"}, MANAGER_ROLES)
+    on = rules_of(render(tmp_path, KUBERNETES_MODE_VALUE), {"ClusterRole", "Role"}, MANAGER_ROLES)
+    assert not off & KUBERNETES_MODE_REQUESTS
+    assert on - off == KUBERNETES_MODE_REQUESTS | KUBERNETES_MODE_ESCALATION
+    # everything the runner's Role grants, the controller holds (RBAC's escalation check)
+    from runnerd.reconcile.runner_rbac import KUBERNETES_MODE_RULES
+
+    role = {(v, g, r) for rule in KUBERNETES_MODE_RULES for v in rule["verbs"] for g in rule["apiGroups"]
+            for r in rule["resources"]}  # fmt: skip
+    assert role <= on

@@ -121,7 +121,7 @@ def test_defaults_render_the_controller_only(
     }
 
 
-def test_single_namespace_binds_a_role_there_and_only_volumes_cluster_wide(
+def test_single_namespace_binds_a_role_there_and_only_volumes_and_cluster_id_cluster_wide(
     helm_bin: Path, tmp_path: Path
 ) -> None:
     r = render(helm_bin, tmp_path, "scope.singleNamespace=true")
@@ -129,7 +129,9 @@ def test_single_namespace_binds_a_role_there_and_only_volumes_cluster_wide(
     manager = r.one("Role", "rel-actions-runner-controller-manager")
     assert manager["metadata"]["namespace"] == "arc"
     cluster_roles = [d for d in r.objects if d["kind"] == "ClusterRole"]
-    assert [rule["resources"] for d in cluster_roles for rule in d["rules"]] == [["persistentvolumes"]]
+    cluster_rules = [rule for d in cluster_roles for rule in d["rules"]]
+    assert [rule["resources"] for rule in cluster_rules] == [["persistentvolumes"], ["namespaces"]]
+    assert cluster_rules[1]["resourceNames"] == ["kube-system"]  # the cluster's id, nothing else
 
     r = render(helm_bin, tmp_path, "scope.singleNamespace=true", "scope.watchNamespace=ci")
     assert parse(container(r.one("Deployment"))).watch_namespace == "ci"
@@ -138,7 +140,10 @@ def test_single_namespace_binds_a_role_there_and_only_volumes_cluster_wide(
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "rel-actions-runner-controller", "namespace": "arc"}
     ]
-    assert r.named("ClusterRole") == {"rel-actions-runner-controller-volumes-ci"}
+    assert r.named("ClusterRole") == {
+        "rel-actions-runner-controller-volumes-ci",
+        "rel-actions-runner-controller-cluster-identity-ci",
+    }
 
 
 @pytest.mark.parametrize(
@@ -153,8 +158,9 @@ def test_single_namespace_binds_a_role_there_and_only_volumes_cluster_wide(
 def test_runner_sets_off_take_their_rights_and_the_cluster_wide_volumes_away(
     helm_bin: Path, tmp_path: Path, sets: tuple[str, ...], flag: str | None, volumes: bool
 ) -> None:
-    """Issue 13 finding 6: Secret writing and cluster-wide PersistentVolume patching were granted
-    whether or not RunnerSets were used."""
+    """Issue 13 finding 6: Secret listing and cluster-wide PersistentVolume patching were granted
+    whether or not RunnerSets were used. (Every Runner's credentials live in a Secret of its own,
+    written and read by name, so create/get/patch on Secrets stays.)"""
     for scope in ((), ("scope.singleNamespace=true",)):
         r = render(helm_bin, tmp_path, *scope, *sets)
         args = container(r.one("Deployment"))["args"]
@@ -169,17 +175,21 @@ def test_runner_sets_off_take_their_rights_and_the_cluster_wide_volumes_away(
         kind = "Role" if scope else "ClusterRole"
         rules = r.one(kind, "rel-actions-runner-controller-manager")["rules"]
         resources = {res for rule in rules for res in rule["resources"]}
-        runner_set_only = {"secrets", "statefulsets", "persistentvolumeclaims", "runnersets"}
+        runner_set_only = {"statefulsets", "persistentvolumeclaims", "runnersets"}
+        secret_verbs = {v for rule in rules if "secrets" in rule["resources"] for v in rule["verbs"]}
+        assert secret_verbs == (
+            {"create", "get", "patch"} | (set() if flag == "--no-runner-sets" else {"list", "watch"})
+        )
         if flag == "--no-runner-sets":
             assert not resources & runner_set_only
             assert not {res for res in resources if res.startswith("runnersets/")}
         else:
             assert runner_set_only <= resources
-        if scope:  # nothing but the volumes (when recycled) outside the namespace
+        if scope:  # nothing but the cluster's id and the volumes (when recycled) outside the namespace
             cluster_wide = [d for d in r.objects if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
             assert {d["metadata"]["name"] for d in cluster_wide} == (
                 {"rel-actions-runner-controller-volumes-arc"} if volumes else set()
-            )
+            ) | {"rel-actions-runner-controller-cluster-identity-arc"}
 
 
 def test_watch_namespace_without_single_namespace_is_ignored_as_in_arc(
@@ -421,9 +431,24 @@ def test_accepted_and_ignored_arc_values_change_nothing(helm_bin: Path, tmp_path
         helm_bin, tmp_path,
         "--set", "certManagerEnabled=true", "--set", "admissionWebHooks.caBundle=Q0E=",
         "--set", "runner.statusUpdateHook.enabled=true", "--set", "metrics.proxy.enabled=true",
-        "--set", "rbac.allowGrantingKubernetesContainerModePermissions=true", "--set", "webhookPort=9443",
+        "--set", "webhookPort=9443",
         "--set", "service.port=443", "--set", "githubUploadURL=https://uploads.example.com",
         "--set", "githubWebhookServer.queueLimit=100",
     )  # fmt: skip
     assert baseline.returncode == ignored.returncode == 0, ignored.stderr
     assert ignored.stdout == baseline.stdout
+
+
+def test_kubernetes_mode_permissions_value_turns_on_per_runner_service_accounts(
+    helm_bin: Path, tmp_path: Path
+) -> None:
+    off = render(helm_bin, tmp_path)
+    on = render(helm_bin, tmp_path, "rbac.allowGrantingKubernetesContainerModePermissions=true")
+    assert "--kubernetes-mode-service-accounts" not in container(off.one("Deployment"))["args"]
+    assert "--kubernetes-mode-service-accounts" in container(on.one("Deployment"))["args"]
+    rules = on.one("ClusterRole", "rel-actions-runner-controller-manager")["rules"]
+    assert {
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["roles", "rolebindings"],
+        "verbs": ["create"],
+    } in rules

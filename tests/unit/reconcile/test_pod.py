@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -86,7 +87,15 @@ def test_article_runner_deployment_pod_exactly() -> None:
                         *RUNNER_ENV_BASE,
                         {"name": "DOCKER_HOST", "value": "unix:///run/docker.sock"},
                         {"name": "RUNNER_NAME", "value": "example-runner-deployment-x7k2p-9qv4d"},
-                        {"name": "RUNNER_TOKEN", "value": "AREGTOKEN"},
+                        {
+                            "name": "RUNNER_TOKEN",
+                            "valueFrom": {
+                                "secretKeyRef": {
+                                    "name": "example-runner-deployment-x7k2p-9qv4d",
+                                    "key": "RUNNER_TOKEN",
+                                }
+                            },
+                        },
                     ],
                     "volumeMounts": [
                         {"name": "runner", "mountPath": "/runner"},
@@ -150,21 +159,20 @@ def test_scope_fields_and_group_and_ephemeral_and_workdir() -> None:
 @pytest.mark.parametrize(
     ("registration", "present", "absent", "annotation"),
     [
-        pytest.param(
-            TOKEN, {"RUNNER_TOKEN": "AREGTOKEN"}, "ACTIONS_RUNNER_INPUT_JITCONFIG", None, id="token"
-        ),
-        pytest.param(
-            JIT, {"ACTIONS_RUNNER_INPUT_JITCONFIG": JIT.encoded_jit_config}, "RUNNER_TOKEN", "42", id="jit"
-        ),
+        pytest.param(TOKEN, "RUNNER_TOKEN", "ACTIONS_RUNNER_INPUT_JITCONFIG", None, id="token"),
+        pytest.param(JIT, "ACTIONS_RUNNER_INPUT_JITCONFIG", "RUNNER_TOKEN", "42", id="jit"),
     ],
 )
 def test_registration_env_and_runner_id_annotation(
-    registration: Any, present: dict[str, str], absent: str, annotation: str | None
+    registration: Any, present: str, absent: str, annotation: str | None
 ) -> None:
+    """The credential is a reference to the runner's Secret: its value is nowhere in the pod."""
     p = pod(ARTICLE_REPO, registration=registration)
     e = env(container(p, "runner"))
-    assert present.items() <= e.items()
+    assert e[present] == {"secretKeyRef": {"name": "rd-abcde-fghij", "key": present}}
     assert absent not in e
+    secret_value = registration.token if present == "RUNNER_TOKEN" else registration.encoded_jit_config
+    assert secret_value not in json.dumps(p)
     assert e["RUNNER_NAME"] == "rd-abcde-fghij"
     assert p["metadata"].get("annotations", {}).get("actions-runner/id") == annotation
     assert registration.kind in ("token", "jit")
@@ -478,7 +486,7 @@ def test_user_env_wins_except_identity_and_credentials() -> None:
     assert e["RUNNER_LABELS"] == "mine"
     assert e["DOCKER_HOST"] == "tcp://localhost:2375"
     assert e["RUNNER_NAME"] == "rd-abcde-fghij"
-    assert e["RUNNER_TOKEN"] == "AREGTOKEN"
+    assert e["RUNNER_TOKEN"] == {"secretKeyRef": {"name": "rd-abcde-fghij", "key": "RUNNER_TOKEN"}}
     assert "ACTIONS_RUNNER_INPUT_JITCONFIG" not in e
     assert e["EXTRA"] == {"secretKeyRef": {"name": "s", "key": "k"}}
     names = [x["name"] for x in runner["env"]]

@@ -242,7 +242,8 @@ def test_containers_runner_entry_is_merged_not_replaced() -> None:
     assert r["command"] == ["/custom-entrypoint.sh"]
     assert r["readinessProbe"] == {"exec": {"command": ["test", "-f", "/runner/.runner"]}}
     e = env(r)
-    assert (e["FROM_SPEC"], e["BOTH"], e["RUNNER_TOKEN"]) == ("1", "container", "AREGTOKEN")
+    assert (e["FROM_SPEC"], e["BOTH"]) == ("1", "container")
+    assert e["RUNNER_TOKEN"] == {"secretKeyRef": {"name": "rd-abcde-fghij", "key": "RUNNER_TOKEN"}}
     assert e["RUNNER_REPO"] == "octo/mlops"
     assert r["resources"] == {"limits": {"cpu": "4"}, "requests": {"cpu": "1"}}  # per key, as ARC
     assert mounts(r) == {"/runner": "runner", "/runner/_work": "work", "/run": "var-run", "/extra": "extra"}

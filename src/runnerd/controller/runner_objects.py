@@ -1,0 +1,102 @@
+"""The objects a Runner owns besides its pod: its credentials Secret and, in kubernetes container
+mode, its own ServiceAccount, Role and RoleBinding.
+
+Contract (:mod:`runnerd.reconcile.credentials`, :mod:`runnerd.reconcile.runner_rbac`):
+
+* the Secret is named as the Runner, owned by it, written before its pod is created, and
+  overwritten in place (a JSON patch that first tests the owner) when a failed pod is replaced; a
+  Secret of that name that is not the Runner's is never changed (a Warning says so);
+* once GitHub lists the runner online (its container has read the credential), the credential is
+  removed from the Secret (:meth:`RunnerObjects.consume`): a registration token is valid for an
+  hour and for any number of registrations, and nothing needs it any more;
+* the kubernetes-mode identity objects are created before the pod, when the pod's
+  ``serviceAccountName`` is the runner's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from runnerd.api import Runner
+from runnerd.controller.common import StopSteps, controller_ref
+from runnerd.kube.client import KubeClient
+from runnerd.kube.resources import ROLE_BINDINGS, ROLES, SECRETS, SERVICE_ACCOUNTS
+from runnerd.reconcile.credentials import (
+    ENV_JIT_CONFIG,
+    ENV_RUNNER_TOKEN,
+    Registration,
+    build_credentials_secret,
+    replace_patch,
+)
+from runnerd.reconcile.hashing import label_value
+from runnerd.reconcile.pod import LABEL_RUNNER_NAME
+from runnerd.reconcile.runner_rbac import build_runner_identity
+from runnerd.runtime import AlreadyExists, EventRecorder, Invalid, NotFound, Result
+
+ANNOTATION_CONSUMED = "runnerd.dev/credentials-consumed"
+"""On a Runner's Secret once its credential was removed (the runner came online)."""
+
+
+class RunnerObjects:
+    def __init__(self, kube: KubeClient, recorder: EventRecorder, *, conflict_retry: float) -> None:
+        self.kube = kube
+        self.recorder = recorder
+        self.conflict_retry = conflict_retry
+        self._consumed: set[str] = set()  # Runner uids; forgotten with their Runner
+
+    async def store_credentials(
+        self, obj: Mapping[str, Any], runner: Runner, registration: Registration
+    ) -> None:
+        """The runner's credential into its Secret, before its pod (which only references it)."""
+        uid = runner.metadata.uid or ""
+        self._consumed.discard(uid)
+        labels = {LABEL_RUNNER_NAME: label_value(runner.name)}
+        secret = build_credentials_secret(
+            runner.name, runner.namespace, registration, owner_ref=controller_ref(obj), labels=labels
+        )
+        try:
+            await self.kube.create(SECRETS, secret, namespace=runner.namespace)
+            return
+        except AlreadyExists:
+            pass
+        try:
+            patch = replace_patch(registration, uid)
+            await self.kube.patch(SECRETS, runner.name, patch, namespace=runner.namespace, patch_type="json")
+        except Invalid:
+            await self.recorder.warning(
+                obj,
+                "CredentialsSecretConflict",
+                f"Secret {runner.name} exists and is not this Runner's: remove or rename it",
+            )
+            raise StopSteps(Result(requeue_after=self.conflict_retry)) from None
+
+    async def consume(self, runner: Runner) -> None:
+        """The runner is online: its credential leaves the Secret (once per Runner and process)."""
+        uid = runner.metadata.uid or ""
+        if uid in self._consumed:
+            return
+        patch = {
+            "metadata": {"annotations": {ANNOTATION_CONSUMED: "true"}},
+            "data": {ENV_RUNNER_TOKEN: None, ENV_JIT_CONFIG: None},
+        }
+        with contextlib.suppress(NotFound):
+            await self.kube.patch(SECRETS, runner.name, patch, namespace=runner.namespace)
+        self._consumed.add(uid)
+
+    def forget(self, uid: str) -> None:
+        self._consumed.discard(uid)
+
+    async def create_identity(self, obj: Mapping[str, Any], runner: Runner) -> None:
+        """containerMode kubernetes without serviceAccountName: the runner's own ServiceAccount,
+        Role and RoleBinding, before its pod (an existing one of that name is used as it is)."""
+        objects = build_runner_identity(
+            runner.name,
+            runner.namespace,
+            labels={LABEL_RUNNER_NAME: label_value(runner.name)},
+            owner_ref=controller_ref(obj),
+        )
+        for resource, manifest in zip((SERVICE_ACCOUNTS, ROLES, ROLE_BINDINGS), objects, strict=True):
+            with contextlib.suppress(AlreadyExists):
+                await self.kube.create(resource, manifest, namespace=runner.namespace)
