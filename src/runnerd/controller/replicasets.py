@@ -34,19 +34,23 @@ from runnerd.kube.client import KubeClient
 from runnerd.reconcile.hashing import template_hash
 from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
 from runnerd.reconcile.replicas import (
+    FillMark,
     ReplicaSetView,
     RunnerPhase,
     RunnerView,
     plan_replicas,
     plan_rollout,
+    replacement_hold,
 )
 from runnerd.reconcile.runner import GitHubState
-from runnerd.runtime import Conflict, EventRecorder, Informer, Key, NotFound, Result
+from runnerd.runtime import Conflict, EventRecorder, Informer, Key, NotFound, Obj, Result
 
 logger = logging.getLogger(__name__)
 
 INDEX_CONTROLLER = "controller"
 EXPECTATION_TTL = 30.0
+REPLACEMENT_HOLD = 30.0
+"""At most this long a finished ephemeral runner's gap waits for the autoscaler's next decision."""
 
 
 def observe_phase(
@@ -138,12 +142,19 @@ class ReplicaSetController:
         self.pods = pods
         self.options = options
         self.expect = _Expectations(clock)
+        self.clock = clock
         self.runners_created = 0
+        self.replacements_held = 0
+        self.max_hold = REPLACEMENT_HOLD
+        self._filled: dict[Key, FillMark] = {}
+        self._deficit_since: dict[Key, float] = {}
 
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.replica_sets.store.get(key)
         if obj is None:
             self.expect.forget(key)
+            self._filled.pop(key, None)
+            self._deficit_since.pop(key, None)
             return None
         try:
             rrs = RunnerReplicaSet.from_dict(obj)
@@ -172,8 +183,7 @@ class ReplicaSetController:
 
         desired = rrs.spec.effective_replicas
         plan = plan_replicas(desired, views)
-        for _ in range(plan.create):
-            await self._create_runner(key, obj, rrs)
+        hold_until = await self._fill(key, obj, rrs, desired, plan.create)
         for name in plan.delete:
             self.expect.deleted(key, name)
             await self.kube.delete(RUNNERS, name, namespace=key.namespace, missing_ok=True)
@@ -192,7 +202,49 @@ class ReplicaSetController:
         }
         await _patch_status(self.kube, RUNNER_REPLICA_SETS, obj, status)
         pending = plan.create or plan.delete or any(v.phase is RunnerPhase.REGISTERING for v in views)
-        return Result(requeue_after=5.0 if pending else None)
+        wake = 5.0 if pending else None
+        if hold_until is not None:
+            wake = min(wake or self.max_hold, max(hold_until - self.clock(), 0.0) + 0.05)
+        return Result(requeue_after=wake)
+
+    async def _fill(
+        self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet, desired: int, missing: int
+    ) -> float | None:
+        """Create ``missing`` runners unless the effectiveTime rule holds them; when held until."""
+        effective = rrs.spec.effective_time.timestamp() if rrs.spec.effective_time is not None else None
+        mark = self._filled.get(key)
+        if mark is not None and desired < mark.desired:
+            mark = self._filled[key] = FillMark(mark.effective_time, desired)
+        filled = None
+        if effective is not None:
+            filled = FillMark(max(effective, mark.effective_time if mark else effective), desired)
+        if missing <= 0:
+            self._deficit_since.pop(key, None)
+            if filled is not None:  # full for this decision (also the first time after a start)
+                self._filled[key] = filled
+            return None
+        now = self.clock()
+        hold = replacement_hold(
+            ephemeral=rrs.spec.template.spec.effective_ephemeral,
+            effective_time=effective,
+            desired=desired,
+            mark=mark,
+            deficit_since=self._deficit_since.get(key),
+            now=now,
+            max_hold=self.max_hold,
+        )
+        if hold.held:
+            if key not in self._deficit_since:
+                self._deficit_since[key] = now
+                self.replacements_held += missing
+                logger.debug("%s: %d missing runner(s) held: %s", key, missing, hold.reason)
+            return hold.until
+        self._deficit_since.pop(key, None)
+        for _ in range(missing):
+            await self._create_runner(key, obj, rrs)
+        if filled is not None:
+            self._filled[key] = filled
+        return None
 
     async def _create_runner(self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet) -> None:
         template = rrs.spec.template
@@ -279,12 +331,9 @@ class DeploymentController:
         plan = plan_rollout(desired, current_hash, views)
         if plan.create:
             await self._create_replica_set(key, obj, rd, current_hash, desired)
-        for name, replicas in sorted(plan.scale.items()):
-            patch: dict[str, Any] = {"spec": {"replicas": replicas}}
-            if rd.spec.effective_time is not None and name in names:
-                patch["spec"]["effectiveTime"] = (obj.get("spec") or {}).get("effectiveTime")
+        for name, spec in sorted(self._spec_patches(obj, owned, plan.scale, current_hash).items()):
             try:
-                await self.kube.patch(RUNNER_REPLICA_SETS, name, patch, namespace=key.namespace)
+                await self.kube.patch(RUNNER_REPLICA_SETS, name, {"spec": spec}, namespace=key.namespace)
             except NotFound:
                 continue
         for name in plan.delete:
@@ -311,6 +360,24 @@ class DeploymentController:
         await _patch_status(self.kube, RUNNER_DEPLOYMENTS, obj, status)
         rolling = plan.create or plan.scale or plan.delete or len(owned) > 1
         return Result(requeue_after=5.0 if rolling else None)
+
+    @staticmethod
+    def _spec_patches(
+        obj: Mapping[str, Any], owned: list[Obj], scale: Mapping[str, int], current_hash: str
+    ) -> dict[str, dict[str, Any]]:
+        """Replica counts to write, and the deployment's ``effectiveTime`` passed on with them and to
+        the current template's replica sets whenever it changed (an unchanged count included: one
+        job finished and another one queued is a new decision the replica set must see)."""
+        effective = (obj.get("spec") or {}).get("effectiveTime")
+        patches: dict[str, dict[str, Any]] = {name: {"replicas": n} for name, n in scale.items()}
+        for rs in owned:
+            name = rs["metadata"]["name"]
+            current = (rs["metadata"].get("labels") or {}).get(LABEL_TEMPLATE_HASH) == current_hash
+            if not effective or (rs.get("spec") or {}).get("effectiveTime") == effective:
+                continue
+            if name in patches or current:
+                patches.setdefault(name, {})["effectiveTime"] = effective
+        return patches
 
     async def _create_replica_set(
         self, key: Key, obj: Mapping[str, Any], rd: RunnerDeployment, hash_: str, desired: int
