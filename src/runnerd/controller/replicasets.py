@@ -11,6 +11,7 @@ the informer shows them ("expectations"): a quick second reconcile never creates
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -121,6 +122,57 @@ class _Expectations:
         return list(entries)
 
 
+class ReplacementHolds:
+    """Per owner: what it last filled up to, and since when a gap is held (see
+    :func:`runnerd.reconcile.replicas.replacement_hold`). In memory: after a restart the first gap is
+    filled (at most one spare runner per finished one)."""
+
+    def __init__(self, clock: Callable[[], float], max_hold: float = REPLACEMENT_HOLD) -> None:
+        self._clock = clock
+        self.max_hold = max_hold
+        self._filled: dict[Key, FillMark] = {}
+        self._deficit_since: dict[Key, float] = {}
+        self.held = 0
+        """Gaps held (each counted once), for tests and the benchmark."""
+
+    def forget(self, key: Key) -> None:
+        self._filled.pop(key, None)
+        self._deficit_since.pop(key, None)
+
+    def check(
+        self, key: Key, ephemeral: bool, effective_time: dt.datetime | None, desired: int, missing: int
+    ) -> tuple[int, float | None]:
+        """``(runners to create now, monotonic time the hold ends or None)``."""
+        effective = effective_time.timestamp() if effective_time is not None else None
+        mark = self._filled.get(key)
+        if mark is not None and desired < mark.desired:
+            mark = self._filled[key] = FillMark(mark.effective_time, desired)
+        filled = None
+        if effective is not None:
+            filled = FillMark(max(effective, mark.effective_time if mark else effective), desired)
+        if missing > 0:
+            now = self._clock()
+            hold = replacement_hold(
+                ephemeral=ephemeral,
+                effective_time=effective,
+                desired=desired,
+                mark=mark,
+                deficit_since=self._deficit_since.get(key),
+                now=now,
+                max_hold=self.max_hold,
+            )
+            if hold.held:
+                if key not in self._deficit_since:
+                    self._deficit_since[key] = now
+                    self.held += 1
+                    logger.debug("%s: %d missing runner(s) held: %s", key, missing, hold.reason)
+                return 0, hold.until
+        self._deficit_since.pop(key, None)
+        if filled is not None:  # full for this decision once created (the first time after a start too)
+            self._filled[key] = filled
+        return max(missing, 0), None
+
+
 class ReplicaSetController:
     def __init__(
         self,
@@ -144,17 +196,13 @@ class ReplicaSetController:
         self.expect = _Expectations(clock)
         self.clock = clock
         self.runners_created = 0
-        self.replacements_held = 0
-        self.max_hold = REPLACEMENT_HOLD
-        self._filled: dict[Key, FillMark] = {}
-        self._deficit_since: dict[Key, float] = {}
+        self.holds = ReplacementHolds(clock)
 
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.replica_sets.store.get(key)
         if obj is None:
             self.expect.forget(key)
-            self._filled.pop(key, None)
-            self._deficit_since.pop(key, None)
+            self.holds.forget(key)
             return None
         try:
             rrs = RunnerReplicaSet.from_dict(obj)
@@ -204,47 +252,19 @@ class ReplicaSetController:
         pending = plan.create or plan.delete or any(v.phase is RunnerPhase.REGISTERING for v in views)
         wake = 5.0 if pending else None
         if hold_until is not None:
-            wake = min(wake or self.max_hold, max(hold_until - self.clock(), 0.0) + 0.05)
+            wake = min(wake or REPLACEMENT_HOLD, max(hold_until - self.clock(), 0.0) + 0.05)
         return Result(requeue_after=wake)
 
     async def _fill(
         self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet, desired: int, missing: int
     ) -> float | None:
         """Create ``missing`` runners unless the effectiveTime rule holds them; when held until."""
-        effective = rrs.spec.effective_time.timestamp() if rrs.spec.effective_time is not None else None
-        mark = self._filled.get(key)
-        if mark is not None and desired < mark.desired:
-            mark = self._filled[key] = FillMark(mark.effective_time, desired)
-        filled = None
-        if effective is not None:
-            filled = FillMark(max(effective, mark.effective_time if mark else effective), desired)
-        if missing <= 0:
-            self._deficit_since.pop(key, None)
-            if filled is not None:  # full for this decision (also the first time after a start)
-                self._filled[key] = filled
-            return None
-        now = self.clock()
-        hold = replacement_hold(
-            ephemeral=rrs.spec.template.spec.effective_ephemeral,
-            effective_time=effective,
-            desired=desired,
-            mark=mark,
-            deficit_since=self._deficit_since.get(key),
-            now=now,
-            max_hold=self.max_hold,
+        create, until = self.holds.check(
+            key, rrs.spec.template.spec.effective_ephemeral, rrs.spec.effective_time, desired, missing
         )
-        if hold.held:
-            if key not in self._deficit_since:
-                self._deficit_since[key] = now
-                self.replacements_held += missing
-                logger.debug("%s: %d missing runner(s) held: %s", key, missing, hold.reason)
-            return hold.until
-        self._deficit_since.pop(key, None)
-        for _ in range(missing):
+        for _ in range(create):
             await self._create_runner(key, obj, rrs)
-        if filled is not None:
-            self._filled[key] = filled
-        return None
+        return until
 
     async def _create_runner(self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet) -> None:
         template = rrs.spec.template
