@@ -6,13 +6,22 @@ one RunnerReplicaSet per template and rolls between them. Decisions come from
 
 Informers lag behind writes, so objects this process just created (or deleted) are remembered until
 the informer shows them ("expectations"): a quick second reconcile never creates a runner twice.
+A runner's name is drawn and expected before its create is sent, and runners are created
+concurrently in slow-start batches (1, 2, 4, ...), so a burst reaches the API server at the rate it
+accepts. A controller killed mid-batch leaves only runners that exist in the API server; the next
+leader counts them from its informer, so the count never exceeds ``replicas``.
+
+Ephemeral runners that finished their job are not replaced until the autoscaler decides again
+(``effectiveTime``, see :func:`runnerd.reconcile.replicas.replacement_hold`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -44,12 +53,32 @@ from runnerd.reconcile.replicas import (
     replacement_hold,
 )
 from runnerd.reconcile.runner import GitHubState
-from runnerd.runtime import Conflict, EventRecorder, Informer, Key, NotFound, Obj, Result
+from runnerd.runtime import (
+    AlreadyExists,
+    ApiError,
+    Conflict,
+    EventRecorder,
+    Informer,
+    Key,
+    NotFound,
+    Obj,
+    Result,
+)
 
 logger = logging.getLogger(__name__)
 
 INDEX_CONTROLLER = "controller"
 EXPECTATION_TTL = 30.0
+MAX_BATCH = 64
+"""Runners created at once (the last slow-start batch size)."""
+SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the API server's generateName alphabet
+
+
+def random_suffix() -> str:
+    """Five characters, as ``generateName`` adds."""
+    return "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(5))
+
+
 REPLACEMENT_HOLD = 30.0
 """At most this long a finished ephemeral runner's gap waits for the autoscaler's next decision."""
 
@@ -100,6 +129,10 @@ class _Expectations:
 
     def deleted(self, owner: Key, name: str) -> None:
         self._deleted.setdefault(owner, {})[name] = self._clock()
+
+    def cancel(self, owner: Key, name: str) -> None:
+        """A creation that certainly did not happen."""
+        self._created.get(owner, {}).pop(name, None)
 
     def pending_creations(self, owner: Key, seen: set[str]) -> list[str]:
         return self._prune(self._created, owner, lambda n: n not in seen)
@@ -249,7 +282,8 @@ class ReplicaSetController:
             "selector": _selector_string(rrs.spec.selector or {}),
         }
         await _patch_status(self.kube, RUNNER_REPLICA_SETS, obj, status)
-        pending = plan.create or plan.delete or any(v.phase is RunnerPhase.REGISTERING for v in views)
+        creating = plan.create and hold_until is None
+        pending = creating or plan.delete or any(v.phase is RunnerPhase.REGISTERING for v in views)
         wake = 5.0 if pending else None
         if hold_until is not None:
             wake = min(wake or REPLACEMENT_HOLD, max(hold_until - self.clock(), 0.0) + 0.05)
@@ -262,9 +296,26 @@ class ReplicaSetController:
         create, until = self.holds.check(
             key, rrs.spec.template.spec.effective_ephemeral, rrs.spec.effective_time, desired, missing
         )
-        for _ in range(create):
-            await self._create_runner(key, obj, rrs)
+        await self._create_batches(key, obj, rrs, create)
         return until
+
+    async def _create_batches(
+        self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet, count: int
+    ) -> None:
+        """Create ``count`` runners concurrently in slow-start batches (1, 2, 4, ... at most
+        :data:`MAX_BATCH`, as Kubernetes' ReplicaSet controller does): a failing API server costs
+        one call, not ``count``; the first failure stops the rest (the next reconcile retries)."""
+        batch = 1
+        while count > 0:
+            n = min(batch, count, MAX_BATCH)
+            results = await asyncio.gather(
+                *(self._create_runner(key, obj, rrs) for _ in range(n)), return_exceptions=True
+            )
+            count -= n
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            batch *= 2
 
     async def _create_runner(self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet) -> None:
         template = rrs.spec.template
@@ -272,22 +323,36 @@ class ReplicaSetController:
         labels = dict(meta.labels)
         for k, v in ((rrs.spec.selector or {}).get("matchLabels") or {}).items():
             labels.setdefault(k, v)
+        metadata: dict[str, Any] = {
+            "namespace": key.namespace,
+            "labels": labels,
+            "annotations": dict(meta.annotations),
+            "finalizers": [RUNNER_FINALIZER],
+            "ownerReferences": [controller_ref(obj)],
+        }
         body = {
             "apiVersion": RUNNERS.api_version,
             "kind": "Runner",
-            "metadata": {
-                "generateName": f"{rrs.name}-",
-                "namespace": key.namespace,
-                "labels": labels,
-                "annotations": dict(meta.annotations),
-                "finalizers": [RUNNER_FINALIZER],
-                "ownerReferences": [controller_ref(obj)],
-            },
+            "metadata": metadata,
             "spec": template.spec.to_dict(),
         }
-        created = await self.kube.create(RUNNERS, body, namespace=key.namespace)
-        self.expect.created(key, created["metadata"]["name"])
-        self.runners_created += 1
+        # The name is chosen (and expected) before the create, so a create whose answer is lost
+        # still counts until the informer shows it or the expectation expires.
+        for _ in range(5):
+            name = f"{rrs.name}-{random_suffix()}"
+            metadata["name"] = name
+            self.expect.created(key, name)
+            try:
+                await self.kube.create(RUNNERS, body, namespace=key.namespace)
+            except AlreadyExists:
+                self.expect.cancel(key, name)  # a name taken by someone else: draw another
+                continue
+            except ApiError:
+                self.expect.cancel(key, name)  # refused: nothing was created
+                raise
+            self.runners_created += 1
+            return
+        raise AlreadyExists(409, "AlreadyExists", f"{rrs.name}: five random runner names were all taken")
 
 
 class DeploymentController:
