@@ -128,3 +128,20 @@ def index_by_label(label: str) -> IndexFunc:
         return [str(labels[label])] if label in labels else []
 
     return index
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def strip_unused(obj: Obj) -> Obj:
+    """The informers' default transform: drop what no controller reads and that can be most of an
+    object's size: ``metadata.managedFields`` (server-side apply bookkeeping) and kubectl's
+    ``last-applied-configuration`` annotation (a second copy of the object). Changes ``obj`` in place
+    (it was just decoded from the API server and is not shared yet) and returns it."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+            del annotations[LAST_APPLIED]
+    return obj
