@@ -176,7 +176,18 @@ def _pod_template(pods: list[dict[str, Any]], namespace: str) -> dict[str, Any] 
         meta = pod.get("metadata") or {}
         if meta.get("namespace") != namespace:
             continue
-        spec = {k: v for k, v in (pod.get("spec") or {}).items() if k != "nodeName"}
+        spec = json.loads(json.dumps({k: v for k, v in (pod.get("spec") or {}).items() if k != "nodeName"}))
+        # the service-account volume is added by the API server; the JIT config is not printed
+        spec["volumes"] = [
+            v for v in spec.get("volumes") or () if not v["name"].startswith("kube-api-access")
+        ]
+        for container in spec.get("containers") or ():
+            container["volumeMounts"] = [
+                m for m in container.get("volumeMounts") or () if not m["name"].startswith("kube-api-access")
+            ]
+            for env in container.get("env") or ():
+                if "JITCONFIG" in env.get("name", ""):
+                    env["value"] = "x" * len(env.get("value") or "")
         return {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -444,12 +455,12 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         cluster.kubectl("apply", "-f", str(crds))
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         results = []
+        template = None
         for mode in args.modes:
             results.append(await scenario(cluster, mode, args))
+            template = template or results[-1].pop("sample_pod", None)
+            results[-1].pop("sample_pod", None)
             print(json.dumps(results[-1]), file=sys.stderr)
-        template = next((r["sample_pod"] for r in results if r.get("sample_pod")), None)
-        for r in results:
-            r.pop("sample_pod", None)
         if args.ceiling and template is not None:
             top = await ceiling(cluster, template, args.jobs)
             for r in results:
