@@ -12,9 +12,9 @@ do they hold), so they share one :class:`RunObserver`. Guarantees:
 * Concurrent readers of a stale observation share a single refresh (single flight).
 * One refresh costs ``2`` conditional run listings (``status=queued`` and ``status=in_progress``,
   answered 304 while nothing changed) plus one jobs listing per run that is new, whose signature
-  (status, attempt, ``updated_at``) changed, or, for a reader that asks so (the metric), whose jobs
-  were listed longer than its ``jobs_max_age`` ago (a run's ``updated_at`` does not always move when
-  one of its jobs changes).
+  (status, attempt, ``updated_at``) changed, or, for a reader that asks so (the metric), a run of
+  several jobs whose jobs were listed longer than its ``jobs_max_age`` ago (a run's ``updated_at``
+  does not always move when one of its jobs changes; a run of one job changes status with it).
 * Every call is spent in one :class:`~runnerd.github.budget.CallWindow`, the budget that the poll and
   the runner listings spend from too; a reader that finds the window over its ceiling gets the last
   observation (possibly stale) instead of a refresh, and :attr:`RunObserver.limited` says so.
@@ -58,6 +58,12 @@ class RepoObservation:
         return {j.id for s in self.runs.values() for j in s.jobs}
 
 
+def _stale(snap: RunSnapshot, now: float, jobs_max_age: float) -> bool:
+    """A run of several jobs whose jobs were listed too long ago (a run of one job changes its own
+    status with its job's, so its signature says when to list again)."""
+    return len(snap.jobs) > 1 and now - snap.jobs_at > jobs_max_age
+
+
 def signature(run: WorkflowRun) -> tuple[object, ...]:
     return (run.status, run.run_attempt, run.raw.get("updated_at"))
 
@@ -94,7 +100,7 @@ class RunObserver:
         now = self._clock()
         if now - seen.fetched_at > max_age:
             return False
-        return jobs_max_age is None or all(now - s.jobs_at <= jobs_max_age for s in seen.runs.values())
+        return jobs_max_age is None or not any(_stale(s, now, jobs_max_age) for s in seen.runs.values())
 
     async def observe(
         self,
@@ -158,7 +164,7 @@ class RunObserver:
                 for run in listed.values()
                 if (known := old.get(run.id)) is None
                 or known.signature != signature(run)
-                or (jobs_max_age is not None and started - known.jobs_at > jobs_max_age)
+                or (jobs_max_age is not None and _stale(known, started, jobs_max_age))
             ]
 
             async def jobs_of(run: WorkflowRun) -> tuple[WorkflowRun, list[WorkflowJob]]:

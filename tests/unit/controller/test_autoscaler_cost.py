@@ -128,3 +128,18 @@ async def test_the_budget_ceiling_serves_the_last_observation() -> None:
     assert w.github.calls == calls  # 3 spent, 3 more would exceed 4 an hour: the last observation
     assert w.controller.observer.limited == 1
     assert w.obj("runnerdeployments", "rd")["spec"]["replicas"] == 2
+
+
+@pytest.mark.parametrize(("jobs", "refetched"), [(1, False), (2, True)])
+async def test_a_runs_jobs_are_listed_again_only_when_they_may_have_changed(
+    jobs: int, refetched: bool
+) -> None:
+    now = [1000.0]
+    w = article_world()
+    w.github.jobs[1] = [queued_job(10 + i) for i in range(jobs)]
+    w.controller.observer = observer_at(w, now)
+    await w.reconcile()
+    calls = w.github.calls
+    now[0] += 61.0  # the run's signature is unchanged: a one-job run's job cannot have changed
+    await w.reconcile()
+    assert w.github.calls == calls + 2 + (1 if refetched else 0)
