@@ -38,7 +38,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -237,6 +237,7 @@ class HRAController:
         metrics: Metrics,
         poller: SafetyNetPoller | None = None,
         observer: RunObserver | None = None,
+        finished: Container[int] = (),
         clock: Callable[[], dt.datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -255,6 +256,8 @@ class HRAController:
         self._fresh: dict[Key, Obj] = {}
         self.monotonic = monotonic
         self.observer = observer or RunObserver(github, CallWindow(monotonic), clock=monotonic)
+        self.finished = finished
+        """Jobs the webhooks said finished (the reservation writer's memory)."""
         self._pending_status: dict[Key, _PendingStatus] = {}
         self._writing_status: dict[Key, _PendingStatus] = {}
         self._status_tasks: dict[Key, asyncio.Task[None]] = {}
@@ -523,7 +526,11 @@ class HRAController:
             )
             if seen.calls:
                 self.github_observations += 1
-            found = [JobObservation(j.status or "", j.labels, j.id) for j in seen.jobs()]
+            # a job whose completed delivery came since is finished, whatever the observation says
+            found = [
+                JobObservation("completed" if j.id in self.finished else j.status or "", j.labels, j.id)
+                for j in seen.jobs()
+            ]
             result[repo] = found
             for job in found:
                 if job_fits_runner(job.labels, config.labels, self.default_labels):
@@ -890,6 +897,7 @@ def install(
         metrics=metrics,
         poller=poller,
         observer=observer,
+        finished=writer.finished,
     )
     hra_ctl = Controller(
         "horizontalrunnerautoscaler",

@@ -143,3 +143,12 @@ async def test_a_runs_jobs_are_listed_again_only_when_they_may_have_changed(
     now[0] += 61.0  # the run's signature is unchanged: a one-job run's job cannot have changed
     await w.reconcile()
     assert w.github.calls == calls + 2 + (1 if refetched else 0)
+
+
+async def test_a_job_whose_completed_delivery_came_is_not_counted_by_a_stale_observation() -> None:
+    w = article_world(scaleDownDelaySecondsAfterScaleOut=0)
+    await w.reconcile()
+    assert w.obj("runnerdeployments", "rd")["spec"]["replicas"] == 2
+    w.controller.finished = {10}  # the webhook said job 10 completed; the observation is younger than a sync
+    await w.reconcile()
+    assert w.obj("runnerdeployments", "rd")["spec"]["replicas"] == 1
