@@ -61,9 +61,9 @@ from runnerd.controller.targets import (
     ScaleTarget,
     TargetResolver,
 )
+from runnerd.controller.visibility import GroupVisibility
 from runnerd.controller.webhook_sink import (
     CONDITION_AMBIGUOUS,
-    GroupVisibility,
     ReservationSink,
     ReservationWriter,
     format_condition_time,
