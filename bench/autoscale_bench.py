@@ -11,16 +11,25 @@ and simulator, a RunnerDeployment at 0 replicas and an HRA with ``minReplicas: 0
 * ``pull``: ``TotalNumberOfQueuedAndInProgressWorkflowRuns`` for the repository, no webhook, at a
   sync period of ``--pull-sync`` seconds (ARC's default: 60). The burst is queued right after the
   HRA's reconcile, so it waits (almost) a whole sync period: the worst case; a burst at a random
-  moment waits half a period on average.
+  moment waits half a period on average;
+* ``article``: the article's shape, both at once: the trigger (webhooks) and the metric (sync period
+  60 s), so the metric's GitHub cost under a burst of reservation writes is measured.
 
-Measured per job, from the moment the ``queued`` delivery was received (webhook) or the job was
-queued (pull; GitHub would have sent the webhook then): until a runner pod was created (jobs and pods
+Webhooks come from one organization hook (like a real installation), which ghsim delivers with its
+default bounded parallelism (16 in flight), as GitHub does.
+
+Measured per job, **from the job's ``queued_at``** (what users feel) and, for the webhook modes, from
+the moment the ``queued`` delivery was received: until a runner pod was created (jobs and pods
 paired first come, first served) and until GitHub assigned the job to a runner. GitHub API calls are
 every call the controller made from the burst until every job was assigned, and until every job was
 done and the pool back at zero. The webhook path also gets a breakdown of where the time goes.
 
+At the end (``--ceiling``), the creation ceiling: the same runner pods (the manifest of one the
+controller made) created by a plain loop with 64 requests in flight against the same API server;
+the controller's pod-creation rate during the burst is reported as a share of it.
+
     .venv/bin/python bench/autoscale_bench.py [--jobs 200] [--jobs-per-run 10] [--job-seconds 60]
-        [--pull-sync 60] [--modes webhook pull]
+        [--pull-sync 60] [--modes webhook article pull] [--ceiling]
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ from runnerd.controller.common import (  # noqa: E402
 )
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken  # noqa: E402
 from runnerd.kube.client import KubeClient  # noqa: E402
+from runnerd.kube.resources import PODS  # noqa: E402
 from runnerd.reconcile.pod import PodOptions  # noqa: E402
 from runnerd.runtime import EventType, InformerEvent, Key  # noqa: E402
 from runnerd.web.payload import WorkflowJobEvent  # noqa: E402
@@ -153,6 +163,64 @@ def job_of(sim: Simulator) -> Callable[[str], int | None]:
     return find
 
 
+def _rate(times: list[float]) -> float | None:
+    """Creations per second from the first to the last."""
+    if len(times) < 2 or times[-1] <= times[0]:
+        return None
+    return round((len(times) - 1) / (times[-1] - times[0]), 1)
+
+
+def _pod_template(pods: list[dict[str, Any]], namespace: str) -> dict[str, Any] | None:
+    """A runner pod the controller made, reduced to what a create sends (for the ceiling)."""
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if meta.get("namespace") != namespace:
+            continue
+        spec = json.loads(json.dumps({k: v for k, v in (pod.get("spec") or {}).items() if k != "nodeName"}))
+        # the service-account volume is added by the API server; the JIT config is not printed
+        spec["volumes"] = [
+            v for v in spec.get("volumes") or () if not v["name"].startswith("kube-api-access")
+        ]
+        for container in spec.get("containers") or ():
+            container["volumeMounts"] = [
+                m for m in container.get("volumeMounts") or () if not m["name"].startswith("kube-api-access")
+            ]
+            for env in container.get("env") or ():
+                if "JITCONFIG" in env.get("name", ""):
+                    env["value"] = "x" * len(env.get("value") or "")
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"labels": {"bench": "ceiling"}},
+            "spec": spec,
+        }
+    return None
+
+
+async def ceiling(cluster: Cluster, template: dict[str, Any], count: int) -> dict[str, Any]:
+    """A plain concurrent create loop (64 in flight) of ``count`` copies of ``template``."""
+    namespace = "bench-ceiling"
+    cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+    kube = await KubeClient.connect(str(cluster.kubeconfig))
+    gate = asyncio.Semaphore(64)
+    done: list[float] = []
+
+    async def create(i: int) -> None:
+        body = json.loads(json.dumps(template))
+        body["metadata"]["name"] = f"ceiling-{i}"
+        async with gate:
+            await kube.create(PODS, body, namespace=namespace)
+        done.append(time.time())
+
+    try:
+        started = time.time()
+        await asyncio.gather(*(create(i) for i in range(count)))
+        elapsed = time.time() - started
+    finally:
+        await kube.close()
+    return {"pods": count, "seconds": round(elapsed, 2), "pods_per_s": round(count / elapsed, 1)}
+
+
 def hra_manifest(mode: str, namespace: str) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "scaleTargetRef": {"name": "bench"},
@@ -160,9 +228,9 @@ def hra_manifest(mode: str, namespace: str) -> dict[str, Any]:
         "maxReplicas": 1000,
         "scaleDownDelaySecondsAfterScaleOut": 5,
     }
-    if mode == "webhook":
+    if mode != "pull":
         spec["scaleUpTriggers"] = [{"githubEvent": {"workflowJob": {}}, "duration": "10m"}]
-    else:
+    if mode != "webhook":
         spec["metrics"] = [
             {"type": "TotalNumberOfQueuedAndInProgressWorkflowRuns", "repositoryNames": [REPO]}
         ]
@@ -201,9 +269,10 @@ async def scenario(cluster: Cluster, mode: str, args: argparse.Namespace) -> dic
         controllers = build(kube=kube, github=github, options=options)
         autoscaling = controllers.autoscaling
         assert autoscaling is not None
+        if mode != "webhook":
+            autoscaling.options.sync_period = args.pull_sync
         if mode == "pull":
             autoscaling.options.poll = False
-            autoscaling.options.sync_period = args.pull_sync
         timeline = Timeline(namespace)
         controllers.informers["runnerdeployments"].add_handler(timeline.on_deployment)
         controllers.informers["runners"].add_handler(timeline.on_runner)
@@ -216,12 +285,12 @@ async def scenario(cluster: Cluster, mode: str, args: argparse.Namespace) -> dic
                 Servers() as servers,
                 PodAgent(agent_kube, sim.base_url, namespace, boot_delay=0.0, job_of=job_of(sim)),
             ):
-                if mode == "webhook":
+                if mode != "pull":
                     server = autoscaling.webhook_server(SECRET)
                     server.sink = recording
                     host, port = await servers.start("webhook", server.app(), Address("127.0.0.1", 0))
                     world.create_hook(
-                        f"http://{host}:{port}/webhook", scope=SimScope("repo", REPO), secret=SECRET
+                        f"http://{host}:{port}/webhook", scope=SimScope("org", "octo-org"), secret=SECRET
                     )
                 rd = {
                     "apiVersion": "actions.summerwind.dev/v1alpha1",
@@ -262,7 +331,7 @@ async def scenario(cluster: Cluster, mode: str, args: argparse.Namespace) -> dic
                     specs = [JobSpec(LABELS, f"job-{r + i}", args.job_seconds) for i in range(n)]
                     runs.append(world.enqueue_run(repo, specs))
                 job_ids = [j for run in runs for j in run.job_ids]
-                assign_within = (args.pull_sync if mode == "pull" else 0) + 180
+                assign_within = (args.pull_sync if mode == "pull" else 0) + 300
                 await wait(
                     "every job assigned",
                     lambda: all(world.jobs[j].assigned_at for j in job_ids),
@@ -284,9 +353,10 @@ async def scenario(cluster: Cluster, mode: str, args: argparse.Namespace) -> dic
                         == 0
                         and not world.runners
                     ),
-                    (args.pull_sync if mode == "pull" else 0) + 180,
+                    (args.pull_sync if mode != "webhook" else 0) + 300,
                 )
                 at_done = github.stats.snapshot()
+                sample_pod = _pod_template(controllers.informers["pods"].store.objects(), namespace)
         finally:
             controllers.manager.stop()
             with contextlib.suppress(asyncio.CancelledError):
@@ -297,7 +367,10 @@ async def scenario(cluster: Cluster, mode: str, args: argparse.Namespace) -> dic
             await agent_kube.close()
 
     jobs = [world.jobs[j] for j in job_ids]
-    if mode == "webhook":
+    queued = sorted(j.queued_at for j in jobs if j.queued_at is not None)
+    burst_pods = sorted(p for p in timeline.pods if p >= t0)
+    queued_to_pod = [p - q for q, p in zip(queued, burst_pods, strict=False)]
+    if mode != "pull":
         start = {j.id: recording.received.get(j.id) for j in jobs}
         missing = [j for j, at in start.items() if at is None]
         if missing:
@@ -322,6 +395,7 @@ async def scenario(cluster: Cluster, mode: str, args: argparse.Namespace) -> dic
         "mode": mode,
         "jobs": len(jobs),
         "conclusions": sorted({j.conclusion or "" for j in jobs}),
+        "queued_to_pod_create_ms": summary(queued_to_pod),
         "to_pod_create_ms": summary(to_pod),
         "to_assignment_ms": summary(to_assign),
         "all_assigned_after_s": round(t_assigned - t0, 2),
@@ -330,10 +404,13 @@ async def scenario(cluster: Cluster, mode: str, args: argparse.Namespace) -> dic
         "github_calls_until_done": sum(done_calls.values()),
         "github_calls_per_job_until_done": round(sum(done_calls.values()) / len(jobs), 3),
         "github_calls_by_endpoint_until_done": done_calls,
-        "pods_created": len([p for p in timeline.pods if p >= t0]),
+        "pods_created": len(burst_pods),
+        "pods_per_job": round(len(burst_pods) / len(jobs), 3),
         "runners_created": controllers.replica_set.runners_created,
+        "pod_create_rate_per_s": _rate(burst_pods[: len(jobs)]),
+        "sample_pod": sample_pod,
     }
-    if mode == "webhook":
+    if mode != "pull":
         received = sorted(recording.received.values())
         reserved = sorted(recording.reserved)
         runners = sorted(r for r in timeline.runners if r >= t0)
@@ -378,28 +455,40 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         cluster.kubectl("apply", "-f", str(crds))
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         results = []
+        template = None
         for mode in args.modes:
             results.append(await scenario(cluster, mode, args))
+            template = template or results[-1].pop("sample_pod", None)
+            results[-1].pop("sample_pod", None)
             print(json.dumps(results[-1]), file=sys.stderr)
+        if args.ceiling and template is not None:
+            top = await ceiling(cluster, template, args.jobs)
+            for r in results:
+                rate = r.get("pod_create_rate_per_s")
+                r["ceiling"] = top
+                r["creation_rate_share_of_ceiling"] = round(rate / top["pods_per_s"], 2) if rate else None
+            print(json.dumps(top), file=sys.stderr)
         return results
     finally:
         cluster.stop()
 
 
 def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    by = {r["mode"]: r for r in results}
-    w, p = by["webhook"], by["pull"]
-    rows = [
-        ("jobs (conclusions)", f"{w['jobs']} {w['conclusions']}", f"{p['jobs']} {p['conclusions']}"),
-        ("receipt → pod created p50 / p99 (ms)", _pp(w["to_pod_create_ms"]), _pp(p["to_pod_create_ms"])),
-        ("receipt → job assigned p50 / p99 (ms)", _pp(w["to_assignment_ms"]), _pp(p["to_assignment_ms"])),
-        ("GitHub calls per job, until all assigned", w["github_calls_per_job_until_assigned"],
-         p["github_calls_per_job_until_assigned"]),
-        ("GitHub calls per job, until done and back to 0", w["github_calls_per_job_until_done"],
-         p["github_calls_per_job_until_done"]),
+    rows: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+        ("jobs (conclusions)", lambda r: f"{r['jobs']} {r['conclusions']}"),
+        ("job queued → pod created p50 / p99 (ms)", lambda r: _pp(r["queued_to_pod_create_ms"])),
+        ("receipt → pod created p50 / p99 (ms)", lambda r: _pp(r["to_pod_create_ms"])),
+        ("receipt → job assigned p50 / p99 (ms)", lambda r: _pp(r["to_assignment_ms"])),
+        ("GitHub calls per job, until all assigned", lambda r: r["github_calls_per_job_until_assigned"]),
+        ("GitHub calls per job, until done and back to 0", lambda r: r["github_calls_per_job_until_done"]),
+        ("pods per job", lambda r: r["pods_per_job"]),
+        ("pod creations/s (share of the ceiling)",
+         lambda r: f"{r['pod_create_rate_per_s']} ({r.get('creation_rate_share_of_ceiling')})"),
     ]  # fmt: skip
-    lines = [f"| measure | webhook | pull metric (sync {args.pull_sync:g} s) |", "|---|---:|---:|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    lines = ["| measure | " + " | ".join(r["mode"] for r in results) + " |"]
+    lines.append("|---|" + "---:|" * len(results))
+    lines += [f"| {name} | " + " | ".join(str(get(r)) for r in results) + " |" for name, get in rows]
+    lines.append(f"(pull and article metric sync period: {args.pull_sync:g} s)")
     return "\n".join(lines)
 
 
@@ -420,10 +509,13 @@ def main() -> None:
         help="long enough that no runner is replaced during the burst",
     )
     parser.add_argument("--pull-sync", type=float, default=60.0, help="the pull metric's sync period (s)")
-    parser.add_argument("--modes", nargs="+", choices=("webhook", "pull"), default=["webhook", "pull"])
+    parser.add_argument(
+        "--modes", nargs="+", choices=("webhook", "article", "pull"), default=["webhook", "article", "pull"]
+    )
+    parser.add_argument("--ceiling", action="store_true", help="measure a plain create loop's rate too")
     args = parser.parse_args()
     results = asyncio.run(run(args))
-    if len(results) == 2:
+    if results:
         print(table(results, args))
     print(json.dumps(results, indent=2))
 

@@ -3,9 +3,10 @@
 One run = a fresh local control plane (devcluster, kwok CPU and GPU nodes), the GitHub simulator
 in-process (rate limits off: the trace is compressed in time, so hourly budgets would measure the
 budget, not the controller), ``runnerd controller`` as a subprocess (so its CPU time and memory are
-its own), an organization webhook to the controller, the pod agent playing every runner pod, a CPU
-and a GPU RunnerDeployment with webhook-driven HRAs (``minReplicas: 0``, ``maxReplicas`` = the
-scale's share of runners), and the trace fed to the simulator. The run ends when every job is done
+its own), one organization webhook to the controller (delivered 16 at a time, as GitHub does), the
+pod agent playing every runner pod, a CPU and a GPU RunnerDeployment with webhook-driven HRAs
+(``minReplicas: 0``, ``maxReplicas`` = the scale's share of runners), and the trace fed to the
+simulator. The run ends when every job is done
 and every pool is back to zero. Reported:
 
 - job queue wait (queued -> started on a runner): p50, p95, p99;
@@ -463,7 +464,7 @@ def _config(args: argparse.Namespace, trace: list[TraceEntry], name: str, runner
         hra_metric=args.metric,
         scale_down_delay_s=args.scale_down_delay,
         boot_delay_s=args.boot_delay,
-        hook_per_repo=not args.org_hook,
+        hook_per_repo=args.repo_hooks,
     )
 
 
@@ -552,7 +553,10 @@ def _main(argv: list[str] | None) -> int:
         )
         p.add_argument("--boot-delay", type=float, default=0.0, help="seconds a virtual runner takes to boot")
         p.add_argument(
-            "--org-hook", action="store_true", help="one organization webhook instead of one per repo"
+            "--repo-hooks",
+            action="store_true",
+            help="one webhook per repository instead of one organization hook (ghsim delivers a "
+            "hook's events 16 at a time, as GitHub does)",
         )
         p.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)

@@ -1,6 +1,11 @@
 """Webhook deliveries: ``workflow_job`` events posted to configured hooks, with fault injection.
 
-Every hook has its own ordered delivery worker.  Faults (per hook, seeded so runs repeat):
+Every hook has its own queue, sent by ``parallelism`` workers at once (default 16): like GitHub, a
+burst of events reaches the receiver concurrently, so the receiver's throughput, not a serial sender,
+decides how fast a burst is accepted, and deliveries may overtake each other (GitHub does not
+guarantee order either). ``parallelism=1`` sends one after another, in order.
+Faults (per hook, seeded so runs repeat; every fault is drawn when the event is enqueued, so the same
+seed picks the same deliveries whatever the scheduling):
 
 * ``drop``: this fraction of deliveries is never sent (recorded as ``dropped``);
 * ``duplicate``: this fraction is sent twice (same ``X-GitHub-Delivery``, as GitHub's at-least-once
@@ -71,6 +76,8 @@ class Delivery:
     attempts: int = 0
     duplicate: bool = False
     reordered: bool = False
+    want_duplicate: bool = False
+    want_reorder: bool = False
     delivered_at: list[float] = field(default_factory=list)
     error: str | None = None
 
@@ -93,13 +100,18 @@ class Delivery:
 
 
 class WebhookDispatcher:
-    def __init__(self, world: World, renderer: Renderer, *, history: int = 20_000) -> None:
+    def __init__(
+        self, world: World, renderer: Renderer, *, history: int = 20_000, parallelism: int = 16
+    ) -> None:
+        if parallelism < 1:
+            raise ValueError("parallelism must be at least 1")
         self.world = world
         self.renderer = renderer
+        self.parallelism = parallelism
         self.deliveries: deque[Delivery] = deque(maxlen=history)
         self._by_guid: dict[str, Delivery] = {}
         self._queues: dict[int, asyncio.Queue[Delivery]] = {}
-        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._workers: dict[int, list[asyncio.Task[None]]] = {}
         self._rngs: dict[int, random.Random] = {}
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -109,7 +121,7 @@ class WebhookDispatcher:
 
     async def stop(self) -> None:
         self._closed = True
-        workers = list(self._workers.values())
+        workers = [task for tasks in self._workers.values() for task in tasks]
         for task in workers:
             task.cancel()
         for task in workers:
@@ -193,6 +205,8 @@ class WebhookDispatcher:
             delivery.status = "dropped"
             return
         delivery.due = now + hook.delay_s
+        delivery.want_reorder = bool(hook.reorder and rng.random() < hook.reorder)
+        delivery.want_duplicate = bool(hook.duplicate and rng.random() < hook.duplicate)
         self._queue(hook.id).put_nowait(delivery)
 
     def _rng(self, hook: Hook) -> random.Random:
@@ -205,9 +219,11 @@ class WebhookDispatcher:
         queue = self._queues.get(hook_id)
         if queue is None:
             queue = self._queues[hook_id] = asyncio.Queue()
-            self._workers[hook_id] = asyncio.get_running_loop().create_task(
-                self._worker(hook_id, queue), name=f"ghsim-hook-{hook_id}"
-            )
+            loop = asyncio.get_running_loop()
+            self._workers[hook_id] = [
+                loop.create_task(self._worker(hook_id, queue), name=f"ghsim-hook-{hook_id}-{i}")
+                for i in range(self.parallelism)
+            ]
         return queue
 
     def redeliver(self, guid: str) -> Delivery:
@@ -266,13 +282,12 @@ class WebhookDispatcher:
             wait = delivery.due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            rng = self._rng(hook)
-            if held is None and hook.reorder and rng.random() < hook.reorder:
+            if held is None and delivery.want_reorder:
                 delivery.reordered = True
                 held = delivery
                 continue
             await self._send(delivery)
-            if hook.duplicate and rng.random() < hook.duplicate:
+            if delivery.want_duplicate:
                 delivery.duplicate = True
                 await self._send(delivery)
             queue.task_done()

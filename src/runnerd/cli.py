@@ -130,7 +130,7 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--github-enterprise-url", default=os.environ.get("GITHUB_ENTERPRISE_URL") or None)
     p.add_argument("--runner-github-url", default=os.environ.get("GITHUB_RUNNER_GITHUB_URL") or None)
     p.add_argument("--common-runner-labels", default="", help="comma-separated labels added to every runner")
-    p.add_argument("--runner-workers", type=int, default=8)
+    p.add_argument("--runner-workers", type=int, default=32)
     p.add_argument(
         "--runner-sets",
         action=argparse.BooleanOptionalAction,
@@ -179,6 +179,17 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     )
     p.add_argument("--webhook-poll-max-calls-per-hour", type=int, default=1000)
     p.add_argument("--disable-webhook-poll", action="store_true", help="no safety-net poll")
+    p.add_argument(
+        "--github-observe-max-calls-per-hour",
+        type=int,
+        default=3000,
+        help="one budget for the metric, the safety-net poll and the runner listings",
+    )
+    p.add_argument(
+        "--count-jobs-twice",
+        action="store_true",
+        help="ARC's sum: webhook reservations on top of the metric's count, even for the same job",
+    )
 
 
 def add_default_labels_flag(p: argparse.ArgumentParser) -> None:
@@ -319,6 +330,8 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         autoscaling.options.poll = not args.disable_webhook_poll
         autoscaling.options.poll_bound = args.webhook_poll_bound
         autoscaling.options.poll_max_calls_per_hour = args.webhook_poll_max_calls_per_hour
+        autoscaling.options.observe_max_calls_per_hour = args.github_observe_max_calls_per_hour
+        autoscaling.options.count_jobs_twice = args.count_jobs_twice
         autoscaling.options.runner_groups_visibility = args.use_runner_groups_visibility
         manager = controllers.manager
         secret = args.github_webhook_secret_token or ""

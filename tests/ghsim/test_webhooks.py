@@ -38,6 +38,7 @@ class Receiver:
     got: list[Received] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     status: int = 200
+    gate: asyncio.Event | None = None  # when set up, answers wait for it (a slow receiver)
 
     async def wait_for(self, predicate: Callable[[list[Received]], bool]) -> None:
         async with asyncio.timeout(10), self.changed:
@@ -61,6 +62,8 @@ async def receiver() -> AsyncIterator[Receiver]:
         async with recv.changed:
             recv.got.append(Received(dict(request.headers), body))
             recv.changed.notify_all()
+        if recv.gate is not None:
+            await recv.gate.wait()
         return web.Response(status=recv.status)
 
     app = web.Application()
@@ -236,6 +239,7 @@ async def test_drop_fraction_is_seeded(sim: Simulator, setup: Setup, receiver: R
 
 
 async def test_duplicate(sim: Simulator, setup: Setup, receiver: Receiver) -> None:
+    sim.core.dispatcher.parallelism = 1  # one after another: the duplicate follows its original
     hook(sim, receiver.url, scope=Scope("org", "octo-org"), faults={"duplicate": 1.0})
     enqueue_many(sim, 2)
     got = await receiver.wait_count(4)
@@ -246,10 +250,25 @@ async def test_duplicate(sim: Simulator, setup: Setup, receiver: Receiver) -> No
 
 
 async def test_reorder(sim: Simulator, setup: Setup, receiver: Receiver) -> None:
+    sim.core.dispatcher.parallelism = 1
     hook(sim, receiver.url, scope=Scope("org", "octo-org"), faults={"reorder": 1.0})
     jobs = enqueue_many(sim, 4)
     await receiver.wait_count(4)
     assert [job for job, _ in receiver.actions()] == [jobs[1], jobs[0], jobs[3], jobs[2]]
+
+
+async def test_a_burst_is_delivered_concurrently_with_bounded_parallelism(
+    sim: Simulator, setup: Setup, receiver: Receiver
+) -> None:
+    receiver.gate = asyncio.Event()  # nothing is answered until the gate opens
+    hook(sim, receiver.url, scope=Scope("org", "octo-org"))
+    enqueue_many(sim, 40)
+    await receiver.wait_count(16)  # 16 deliveries in flight at once, none answered yet
+    assert len(receiver.got) == 16 == sim.core.dispatcher.parallelism
+    receiver.gate.set()
+    await receiver.wait_count(40)
+    await sim.core.dispatcher.drained()
+    assert len(receiver.got) == 40
 
 
 async def test_delay(sim: Simulator, setup: Setup, receiver: Receiver) -> None:

@@ -33,6 +33,7 @@ from runnerd.controller.autoscaler import Autoscaling
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS, ControllerOptions
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
+from runnerd.reconcile.autoscale import parse_job_reservation
 from runnerd.reconcile.pod import PodOptions
 from runnerd.runtime import InformerEvent, Key
 from runnerd.web.server import Address, Servers
@@ -337,7 +338,8 @@ async def test_scale_from_zero_on_a_webhook(cluster: Cluster, crds: None, namesp
 
 def _reserved(hra: dict[str, Any] | None, job_id: int) -> bool:
     for r in ((hra or {}).get("spec") or {}).get("capacityReservations") or ():
-        if r.get("name") == f"job-{job_id}" and r.get("replicas") == 1:
+        parsed = parse_job_reservation(r.get("name"))
+        if parsed is not None and parsed[0] == job_id and r.get("replicas") == 1:
             return True
     return False
 

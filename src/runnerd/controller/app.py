@@ -33,6 +33,7 @@ from runnerd.runtime import (
     Manager,
     controller_owner,
     index_by_controller_uid,
+    slim_pod,
 )
 
 COMPONENT = "runnerd-controller"
@@ -86,7 +87,10 @@ def build(
         indexers={**indexers, INDEX_NAME: index_by_name},
     )
     pods = Informer(
-        "pods", kube.list_watcher(PODS, namespace=ns, label_selector=LABEL_RUNNER), indexers=indexers
+        "pods",
+        kube.list_watcher(PODS, namespace=ns, label_selector=LABEL_RUNNER),
+        indexers=indexers,
+        transform=slim_pod,  # only what decisions read: a runner pod's env holds its JIT config
     )
     replica_sets = Informer(
         "runnerreplicasets", kube.list_watcher(RUNNER_REPLICA_SETS, namespace=ns), indexers=indexers

@@ -5,12 +5,15 @@ One reconcile of an HRA:
 1. resolve ``scaleTargetRef`` (a RunnerDeployment, or a RunnerSet when this process has a
    ``runnersets`` informer) from the informer caches;
 2. observe only what the configured metrics need: workflow runs and their jobs from GitHub for
-   ``TotalNumberOfQueuedAndInProgressWorkflowRuns`` (``2 + active runs`` conditional calls per
-   repository, and none at all when ``PercentageRunnersBusy`` comes first and suggests a scale-up),
+   ``TotalNumberOfQueuedAndInProgressWorkflowRuns``, read from the observations shared with the
+   safety-net poll (:mod:`runnerd.controller.runwatch`: keyed by repository, at most a sync period
+   old, never refreshed because a reservation was written; none at all when
+   ``PercentageRunnersBusy`` comes first and suggests a scale-up),
    the target's runners and GitHub's busy flags (the shared runner directory, one listing per scope
    per sync period) for ``PercentageRunnersBusy``; nothing for webhook-only HRAs;
 3. decide with :func:`runnerd.reconcile.autoscale.desired_replicas` (metrics, schedule, capacity
-   reservations, scale-down delay);
+   reservations, scale-down delay); a job that the metric counts and a reservation names is counted
+   once (``count_jobs_twice`` restores ARC's sum);
 4. patch the target's ``spec.replicas`` (and ``spec.effectiveTime`` for ephemeral runners), write the
    HRA's status (``desiredReplicas``, ``lastSuccessfulScaleOutTime``, ``scheduledOverridesSummary``,
    conditions), record an Event when the desired count changes, and requeue at the decision's next
@@ -35,7 +38,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +55,7 @@ from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.latency import PodCreateLatency, RunnerStartup
 from runnerd.controller.poller import POLL_KEY, SafetyNetPoller
 from runnerd.controller.replicasets import INDEX_CONTROLLER
+from runnerd.controller.runwatch import RunObserver
 from runnerd.controller.targets import (
     HRA_INFORMER,
     RD_INFORMER,
@@ -59,9 +63,9 @@ from runnerd.controller.targets import (
     ScaleTarget,
     TargetResolver,
 )
+from runnerd.controller.visibility import GroupVisibility
 from runnerd.controller.webhook_sink import (
     CONDITION_AMBIGUOUS,
-    GroupVisibility,
     ReservationSink,
     ReservationWriter,
     format_condition_time,
@@ -69,6 +73,7 @@ from runnerd.controller.webhook_sink import (
     utcnow,
 )
 from runnerd.github import GitHubClient, GitHubError, RateLimitedError, Scope
+from runnerd.github.budget import CallWindow
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.autoscale import (
     PERCENTAGE_BUSY,
@@ -112,7 +117,6 @@ ABLE_TO_SCALE = "AbleToScale"
 SCALING_LIMITED = "ScalingLimited"
 GITHUB_API_BUDGET = "GitHubAPIBudget"
 OWN_CONDITIONS = (SCALING_ACTIVE, ABLE_TO_SCALE, SCALING_LIMITED, GITHUB_API_BUDGET)
-JOB_FETCH_CONCURRENCY = 8
 EVENT_INTERVAL = 5.0
 """At most one ``DesiredReplicasChanged`` Event per HRA this often (a burst changes it many times)."""
 
@@ -137,6 +141,13 @@ class AutoscalingOptions:
     ambiguity_ttl: float = 3600.0
     """``AmbiguousWebhookTarget`` turns False this long after the last ambiguous delivery."""
     workers: int | None = None
+    observe_max_calls_per_hour: int = 3000
+    """The ceiling of the one GitHub call budget (a sliding hour) that the metric's observations, the
+    safety-net poll and the runner listings spend from; over it, the metric reuses its last
+    observation. The poll keeps its own lower ceiling (``poll_max_calls_per_hour``) on the same window."""
+    count_jobs_twice: bool = False
+    """ARC's sum: every webhook reservation on top of the metric's count, even for a job the metric
+    already counted (``--count-jobs-twice``). Off: a job known by its id counts once."""
 
 
 def budget_snapshot(github: GitHubClient) -> BudgetSnapshot:
@@ -227,6 +238,8 @@ class HRAController:
         controller_options: ControllerOptions,
         metrics: Metrics,
         poller: SafetyNetPoller | None = None,
+        observer: RunObserver | None = None,
+        finished: Container[int] = (),
         clock: Callable[[], dt.datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         clients: GitHubClients | None = None,
@@ -245,10 +258,11 @@ class HRAController:
         self.poller = poller
         self.clock = clock
         self._fresh: dict[Key, Obj] = {}
-        self._jobs_seen: dict[
-            Key, tuple[float, tuple[object, ...], dict[str, list[JobObservation]], dict[str, int]]
-        ] = {}
         self.monotonic = monotonic
+        self.observer = observer or RunObserver(github, CallWindow(monotonic), clock=monotonic)
+        self._observers: dict[str, RunObserver] = {}  # per githubAPICredentialsFrom Secret
+        self.finished = finished
+        """Jobs the webhooks said finished (the reservation writer's memory)."""
         self._pending_status: dict[Key, _PendingStatus] = {}
         self._writing_status: dict[Key, _PendingStatus] = {}
         self._status_tasks: dict[Key, asyncio.Task[None]] = {}
@@ -287,7 +301,7 @@ class HRAController:
         hra_labels = (key.name, key.namespace)
         if obj is None:
             self.metrics.forget_hra(hra_labels)
-            for memo in (self._jobs_seen, self._last_event, self._event_from):
+            for memo in (self._last_event, self._event_from):
                 memo.pop(key, None)
             return None
         hra = self.resolver.parse_hra(obj)
@@ -452,7 +466,7 @@ class HRAController:
                 index = types.index(TOTAL_JOBS)
                 needed = index == 0 or suggest_by_busy_runners(metrics[0], obs).suggested <= 0
                 if needed:
-                    jobs, counts = await self._jobs_cached(key, generation, metrics[index], target, api)
+                    jobs, counts = await self._jobs(metrics[index], target.config, api)
                     obs = dataclasses.replace(obs, jobs=jobs)
                     observed.jobs_counts = counts
         except GitHubError as exc:
@@ -506,47 +520,42 @@ class HRAController:
             )
         return out
 
-    async def _jobs_cached(
-        self, key: Key, generation: int | None, metric: MetricSpec, target: ScaleTarget, api: GitHubAPI
-    ) -> tuple[dict[str, list[JobObservation]], dict[str, int]]:
-        """The jobs observation, reused for half a sync period: a reconcile caused by this
-        controller's own status write (or a reservation) does not ask GitHub again."""
-        stamp = (generation, target.uid, target.obj.get("metadata", {}).get("generation"))
-        hit = self._jobs_seen.get(key)
-        now = self.monotonic()
-        if hit is not None and hit[1] == stamp and now - hit[0] < self.sync_period / 2:
-            return hit[2], hit[3]
-        jobs, counts = await self._jobs(metric, target.config, api.github)
-        self._jobs_seen[key] = (now, stamp, jobs, counts)
-        return jobs, counts
+    def _observer(self, api: GitHubAPI) -> RunObserver:
+        """The shared observation of these credentials: the controller's own is shared with the
+        safety-net poll; each ``githubAPICredentialsFrom`` Secret's client has its own (and its own
+        call window), made on first use and dropped with its client (a rotation makes a new one)."""
+        if not api.secret or api.github is self.observer.github:
+            return self.observer
+        found = self._observers.get(api.secret)
+        if found is None or found.github is not api.github:
+            found = RunObserver(api.github, CallWindow(self.monotonic), clock=self.monotonic)
+            self._observers[api.secret] = found
+        return found
 
     async def _jobs(
-        self, metric: MetricSpec, config: RunnerConfig, github: GitHubClient
+        self, metric: MetricSpec, config: RunnerConfig, api: GitHubAPI
     ) -> tuple[dict[str, list[JobObservation]], dict[str, int]]:
+        """The metric's jobs, from the shared observations (see :mod:`runnerd.controller.runwatch`):
+        at most a sync period old, whatever caused this reconcile (a reservation write included)."""
         repos = metric_repositories(metric, config)
         result: dict[str, list[JobObservation]] = {}
         counts = {"completed": 0, "in_progress": 0, "queued": 0, "unknown": 0}
-        gate = asyncio.Semaphore(JOB_FETCH_CONCURRENCY)
+        sync = self.sync_period
         for repo in repos:
-            scope = Scope.repository(repo)
-            runs: dict[int, None] = {}
-            for status in ("queued", "in_progress"):
-                for run in await github.list_workflow_runs(scope, status=status):
-                    runs.setdefault(run.id, None)
-
-            async def jobs_of(run_id: int, scope: Scope = scope) -> list[JobObservation]:
-                async with gate:
-                    jobs = await github.list_jobs_for_run(scope, run_id)
-                return [JobObservation(j.status or "", j.labels, j.id) for j in jobs]
-
-            found: list[JobObservation] = []
-            for part in await asyncio.gather(*(jobs_of(run_id) for run_id in runs)):
-                found += part
+            seen = await self._observer(api).observe(
+                repo, max_age=sync, jobs_max_age=sync, ceiling=self.options.observe_max_calls_per_hour
+            )
+            if seen.calls:
+                self.github_observations += 1
+            # a job whose completed delivery came since is finished, whatever the observation says
+            found = [
+                JobObservation("completed" if j.id in self.finished else j.status or "", j.labels, j.id)
+                for j in seen.jobs()
+            ]
             result[repo] = found
             for job in found:
                 if job_fits_runner(job.labels, config.labels, self.default_labels):
                     counts[job.status if job.status in counts else "unknown"] += 1
-        self.github_observations += 1
         return result, counts
 
     # --- decide ----------------------------------------------------------------------------------
@@ -563,6 +572,7 @@ class HRAController:
                 observed.obs,
                 default_scale_down_delay=delay,
                 default_labels=self.default_labels,
+                count_jobs_twice=self.options.count_jobs_twice,
             )
         # GitHub could not be asked: decide without the metrics, and never below what runs now.
         spec = dataclasses.replace(hra.spec, metrics=[])
@@ -891,7 +901,10 @@ def install(
         pod_latency=pod_latency,
         visibility=visibility,
     )
-    poller = SafetyNetPoller(github=github, sink=sink, options=options, metrics=metrics)
+    # one observation per repository and one call budget for the metric, the poll and the listings
+    observer = RunObserver(github, CallWindow(time.monotonic))
+    controllers.directory.budget = observer.window
+    poller = SafetyNetPoller(github=github, sink=sink, options=options, metrics=metrics, observer=observer)
     controller = HRAController(
         kube=kube,
         github=github,
@@ -905,6 +918,8 @@ def install(
         metrics=metrics,
         poller=poller,
         clients=controllers.clients,
+        observer=observer,
+        finished=writer.finished,
     )
     hra_ctl = Controller(
         "horizontalrunnerautoscaler",

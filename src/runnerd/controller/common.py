@@ -91,7 +91,7 @@ class ControllerOptions:
     orphan_sweep_period: float = 300.0
     """How often GitHub registrations that no Runner owns are looked for (one listing per scope)."""
     max_backoff: float = 300.0
-    runner_workers: int = 8
+    runner_workers: int = 32
     workers: int = 4
     pod: PodOptions = field(default_factory=PodOptions)
 

@@ -3,7 +3,8 @@
 A listing costs one API call per 100 runners, and an unchanged one costs nothing against the rate
 limit (the client sends ``If-None-Match``). Concurrent readers of a stale listing share a single
 refresh. Runners still registering ask for a fresh listing (a few seconds old at most); everyone
-else accepts an older one, so an idle installation polls slowly.
+else accepts an older one, so an idle installation polls slowly. With a ``budget`` (the autoscaler
+sets the call window its metric and safety-net poll spend from), every listing is spent there too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from runnerd.github import GitHubClient, Scope
+from runnerd.github.budget import CallWindow, pages
 from runnerd.github.models import Runner as GitHubRunner
 from runnerd.reconcile.runner import GitHubState
 
@@ -41,6 +43,7 @@ class RunnerDirectory:
         self._busy_hints: dict[tuple[Scope, str], bool] = {}
         self._listeners: list[Callable[[Scope, str], None]] = []
         self.refreshes = 0
+        self.budget: CallWindow | None = None
 
     def cached(self, scope: Scope) -> Listing | None:
         return self._listings.get(scope)
@@ -96,7 +99,14 @@ class RunnerDirectory:
         self._inflight[scope] = future
         try:
             started = self._clock()
-            runners = await self._github.list_runners(scope)
+            try:
+                runners = await self._github.list_runners(scope)
+            except BaseException:
+                if self.budget is not None:
+                    self.budget.spend(1)
+                raise
+            if self.budget is not None:
+                self.budget.spend(pages(len(runners)))
             listing = Listing(started, {r.name: r for r in runners})
             self._listings[scope] = listing
             self.refreshes += 1

@@ -38,6 +38,10 @@ def _creation(obj: Obj) -> float | None:
         return None
 
 
+MAX_WAITING = 10_000
+"""Reservations per target waiting for their pod, at most (a target capped at maxReplicas)."""
+
+
 class PodCreateLatency:
     def __init__(
         self,
@@ -54,8 +58,13 @@ class PodCreateLatency:
         """Every observed latency (seconds), for the benchmark; bounded."""
 
     def expect(self, namespace: str, kind: str, name: str, received: float) -> None:
-        """A delivery that arrived at ``received`` (monotonic) reserved a runner of this target."""
-        self._waiting.setdefault((namespace, kind, name), deque()).append(received)
+        """A delivery that arrived at ``received`` (monotonic) reserved a runner of this target.
+        Bounded: entries older than ``max_age`` and beyond :data:`MAX_WAITING` per target are dropped."""
+        queue = self._waiting.setdefault((namespace, kind, name), deque(maxlen=MAX_WAITING))
+        now = self._monotonic()
+        while queue and now - queue[0] > self.max_age:
+            queue.popleft()
+        queue.append(received)
 
     def waiting(self) -> int:
         return sum(len(q) for q in self._waiting.values())

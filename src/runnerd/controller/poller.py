@@ -16,6 +16,16 @@ One poll of one repository::
     GET /repos/{owner}/{repo}/actions/runs?status=in_progress   (conditional: ETag)
     GET /repos/{owner}/{repo}/actions/runs/{run_id}/jobs         only for runs that are new or changed
 
+The listings are read through the :class:`~runnerd.controller.runwatch.RunObserver` that the
+``TotalNumberOfQueuedAndInProgressWorkflowRuns`` metric reads too (one observation per repository, one
+call budget): an observation the metric made in the last half interval serves the poll for free.
+
+After each poll of a repository, every live reservation of one of its jobs (the reservation names
+the repository; see :func:`runnerd.reconcile.autoscale.job_reservation_name`) whose job GitHub shows
+finished is released, whichever path created it and across restarts: the repositories named by
+reservations are polled too. That bounds the idle time a lost ``completed`` delivery causes to one
+poll interval instead of the trigger's ``duration``.
+
 An idle repository costs 2 calls per poll, both answered 304 Not Modified (which GitHub does not
 count against the rate limit, but this budget does). A queued job in a new run costs one more call
 (per 100 jobs). When a run leaves both lists, it is finished: reservations the poll made for its jobs
@@ -41,14 +51,14 @@ lost by waiting: a queued job stays in the queued list until it is served.
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from runnerd.github import GitHubClient, GitHubError, RateLimitedError, Scope
+from runnerd.controller.runwatch import RepoObservation, RunObserver
+from runnerd.github import GitHubClient, GitHubError, RateLimitedError
+from runnerd.github.budget import CallWindow
 from runnerd.reconcile.autoscale import TOTAL_JOBS, AutoscaleError, metric_repositories
 from runnerd.reconcile.matching import JobEvent
 from runnerd.runtime import Key, Result
@@ -60,9 +70,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL_KEY = Key("", "safety-net-poll")
+FINISHED_GRACE = 30.0
+"""A reserved job missing from a listing made this much later is finished (listings lag a little)."""
 IDLE_CALLS_PER_REPOSITORY = 2
 LEARNED_TTL = 86_400.0
-WINDOW = 3600.0
 
 
 class PollOptions(Protocol):
@@ -95,10 +106,6 @@ def plan(bound: float, max_calls_per_hour: int, repositories: int) -> PollPlan:
     return PollPlan(interval, wanted, repositories, stretched=budget > wanted)
 
 
-def pages(items: int) -> int:
-    return max(1, math.ceil(items / 100))
-
-
 @dataclass
 class _Run:
     signature: tuple[object, ...]
@@ -117,42 +124,6 @@ class _Repo:
     polls: int = 0
 
 
-class CallWindow:
-    """Calls spent in the last hour (sliding window)."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._spent: deque[tuple[float, int]] = deque()
-        self._total = 0
-
-    def _expire(self, now: float) -> None:
-        while self._spent and now - self._spent[0][0] >= WINDOW:
-            self._total -= self._spent.popleft()[1]
-
-    def spent(self) -> int:
-        self._expire(self._clock())
-        return self._total
-
-    def spend(self, calls: int) -> None:
-        now = self._clock()
-        self._expire(now)
-        self._spent.append((now, calls))
-        self._total += calls
-
-    def free_at(self, calls: int, ceiling: int) -> float:
-        """When ``calls`` more fit under ``ceiling`` (now, if they do)."""
-        now = self._clock()
-        self._expire(now)
-        excess = self._total + calls - ceiling
-        if excess <= 0:
-            return now
-        for at, n in self._spent:
-            excess -= n
-            if excess <= 0:
-                return at + WINDOW
-        return now + WINDOW
-
-
 class SafetyNetPoller:
     """The poll (see the module docstring); run as the reconcile of a single-key controller."""
 
@@ -165,6 +136,7 @@ class SafetyNetPoller:
         metrics: Metrics,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        observer: RunObserver | None = None,
     ) -> None:
         self.github = github
         self.sink = sink
@@ -172,7 +144,10 @@ class SafetyNetPoller:
         self.metrics = metrics
         self._monotonic = monotonic
         self._wall = wall
-        self.window = CallWindow(monotonic)
+        self.window = observer.window if observer is not None else CallWindow(monotonic)
+        self.observer = observer or RunObserver(github, self.window, clock=monotonic, wall=wall)
+        self.released_finished = 0
+        """Reservations (whoever made them) released because GitHub showed their job finished."""
         self._repos: dict[str, _Repo] = {}
         self._limited: tuple[str, str] | None = None
         self.last_plan: PollPlan | None = None
@@ -208,6 +183,8 @@ class SafetyNetPoller:
                 org = config.organization
                 for repo in repos:
                     found.setdefault(repo.casefold(), (repo, "Organization" if org else None, org, None))
+        for repository in self.sink.reserved_repositories():
+            found.setdefault(repository.casefold(), (repository, None, None, None))
         now = self._monotonic()
         for key, ctx in list(self.sink.repositories.items()):
             if now - ctx.seen_at > LEARNED_TTL:
@@ -288,11 +265,10 @@ class SafetyNetPoller:
                 )
                 break
             try:
-                calls = await self._poll(repo)
+                await self._poll(repo, the_plan.interval)
             except RateLimitedError as exc:
                 self.rate_limited += 1
                 self.metrics.poll_runs.labels("rate_limited").inc()
-                self.window.spend(1)
                 resume = self._mono_of(exc.resume_at)
                 for r in self._repos.values():
                     r.next_due = max(r.next_due, resume)
@@ -305,48 +281,40 @@ class SafetyNetPoller:
             except GitHubError as exc:
                 log.warning("safety-net poll of %s failed: %s", repo.repository, exc)
                 self.metrics.poll_runs.labels("failed").inc()
-                self.window.spend(1)
                 repo.next_due = self._monotonic() + min(the_plan.interval, 30.0)
                 continue
-            self.window.spend(calls)
             repo.next_due = self._monotonic() + the_plan.interval
         self._limited = limited
         wake = min(r.next_due for r in self._repos.values()) - self._monotonic()
         return Result(requeue_after=max(wake, 0.01))
 
-    async def _poll(self, repo: _Repo) -> int:
-        scope = Scope.repository(repo.repository)
-        calls = 0
-        runs = {}
-        for status in ("queued", "in_progress"):
-            listed = await self.github.list_workflow_runs(scope, status=status)
-            calls += pages(len(listed))
-            for run in listed:
-                runs[run.id] = run
+    async def _poll(self, repo: _Repo, interval: float) -> int:
+        # an observation the metric made in the last half interval serves the poll too
+        obs = await self.observer.observe(repo.repository, max_age=interval / 2)
         self.polls += 1
         repo.polls += 1
-        for run_id in [r for r in repo.runs if r not in runs]:
+        for run_id in [r for r in repo.runs if r not in obs.runs]:
             finished = repo.runs.pop(run_id)
             for job_id in finished.jobs:
                 hra = repo.reserved.pop(job_id, None)
                 if hra is not None:
                     await self.sink.complete_polled(hra, job_id)
         changed = 0
-        for run in runs.values():
-            signature = (run.status, run.run_attempt, run.raw.get("updated_at"))
+        for snap in obs.runs.values():
+            run = snap.run
             known = repo.runs.get(run.id)
-            if known is not None and known.signature == signature:
+            if known is not None and known.signature == (snap.signature, snap.jobs_at):
                 continue
             changed += 1
-            jobs = await self.github.list_jobs_for_run(scope, run.id)
-            calls += pages(len(jobs))
-            repo.runs[run.id] = _Run(signature, {j.id: j.status or "" for j in jobs})
+            repo.runs[run.id] = _Run(
+                (snap.signature, snap.jobs_at), {j.id: j.status or "" for j in snap.jobs}
+            )
             owner = (run.raw.get("repository") or {}).get("owner") or {}
             owner_type = str(owner.get("type") or repo.owner_type or "Organization")
             organization = repo.organization or (
                 repo.repository.split("/", 1)[0] if owner_type == "Organization" else None
             )
-            for job in jobs:
+            for job in snap.jobs:
                 if job.status != "queued" or job.id in repo.reserved:
                     continue
                 event = JobEvent(
@@ -356,7 +324,7 @@ class SafetyNetPoller:
                     organization=organization,
                     enterprise=repo.enterprise,
                 )
-                effect, hra = await self.sink.reserve_polled(event, job.id)
+                effect, hra = await self.sink.reserve_polled(event, job.id, repo.repository)
                 if hra is not None:
                     repo.reserved[job.id] = hra
                 if effect == "reserved":
@@ -368,9 +336,30 @@ class SafetyNetPoller:
                         repo.repository,
                         hra,
                     )
-        self.calls += calls
+        await self._release_finished(obs)
+        self.calls += obs.calls
         self.metrics.poll_runs.labels("changed" if changed else "unchanged").inc()
-        return calls
+        return obs.calls
+
+    async def _release_finished(self, obs: RepoObservation) -> None:
+        """Release every live reservation of this repository's jobs that GitHub shows finished: the
+        job is listed as completed, or it is in no active run although the listing was made more than
+        :data:`FINISHED_GRACE` seconds after the reservation (whoever made it, before a restart too)."""
+        listed = {j.id: j.status for j in obs.jobs()}
+        for job_id, (hra, since) in self.sink.reservations_of(obs.repository).items():
+            status = listed.get(job_id)
+            if status == "completed" or (status is None and obs.fetched_wall - since > FINISHED_GRACE):
+                repo = self._repos.get(obs.repository.casefold())
+                if repo is not None:
+                    repo.reserved.pop(job_id, None)
+                if await self.sink.complete_polled(hra, job_id) == "released":
+                    self.released_finished += 1
+                    log.info(
+                        "safety-net poll: job %s of %s finished on GitHub; released its reservation on %s",
+                        job_id,
+                        obs.repository,
+                        hra,
+                    )
 
 
 def _fmt(epoch: float) -> str:

@@ -6,12 +6,22 @@ one RunnerReplicaSet per template and rolls between them. Decisions come from
 
 Informers lag behind writes, so objects this process just created (or deleted) are remembered until
 the informer shows them ("expectations"): a quick second reconcile never creates a runner twice.
+A runner's name is drawn and expected before its create is sent, and runners are created
+concurrently in slow-start batches (1, 2, 4, ...), so a burst reaches the API server at the rate it
+accepts. A controller killed mid-batch leaves only runners that exist in the API server; the next
+leader counts them from its informer, so the count never exceeds ``replicas``.
+
+Ephemeral runners that finished their job are not replaced until the autoscaler decides again
+(``effectiveTime``, see :func:`runnerd.reconcile.replicas.replacement_hold`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import datetime as dt
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,19 +44,43 @@ from runnerd.kube.client import KubeClient
 from runnerd.reconcile.hashing import template_hash
 from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
 from runnerd.reconcile.replicas import (
+    FillMark,
     ReplicaSetView,
     RunnerPhase,
     RunnerView,
     plan_replicas,
     plan_rollout,
+    replacement_hold,
 )
 from runnerd.reconcile.runner import GitHubState
-from runnerd.runtime import Conflict, EventRecorder, Informer, Key, NotFound, Result
+from runnerd.runtime import (
+    AlreadyExists,
+    ApiError,
+    Conflict,
+    EventRecorder,
+    Informer,
+    Key,
+    NotFound,
+    Obj,
+    Result,
+)
 
 logger = logging.getLogger(__name__)
 
 INDEX_CONTROLLER = "controller"
 EXPECTATION_TTL = 30.0
+MAX_BATCH = 64
+"""Runners created at once (the last slow-start batch size)."""
+SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the API server's generateName alphabet
+
+
+def random_suffix() -> str:
+    """Five characters, as ``generateName`` adds."""
+    return "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(5))
+
+
+REPLACEMENT_HOLD = 30.0
+"""At most this long a finished ephemeral runner's gap waits for the autoscaler's next decision."""
 
 
 def observe_phase(
@@ -96,6 +130,10 @@ class _Expectations:
     def deleted(self, owner: Key, name: str) -> None:
         self._deleted.setdefault(owner, {})[name] = self._clock()
 
+    def cancel(self, owner: Key, name: str) -> None:
+        """A creation that certainly did not happen."""
+        self._created.get(owner, {}).pop(name, None)
+
     def pending_creations(self, owner: Key, seen: set[str]) -> list[str]:
         return self._prune(self._created, owner, lambda n: n not in seen)
 
@@ -115,6 +153,57 @@ class _Expectations:
             if not still_pending(name) or now - entries[name] > EXPECTATION_TTL:
                 del entries[name]
         return list(entries)
+
+
+class ReplacementHolds:
+    """Per owner: what it last filled up to, and since when a gap is held (see
+    :func:`runnerd.reconcile.replicas.replacement_hold`). In memory: after a restart the first gap is
+    filled (at most one spare runner per finished one)."""
+
+    def __init__(self, clock: Callable[[], float], max_hold: float = REPLACEMENT_HOLD) -> None:
+        self._clock = clock
+        self.max_hold = max_hold
+        self._filled: dict[Key, FillMark] = {}
+        self._deficit_since: dict[Key, float] = {}
+        self.held = 0
+        """Gaps held (each counted once), for tests and the benchmark."""
+
+    def forget(self, key: Key) -> None:
+        self._filled.pop(key, None)
+        self._deficit_since.pop(key, None)
+
+    def check(
+        self, key: Key, ephemeral: bool, effective_time: dt.datetime | None, desired: int, missing: int
+    ) -> tuple[int, float | None]:
+        """``(runners to create now, monotonic time the hold ends or None)``."""
+        effective = effective_time.timestamp() if effective_time is not None else None
+        mark = self._filled.get(key)
+        if mark is not None and desired < mark.desired:
+            mark = self._filled[key] = FillMark(mark.effective_time, desired)
+        filled = None
+        if effective is not None:
+            filled = FillMark(max(effective, mark.effective_time if mark else effective), desired)
+        if missing > 0:
+            now = self._clock()
+            hold = replacement_hold(
+                ephemeral=ephemeral,
+                effective_time=effective,
+                desired=desired,
+                mark=mark,
+                deficit_since=self._deficit_since.get(key),
+                now=now,
+                max_hold=self.max_hold,
+            )
+            if hold.held:
+                if key not in self._deficit_since:
+                    self._deficit_since[key] = now
+                    self.held += 1
+                    logger.debug("%s: %d missing runner(s) held: %s", key, missing, hold.reason)
+                return 0, hold.until
+        self._deficit_since.pop(key, None)
+        if filled is not None:  # full for this decision once created (the first time after a start too)
+            self._filled[key] = filled
+        return max(missing, 0), None
 
 
 class ReplicaSetController:
@@ -138,12 +227,15 @@ class ReplicaSetController:
         self.pods = pods
         self.options = options
         self.expect = _Expectations(clock)
+        self.clock = clock
         self.runners_created = 0
+        self.holds = ReplacementHolds(clock)
 
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.replica_sets.store.get(key)
         if obj is None:
             self.expect.forget(key)
+            self.holds.forget(key)
             return None
         try:
             rrs = RunnerReplicaSet.from_dict(obj)
@@ -172,8 +264,7 @@ class ReplicaSetController:
 
         desired = rrs.spec.effective_replicas
         plan = plan_replicas(desired, views)
-        for _ in range(plan.create):
-            await self._create_runner(key, obj, rrs)
+        hold_until = await self._fill(key, obj, rrs, desired, plan.create)
         for name in plan.delete:
             self.expect.deleted(key, name)
             await self.kube.delete(RUNNERS, name, namespace=key.namespace, missing_ok=True)
@@ -191,8 +282,40 @@ class ReplicaSetController:
             "selector": _selector_string(rrs.spec.selector or {}),
         }
         await _patch_status(self.kube, RUNNER_REPLICA_SETS, obj, status)
-        pending = plan.create or plan.delete or any(v.phase is RunnerPhase.REGISTERING for v in views)
-        return Result(requeue_after=5.0 if pending else None)
+        creating = plan.create and hold_until is None
+        pending = creating or plan.delete or any(v.phase is RunnerPhase.REGISTERING for v in views)
+        wake = 5.0 if pending else None
+        if hold_until is not None:
+            wake = min(wake or REPLACEMENT_HOLD, max(hold_until - self.clock(), 0.0) + 0.05)
+        return Result(requeue_after=wake)
+
+    async def _fill(
+        self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet, desired: int, missing: int
+    ) -> float | None:
+        """Create ``missing`` runners unless the effectiveTime rule holds them; when held until."""
+        create, until = self.holds.check(
+            key, rrs.spec.template.spec.effective_ephemeral, rrs.spec.effective_time, desired, missing
+        )
+        await self._create_batches(key, obj, rrs, create)
+        return until
+
+    async def _create_batches(
+        self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet, count: int
+    ) -> None:
+        """Create ``count`` runners concurrently in slow-start batches (1, 2, 4, ... at most
+        :data:`MAX_BATCH`, as Kubernetes' ReplicaSet controller does): a failing API server costs
+        one call, not ``count``; the first failure stops the rest (the next reconcile retries)."""
+        batch = 1
+        while count > 0:
+            n = min(batch, count, MAX_BATCH)
+            results = await asyncio.gather(
+                *(self._create_runner(key, obj, rrs) for _ in range(n)), return_exceptions=True
+            )
+            count -= n
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            batch *= 2
 
     async def _create_runner(self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet) -> None:
         template = rrs.spec.template
@@ -200,22 +323,36 @@ class ReplicaSetController:
         labels = dict(meta.labels)
         for k, v in ((rrs.spec.selector or {}).get("matchLabels") or {}).items():
             labels.setdefault(k, v)
+        metadata: dict[str, Any] = {
+            "namespace": key.namespace,
+            "labels": labels,
+            "annotations": dict(meta.annotations),
+            "finalizers": [RUNNER_FINALIZER],
+            "ownerReferences": [controller_ref(obj)],
+        }
         body = {
             "apiVersion": RUNNERS.api_version,
             "kind": "Runner",
-            "metadata": {
-                "generateName": f"{rrs.name}-",
-                "namespace": key.namespace,
-                "labels": labels,
-                "annotations": dict(meta.annotations),
-                "finalizers": [RUNNER_FINALIZER],
-                "ownerReferences": [controller_ref(obj)],
-            },
+            "metadata": metadata,
             "spec": template.spec.to_dict(),
         }
-        created = await self.kube.create(RUNNERS, body, namespace=key.namespace)
-        self.expect.created(key, created["metadata"]["name"])
-        self.runners_created += 1
+        # The name is chosen (and expected) before the create, so a create whose answer is lost
+        # still counts until the informer shows it or the expectation expires.
+        for _ in range(5):
+            name = f"{rrs.name}-{random_suffix()}"
+            metadata["name"] = name
+            self.expect.created(key, name)
+            try:
+                await self.kube.create(RUNNERS, body, namespace=key.namespace)
+            except AlreadyExists:
+                self.expect.cancel(key, name)  # a name taken by someone else: draw another
+                continue
+            except ApiError:
+                self.expect.cancel(key, name)  # refused: nothing was created
+                raise
+            self.runners_created += 1
+            return
+        raise AlreadyExists(409, "AlreadyExists", f"{rrs.name}: five random runner names were all taken")
 
 
 class DeploymentController:
@@ -279,12 +416,9 @@ class DeploymentController:
         plan = plan_rollout(desired, current_hash, views)
         if plan.create:
             await self._create_replica_set(key, obj, rd, current_hash, desired)
-        for name, replicas in sorted(plan.scale.items()):
-            patch: dict[str, Any] = {"spec": {"replicas": replicas}}
-            if rd.spec.effective_time is not None and name in names:
-                patch["spec"]["effectiveTime"] = (obj.get("spec") or {}).get("effectiveTime")
+        for name, spec in sorted(self._spec_patches(obj, owned, plan.scale, current_hash).items()):
             try:
-                await self.kube.patch(RUNNER_REPLICA_SETS, name, patch, namespace=key.namespace)
+                await self.kube.patch(RUNNER_REPLICA_SETS, name, {"spec": spec}, namespace=key.namespace)
             except NotFound:
                 continue
         for name in plan.delete:
@@ -311,6 +445,24 @@ class DeploymentController:
         await _patch_status(self.kube, RUNNER_DEPLOYMENTS, obj, status)
         rolling = plan.create or plan.scale or plan.delete or len(owned) > 1
         return Result(requeue_after=5.0 if rolling else None)
+
+    @staticmethod
+    def _spec_patches(
+        obj: Mapping[str, Any], owned: list[Obj], scale: Mapping[str, int], current_hash: str
+    ) -> dict[str, dict[str, Any]]:
+        """Replica counts to write, and the deployment's ``effectiveTime`` passed on with them and to
+        the current template's replica sets whenever it changed (an unchanged count included: one
+        job finished and another one queued is a new decision the replica set must see)."""
+        effective = (obj.get("spec") or {}).get("effectiveTime")
+        patches: dict[str, dict[str, Any]] = {name: {"replicas": n} for name, n in scale.items()}
+        for rs in owned:
+            name = rs["metadata"]["name"]
+            current = (rs["metadata"].get("labels") or {}).get(LABEL_TEMPLATE_HASH) == current_hash
+            if not effective or (rs.get("spec") or {}).get("effectiveTime") == effective:
+                continue
+            if name in patches or current:
+                patches.setdefault(name, {})["effectiveTime"] = effective
+        return patches
 
     async def _create_replica_set(
         self, key: Key, obj: Mapping[str, Any], rd: RunnerDeployment, hash_: str, desired: int

@@ -53,7 +53,7 @@ from runnerd.controller.common import (
     drain_labels,
 )
 from runnerd.controller.directory import RunnerDirectory
-from runnerd.controller.replicasets import _Expectations
+from runnerd.controller.replicasets import ReplacementHolds, _Expectations
 from runnerd.github import GitHubClient, Scope
 from runnerd.github.errors import GitHubError, NotFoundError, RateLimitedError, RunnerBusyError
 from runnerd.kube.client import KubeClient
@@ -218,6 +218,7 @@ class RunnerSetController:
         self.suffix = suffix
         self.stats = RunnerSetStats()
         self.expect = _Expectations(time.monotonic)
+        self.holds = ReplacementHolds(time.monotonic)
         self._secrets_made: dict[Key, float] = {}
         self._backoff: dict[Key, Backoff] = {}
         self.groups = RunnerGroups(options.runner_group_ttl)
@@ -261,6 +262,7 @@ class RunnerSetController:
         ]
         if obj is None:
             self.expect.forget(key)
+            self.holds.forget(key)
             self._backoff.pop(key, None)
             return await self._reconcile_orphans(key, labelled)
         try:
@@ -354,13 +356,21 @@ class RunnerSetController:
         if removed:
             await self.recorder.normal(obj, "ScaledDown", f"removing runner(s) {', '.join(removed)}")
 
-        if plan.create and not deleting_rs:
+        missing = 0
+        if not deleting_rs:
+            # effectiveTime: a finished ephemeral runner is not replaced until the HRA decides again
+            missing, hold_until = self.holds.check(
+                key, rs.spec.effective_ephemeral, rs.spec.effective_time, desired, plan.create
+            )
+            if hold_until is not None:
+                requeue.append(max(hold_until - time.monotonic(), 0.0) + 0.05)
+        if missing and not deleting_rs:
             backoff = self._backoff.get(key)
             wait = (backoff.next_attempt_at - self.clock()) if backoff else 0.0
             if wait > 0:
                 requeue.append(wait)
             else:
-                for _ in range(plan.create):
+                for _ in range(missing):
                     created = await self._create_runner(key, obj, rs, scope, current_hash)
                     if created is None:
                         requeue.append(REGISTERING_RECHECK)

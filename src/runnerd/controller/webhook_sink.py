@@ -4,9 +4,17 @@
 over every HRA with a ``workflowJob`` trigger and its target's scope and labels) and applies it with
 :func:`~runnerd.reconcile.autoscale.apply_workflow_job_event` to that HRA's
 ``spec.capacityReservations``, exactly where ARC's webhook server writes them, so the state survives
-restarts and an ARC controller reads it the same way. Reservations are named after the job, so
-duplicated, reordered or late deliveries (and the safety-net poll finding the same job) never count a
-job twice.
+restarts and an ARC controller reads it the same way. Reservations are named after the job and its
+repository (``job-<id>@<owner>/<repo>``), so duplicated, reordered or late deliveries (and the
+safety-net poll finding the same job) never count a job twice, and the safety net knows where to ask
+whether a reserved job finished (after a restart too).
+
+The list stays as long as the live jobs, whatever the number of past ones: a ``completed`` removes
+its job's entry (no zero-replica marker is left in the HRA, and old markers are compacted away), and
+each writer remembers the last :data:`FINISHED_MEMORY` finished job ids in memory, so a late
+``queued`` for a finished job reserves nothing. After a restart that memory is empty: a ``queued``
+redelivered then for a job already finished reserves a replica again, and the safety-net poll
+releases it once GitHub's listing shows the job finished (see :mod:`runnerd.controller.poller`).
 
 :class:`ReservationWriter` makes that write safe and fast under bursts. Every write is conditional:
 the first one (no list yet) is a merge patch with the HRA's ``resourceVersion`` as precondition,
@@ -31,13 +39,14 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from runnerd.api import parse_time
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.latency import PodCreateLatency
 from runnerd.controller.targets import TargetResolver, WebhookTarget
-from runnerd.github import GitHubClient, GitHubError, Scope
+from runnerd.github import Scope
 from runnerd.kube.client import KubeClient
-from runnerd.reconcile.autoscale import ReservationUpdate, apply_workflow_job_event, job_reservation_name
+from runnerd.reconcile.autoscale import ReservationUpdate, apply_workflow_job_event, parse_job_reservation
 from runnerd.reconcile.matching import (
     SELF_HOSTED,
     Ambiguous,
@@ -46,7 +55,6 @@ from runnerd.reconcile.matching import (
     MatchResult,
     NoMatch,
     VisibleGroups,
-    is_default_group,
     match_workflow_job,
     workflow_job_trigger,
 )
@@ -87,6 +95,31 @@ class JobOp:
     job_id: int
     conclusion: str | None = None
     runner_id: int | None = None
+    repository: str | None = None
+
+
+FINISHED_MEMORY = 100_000
+"""Finished job ids each writer remembers (a late ``queued`` for one of them reserves nothing)."""
+
+
+class FinishedJobs:
+    """Job ids that finished, oldest forgotten first: the markers kept outside the HRA."""
+
+    def __init__(self, size: int = FINISHED_MEMORY) -> None:
+        self._size = size
+        self._ids: dict[int, None] = {}
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, job_id: int) -> None:
+        self._ids.pop(job_id, None)
+        self._ids[job_id] = None
+        while len(self._ids) > self._size:
+            del self._ids[next(iter(self._ids))]
 
 
 @dataclass(frozen=True)
@@ -123,6 +156,7 @@ class ReservationWriter:
         self._pending: dict[Key, list[tuple[JobOp, asyncio.Future[OpResult]]]] = {}
         self._drainers: dict[Key, asyncio.Task[None]] = {}
         self._latest: dict[Key, Obj] = {}
+        self.finished = FinishedJobs()
         self.writes = 0
         self.conflicts = 0
         self.batch_sizes: list[int] = []
@@ -194,6 +228,12 @@ class ReservationWriter:
             results: list[OpResult] = []
             changed = False
             for op in ops:
+                if op.action == "queued" and op.job_id in self.finished:
+                    done = _unchanged(
+                        reservations, f"job {op.job_id} queued after it finished: no reservation"
+                    )
+                    results.append(OpResult(done, done.reason))
+                    continue
                 update = apply_workflow_job_event(
                     reservations,
                     op.action,
@@ -203,7 +243,11 @@ class ReservationWriter:
                     trigger.effective_duration,
                     hra.spec.max_replicas,
                     job_id=op.job_id,
+                    repository=op.repository,
+                    keep_markers=False,
                 )
+                if op.action == "completed":
+                    self.finished.add(op.job_id)
                 reservations = update.reservations
                 changed = changed or update.changed
                 results.append(OpResult(update, update.reason))
@@ -275,41 +319,6 @@ class RepoContext:
     seen_at: float  # monotonic
 
 
-class GroupVisibility:
-    """Runner groups visible to a repository (``GET /orgs/{org}/actions/runner-groups``), cached.
-
-    Only asked when a candidate target is in a non-default runner group of an organization or
-    enterprise (ARC's ``useRunnerGroupsVisibility``); a failed lookup assumes every group visible.
-    """
-
-    def __init__(self, github: GitHubClient, *, ttl: float = 600.0) -> None:
-        self.github = github
-        self.ttl = ttl
-        self._cache: dict[tuple[str, str], tuple[float, VisibleGroups]] = {}
-
-    async def __call__(self, event: JobEvent, targets: Sequence[WebhookTarget]) -> VisibleGroups | None:
-        org = event.org
-        if org is None or all(
-            t.target.config.repository or is_default_group(t.target.config.group) for t in targets
-        ):
-            return None
-        key = (org.casefold(), event.repository.casefold())
-        hit = self._cache.get(key)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
-        try:
-            groups = await self.github.list_runner_groups(
-                Scope("organization", org), visible_to_repository=event.repository.split("/", 1)[1]
-            )
-        except GitHubError as exc:
-            log.warning("runner groups visible to %s: %s; assuming every group", event.repository, exc)
-            return None
-        visible = VisibleGroups.of(g.name for g in groups)
-        self._cache[key] = (now, visible)
-        return visible
-
-
 Visibility = Callable[[JobEvent, Sequence[WebhookTarget]], Awaitable[VisibleGroups | None]]
 
 
@@ -368,14 +377,39 @@ class ReservationSink:
         )
         return result, by_route
 
-    def holder(self, job_id: int) -> Key | None:
-        """The HRA holding a reservation for ``job_id``, if any."""
-        name = job_reservation_name(job_id)
+    def _job_reservations(self) -> Iterable[tuple[Key, int, str | None, dict[str, Any]]]:
         for obj in self.hras.store.objects():
             for r in (obj.get("spec") or {}).get("capacityReservations") or ():
-                if isinstance(r, dict) and r.get("name") == name:
-                    return Key.of(obj)
+                if not isinstance(r, dict):
+                    continue
+                parsed = parse_job_reservation(r.get("name"))
+                if parsed is not None:
+                    yield Key.of(obj), parsed[0], parsed[1], r
+
+    def holder(self, job_id: int) -> Key | None:
+        """The HRA holding a reservation for ``job_id``, if any."""
+        for key, held, _, _ in self._job_reservations():
+            if held == job_id:
+                return key
         return None
+
+    def reserved_repositories(self) -> set[str]:
+        """Repositories named by live job reservations (the safety net polls them, after a restart too)."""
+        return {repo for _, _, repo, r in self._job_reservations() if repo and (r.get("replicas") or 0) > 0}
+
+    def reservations_of(self, repository: str) -> dict[int, tuple[Key, float]]:
+        """Live job reservations of ``repository``'s jobs: job id -> (HRA, effective time as epoch)."""
+        wanted = repository.casefold()
+        found: dict[int, tuple[Key, float]] = {}
+        for key, job_id, repo, r in self._job_reservations():
+            if repo is None or repo.casefold() != wanted or (r.get("replicas") or 0) <= 0:
+                continue
+            try:
+                since = parse_time(str(r.get("effectiveTime"))).timestamp()
+            except ValueError:
+                continue
+            found[job_id] = (key, since)
+        return found
 
     # --- the webhook -----------------------------------------------------------------------------
 
@@ -386,7 +420,7 @@ class ReservationSink:
         if event.action not in ("queued", "completed"):
             return SinkReply(200, f"{who}: nothing to scale", "ignored")
         action: Literal["queued", "completed"] = "queued" if event.action == "queued" else "completed"
-        op = JobOp(action, event.job_id, event.conclusion, event.runner_id)
+        op = JobOp(action, event.job_id, event.conclusion, event.runner_id, event.repository)
         if event.action == "completed":
             key = self.holder(event.job_id)
             if key is not None:
@@ -423,7 +457,9 @@ class ReservationSink:
             return SinkReply(200, f"scaled {name} by {result.delta}: {result.reason}", "scaled")
         return SinkReply(200, f"{name}: {result.reason}", "unchanged")
 
-    async def reserve_polled(self, event: JobEvent, job_id: int) -> tuple[str, Key | None]:
+    async def reserve_polled(
+        self, event: JobEvent, job_id: int, repository: str | None = None
+    ) -> tuple[str, Key | None]:
         """The safety-net poll found ``job_id`` queued: reserve for it (a no-op if a webhook did)."""
         result, by_route = await self.route(event)
         if isinstance(result, Ambiguous):
@@ -432,7 +468,7 @@ class ReservationSink:
         if not isinstance(result, Match):
             return "no_match", None
         key = by_route[result.target.hra].hra
-        op_result = await self.writer.apply(key, JobOp("queued", job_id))
+        op_result = await self.writer.apply(key, JobOp("queued", job_id, repository=repository))
         effect = _effect(op_result.update) if op_result.update is not None else "not_applied"
         self.metrics.reservation_events.labels("poll", effect).inc()
         return effect, key
@@ -529,6 +565,10 @@ class ReservationSink:
                 namespace=key.namespace,
                 resource_version=str(obj["metadata"].get("resourceVersion") or "") or None,
             )
+
+
+def _unchanged(reservations: tuple[Any, ...], reason: str) -> ReservationUpdate:
+    return ReservationUpdate(reservations, False, 0, 0, 0, reason)
 
 
 def _effect(update: ReservationUpdate) -> str:

@@ -9,13 +9,16 @@
   A call that would wait longer than the client's max wait raises :class:`RateLimitWaitExceeded`
   at once, so a controller can requeue instead of blocking a worker.
 * :class:`CallStats`: counts of calls by endpoint template and status, for the metrics layer.
+* :class:`CallWindow`: calls spent in the last hour (sliding window): the one budget that the
+  autoscaling metric, the safety-net poll and the runner listings spend from (304s counted too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+import math
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from runnerd.github.sansio import RateLimit
 
 log = logging.getLogger(__name__)
 
+WINDOW = 3600.0
 ALL = "*"  # the gate key that every call passes (secondary rate limits)
 
 Clock = Callable[[], float]
@@ -186,3 +190,44 @@ class RateLimitGate:
         finally:
             if waited is not None:
                 self._stats.record_gate_wait(waited)
+
+
+def pages(items: int) -> int:
+    """Calls a listing of ``items`` costs (100 per page, at least one)."""
+    return max(1, math.ceil(items / 100))
+
+
+class CallWindow:
+    """Calls spent in the last hour (sliding window)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._spent: deque[tuple[float, int]] = deque()
+        self._total = 0
+
+    def _expire(self, now: float) -> None:
+        while self._spent and now - self._spent[0][0] >= WINDOW:
+            self._total -= self._spent.popleft()[1]
+
+    def spent(self) -> int:
+        self._expire(self._clock())
+        return self._total
+
+    def spend(self, calls: int) -> None:
+        now = self._clock()
+        self._expire(now)
+        self._spent.append((now, calls))
+        self._total += calls
+
+    def free_at(self, calls: int, ceiling: int) -> float:
+        """When ``calls`` more fit under ``ceiling`` (now, if they do)."""
+        now = self._clock()
+        self._expire(now)
+        excess = self._total + calls - ceiling
+        if excess <= 0:
+            return now
+        for at, n in self._spent:
+            excess -= n
+            if excess <= 0:
+                return at + WINDOW
+        return now + WINDOW

@@ -10,6 +10,10 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from runnerd.github.sansio import needs_refresh
 
+ETAG_CACHE_SIZE = 4096
+"""Enough for a 1,000-run installation: a jobs listing per active run, two run listings per polled
+repository and a runner listing page per 100 runners (bodies of a few KiB each)."""
+
 
 @dataclass(frozen=True)
 class CachedResponse:
@@ -25,7 +29,7 @@ class EtagCache:
     does not count against the rate limit, so polling the runner list is free while it is unchanged.
     """
 
-    def __init__(self, max_entries: int = 512) -> None:
+    def __init__(self, max_entries: int = ETAG_CACHE_SIZE) -> None:
         self._max = max_entries
         self._entries: OrderedDict[str, CachedResponse] = OrderedDict()
 

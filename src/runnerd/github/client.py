@@ -38,7 +38,7 @@ from gidgethub import sansio as gh_sansio
 
 from runnerd import __version__
 from runnerd.github.budget import ALL, CallStats, Clock, Draw, RateLimitGate, RateLimitState, Sleep
-from runnerd.github.cache import CachedResponse, EtagCache, TokenSlot
+from runnerd.github.cache import ETAG_CACHE_SIZE, CachedResponse, EtagCache, TokenSlot
 from runnerd.github.config import GitHubConfig, Scope
 from runnerd.github.credentials import Credentials, GitHubAppCredentials, PersonalAccessToken
 from runnerd.github.errors import (
@@ -138,7 +138,7 @@ class GitHubClient:
         retry: RetryPolicy | None = None,
         installation_token_min_validity_s: float = 300.0,
         registration_token_min_validity_s: float = 600.0,
-        etag_cache_size: int = 512,
+        etag_cache_size: int = ETAG_CACHE_SIZE,
         trust_env: bool = True,
         ssl: ssl_module.SSLContext | None = None,
         clock: Clock = time.time,

@@ -110,6 +110,7 @@ class QueuedJobsSuggestion:
     unmatched: int  # active jobs whose labels the target's runners lack
     repositories: tuple[str, ...]
     metric: str = TOTAL_JOBS
+    job_ids: frozenset[int] = frozenset()  # the counted jobs that have an id
 
     @property
     def reason(self) -> str:
@@ -186,6 +187,7 @@ def suggest_by_queued_jobs(
     by_repo = {k.casefold(): v for k, v in obs.jobs.items()}
     queued = in_progress = unmatched = 0
     seen: set[int] = set()
+    counted: set[int] = set()
     for repo in repos:
         jobs = by_repo.get(repo.casefold())
         if jobs is None:
@@ -199,11 +201,16 @@ def suggest_by_queued_jobs(
                 seen.add(job.id)
             if not job_fits_runner(job.labels, obs.target.labels, default_labels):
                 unmatched += 1
-            elif job.status == "queued":
+                continue
+            if job.id is not None:
+                counted.add(job.id)
+            if job.status == "queued":
                 queued += 1
             else:
                 in_progress += 1
-    return QueuedJobsSuggestion(queued + in_progress, queued, in_progress, unmatched, repos)
+    return QueuedJobsSuggestion(
+        queued + in_progress, queued, in_progress, unmatched, repos, job_ids=frozenset(counted)
+    )
 
 
 def suggest_by_busy_runners(metric: MetricSpec, obs: Observations) -> BusySuggestion:
@@ -373,8 +380,14 @@ def desired_replicas(
     *,
     default_scale_down_delay: dt.timedelta = DEFAULT_SCALE_DOWN_DELAY,
     default_labels: Collection[str] = (),
+    count_jobs_twice: bool = False,
 ) -> ScaleDecision:
-    """ARC's HRA decision for ``now`` (see the module docstring). Raises :class:`AutoscaleError`."""
+    """ARC's HRA decision for ``now`` (see the module docstring). Raises :class:`AutoscaleError`.
+
+    A job known by its id is one job, whichever path saw it: when the suggestion comes from
+    ``TotalNumberOfQueuedAndInProgressWorkflowRuns``, reservations named after a job that the metric
+    already counted add nothing. ``count_jobs_twice=True`` is ARC's sum (every live reservation on
+    top of the metric's count)."""
     if now.tzinfo is None:
         raise AutoscaleError("now must be timezone-aware")
     if spec.max_replicas is None:
@@ -403,13 +416,20 @@ def desired_replicas(
         suggested, metric = value, suggestions[-1].metric
 
     active = tuple(r for r in spec.capacity_reservations if _active(r, now) and _live(r))
-    reserved = sum(r.replicas or 0 for r in active)
+    counted = (
+        suggestions[-1].job_ids
+        if value is not None and isinstance(suggestions[-1], QueuedJobsSuggestion) and not count_jobs_twice
+        else frozenset()
+    )
+    overlap = tuple(r for r in active if _job_of(r) in counted)
+    reserved = sum(r.replicas or 0 for r in active if _job_of(r) not in counted)
     expired = sum(1 for r in spec.capacity_reservations if _live(r) and not _active(r, now))
     if active or expired:
         names = ", ".join(_label(r) for r in active) or "none"
         reasons.append(
             f"{reserved} replicas reserved by {len(active)} capacity reservations ({names}); "
             f"{expired} expired"
+            + (f"; {len(overlap)} of their jobs already counted by {TOTAL_JOBS}" if overlap else "")
         )
 
     total = suggested + reserved
@@ -479,8 +499,26 @@ def desired_replicas(
 # --- webhook fast path ----------------------------------------------------------------------------
 
 
-def job_reservation_name(job_id: int) -> str:
-    return f"{JOB_RESERVATION_PREFIX}{job_id}"
+def job_reservation_name(job_id: int, repository: str | None = None) -> str:
+    """``job-<id>``, or ``job-<id>@<owner>/<repo>`` when the job's repository is known (the safety net
+    then knows where to ask whether the job finished, also after a restart)."""
+    base = f"{JOB_RESERVATION_PREFIX}{job_id}"
+    return f"{base}@{repository}" if repository else base
+
+
+def parse_job_reservation(name: str | None) -> tuple[int, str | None] | None:
+    """``(job id, repository or None)`` of a job reservation's name; ``None`` for any other name."""
+    if not name or not name.startswith(JOB_RESERVATION_PREFIX):
+        return None
+    head, _, repository = name[len(JOB_RESERVATION_PREFIX) :].partition("@")
+    if not head.isdigit():
+        return None
+    return int(head), repository or None
+
+
+def _job_of(r: CapacityReservation) -> int | None:
+    parsed = parse_job_reservation(r.name)
+    return parsed[0] if parsed is not None else None
 
 
 @dataclass(frozen=True)
@@ -503,6 +541,8 @@ def apply_workflow_job_event(
     max_replicas: int | None,
     *,
     job_id: int | None = None,
+    repository: str | None = None,
+    keep_markers: bool = True,
 ) -> ReservationUpdate:
     """Update an HRA's capacity reservations for one ``workflow_job`` delivery.
 
@@ -525,10 +565,17 @@ def apply_workflow_job_event(
 
     Without a job id, ARC's rule: ``queued`` adds an unnamed reservation, ``completed`` removes
     the oldest live one (unnamed ones first), never going below zero.
+
+    With ``keep_markers=False`` (what runnerd's writer uses) the list stays as long as the live jobs,
+    whatever the number of past ones: ``completed`` removes the job's entry instead of leaving a
+    marker, zero-replica markers already there are dropped, and a ``completed`` for a job without
+    an entry changes nothing (the caller remembers finished jobs, outside the HRA). A reservation is
+    named after its job (and ``repository``, when given, see :func:`job_reservation_name`); entries
+    are matched by job id, whichever name form they have.
     """
     if now.tzinfo is None:
         raise AutoscaleError("now must be timezone-aware")
-    name = None if job_id is None else job_reservation_name(job_id)
+    name = None if job_id is None else job_reservation_name(job_id, repository)
     original = tuple(reservations)
     who = f"job {job_id}" if job_id is not None else "a job without id"
 
@@ -561,13 +608,13 @@ def apply_workflow_job_event(
             )
             items[i] = dataclasses.replace(r, effective_time=now, expiration_time=now + length)
             starved += 1
-    kept = [r for r in items if _active(r, now)]
+    kept = [r for r in items if _active(r, now) and (keep_markers or _live(r))]
     expired = len(items) - len(kept)
     live_before = sum(r.replicas or 0 for r in kept if _live(r))
 
     if action == "queued":
-        if name is not None and any(r.name == name for r in kept):
-            done = not any(r.name == name and _live(r) for r in kept)
+        if job_id is not None and any(_job_of(r) == job_id for r in kept):
+            done = not any(_job_of(r) == job_id and _live(r) for r in kept)
             reason = f"{who} queued again" if not done else f"{who} queued after it completed"
             reason += ": no new reservation"
         else:
@@ -576,14 +623,20 @@ def apply_workflow_job_event(
             )
             reason = f"{who} queued: reserved 1 replica until {format_go_time(now + duration)}"
     elif name is not None:
-        had = [r for r in kept if r.name == name]
+        had = [r for r in kept if _job_of(r) == job_id]
         if had and not any(_live(r) for r in had):
             reason = f"{who} completed again: nothing to release"
+        elif not keep_markers:
+            kept = [r for r in kept if _job_of(r) != job_id]
+            if had:
+                reason = f"{who} completed ({conclusion}): its reservation released"
+            else:
+                reason = f"{who} completed ({conclusion}) without a reservation: nothing to release"
         else:
             marker = CapacityReservation(
                 name=name, effective_time=now, expiration_time=now + duration, replicas=0
             )
-            kept = [r for r in kept if r.name != name] + [marker]
+            kept = [r for r in kept if _job_of(r) != job_id] + [marker]
             if had:
                 reason = f"{who} completed ({conclusion}): its reservation released"
             else:

@@ -110,3 +110,58 @@ def plan_rollout(desired: int, template_hash: str, replica_sets: Sequence[Replic
         elif rs.replicas != 0 and (new_ready or desired == 0):
             scale[rs.name] = 0
     return RolloutPlan(create=newest is None, scale=scale, delete=tuple(sorted(delete)))
+
+
+# --- effectiveTime: finished ephemeral runners are not replaced until the autoscaler decides again ----
+
+
+@dataclass(frozen=True)
+class FillMark:
+    """What a replica set last filled up to: the target's ``effectiveTime`` and desired count then."""
+
+    effective_time: float  # seconds since the epoch
+    desired: int
+
+
+@dataclass(frozen=True)
+class ReplacementHold:
+    held: bool
+    until: float | None = None  # monotonic; when the hold gives up (a lost ``completed`` delivery)
+    reason: str = ""
+
+
+def replacement_hold(
+    *,
+    ephemeral: bool,
+    effective_time: float | None,
+    desired: int,
+    mark: FillMark | None,
+    deficit_since: float | None,
+    now: float,
+    max_hold: float,
+) -> ReplacementHold:
+    """Whether missing runners wait instead of being created (ARC's ``effectiveTime`` rule).
+
+    An ephemeral runner that finished its job leaves a gap while the job's reservation is still
+    effective (its ``completed`` delivery is on its way and will lower the desired count). Filling
+    the gap would create a runner for a job that no longer exists. So the gap is held while the
+    autoscaler made no new decision since the last fill: ``effectiveTime`` not newer than the fill's
+    and the desired count not above it. Not held: non-ephemeral runners, targets without
+    ``effectiveTime`` (no webhook scaling), the first fill after a start (``mark`` is None), and a gap
+    older than ``max_hold`` seconds (``deficit_since``), so a lost ``completed`` delivery or a runner
+    that exited without a job costs at most that long.
+    """
+    if not ephemeral or effective_time is None or mark is None:
+        return ReplacementHold(False)
+    if effective_time > mark.effective_time or desired > mark.desired:
+        return ReplacementHold(False)
+    since = now if deficit_since is None else deficit_since
+    until = since + max_hold
+    if now >= until:
+        return ReplacementHold(False, reason=f"held {max_hold:g}s without a new decision: replacing")
+    return ReplacementHold(
+        True,
+        until,
+        "finished ephemeral runners are not replaced until the autoscaler decides again "
+        "(effectiveTime not newer than the last fill)",
+    )

@@ -42,6 +42,8 @@ from runnerd.runtime.store import (
     index_by_label,
     index_by_namespace,
     index_by_owner_uid,
+    slim_pod,
+    strip_unused,
 )
 from runnerd.runtime.types import Key, LeaseRecord, Obj, Result, WatchEvent, WatchEventType
 from runnerd.runtime.workqueue import RateLimiter, ShutDown, TokenBucket, WorkQueue
@@ -91,4 +93,6 @@ __all__ = [
     "index_by_owner_uid",
     "own_key",
     "redact",
+    "slim_pod",
+    "strip_unused",
 ]

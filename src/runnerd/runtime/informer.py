@@ -15,6 +15,10 @@ The loop is the client-go one:
 
 Handlers are plain callables run synchronously in the informer's task, in event order. They should
 be quick (enqueue a key); an exception in one is logged and does not stop the informer.
+
+Every object passes ``transform`` before it is stored (default:
+:func:`~runnerd.runtime.store.strip_unused`, which drops ``managedFields`` and kubectl's
+last-applied annotation), so the caches hold only what decisions read.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from runnerd.runtime.errors import ApiError, ResourceExpired, from_status
 from runnerd.runtime.protocols import ListWatcher
 from runnerd.runtime.redact import describe_exception
-from runnerd.runtime.store import IndexFunc, Store
+from runnerd.runtime.store import IndexFunc, Store, strip_unused
 from runnerd.runtime.types import Key, Obj, WatchEvent, WatchEventType, resource_version
 from runnerd.runtime.workqueue import exponential_delay
 
@@ -71,6 +75,7 @@ class Informer:
     ``idle_timeout``: reconnect when the stream has sent nothing (not even a bookmark) for this long.
     ``resync_period``: hand every cached object to the handlers again this often (``None``: never).
     ``retry_base`` / ``retry_max``: the back-off between failed list or watch calls.
+    ``transform``: applied to every object before it is stored (None: store as received).
     """
 
     def __init__(
@@ -84,8 +89,10 @@ class Informer:
         idle_timeout: float = 75.0,
         retry_base: float = 0.5,
         retry_max: float = 30.0,
+        transform: Callable[[Obj], Obj] | None = strip_unused,
     ) -> None:
         self.name = name
+        self._transform = transform
         self.store = Store(indexers)
         self._list_watcher = list_watcher
         self._resync_period = resync_period
@@ -174,6 +181,8 @@ class Informer:
 
     def _replace(self, items: list[Obj], version: str) -> None:
         """Makes the store equal to a fresh list, telling handlers what changed since the last one."""
+        if self._transform is not None:
+            items = [self._transform(obj) for obj in items]
         fresh = {Key.of(obj): obj for obj in items}
         for key in sorted(set(self.store.keys()) - fresh.keys()):
             gone = self.store.delete(key)
@@ -235,6 +244,8 @@ class Informer:
             if version:
                 self._resource_version = version
             return
+        if self._transform is not None:
+            obj = self._transform(obj)
         key = Key.of(obj)
         if event.type is WatchEventType.DELETED:
             old = self.store.delete(key)

@@ -128,3 +128,41 @@ def index_by_label(label: str) -> IndexFunc:
         return [str(labels[label])] if label in labels else []
 
     return index
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def strip_unused(obj: Obj) -> Obj:
+    """The informers' default transform: drop what no controller reads and that can be most of an
+    object's size: ``metadata.managedFields`` (server-side apply bookkeeping) and kubectl's
+    ``last-applied-configuration`` annotation (a second copy of the object). Changes ``obj`` in place
+    (it was just decoded from the API server and is not shared yet) and returns it."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+            del annotations[LAST_APPLIED]
+    return obj
+
+
+POD_SPEC_KEPT = ("nodeName", "containers", "initContainers")
+CONTAINER_KEPT = ("name", "image", "resources")
+
+
+def slim_pod(obj: Obj) -> Obj:
+    """The runner pods' cache transform: :func:`strip_unused`, and of the spec only what the
+    controllers read (the node, each container's name, image and resources; no env, which holds
+    the runner's JIT config, no volumes, probes or scripts). Status and metadata are kept whole."""
+    strip_unused(obj)
+    spec = obj.get("spec")
+    if isinstance(spec, dict):
+        slim: dict[str, Any] = {k: spec[k] for k in POD_SPEC_KEPT if k in spec}
+        for kind in ("containers", "initContainers"):
+            if isinstance(slim.get(kind), list):
+                slim[kind] = [
+                    {k: c[k] for k in CONTAINER_KEPT if k in c} for c in slim[kind] if isinstance(c, dict)
+                ]
+        obj["spec"] = slim
+    return obj

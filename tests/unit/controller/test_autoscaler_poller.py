@@ -9,9 +9,10 @@ import pytest
 
 from runnerd.api import HorizontalRunnerAutoscaler, RunnerConfig
 from runnerd.controller.autoscaler import AutoscalingOptions
-from runnerd.controller.poller import POLL_KEY, CallWindow, SafetyNetPoller, pages, plan
+from runnerd.controller.poller import POLL_KEY, SafetyNetPoller, plan
 from runnerd.controller.targets import ScaleTarget, WebhookTarget
 from runnerd.github import RateLimitedError, WorkflowJob, WorkflowRun
+from runnerd.github.budget import CallWindow, pages
 from runnerd.github.sansio import RateLimit
 from runnerd.reconcile.matching import JobEvent
 from runnerd.runtime import Key
@@ -145,7 +146,18 @@ class FakeSink:
         trigger: Any = None
         return [WebhookTarget(HRA, obj, trigger, target)]
 
-    async def reserve_polled(self, event: JobEvent, job_id: int) -> tuple[str, Key | None]:
+    held: dict[int, tuple[str, float]] = field(default_factory=dict)
+    """Live reservations made by anyone: job id -> (repository, effective time as epoch)."""
+
+    def reserved_repositories(self) -> set[str]:
+        return {repo for repo, _ in self.held.values()}
+
+    def reservations_of(self, repository: str) -> dict[int, tuple[Key, float]]:
+        return {j: (HRA, t) for j, (repo, t) in self.held.items() if repo.casefold() == repository.casefold()}
+
+    async def reserve_polled(
+        self, event: JobEvent, job_id: int, repository: str | None = None
+    ) -> tuple[str, Key | None]:
         self.reserved.append((job_id, event.repository))
         effect = "unchanged" if job_id in self.known else "reserved"
         self.known.add(job_id)
@@ -153,7 +165,7 @@ class FakeSink:
 
     async def complete_polled(self, key: Key, job_id: int) -> str:
         self.completed.append(job_id)
-        return "released"
+        return "released" if self.held.pop(job_id, None) is not None or job_id in self.known else "unchanged"
 
 
 class Clock:
@@ -282,3 +294,33 @@ async def test_disabled_poll_does_nothing() -> None:
     poller.options.poll = False
     assert await poller.reconcile(POLL_KEY) is None
     assert github.calls == []
+
+
+# --- finished jobs' reservations, whoever made them -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("listed", "reserved_ago", "released"),
+    [
+        ("completed", 5.0, True),  # GitHub lists the job as completed: released at once
+        (None, 120.0, True),  # in no active run, reserved long before the listing: finished
+        (None, 5.0, False),  # in no active run, but reserved just before the listing: may lag
+        ("queued", 120.0, False),  # still queued: kept
+        ("in_progress", 120.0, False),  # running: kept
+    ],
+)
+async def test_a_finished_jobs_reservation_is_released_after_a_restart(
+    listed: str | None, reserved_ago: float, released: bool
+) -> None:
+    github, clock = FakeGitHub(), Clock()
+    wall = clock.now + 1_700_000_000
+    # a webhook (before the restart) reserved job 31 of a repository this poll never learned
+    sink = FakeSink(held={31: ("octo-org/other", wall - reserved_ago)})
+    if listed is not None:
+        github.runs["in_progress"] = [run(3, "in_progress")]
+        github.jobs[3] = [job(31, 3, listed), job(32, 3, "in_progress")]
+    poller = make(github, sink, clock)  # a fresh poller: nothing remembered
+    await poller.reconcile(POLL_KEY)
+    assert "runs?status=queued" in github.calls  # the repository named by the reservation is polled
+    assert (31 in sink.completed) is released
+    assert poller.released_finished == (1 if released else 0)

@@ -115,7 +115,7 @@ async def test_queued_reserves_once_and_completed_releases() -> None:
     assert (reply.status, reply.outcome) == (200, "scaled")
     assert "scaled ns/hra by 1" in reply.message
     [r] = env.reservations()
-    assert (r["name"], r["replicas"]) == ("job-1", 1)
+    assert (r["name"], r["replicas"]) == ("job-1@octo/app", 1)  # named after the job and its repository
     assert r["expirationTime"] == "2026-11-27T12:10:00Z"
     assert env.written == [Key(NS, "hra")]
     assert env.latency.waiting() == 1
@@ -127,9 +127,9 @@ async def test_queued_reserves_once_and_completed_releases() -> None:
     done = await env.sink.workflow_job(event("completed", conclusion="success", runner_id=3))
     assert done.outcome == "scaled"
     assert "by -1" in done.message
-    assert [(r["name"], r["replicas"]) for r in env.reservations()] == [("job-1", 0)]
+    assert env.reservations() == []  # no marker left in the HRA: the list holds live jobs only
     env.sync()
-    # a late queued for a finished job reserves nothing
+    # a late queued for a finished job reserves nothing (the writer remembers finished jobs)
     assert (await env.sink.workflow_job(event())).outcome == "unchanged"
 
 
@@ -140,14 +140,14 @@ async def test_a_completion_goes_to_the_hra_holding_the_job_even_if_routing_chan
     # the job's completion carries a runner group no target is in: routing would not find the HRA
     reply = await env.sink.workflow_job(event("completed", conclusion="failure", runner_group_name="other"))
     assert reply.outcome == "scaled"
-    assert env.reservations()[0]["replicas"] == 0
+    assert env.reservations() == []
 
 
 async def test_concurrent_events_are_written_together() -> None:
     env = Env(hra(scaleUpTriggers=TRIGGER, maxReplicas=50))
     replies = await asyncio.gather(*(env.sink.workflow_job(event(job_id=i)) for i in range(10)))
     assert all(r.outcome == "scaled" for r in replies)
-    assert sorted(r["name"] for r in env.reservations()) == sorted(f"job-{i}" for i in range(10))
+    assert sorted(r["name"] for r in env.reservations()) == sorted(f"job-{i}@octo/app" for i in range(10))
     assert env.writer.writes < 10  # group commit: the first write alone, the other nine together
     assert max(env.writer.batch_sizes) > 1
 
@@ -170,7 +170,7 @@ async def test_a_concurrent_change_of_the_reservations_is_not_lost() -> None:
     env.kube.before_patch = someone_else
     reply = await env.sink.workflow_job(event(job_id=1))
     assert reply.outcome == "scaled"
-    assert sorted(r["name"] for r in env.reservations()) == ["job-1", "job-99"]
+    assert sorted(r["name"] for r in env.reservations()) == ["job-1@octo/app", "job-99"]
     assert env.writer.conflicts == 1
 
 
@@ -252,4 +252,4 @@ async def test_the_poll_reserves_through_the_same_path() -> None:
     assert (await env.sink.workflow_job(event(job_id=7))).outcome == "unchanged"
     env.sync()
     assert await env.sink.complete_polled(Key(NS, "hra"), 7) == "released"
-    assert env.reservations()[0]["replicas"] == 0
+    assert env.reservations() == []

@@ -28,7 +28,9 @@ from runnerd.reconcile.autoscale import (
     ScaleDecision,
     apply_workflow_job_event,
     desired_replicas,
+    job_reservation_name,
     metric_repositories,
+    parse_job_reservation,
     suggest_by_busy_runners,
     suggest_by_queued_jobs,
 )
@@ -994,3 +996,68 @@ def test_random_deliveries_never_over_reserve(seed: int) -> None:
         assert len(live) <= len(queued - completed)
         assert live == {f"job-{j}" for j in queued - completed}
     assert sum(r.replicas or 0 for r in reservations) == len(queued - completed)
+
+
+# --- bounded reservations (no markers in the HRA) ---------------------------------------------------
+
+
+def _bounded(
+    reservations: Sequence[CapacityReservation], action: str, job_id: int, repository: str | None = "o/r"
+) -> ReservationUpdate:
+    return apply_workflow_job_event(
+        reservations,
+        action,
+        "success",
+        7,
+        NOW,
+        dt.timedelta(minutes=10),
+        10,
+        job_id=job_id,
+        repository=repository,
+        keep_markers=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "action", "job_id", "after", "delta"),
+    [
+        ([], "queued", 1, ["job-1@o/r"], 1),
+        (["job-1@o/r"], "queued", 1, ["job-1@o/r"], 0),  # a redelivery
+        (["job-1"], "queued", 1, ["job-1"], 0),  # an old-style name is the same job
+        (["job-1@o/r", "job-2@o/r"], "completed", 1, ["job-2@o/r"], -1),  # removed, no marker
+        (["job-1"], "completed", 1, [], -1),
+        (["job-2@o/r"], "completed", 1, ["job-2@o/r"], 0),  # completed before queued: nothing written
+        (["marker:job-9@o/r", "job-2@o/r"], "queued", 3, ["job-2@o/r", "job-3@o/r"], 1),  # compacted
+    ],
+)
+def test_reservations_stay_as_long_as_the_live_jobs(
+    before: list[str], action: str, job_id: int, after: list[str], delta: int
+) -> None:
+    existing = [
+        CapacityReservation(
+            name=n.removeprefix("marker:"),
+            effective_time=NOW - dt.timedelta(minutes=1),
+            expiration_time=NOW + dt.timedelta(minutes=5),
+            replicas=0 if n.startswith("marker:") else 1,
+        )
+        for n in before
+    ]
+    update = _bounded(existing, action, job_id)
+    assert [r.name for r in update.reservations] == after
+    assert update.delta == delta
+
+
+@pytest.mark.parametrize(
+    ("name", "parsed"),
+    [
+        ("job-12", (12, None)),
+        ("job-12@octo/app", (12, "octo/app")),
+        ("job-x", None),
+        ("nightly", None),
+        (None, None),
+    ],
+)
+def test_job_reservation_names(name: str | None, parsed: tuple[int, str | None] | None) -> None:
+    assert parse_job_reservation(name) == parsed
+    if parsed is not None:
+        assert job_reservation_name(*parsed) == name

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from runnerd.reconcile.replicas import (
+    FillMark,
     ReplicaPlan,
     ReplicaSetView,
     RolloutPlan,
@@ -10,6 +11,7 @@ from runnerd.reconcile.replicas import (
     RunnerView,
     plan_replicas,
     plan_rollout,
+    replacement_hold,
 )
 
 P = RunnerPhase
@@ -135,3 +137,44 @@ def rs(name: str, h: str, replicas: int, ready: int, runners: int, created: floa
 )
 def test_plan_rollout(desired: int, replica_sets: list[ReplicaSetView], expected: RolloutPlan) -> None:
     assert plan_rollout(desired, "h1", replica_sets) == expected
+
+
+# --- effectiveTime: finished ephemeral runners wait for the autoscaler's next decision -------------
+
+MARK = FillMark(effective_time=100.0, desired=3)
+
+
+@pytest.mark.parametrize(
+    ("ephemeral", "effective", "desired", "mark", "since", "held", "until"),
+    [
+        (True, 100.0, 3, MARK, None, True, 1030.0),  # a runner finished; no new decision: held
+        (True, 90.0, 3, MARK, None, True, 1030.0),  # an older effectiveTime (a reservation released)
+        (True, 100.0, 2, MARK, None, True, 1030.0),  # fewer wanted: still no new decision
+        (True, 100.0, 3, MARK, 990.0, True, 1020.0),  # the hold counts from the first gap
+        (True, 100.0, 3, MARK, 960.0, False, None),  # held 30 s: a lost completed delivery, replace
+        (True, 101.0, 3, MARK, None, False, None),  # a newer decision (a new job): fill
+        (True, 100.0, 4, MARK, None, False, None),  # more wanted (a metric): fill
+        (True, None, 3, MARK, None, False, None),  # no effectiveTime: no webhook scaling
+        (True, 100.0, 3, None, None, False, None),  # first fill after a start
+        (False, 100.0, 3, MARK, None, False, None),  # persistent runners are always replaced
+    ],
+)
+def test_replacement_hold(
+    ephemeral: bool,
+    effective: float | None,
+    desired: int,
+    mark: FillMark | None,
+    since: float | None,
+    held: bool,
+    until: float | None,
+) -> None:
+    hold = replacement_hold(
+        ephemeral=ephemeral,
+        effective_time=effective,
+        desired=desired,
+        mark=mark,
+        deficit_since=since,
+        now=1000.0,
+        max_hold=30.0,
+    )
+    assert (hold.held, hold.until) == (held, until)

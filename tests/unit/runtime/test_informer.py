@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from runnerd.runtime.informer import EventType, Informer, InformerEvent
-from runnerd.runtime.store import index_by_label
+from runnerd.runtime.store import LAST_APPLIED, index_by_label
 from runnerd.runtime.types import Key, WatchEvent, WatchEventType
 from tests.unit.runtime.fakes import FakeListWatcher, cancel_and_wait, eventually, now, obj
 
@@ -230,3 +230,25 @@ async def test_a_failing_handler_does_not_stop_the_informer(
     remove()
     remove()  # idempotent
     assert names(inf) == ["a", "b", "c"]
+
+
+def _heavy(name: str) -> dict[str, object]:
+    body = obj(name, annotations={LAST_APPLIED: "{...}", "keep": "me"})
+    body["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    return body
+
+
+@pytest.mark.parametrize("transform", ["default", None])
+async def test_the_cache_holds_no_managed_fields(server: FakeListWatcher, transform: str | None) -> None:
+    inf = Informer("cms", server) if transform == "default" else Informer("cms", server, transform=None)
+    server.put(_heavy("listed"))
+    task = asyncio.create_task(inf.run())
+    await inf.wait_synced()
+    server.put(_heavy("watched"))
+    await eventually(lambda: len(inf.store) == 2)
+    for cached in inf.store:
+        meta = cached["metadata"]
+        assert meta["annotations"]["keep"] == "me"
+        assert ("managedFields" in meta) is (transform is None)
+        assert (LAST_APPLIED in meta["annotations"]) is (transform is None)
+    await cancel_and_wait(task)

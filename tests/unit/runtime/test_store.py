@@ -94,3 +94,37 @@ def test_key_of_and_resource_version() -> None:
     assert Key.of({"metadata": {"name": "n"}}) == Key("", "n")
     assert resource_version(o) == "7"
     assert resource_version({}) == ""
+
+
+def test_slim_pod_keeps_what_decisions_read() -> None:
+    from runnerd.runtime import slim_pod
+
+    pod = {
+        "metadata": {"name": "r", "namespace": "ns", "managedFields": [{}], "labels": {"a": "b"}},
+        "spec": {
+            "nodeName": "node-1",
+            "volumes": [{"name": "work"}],
+            "containers": [
+                {
+                    "name": "runner",
+                    "image": "img",
+                    "env": [{"name": "ACTIONS_RUNNER_INPUT_JITCONFIG", "value": "secret"}],
+                    "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                    "readinessProbe": {"exec": {}},
+                }
+            ],
+            "initContainers": [{"name": "init", "command": ["x"], "resources": {}}],
+        },
+        "status": {"phase": "Running", "containerStatuses": [{"name": "runner"}]},
+    }
+    assert slim_pod(pod) == {
+        "metadata": {"name": "r", "namespace": "ns", "labels": {"a": "b"}},
+        "spec": {
+            "nodeName": "node-1",
+            "containers": [
+                {"name": "runner", "image": "img", "resources": {"limits": {"nvidia.com/gpu": "1"}}}
+            ],
+            "initContainers": [{"name": "init", "resources": {}}],
+        },
+        "status": {"phase": "Running", "containerStatuses": [{"name": "runner"}]},
+    }

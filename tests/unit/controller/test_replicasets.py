@@ -1,0 +1,198 @@
+"""The RunnerReplicaSet controller's creation: slow-start batches, expectations, effectiveTime holds."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from runnerd.controller.common import ControllerOptions
+from runnerd.controller.directory import RunnerDirectory
+from runnerd.controller.replicasets import INDEX_CONTROLLER, ReplicaSetController
+from runnerd.kube.resources import Resource
+from runnerd.runtime import EventRecorder, Informer, Key, ServerError, index_by_controller_uid
+
+pytestmark = pytest.mark.timeout(10)
+
+NS = "ns"
+KEY = Key(NS, "rs")
+
+
+class NoListWatcher:
+    async def list(self) -> tuple[list[Any], str]:
+        raise AssertionError("not used")
+
+    def watch(self, resource_version: str, *, timeout_seconds: int) -> Any:
+        raise AssertionError("not used")
+
+
+@dataclass
+class FakeEvents:
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    async def create(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
+        self.events.append(event)
+        return event
+
+    async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return patch
+
+
+@dataclass
+class FakeKube:
+    """Creates Runners (slowly, one event-loop turn each); counts how many were in flight at once."""
+
+    runners: dict[str, dict[str, Any]] = field(default_factory=dict)
+    in_flight: int = 0
+    most_in_flight: int = 0
+    batches: list[int] = field(default_factory=list)
+    fail_after: int | None = None
+    gate: asyncio.Event | None = None
+
+    async def create(self, resource: Resource, body: dict[str, Any], *, namespace: str) -> dict[str, Any]:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0)
+            if self.gate is not None:
+                await self.gate.wait()
+            if self.fail_after is not None and len(self.runners) >= self.fail_after:
+                raise ServerError(500, "InternalError", "etcd is unhappy")
+            obj = copy.deepcopy(body)
+            obj["metadata"]["uid"] = f"uid-{obj['metadata']['name']}"
+            self.runners[obj["metadata"]["name"]] = obj
+            return obj
+        finally:
+            self.in_flight -= 1
+
+    async def patch_status(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {}
+
+
+def replica_set(replicas: int, effective: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": {"app": "x"}},
+        "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"repository": "octo/app"}},
+    }
+    if effective is not None:
+        spec["effectiveTime"] = effective
+    return {
+        "apiVersion": "actions.summerwind.dev/v1alpha1",
+        "kind": "RunnerReplicaSet",
+        "metadata": {"name": "rs", "namespace": NS, "uid": "uid-rs", "resourceVersion": "1"},
+        "spec": spec,
+    }
+
+
+@dataclass
+class World:
+    kube: FakeKube
+    replica_sets: Informer
+    runners: Informer
+    controller: ReplicaSetController
+
+    def show(self) -> None:
+        """The informer catches up with the API server."""
+        for obj in self.kube.runners.values():
+            self.runners.store.upsert(copy.deepcopy(obj))
+
+    def restart(self) -> None:
+        """A new controller process: nothing in memory, the informer relisted."""
+        self.controller = make_controller(self.kube, self.replica_sets, self.runners)
+        self.show()
+
+
+def make_controller(kube: FakeKube, replica_sets: Informer, runners: Informer) -> ReplicaSetController:
+    return ReplicaSetController(
+        kube=kube,  # type: ignore[arg-type]
+        directory=RunnerDirectory(None),  # type: ignore[arg-type]
+        recorder=EventRecorder(FakeEvents(), component="test"),
+        replica_sets=replica_sets,
+        runners=runners,
+        pods=Informer("pods", NoListWatcher()),
+        options=ControllerOptions(namespace=NS),
+    )
+
+
+def world(rs: dict[str, Any]) -> World:
+    kube = FakeKube()
+    replica_sets = Informer("runnerreplicasets", NoListWatcher())
+    replica_sets.store.upsert(rs)
+    runners = Informer("runners", NoListWatcher(), indexers={INDEX_CONTROLLER: index_by_controller_uid})
+    return World(kube, replica_sets, runners, make_controller(kube, replica_sets, runners))
+
+
+async def test_runners_are_created_concurrently_and_never_twice() -> None:
+    w = world(replica_set(200))
+    await w.controller.reconcile(KEY)
+    assert len(w.kube.runners) == 200
+    assert w.kube.most_in_flight == 64  # slow start: 1, 2, 4, 8, 16, 32, 64, then 64 and 9
+    # the informer has not shown them yet: the expectations keep a second reconcile from creating more
+    await w.controller.reconcile(KEY)
+    assert len(w.kube.runners) == 200
+    w.show()
+    await w.controller.reconcile(KEY)
+    assert len(w.kube.runners) == 200
+
+
+async def test_a_failing_api_server_stops_the_slow_start() -> None:
+    w = world(replica_set(100))
+    w.kube.fail_after = 3
+    with pytest.raises(ServerError):
+        await w.controller.reconcile(KEY)
+    assert len(w.kube.runners) == 3  # batches of 1 and 2 went through; the batch of 4 failed
+    w.kube.fail_after = None
+    await w.controller.reconcile(KEY)
+    assert len(w.kube.runners) == 100
+
+
+@pytest.mark.parametrize("created_before_kill", [1, 3, 7, 20])
+async def test_a_controller_killed_mid_batch_never_exceeds_the_desired_count(
+    created_before_kill: int,
+) -> None:
+    w = world(replica_set(50))
+    w.kube.gate = asyncio.Event()
+    task = asyncio.create_task(w.controller.reconcile(KEY))
+    # let creations through one at a time until the kill
+    while len(w.kube.runners) < created_before_kill:
+        w.kube.gate.set()
+        await asyncio.sleep(0)
+        w.kube.gate.clear()
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert created_before_kill <= len(w.kube.runners) < 50
+    w.kube.gate = None
+    w.restart()
+    await w.controller.reconcile(KEY)
+    assert len(w.kube.runners) == 50
+    w.show()
+    await w.controller.reconcile(KEY)
+    assert len(w.kube.runners) == 50
+
+
+async def test_a_finished_ephemeral_runner_is_not_replaced_until_the_autoscaler_decides_again() -> None:
+    w = world(replica_set(3, effective="2026-12-07T04:00:00Z"))
+    await w.controller.reconcile(KEY)
+    w.show()
+    await w.controller.reconcile(KEY)  # sees them: the expectations are met
+    assert len(w.kube.runners) == 3
+    # one runner finished its job and is gone; its reservation still holds replicas at 3
+    finished = sorted(w.kube.runners)[0]
+    del w.kube.runners[finished]
+    w.runners.store.delete(Key(NS, finished))
+    result = await w.controller.reconcile(KEY)
+    assert len(w.kube.runners) == 2
+    assert result is not None
+    assert result.requeue_after is not None
+    assert 29 < result.requeue_after <= 30.1  # the hold ends at the latest after 30 s
+    assert w.controller.holds.held == 1
+    # a new job: the autoscaler's next decision moves effectiveTime; the gap is filled
+    w.replica_sets.store.upsert(replica_set(3, effective="2026-12-07T04:00:05Z"))
+    await w.controller.reconcile(KEY)
+    assert len(w.kube.runners) == 3
