@@ -75,6 +75,8 @@ class ClusterConfig:
     node_memory: str = "64Gi"
     gpu_node_cpu: str = "96"
     gpu_node_memory: str = "1Ti"
+    real_nodes: int = 0
+    """kubelet + containerd nodes beside the kwok ones (:mod:`devcluster.realnode`)."""
 
 
 @dataclass
@@ -96,6 +98,9 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
+die_with_parent = _die_with_parent
+
+
 @dataclass
 class Cluster:
     """One control plane. ``start()`` blocks until every component is up and nodes are Ready."""
@@ -106,6 +111,7 @@ class Cluster:
     ports: dict[str, int] = field(default_factory=dict)
     _procs: list[_Proc] = field(default_factory=list)
     _pki: pki.Pki | None = None
+    real_nodes: list[Any] = field(default_factory=list)
 
     # ----------------------------------------------------------------------------- paths
     @property
@@ -156,12 +162,18 @@ class Cluster:
             )
             self._wait("kwok nodes Ready", self._nodes_ready, deadline)
             self._wait("default service account", self._default_sa_exists, deadline)
+            if self.config.real_nodes:
+                from devcluster import realnode  # only when asked for (root, containerd)
+
+                self.real_nodes = realnode.start_nodes(self, self.config.real_nodes)
         except BaseException:
             self.stop()
             raise
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop every component (newest first), SIGKILL after ``grace`` seconds. Idempotent."""
+        while self.real_nodes:
+            self.real_nodes.pop().stop()
         for proc in reversed(self._procs):
             if proc.popen.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -318,6 +330,7 @@ class Cluster:
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",  # the real node (realnode.py)
                 "--profiling=false",
                 # podtemplates bypass the watch cache, so tests can make an old resourceVersion
                 # expire on demand (compact_etcd) and exercise a relist after 410 Gone.
