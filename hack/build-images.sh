@@ -51,8 +51,9 @@ mirror() {
 }
 MIRROR="$(mirror)"
 hash_of() { sha256sum | cut -c1-16; }
-# files under a path (no caches, no build litter), content-hashed in name order
-tree_hash() { (cd "$ROOT" && find "$@" -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -name '*.pyc' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | hash_of; }
+# files under a path (no caches, no build litter): names, modes and contents, in name order
+tree_hash() { (cd "$ROOT" && find "$@" -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -name '*.pyc' -print0 | LC_ALL=C sort -z \
+  | xargs -0 stat -c '%a %n' | while read -r mode f; do echo "$mode $(sha256sum <"$f") $f"; done) | hash_of; }
 SCRIPT_HASH="$(hash_of <"$0")"
 # bump when the rootfs / python-layer recipe below changes (their keys leave out this script's hash,
 # so that editing the image steps does not rebuild the Debian rootfs)
@@ -202,7 +203,7 @@ fi
 
 # dind sidecar + test runner: trixie, for Debian's docker.io 26 (CDI); Debian 12's 20.10 has none
 if want dind || want test-runner; then
-DOCKER_PKGS=docker.io,iptables,ca-certificates,tini,sudo,procps,python3,pigz,xz-utils,kmod
+DOCKER_PKGS=docker.io,docker-cli,iptables,ca-certificates,tini,sudo,procps,python3,pigz,xz-utils,kmod
 DOCKER_ROOT="$(rootfs docker trixie "$DOCKER_PKGS" \
   'chroot "$1" groupadd -g 1001 runner && chroot "$1" useradd -l -m -u 1001 -g runner -G docker -s /bin/bash runner' \
   'echo "runner ALL=(ALL) NOPASSWD:SETENV: ALL" >"$1/etc/sudoers.d/runner" && chmod 0440 "$1/etc/sudoers.d/runner"')"
@@ -240,11 +241,12 @@ EOF
 # a full build keeps only what it used (each source change makes a new controller image; ~250 MB)
 if [ -z "${ONLY:-}" ] && [ "$NO_CACHE" = 0 ]; then
   STEP="prune"
-  for old in "$CACHE"/*-*/ "$CACHE"/python/* "$CACHE"/pause/*; do
+  for old in "$CACHE"/*-*/ "$CACHE"/python/* "$CACHE"/pause/* "$CACHE"/rootfs/*; do
     [ -e "$old" ] || continue
     old="${old%/}"
     case "$old" in "$CACHE"/rebuild.*) continue ;; esac
-    grep -qF "${old##*/}" "$MANIFEST" || [[ " ${USED[*]} " == *" ${old##*/} "* ]] || rm -rf "$old"
+    name="${old##*/}"
+    grep -qF "$name" "$MANIFEST" || [[ " ${USED[*]} " == *" ${name%.packages} "* ]] || rm -rf "$old"
   done
 fi
 trap - ERR

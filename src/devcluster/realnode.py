@@ -316,6 +316,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "maxPods": self.max_pods,
             "serializeImagePulls": False,
             "resolvConf": "/etc/resolv.conf",
+            "podLogsDir": str(self.state_dir / "pod-logs"),
             "registerWithTaints": [dict(REAL_NODE_TAINT)],
             "evictionHard": {
                 "memory.available": "100Mi",
