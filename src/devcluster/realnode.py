@@ -202,7 +202,7 @@ class RealNode:
             )
         self._procs.append((name, popen, log))
 
-    def _containerd_config(self) -> str:
+    def containerd_config(self) -> str:
         d = self.state_dir
         pause = self.images["pause"].tag
         return f"""version = 2
@@ -238,7 +238,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     conf_dir = "{d / "cni/net.d"}"
 """
 
-    def _cni_config(self) -> dict[str, Any]:
+    def cni_config(self) -> dict[str, Any]:
         return {
             "cniVersion": "1.0.0",
             "name": f"runnerd-{self.name}",
@@ -260,10 +260,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     def _start_containerd(self, deadline: float) -> None:
         config = self.state_dir / "containerd.toml"
-        config.write_text(self._containerd_config())
-        (self.state_dir / "cni/net.d/10-runnerd.conflist").write_text(
-            json.dumps(self._cni_config(), indent=2)
-        )
+        config.write_text(self.containerd_config())
+        (self.state_dir / "cni/net.d/10-runnerd.conflist").write_text(json.dumps(self.cni_config(), indent=2))
         self._spawn("containerd", ["containerd", "--config", str(config)])
         self._wait("containerd", lambda: self.ctr("version", timeout=10).returncode == 0, deadline)
 
@@ -296,7 +294,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                 raise RealNodeError(f"real node {self.name}: {' '.join(cmd)} failed: {proc.stderr.strip()}")
 
     # ----------------------------------------------------------------------------- kubelet
-    def _kubelet_config(self) -> dict[str, Any]:
+    def kubelet_config(self) -> dict[str, Any]:
         return {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
@@ -334,7 +332,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     def _start_kubelet(self) -> None:
         config = self.state_dir / "kubelet.yaml"
-        config.write_text(json.dumps(self._kubelet_config(), indent=2))
+        config.write_text(json.dumps(self.kubelet_config(), indent=2))
         root = self.state_dir / "kubelet"
         self._spawn(
             "kubelet",
