@@ -36,9 +36,10 @@ fail() { echo "build-images: FAILED at step: $STEP (see the output above)" >&2; 
 trap fail ERR
 
 STEP="check tools"
-for tool in mmdebstrap buildah skopeo go; do
+for tool in mmdebstrap buildah skopeo; do
   command -v "$tool" >/dev/null || { echo "build-images: $tool not found; run hack/install-containers.sh (apt-get, as root)" >&2; exit 3; }
 done
+command -v go >/dev/null || { echo "build-images: go not found (the Go toolchain hack/build-binaries.sh uses builds the pause image)" >&2; exit 3; }
 [ "$(id -u)" = 0 ] || { echo "build-images: must run as root (mmdebstrap and buildah build as root here)" >&2; exit 3; }
 [ -x "$PY" ] || { echo "build-images: $PY not found; run make venv" >&2; exit 3; }
 

@@ -210,6 +210,8 @@ class Cluster:
         return out
 
     def check_alive(self) -> None:
+        for node in self.real_nodes:
+            node.check_alive()
         for proc in self._procs:
             if proc.popen.poll() is not None:
                 raise ClusterError(
