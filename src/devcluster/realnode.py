@@ -8,14 +8,16 @@ binaries (``hack/build-binaries.sh``), the image manifest written by ``hack/buil
 
 Steps out, per node (:meth:`RealNode.start`):
 
-1. containerd with its own root, state and socket under the node's state directory, the CRI plugin's
-   sandbox image set to the pause image built here, runc (cgroupfs driver) as the runtime, and a
-   CNI bridge (one per node, its own /24, no NAT) whose gateway address on this machine is
-   :attr:`RealNode.gateway` -- pods reach services on this machine there, nothing else;
+1. the node's cgroups and a Linux bridge (one per node, its own /24, no NAT) whose address on this
+   machine, :attr:`RealNode.gateway`, is the node's IP (kubelet refuses a loopback one) and where
+   pods reach services of this machine -- nothing else; containerd with its own root, state and
+   socket under the node's state directory, the CRI plugin's sandbox image set to the pause image
+   built here, runc (cgroupfs driver) as the runtime, the bridge as its CNI network, and
+   ``restrict_oom_score_adj`` (root has no ``CAP_SYS_RESOURCE`` on these machines);
 2. every image of the manifest imported into containerd's ``k8s.io`` namespace (the dind image is
    also tagged ``docker.io/library/docker:dind``, the pod builder's default sidecar image), so no
    pod ever pulls: pods must use ``imagePullPolicy: IfNotPresent`` or ``Never``;
-3. kubelet registered as ``config.name`` with the admin kubeconfig, labelled
+3. kubelet registered as :attr:`RealNode.name` with the admin kubeconfig, labelled
    ``runnerd.dev/real-node=true`` and tainted ``runnerd.dev/real-node=true:NoSchedule`` (only pods
    that tolerate it land here), its pods under the cgroup ``/runnerd-<name>`` of every hierarchy;
 4. returns once the node is Ready.

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import pytest
 
+from devcluster.cli import build_parser
 from devcluster.cluster import Cluster
 from devcluster.realnode import REAL_NODE_TAINT, Image, RealNode, read_manifest
 
@@ -80,3 +81,9 @@ def test_read_manifest(tmp_path: Path) -> None:
     manifest = tmp_path / "images.json"
     manifest.write_text(json.dumps({"pause": {"tag": "t", "archive": "/a.tar", "id": "sha256:2"}}))
     assert read_manifest(manifest) == {"pause": Image("t", Path("/a.tar"), "sha256:2")}
+
+
+@pytest.mark.parametrize(("argv", "want"), [([], 0), (["--real-nodes", "1"], 1)])
+def test_cluster_up_real_nodes_flag(argv: list[str], want: int) -> None:
+    args = build_parser().parse_args(["cluster", "up", *argv])
+    assert args.real_nodes == want
