@@ -15,7 +15,8 @@ from devcluster.realnode import REAL_NODE_LABEL, Image
 from tests.integration.realnode_support import images, on_real_node, real_cluster
 from tests.unit.gpu.fake import FakeNode
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+# 600 s: the first test to ask for the images builds them when `make images` has not (~4 min cold)
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 __all__ = ["images", "real_cluster"]
 
 

@@ -34,7 +34,8 @@ from tests.integration.realnode_support import images, on_real_node, real_cluste
 from tests.integration.support import wait_until
 from tests.integration.test_controller_e2e import ARTICLE_RD, CRD_DIR, REPO
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+# 600 s: the first test to ask for the images builds them when `make images` has not (~4 min cold)
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 __all__ = ["images", "real_cluster"]
 
 # The job's step: dockerd answers, builds an image from files of this container (no registry) and runs it.

@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from tests.integration.realnode_support import PODMAN, images
 from tests.integration.support import job_of, wait_until
 from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, crds
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+# 600 s: the first test to ask for the images builds them when `make images` has not (~4 min cold)
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 __all__ = ["crds", "images"]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,15 +65,17 @@ def test_controller_image_has_the_chart_default_tag(images: dict[str, Image]) ->
     assert images["controller"].tag == f"{values['image']['repository']}:{chart['appVersion']}"
 
 
-def podman_load(image: Image) -> None:
-    present = subprocess.run(["podman", "image", "exists", image.id], check=False)
-    if present.returncode != 0:
-        subprocess.run(["podman", "load", "-q", "-i", str(image.archive)], check=True, capture_output=True)
-
-
-def test_controller_image_runs_runnerd_as_non_root(images: dict[str, Image]) -> None:
+@pytest.fixture(scope="module")
+def controller_image(images: dict[str, Image]) -> Iterator[Image]:
+    """The controller image loaded into podman's storage (removed again afterwards)."""
     image = images["controller"]
-    podman_load(image)
+    subprocess.run(["podman", "load", "-q", "-i", str(image.archive)], check=True, capture_output=True)
+    yield image
+    subprocess.run(["podman", "rmi", "-f", image.id], check=False, capture_output=True)
+
+
+def test_controller_image_runs_runnerd_as_non_root(controller_image: Image) -> None:
+    image = controller_image
     version = subprocess.run(
         [*PODMAN, "--network", "none", image.id, "--version"], capture_output=True, text=True, timeout=60
     )
@@ -116,10 +119,9 @@ class Podman:
 
 @pytest.fixture
 async def controller_in_podman(
-    cluster: Cluster, crds: None, namespace: str, images: dict[str, Image], tmp_path: Path
+    cluster: Cluster, crds: None, namespace: str, controller_image: Image, tmp_path: Path
 ) -> AsyncIterator[Podman]:
-    image = images["controller"]
-    podman_load(image)
+    image = controller_image
     async with Simulator(tick_interval=0.05) as sim:
         sim.world.create_org("octo-org")
         sim.world.create_repo("octo-org", "app")
