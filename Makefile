@@ -7,11 +7,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test setup venv binaries tools npm chromium lint typecheck contracts unit pytest lock demo clean
+.PHONY: test setup venv binaries tools npm chromium containers images lint typecheck contracts unit pytest lock demo clean
 
 test: setup lint pytest
 
-setup: venv binaries tools npm chromium
+setup: venv binaries tools npm chromium containers images
 
 venv: $(STAMP)
 
@@ -37,6 +37,16 @@ npm:
 # Debian's chromium for the dashboard test (headless), installed with apt-get when missing.
 chromium:
 	@hack/install-chromium.sh
+
+# Debian's container tools (buildah, mmdebstrap, containerd, runc, ...) for the image and real-node
+# tests, installed with apt-get when missing; RUNNERD_SKIP_CONTAINERS=1 skips them (those tests skip).
+containers:
+	@hack/install-containers.sh
+
+# runnerd's images built here, reproducibly, into ~/.cache/runnerd/images (cold: ~3 min; warm: ~1 s);
+# prints the manifest (images/README.md). Skipped with RUNNERD_SKIP_CONTAINERS=1.
+images: venv containers
+	@if [ "$${RUNNERD_SKIP_CONTAINERS:-0}" = 1 ]; then echo "make: images skipped (RUNNERD_SKIP_CONTAINERS=1)"; else hack/build-images.sh; fi
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench hack

@@ -97,6 +97,22 @@ if ! have helm; then
     "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
 fi
 
+# --- kubelet (the devcluster's real node: devcluster/realnode.py) --------------------------------
+# Same module setup as the control plane above (its go.mod, staging replaces and ldflags).
+if ! have kubelet; then
+  D="$SRC/k8s-$K8S_VERSION"; cd "$D"
+  STEP="kubelet: go get k8s.io/kubernetes/cmd/kubelet@v$K8S_VERSION"
+  log "$STEP"
+  go get "k8s.io/kubernetes/cmd/kubelet@v$K8S_VERSION"
+  LD="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    LD="$LD -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$MINOR -X $p.gitTreeState=clean -X $p.buildDate=2026-01-01T00:00:00Z"
+  done
+  STEP="kubelet: go build k8s.io/kubernetes/cmd/kubelet"
+  log "$STEP (cold: 5-15 min on 2 cores; shares most packages with the control plane)"
+  go build -trimpath -pgo=off -tags selinux,notest -ldflags "$LD" -o "$BIN/" k8s.io/kubernetes/cmd/kubelet
+fi
+
 trap - ERR
 "$BIN/kube-apiserver" --version >&2
 echo "$BIN"

@@ -1,6 +1,7 @@
 """``runnerd-dev``: developer tools.
 
 runnerd-dev cluster up [--foreground] [--name N] [--cpu-nodes 2] [--gpu-shape PRODUCT:GPUS:NODES ...]
+                      [--real-nodes 0]
 runnerd-dev cluster down [--name N]
 runnerd-dev cluster status [--name N]
 runnerd-dev binaries                 # build (if missing) and print the control-plane binaries
@@ -66,6 +67,7 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
         cpu_nodes=args.cpu_nodes,
         gpu_shapes=shapes,
         max_pods=args.max_pods,
+        real_nodes=args.real_nodes,
     )
 
 
@@ -234,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="GPU node shape (repeatable); replaces --gpu-nodes/--gpus-per-node/--gpu-product",
     )
     up.add_argument("--max-pods", type=int, default=110, help="pods per node")
+    up.add_argument(
+        "--real-nodes",
+        type=int,
+        default=0,
+        help="kubelet + containerd nodes running real containers (root; docs/devcluster.md)",
+    )
     up.add_argument("--timeout", type=float, default=120, help="seconds to wait for readiness")
     for action, helptext in (("down", "stop it"), ("status", "show its state")):
         p = csub.add_parser(action, help=helptext)

@@ -86,6 +86,8 @@ class ClusterConfig:
     node_memory: str = "64Gi"
     gpu_node_cpu: str = "96"
     gpu_node_memory: str = "1Ti"
+    real_nodes: int = 0
+    """kubelet + containerd nodes beside the kwok ones (:mod:`devcluster.realnode`)."""
 
 
 COMPONENT_PORTS: dict[str, tuple[str, ...]] = {
@@ -108,6 +110,7 @@ class Cluster:
     ports: dict[str, int] = field(default_factory=dict)
     _procs: list[Process] = field(default_factory=list)
     _pki: pki.Pki | None = None
+    real_nodes: list[Any] = field(default_factory=list)
 
     # ----------------------------------------------------------------------------- paths
     @property
@@ -158,12 +161,18 @@ class Cluster:
                 self._wait(component, self._serves(component), deadline, timeout)
             self._wait("kwok nodes Ready", self._nodes_ready, deadline, timeout)
             self._wait("default service account", self._default_sa_exists, deadline, timeout)
+            if self.config.real_nodes:
+                from devcluster import realnode  # only when asked for (root, containerd)
+
+                self.real_nodes = realnode.start_nodes(self, self.config.real_nodes)
         except BaseException:
             self.stop()
             raise
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop every component (newest first), SIGKILL after ``grace`` seconds. Idempotent."""
+        while self.real_nodes:
+            self.real_nodes.pop().stop()
         for proc in reversed(self._procs):
             if proc.popen.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -203,6 +212,8 @@ class Cluster:
 
     def check_alive(self) -> None:
         """Raises :class:`ClusterError` (one line) if a component has exited."""
+        for node in self.real_nodes:
+            node.check_alive()
         for proc in self._procs:
             if proc.popen.poll() is not None:
                 raise ClusterError(self._exit_message(proc))
@@ -359,6 +370,7 @@ class Cluster:
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",  # the real node (realnode.py)
                 "--profiling=false",
                 # podtemplates bypass the watch cache, so tests can make an old resourceVersion
                 # expire on demand (compact_etcd) and exercise a relist after 410 Gone.
