@@ -80,7 +80,7 @@ def ensure_widget_crd(cluster: Cluster) -> None:
         crd = cluster.request(
             "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.{GROUP}"
         )
-        conds = crd.get("status", {}).get("conditions", [])
+        conds = (crd.get("status") or {}).get("conditions") or []  # null right after creation
         return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
 
     wait_for("the Widget CRD to be Established", established)
