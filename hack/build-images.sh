@@ -59,7 +59,7 @@ tree_hash() { (cd "$ROOT" && find "$@" -type f ! -path '*/__pycache__/*' ! -path
 SCRIPT_HASH="$(hash_of <"$0")"
 # bump when the rootfs / python-layer recipe below changes (their keys leave out this script's hash,
 # so that editing the image steps does not rebuild the Debian rootfs)
-RECIPE=2
+RECIPE=3
 # a tar whose bytes depend only on the files' contents, names, modes and owners
 det_tar() { tar --sort=name --format=pax --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
   --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime --numeric-owner --owner=0 --group=0 -C "$1" -cf "$2" .; }
@@ -121,6 +121,9 @@ pylayer() {
     # with this machine's interpreter: drop both; /usr/local/bin holds the image's own scripts.
     find "$target" -name direct_url.json -delete
     find "$target" -path '*.dist-info/RECORD' -exec sed -i '/direct_url\.json,/d' {} +
+    # ... and the console scripts it wrote (their shebang names the building venv's interpreter,
+    # so their hashes in RECORD would tie the layer to where it was built): dropped with bin/
+    find "$target" -path '*.dist-info/RECORD' -exec sed -i -E '\#^(\.\./)+bin/#d' {} +
     rm -rf "${target:?}/bin"
     mkdir -p "$stage/root/usr/local/bin"
     local cmd mod
