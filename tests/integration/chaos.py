@@ -349,7 +349,15 @@ async def _run(
     def jobs_done() -> bool:
         return all(world.jobs[j].status == "completed" for j in job_ids)
 
-    await wait_until("every job completed", jobs_done, max(1.0, deadline - time.monotonic()), guard)
+    def where() -> str:
+        waiting = [f"{world.jobs[j].name}: {world.jobs[j].status}" for j in job_ids]
+        waiting = [w for w, j in zip(waiting, job_ids, strict=True) if world.jobs[j].status != "completed"]
+        runners = [f"{r.name} {r.status}{' busy' if r.job_id else ''}" for r in world.runners.values()]
+        return f"jobs not completed: {waiting}; runners in GitHub: {runners}"
+
+    await wait_until(
+        "every job completed", jobs_done, max(1.0, deadline - time.monotonic()), guard, state=where
+    )
     done_at = time.monotonic()
 
     async def converged() -> bool:

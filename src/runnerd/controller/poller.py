@@ -300,10 +300,16 @@ class SafetyNetPoller:
                 if hra is not None:
                     await self.sink.complete_polled(hra, job_id)
         changed = 0
+        # a queued job is covered while a live reservation holds it: one that expired before the job
+        # got a runner (or was released by mistake) is reserved again, even in a run that did not change
+        live = self.sink.reservations_of(repo.repository)
+        for job_id in [j for j in repo.reserved if j not in live]:
+            del repo.reserved[job_id]
         for snap in obs.runs.values():
             run = snap.run
             known = repo.runs.get(run.id)
-            if known is not None and known.signature == (snap.signature, snap.jobs_at):
+            uncovered = any(j.status == "queued" and j.id not in live for j in snap.jobs)
+            if known is not None and known.signature == (snap.signature, snap.jobs_at) and not uncovered:
                 continue
             changed += 1
             repo.runs[run.id] = _Run(
@@ -315,7 +321,7 @@ class SafetyNetPoller:
                 repo.repository.split("/", 1)[0] if owner_type == "Organization" else None
             )
             for job in snap.jobs:
-                if job.status != "queued" or job.id in repo.reserved:
+                if job.status != "queued" or job.id in live:
                     continue
                 event = JobEvent(
                     repository=repo.repository,

@@ -398,15 +398,20 @@ class ReservationSink:
         return {repo for _, _, repo, r in self._job_reservations() if repo and (r.get("replicas") or 0) > 0}
 
     def reservations_of(self, repository: str) -> dict[int, tuple[Key, float]]:
-        """Live job reservations of ``repository``'s jobs: job id -> (HRA, effective time as epoch)."""
+        """Live job reservations of ``repository``'s jobs: job id -> (HRA, effective time as epoch).
+        Live: it reserves a replica and has not expired (an expired one no longer scales anything)."""
         wanted = repository.casefold()
+        now = self.clock().timestamp()
         found: dict[int, tuple[Key, float]] = {}
         for key, job_id, repo, r in self._job_reservations():
             if repo is None or repo.casefold() != wanted or (r.get("replicas") or 0) <= 0:
                 continue
             try:
                 since = parse_time(str(r.get("effectiveTime"))).timestamp()
+                until = parse_time(str(r["expirationTime"])).timestamp() if r.get("expirationTime") else None
             except ValueError:
+                continue
+            if until is not None and until <= now:
                 continue
             found[job_id] = (key, since)
         return found

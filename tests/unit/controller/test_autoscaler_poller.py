@@ -161,6 +161,7 @@ class FakeSink:
         self.reserved.append((job_id, event.repository))
         effect = "unchanged" if job_id in self.known else "reserved"
         self.known.add(job_id)
+        self.held.setdefault(job_id, (repository or event.repository, 0.0))  # live, as in the sink
         return effect, HRA
 
     async def complete_polled(self, key: Key, job_id: int) -> str:
@@ -223,6 +224,25 @@ async def test_queued_jobs_of_a_new_run_are_reserved_once_and_released_when_the_
     clock.now += 10
     await poller.reconcile(POLL_KEY)
     assert sink.completed == [11]
+
+
+async def test_a_queued_job_whose_reservation_expired_is_reserved_again_in_an_unchanged_run() -> None:
+    """A reservation that expired before its job got a runner (the runner took another job, or a
+    restart lost the moment) reserves nothing: the still-queued job must not be forgotten."""
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    github.runs["queued"] = [run(1)]
+    github.jobs[1] = [job(11, 1)]
+    poller = make(github, sink, clock)
+    await poller.reconcile(POLL_KEY)
+    assert sink.reserved == [(11, "octo-org/app")]
+    clock.now += 10
+    await poller.reconcile(POLL_KEY)
+    assert len(sink.reserved) == 1  # still live: nothing to do
+    del sink.held[11]  # expired
+    clock.now += 10
+    await poller.reconcile(POLL_KEY)
+    assert sink.reserved == [(11, "octo-org/app")] * 2
+    assert github.calls.count("jobs/1") == 1  # the run's jobs were not listed again
 
 
 async def test_a_job_the_webhook_already_reserved_is_not_counted_as_recovered() -> None:
