@@ -189,10 +189,15 @@ class RunnerController:
         known_id = (pod_state.runner_id if pod_state else None) or self.directory.runner_id(scope, key.name)
         finished_age = self.directory.finished_age(key.name, known_id)
         job_finished = finished_age is not None and runner.spec.effective_ephemeral
+        exited_done = (  # an ephemeral runner that exited 0: GitHub removed it, nothing to ask
+            pod_state is not None and pod_status is PodStatus.EXITED and pod_state.exit_code == 0
+        ) and runner.spec.effective_ephemeral
 
         # GitHub's view: fresh while the runner comes online, relaxed once it is known.
         github_state = self.directory.state(scope, key.name)
-        if (pod_status in (PodStatus.RUNNING, PodStatus.DELETING) or deleting) and not job_finished:
+        if (pod_status in (PodStatus.RUNNING, PodStatus.DELETING) or deleting) and not (
+            job_finished or exited_done
+        ):
             settled = github_state in (GitHubState.IDLE, GitHubState.BUSY)
             max_age = (
                 self.options.sync_period / 2 if settled and not deleting else self.options.registering_max_age

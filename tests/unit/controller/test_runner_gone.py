@@ -79,6 +79,13 @@ def runner_obj(*, deleting: bool) -> dict[str, Any]:
     return {"metadata": meta, "spec": {"repository": "octo/app", "ephemeral": True}}
 
 
+def exited_pod(code: int) -> dict[str, Any]:
+    pod = running_pod()
+    pod["status"]["phase"] = "Succeeded" if code == 0 else "Failed"
+    pod["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": code}}
+    return pod
+
+
 def running_pod() -> dict[str, Any]:
     return {
         "metadata": {"name": NAME, "namespace": NS, "uid": "p-1", "annotations": {ANNOTATION_RUNNER_ID: "7"}},
@@ -181,3 +188,17 @@ def test_gone_memory_is_per_scope_and_bounded() -> None:
     for i in range(MEMORY):
         directory.mark_gone(REPO, f"r-{i}", 100 + i)
     assert not directory.gone(REPO, 7)
+
+
+async def test_an_ephemeral_runner_that_exited_0_is_removed_without_a_github_call() -> None:
+    github, kube, clock = FakeGitHub(), FakeKube(), Clock()
+    ctl = controller(github, kube, clock, runner_obj(deleting=True))
+    ctl.pods.store[KEY] = exited_pod(0)
+    await ctl.reconcile(KEY)
+    assert github.calls == []
+    assert kube.calls == [("delete", "pods"), ("patch", "runners")]
+
+    failed = controller(FakeGitHub(), FakeKube(), Clock(), runner_obj(deleting=True))
+    failed.pods.store[KEY] = exited_pod(1)
+    await failed.reconcile(KEY)
+    assert failed.github.calls == ["GET runners", "DELETE 7"]  # type: ignore[attr-defined]
