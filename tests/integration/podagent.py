@@ -92,6 +92,9 @@ class PodAgent:
         self.base_url = sim_base_url
         self.namespace = namespace
         self.boot_delay = boot_delay
+        self.exit_delay = 0.0
+        """Seconds a virtual runner's process takes to end after its last job (as a real runner
+        reports, uploads and cleans up): its pod stays Running meanwhile."""
         self.informer = Informer(
             "agent-pods", kube.list_watcher(PODS, namespace=namespace, label_selector="actions-runner")
         )
@@ -179,6 +182,8 @@ class PodAgent:
             self.base_url, env, boot_delay=self.boot_delay, session=self._session, poll_wait=1.0
         )
         self.exits[key.name] = code
+        if self.exit_delay:
+            await asyncio.sleep(self.exit_delay)  # the simulated process is still ending
         with contextlib.suppress(Exception):
             await self.kube.patch(
                 PODS,

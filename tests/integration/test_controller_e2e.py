@@ -163,6 +163,47 @@ async def test_article_runner_deployment_registers_and_runs_a_job(env: Env, scop
     assert job.runner_name not in {p["metadata"]["name"] for p in pods}
 
 
+def _removal_calls(env: Env) -> int:
+    """GitHub calls that drain or remove a runner (label PUTs, DELETEs), by ghsim's count."""
+    return sum(
+        n
+        for op, n in env.sim.core.stats.by_endpoint.items()
+        if "delete-self-hosted-runner" in op or "set-custom-labels-for-self-hosted-runner" in op
+    )
+
+
+async def test_a_finished_ephemeral_runner_is_removed_without_a_github_call(env: Env) -> None:
+    """GitHub removed the runner after its job; its process is still ending when the replica set
+    scales it away: neither a drain nor a deregistration is sent (both would be answered 404)."""
+    env.agent.exit_delay = 120.0  # the pod stays Running well past the removal
+    manifest = yaml.safe_load(ARTICLE_RD)
+    await env.apply(manifest)
+    await wait_until(
+        "a runner online", lambda: [r for r in env.github_runners() if env.sim.world.runner_online(r)]
+    )
+    run = env.sim.world.enqueue_run(
+        env.sim.world.repo_by_name(REPO), [JobSpec(("self-hosted", "arc-runner"), "test-job", 0.5)]
+    )
+    job = await wait_until(
+        "the job to complete", lambda: (j := env.sim.world.jobs[run.job_ids[0]]).status == "completed" and j
+    )
+    assert job.runner_name is not None
+    assert job.runner_id is not None
+    await wait_until("GitHub to remove the ephemeral runner", lambda: not env.github_runners())
+    before = _removal_calls(env)
+    # the `completed` webhook, as the sink passes it on (see tests/unit/controller/test_autoscaler_sink.py)
+    env.controllers.directory.hint_finished(job.runner_name, job.runner_id)
+    await scale(env, "example-runner-deployment", 0)
+
+    async def removed() -> bool:
+        pods = (await env.kube.list(PODS, namespace=env.namespace)).items
+        return not await env.runners() and not pods
+
+    await wait_until("the Runner and its pod removed", removed)
+    assert env.agent.exits.get(job.runner_name) == 0  # its process had ended its job...
+    assert _removal_calls(env) == before  # ...and no call was made for a runner GitHub had removed
+
+
 def jobs(env: Env, run: Any) -> list[Any]:
     return [env.sim.world.jobs[j] for j in run.job_ids]
 

@@ -5,12 +5,24 @@ limit (the client sends ``If-None-Match``). Concurrent readers of a stale listin
 refresh. Runners still registering ask for a fresh listing (a few seconds old at most); everyone
 else accepts an older one, so an idle installation polls slowly. With a ``budget`` (the autoscaler
 sets the call window its metric and safety-net poll spend from), every listing is spent there too.
+
+Two bounded memories spare GitHub calls for runners GitHub has already removed (an ephemeral runner
+is removed by GitHub after its one job):
+
+* *finished* registrations: a ``workflow_job`` ``completed`` webhook named the runner (name and id).
+  An ephemeral runner takes exactly one job, so its job is over and GitHub removes its registration.
+* *gone* registrations: GitHub answered a call about the runner with 404, or we removed it ourselves.
+  Neither is asked about again.
+
+Each holds at most :data:`MEMORY` entries (the oldest are dropped: a dropped entry only costs the
+call it would have saved).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -18,6 +30,9 @@ from runnerd.github import GitHubClient, Scope
 from runnerd.github.budget import CallWindow, pages
 from runnerd.github.models import Runner as GitHubRunner
 from runnerd.reconcile.runner import GitHubState
+
+MEMORY = 10_000
+"""Most entries in each memory of finished and gone registrations."""
 
 
 @dataclass
@@ -42,6 +57,8 @@ class RunnerDirectory:
         self._inflight: dict[Scope, asyncio.Future[Listing]] = {}
         self._busy_hints: dict[tuple[Scope, str], bool] = {}
         self._listeners: list[Callable[[Scope, str], None]] = []
+        self._finished: OrderedDict[tuple[str, int], float] = OrderedDict()  # (name, id) -> when
+        self._gone: OrderedDict[tuple[Scope, int], None] = OrderedDict()
         self.refreshes = 0
         self.budget: CallWindow | None = None
 
@@ -80,12 +97,41 @@ class RunnerDirectory:
         """Call ``listener(scope, runner_name)`` on every hint (the controller re-reconciles that runner)."""
         self._listeners.append(listener)
 
+    def hint_finished(self, name: str, runner_id: int) -> None:
+        """A ``completed`` webhook named this runner: the registration ``runner_id`` ran its job."""
+        key = (name, runner_id)
+        self._finished[key] = self._clock()
+        self._finished.move_to_end(key)
+        while len(self._finished) > MEMORY:
+            self._finished.popitem(last=False)
+
+    def finished_age(self, name: str, runner_id: int | None) -> float | None:
+        """Seconds since a ``completed`` webhook named this registration (``None``: none did)."""
+        if runner_id is None:
+            return None
+        at = self._finished.get((name, runner_id))
+        return None if at is None else max(0.0, self._clock() - at)
+
     def forget(self, scope: Scope, name: str) -> None:
         """The runner was removed from GitHub by us."""
         listing = self._listings.get(scope)
         if listing is not None:
             listing.runners.pop(name, None)
         self._busy_hints.pop((scope, name), None)
+
+    def mark_gone(self, scope: Scope, name: str, runner_id: int) -> None:
+        """GitHub has no registration ``runner_id`` any more (we removed it, or it answered 404):
+        forget it, and make no further call about it (:meth:`gone`)."""
+        self.forget(scope, name)
+        key = (scope, runner_id)
+        self._gone[key] = None
+        self._gone.move_to_end(key)
+        while len(self._gone) > MEMORY:
+            self._gone.popitem(last=False)
+
+    def gone(self, scope: Scope, runner_id: int) -> bool:
+        """GitHub told us the registration ``runner_id`` no longer exists."""
+        return (scope, runner_id) in self._gone
 
     async def refresh(self, scope: Scope, *, max_age: float) -> Listing:
         """A listing at most ``max_age`` seconds old (one shared request when several ask at once)."""

@@ -184,9 +184,20 @@ class RunnerController:
         pod_status = _LIFECYCLE[pod_state.lifecycle] if pod_state else PodStatus.ABSENT
         deleting = runner.metadata.deletion_timestamp is not None
 
+        # A `completed` webhook named this registration: an ephemeral runner's one job is over and
+        # GitHub removed it, so no listing can change what happens next.
+        known_id = (pod_state.runner_id if pod_state else None) or self.directory.runner_id(scope, key.name)
+        finished_age = self.directory.finished_age(key.name, known_id)
+        job_finished = finished_age is not None and runner.spec.effective_ephemeral
+        exited_done = (  # an ephemeral runner that exited 0: GitHub removed it, nothing to ask
+            pod_state is not None and pod_status is PodStatus.EXITED and pod_state.exit_code == 0
+        ) and runner.spec.effective_ephemeral
+
         # GitHub's view: fresh while the runner comes online, relaxed once it is known.
         github_state = self.directory.state(scope, key.name)
-        if pod_status in (PodStatus.RUNNING, PodStatus.DELETING) or deleting:
+        if (pod_status in (PodStatus.RUNNING, PodStatus.DELETING) or deleting) and not (
+            job_finished or exited_done
+        ):
             settled = github_state in (GitHubState.IDLE, GitHubState.BUSY)
             max_age = (
                 self.options.sync_period / 2 if settled and not deleting else self.options.registering_max_age
@@ -223,6 +234,7 @@ class RunnerController:
             drain_grace=self.options.drain_grace,
             registration_timeout=self.options.registration_timeout,
             next_attempt_at=backoff.next_attempt_at,
+            job_finished_at=None if finished_age is None or runner_id != known_id else now - finished_age,
         )
         decision = decide(facts)
         if github_state in (GitHubState.IDLE, GitHubState.BUSY) and pod_state is not None and not deleting:
@@ -290,11 +302,13 @@ class RunnerController:
             if runner_id is None:
                 return
             try:
-                await self.github.set_runner_labels(scope, runner_id, drain_labels(self.options))
+                if not self.directory.gone(scope, runner_id):
+                    await self.github.set_runner_labels(scope, runner_id, drain_labels(self.options))
             except RateLimitedError as exc:
                 raise StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
             except NotFoundError:
-                pass  # already gone from GitHub: nothing can be routed to it
+                # already gone from GitHub: nothing can be routed to it, and nothing to deregister
+                self.directory.mark_gone(scope, name, runner_id)
             except GitHubError as exc:
                 await self.recorder.warning(obj, exc.reason, f"draining runner {name}: {exc}")
                 raise StopSteps(Result(requeue=True)) from None
@@ -309,7 +323,8 @@ class RunnerController:
             if runner_id is None:
                 return
             try:
-                await self.github.delete_runner(scope, runner_id)
+                if not self.directory.gone(scope, runner_id):
+                    await self.github.delete_runner(scope, runner_id)  # 404: already gone, fine
             except RunnerBusyError:
                 self.stats.busy_refusals += 1
                 await self.recorder.normal(
@@ -322,7 +337,7 @@ class RunnerController:
                 await self.recorder.warning(obj, exc.reason, f"removing runner {name} from GitHub: {exc}")
                 raise StopSteps(Result(requeue=True)) from None
             self.stats.deregistrations += 1
-            self.directory.forget(scope, name)
+            self.directory.mark_gone(scope, name, runner_id)
         elif step is Step.DELETE_POD:
             if pod is None:
                 return

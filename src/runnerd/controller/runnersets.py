@@ -488,9 +488,11 @@ class RunnerSetController:
         runner_id = info.runner_id or secret.runner_id or pod.runner_id
         if runner_id is None and scope is not None:
             runner_id = self.directory.runner_id(scope, info.runner)
+        finished_age = self.directory.finished_age(info.runner, runner_id)
+        now = self.clock()
         decision = decide_runner(
             RunnerSetRunnerFacts(
-                now=self.clock(),
+                now=now,
                 deleting=info.deleting,
                 has_finalizer=FINALIZER in info.finalizers,
                 ephemeral=info.ephemeral,
@@ -503,6 +505,7 @@ class RunnerSetController:
                 drained_at=self._drained.get(info.uid),
                 drain_grace=self.options.drain_grace,
                 registration_timeout=self.options.registration_timeout,
+                job_finished_at=None if finished_age is None else now - finished_age,
             )
         )
         logger.debug(
@@ -550,11 +553,13 @@ class RunnerSetController:
             if runner_id is None or scope is None:
                 return sts
             try:
-                await self.github.set_runner_labels(scope, runner_id, drain_labels(self.options))
+                if not self.directory.gone(scope, runner_id):
+                    await self.github.set_runner_labels(scope, runner_id, drain_labels(self.options))
             except RateLimitedError as exc:
                 raise StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
             except NotFoundError:
-                pass  # already gone from GitHub: nothing can be routed to it
+                # already gone from GitHub: nothing can be routed to it, and nothing to deregister
+                self.directory.mark_gone(scope, info.runner, runner_id)
             except GitHubError as exc:
                 await self.recorder.warning(obj, exc.reason, f"draining runner {info.runner}: {exc}")
                 raise StopSteps(Result(requeue=True)) from None
@@ -580,7 +585,8 @@ class RunnerSetController:
             if runner_id is None or scope is None:
                 return sts
             try:
-                await self.github.delete_runner(scope, runner_id)
+                if not self.directory.gone(scope, runner_id):
+                    await self.github.delete_runner(scope, runner_id)  # 404: already gone, fine
             except RunnerBusyError:
                 self.stats.busy_refusals += 1
                 self.directory.hint_busy(scope, info.runner, True)
@@ -598,7 +604,7 @@ class RunnerSetController:
                 )
                 raise StopSteps(Result(requeue=True)) from None
             self.stats.deregistrations += 1
-            self.directory.forget(scope, info.runner)
+            self.directory.mark_gone(scope, info.runner, runner_id)
             return sts
         # Action.DELETE
         self.expect.deleted(Key(namespace, info.runnerset), name)

@@ -518,6 +518,10 @@ class ReservationSink:
             return
         if event.action not in ("in_progress", "completed"):
             return
+        if event.action == "completed" and event.runner_id is not None:
+            # its registration ran its job (an ephemeral one is then removed by GitHub); RunnerSet
+            # runners, which have no Runner object, read it too
+            self.directory.hint_finished(event.runner_name, event.runner_id)
         for obj in self.runners.store.objects():
             if (obj.get("metadata") or {}).get("name") != event.runner_name:
                 continue

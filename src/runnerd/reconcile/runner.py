@@ -12,6 +12,12 @@ and can flip back mid-job, and ``DELETE`` of a runner succeeds in those moments 
   fails its readiness probe). GitHub's 422 on ``DELETE`` is the last guard.
 * A pod that cannot hold a job (not yet running, or its runner process has exited) needs no drain.
 * An ephemeral runner whose process exited 0 has finished its job; GitHub removed it already.
+* So has an ephemeral runner that a ``workflow_job`` ``completed`` webhook named (its name and its
+  registration's id, ``job_finished_at``): it takes exactly one job, and GitHub removes its
+  registration after it. It is neither drained nor deregistered (both calls would be answered 404);
+  its pod is deleted without waiting for a drain grace when its Runner is deleted. A running one is
+  left to exit on its own for ``drain_grace`` (its process is reporting and cleaning up; nothing is
+  gained by cutting that short, and nothing is routed to it), then its Runner is completed.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ class RunnerFacts:
     drain_grace: float = 30.0
     registration_timeout: float = 600.0
     next_attempt_at: float = 0.0  # backoff after failures: no new pod before this time
+    job_finished_at: float | None = None  # a `completed` webhook named this registration (when)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,17 @@ BUSY_RETRY = 15.0
 
 def _may_hold_job(f: RunnerFacts) -> bool:
     return f.pod in (PodStatus.RUNNING, PodStatus.DELETING)
+
+
+def job_over(f: RunnerFacts) -> bool:
+    """An ephemeral runner whose one job GitHub reported complete: it holds no job and GitHub has
+    removed its registration."""
+    return f.ephemeral and f.job_finished_at is not None and f.runner_id is not None
+
+
+def _registered(f: RunnerFacts) -> bool:
+    """GitHub may still hold a registration of this runner (so removing it needs a call)."""
+    return f.runner_id is not None and not job_over(f)
 
 
 def decide(f: RunnerFacts) -> RunnerDecision:
@@ -108,7 +126,7 @@ def decide(f: RunnerFacts) -> RunnerDecision:
         return RunnerDecision(requeue_after=REGISTERING_RECHECK)
 
     if f.pod is PodStatus.EXITED:
-        if f.exit_code == 0 and f.ephemeral:
+        if (f.exit_code == 0 and f.ephemeral) or job_over(f):
             return RunnerDecision(
                 steps=(Step.DELETE_RUNNER,), phase=RunnerPhase.COMPLETED, reason="Completed"
             )
@@ -121,6 +139,11 @@ def decide(f: RunnerFacts) -> RunnerDecision:
         )
 
     # Running.
+    if job_over(f) and f.job_finished_at is not None:
+        wait = f.job_finished_at + f.drain_grace - f.now
+        if wait > 0:  # its process is exiting: let it
+            return RunnerDecision(phase=RunnerPhase.COMPLETED, reason="JobFinished", requeue_after=wait)
+        return RunnerDecision(steps=(Step.DELETE_RUNNER,), phase=RunnerPhase.COMPLETED, reason="Completed")
     if _busy(f):
         return RunnerDecision(phase=RunnerPhase.BUSY)
     if f.github is GitHubState.IDLE:
@@ -142,11 +165,11 @@ def _finalize(f: RunnerFacts) -> RunnerDecision:
         return RunnerDecision()
     if f.pod is PodStatus.ABSENT:
         # No pod, so no job: make sure no registration is left behind.
-        if f.runner_id is not None and f.github not in (GitHubState.ABSENT,):
+        if _registered(f) and f.github not in (GitHubState.ABSENT,):
             return RunnerDecision(steps=(Step.DEREGISTER, Step.REMOVE_FINALIZER), reason="Deregistering")
         return RunnerDecision(steps=(Step.REMOVE_FINALIZER,), reason="Removed")
     if f.pod is PodStatus.EXITED:
-        if f.exit_code == 0 and f.ephemeral:
+        if (f.exit_code == 0 and f.ephemeral) or job_over(f):
             return RunnerDecision(steps=(Step.DELETE_POD, Step.REMOVE_FINALIZER), reason="Completed")
         if f.runner_id is not None:
             return RunnerDecision(
@@ -155,12 +178,15 @@ def _finalize(f: RunnerFacts) -> RunnerDecision:
         return RunnerDecision(steps=(Step.DELETE_POD, Step.REMOVE_FINALIZER), reason="Removed")
     if f.pod is PodStatus.PENDING:
         # Not running: it cannot hold a job. Remove the registration so nothing can be routed to it.
-        if f.runner_id is not None:
+        if _registered(f):
             return RunnerDecision(
                 steps=(Step.DEREGISTER, Step.DELETE_POD, Step.REMOVE_FINALIZER), reason="Deregistering"
             )
         return RunnerDecision(steps=(Step.DELETE_POD, Step.REMOVE_FINALIZER), reason="Removed")
-    # Running or being deleted by someone else: it may hold a job.
+    # Running or being deleted by someone else: it may hold a job, unless GitHub reported its one job
+    # complete (then GitHub has removed its registration: no drain, no deregistration).
+    if job_over(f):
+        return RunnerDecision(steps=(Step.DELETE_POD, Step.REMOVE_FINALIZER), reason="JobFinished")
     if f.runner_id is not None:
         if _busy(f):
             return RunnerDecision(reason="RunnerBusy", requeue_after=BUSY_RETRY)

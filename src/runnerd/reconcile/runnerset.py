@@ -450,6 +450,8 @@ class RunnerSetRunnerFacts:
     drained_at: float | None = None
     drain_grace: float = 30.0
     registration_timeout: float = 600.0
+    job_finished_at: float | None = None
+    """When a ``completed`` webhook named this registration (:func:`runnerd.reconcile.runner.job_over`)."""
 
 
 @dataclass(frozen=True)
@@ -524,6 +526,7 @@ def decide_runner(f: RunnerSetRunnerFacts) -> RunnerSetRunnerDecision:
         drained_at=f.drained_at,
         drain_grace=f.drain_grace,
         registration_timeout=f.registration_timeout,
+        job_finished_at=f.job_finished_at,
     )
     inner = decide(facts)
     actions = [_STEP_ACTIONS[s] for s in inner.steps if s in _STEP_ACTIONS]

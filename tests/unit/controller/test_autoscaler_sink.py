@@ -49,11 +49,15 @@ class Env:
             on_written=lambda key, obj: self.written.append(key),
         )
         self.hints: list[tuple[Scope, str, bool]] = []
+        self.finished: list[tuple[str, int]] = []
         env = self
 
         class Directory:
             def hint_busy(self, scope: Scope, name: str, busy: bool) -> None:
                 env.hints.append((scope, name, busy))
+
+            def hint_finished(self, name: str, runner_id: int) -> None:
+                env.finished.append((name, runner_id))
 
         self.latency = PodCreateLatency(self.metrics)
         self.sink = ReservationSink(
@@ -241,6 +245,17 @@ async def test_in_progress_hints_the_runner_directory() -> None:
         (Scope.repository("octo/app"), "r-1", True),
         (Scope.repository("octo/app"), "r-1", False),
     ]
+    assert env.finished == [("r-1", 3)]
+
+
+async def test_completed_records_the_finished_registration_also_without_a_runner_object() -> None:
+    env = Env(hra(scaleUpTriggers=TRIGGER))
+    # a RunnerSet's runner has no Runner object; a job cancelled before it ran names no runner
+    await env.sink.workflow_job(event("completed", runner_name="set-abc", runner_id=7, conclusion="success"))
+    await env.sink.workflow_job(event("completed", job_id=2, conclusion="cancelled"))
+    await env.sink.workflow_job(event("in_progress", job_id=3, runner_name="set-def", runner_id=8))
+    assert env.finished == [("set-abc", 7)]
+    assert env.hints == []
 
 
 async def test_the_poll_reserves_through_the_same_path() -> None:

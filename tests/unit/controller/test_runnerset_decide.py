@@ -222,6 +222,29 @@ def test_scale_down_drains_an_idle_runner_then_removes_it_through_github() -> No
     assert done.actions == (DR, RF)
 
 
+def test_finished_ephemeral_runner_is_removed_without_github_calls() -> None:
+    """A `completed` webhook named its registration: GitHub removed it; no drain, no deregistration."""
+    for f, actions in (
+        (facts(remove=True, job_finished_at=NOW - 1), (DEL, RF)),
+        (
+            facts(remove=True, pod=dataclasses.replace(RUNNING, ready=False), job_finished_at=NOW - 1),
+            (DEL, RF),
+        ),
+        (facts(deleting=True, job_finished_at=NOW - 1), (RF,)),  # the StatefulSet is being deleted
+        (facts(deleting=True, github=GitHubState.BUSY, job_finished_at=NOW - 1), (RF,)),  # a stale flag
+    ):
+        d = decide_runner(f)
+        assert d.actions == actions, f
+        assert d.finished
+    live = decide_runner(facts(job_finished_at=NOW - 1))
+    assert live.actions == ()  # its process exits on its own
+    assert live.requeue_after == pytest.approx(29.0)
+    late = decide_runner(facts(job_finished_at=NOW - 31))
+    assert late.actions == (DEL, RF)
+    persistent = decide_runner(facts(remove=True, ephemeral=False, job_finished_at=NOW - 1))
+    assert persistent.actions == (D, DEL)  # takes more jobs: drained as before
+
+
 def test_scale_down_never_takes_a_busy_runner() -> None:
     for busy in (
         facts(remove=True, github=GitHubState.BUSY),

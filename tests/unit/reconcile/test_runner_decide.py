@@ -80,6 +80,32 @@ S = Step
         pytest.param(
             replace(F, pod=PodStatus.DELETING, runner_id=1), (), None, id="pod-deleted-by-someone-else"
         ),
+        pytest.param(
+            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.ABSENT, job_finished_at=NOW - 1),
+            (),
+            RunnerPhase.COMPLETED,
+            id="job-finished-process-left-to-exit",
+        ),
+        pytest.param(
+            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.BUSY, job_finished_at=NOW - 31),
+            (S.DELETE_RUNNER,),
+            RunnerPhase.COMPLETED,
+            id="job-finished-process-not-exiting-runner-completed",
+        ),
+        pytest.param(
+            replace(F, pod=PodStatus.EXITED, exit_code=1, runner_id=1, job_finished_at=NOW - 1),
+            (S.DELETE_RUNNER,),
+            RunnerPhase.COMPLETED,
+            id="job-finished-then-failed-exit-is-completed-no-deregister",
+        ),
+        pytest.param(
+            replace(
+                F, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE, ephemeral=False, job_finished_at=NOW
+            ),
+            (),
+            RunnerPhase.IDLE,
+            id="persistent-runner-takes-more-jobs",
+        ),
     ],
 )
 def test_decide_live_runner(facts: RunnerFacts, steps: tuple[Step, ...], phase: RunnerPhase | None) -> None:
@@ -181,6 +207,48 @@ D = replace(F, deleting=True)
             (),
             id="regtoken-runner-no-listing-yet-wait",
         ),
+        pytest.param(
+            replace(D, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE, job_finished_at=NOW - 1),
+            (S.DELETE_POD, S.REMOVE_FINALIZER),
+            id="job-finished-no-drain-no-deregister",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.RUNNING, runner_id=1, github=G.BUSY, job_finished_at=NOW - 1),
+            (S.DELETE_POD, S.REMOVE_FINALIZER),
+            id="job-finished-beats-a-stale-busy-flag",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.RUNNING, runner_id=1, github=G.UNKNOWN, job_finished_at=NOW - 1),
+            (S.DELETE_POD, S.REMOVE_FINALIZER),
+            id="job-finished-needs-no-listing",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.DELETING, runner_id=1, github=G.IDLE, job_finished_at=NOW - 1),
+            (S.DELETE_POD, S.REMOVE_FINALIZER),
+            id="job-finished-pod-deleted-by-someone-else",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.EXITED, exit_code=2, runner_id=1, job_finished_at=NOW - 1),
+            (S.DELETE_POD, S.REMOVE_FINALIZER),
+            id="job-finished-failed-exit-no-deregister",
+        ),
+        pytest.param(
+            replace(D, runner_id=1, github=G.OFFLINE, job_finished_at=NOW - 1),
+            (S.REMOVE_FINALIZER,),
+            id="job-finished-no-pod-no-deregister",
+        ),
+        pytest.param(
+            replace(
+                D, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE, ephemeral=False, job_finished_at=NOW
+            ),
+            (S.DRAIN,),
+            id="persistent-runner-job-finished-still-drained",
+        ),
+        pytest.param(
+            replace(D, pod=PodStatus.RUNNING, jit=False, github=G.IDLE, job_finished_at=NOW - 1),
+            (),
+            id="job-finished-without-a-known-id-is-no-evidence",
+        ),
     ],
 )
 def test_decide_finalizer(facts: RunnerFacts, steps: tuple[Step, ...]) -> None:
@@ -199,6 +267,8 @@ def test_decide_finalizer(facts: RunnerFacts, steps: tuple[Step, ...]) -> None:
             pod_running_since=since,
             pod_ready=ready,
             drained_at=drained,
+            ephemeral=ephemeral,
+            job_finished_at=finished,
         )
         for pod in (PodStatus.RUNNING, PodStatus.DELETING)
         for rid in (1, None)
@@ -207,14 +277,24 @@ def test_decide_finalizer(facts: RunnerFacts, steps: tuple[Step, ...]) -> None:
         for since in (NOW, NOW - 10_000)
         for ready in (True, False)
         for drained in (None, NOW - 5, NOW - 10_000)
+        for ephemeral in (True, False)
+        for finished in (None, NOW - 1, NOW - 100)
     ],
 )
 def test_pod_that_may_hold_a_job_is_never_deleted_without_drain_and_checks(facts: RunnerFacts) -> None:
-    """The invariant behind 'never kill a runner that is running a job'."""
+    """The invariant behind 'never kill a runner that is running a job': a pod that may hold one is
+    deleted only after drain, deregistration and the checks, or when the runner is ephemeral and a
+    `completed` webhook named its registration (its one job is over; GitHub removed it: no call)."""
     steps = decide(facts).steps
+    job_over = facts.ephemeral and facts.job_finished_at is not None and facts.runner_id is not None
+    if job_over:
+        assert Step.DRAIN not in steps
+        assert Step.DEREGISTER not in steps
     if Step.DELETE_POD not in steps:
         return
-    if facts.runner_id is not None:
+    if job_over:
+        assert steps == (Step.DELETE_POD, Step.REMOVE_FINALIZER)
+    elif facts.runner_id is not None:
         assert steps.index(Step.DEREGISTER) < steps.index(Step.DELETE_POD)
         assert facts.drained_at is not None
         assert facts.now >= facts.drained_at + facts.drain_grace

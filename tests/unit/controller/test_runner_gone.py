@@ -1,0 +1,204 @@
+"""No GitHub call for a runner GitHub has already removed: a finished ephemeral runner (a `completed`
+webhook named its registration), or one GitHub answered 404 about. Also the directory's memories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from runnerd.controller.common import RUNNER_FINALIZER, ControllerOptions
+from runnerd.controller.directory import MEMORY, RunnerDirectory
+from runnerd.controller.runners import RunnerController
+from runnerd.github import Scope
+from runnerd.github.errors import NotFoundError
+from runnerd.github.models import Runner as GitHubRunner
+from runnerd.reconcile.credentials import ANNOTATION_RUNNER_ID
+from runnerd.runtime import Key
+
+NS = "ci"
+NAME = "example-abc-1"
+REPO = Scope.repository("octo/app")
+KEY = Key(NS, NAME)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakeGitHub:
+    """GitHub after it removed runner 7 (an ephemeral runner whose job completed)."""
+
+    listed: list[GitHubRunner] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+
+    async def list_runners(self, scope: Scope, **_: Any) -> list[GitHubRunner]:
+        self.calls.append("GET runners")
+        return list(self.listed)
+
+    async def set_runner_labels(self, scope: Scope, runner_id: int, labels: Any) -> list[str]:
+        self.calls.append(f"PUT labels {runner_id}")
+        raise NotFoundError(status=404, endpoint="PUT labels", message="Not Found")
+
+    async def delete_runner(self, scope: Scope, runner_id: int) -> bool:
+        self.calls.append(f"DELETE {runner_id}")
+        return False
+
+
+@dataclass
+class FakeKube:
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    async def delete(self, resource: Any, name: str, **_: Any) -> None:
+        self.calls.append(("delete", resource.plural))
+
+    async def patch(self, resource: Any, name: str, body: Any, **_: Any) -> None:
+        self.calls.append(("patch", resource.plural))
+
+    async def patch_status(self, resource: Any, name: str, body: Any, **_: Any) -> None:
+        self.calls.append(("status", resource.plural))
+
+
+class FakeRecorder:
+    async def normal(self, obj: Any, reason: str, message: str) -> None:
+        pass
+
+    async def warning(self, obj: Any, reason: str, message: str) -> None:
+        pass
+
+
+def runner_obj(*, deleting: bool) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": NAME, "namespace": NS, "uid": "u-1", "finalizers": [RUNNER_FINALIZER]}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta, "spec": {"repository": "octo/app", "ephemeral": True}}
+
+
+def exited_pod(code: int) -> dict[str, Any]:
+    pod = running_pod()
+    pod["status"]["phase"] = "Succeeded" if code == 0 else "Failed"
+    pod["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": code}}
+    return pod
+
+
+def running_pod() -> dict[str, Any]:
+    return {
+        "metadata": {"name": NAME, "namespace": NS, "uid": "p-1", "annotations": {ANNOTATION_RUNNER_ID: "7"}},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [
+                {"name": "runner", "ready": True, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}
+            ],
+        },
+    }
+
+
+def controller(github: FakeGitHub, kube: FakeKube, clock: Clock, runner: dict[str, Any]) -> RunnerController:
+    directory = RunnerDirectory(github, clock=clock)  # type: ignore[arg-type]
+    return RunnerController(
+        kube=kube,  # type: ignore[arg-type]
+        github=github,  # type: ignore[arg-type]
+        directory=directory,
+        recorder=FakeRecorder(),  # type: ignore[arg-type]
+        runners=SimpleNamespace(store={KEY: runner}),  # type: ignore[arg-type]
+        pods=SimpleNamespace(store={KEY: running_pod()}),  # type: ignore[arg-type]
+        options=ControllerOptions(drain_grace=30.0),
+        clock=clock,
+    )
+
+
+async def test_deleting_a_finished_ephemeral_runner_makes_no_github_call() -> None:
+    github, kube, clock = FakeGitHub(), FakeKube(), Clock()
+    ctl = controller(github, kube, clock, runner_obj(deleting=True))
+    ctl.directory.hint_finished(NAME, 7)  # the `completed` webhook named it; its pod still runs
+    await ctl.reconcile(KEY)
+    assert github.calls == []  # no listing, no drain, no deregistration
+    assert kube.calls == [("delete", "pods"), ("patch", "runners")]  # pod deleted, finalizer removed
+
+
+async def test_a_finished_hint_of_another_registration_is_no_evidence() -> None:
+    github, kube, clock = FakeGitHub(), FakeKube(), Clock()
+    ctl = controller(github, kube, clock, runner_obj(deleting=True))
+    ctl.directory.hint_finished(NAME, 6)  # an earlier registration of the same name
+    github.listed = [GitHubRunner(7, NAME, "linux", "online", False, ("self-hosted",))]
+    await ctl.reconcile(KEY)
+    assert github.calls == ["GET runners", "PUT labels 7"]  # drained as any runner that may hold a job
+    assert kube.calls == []
+
+
+async def test_a_404_on_drain_forgets_the_runner_and_deregistration_makes_no_call() -> None:
+    github, kube, clock = FakeGitHub(), FakeKube(), Clock()
+    github.listed = [GitHubRunner(7, NAME, "linux", "online", False, ("self-hosted",))]
+    ctl = controller(github, kube, clock, runner_obj(deleting=True))
+    await ctl.reconcile(KEY)
+    assert github.calls == ["GET runners", "PUT labels 7"]
+    assert ctl.directory.gone(REPO, 7)
+    assert ctl.directory.runner_id(REPO, NAME) is None  # forgotten from the listing
+    assert kube.calls == []  # the drain grace still holds the pod
+
+    github.calls.clear()
+    clock.now += 31.0
+    github.listed = []
+    await ctl.reconcile(KEY)
+    assert github.calls == ["GET runners"]  # the listing; no second 404
+    assert kube.calls == [("delete", "pods"), ("patch", "runners")]
+
+
+async def test_a_running_finished_runner_is_left_to_exit_then_completed() -> None:
+    github, kube, clock = FakeGitHub(), FakeKube(), Clock()
+    ctl = controller(github, kube, clock, runner_obj(deleting=False))
+    ctl.directory.hint_finished(NAME, 7)
+    result = await ctl.reconcile(KEY)
+    assert result is not None
+    assert result.requeue_after == 30.0
+    assert github.calls == []
+    assert kube.calls == []
+    clock.now += 30.0
+    await ctl.reconcile(KEY)
+    assert github.calls == []
+    assert kube.calls == [("delete", "runners")]  # Completed: its finalizer deletes the pod
+
+
+def test_finished_memory_matches_name_and_id_and_is_bounded() -> None:
+    clock = Clock()
+    directory = RunnerDirectory(FakeGitHub(), clock=clock)  # type: ignore[arg-type]
+    directory.hint_finished(NAME, 7)
+    clock.now += 4.0
+    assert directory.finished_age(NAME, 7) == 4.0
+    assert directory.finished_age(NAME, 8) is None
+    assert directory.finished_age(NAME, None) is None
+    assert directory.finished_age("other", 7) is None
+    for i in range(MEMORY):
+        directory.hint_finished(f"r-{i}", i)
+    assert directory.finished_age(NAME, 7) is None  # the oldest went first
+    assert directory.finished_age("r-0", 0) is not None
+
+
+def test_gone_memory_is_per_scope_and_bounded() -> None:
+    directory = RunnerDirectory(FakeGitHub(), clock=Clock())  # type: ignore[arg-type]
+    directory.mark_gone(REPO, NAME, 7)
+    assert directory.gone(REPO, 7)
+    assert not directory.gone(Scope.repository("octo/other"), 7)
+    for i in range(MEMORY):
+        directory.mark_gone(REPO, f"r-{i}", 100 + i)
+    assert not directory.gone(REPO, 7)
+
+
+async def test_an_ephemeral_runner_that_exited_0_is_removed_without_a_github_call() -> None:
+    github, kube, clock = FakeGitHub(), FakeKube(), Clock()
+    ctl = controller(github, kube, clock, runner_obj(deleting=True))
+    ctl.pods.store[KEY] = exited_pod(0)
+    await ctl.reconcile(KEY)
+    assert github.calls == []
+    assert kube.calls == [("delete", "pods"), ("patch", "runners")]
+
+    failed = controller(FakeGitHub(), FakeKube(), Clock(), runner_obj(deleting=True))
+    failed.pods.store[KEY] = exited_pod(1)
+    await failed.reconcile(KEY)
+    assert failed.github.calls == ["GET runners", "DELETE 7"]  # type: ignore[attr-defined]
