@@ -900,6 +900,7 @@ def install(
         runners=informers.get("runners"),
         pod_latency=pod_latency,
         visibility=visibility,
+        clients=controllers.clients,
     )
     # one observation per repository and one call budget for the metric, the poll and the listings
     observer = RunObserver(github, CallWindow(time.monotonic))

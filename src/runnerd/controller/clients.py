@@ -106,6 +106,14 @@ class GitHubClients:
     def apis(self) -> list[GitHubAPI]:
         return [self.default, *(e.api for e in self._entries.values())]
 
+    def cached(self, namespace: str, secret: str | None) -> GitHubAPI | None:
+        """The API already made for ``secret`` (the controller's own for None/empty), without I/O:
+        None if no reconcile has needed that Secret yet."""
+        if not secret:
+            return self.default
+        entry = self._entries.get((namespace, secret))
+        return entry.api if entry is not None else None
+
     async def get(self, namespace: str, secret: str | None) -> GitHubAPI:
         """The API for Secret ``secret`` in ``namespace`` (the controller's own for None/empty)."""
         if not secret:
@@ -142,7 +150,7 @@ class GitHubClients:
         credentials = load_credentials(obj.get("data") or {}, base64_encoded=True)
         if entry is None:
             github = self.default.github.sibling(credentials)
-            api = GitHubAPI(github, RunnerDirectory(github), f"{namespace}/{name}")
+            api = GitHubAPI(github, self.default.directory.sibling(github), f"{namespace}/{name}")
             logger.info(
                 "GitHub credentials from Secret %s/%s: %s", namespace, name, type(credentials).__name__
             )

@@ -93,6 +93,13 @@ class RunnerDirectory:
         for listener in self._listeners:
             listener(scope, name)
 
+    def sibling(self, github: GitHubClient) -> RunnerDirectory:
+        """A directory for other credentials (``githubAPICredentialsFrom``) whose hints wake the same
+        listeners as this one's (the controllers re-reconcile the runner either way)."""
+        other = RunnerDirectory(github, clock=self._clock)
+        other._listeners = self._listeners
+        return other
+
     def on_hint(self, listener: Callable[[Scope, str], None]) -> None:
         """Call ``listener(scope, runner_name)`` on every hint (the controller re-reconciles that runner)."""
         self._listeners.append(listener)

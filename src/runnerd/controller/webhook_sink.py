@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from runnerd.api import parse_time
+from runnerd.controller.clients import GitHubClients, credentials_secret
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.latency import PodCreateLatency
@@ -339,6 +340,7 @@ class ReservationSink:
         runners: Informer | None = None,
         pod_latency: PodCreateLatency | None = None,
         visibility: Visibility | None = None,
+        clients: GitHubClients | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         report_interval: float = 60.0,
@@ -354,6 +356,8 @@ class ReservationSink:
         self.runners = runners
         self.pod_latency = pod_latency
         self.visibility = visibility
+        self.clients = clients
+        """Per-Secret GitHub clients: a runner's hints go to the directory of its credentials."""
         self.clock = clock
         self.monotonic = monotonic
         self.report_interval = report_interval
@@ -518,19 +522,30 @@ class ReservationSink:
             return
         if event.action not in ("in_progress", "completed"):
             return
+        runner = next(
+            (
+                o
+                for o in self.runners.store.objects()
+                if (o.get("metadata") or {}).get("name") == event.runner_name
+            ),
+            None,
+        )
+        # the directory of the credentials the runner was registered with (githubAPICredentialsFrom)
+        directory = self.directory
+        if runner is not None and self.clients is not None:
+            namespace = str((runner.get("metadata") or {}).get("namespace") or "")
+            api = self.clients.cached(namespace, credentials_secret(runner))
+            directory = api.directory if api is not None else directory
         if event.action == "completed" and event.runner_id is not None:
             # its registration ran its job (an ephemeral one is then removed by GitHub); RunnerSet
             # runners, which have no Runner object, read it too
-            self.directory.hint_finished(event.runner_name, event.runner_id)
-        for obj in self.runners.store.objects():
-            if (obj.get("metadata") or {}).get("name") != event.runner_name:
-                continue
-            spec = obj.get("spec") or {}
-            for kind in ("enterprise", "organization", "repository"):
-                if spec.get(kind):
-                    scope = Scope.parse(**{kind: str(spec[kind])})
-                    self.directory.hint_busy(scope, event.runner_name, event.action == "in_progress")
-                    return
+            directory.hint_finished(event.runner_name, event.runner_id)
+        spec = (runner or {}).get("spec") or {}
+        for kind in ("enterprise", "organization", "repository"):
+            if spec.get(kind):
+                scope = Scope.parse(**{kind: str(spec[kind])})
+                directory.hint_busy(scope, event.runner_name, event.action == "in_progress")
+                return
 
     async def report_ambiguity(self, result: Ambiguous, by_route: dict[str, WebhookTarget]) -> None:
         """A warning Event and the ``AmbiguousWebhookTarget`` condition on every candidate HRA."""

@@ -248,6 +248,35 @@ async def test_in_progress_hints_the_runner_directory() -> None:
     assert env.finished == [("r-1", 3)]
 
 
+async def test_hints_reach_the_directory_of_the_runners_own_credentials() -> None:
+    """githubAPICredentialsFrom: a runner registered with a Secret's client is watched through that
+    client's directory, so its busy and finished hints go there, not to the controller's own."""
+    from runnerd.controller.clients import GitHubAPI, GitHubClients
+    from runnerd.controller.directory import RunnerDirectory
+
+    env = Env(hra(scaleUpTriggers=TRIGGER))
+    own = RunnerDirectory(None)  # type: ignore[arg-type]
+    theirs = own.sibling(None)  # type: ignore[arg-type]
+    woken: list[str] = []
+    own.on_hint(lambda scope, name: woken.append(name))
+    clients = GitHubClients(None, GitHubAPI(None, own))  # type: ignore[arg-type]
+    assert clients.cached(NS, None) is clients.default
+    assert clients.cached(NS, "team-b") is None  # not made yet: no I/O here
+    clients._entries[(NS, "team-b")] = type("E", (), {"api": GitHubAPI(None, theirs, f"{NS}/team-b")})()  # type: ignore[arg-type]
+    env.sink.clients = clients
+    runner = {
+        "metadata": {"name": "r-b", "namespace": NS},
+        "spec": {"repository": "octo/app", "githubAPICredentialsFrom": {"secretRef": {"name": "team-b"}}},
+    }
+    env.informers["runners"].store.upsert(runner)
+    await env.sink.workflow_job(event("in_progress", runner_name="r-b", runner_id=7))
+    assert env.hints == []  # the controller's own directory heard nothing
+    assert woken == ["r-b"]  # the controllers are woken all the same
+    await env.sink.workflow_job(event("completed", runner_name="r-b", runner_id=7, conclusion="success"))
+    assert theirs.finished_age("r-b", 7) is not None
+    assert env.finished == []
+
+
 async def test_completed_records_the_finished_registration_also_without_a_runner_object() -> None:
     env = Env(hra(scaleUpTriggers=TRIGGER))
     # a RunnerSet's runner has no Runner object; a job cancelled before it ran names no runner
