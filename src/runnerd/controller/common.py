@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from runnerd.api import constants as c
-from runnerd.github import DEFAULT_RUNNER_GROUP_ID, GitHubClient, Scope
+from runnerd.github import DEFAULT_RUNNER_GROUP_ID, GitHubClient, NotFoundError, Scope
 from runnerd.kube.resources import PODS, Resource
 from runnerd.reconcile.pod import PodOptions
 from runnerd.runtime import Result
+
+T = TypeVar("T")
 
 RUNNERS = Resource(c.GROUP, c.VERSION, "runners", "Runner")
 RUNNER_REPLICA_SETS = Resource(c.GROUP, c.VERSION, "runnerreplicasets", "RunnerReplicaSet")
@@ -135,6 +137,23 @@ class RunnerGroups:
     def forget(self, scope: Scope, group: str | None) -> bool:
         """Drop a cached id GitHub no longer knows; whether there was one to drop."""
         return self._ids.pop((scope, group or ""), None) is not None
+
+    async def call(
+        self,
+        github: GitHubClient,
+        scope: Scope,
+        group: str | None,
+        request: Callable[[int], Awaitable[T]],
+    ) -> T:
+        """``request(group_id)``; a 404 answered with a cached id (the group was deleted, and maybe
+        re-created under a new id) looks the group up once more and repeats the request."""
+        group_id = await self.id(github, scope, group)
+        try:
+            return await request(group_id)
+        except NotFoundError:
+            if not self.forget(scope, group):
+                raise
+        return await request(await self.id(github, scope, group))
 
 
 def controller_ref(obj: Mapping[str, Any]) -> dict[str, Any]:

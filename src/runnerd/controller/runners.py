@@ -39,6 +39,7 @@ from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.orphans import carries
 from runnerd.controller.runner_objects import RunnerObjects
 from runnerd.github import GitHubClient, Scope
+from runnerd.github import JitConfig as JitRunnerConfig
 from runnerd.github.errors import (
     ConflictError,
     GitHubError,
@@ -396,17 +397,16 @@ class RunnerController:
         custom = [label for label in labels if label.lower() not in _DEFAULT_LABELS] or ["self-hosted"]
         group = runner.spec.group
         work = runner.spec.effective_work_dir
+
+        async def generate(group_id: int) -> JitRunnerConfig:
+            return await self.github.generate_jit_config(
+                scope, runner.name, labels=custom, runner_group_id=group_id, work_folder=work
+            )
+
         for attempt in (1, 2):
-            group_id = await self.groups.id(self.github, scope, group)
             try:
-                jit = await self.github.generate_jit_config(
-                    scope, runner.name, labels=custom, runner_group_id=group_id, work_folder=work
-                )
+                jit = await self.groups.call(self.github, scope, group, generate)
                 return JitConfig(jit.encoded_jit_config, jit.runner_id)
-            except NotFoundError:
-                # the group was deleted (and maybe re-created under a new id): look it up again
-                if attempt == 2 or not self.groups.forget(scope, group):
-                    raise
             except ConflictError:
                 # A registration of this name is left from an attempt whose pod was never created
                 # (e.g. the controller stopped in between). It has no pod, so it holds no job.

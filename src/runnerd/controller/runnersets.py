@@ -673,21 +673,19 @@ class RunnerSetController:
             token = await self.github.create_registration_token(scope)
             return RegistrationToken(token.token)
         labels = [x for x in runner_labels(rs.spec, self.options.pod) if x.lower() != "self-hosted"]
-        for attempt in (1, 2):
-            try:
-                jit = await self.github.generate_jit_config(
-                    scope,
-                    runner,
-                    labels=labels or ["self-hosted"],
-                    runner_group_id=await self.groups.id(self.github, scope, rs.spec.group),
-                    work_folder=rs.spec.effective_work_dir,
-                )
-                return JitConfig(jit.encoded_jit_config, jit.runner_id)
-            except NotFoundError:
-                # the group was deleted (and maybe re-created under a new id): look it up again
-                if attempt == 2 or not self.groups.forget(scope, rs.spec.group):
-                    raise
-        raise AssertionError("unreachable")
+        jit = await self.groups.call(
+            self.github,
+            scope,
+            rs.spec.group,
+            lambda group_id: self.github.generate_jit_config(
+                scope,
+                runner,
+                labels=labels or ["self-hosted"],
+                runner_group_id=group_id,
+                work_folder=rs.spec.effective_work_dir,
+            ),
+        )
+        return JitConfig(jit.encoded_jit_config, jit.runner_id)
 
     async def _create_runner(
         self, key: Key, obj: Mapping[str, Any], rs: RunnerSet, scope: Scope, hash_: str
