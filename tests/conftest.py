@@ -51,6 +51,12 @@ def _alive(pid: int) -> bool:
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
     """A fresh namespace (with its default ServiceAccount ready); deleted afterwards without waiting."""
+    yield from fresh_namespace(cluster)
+
+
+def fresh_namespace(cluster: Cluster) -> Iterator[str]:
+    """The ``namespace`` fixture's body, for fixtures of other clusters (e.g. one with a real node):
+    the namespace is yielded once the ServiceAccount controller has made its ``default`` account."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
     deadline = time.monotonic() + 30

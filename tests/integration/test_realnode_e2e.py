@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS
 from runnerd.reconcile.pod import PodOptions
+from tests.conftest import fresh_namespace
 from tests.integration.realnode_support import images, on_real_node, real_cluster
 from tests.integration.support import wait_until
 from tests.integration.test_controller_e2e import ARTICLE_RD, CRD_DIR, REPO
@@ -58,13 +58,8 @@ def real_crds(real_cluster: Cluster) -> Cluster:
 
 @pytest.fixture
 def real_namespace(real_crds: Cluster) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    real_crds.kubectl("create", "namespace", name)
-    real_crds.kubectl(
-        "wait", "--for=jsonpath={.metadata.name}", "--timeout=30s", "serviceaccount/default", "-n", name
-    )
-    yield name
-    real_crds.kubectl("delete", "namespace", name, "--wait=false")
+    # (kubectl wait on the default ServiceAccount failed at once when it did not exist yet)
+    yield from fresh_namespace(real_crds)
 
 
 @dataclass
