@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime as dt
 import logging
 import secrets
 import time
@@ -39,18 +38,17 @@ from runnerd.controller.common import (
     created_at,
 )
 from runnerd.controller.directory import RunnerDirectory
+from runnerd.controller.expectations import REPLACEMENT_HOLD, Expectations, ReplacementHolds
 from runnerd.github import Scope
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.hashing import template_hash
 from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
 from runnerd.reconcile.replicas import (
-    FillMark,
     ReplicaSetView,
     RunnerPhase,
     RunnerView,
     plan_replicas,
     plan_rollout,
-    replacement_hold,
 )
 from runnerd.reconcile.runner import GitHubState
 from runnerd.runtime import (
@@ -68,7 +66,6 @@ from runnerd.runtime import (
 logger = logging.getLogger(__name__)
 
 INDEX_CONTROLLER = "controller"
-EXPECTATION_TTL = 30.0
 MAX_BATCH = 64
 """Runners created at once (the last slow-start batch size)."""
 SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the API server's generateName alphabet
@@ -77,10 +74,6 @@ SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the API server's generateName
 def random_suffix() -> str:
     """Five characters, as ``generateName`` adds."""
     return "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(5))
-
-
-REPLACEMENT_HOLD = 30.0
-"""At most this long a finished ephemeral runner's gap waits for the autoscaler's next decision."""
 
 
 def observe_phase(
@@ -116,96 +109,6 @@ def _scope(spec: Mapping[str, Any]) -> Scope | None:
     return None
 
 
-class _Expectations:
-    """Names created or deleted by this process that the informer has not shown yet."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._created: dict[Key, dict[str, float]] = {}
-        self._deleted: dict[Key, dict[str, float]] = {}
-
-    def created(self, owner: Key, name: str) -> None:
-        self._created.setdefault(owner, {})[name] = self._clock()
-
-    def deleted(self, owner: Key, name: str) -> None:
-        self._deleted.setdefault(owner, {})[name] = self._clock()
-
-    def cancel(self, owner: Key, name: str) -> None:
-        """A creation that certainly did not happen."""
-        self._created.get(owner, {}).pop(name, None)
-
-    def pending_creations(self, owner: Key, seen: set[str]) -> list[str]:
-        return self._prune(self._created, owner, lambda n: n not in seen)
-
-    def pending_deletions(self, owner: Key, live: set[str]) -> set[str]:
-        return set(self._prune(self._deleted, owner, lambda n: n in live))
-
-    def forget(self, owner: Key) -> None:
-        self._created.pop(owner, None)
-        self._deleted.pop(owner, None)
-
-    def _prune(
-        self, table: dict[Key, dict[str, float]], owner: Key, still_pending: Callable[[str], bool]
-    ) -> list[str]:
-        entries = table.get(owner, {})
-        now = self._clock()
-        for name in list(entries):
-            if not still_pending(name) or now - entries[name] > EXPECTATION_TTL:
-                del entries[name]
-        return list(entries)
-
-
-class ReplacementHolds:
-    """Per owner: what it last filled up to, and since when a gap is held (see
-    :func:`runnerd.reconcile.replicas.replacement_hold`). In memory: after a restart the first gap is
-    filled (at most one spare runner per finished one)."""
-
-    def __init__(self, clock: Callable[[], float], max_hold: float = REPLACEMENT_HOLD) -> None:
-        self._clock = clock
-        self.max_hold = max_hold
-        self._filled: dict[Key, FillMark] = {}
-        self._deficit_since: dict[Key, float] = {}
-        self.held = 0
-        """Gaps held (each counted once), for tests and the benchmark."""
-
-    def forget(self, key: Key) -> None:
-        self._filled.pop(key, None)
-        self._deficit_since.pop(key, None)
-
-    def check(
-        self, key: Key, ephemeral: bool, effective_time: dt.datetime | None, desired: int, missing: int
-    ) -> tuple[int, float | None]:
-        """``(runners to create now, monotonic time the hold ends or None)``."""
-        effective = effective_time.timestamp() if effective_time is not None else None
-        mark = self._filled.get(key)
-        if mark is not None and desired < mark.desired:
-            mark = self._filled[key] = FillMark(mark.effective_time, desired)
-        filled = None
-        if effective is not None:
-            filled = FillMark(max(effective, mark.effective_time if mark else effective), desired)
-        if missing > 0:
-            now = self._clock()
-            hold = replacement_hold(
-                ephemeral=ephemeral,
-                effective_time=effective,
-                desired=desired,
-                mark=mark,
-                deficit_since=self._deficit_since.get(key),
-                now=now,
-                max_hold=self.max_hold,
-            )
-            if hold.held:
-                if key not in self._deficit_since:
-                    self._deficit_since[key] = now
-                    self.held += 1
-                    logger.debug("%s: %d missing runner(s) held: %s", key, missing, hold.reason)
-                return 0, hold.until
-        self._deficit_since.pop(key, None)
-        if filled is not None:  # full for this decision once created (the first time after a start too)
-            self._filled[key] = filled
-        return max(missing, 0), None
-
-
 class ReplicaSetController:
     def __init__(
         self,
@@ -226,7 +129,7 @@ class ReplicaSetController:
         self.runners = runners
         self.pods = pods
         self.options = options
-        self.expect = _Expectations(clock)
+        self.expect = Expectations(clock)
         self.clock = clock
         self.runners_created = 0
         self.holds = ReplacementHolds(clock)
@@ -373,7 +276,7 @@ class DeploymentController:
         self.replica_sets = replica_sets
         self.runners = runners
         self.options = options
-        self.expect = _Expectations(clock)
+        self.expect = Expectations(clock)
 
     def template_hash(self, rd: RunnerDeployment) -> str:
         template = rd.spec.template.to_dict()

@@ -53,7 +53,7 @@ from runnerd.controller.common import (
     drain_labels,
 )
 from runnerd.controller.directory import RunnerDirectory
-from runnerd.controller.replicasets import ReplacementHolds, _Expectations
+from runnerd.controller.expectations import Expectations, ReplacementHolds
 from runnerd.github import GitHubClient, Scope
 from runnerd.github.errors import GitHubError, NotFoundError, RateLimitedError, RunnerBusyError
 from runnerd.kube.client import KubeClient
@@ -217,7 +217,7 @@ class RunnerSetController:
         self.clock = clock
         self.suffix = suffix
         self.stats = RunnerSetStats()
-        self.expect = _Expectations(time.monotonic)
+        self.expect = Expectations(time.monotonic)
         self.holds = ReplacementHolds(time.monotonic)
         self._secrets_made: dict[Key, float] = {}
         self._backoff: dict[Key, Backoff] = {}
