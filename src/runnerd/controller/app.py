@@ -10,6 +10,7 @@ from runnerd.api import constants as c
 from runnerd.controller.autoscaler import Autoscaling, install
 from runnerd.controller.clients import GitHubAPI, GitHubClients
 from runnerd.controller.common import (
+    INDEX_CONTROLLER,
     PODS,
     RUNNER_DEPLOYMENTS,
     RUNNER_REPLICA_SETS,
@@ -18,7 +19,8 @@ from runnerd.controller.common import (
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.orphans import OrphanSweeper, sweep_key
-from runnerd.controller.replicasets import INDEX_CONTROLLER, DeploymentController, ReplicaSetController
+from runnerd.controller.runnerdeployment import DeploymentController
+from runnerd.controller.runnerreplicaset import ReplicaSetController
 from runnerd.controller.runners import RunnerController
 from runnerd.controller.runnersets import install as install_runnersets
 from runnerd.github import GitHubClient, Scope

@@ -46,6 +46,7 @@ from runnerd.api import HorizontalRunnerAutoscaler, MetricSpec, RunnerConfig, fo
 from runnerd.controller.clients import GitHubAPI, GitHubClients, credentials_secret
 from runnerd.controller.common import (
     HORIZONTAL_RUNNER_AUTOSCALERS,
+    INDEX_CONTROLLER,
     RUNNER_DEPLOYMENTS,
     RUNNER_SETS,
     ControllerOptions,
@@ -54,7 +55,6 @@ from runnerd.controller.common import (
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.latency import PodCreateLatency, RunnerStartup
 from runnerd.controller.poller import POLL_KEY, SafetyNetPoller
-from runnerd.controller.replicasets import INDEX_CONTROLLER
 from runnerd.controller.runwatch import RunObserver
 from runnerd.controller.targets import (
     HRA_INFORMER,

@@ -10,9 +10,10 @@ from typing import Any, Literal, TypeVar
 
 from runnerd.api import constants as c
 from runnerd.github import DEFAULT_RUNNER_GROUP_ID, GitHubClient, NotFoundError, Scope
+from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, Resource
 from runnerd.reconcile.pod import PodOptions
-from runnerd.runtime import Result
+from runnerd.runtime import Conflict, NotFound, Result
 
 T = TypeVar("T")
 
@@ -35,6 +36,8 @@ __all__ = [
     "epoch",
 ]
 
+INDEX_CONTROLLER = "controller"
+"""The informer index of owned objects by their controller's UID (Runners, RunnerReplicaSets)."""
 RUNNER_FINALIZER = "runner.actions.summerwind.dev"
 LABEL_DEPLOYMENT_NAME = "runner-deployment-name"
 LABEL_TEMPLATE_HASH = "runner-template-hash"
@@ -177,3 +180,18 @@ def created_at(obj: Mapping[str, Any]) -> float:
     if not text:
         return time.time()
     return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+
+
+async def patch_status(
+    kube: KubeClient, resource: Resource, obj: Mapping[str, Any], status: Mapping[str, Any]
+) -> None:
+    """Write ``status`` unless ``obj`` already shows it; a gone or changed object is left alone (its
+    next reconcile writes again)."""
+    current = obj.get("status") or {}
+    if all(current.get(k) == v for k, v in status.items()):
+        return
+    meta = obj["metadata"]
+    try:
+        await kube.patch_status(resource, meta["name"], {"status": dict(status)}, namespace=meta["namespace"])
+    except (NotFound, Conflict):
+        return

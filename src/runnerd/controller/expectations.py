@@ -4,7 +4,7 @@
   informer shows the change (or ``EXPECTATION_TTL`` passes), so a quick second reconcile never creates
   a child twice nor counts a deleted one as live.
 * :class:`ReplacementHolds`: ``effectiveTime`` holds; a finished ephemeral runner is not replaced
-  until the autoscaler decides again (see :func:`runnerd.reconcile.replicas.replacement_hold`).
+  until the autoscaler decides again (see :func:`runnerd.reconcile.runnerreplicaset.replacement_hold`).
 
 Time comes from the clock each is given (monotonic in the controllers, the loop's in tests).
 """
@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from runnerd.reconcile.replicas import FillMark, replacement_hold
+from runnerd.reconcile.runnerreplicaset import FillMark, replacement_hold
 from runnerd.runtime import Key
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Expectations:
 
 class ReplacementHolds:
     """Per owner: what it last filled up to, and since when a gap is held (see
-    :func:`runnerd.reconcile.replicas.replacement_hold`). In memory: after a restart the first gap is
+    :func:`runnerd.reconcile.runnerreplicaset.replacement_hold`). In memory: after a restart the first gap is
     filled (at most one spare runner per finished one)."""
 
     def __init__(self, clock: Callable[[], float], max_hold: float = REPLACEMENT_HOLD) -> None:

@@ -51,8 +51,9 @@ from runnerd.reconcile.pod import (
     build_runner_pod,
 )
 from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
-from runnerd.reconcile.replicas import ReplicaPlan, RunnerPhase, RunnerView, plan_replicas
+from runnerd.reconcile.replicas import RunnerPhase, RunnerView
 from runnerd.reconcile.runner import GitHubState, PodStatus, RunnerFacts, Step, decide
+from runnerd.reconcile.runnerreplicaset import ReplicaPlan, plan_replicas
 
 LABEL_RUNNERSET_NAME = "runnerset-name"
 """On every StatefulSet, pod, Secret and volume claim of a RunnerSet (ARC's label)."""

@@ -54,8 +54,8 @@ RECEIVERS = {"self.kube", "kube", "self.client", "controllers.kube"}
 DYNAMIC = {
     # HorizontalRunnerAutoscaler targets (targets.ScaleTarget.resource)
     ("autoscaler.py", "target.resource"): [common.RUNNER_DEPLOYMENTS, common.RUNNER_SETS],
-    # replicasets._patch_status(kube, RUNNER_REPLICA_SETS | RUNNER_DEPLOYMENTS, ...)
-    ("replicasets.py", "resource"): [common.RUNNER_REPLICA_SETS, common.RUNNER_DEPLOYMENTS],
+    # common.patch_status(kube, RUNNER_REPLICA_SETS | RUNNER_DEPLOYMENTS, ...)
+    ("common.py", "resource"): [common.RUNNER_REPLICA_SETS, common.RUNNER_DEPLOYMENTS],
     # RunnerObjects.create_identity: a kubernetes-mode runner's ServiceAccount, Role, RoleBinding
     ("runner_objects.py", "resource"): [SERVICE_ACCOUNTS, ROLES, ROLE_BINDINGS],
     # KubeListWatcher: the resource of each list_watcher() call, found above

@@ -12,9 +12,8 @@ import pytest
 
 from runnerd.api import HorizontalRunnerAutoscaler
 from runnerd.controller.autoscaler import AutoscalingOptions, HRAController
-from runnerd.controller.common import ControllerOptions
+from runnerd.controller.common import INDEX_CONTROLLER, ControllerOptions
 from runnerd.controller.directory import RunnerDirectory
-from runnerd.controller.replicasets import INDEX_CONTROLLER
 from runnerd.controller.targets import TargetResolver
 from runnerd.github import RateLimitedError, WorkflowJob, WorkflowRun
 from runnerd.github import Runner as GitHubRunner

@@ -1,8 +1,9 @@
-"""RunnerReplicaSet and RunnerDeployment controllers.
+"""RunnerReplicaSet controller: keeps ``replicas`` Runner objects (each with its pod).
 
-A RunnerReplicaSet keeps ``replicas`` Runner objects (each with its pod); a RunnerDeployment keeps
-one RunnerReplicaSet per template and rolls between them. Decisions come from
-:mod:`runnerd.reconcile.replicas`; this module observes and writes.
+Decisions come from :func:`runnerd.reconcile.runnerreplicaset.plan_replicas` (which runners to create or
+remove, shared with RunnerSets) and :func:`runnerd.reconcile.runnerreplicaset.replacement_hold`; this module
+observes and writes. The RunnerDeployment above it is :mod:`runnerd.controller.runnerdeployment`;
+each Runner below it is :mod:`runnerd.controller.runners`.
 
 Informers lag behind writes, so objects this process just created (or deleted) are remembered until
 the informer shows them ("expectations"): a quick second reconcile never creates a runner twice.
@@ -12,60 +13,42 @@ accepts. A controller killed mid-batch leaves only runners that exist in the API
 leader counts them from its informer, so the count never exceeds ``replicas``.
 
 Ephemeral runners that finished their job are not replaced until the autoscaler decides again
-(``effectiveTime``, see :func:`runnerd.reconcile.replicas.replacement_hold`).
+(``effectiveTime``, see :func:`runnerd.reconcile.runnerreplicaset.replacement_hold`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runnerd.api import ApiParseError, Runner, RunnerDeployment, RunnerReplicaSet
+from runnerd.api import ApiParseError, RunnerReplicaSet
 from runnerd.controller.common import (
-    LABEL_DEPLOYMENT_NAME,
-    LABEL_TEMPLATE_HASH,
-    RUNNER_DEPLOYMENTS,
+    INDEX_CONTROLLER,
     RUNNER_FINALIZER,
     RUNNER_REPLICA_SETS,
     RUNNERS,
     ControllerOptions,
     controller_ref,
     created_at,
+    patch_status,
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.expectations import REPLACEMENT_HOLD, Expectations, ReplacementHolds
 from runnerd.github import Scope
 from runnerd.kube.client import KubeClient
-from runnerd.reconcile.hashing import template_hash
 from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
-from runnerd.reconcile.replicas import (
-    ReplicaSetView,
-    RunnerPhase,
-    RunnerView,
-    plan_replicas,
-    plan_rollout,
-)
+from runnerd.reconcile.replicas import RunnerPhase, RunnerView
 from runnerd.reconcile.runner import GitHubState
-from runnerd.runtime import (
-    AlreadyExists,
-    ApiError,
-    Conflict,
-    EventRecorder,
-    Informer,
-    Key,
-    NotFound,
-    Obj,
-    Result,
-)
+from runnerd.reconcile.runnerreplicaset import plan_replicas
+from runnerd.reconcile.runnerset import selector_string
+from runnerd.runtime import AlreadyExists, ApiError, EventRecorder, Informer, Key, Result
 
 logger = logging.getLogger(__name__)
 
-INDEX_CONTROLLER = "controller"
 MAX_BATCH = 64
 """Runners created at once (the last slow-start batch size)."""
 SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the API server's generateName alphabet
@@ -182,9 +165,9 @@ class ReplicaSetController:
             "readyReplicas": sum(v.phase in (RunnerPhase.IDLE, RunnerPhase.BUSY) for v in active),
             "availableReplicas": sum(v.phase in (RunnerPhase.IDLE, RunnerPhase.BUSY) for v in active),
             "busyReplicas": sum(v.phase is RunnerPhase.BUSY for v in views),
-            "selector": _selector_string(rrs.spec.selector or {}),
+            "selector": selector_string(rrs.spec.selector or {}),
         }
-        await _patch_status(self.kube, RUNNER_REPLICA_SETS, obj, status)
+        await patch_status(self.kube, RUNNER_REPLICA_SETS, obj, status)
         creating = plan.create and hold_until is None
         pending = creating or plan.delete or any(v.phase is RunnerPhase.REGISTERING for v in views)
         wake = 5.0 if pending else None
@@ -258,190 +241,4 @@ class ReplicaSetController:
         raise AlreadyExists(409, "AlreadyExists", f"{rrs.name}: five random runner names were all taken")
 
 
-class DeploymentController:
-    def __init__(
-        self,
-        *,
-        kube: KubeClient,
-        recorder: EventRecorder,
-        deployments: Informer,
-        replica_sets: Informer,
-        runners: Informer,
-        options: ControllerOptions,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.kube = kube
-        self.recorder = recorder
-        self.deployments = deployments
-        self.replica_sets = replica_sets
-        self.runners = runners
-        self.options = options
-        self.expect = Expectations(clock)
-
-    def template_hash(self, rd: RunnerDeployment) -> str:
-        template = rd.spec.template.to_dict()
-        return template_hash(
-            {"template": template, "commonLabels": list(self.options.pod.common_runner_labels)}
-        )
-
-    async def reconcile(self, key: Key) -> Result | None:
-        obj = self.deployments.store.get(key)
-        if obj is None:
-            self.expect.forget(key)
-            return None
-        try:
-            rd = RunnerDeployment.from_dict(obj)
-        except ApiParseError as exc:
-            await self.recorder.warning(obj, "InvalidSpec", str(exc))
-            return None
-        if rd.metadata.deletion_timestamp is not None:
-            return None
-        desired = rd.spec.effective_replicas
-        current_hash = self.template_hash(rd)
-        owned = self.replica_sets.store.by_index(INDEX_CONTROLLER, rd.metadata.uid or "")
-        names = {r["metadata"]["name"] for r in owned}
-        if self.expect.pending_creations(key, names):
-            return Result(requeue_after=1.0)  # wait for the informer to show the replica set we made
-        views = []
-        for rs in owned:
-            status = rs.get("status") or {}
-            runners = self.runners.store.by_index(INDEX_CONTROLLER, rs["metadata"]["uid"])
-            views.append(
-                ReplicaSetView(
-                    name=rs["metadata"]["name"],
-                    template_hash=(rs["metadata"].get("labels") or {}).get(LABEL_TEMPLATE_HASH, ""),
-                    replicas=_replicas(rs),
-                    ready=int(status.get("readyReplicas") or 0),
-                    runners=len(runners),
-                    created_at=created_at(rs),
-                )
-            )
-        plan = plan_rollout(desired, current_hash, views)
-        if plan.create:
-            await self._create_replica_set(key, obj, rd, current_hash, desired)
-        for name, spec in sorted(self._spec_patches(obj, owned, plan.scale, current_hash).items()):
-            try:
-                await self.kube.patch(RUNNER_REPLICA_SETS, name, {"spec": spec}, namespace=key.namespace)
-            except NotFound:
-                continue
-        for name in plan.delete:
-            await self.kube.delete(RUNNER_REPLICA_SETS, name, namespace=key.namespace, missing_ok=True)
-            await self.recorder.normal(
-                obj, "ReplicaSetDeleted", f"deleted replica set {name} (no runners left)"
-            )
-
-        statuses = [rs.get("status") or {} for rs in owned]
-        current = [v for v in views if v.template_hash == current_hash]
-        status = {
-            "desiredReplicas": desired,
-            "replicas": sum(int(s.get("replicas") or 0) for s in statuses),
-            "readyReplicas": sum(int(s.get("readyReplicas") or 0) for s in statuses),
-            "availableReplicas": sum(int(s.get("availableReplicas") or 0) for s in statuses),
-            "updatedReplicas": sum(
-                int((rs.get("status") or {}).get("replicas") or 0)
-                for rs in owned
-                if rs["metadata"]["name"] in {v.name for v in current}
-            ),
-            "busyReplicas": sum(int(s.get("busyReplicas") or 0) for s in statuses),
-            "selector": _selector_string(_deployment_selector(rd)),
-        }
-        await _patch_status(self.kube, RUNNER_DEPLOYMENTS, obj, status)
-        rolling = plan.create or plan.scale or plan.delete or len(owned) > 1
-        return Result(requeue_after=5.0 if rolling else None)
-
-    @staticmethod
-    def _spec_patches(
-        obj: Mapping[str, Any], owned: list[Obj], scale: Mapping[str, int], current_hash: str
-    ) -> dict[str, dict[str, Any]]:
-        """Replica counts to write, and the deployment's ``effectiveTime`` passed on with them and to
-        the current template's replica sets whenever it changed (an unchanged count included: one
-        job finished and another one queued is a new decision the replica set must see)."""
-        effective = (obj.get("spec") or {}).get("effectiveTime")
-        patches: dict[str, dict[str, Any]] = {name: {"replicas": n} for name, n in scale.items()}
-        for rs in owned:
-            name = rs["metadata"]["name"]
-            current = (rs["metadata"].get("labels") or {}).get(LABEL_TEMPLATE_HASH) == current_hash
-            if not effective or (rs.get("spec") or {}).get("effectiveTime") == effective:
-                continue
-            if name in patches or current:
-                patches.setdefault(name, {})["effectiveTime"] = effective
-        return patches
-
-    async def _create_replica_set(
-        self, key: Key, obj: Mapping[str, Any], rd: RunnerDeployment, hash_: str, desired: int
-    ) -> None:
-        selector = _deployment_selector(rd)
-        template = copy.deepcopy(rd.spec.template.to_dict())
-        labels = {**(template.get("metadata") or {}).get("labels", {}), **selector.get("matchLabels", {})}
-        labels[LABEL_TEMPLATE_HASH] = hash_
-        template.setdefault("metadata", {})["labels"] = labels
-        match_labels = {**selector.get("matchLabels", {}), LABEL_TEMPLATE_HASH: hash_}
-        spec: dict[str, Any] = {
-            "replicas": desired,
-            "selector": {**selector, "matchLabels": match_labels},
-            "template": template,
-        }
-        effective = (obj.get("spec") or {}).get("effectiveTime")
-        if effective:
-            spec["effectiveTime"] = effective
-        body = {
-            "apiVersion": RUNNER_REPLICA_SETS.api_version,
-            "kind": "RunnerReplicaSet",
-            "metadata": {
-                "generateName": f"{rd.name}-",
-                "namespace": key.namespace,
-                "labels": {LABEL_DEPLOYMENT_NAME: rd.name, LABEL_TEMPLATE_HASH: hash_},
-                "ownerReferences": [controller_ref(obj)],
-            },
-            "spec": spec,
-        }
-        created = await self.kube.create(RUNNER_REPLICA_SETS, body, namespace=key.namespace)
-        self.expect.created(key, created["metadata"]["name"])
-        await self.recorder.normal(
-            obj,
-            "ReplicaSetCreated",
-            f"created replica set {created['metadata']['name']} for template {hash_}",
-        )
-
-
-def _replicas(obj: Mapping[str, Any]) -> int:
-    value = (obj.get("spec") or {}).get("replicas")
-    return 1 if value is None else int(value)
-
-
-def _deployment_selector(rd: RunnerDeployment) -> dict[str, Any]:
-    if rd.spec.selector:
-        return dict(rd.spec.selector)
-    return {"matchLabels": {LABEL_DEPLOYMENT_NAME: rd.name}}
-
-
-def _selector_string(selector: Mapping[str, Any]) -> str:
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or ():
-        values = ",".join(expr.get("values") or ())
-        op = expr.get("operator")
-        if op == "In":
-            parts.append(f"{expr['key']} in ({values})")
-        elif op == "NotIn":
-            parts.append(f"{expr['key']} notin ({values})")
-        elif op == "Exists":
-            parts.append(expr["key"])
-        elif op == "DoesNotExist":
-            parts.append(f"!{expr['key']}")
-    return ",".join(parts)
-
-
-async def _patch_status(
-    kube: KubeClient, resource: Any, obj: Mapping[str, Any], status: Mapping[str, Any]
-) -> None:
-    current = obj.get("status") or {}
-    if all(current.get(k) == v for k, v in status.items()):
-        return
-    meta = obj["metadata"]
-    try:
-        await kube.patch_status(resource, meta["name"], {"status": dict(status)}, namespace=meta["namespace"])
-    except (NotFound, Conflict):
-        return
-
-
-__all__ = ["DeploymentController", "ReplicaSetController", "Runner", "observe_phase"]
+__all__ = ["MAX_BATCH", "ReplicaSetController", "observe_phase", "random_suffix"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,34 +12,15 @@ import pytest
 
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.directory import RunnerDirectory
-from runnerd.controller.replicasets import INDEX_CONTROLLER, ReplicaSetController
+from runnerd.controller.runnerreplicaset import ReplicaSetController
 from runnerd.kube.resources import Resource
-from runnerd.runtime import EventRecorder, Informer, Key, ServerError, index_by_controller_uid
+from runnerd.runtime import EventRecorder, Informer, Key, ServerError
+from tests.unit.controller.conftest import InformerFactory
 
 pytestmark = pytest.mark.timeout(10)
 
 NS = "ns"
 KEY = Key(NS, "rs")
-
-
-class NoListWatcher:
-    async def list(self) -> tuple[list[Any], str]:
-        raise AssertionError("not used")
-
-    def watch(self, resource_version: str, *, timeout_seconds: int) -> Any:
-        raise AssertionError("not used")
-
-
-@dataclass
-class FakeEvents:
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    async def create(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
-        self.events.append(event)
-        return event
-
-    async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return patch
 
 
 @dataclass
@@ -93,7 +75,23 @@ class World:
     kube: FakeKube
     replica_sets: Informer
     runners: Informer
-    controller: ReplicaSetController
+    pods: Informer
+    recorder: EventRecorder
+    controller: ReplicaSetController = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.controller = self.new_controller()
+
+    def new_controller(self) -> ReplicaSetController:
+        return ReplicaSetController(
+            kube=self.kube,  # type: ignore[arg-type]
+            directory=RunnerDirectory(None),  # type: ignore[arg-type]
+            recorder=self.recorder,
+            replica_sets=self.replica_sets,
+            runners=self.runners,
+            pods=self.pods,
+            options=ControllerOptions(namespace=NS),
+        )
 
     def show(self) -> None:
         """The informer catches up with the API server."""
@@ -102,31 +100,27 @@ class World:
 
     def restart(self) -> None:
         """A new controller process: nothing in memory, the informer relisted."""
-        self.controller = make_controller(self.kube, self.replica_sets, self.runners)
+        self.controller = self.new_controller()
         self.show()
 
 
-def make_controller(kube: FakeKube, replica_sets: Informer, runners: Informer) -> ReplicaSetController:
-    return ReplicaSetController(
-        kube=kube,  # type: ignore[arg-type]
-        directory=RunnerDirectory(None),  # type: ignore[arg-type]
-        recorder=EventRecorder(FakeEvents(), component="test"),
-        replica_sets=replica_sets,
-        runners=runners,
-        pods=Informer("pods", NoListWatcher()),
-        options=ControllerOptions(namespace=NS),
-    )
+MakeWorld = Callable[[dict[str, Any]], World]
 
 
-def world(rs: dict[str, Any]) -> World:
-    kube = FakeKube()
-    replica_sets = Informer("runnerreplicasets", NoListWatcher())
-    replica_sets.store.upsert(rs)
-    runners = Informer("runners", NoListWatcher(), indexers={INDEX_CONTROLLER: index_by_controller_uid})
-    return World(kube, replica_sets, runners, make_controller(kube, replica_sets, runners))
+@pytest.fixture
+def world(hand_fed_informer: InformerFactory, recorder: EventRecorder) -> MakeWorld:
+    def make(rs: dict[str, Any]) -> World:
+        replica_sets = hand_fed_informer("runnerreplicasets")
+        replica_sets.store.upsert(rs)
+        runners = hand_fed_informer("runners", owned=True)
+        return World(FakeKube(), replica_sets, runners, hand_fed_informer("pods"), recorder)
+
+    return make
 
 
-async def test_runners_are_created_concurrently_and_never_twice() -> None:
+async def test_runners_are_created_concurrently_and_never_twice(
+    world: MakeWorld,
+) -> None:
     w = world(replica_set(200))
     await w.controller.reconcile(KEY)
     assert len(w.kube.runners) == 200
@@ -139,7 +133,7 @@ async def test_runners_are_created_concurrently_and_never_twice() -> None:
     assert len(w.kube.runners) == 200
 
 
-async def test_a_failing_api_server_stops_the_slow_start() -> None:
+async def test_a_failing_api_server_stops_the_slow_start(world: MakeWorld) -> None:
     w = world(replica_set(100))
     w.kube.fail_after = 3
     with pytest.raises(ServerError):
@@ -152,7 +146,7 @@ async def test_a_failing_api_server_stops_the_slow_start() -> None:
 
 @pytest.mark.parametrize("created_before_kill", [1, 3, 7, 20])
 async def test_a_controller_killed_mid_batch_never_exceeds_the_desired_count(
-    created_before_kill: int,
+    world: MakeWorld, created_before_kill: int
 ) -> None:
     w = world(replica_set(50))
     w.kube.gate = asyncio.Event()
@@ -176,7 +170,9 @@ async def test_a_controller_killed_mid_batch_never_exceeds_the_desired_count(
     assert len(w.kube.runners) == 50
 
 
-async def test_a_finished_ephemeral_runner_is_not_replaced_until_the_autoscaler_decides_again() -> None:
+async def test_a_finished_ephemeral_runner_is_not_replaced_until_the_autoscaler_decides_again(
+    world: MakeWorld,
+) -> None:
     w = world(replica_set(3, effective="2026-12-07T04:00:00Z"))
     await w.controller.reconcile(KEY)
     w.show()
