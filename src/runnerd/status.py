@@ -4,7 +4,7 @@ From the Kubernetes API: RunnerDeployments and RunnerSets (desired, current, rea
 jobs, runners by state), HorizontalRunnerAutoscalers (min, max, desired, schedule) and recent
 Warning events. With ``--metrics-url`` (the controller's ``/metrics``, e.g. through ``kubectl
 port-forward``) also the job queue wait p50/p95, GPU-hours and the GitHub API budget. The numbers
-are defined once, in :mod:`runnerd.reconcile.fleet` and :mod:`runnerd.reconcile.dashboard_model`,
+are defined once, in :mod:`runnerd.reconcile.fleet` and :mod:`runnerd.views.dashboard`,
 so they are the dashboard's numbers.
 
 As a kubectl plugin the ``kubectl-runnerd`` executable (installed with runnerd) takes the same
@@ -34,11 +34,11 @@ from runnerd.api import parse_time
 from runnerd.kube.client import KubeClient
 from runnerd.kube.config import ConfigError
 from runnerd.kube.resources import EVENTS, PODS, STATEFUL_SETS, Resource
-from runnerd.reconcile import dashboard_model as dm
 from runnerd.reconcile.fleet import STATES, FleetSnapshot, HraInfo, TargetInfo, snapshot
 from runnerd.reconcile.pod import LABEL_RUNNER
 from runnerd.reconcile.runnerset import LABEL_RUNNERSET_NAME
 from runnerd.runtime import ApiError, Forbidden, NotFound, redact
+from runnerd.views import dashboard as dm
 
 RUNNERS = Resource(c.GROUP, c.VERSION, "runners", "Runner")
 RUNNER_DEPLOYMENTS = Resource(c.GROUP, c.VERSION, "runnerdeployments", "RunnerDeployment")
@@ -65,7 +65,7 @@ class StatusData:
     namespace: str | None = None
     """None: all namespaces."""
     metrics: dict[str, Any] | None = None
-    """:func:`runnerd.reconcile.dashboard_model.build` over the scraped metrics."""
+    """:func:`runnerd.views.dashboard.build` over the scraped metrics."""
     metrics_url: str | None = None
     notes: list[str] = field(default_factory=list)
     """What could not be read (missing CRDs, forbidden lists, an unreachable metrics endpoint)."""

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from runnerd import cli, status
-from runnerd.reconcile import dashboard_model as dm
 from runnerd.reconcile.fleet import snapshot
+from runnerd.views import dashboard as dm
 from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
 from tests.unit.web import objects as o
 

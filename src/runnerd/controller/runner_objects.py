@@ -1,7 +1,7 @@
 """The objects a Runner owns besides its pod: its credentials Secret and, in kubernetes container
 mode, its own ServiceAccount, Role and RoleBinding.
 
-Contract (:mod:`runnerd.reconcile.credentials`, :mod:`runnerd.reconcile.runner_rbac`):
+Contract (:mod:`runnerd.reconcile.credentials`, :mod:`runnerd.manifests.rbac`):
 
 * the Secret is named as the Runner, owned by it, written before its pod is created, and
   overwritten in place (a JSON patch that first tests the owner) when a failed pod is replaced; a
@@ -23,6 +23,7 @@ from runnerd.api import Runner
 from runnerd.controller.common import StopSteps, controller_ref
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import ROLE_BINDINGS, ROLES, SECRETS, SERVICE_ACCOUNTS
+from runnerd.manifests.rbac import build_runner_identity
 from runnerd.reconcile.credentials import (
     ENV_JIT_CONFIG,
     ENV_RUNNER_TOKEN,
@@ -32,7 +33,6 @@ from runnerd.reconcile.credentials import (
 )
 from runnerd.reconcile.hashing import label_value
 from runnerd.reconcile.pod import LABEL_RUNNER_NAME
-from runnerd.reconcile.runner_rbac import build_runner_identity
 from runnerd.runtime import AlreadyExists, EventRecorder, Invalid, NotFound, Result
 
 ANNOTATION_CONSUMED = "runnerd.dev/credentials-consumed"

@@ -143,7 +143,7 @@ class PodOptions:
     service_account_per_runner: bool = False
     """containerMode kubernetes (or the status hook) without serviceAccountName: use a ServiceAccount
     named after the runner, which the Runner controller creates with its Role
-    (``--kubernetes-mode-service-accounts``, :mod:`runnerd.reconcile.runner_rbac`). Off: such a spec
+    (``--kubernetes-mode-service-accounts``, :mod:`runnerd.manifests.rbac`). Off: such a spec
     is refused with a message saying which ServiceAccount to provide."""
     controller_version: str = __version__
     gpu: g.GpuOptions = field(default_factory=g.GpuOptions)

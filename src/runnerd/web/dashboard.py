@@ -2,7 +2,7 @@
 
 ``GET /`` and ``GET /dashboard`` serve one self-contained page (inline CSS, JS and SVG; no external
 assets, works offline) that polls ``GET /dashboard/data.json`` every couple of seconds. The JSON is
-:func:`runnerd.reconcile.dashboard_model.build` over the samples of the process's own metrics
+:func:`runnerd.views.dashboard.build` over the samples of the process's own metrics
 registry, the one ``/metrics`` renders, so the page shows exactly the numbers ``/metrics`` exports.
 
 :class:`Fleet` adds the fleet's metrics to that registry (see docs/dashboard.md for the list and
@@ -40,7 +40,6 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from runnerd.reconcile import dashboard_model as dm
 from runnerd.reconcile.fleet import (
     STATES,
     FleetSnapshot,
@@ -55,6 +54,7 @@ from runnerd.reconcile.fleet import (
 )
 from runnerd.reconcile.runnerset import LABEL_RUNNER_STATEFULSET_NAME, LABEL_RUNNERSET_NAME
 from runnerd.runtime import EventType, Informer, InformerEvent, Key, Obj
+from runnerd.views import dashboard as dm
 from runnerd.web.metrics import Metrics
 from runnerd.web.server import Servers, health_app, parse_address
 

@@ -268,7 +268,7 @@ def test_kubernetes_mode_value_grants_the_runner_identity_requests_and_the_role_
     assert not off & KUBERNETES_MODE_REQUESTS
     assert on - off == KUBERNETES_MODE_REQUESTS | KUBERNETES_MODE_ESCALATION
     # everything the runner's Role grants, the controller holds (RBAC's escalation check)
-    from runnerd.reconcile.runner_rbac import KUBERNETES_MODE_RULES
+    from runnerd.manifests.rbac import KUBERNETES_MODE_RULES
 
     role = {(v, g, r) for rule in KUBERNETES_MODE_RULES for v in rule["verbs"] for g in rule["apiGroups"]
             for r in rule["resources"]}  # fmt: skip

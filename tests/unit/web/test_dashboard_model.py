@@ -1,11 +1,11 @@
-"""The dashboard's model (runnerd.reconcile.dashboard_model): numbers built from metric samples."""
+"""The dashboard's model (runnerd.views.dashboard): numbers built from metric samples."""
 
 from __future__ import annotations
 
 import math
 
-from runnerd.reconcile import dashboard_model as dm
 from runnerd.reconcile.fleet import WaitPoint
+from runnerd.views import dashboard as dm
 
 T = {"namespace": "ci", "kind": "RunnerDeployment", "name": "cpu"}
 

@@ -15,9 +15,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from runnerd.reconcile import dashboard_model as dm
 from runnerd.runtime import Informer
 from runnerd.status import samples_from_text
+from runnerd.views import dashboard as dm
 from runnerd.web import dashboard
 from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
 from runnerd.web.server import Servers, health_app
