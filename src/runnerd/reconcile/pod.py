@@ -214,6 +214,27 @@ def build_runner_pod(
         pod_spec["volumes"] = volumes
     _pod_fields(pod_spec, runner_name, spec, mode, options)
 
+    metadata = _pod_metadata(runner_name, namespace, spec, registration, options, labels, annotations)
+    if owner_references:
+        metadata["ownerReferences"] = [copy.deepcopy(dict(o)) for o in owner_references]
+    for key in ("initContainers", "containers"):
+        if key in pod_spec:
+            pod_spec[key] = [_ordered(ct, _CONTAINER_KEY_ORDER) for ct in pod_spec[key]]
+    pod_spec = _ordered(pod_spec, _POD_SPEC_KEY_ORDER)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
+
+
+def _pod_metadata(
+    runner_name: str,
+    namespace: str,
+    spec: RunnerSpec,
+    registration: Registration,
+    options: PodOptions,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+) -> JSON:
+    """The pod's name, labels (the Runner's plus the pod's own) and annotations (the Runner's, its
+    registration id, the Secret of its GitHub API credentials)."""
     pod_labels = {
         **labels,
         LABEL_RUNNER: "",
@@ -229,13 +250,7 @@ def build_runner_pod(
     metadata: JSON = {"name": runner_name, "namespace": namespace, "labels": pod_labels}
     if pod_annotations:
         metadata["annotations"] = pod_annotations
-    if owner_references:
-        metadata["ownerReferences"] = [copy.deepcopy(dict(o)) for o in owner_references]
-    for key in ("initContainers", "containers"):
-        if key in pod_spec:
-            pod_spec[key] = [_ordered(ct, _CONTAINER_KEY_ORDER) for ct in pod_spec[key]]
-    pod_spec = _ordered(pod_spec, _POD_SPEC_KEY_ORDER)
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
+    return metadata
 
 
 # Key order only makes `kubectl get -o yaml`-style dumps and the documented examples readable.

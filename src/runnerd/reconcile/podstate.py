@@ -185,23 +185,7 @@ def runner_container_state(pod: Mapping[str, Any], container: str = RUNNER_CONTA
 
     if pod_phase in ("Succeeded", "Failed"):
         phase = RunnerPodPhase.SUCCEEDED if pod_phase == "Succeeded" else RunnerPodPhase.FAILED
-        reason, message = str(status.get("reason") or ""), str(status.get("message") or "")
-        about: str | None = None
-        if terminated is not None:
-            about = container
-            reason = reason or str(terminated.get("reason") or "")
-            message = message or str(terminated.get("message") or "")
-        else:
-            failed_init = next(
-                (s for s in init_statuses if (_state(s, "terminated") or {}).get("exitCode", 0) != 0), None
-            )
-            if failed_init is not None:
-                t = _state(failed_init, "terminated") or {}
-                about = str(failed_init.get("name"))
-                reason = reason or str(t.get("reason") or "")
-                message = message or str(
-                    t.get("message") or f"init container exited with {t.get('exitCode')}"
-                )
+        reason, message, about = _why_finished(status, terminated, init_statuses, container)
         return RunnerPodState(phase, reason=reason, message=message, container=about, **common)
 
     if terminated is not None:
@@ -233,14 +217,41 @@ def runner_container_state(pod: Mapping[str, Any], container: str = RUNNER_CONTA
         return RunnerPodState(RunnerPodPhase.UNKNOWN, reason=reason, message=message, **common)
 
     # Pending (or Running with the runner container not started yet): say what it waits for.
+    reason, message, about = _waiting_for(init_statuses, statuses, container)
+    return RunnerPodState(RunnerPodPhase.PENDING, reason=reason, message=message, container=about, **common)
+
+
+def _why_finished(
+    status: Mapping[str, Any],
+    terminated: Mapping[str, Any] | None,
+    init_statuses: Sequence[Mapping[str, Any]],
+    container: str,
+) -> tuple[str, str, str | None]:
+    """Reason, message and container of a pod that Succeeded or Failed: the pod's own, else the
+    runner container's termination, else the first init container that exited non-zero."""
+    reason, message = str(status.get("reason") or ""), str(status.get("message") or "")
+    if terminated is not None:
+        reason = reason or str(terminated.get("reason") or "")
+        message = message or str(terminated.get("message") or "")
+        return reason, message, container
+    failed_init = next(
+        (s for s in init_statuses if (_state(s, "terminated") or {}).get("exitCode", 0) != 0), None
+    )
+    if failed_init is None:
+        return reason, message, None
+    t = _state(failed_init, "terminated") or {}
+    reason = reason or str(t.get("reason") or "")
+    message = message or str(t.get("message") or f"init container exited with {t.get('exitCode')}")
+    return reason, message, str(failed_init.get("name"))
+
+
+def _waiting_for(
+    init_statuses: Sequence[Mapping[str, Any]], statuses: Sequence[Mapping[str, Any]], container: str
+) -> tuple[str, str, str | None]:
+    """Reason, message and container of what a pending pod waits for: the first init container or
+    the runner container in ``waiting``; empty when none is."""
     for cs in [*init_statuses, *statuses]:
         waiting = _state(cs, "waiting")
         if waiting is not None and (cs.get("name") == container or cs in init_statuses):
-            return RunnerPodState(
-                RunnerPodPhase.PENDING,
-                reason=str(waiting.get("reason") or ""),
-                message=str(waiting.get("message") or ""),
-                container=str(cs.get("name")),
-                **common,
-            )
-    return RunnerPodState(RunnerPodPhase.PENDING, **common)
+            return str(waiting.get("reason") or ""), str(waiting.get("message") or ""), str(cs.get("name"))
+    return "", "", None
