@@ -63,7 +63,7 @@ from runnerd.controller.common import (  # noqa: E402
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken  # noqa: E402
 from runnerd.kube.client import KubeClient  # noqa: E402
 from runnerd.kube.resources import PODS  # noqa: E402
-from runnerd.reconcile.pod import PodOptions  # noqa: E402
+from runnerd.manifests.pod import PodOptions  # noqa: E402
 from runnerd.runtime import EventType, InformerEvent, Key  # noqa: E402
 from runnerd.web.payload import WorkflowJobEvent  # noqa: E402
 from runnerd.web.server import Address, Servers  # noqa: E402

@@ -35,7 +35,7 @@ from runnerd.controller.app import build  # noqa: E402
 from runnerd.controller.common import PODS, RUNNER_DEPLOYMENTS, RUNNERS, ControllerOptions  # noqa: E402
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken  # noqa: E402
 from runnerd.kube.client import KubeClient  # noqa: E402
-from runnerd.reconcile.pod import PodOptions  # noqa: E402
+from runnerd.manifests.pod import PodOptions  # noqa: E402
 
 
 class CountingKubeClient(KubeClient):

@@ -36,7 +36,7 @@ from runnerd.controller.orphans import resolve_installation_label
 from runnerd.github import GitHubClient, GitHubConfig, load_credentials
 from runnerd.github.errors import CredentialsError, GitHubConfigError
 from runnerd.kube.client import KubeClient
-from runnerd.reconcile.pod import PodOptions
+from runnerd.manifests.pod import PodOptions
 from runnerd.runtime import LeaderElector
 from runnerd.web import dashboard
 from runnerd.web.server import Address, Servers, health_app, parse_address

@@ -35,7 +35,7 @@ from runnerd.kube.client import KubeClient
 from runnerd.kube.config import ConfigError
 from runnerd.kube.resources import EVENTS, PODS, STATEFUL_SETS, Resource
 from runnerd.reconcile.fleet import STATES, FleetSnapshot, HraInfo, TargetInfo, snapshot
-from runnerd.reconcile.pod import LABEL_RUNNER
+from runnerd.reconcile.runnerpod import LABEL_RUNNER
 from runnerd.reconcile.runnerset import LABEL_RUNNERSET_NAME
 from runnerd.runtime import ApiError, Forbidden, NotFound, redact
 from runnerd.views import dashboard as dm

@@ -61,7 +61,7 @@ from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken, Scop
 from runnerd.github.credentials import GitHubAppCredentials
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import DEPLOYMENTS, PODS, SECRETS
-from runnerd.reconcile.pod import PodOptions
+from runnerd.manifests.pod import PodOptions
 from runnerd.runtime import Forbidden
 from tests.integration.podagent import PodAgent, resolve_env
 from tests.integration.support import job_of, wait_until

@@ -29,7 +29,7 @@ from runnerd.controller.orphans import resolve_installation_label
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, SECRETS
-from runnerd.reconcile.pod import PodOptions
+from runnerd.manifests.pod import PodOptions
 from runnerd.runtime import Informer
 from tests.integration.podagent import PodAgent
 from tests.integration.support import job_of, wait_until

@@ -29,7 +29,7 @@ from runnerd.controller.app import Controllers, build
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS, ControllerOptions
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
-from runnerd.reconcile.pod import PodOptions
+from runnerd.manifests.pod import PodOptions
 from runnerd.web import dashboard
 from runnerd.web.server import Address, Servers
 from tests.integration.podagent import PodAgent

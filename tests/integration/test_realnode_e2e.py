@@ -28,7 +28,7 @@ from runnerd.controller.common import RUNNER_DEPLOYMENTS, ControllerOptions
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS
-from runnerd.reconcile.pod import PodOptions
+from runnerd.manifests.pod import PodOptions
 from tests.conftest import fresh_namespace
 from tests.integration.realnode_support import images, on_real_node, real_cluster
 from tests.integration.support import wait_until

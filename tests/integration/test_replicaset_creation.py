@@ -17,7 +17,7 @@ from runnerd.controller.app import Controllers, build
 from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS, ControllerOptions
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
-from runnerd.reconcile.pod import PodOptions
+from runnerd.manifests.pod import PodOptions
 from runnerd.runtime import InformerEvent
 from tests.integration.support import wait_until
 

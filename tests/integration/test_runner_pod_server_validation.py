@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from devcluster.cluster import EXIT_CODE_ANNOTATION, EXIT_CONTAINER_ANNOTATION, Cluster
-from runnerd.reconcile.pod import RunnerPodMode, runner_pod_mode
+from runnerd.manifests.pod import RunnerPodMode, runner_pod_mode
 from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
 from tests.integration.test_devcluster import wait_for
-from tests.unit.reconcile.podkit import (
+from tests.unit.manifests.podkit import (
     ARTICLE_DIND,
     ARTICLE_ORG,
     ARTICLE_REPO,

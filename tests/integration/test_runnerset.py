@@ -20,7 +20,8 @@ from runnerd.controller.runnersets import PERSISTENT_VOLUMES
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PERSISTENT_VOLUME_CLAIMS, PODS, SECRETS, STATEFUL_SETS
-from runnerd.reconcile.pod import ENV_JIT_CONFIG, PodOptions
+from runnerd.manifests.pod import PodOptions
+from runnerd.reconcile.credentials import ENV_JIT_CONFIG
 from runnerd.reconcile.runnerset import ANNOTATION_CONSUMED_BY, LABEL_RUNNERSET_NAME
 from tests.integration.podagent import PodAgent
 from tests.integration.support import wait_until

@@ -20,7 +20,7 @@ from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS, ControllerOpt
 from runnerd.controller.orphans import resolve_installation_label
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
-from runnerd.reconcile.pod import PodOptions
+from runnerd.manifests.pod import PodOptions
 from tests.integration.support import wait_until
 from tests.integration.test_controller_e2e import CRD_DIR
 

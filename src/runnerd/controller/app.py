@@ -25,7 +25,7 @@ from runnerd.controller.runners import RunnerController
 from runnerd.controller.runnersets import install as install_runnersets
 from runnerd.github import GitHubClient, Scope
 from runnerd.kube.client import KubeClient
-from runnerd.reconcile.pod import LABEL_RUNNER
+from runnerd.reconcile.runnerpod import LABEL_RUNNER
 from runnerd.runtime import (
     Controller,
     EventRecorder,

@@ -12,7 +12,7 @@ from runnerd.api import constants as c
 from runnerd.github import DEFAULT_RUNNER_GROUP_ID, GitHubClient, NotFoundError, Scope
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, Resource
-from runnerd.reconcile.pod import PodOptions
+from runnerd.manifests.pod import PodOptions
 from runnerd.runtime import Conflict, NotFound, Result
 
 T = TypeVar("T")

@@ -32,7 +32,7 @@ from runnerd.reconcile.credentials import (
     replace_patch,
 )
 from runnerd.reconcile.hashing import label_value
-from runnerd.reconcile.pod import LABEL_RUNNER_NAME
+from runnerd.reconcile.runnerpod import LABEL_RUNNER_NAME
 from runnerd.runtime import AlreadyExists, EventRecorder, Invalid, NotFound, Result
 
 ANNOTATION_CONSUMED = "runnerd.dev/credentials-consumed"

@@ -48,14 +48,8 @@ from runnerd.github.errors import (
     RunnerBusyError,
 )
 from runnerd.kube.client import KubeClient
-from runnerd.reconcile.pod import (
-    JitConfig,
-    Registration,
-    RegistrationToken,
-    RunnerPodError,
-    build_runner_pod,
-    runner_labels,
-)
+from runnerd.manifests.pod import RunnerPodError, build_runner_pod, runner_labels
+from runnerd.reconcile.credentials import JitConfig, Registration, RegistrationToken
 from runnerd.reconcile.podstate import RunnerPodPhase, RunnerPodState, runner_container_state
 from runnerd.reconcile.replicas import RunnerPhase
 from runnerd.reconcile.runner import (

@@ -58,17 +58,11 @@ from runnerd.github import GitHubClient, Scope
 from runnerd.github.errors import GitHubError, NotFoundError, RateLimitedError, RunnerBusyError
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PERSISTENT_VOLUME_CLAIMS, SECRETS, STATEFUL_SETS, Resource
-from runnerd.reconcile.pod import (
-    ANNOTATION_GITHUB_API_CREDS_SECRET,
-    RUNNER_CONTAINER,
-    JitConfig,
-    Registration,
-    RegistrationToken,
-    RunnerPodError,
-    runner_labels,
-)
+from runnerd.manifests.pod import ANNOTATION_GITHUB_API_CREDS_SECRET, RunnerPodError, runner_labels
+from runnerd.reconcile.credentials import JitConfig, Registration, RegistrationToken
 from runnerd.reconcile.replicas import RunnerPhase, RunnerView
 from runnerd.reconcile.runner import BUSY_RETRY, REGISTERING_RECHECK, GitHubState, PodStatus
+from runnerd.reconcile.runnerpod import RUNNER_CONTAINER
 from runnerd.reconcile.runnerset import (
     FINALIZER,
     LABEL_RUNNER_STATEFULSET_NAME,

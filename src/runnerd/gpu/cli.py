@@ -35,7 +35,7 @@ PROG = "runnerd-gpu-setup"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_CDI = 0, 1, 2, 3
 DEFAULT_CDI_DIR = "/etc/cdi"
 DEFAULT_DAEMON_JSON = "/etc/docker/daemon.json"
-TOOLS_DIR = "/runnerd/bin"  # runnerd.reconcile.gpu.TOOLS_DIR: first on the sidecar dockerd's PATH
+TOOLS_DIR = "/runnerd/bin"  # runnerd.manifests.gpu.TOOLS_DIR: first on the sidecar dockerd's PATH
 
 
 def parser() -> argparse.ArgumentParser:

@@ -38,7 +38,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from runnerd.reconcile._containers import quantity_value
+from runnerd.reconcile.runnerpod import quantity_value
 from runnerd.reconcile.sizing import TIMES, format_bytes
 
 Resources = Mapping[str, Decimal]

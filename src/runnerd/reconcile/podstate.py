@@ -14,7 +14,8 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from runnerd.api._codec import parse_time
-from runnerd.reconcile.pod import ANNOTATION_RUNNER_ID, RUNNER_CONTAINER
+from runnerd.reconcile.credentials import ANNOTATION_RUNNER_ID
+from runnerd.reconcile.runnerpod import RUNNER_CONTAINER
 
 IMAGE_PULL_REASONS = frozenset(
     {

@@ -31,28 +31,28 @@ from typing import Any
 
 from runnerd.api._codec import JSON
 from runnerd.api.types import RunnerConfig, RunnerPodSpec, RunnerScopeKind, RunnerSetSpec, RunnerSpec
-from runnerd.reconcile._containers import env_value, quantity_value
+from runnerd.manifests.pod import PodOptions, build_runner_pod
 from runnerd.reconcile.credentials import (
+    ANNOTATION_RUNNER_ID,
+    ENV_JIT_CONFIG,
     CredentialKind,
+    JitConfig,
+    Registration,
+    RegistrationToken,
     build_credentials_secret,
     owner_reference,
     secret_key,
 )
 from runnerd.reconcile.hashing import template_hash
-from runnerd.reconcile.pod import (
-    ANNOTATION_RUNNER_ID,
-    ENV_JIT_CONFIG,
-    LABEL_RUNNER_TEMPLATE_HASH,
-    RUNNER_CONTAINER,
-    JitConfig,
-    PodOptions,
-    Registration,
-    RegistrationToken,
-    build_runner_pod,
-)
 from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
 from runnerd.reconcile.replicas import RunnerPhase, RunnerView
 from runnerd.reconcile.runner import GitHubState, PodStatus, RunnerFacts, Step, decide
+from runnerd.reconcile.runnerpod import (
+    LABEL_RUNNER_TEMPLATE_HASH,
+    RUNNER_CONTAINER,
+    env_value,
+    quantity_value,
+)
 from runnerd.reconcile.runnerreplicaset import ReplicaPlan, plan_replicas
 
 LABEL_RUNNERSET_NAME = "runnerset-name"

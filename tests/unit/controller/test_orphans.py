@@ -22,7 +22,7 @@ from runnerd.controller.orphans import (
 from runnerd.github import Scope
 from runnerd.github.errors import RunnerBusyError
 from runnerd.github.models import Runner
-from runnerd.reconcile.pod import PodOptions, runner_labels
+from runnerd.manifests.pod import PodOptions, runner_labels
 from runnerd.runtime import Forbidden
 
 ORG = Scope("organization", "octo-org")

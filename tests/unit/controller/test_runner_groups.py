@@ -6,8 +6,8 @@ import pytest
 
 from runnerd.controller.common import ControllerOptions, RunnerGroups, matching_labels
 from runnerd.github import Scope
+from runnerd.manifests.pod import PodOptions
 from runnerd.reconcile.matching import job_fits_runner
-from runnerd.reconcile.pod import PodOptions
 
 ORG = Scope("organization", "octo-org")
 

@@ -14,15 +14,13 @@ import yaml
 
 from runnerd.api import RunnerSet, validate
 from runnerd.api.types import RunnerSetSpec
-from runnerd.reconcile.pod import (
+from runnerd.manifests.pod import PodOptions, RunnerPodError, build_runner_pod
+from runnerd.reconcile.credentials import (
     ANNOTATION_RUNNER_ID,
     ENV_JIT_CONFIG,
     ENV_RUNNER_TOKEN,
     JitConfig,
-    PodOptions,
     RegistrationToken,
-    RunnerPodError,
-    build_runner_pod,
 )
 from runnerd.reconcile.runnerset import (
     ANNOTATION_CONSUMED_BY,

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 from runnerd.gpu import cli
-from runnerd.reconcile import gpu as reconcile_gpu
-from runnerd.reconcile.pod import PodOptions, docker_group_gid
+from runnerd.manifests import gpu as reconcile_gpu
+from runnerd.manifests.pod import PodOptions, docker_group_gid
 
 REPO = Path(__file__).resolve().parents[3]
 DOCKERFILE = (REPO / "images/Dockerfile").read_text()

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from runnerd.reconcile.pod import JOB_MARKER, JOB_READINESS_PROBE
+from runnerd.manifests.pod import JOB_MARKER, JOB_READINESS_PROBE
 
 ROOT = Path(__file__).resolve().parents[3]
 HOOKS = ROOT / "images" / "runner"

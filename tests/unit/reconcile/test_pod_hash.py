@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from runnerd.reconcile.hashing import canonical_json, is_label_value, label_value, template_hash
-from tests.unit.reconcile.podkit import spec
+from tests.unit.manifests.podkit import spec
 
 RICH: dict[str, Any] = spec(
     {

@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+from runnerd.manifests.pod import build_runner_pod
+from runnerd.manifests.sizedpod import sized_runner_spec
 from runnerd.reconcile.admission import (
     NodeFacts,
     Order,
@@ -17,10 +19,8 @@ from runnerd.reconcile.admission import (
     pod_requests,
 )
 from runnerd.reconcile.cost import HOUR, Ledger, PriceTable, RunnerFacts, accrue, report
-from runnerd.reconcile.pod import build_runner_pod
-from runnerd.reconcile.sizedpod import sized_runner_spec
 from runnerd.reconcile.sizing import Rejected, SizeRequest, parse_size
-from tests.unit.reconcile.podkit import ARTICLE_DIND, JIT, OPTIONS, spec
+from tests.unit.manifests.podkit import ARTICLE_DIND, JIT, OPTIONS, spec
 from tests.unit.reconcile.sizingkit import H100, POOL, PRODUCT_LABEL
 
 GPU = "nvidia.com/gpu"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.reconcile.podkit import DOCS, example_pods
+from tests.unit.manifests.podkit import DOCS, example_pods
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = re.compile(r"<!-- example: (\S+) -->\n```yaml\n(.*?)```", re.S)
@@ -22,7 +22,7 @@ def documented() -> dict[str, object]:
 def test_documented_pod_is_what_the_code_builds(name: str) -> None:
     docs = documented()
     assert name in docs, (
-        f"{DOCS} lacks the example {name!r} (regenerate: python -m tests.unit.reconcile.podkit)"
+        f"{DOCS} lacks the example {name!r} (regenerate: python -m tests.unit.manifests.podkit)"
     )
     assert docs[name] == example_pods()[name]
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from runnerd.reconcile import gpu as g
-from runnerd.reconcile.pod import PodOptions
-from tests.unit.reconcile.podkit import (
+from runnerd.manifests import gpu as g
+from runnerd.manifests.pod import PodOptions
+from tests.unit.manifests.podkit import (
     ARTICLE_DIND,
     ARTICLE_REPO,
     GPU_LIMIT,

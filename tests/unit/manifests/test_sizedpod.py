@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from runnerd.api.types import RunnerSpec
-from runnerd.reconcile import gpu as g
-from runnerd.reconcile.pod import build_runner_pod
-from runnerd.reconcile.sizedpod import size_resources, sized_runner_spec, unsupported_reason
+from runnerd.manifests import gpu as g
+from runnerd.manifests.pod import build_runner_pod
+from runnerd.manifests.sizedpod import size_resources, sized_runner_spec, unsupported_reason
 from runnerd.reconcile.sizing import SizeRequest, parse_size
-from tests.unit.reconcile.podkit import (
+from tests.unit.manifests.podkit import (
     ARTICLE_DIND,
     ARTICLE_REPO,
     GPU_LIMIT,

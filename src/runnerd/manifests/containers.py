@@ -1,16 +1,18 @@
-"""Small pure helpers for container and pod dicts (env, volume mounts, volumes, resources).
+"""Small pure helpers that build container and pod dicts (env, volume mounts, volumes, resources).
 
 Everything here takes and returns plain JSON-shaped dicts and lists and never mutates its inputs.
+The readers the decisions use too (``env_value``, ``quantity_value``) are in
+:mod:`runnerd.reconcile.runnerpod`.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
-from runnerd.api._codec import JSON, parse_quantity
+from runnerd.api._codec import JSON
+from runnerd.reconcile.runnerpod import quantity_value
 
 
 def env_var(name: str, value: str) -> JSON:
@@ -50,16 +52,6 @@ def merge_env(
 
 def env_names(env: Iterable[Mapping[str, Any]]) -> set[str]:
     return {str(e.get("name")) for e in env}
-
-
-def env_value(env: Iterable[Mapping[str, Any]], name: str) -> str | None:
-    """The literal value of ``name`` (the last entry wins); ``None`` if absent or not a literal."""
-    found: str | None = None
-    for e in env:
-        if e.get("name") == name:
-            value = e.get("value")
-            found = value if isinstance(value, str) and "valueFrom" not in e else None
-    return found
 
 
 def add_env_defaults(env: Sequence[Mapping[str, Any]], defaults: Sequence[Mapping[str, Any]]) -> list[JSON]:
@@ -111,16 +103,6 @@ def merge_resources(container: Mapping[str, Any] | None, fallback: Mapping[str, 
         if chosen:
             out[key] = copy.deepcopy(dict(chosen))
     return out
-
-
-def quantity_value(value: Any) -> Decimal | None:
-    """The numeric value of a quantity, ``None`` when it is not one."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        return None
-    try:
-        return parse_quantity(value)
-    except ValueError:
-        return None
 
 
 def is_zero_quantity(value: Any) -> bool:

@@ -6,13 +6,8 @@ import copy
 from typing import Any
 
 from runnerd.api.types import RunnerSpec
-from runnerd.reconcile.pod import (
-    JitConfig,
-    PodOptions,
-    Registration,
-    RegistrationToken,
-    build_runner_pod,
-)
+from runnerd.manifests.pod import PodOptions, build_runner_pod
+from runnerd.reconcile.credentials import JitConfig, Registration, RegistrationToken
 
 TOKEN = RegistrationToken("AREGTOKEN")
 JIT = JitConfig(encoded_jit_config="eyJqaXQiOiJjb25maWcifQ==", runner_id=42)

@@ -1,7 +1,7 @@
 """A size request applied to a pool's runner template: the spec a sized job's runner pod is built from.
 
 The sizing is applied to the :class:`~runnerd.api.types.RunnerSpec` *before* the existing pod
-builder (:func:`runnerd.reconcile.pod.build_runner_pod`) runs, not patched into the finished pod:
+builder (:func:`runnerd.manifests.pod.build_runner_pod`) runs, not patched into the finished pod:
 the builder decides which container holds the GPU (the docker sidecar, or the runner with
 ``dockerdWithinRunnerContainer``), copies GPU requests to limits, adds the CDI setup, the
 ``nvidia.com/gpu`` toleration and the runtime class. Sizing the input keeps all of that true for
@@ -29,11 +29,10 @@ from typing import Any
 
 from runnerd.api._codec import JSON
 from runnerd.api.types import RunnerSpec
-from runnerd.reconcile import gpu as g
+from runnerd.manifests import gpu as g
+from runnerd.reconcile.runnerpod import RUNNER_CONTAINER
 from runnerd.reconcile.sizing import PoolSizing, SizeRequest, runner_labels_for_job
 
-RUNNER_CONTAINER = "runner"
-DOCKER_CONTAINER = "docker"
 MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
 
 

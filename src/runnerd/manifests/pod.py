@@ -2,8 +2,9 @@
 
 It keeps ARC's (legacy ``actions.summerwind.dev``) pod contract -- container names, env variables,
 volumes, the dind sidecar, ``restartPolicy: Never`` -- so ARC's runner images work unchanged, and
-adds first-class GPU runners (:mod:`runnerd.reconcile.gpu`). docs/runner-pods.md describes every
-field of the result and why it is there.
+adds first-class GPU runners (:mod:`runnerd.manifests.gpu`). The docker sidecar is
+:mod:`runnerd.manifests.dind`; the names of the pod's parts are :mod:`runnerd.reconcile.runnerpod`'s.
+docs/runner-pods.md describes every field of the result and why it is there.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from runnerd import __version__
 from runnerd.api import constants as c
 from runnerd.api._codec import JSON
 from runnerd.api.types import RunnerConfig, RunnerSpec
-from runnerd.reconcile import gpu as g
-from runnerd.reconcile._containers import (
+from runnerd.manifests import gpu as g
+from runnerd.manifests.containers import (
     add_env_defaults,
     by_name,
-    env_value,
     env_var,
     field_ref_env,
     is_zero_quantity,
@@ -31,52 +31,37 @@ from runnerd.reconcile._containers import (
     merge_resources,
     merge_volumes,
 )
-from runnerd.reconcile.credentials import ANNOTATION_RUNNER_ID as ANNOTATION_RUNNER_ID
-from runnerd.reconcile.credentials import ENV_JIT_CONFIG as ENV_JIT_CONFIG
-from runnerd.reconcile.credentials import ENV_RUNNER_TOKEN as ENV_RUNNER_TOKEN
-from runnerd.reconcile.credentials import JitConfig as JitConfig
-from runnerd.reconcile.credentials import Registration as Registration
-from runnerd.reconcile.credentials import RegistrationToken as RegistrationToken
-from runnerd.reconcile.credentials import secret_env
+from runnerd.manifests.dind import DOCKER_SOCKET, docker_container
+from runnerd.reconcile.credentials import (
+    ANNOTATION_RUNNER_ID,
+    ENV_JIT_CONFIG,
+    ENV_RUNNER_TOKEN,
+    JitConfig,
+    Registration,
+    secret_env,
+)
 from runnerd.reconcile.hashing import label_value, template_hash
+from runnerd.reconcile.runnerpod import (
+    DOCKER_CONTAINER,
+    LABEL_POD_TEMPLATE_HASH,
+    LABEL_RUNNER,
+    LABEL_RUNNER_NAME,
+    LABEL_RUNNER_TEMPLATE_HASH,
+    RUNNER_CONTAINER,
+    RUNNER_MOUNT_PATH,
+    RUNNER_VOLUME,
+    VAR_RUN_MOUNT_PATH,
+    VAR_RUN_VOLUME,
+    WORK_VOLUME,
+)
 
-RUNNER_CONTAINER = "runner"
-DOCKER_CONTAINER = "docker"
-
-LABEL_RUNNER = "actions-runner"
-"""On every runner pod (value ``""``), as ARC sets it."""
-LABEL_RUNNER_NAME = "runnerd.dev/runner-name"
-"""The Runner's name (made label-safe when longer than 63 characters)."""
-LABEL_POD_TEMPLATE_HASH = "pod-template-hash"
-"""Hash of what the pod is built from (Runner labels/annotations/spec, GitHub URL), as in ARC."""
-LABEL_RUNNER_TEMPLATE_HASH = "runner-template-hash"
-"""Set by the replica set on its Runners; left out of the pod template hash (as in ARC)."""
 ANNOTATION_GITHUB_API_CREDS_SECRET = "actions-runner/github-api-creds-secret"
 
-DOCKER_SOCKET = "unix:///run/docker.sock"
-RUNNER_VOLUME, RUNNER_MOUNT_PATH = "runner", "/runner"
-WORK_VOLUME = "work"
-VAR_RUN_VOLUME, VAR_RUN_MOUNT_PATH = "var-run", "/run"
 KUBERNETES_HOOK_PATH = "/runner/k8s/index.js"
 
 ENV_RUNNER_NAME = "RUNNER_NAME"
 CONTROLLER_OWNED_ENV = frozenset({ENV_RUNNER_NAME, ENV_RUNNER_TOKEN, ENV_JIT_CONFIG})
 """Runner env the user cannot override: identity and credentials come from the controller."""
-
-# Docker sidecar preStop: while the runner is still configured (it removes /runner/.runner when
-# it unregisters), keep dockerd alive, then make sure dockerd is up so it gets the SIGTERM that
-# follows. Bounded by RUNNER_GRACEFUL_STOP_TIMEOUT (default 15 s, as ARC's runner images use).
-DOCKER_PRE_STOP = """\
-{
-limit="${RUNNER_GRACEFUL_STOP_TIMEOUT:-15}"
-n=0
-echo "runnerd preStop: waiting up to ${limit}s for the runner to stop"
-while [ -f /runner/.runner ] && [ "$n" -lt "$limit" ]; do sleep 1; n=$((n + 1)); done
-while ! pgrep -x dockerd >/dev/null 2>&1 && [ "$n" -lt "$limit" ]; do sleep 1; n=$((n + 1)); done
-echo "runnerd preStop: done after ${n}s"
-} >/proc/1/fd/1 2>&1
-"""
-
 
 JOB_MARKER = "/runner/.runnerd-job"
 """runnerd's runner image creates this file when a job starts and removes it when the job ends (its
@@ -196,8 +181,15 @@ def build_runner_pod(
     )
     docker = None
     if mode is RunnerPodMode.DIND_SIDECAR:
-        docker = _docker_container(
-            spec, options, runner, users.get(DOCKER_CONTAINER), pod_security, privileged
+        docker = docker_container(
+            spec,
+            runner,
+            users.get(DOCKER_CONTAINER),
+            pod_security,
+            privileged,
+            image=options.docker_image,
+            group_gid=docker_group_gid(str(runner["image"]), options),
+            registry_mirror=_registry_mirror(spec, options),
         )
     containers, volumes, init_containers = _apply_gpu(
         _order_containers(spec.containers, runner, docker, mode),
@@ -453,55 +445,6 @@ def _registry_mirror(spec: RunnerConfig, options: PodOptions) -> str:
     if spec.docker_registry_mirror is not None:
         return spec.docker_registry_mirror
     return options.docker_registry_mirror
-
-
-def _docker_container(
-    spec: RunnerSpec,
-    options: PodOptions,
-    runner: Mapping[str, Any],
-    user: Mapping[str, Any] | None,
-    pod_security: Mapping[str, Any],
-    privileged: bool,
-) -> JSON:
-    user = user or {}
-    out: JSON = copy.deepcopy(dict(user))
-    out["name"] = DOCKER_CONTAINER
-    out["image"] = user.get("image") or options.docker_image
-    args = ["dockerd", f"--host={DOCKER_SOCKET}", *(user.get("args") or []), "--group=$(DOCKER_GROUP_GID)"]
-    generated_env = [env_var("DOCKER_GROUP_GID", docker_group_gid(str(runner["image"]), options))]
-    if spec.docker_mtu is not None:
-        args += ["--mtu", str(spec.docker_mtu)]
-        generated_env.append(env_var("DOCKERD_ROOTLESS_ROOTLESSKIT_MTU", str(spec.docker_mtu)))
-    mirror = _registry_mirror(spec, options)
-    if mirror:
-        args.append(f"--registry-mirror={mirror}")
-    out["args"] = args
-    # The preStop hook is bounded by RUNNER_GRACEFUL_STOP_TIMEOUT; give dockerd the runner's value.
-    stop_timeout = env_value(runner.get("env") or [], "RUNNER_GRACEFUL_STOP_TIMEOUT")
-    if stop_timeout is not None:
-        generated_env.append(env_var("RUNNER_GRACEFUL_STOP_TIMEOUT", stop_timeout))
-    out["env"] = merge_env(generated_env, spec.docker_env, user.get("env") or [])
-    resources = merge_resources(user.get("resources"), spec.dockerd_container_resources)
-    if resources:
-        out["resources"] = resources
-    else:
-        out.pop("resources", None)
-    generated_mounts = [
-        {"name": RUNNER_VOLUME, "mountPath": RUNNER_MOUNT_PATH},
-        {"name": VAR_RUN_VOLUME, "mountPath": VAR_RUN_MOUNT_PATH},
-        {"name": WORK_VOLUME, "mountPath": spec.effective_work_dir},
-    ]
-    user_mounts = [*(user.get("volumeMounts") or []), *spec.docker_volume_mounts]
-    out["volumeMounts"] = merge_mounts(
-        generated_mounts, user_mounts, replace_by_name=(WORK_VOLUME, VAR_RUN_VOLUME)
-    )
-    security: JSON = {"privileged": privileged}
-    if pod_security.get("seLinuxOptions"):
-        security["seLinuxOptions"] = copy.deepcopy(pod_security["seLinuxOptions"])
-    out["securityContext"] = {**security, **(user.get("securityContext") or {})}
-    if not user.get("lifecycle"):
-        out["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/sh", "-c", DOCKER_PRE_STOP]}}}
-    return out
 
 
 def _order_containers(

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from runnerd.reconcile.pod import PodOptions
-from tests.unit.reconcile.podkit import (
+from runnerd.manifests.pod import PodOptions
+from tests.unit.manifests.podkit import (
     ARTICLE_DIND,
     ARTICLE_REPO,
     KUBERNETES_MODE,

@@ -23,9 +23,9 @@ from decimal import Decimal
 from typing import Any
 
 from runnerd.api._codec import JSON
-from runnerd.reconcile._containers import add_env_defaults, env_var, quantity_value
+from runnerd.manifests.containers import add_env_defaults, env_var
+from runnerd.reconcile.runnerpod import GPU_RESOURCE, quantity_value
 
-GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_TOLERATION: Mapping[str, str] = {
     "key": GPU_RESOURCE,
     "operator": "Exists",

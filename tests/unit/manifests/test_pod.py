@@ -8,18 +8,11 @@ from typing import Any
 
 import pytest
 
-from runnerd.reconcile.pod import (
-    DOCKER_PRE_STOP,
-    LABEL_POD_TEMPLATE_HASH,
-    LABEL_RUNNER_NAME,
-    JitConfig,
-    PodOptions,
-    RegistrationToken,
-    RunnerPodError,
-    RunnerPodMode,
-    runner_pod_mode,
-)
-from tests.unit.reconcile.podkit import (
+from runnerd.manifests.dind import DOCKER_PRE_STOP
+from runnerd.manifests.pod import PodOptions, RunnerPodError, RunnerPodMode, runner_pod_mode
+from runnerd.reconcile.credentials import JitConfig, RegistrationToken
+from runnerd.reconcile.runnerpod import LABEL_POD_TEMPLATE_HASH, LABEL_RUNNER_NAME
+from tests.unit.manifests.podkit import (
     ARTICLE_DIND,
     ARTICLE_ORG,
     ARTICLE_REPO,
@@ -569,7 +562,7 @@ def test_inputs_are_not_mutated() -> None:
     )
     before = s.to_dict()
     labels = {"a": "b"}
-    from runnerd.reconcile.pod import build_runner_pod
+    from runnerd.manifests.pod import build_runner_pod
 
     first = build_runner_pod("r", "ns", s, TOKEN, OPTIONS, labels=labels)
     second = build_runner_pod("r", "ns", s, TOKEN, OPTIONS, labels=labels)
