@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from runnerd.api._codec import JSON, parse_quantity
+from runnerd.api import JSON, parse_quantity
 
 
 def env_var(name: str, value: str) -> JSON:

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from runnerd.api._codec import parse_time
+from runnerd.api import parse_time
 from runnerd.reconcile._containers import quantity_value
 from runnerd.reconcile.gpu import GPU_RESOURCE
 from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state

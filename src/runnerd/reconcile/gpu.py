@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from runnerd.api._codec import JSON
+from runnerd.api import JSON
 from runnerd.reconcile._containers import add_env_defaults, env_var, quantity_value
 
 GPU_RESOURCE = "nvidia.com/gpu"

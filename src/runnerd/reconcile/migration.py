@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from runnerd.api.types import RunnerScopeKind
+from runnerd.api import RunnerScopeKind
 from runnerd.reconcile._containers import env_value
 from runnerd.reconcile.pod import LABEL_RUNNER, RUNNER_CONTAINER
 from runnerd.reconcile.podstate import runner_container_state

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from runnerd.api._codec import JSON
-from runnerd.api.types import RunnerConfig, RunnerPodSpec, RunnerScopeKind, RunnerSetSpec, RunnerSpec
+from runnerd.api import JSON, RunnerConfig, RunnerPodSpec, RunnerScopeKind, RunnerSetSpec, RunnerSpec
 from runnerd.reconcile._containers import env_value, quantity_value
 from runnerd.reconcile.credentials import (
     CredentialKind,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from runnerd.api.types import RunnerSpec
+from runnerd.api import RunnerSpec
 from runnerd.reconcile.pod import (
     JitConfig,
     PodOptions,
