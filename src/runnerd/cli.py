@@ -29,7 +29,7 @@ from aiohttp import web
 
 from runnerd import __version__, migrate, status
 from runnerd.api import parse_go_duration
-from runnerd.controller.app import build
+from runnerd.controller.app import Controllers, build
 from runnerd.controller.autoscaler import build_webhook_process
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.orphans import resolve_installation_label
@@ -102,6 +102,18 @@ def credentials_from_env(env: Mapping[str, str]) -> dict[str, str]:
 
 def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("controller", help="run the controller")
+    _add_cluster_flags(p)
+    _add_runner_flags(p)
+    p.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    # Off unless asked for (ARC's chart passes --metrics-addr): several controllers may share a host in tests.
+    add_endpoint_flags(p, metrics="0", health="0")
+    p.add_argument("--webhook-addr", default="0", help="serve GitHub webhooks in this process (0: off)")
+    _add_autoscaling_flags(p)
+
+
+def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
+    """Where to watch, how often to resync, how runners register, leader election."""
     p.add_argument(
         "--kubeconfig", default=None, help="kubeconfig path (default: in-cluster, then $KUBECONFIG)"
     )
@@ -115,6 +127,10 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--leader-election-lease-duration", type=duration, default=15.0)
     p.add_argument("--leader-election-renew-deadline", type=duration, default=10.0)
     p.add_argument("--leader-election-retry-period", type=duration, default=2.0)
+
+
+def _add_runner_flags(p: argparse.ArgumentParser) -> None:
+    """What the runner pods look like, where they register, and their lifecycle's timings."""
     p.add_argument(
         "--drain-grace",
         type=duration,
@@ -165,11 +181,10 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
         default=900.0,
         help="remove this installation's registrations without a Runner only after this long offline",
     )
-    p.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
-    # Off unless asked for (ARC's chart passes --metrics-addr): several controllers may share a host in tests.
-    add_endpoint_flags(p, metrics="0", health="0")
-    p.add_argument("--webhook-addr", default="0", help="serve GitHub webhooks in this process (0: off)")
+
+
+def _add_autoscaling_flags(p: argparse.ArgumentParser) -> None:
+    """The HRA's scale-down delay, the safety-net poll and the GitHub budget of observation."""
     p.add_argument("--default-scale-down-delay", type=duration, default=600.0)
     p.add_argument(
         "--webhook-poll-bound",
@@ -274,6 +289,49 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
     addresses = endpoints(args)
     if addresses is None:
         return 2
+    options = controller_options(args, config)
+    identity = env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    async with (
+        await KubeClient.connect(args.kubeconfig) as kube,
+        GitHubClient(credentials, config=config, user_agent=f"runnerd/{__version__}") as github,
+    ):
+        label = await resolve_installation_label(kube, args.installation_id, options.namespace)
+        options = dataclasses.replace(options, pod=dataclasses.replace(options.pod, installation_label=label))
+        elector = leader_elector(args, kube, identity)
+        controllers = build(
+            kube=kube,
+            github=github,
+            options=options,
+            elector=elector,
+            identity=identity,
+            runner_sets=args.runner_sets,
+            recycle_volumes=args.volume_recycling,
+        )
+        autoscaling = controllers.autoscaling
+        assert autoscaling is not None
+        configure_autoscaling(controllers, args)
+        remove = controllers.manager.install_signal_handlers()
+        log.info(
+            "runnerd %s controller starting (namespace %s, leader election %s, GitHub %s)",
+            __version__,
+            options.namespace or "all",
+            "on" if elector else "off",
+            config.api_url,
+        )
+        try:
+            async with Servers() as servers:
+                await serve(servers, addresses, controller_apps(controllers, args))
+                await controllers.manager.run()
+        finally:
+            remove()
+            await autoscaling.close()
+            await controllers.clients.close()
+    log.info("runnerd controller stopped")
+    return 0
+
+
+def controller_options(args: argparse.Namespace, config: GitHubConfig) -> ControllerOptions:
+    """The controllers' options from the flags (the installation label is filled in once connected)."""
     pod_options = PodOptions(
         runner_image=args.runner_image,
         docker_image=args.docker_image,
@@ -284,7 +342,7 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         docker_registry_mirror=args.docker_registry_mirror,
         service_account_per_runner=args.kubernetes_mode_service_accounts,
     )
-    options = ControllerOptions(
+    return ControllerOptions(
         namespace=args.watch_namespace,
         sync_period=args.sync_period,
         registration_timeout=args.registration_timeout,
@@ -297,70 +355,52 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         credentials_refresh=args.credentials_refresh,
         pod=pod_options,
     )
-    identity = env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-    async with (
-        await KubeClient.connect(args.kubeconfig) as kube,
-        GitHubClient(credentials, config=config, user_agent=f"runnerd/{__version__}") as github,
-    ):
-        label = await resolve_installation_label(kube, args.installation_id, options.namespace)
-        options = dataclasses.replace(options, pod=dataclasses.replace(pod_options, installation_label=label))
-        elector = None
-        if args.enable_leader_election:
-            elector = LeaderElector(
-                kube.lease_client(),
-                namespace=args.leader_election_namespace,
-                name=args.leader_election_id,
-                identity=identity,
-                lease_duration=args.leader_election_lease_duration,
-                renew_deadline=args.leader_election_renew_deadline,
-                retry_period=args.leader_election_retry_period,
-            )
-        controllers = build(
-            kube=kube,
-            github=github,
-            options=options,
-            elector=elector,
-            identity=identity,
-            runner_sets=args.runner_sets,
-            recycle_volumes=args.volume_recycling,
-        )
-        autoscaling = controllers.autoscaling
-        assert autoscaling is not None
-        autoscaling.options.default_scale_down_delay = args.default_scale_down_delay
-        autoscaling.options.poll = not args.disable_webhook_poll
-        autoscaling.options.poll_bound = args.webhook_poll_bound
-        autoscaling.options.poll_max_calls_per_hour = args.webhook_poll_max_calls_per_hour
-        autoscaling.options.observe_max_calls_per_hour = args.github_observe_max_calls_per_hour
-        autoscaling.options.count_jobs_twice = args.count_jobs_twice
-        autoscaling.options.runner_groups_visibility = args.use_runner_groups_visibility
-        manager = controllers.manager
-        secret = args.github_webhook_secret_token or ""
-        apps: dict[str, Callable[[], web.Application]] = {
-            # /metrics, /healthz, /readyz and the dashboard (/ and /dashboard)
-            "metrics": lambda: dashboard.app(controllers),
-            "health": lambda: health_app(ready=lambda: manager.ready),
-            "webhook": lambda: ready_webhook(
-                autoscaling.webhook_server(secret, max_body=args.webhook_max_body), lambda: manager.ready
-            ),
-        }
-        remove = controllers.manager.install_signal_handlers()
-        log.info(
-            "runnerd %s controller starting (namespace %s, leader election %s, GitHub %s)",
-            __version__,
-            options.namespace or "all",
-            "on" if elector else "off",
-            config.api_url,
-        )
-        try:
-            async with Servers() as servers:
-                await serve(servers, addresses, apps)
-                await controllers.manager.run()
-        finally:
-            remove()
-            await autoscaling.close()
-            await controllers.clients.close()
-    log.info("runnerd controller stopped")
-    return 0
+
+
+def leader_elector(args: argparse.Namespace, kube: KubeClient, identity: str) -> LeaderElector | None:
+    """The Lease-based elector (``None`` without ``--enable-leader-election``)."""
+    if not args.enable_leader_election:
+        return None
+    return LeaderElector(
+        kube.lease_client(),
+        namespace=args.leader_election_namespace,
+        name=args.leader_election_id,
+        identity=identity,
+        lease_duration=args.leader_election_lease_duration,
+        renew_deadline=args.leader_election_renew_deadline,
+        retry_period=args.leader_election_retry_period,
+    )
+
+
+def configure_autoscaling(controllers: Controllers, args: argparse.Namespace) -> None:
+    """The autoscaling flags onto the built autoscaling's options (before the manager runs)."""
+    autoscaling = controllers.autoscaling
+    assert autoscaling is not None
+    autoscaling.options.default_scale_down_delay = args.default_scale_down_delay
+    autoscaling.options.poll = not args.disable_webhook_poll
+    autoscaling.options.poll_bound = args.webhook_poll_bound
+    autoscaling.options.poll_max_calls_per_hour = args.webhook_poll_max_calls_per_hour
+    autoscaling.options.observe_max_calls_per_hour = args.github_observe_max_calls_per_hour
+    autoscaling.options.count_jobs_twice = args.count_jobs_twice
+    autoscaling.options.runner_groups_visibility = args.use_runner_groups_visibility
+
+
+def controller_apps(
+    controllers: Controllers, args: argparse.Namespace
+) -> dict[str, Callable[[], web.Application]]:
+    """The controller process's HTTP apps by endpoint name, for :func:`serve`."""
+    autoscaling = controllers.autoscaling
+    assert autoscaling is not None
+    manager = controllers.manager
+    secret = args.github_webhook_secret_token or ""
+    return {
+        # /metrics, /healthz, /readyz and the dashboard (/ and /dashboard)
+        "metrics": lambda: dashboard.app(controllers),
+        "health": lambda: health_app(ready=lambda: manager.ready),
+        "webhook": lambda: ready_webhook(
+            autoscaling.webhook_server(secret, max_body=args.webhook_max_body), lambda: manager.ready
+        ),
+    }
 
 
 def add_webhook_server_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -12,6 +12,7 @@ from runnerd.api._codec import (
     ApiParseError,
     Quantity,
     Rule,
+    fields_of,
     format_time,
     parse_go_duration,
     parse_quantity,
@@ -19,49 +20,53 @@ from runnerd.api._codec import (
 )
 from runnerd.api.constants import API_VERSION, GROUP, VERSION
 from runnerd.api.crds import build_crd, build_crds, crd_file_name, crd_sizes, crd_to_yaml
-from runnerd.api.types import (
-    RESOURCE_BY_KIND,
-    RESOURCES,
+from runnerd.api.deployment import (
+    RunnerDeployment,
+    RunnerDeploymentSpec,
+    RunnerDeploymentStatus,
+    RunnerReplicaSet,
+    RunnerReplicaSetSpec,
+    RunnerReplicaSetStatus,
+    RunnerTemplate,
+)
+from runnerd.api.hra import (
     CacheEntry,
     CapacityReservation,
     CheckRunSpec,
-    CustomResource,
-    EmbeddedObjectMeta,
-    GitHubAPICredentialsFrom,
     GitHubEventScaleUpTriggerSpec,
     HorizontalRunnerAutoscaler,
     HorizontalRunnerAutoscalerSpec,
     HorizontalRunnerAutoscalerStatus,
     MetricSpec,
-    ObjectMeta,
     PullRequestSpec,
     PushSpec,
     RecurrenceRule,
-    Runner,
-    RunnerConfig,
-    RunnerDeployment,
-    RunnerDeploymentSpec,
-    RunnerDeploymentStatus,
-    RunnerPodSpec,
-    RunnerReplicaSet,
-    RunnerReplicaSetSpec,
-    RunnerReplicaSetStatus,
-    RunnerScope,
-    RunnerSet,
-    RunnerSetSpec,
-    RunnerSetStatus,
-    RunnerSpec,
-    RunnerStatus,
-    RunnerStatusRegistration,
-    RunnerTemplate,
     ScaleTargetRef,
     ScaleUpTrigger,
     ScheduledOverride,
-    SecretReference,
     WorkflowJobSpec,
-    WorkflowStatus,
+)
+from runnerd.api.kinds import RESOURCE_BY_KIND, RESOURCES
+from runnerd.api.meta import (
+    CustomResource,
+    EmbeddedObjectMeta,
+    GitHubAPICredentialsFrom,
+    ObjectMeta,
+    SecretReference,
     WorkVolumeClaimTemplate,
 )
+from runnerd.api.runner import (
+    Runner,
+    RunnerConfig,
+    RunnerPodSpec,
+    RunnerScope,
+    RunnerScopeKind,
+    RunnerSpec,
+    RunnerStatus,
+    RunnerStatusRegistration,
+    WorkflowStatus,
+)
+from runnerd.api.runnerset import RunnerSet, RunnerSetSpec, RunnerSetStatus
 from runnerd.api.validation import validate
 
 
@@ -110,6 +115,7 @@ __all__ = [
     "RunnerReplicaSetSpec",
     "RunnerReplicaSetStatus",
     "RunnerScope",
+    "RunnerScopeKind",
     "RunnerSet",
     "RunnerSetSpec",
     "RunnerSetStatus",
@@ -129,6 +135,7 @@ __all__ = [
     "crd_file_name",
     "crd_sizes",
     "crd_to_yaml",
+    "fields_of",
     "format_time",
     "parse",
     "parse_go_duration",

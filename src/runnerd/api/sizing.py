@@ -10,7 +10,7 @@ Guarantees: pure (no I/O); :meth:`ApiObject.from_dict` checks types with a path 
 policy can be compiled by :func:`runnerd.reconcile.sizing.PoolSizing.from_spec`).
 """
 
-# RUF009: ``field()`` is this package's dataclass field specifier (see runnerd.api.types).
+# RUF009: ``field()`` is this package's dataclass field specifier (see runnerd.api.meta).
 # ruff: noqa: RUF009
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from runnerd.api._codec import JSON, ApiObject, Quantity, field, parse_quantity
-from runnerd.api.types import ObjectMeta
+from runnerd.api.meta import ObjectMeta
 
 GROUP: Final = "runnerd.dev"
 VERSION: Final = "v1alpha1"

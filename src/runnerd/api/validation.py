@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, get_args, get_origin
 
 from runnerd.api._codec import ApiObject, fields_of, strip_optional
-from runnerd.api.types import RESOURCE_BY_KIND
+from runnerd.api.kinds import RESOURCE_BY_KIND
 
 
 def rule_violations(cls: type[ApiObject], data: Any, path: str = "") -> list[str]:

@@ -19,8 +19,9 @@ from runnerd.api import (
     RunnerConfig,
     RunnerDeployment,
     RunnerSet,
+    ScaleTargetRef,
+    ScaleUpTrigger,
 )
-from runnerd.api.types import ScaleTargetRef, ScaleUpTrigger
 from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNER_SETS
 from runnerd.kube.resources import Resource
 from runnerd.reconcile.matching import Target, workflow_job_trigger

@@ -6,12 +6,7 @@ Only this package talks to GitHub. It may import the pure layers (:mod:`runnerd.
 """
 
 from runnerd.github.budget import CallStats, CallStatsSnapshot, RateLimitGate, RateLimitState
-from runnerd.github.client import (
-    DEFAULT_RUNNER_GROUP_ID,
-    DEFAULT_RUNNER_GROUP_NAME,
-    GitHubClient,
-    RetryPolicy,
-)
+from runnerd.github.client import DEFAULT_RUNNER_GROUP_ID, DEFAULT_RUNNER_GROUP_NAME, GitHubClient
 from runnerd.github.config import DEFAULT_API_URL, DEFAULT_GITHUB_URL, GitHubConfig, Scope, ScopeKind
 from runnerd.github.credentials import (
     Credentials,
@@ -49,6 +44,7 @@ from runnerd.github.models import (
     WorkflowRun,
 )
 from runnerd.github.sansio import RateLimit
+from runnerd.github.transport import RetryPolicy
 
 __all__ = [
     "DEFAULT_API_URL",

@@ -1,18 +1,10 @@
 """The GitHub REST client: the only code in runnerd that talks to GitHub.
 
-Built on aiohttp, with gidgethub's sans-I/O helpers for headers and URL templates, and this package's
-own policy (see :mod:`runnerd.github.sansio` and :mod:`runnerd.github.budget`):
-
-* credentials: a PAT, or a GitHub App whose installation token is cached and refreshed (5 minutes
-  before expiry by default) by one caller at a time;
-* conditional GETs: ``If-None-Match`` with the cached ``ETag``; a 304 returns the cached body and costs
-  no rate limit;
-* rate limits: every response's ``x-ratelimit-*`` headers are recorded; a limited call raises
-  :class:`RateLimitedError` and closes the shared gate, behind which later calls wait (up to a max
-  wait, then they raise :class:`RateLimitWaitExceeded`);
-* retries: 5xx and connection failures are retried with exponential backoff and jitter, for
-  idempotent calls only (a POST is retried only when the connection was never made);
-* counters: every response is counted by endpoint template and status in :class:`CallStats`.
+:class:`GitHubClient` is the endpoints runnerd uses (JIT configs, registration and remove tokens,
+runners, runner groups, workflow runs and jobs, the rate limit), each one method that states its
+REST call. How a call is sent (credentials, conditional GETs, the rate-limit gate, retries, counters)
+is :mod:`runnerd.github.transport`'s contract, built on aiohttp and gidgethub's sans-I/O helpers.
+Registration tokens are cached per scope here, until they have less than a minimum validity left.
 
 The clock, sleep and random draw are injectable so tests take no real time.
 """
@@ -20,40 +12,26 @@ The clock, sleep and random draw are injectable so tests take no real time.
 from __future__ import annotations
 
 import asyncio
-import enum
-import json
-import logging
 import random
 import ssl as ssl_module
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
 
-import aiohttp
-import yarl
-from gidgethub import sansio as gh_sansio
-
 from runnerd import __version__
-from runnerd.github.budget import ALL, CallStats, Clock, Draw, RateLimitGate, RateLimitState, Sleep
-from runnerd.github.cache import ETAG_CACHE_SIZE, CachedResponse, EtagCache, TokenSlot
+from runnerd.github.budget import CallStats, Clock, Draw, RateLimitState, Sleep
+from runnerd.github.cache import ETAG_CACHE_SIZE, TokenSlot
 from runnerd.github.config import GitHubConfig, Scope
 from runnerd.github.credentials import Credentials, GitHubAppCredentials, PersonalAccessToken
 from runnerd.github.errors import (
-    GitHubConnectionError,
-    GitHubError,
     GitHubHTTPError,
     NotFoundError,
-    RateLimitedError,
     RunnerBusyError,
     RunnerGroupNotFoundError,
     UnexpectedResponseError,
-    http_error_class,
 )
 from runnerd.github.models import (
-    InstallationToken,
     JitConfig,
     RegistrationToken,
     Runner,
@@ -61,54 +39,12 @@ from runnerd.github.models import (
     WorkflowJob,
     WorkflowRun,
 )
-from runnerd.github.sansio import (
-    RateLimit,
-    backoff_delay,
-    classify_rate_limit,
-    endpoint_key,
-    error_message,
-    exhausted_until,
-    is_retryable_status,
-    lower_headers,
-    make_app_jwt,
-    next_page_url,
-    parse_rate_limit,
-    same_origin,
-    server_clock_offset,
-)
-
-log = logging.getLogger(__name__)
+from runnerd.github.sansio import RateLimit, server_clock_offset
+from runnerd.github.transport import RetryPolicy, Transport
 
 DEFAULT_USER_AGENT: Final = f"runnerd/{__version__}"
 DEFAULT_RUNNER_GROUP_ID: Final = 1  # every organization's and repository's "Default" group
 DEFAULT_RUNNER_GROUP_NAME: Final = "Default"
-PER_PAGE: Final = 100
-MAX_PAGES: Final = 200
-_IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-_ACCESS_TOKENS: Final = "/app/installations/{installation_id}/access_tokens"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries of idempotent calls on 5xx and connection failures: at most ``max_attempts`` tries, the
-    n-th retry after about ``base_delay_s * 2**(n-1)`` (capped at ``max_delay_s``), jittered."""
-
-    max_attempts: int = 4
-    base_delay_s: float = 0.5
-    max_delay_s: float = 8.0
-
-
-class _Auth(enum.Enum):
-    DEFAULT = "default"  # the PAT or the installation token
-    APP_JWT = "app-jwt"  # the GitHub App itself (only to mint installation tokens)
-
-
-@dataclass(frozen=True)
-class _Response:
-    status: int
-    headers: Mapping[str, str]
-    data: Any
-    link: str | None
 
 
 class GitHubClient:
@@ -165,31 +101,25 @@ class GitHubClient:
         }
         self._credentials = credentials
         self._config = config or GitHubConfig()
-        self._user_agent = user_agent
-        self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
-        self._max_wait_s = max_rate_limit_wait_s
-        self._retry = retry or RetryPolicy()
         self._registration_min_validity_s = registration_token_min_validity_s
-        self._trust_env = trust_env
-        self._ssl = ssl
         self._clock = clock
-        self._sleep = sleep
-        self._draw = draw
-
-        self.stats = CallStats()
-        self.rate_limits = RateLimitState()
-        self._gate = RateLimitGate(
-            clock=clock, sleep=sleep, draw=draw, jitter_s=rate_limit_jitter_s, stats=self.stats
-        )
-        self._etags = EtagCache(etag_cache_size)
-        self._resource_of: dict[str, str] = {}  # endpoint -> rate-limit resource, learned from responses
-        self._secondary_strikes = 0
-        self._installation = TokenSlot(
-            self._fetch_installation_token, clock=clock, min_validity_s=installation_token_min_validity_s
+        self._http = Transport(
+            credentials,
+            config=self._config,
+            user_agent=user_agent,
+            request_timeout_s=request_timeout_s,
+            max_rate_limit_wait_s=max_rate_limit_wait_s,
+            rate_limit_jitter_s=rate_limit_jitter_s,
+            retry=retry or RetryPolicy(),
+            installation_token_min_validity_s=installation_token_min_validity_s,
+            etag_cache_size=etag_cache_size,
+            trust_env=trust_env,
+            ssl=ssl,
+            clock=clock,
+            sleep=sleep,
+            draw=draw,
         )
         self._registration: dict[Scope, TokenSlot[RegistrationToken]] = {}
-        self._session: aiohttp.ClientSession | None = None
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"GitHubClient(api_url={self._config.api_url!r}, credentials={self._credentials!r})"
@@ -201,6 +131,16 @@ class GitHubClient:
     @property
     def credentials(self) -> Credentials:
         return self._credentials
+
+    @property
+    def stats(self) -> CallStats:
+        """Calls, retries and rate-limit waits, by endpoint template and status."""
+        return self._http.stats
+
+    @property
+    def rate_limits(self) -> RateLimitState:
+        """The last rate-limit state seen for each bucket."""
+        return self._http.rate_limits
 
     def sibling(self, credentials: Credentials) -> GitHubClient:
         """A new client with these settings (URL, proxy, TLS, timeouts) and other credentials: its
@@ -214,12 +154,7 @@ class GitHubClient:
         if not isinstance(credentials, PersonalAccessToken | GitHubAppCredentials):
             raise TypeError(f"unsupported credentials: {type(credentials).__name__}")
         self._credentials = credentials
-        self._etags = EtagCache(int(self._settings["etag_cache_size"]))
-        self._installation = TokenSlot(
-            self._fetch_installation_token,
-            clock=self._clock,
-            min_validity_s=float(self._settings["installation_token_min_validity_s"]),
-        )
+        self._http.rotate(credentials)
         self._registration = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -235,35 +170,22 @@ class GitHubClient:
 
     async def open(self) -> None:
         """Create the HTTP session (done on first use otherwise)."""
-        if self._closed:
-            raise GitHubError("the GitHub client is closed")
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                trust_env=self._trust_env,
-                connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True),
-            )
+        await self._http.open()
 
     async def close(self) -> None:
         """Close the HTTP session; the client cannot be used afterwards. Idempotent."""
-        self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-            # Connections finish closing on later loop iterations (one for plain TCP, a few more
-            # for TLS's close_notify); give them that, or a loop that ends now leaks their sockets.
-            await asyncio.sleep(0.25 if self._config.api_url.startswith("https") else 0)
+        await self._http.close()
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._http.closed
 
     # -- budget ------------------------------------------------------------------------------------
 
     def paused_until(self, resource: str | None = None) -> float | None:
         """When calls (of ``resource``'s bucket, or every call for ``None``) may go again after a rate
         limit, in seconds since the epoch; ``None`` when they may go now."""
-        return self._gate.paused_until((ALL,) if resource is None else (ALL, resource))
+        return self._http.paused_until(resource)
 
     # -- endpoints ---------------------------------------------------------------------------------
 
@@ -287,7 +209,7 @@ class GitHubClient:
             raise ValueError("a JIT runner needs a name")
         if not 1 <= len(labels) <= 100 or not all(isinstance(x, str) and x for x in labels):
             raise ValueError("a JIT runner needs 1 to 100 non-empty labels")
-        resp = await self._call(
+        resp = await self._http.call(
             "POST",
             scope.path_template + "/actions/runners/generate-jitconfig",
             scope.path_vars,
@@ -321,7 +243,7 @@ class GitHubClient:
 
     async def _create_token(self, scope: Scope, kind: str) -> RegistrationToken:
         # Minting a token twice is harmless, so these POSTs may be retried.
-        resp = await self._call(
+        resp = await self._http.call(
             "POST", f"{scope.path_template}/actions/runners/{kind}", scope.path_vars, idempotent=True
         )
         return RegistrationToken.from_json(resp.data)
@@ -330,7 +252,7 @@ class GitHubClient:
         """Every runner of ``scope`` (all pages), or those named ``name``.
         ``GET {scope}/actions/runners?per_page=100[&name=]``."""
         query = {"name": name} if name is not None else {}
-        items = await self._paginate(
+        items = await self._http.paginate(
             scope.path_template + "/actions/runners", scope.path_vars, key="runners", query=query
         )
         runners = [Runner.from_json(item) for item in items]
@@ -339,7 +261,7 @@ class GitHubClient:
 
     async def get_runner(self, scope: Scope, runner_id: int) -> Runner:
         """``GET {scope}/actions/runners/{runner_id}``; :class:`NotFoundError` when it does not exist."""
-        resp = await self._call(
+        resp = await self._http.call(
             "GET",
             scope.path_template + "/actions/runners/{runner_id}",
             {**scope.path_vars, "runner_id": str(runner_id)},
@@ -354,7 +276,9 @@ class GitHubClient:
         """
         endpoint_template = scope.path_template + "/actions/runners/{runner_id}"
         try:
-            await self._call("DELETE", endpoint_template, {**scope.path_vars, "runner_id": str(runner_id)})
+            await self._http.call(
+                "DELETE", endpoint_template, {**scope.path_vars, "runner_id": str(runner_id)}
+            )
         except NotFoundError:
             return False
         except GitHubHTTPError as exc:
@@ -376,7 +300,7 @@ class GitHubClient:
         controller uses it to drain a runner before removing it: once its custom labels are gone, no
         new job that asks for them is routed to it.
         """
-        resp = await self._call(
+        resp = await self._http.call(
             "PUT",
             scope.path_template + "/actions/runners/{runner_id}/labels",
             {**scope.path_vars, "runner_id": str(runner_id)},
@@ -396,7 +320,7 @@ class GitHubClient:
         if visible_to_repository is not None and scope.kind != "organization":
             raise ValueError("visible_to_repository applies to organizations only")
         query = {"visible_to_repository": visible_to_repository} if visible_to_repository else {}
-        items = await self._paginate(
+        items = await self._http.paginate(
             scope.path_template + "/actions/runner-groups", scope.path_vars, key="runner_groups", query=query
         )
         return [RunnerGroup.from_json(item) for item in items]
@@ -429,7 +353,7 @@ class GitHubClient:
         """Workflow runs of a repository (all pages), e.g. ``status="queued"``.
         ``GET /repos/{owner}/{repo}/actions/runs?per_page=100[&status=]``."""
         _require_repository(repo)
-        items = await self._paginate(
+        items = await self._http.paginate(
             "/repos/{owner}/{repo}/actions/runs",
             repo.path_vars,
             key="workflow_runs",
@@ -443,7 +367,7 @@ class GitHubClient:
         """Jobs of a workflow run (all pages; ``filter`` ``latest`` or ``all`` attempts).
         ``GET /repos/{owner}/{repo}/actions/runs/{run_id}/jobs?per_page=100&filter=``."""
         _require_repository(repo)
-        items = await self._paginate(
+        items = await self._http.paginate(
             "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs",
             {**repo.path_vars, "run_id": str(run_id)},
             key="jobs",
@@ -454,7 +378,7 @@ class GitHubClient:
     async def get_rate_limit(self) -> Mapping[str, RateLimit]:
         """Every rate-limit bucket: ``GET /rate_limit`` (free; not held back by the gate). The result is
         also recorded in :attr:`rate_limits`."""
-        resp = await self._call("GET", "/rate_limit", None, gated=False, conditional=False)
+        resp = await self._http.call("GET", "/rate_limit", None, gated=False, conditional=False)
         resources = resp.data.get("resources") if isinstance(resp.data, Mapping) else None
         if not isinstance(resources, Mapping):
             raise UnexpectedResponseError("GET /rate_limit: no 'resources' object")
@@ -478,256 +402,6 @@ class GitHubClient:
             buckets[bucket.resource] = bucket
             self.rate_limits.update(bucket)
         return buckets
-
-    # -- authentication ----------------------------------------------------------------------------
-
-    async def _fetch_installation_token(self) -> InstallationToken:
-        assert isinstance(self._credentials, GitHubAppCredentials)
-        resp = await self._call(
-            "POST",
-            _ACCESS_TOKENS,
-            {"installation_id": str(self._credentials.installation_id)},
-            auth=_Auth.APP_JWT,
-            idempotent=True,
-        )
-        token = InstallationToken.from_json(resp.data)
-        log.info("GitHub App installation token minted (installation %s)", self._credentials.installation_id)
-        return token
-
-    async def _headers(self, auth: _Auth) -> tuple[dict[str, str], InstallationToken | None]:
-        creds = self._credentials
-        installation: InstallationToken | None = None
-        if auth is _Auth.APP_JWT:
-            assert isinstance(creds, GitHubAppCredentials)
-            jwt = make_app_jwt(creds.app_id, creds.private_key, self._clock())
-            headers = gh_sansio.create_headers(self._user_agent, jwt=jwt)
-        elif isinstance(creds, PersonalAccessToken):
-            headers = gh_sansio.create_headers(self._user_agent, oauth_token=creds.token)
-        else:
-            installation = await self._installation.get()
-            headers = gh_sansio.create_headers(self._user_agent, oauth_token=installation.token)
-        if self._config.api_version:
-            headers["x-github-api-version"] = self._config.api_version
-        return headers, installation
-
-    # -- the request loop --------------------------------------------------------------------------
-
-    def _url(self, template: str, url_vars: Mapping[str, str] | None, query: Mapping[str, str]) -> str:
-        url = gh_sansio.format_url(template, url_vars, base_url=self._config.api_url)
-        if query:
-            url = str(yarl.URL(url, encoded=True).update_query(dict(query)))
-        return url
-
-    async def _paginate(
-        self, template: str, url_vars: Mapping[str, str], *, key: str, query: Mapping[str, str]
-    ) -> list[Any]:
-        items: list[Any] = []
-        url = self._url(template, url_vars, {"per_page": str(PER_PAGE), **query})
-        for _ in range(MAX_PAGES):
-            resp = await self._call("GET", template, url=url)
-            page = resp.data.get(key) if isinstance(resp.data, Mapping) else None
-            if not isinstance(page, list):
-                raise UnexpectedResponseError(f"GET {template}: no {key!r} list in the response")
-            items.extend(page)
-            next_url = next_page_url(resp.link)
-            if next_url is None:
-                return items
-            if not same_origin(next_url, self._config.api_url):
-                # Never send our credentials to another host.
-                raise UnexpectedResponseError(f"GET {template}: next page link leaves the API host")
-            url = next_url
-        raise UnexpectedResponseError(f"GET {template}: more than {MAX_PAGES} pages")
-
-    async def _call(
-        self,
-        method: str,
-        template: str,
-        url_vars: Mapping[str, str] | None = None,
-        *,
-        url: str | None = None,
-        json_body: Any = None,
-        auth: _Auth = _Auth.DEFAULT,
-        idempotent: bool | None = None,
-        gated: bool = True,
-        conditional: bool | None = None,
-    ) -> _Response:
-        """One logical call (with retries); ``template`` names it in counters and errors."""
-        endpoint = endpoint_key(method, template)
-        if url is None:
-            url = self._url(template, url_vars, {})
-        if idempotent is None:
-            idempotent = method in _IDEMPOTENT_METHODS
-        if conditional is None:
-            conditional = method == "GET"
-        body = b"" if json_body is None else json.dumps(json_body).encode()
-        attempt = 0
-        reauthenticated = False
-        while True:
-            attempt += 1
-            headers, installation = await self._headers(auth)
-            if json_body is not None:
-                headers["content-type"] = "application/json"
-            cached = self._etags.get(url) if conditional else None
-            if cached is not None:
-                headers["if-none-match"] = cached.etag
-            resource = self._resource_of.get(endpoint)
-            gate: AbstractAsyncContextManager[None] = (
-                self._gate.admit((resource,) if resource else (), max_wait_s=self._max_wait_s)
-                if gated
-                else nullcontext()
-            )
-            failure: BaseException | None = None
-            async with gate:
-                try:
-                    status, raw_headers, raw_body = await self._send(method, url, headers, body)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    self.stats.record_call(endpoint, "error")
-                    log.debug("GitHub %s failed: %s", endpoint, type(exc).__name__)
-                    failure = exc
-                else:
-                    self.stats.record_call(endpoint, status)
-                    log.debug("GitHub %s -> %s", endpoint, status)
-                    outcome = self._handle(endpoint, url, status, raw_headers, raw_body, cached, conditional)
-                    if isinstance(outcome, _Response):
-                        return outcome
-                    failure = outcome
-            # A failed attempt: retry or raise (outside the gate, so a probe does not hold others back).
-            if isinstance(failure, GitHubHTTPError):
-                if failure.status == 401 and installation is not None and not reauthenticated:
-                    # The installation token was revoked or expired early: mint a new one, once.
-                    self._installation.invalidate(installation)
-                    reauthenticated = True
-                    self.stats.record_retry(endpoint)
-                    continue
-                if not (idempotent and is_retryable_status(failure.status)):
-                    raise failure
-            elif isinstance(failure, aiohttp.ClientError | TimeoutError):
-                never_connected = isinstance(failure, aiohttp.ClientConnectorError) and not isinstance(
-                    failure, aiohttp.ClientSSLError
-                )
-                if not (idempotent or never_connected) or isinstance(failure, aiohttp.ClientSSLError):
-                    raise _connection_error(endpoint, failure)
-            else:  # pragma: no cover - _handle only returns the above
-                raise AssertionError(failure)
-            if attempt >= self._retry.max_attempts:
-                if isinstance(failure, GitHubHTTPError):
-                    raise failure
-                raise _connection_error(endpoint, failure)
-            delay = backoff_delay(
-                attempt, base_s=self._retry.base_delay_s, max_s=self._retry.max_delay_s, draw=self._draw()
-            )
-            self.stats.record_retry(endpoint)
-            log.info(
-                "GitHub %s failed (%s); retry %d of %d in %.1fs",
-                endpoint,
-                failure.status if isinstance(failure, GitHubHTTPError) else type(failure).__name__,
-                attempt,
-                self._retry.max_attempts - 1,
-                delay,
-            )
-            await self._sleep(delay)
-
-    async def _send(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        await self.open()
-        assert self._session is not None
-        async with self._session.request(
-            method,
-            yarl.URL(url, encoded=True),
-            headers=headers,
-            data=body if body else None,
-            allow_redirects=False,
-        ) as response:
-            return response.status, lower_headers(response.headers), await response.read()
-
-    def _handle(
-        self,
-        endpoint: str,
-        url: str,
-        status: int,
-        headers: Mapping[str, str],
-        raw_body: bytes,
-        cached: CachedResponse | None,
-        conditional: bool,
-    ) -> _Response | GitHubHTTPError:
-        """Record what a response says about the budget, then turn it into a result or an error.
-
-        Raises :class:`RateLimitedError` (after closing the gate) and :class:`UnexpectedResponseError`;
-        returns the HTTP error (for the caller to retry or raise).
-        """
-        now = self._clock()
-        bucket = parse_rate_limit(headers, now)
-        if bucket is not None:
-            self.rate_limits.update(bucket)
-            self._resource_of[endpoint] = bucket.resource
-        link = headers.get("link")
-        if status == 304 and cached is not None:
-            return _Response(status=200, headers=headers, data=cached.data, link=cached.link)
-        data = _decode(endpoint, headers, raw_body, status)
-        if 200 <= status < 300:
-            self._secondary_strikes = 0
-            until = exhausted_until(bucket, now)
-            if bucket is not None and until is not None:
-                self._gate.close(bucket.resource, until)
-                log.warning(
-                    "GitHub rate limit %r spent; pausing its calls for %.0fs", bucket.resource, until - now
-                )
-            etag = headers.get("etag")
-            if conditional and status == 200 and etag:
-                self._etags.put(url, CachedResponse(etag=etag, data=data, link=link))
-            return _Response(status=status, headers=headers, data=data, link=link)
-        message = error_message(data)
-        verdict = classify_rate_limit(
-            status, headers, message, now=now, secondary_strikes=self._secondary_strikes
-        )
-        if verdict is not None:
-            if verdict.secondary:
-                self._secondary_strikes += 1
-            self._gate.close(verdict.key, verdict.resume_at)
-            log.warning(
-                "GitHub %s rate limit on %s; pausing %s for %.0fs",
-                "secondary" if verdict.secondary else "primary",
-                endpoint,
-                "all calls" if verdict.key == ALL else f"{verdict.key!r} calls",
-                verdict.resume_at - now,
-            )
-            raise RateLimitedError(
-                f"{endpoint}: GitHub rate limit, calls paused for {verdict.resume_at - now:.0f}s"
-                + (f": {message}" if message else ""),
-                resume_at=verdict.resume_at,
-                resource=verdict.key,
-                status=status,
-            )
-        if status == 304:
-            raise UnexpectedResponseError(
-                f"{endpoint}: 304 Not Modified for a request that was not conditional"
-            )
-        return http_error_class(status)(
-            status=status, endpoint=endpoint, message=message, request_id=headers.get("x-github-request-id")
-        )
-
-
-def _decode(endpoint: str, headers: Mapping[str, str], body: bytes, status: int) -> Any:
-    if not body.strip():
-        return None
-    content_type = headers.get("content-type", "")
-    if "json" in content_type.lower() or body.lstrip()[:1] in (b"{", b"["):
-        try:
-            return json.loads(body)
-        except ValueError:
-            if 200 <= status < 300:
-                raise UnexpectedResponseError(f"{endpoint}: response body is not valid JSON") from None
-            return None
-    if 200 <= status < 300:
-        raise UnexpectedResponseError(f"{endpoint}: expected JSON, got {content_type or 'no content type'}")
-    return body.decode("utf-8", "replace")
-
-
-def _connection_error(endpoint: str, exc: BaseException) -> GitHubConnectionError:
-    detail = str(exc) if isinstance(exc, aiohttp.ClientConnectorError) else ""
-    text = f"{endpoint}: {type(exc).__name__}" + (f": {detail}" if detail else "")
-    return GitHubConnectionError(text)
 
 
 def _require_repository(scope: Scope) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from runnerd.api.types import RunnerScope
+from runnerd.api import RunnerScope
 from runnerd.github.errors import GitHubConfigError
 
 DEFAULT_API_URL = "https://api.github.com"

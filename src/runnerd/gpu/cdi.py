@@ -33,7 +33,7 @@ import re
 import shlex
 from typing import Any
 
-from runnerd.gpu.discover import Inventory
+from runnerd.gpu.inventory import Inventory
 
 CDI_VERSION = "0.5.0"
 CDI_KIND = "nvidia.com/gpu"

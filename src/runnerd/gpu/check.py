@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from runnerd.gpu import cdi
-from runnerd.gpu.discover import Config, Inventory, discover
+from runnerd.gpu.discover import discover
+from runnerd.gpu.inventory import Config, Inventory
 
 NO_GPU = "no NVIDIA GPU found"
 SMI_TIMEOUT = 20.0

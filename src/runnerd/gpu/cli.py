@@ -21,14 +21,14 @@ from dataclasses import asdict
 from typing import TextIO
 
 from runnerd.gpu import cdi, dockerd
-from runnerd.gpu.discover import (
+from runnerd.gpu.discover import discover
+from runnerd.gpu.inventory import (
     ALL_CAPABILITIES,
     DEFAULT_CAPABILITIES,
     DRIVER_ROOTS,
     Config,
     Inventory,
     Tree,
-    discover,
 )
 
 PROG = "runnerd-gpu-setup"
@@ -196,19 +196,7 @@ def main(
         print(f"{PROG}: {line}", file=log)
 
     if not args.no_hook_placeholder and hook is None and _real_hook(tree, environ) is None:
-        hook_dir = args.hook_dir or (TOOLS_DIR if tree.isdir(TOOLS_DIR) else None)
-        if hook_dir is not None:
-            dockerd.install_placeholder(tree.fs(hook_dir))
-            print(
-                f"{PROG}: {hook_dir}/{dockerd.HOOK_NAME} placeholder: `docker run --gpus` uses the spec",
-                file=log,
-            )
-        else:
-            print(
-                f"{PROG}: no nvidia-cdi-hook on PATH: use `docker run --device {cdi.CDI_KIND}=all` "
-                "(`--gpus` needs it)",
-                file=log,
-            )
+        _place_hook_placeholder(args.hook_dir, tree, log)
 
     info = _docker_info(args, tree)
     plan = dockerd.plan_cdi(info, mode=args.enable_cdi)
@@ -224,6 +212,24 @@ def main(
     if plan.args:
         out.write(" ".join(plan.args) + "\n")
     return EXIT_OK
+
+
+def _place_hook_placeholder(hook_dir: str | None, tree: Tree, log: TextIO) -> None:
+    """Install the nvidia-cdi-hook placeholder (``--hook-dir``, else the tools dir when it exists) so
+    ``docker run --gpus`` uses the spec; without a place for it, say what works instead."""
+    hook_dir = hook_dir or (TOOLS_DIR if tree.isdir(TOOLS_DIR) else None)
+    if hook_dir is not None:
+        dockerd.install_placeholder(tree.fs(hook_dir))
+        print(
+            f"{PROG}: {hook_dir}/{dockerd.HOOK_NAME} placeholder: `docker run --gpus` uses the spec",
+            file=log,
+        )
+    else:
+        print(
+            f"{PROG}: no nvidia-cdi-hook on PATH: use `docker run --device {cdi.CDI_KIND}=all` "
+            "(`--gpus` needs it)",
+            file=log,
+        )
 
 
 def _spec_path(args: argparse.Namespace, env: dict[str, str]) -> str:

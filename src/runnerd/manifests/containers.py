@@ -11,7 +11,7 @@ import copy
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from runnerd.api._codec import JSON
+from runnerd.api import JSON
 from runnerd.reconcile.runnerpod import quantity_value
 
 

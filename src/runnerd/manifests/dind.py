@@ -11,8 +11,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from runnerd.api._codec import JSON
-from runnerd.api.types import RunnerSpec
+from runnerd.api import JSON, RunnerSpec
 from runnerd.manifests.containers import env_var, merge_env, merge_mounts, merge_resources
 from runnerd.reconcile.runnerpod import (
     DOCKER_CONTAINER,

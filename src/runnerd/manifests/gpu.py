@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from runnerd.api._codec import JSON
+from runnerd.api import JSON
 from runnerd.manifests.containers import add_env_defaults, env_var
 from runnerd.reconcile.runnerpod import GPU_RESOURCE, quantity_value
 

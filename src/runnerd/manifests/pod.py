@@ -16,9 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from runnerd import __version__
+from runnerd.api import JSON, RunnerConfig, RunnerSpec
 from runnerd.api import constants as c
-from runnerd.api._codec import JSON
-from runnerd.api.types import RunnerConfig, RunnerSpec
 from runnerd.manifests import gpu as g
 from runnerd.manifests.containers import (
     add_env_defaults,

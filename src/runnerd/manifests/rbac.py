@@ -18,7 +18,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from runnerd.api._codec import JSON
+from runnerd.api import JSON
 
 KUBERNETES_MODE_RULES: tuple[JSON, ...] = (
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "create", "delete"]},

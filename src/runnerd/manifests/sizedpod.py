@@ -1,6 +1,6 @@
 """A size request applied to a pool's runner template: the spec a sized job's runner pod is built from.
 
-The sizing is applied to the :class:`~runnerd.api.types.RunnerSpec` *before* the existing pod
+The sizing is applied to the :class:`~runnerd.api.RunnerSpec` *before* the existing pod
 builder (:func:`runnerd.manifests.pod.build_runner_pod`) runs, not patched into the finished pod:
 the builder decides which container holds the GPU (the docker sidecar, or the runner with
 ``dockerdWithinRunnerContainer``), copies GPU requests to limits, adds the CDI setup, the
@@ -27,8 +27,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runnerd.api._codec import JSON
-from runnerd.api.types import RunnerSpec
+from runnerd.api import JSON, RunnerSpec
 from runnerd.manifests import gpu as g
 from runnerd.reconcile.runnerpod import RUNNER_CONTAINER
 from runnerd.reconcile.sizing import PoolSizing, SizeRequest, runner_labels_for_job

@@ -42,14 +42,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-from runnerd.api import constants as c
-from runnerd.api.types import (
+from runnerd.api import (
     CapacityReservation,
     HorizontalRunnerAutoscalerSpec,
     HorizontalRunnerAutoscalerStatus,
     MetricSpec,
     RunnerConfig,
 )
+from runnerd.api import constants as c
 from runnerd.reconcile.matching import job_fits_runner
 from runnerd.reconcile.schedule import ScheduleError, ScheduleState, evaluate_schedule, format_go_time
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from runnerd.api._codec import JSON
+from runnerd.api import JSON
 
 ENV_RUNNER_TOKEN = "RUNNER_TOKEN"
 ENV_JIT_CONFIG = "ACTIONS_RUNNER_INPUT_JITCONFIG"

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from runnerd.api._codec import parse_time
+from runnerd.api import parse_time
 from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
 from runnerd.reconcile.runnerpod import GPU_RESOURCE, quantity_value
 from runnerd.reconcile.runnerset import LABEL_RUNNER_STATEFULSET_NAME, LABEL_RUNNERSET_NAME, runner_name

@@ -37,7 +37,7 @@ from collections.abc import Collection, Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from runnerd.api.types import HorizontalRunnerAutoscalerSpec, RunnerConfig, ScaleUpTrigger
+from runnerd.api import HorizontalRunnerAutoscalerSpec, RunnerConfig, ScaleUpTrigger
 
 SELF_HOSTED = "self-hosted"
 DEFAULT_GROUP = "Default"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from runnerd.api.types import RunnerScopeKind
+from runnerd.api import RunnerScopeKind
 from runnerd.reconcile.podstate import runner_container_state
 from runnerd.reconcile.runner import GitHubState
 from runnerd.reconcile.runnerpod import LABEL_RUNNER, RUNNER_CONTAINER, env_value

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from runnerd.api._codec import parse_time
+from runnerd.api import parse_time
 from runnerd.reconcile.credentials import ANNOTATION_RUNNER_ID
 from runnerd.reconcile.runnerpod import RUNNER_CONTAINER
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from runnerd.api._codec import parse_quantity
+from runnerd.api import parse_quantity
 
 RUNNER_CONTAINER = "runner"
 DOCKER_CONTAINER = "docker"

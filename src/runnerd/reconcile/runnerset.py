@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from runnerd.api._codec import JSON
-from runnerd.api.types import RunnerConfig, RunnerPodSpec, RunnerScopeKind, RunnerSetSpec, RunnerSpec
+from runnerd.api import JSON, RunnerConfig, RunnerPodSpec, RunnerScopeKind, RunnerSetSpec, RunnerSpec
 from runnerd.manifests.pod import PodOptions, build_runner_pod
 from runnerd.reconcile.credentials import (
     ANNOTATION_RUNNER_ID,

@@ -34,7 +34,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from runnerd.api.types import ScheduledOverride
+from runnerd.api import ScheduledOverride
 
 DAILY = "Daily"
 WEEKLY = "Weekly"

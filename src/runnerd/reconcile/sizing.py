@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from runnerd.api._codec import parse_quantity
+from runnerd.api import parse_quantity
 from runnerd.api.sizing import DEFAULT_GPU_PRODUCT_LABEL, RunnerSizingPolicySpec, policy_errors
 
 KEY_GPU, KEY_GPU_TYPE, KEY_MIG, KEY_CPU, KEY_MEM = "gpu", "gpu-type", "mig", "cpu", "mem"

@@ -33,6 +33,7 @@ import math
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
 from importlib import resources
 from typing import Any, Protocol
 
@@ -234,88 +235,106 @@ class _FleetCollector(Collector):
 
     @staticmethod
     def _families(fleet: Fleet | None) -> list[Metric]:
-        runners = GaugeMetricFamily(
-            dm.RUNNERS,
-            "Runners of each scale target by state (starting, idle, busy, draining, failed)",
-            labels=(*TARGET_LABELS, "state"),
+        families = _FleetFamilies.declare()
+        if fleet is not None:
+            families.fill(fleet)
+        return families.all()
+
+
+@dataclass(frozen=True)
+class _FleetFamilies:
+    """The fleet's metric families, in the order they are exposed."""
+
+    window: GaugeMetricFamily
+    runners: GaugeMetricFamily
+    queued: GaugeMetricFamily
+    running: GaugeMetricFamily
+    gpu_runners: GaugeMetricFamily
+    gpus: GaugeMetricFamily
+    hra: GaugeMetricFamily
+    reserved: CounterMetricFamily
+    busy: CounterMetricFamily
+    recent: GaugeMetricFamily
+    recent_jobs: GaugeMetricFamily
+
+    @classmethod
+    def declare(cls) -> _FleetFamilies:
+        return cls(
+            window=GaugeMetricFamily(dm.QUEUE_WAIT_WINDOW, "The recent queue-wait window's length"),
+            runners=GaugeMetricFamily(
+                dm.RUNNERS,
+                "Runners of each scale target by state (starting, idle, busy, draining, failed)",
+                labels=(*TARGET_LABELS, "state"),
+            ),
+            queued=GaugeMetricFamily(
+                dm.JOBS_QUEUED,
+                "Jobs reserved for the target (HRA capacity reservations) that no runner of it runs yet",
+                labels=TARGET_LABELS,
+            ),
+            running=GaugeMetricFamily(
+                dm.JOBS_RUNNING, "Jobs the target's runners run (its busy runners)", labels=TARGET_LABELS
+            ),
+            gpu_runners=GaugeMetricFamily(
+                dm.GPU_RUNNERS, "Runners whose pod requests nvidia.com/gpu", labels=TARGET_LABELS
+            ),
+            gpus=GaugeMetricFamily(
+                dm.GPUS_REQUESTED,
+                "nvidia.com/gpu requested by the target's runner pods",
+                labels=TARGET_LABELS,
+            ),
+            hra=GaugeMetricFamily(
+                dm.TARGET_AUTOSCALER,
+                "1 for each HorizontalRunnerAutoscaler that scales the target",
+                labels=(*TARGET_LABELS, "horizontalrunnerautoscaler"),
+            ),
+            reserved=CounterMetricFamily(
+                dm.GPU_RESERVED_SECONDS,
+                "GPU-seconds held by the target's runner pods (GPUs x time bound to a node), since start",
+                labels=TARGET_LABELS,
+            ),
+            busy=CounterMetricFamily(
+                dm.GPU_BUSY_SECONDS,
+                "GPU-seconds of the target's runners while running a job (GPUs x time busy), since start",
+                labels=TARGET_LABELS,
+            ),
+            recent=GaugeMetricFamily(
+                dm.QUEUE_WAIT_RECENT,
+                "Job queue wait quantiles over the recent window"
+                " (of github_workflow_job_queue_duration_seconds)",
+                labels=("quantile",),
+            ),
+            recent_jobs=GaugeMetricFamily(
+                dm.QUEUE_WAIT_RECENT_JOBS, "Jobs that started within the recent queue-wait window"
+            ),
         )
-        queued = GaugeMetricFamily(
-            dm.JOBS_QUEUED,
-            "Jobs reserved for the target (HRA capacity reservations) that no runner of it runs yet",
-            labels=TARGET_LABELS,
-        )
-        running = GaugeMetricFamily(
-            dm.JOBS_RUNNING, "Jobs the target's runners run (its busy runners)", labels=TARGET_LABELS
-        )
-        gpu_runners = GaugeMetricFamily(
-            dm.GPU_RUNNERS, "Runners whose pod requests nvidia.com/gpu", labels=TARGET_LABELS
-        )
-        gpus = GaugeMetricFamily(
-            dm.GPUS_REQUESTED, "nvidia.com/gpu requested by the target's runner pods", labels=TARGET_LABELS
-        )
-        hra = GaugeMetricFamily(
-            dm.TARGET_AUTOSCALER,
-            "1 for each HorizontalRunnerAutoscaler that scales the target",
-            labels=(*TARGET_LABELS, "horizontalrunnerautoscaler"),
-        )
-        reserved = CounterMetricFamily(
-            dm.GPU_RESERVED_SECONDS,
-            "GPU-seconds held by the target's runner pods (GPUs x time bound to a node), since start",
-            labels=TARGET_LABELS,
-        )
-        busy = CounterMetricFamily(
-            dm.GPU_BUSY_SECONDS,
-            "GPU-seconds of the target's runners while running a job (GPUs x time busy), since start",
-            labels=TARGET_LABELS,
-        )
-        recent = GaugeMetricFamily(
-            dm.QUEUE_WAIT_RECENT,
-            "Job queue wait quantiles over the recent window (of github_workflow_job_queue_duration_seconds)",
-            labels=("quantile",),
-        )
-        recent_jobs = GaugeMetricFamily(
-            dm.QUEUE_WAIT_RECENT_JOBS, "Jobs that started within the recent queue-wait window"
-        )
-        window = GaugeMetricFamily(dm.QUEUE_WAIT_WINDOW, "The recent queue-wait window's length")
-        families: list[Metric] = [
-            window,
-            runners,
-            queued,
-            running,
-            gpu_runners,
-            gpus,
-            hra,
-            reserved,
-            busy,
-            recent,
-            recent_jobs,
-        ]
-        if fleet is None:
-            return families
-        window.add_metric([], fleet.window)
+
+    def fill(self, fleet: Fleet) -> None:
+        self.window.add_metric([], fleet.window)
         snap = fleet.snapshot()
         for t in snap.targets:
             labels = [t.namespace, t.kind, t.name]
             for state in STATES:
-                runners.add_metric([*labels, state], t.runners[state])
-            queued.add_metric(labels, t.queued_jobs)
-            running.add_metric(labels, t.running_jobs)
-            gpu_runners.add_metric(labels, t.gpu_runners)
-            gpus.add_metric(labels, t.gpus)
+                self.runners.add_metric([*labels, state], t.runners[state])
+            self.queued.add_metric(labels, t.queued_jobs)
+            self.running.add_metric(labels, t.running_jobs)
+            self.gpu_runners.add_metric(labels, t.gpu_runners)
+            self.gpus.add_metric(labels, t.gpus)
         for h in snap.hras:
             if snap.target(*h.target) is not None:
-                hra.add_metric([*h.target, h.name], 1)
+                self.hra.add_metric([*h.target, h.name], 1)
         for key, seconds in sorted(fleet.gpu_seconds().items()):
-            reserved.add_metric(list(key), seconds.reserved)
-            busy.add_metric(list(key), seconds.used)
+            self.reserved.add_metric(list(key), seconds.reserved)
+            self.busy.add_metric(list(key), seconds.used)
         point = fleet.series.last
         if point is not None:
             for name, q in dm.QUANTILES.items():
                 value = getattr(point, name)
                 if value is not None and not math.isnan(value):
-                    recent.add_metric([str(q)], value)
-            recent_jobs.add_metric([], point.jobs)
-        return families
+                    self.recent.add_metric([str(q)], value)
+            self.recent_jobs.add_metric([], point.jobs)
+
+    def all(self) -> list[Metric]:
+        return [getattr(self, f.name) for f in fields(self)]
 
 
 # --- HTTP --------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ Three kinds of sources:
   vanish with their object;
 * the GitHub budget (rate-limit buckets, calls by endpoint and status, rate-limit waits) is read at
   scrape time from a :class:`BudgetSnapshot` callback (:meth:`Metrics.watch_github`);
-* everything else is recorded by the autoscaler and the webhook server as it happens.
+* everything else is recorded by the autoscaler and the webhook server as it happens; those
+  families are declared in :mod:`runnerd.web.metric_families`.
 """
 
 from __future__ import annotations
@@ -21,35 +22,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from runnerd.web import metric_families as f
+from runnerd.web.metric_families import HRA_LABELS, JOB_LABELS
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-HRA_LABELS = ("horizontalrunnerautoscaler", "namespace")
-"""ARC's labels of the HRA spec/status gauges."""
-HRA_TARGET_LABELS = (*HRA_LABELS, "enterprise", "organization", "repository", "kind", "name")
-"""ARC's labels of the per-metric HRA gauges (the scale target's scope, kind and name)."""
-JOB_LABELS = (
-    "runs_on",
-    "job_name",
-    "organization",
-    "repository",
-    "repository_full_name",
-    "owner",
-    "workflow_name",
-    "head_branch",
-)
-"""ARC's (actions metrics server) labels of the ``github_workflow_job*`` metrics."""
-
-JOB_DURATION_BUCKETS = (
-    0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600,
-)  # fmt: skip
-LATENCY_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
-)  # fmt: skip
-STARTUP_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)
 
 
 @dataclass(frozen=True)
@@ -250,198 +230,37 @@ class Metrics:
         for collector in (self._objects, self._github, self._process):
             r.register(collector)
 
-        # ARC: PercentageRunnersBusy observations
-        self.replicas_desired = Gauge(
-            "horizontalrunnerautoscaler_replicas_desired",
-            "replicas_desired of PercentageRunnersBusy",
-            HRA_TARGET_LABELS,
-            registry=r,
-        )
-        self.runners = Gauge(
-            "horizontalrunnerautoscaler_runners",
-            "num_runners of PercentageRunnersBusy",
-            HRA_TARGET_LABELS,
-            registry=r,
-        )
-        self.runners_registered = Gauge(
-            "horizontalrunnerautoscaler_runners_registered",
-            "num_runners_registered of PercentageRunnersBusy",
-            HRA_TARGET_LABELS,
-            registry=r,
-        )
-        self.runners_busy = Gauge(
-            "horizontalrunnerautoscaler_runners_busy",
-            "num_runners_busy of PercentageRunnersBusy",
-            HRA_TARGET_LABELS,
-            registry=r,
-        )
-        self.terminating_busy = Gauge(
-            "horizontalrunnerautoscaler_terminating_busy",
-            "num_terminating_busy of PercentageRunnersBusy",
-            HRA_TARGET_LABELS,
-            registry=r,
-        )
-        # ARC: TotalNumberOfQueuedAndInProgressWorkflowRuns observations (ARC counts jobs here)
-        self.necessary_replicas = Gauge(
-            "horizontalrunnerautoscaler_necessary_replicas",
-            "necessary_replicas of QueuedAndInProgressWorkflowRuns",
-            HRA_TARGET_LABELS,
-            registry=r,
-        )
-        self.workflow_runs_completed = Gauge(
-            "horizontalrunnerautoscaler_workflow_runs_completed",
-            "workflow_runs_completed of QueuedAndInProgressWorkflowRuns (jobs of the active runs)",
-            HRA_TARGET_LABELS,
-            registry=r,
-        )
-        self.workflow_runs_in_progress = Gauge(
-            "horizontalrunnerautoscaler_workflow_runs_in_progress",
-            "workflow_runs_in_progress of QueuedAndInProgressWorkflowRuns (jobs)",
-            HRA_TARGET_LABELS,
-            registry=r,
-        )
-        self.workflow_runs_queued = Gauge(
-            "horizontalrunnerautoscaler_workflow_runs_queued",
-            "workflow_runs_queued of QueuedAndInProgressWorkflowRuns (jobs)",
-            HRA_TARGET_LABELS,
-            registry=r,
-        )
-        self.workflow_runs_unknown = Gauge(
-            "horizontalrunnerautoscaler_workflow_runs_unknown",
-            "workflow_runs_unknown of QueuedAndInProgressWorkflowRuns (jobs in another status)",
-            HRA_TARGET_LABELS,
-            registry=r,
-        )
-        # runnerd: the decision's parts
-        self.reserved_replicas = Gauge(
-            "runnerd_horizontalrunnerautoscaler_reserved_replicas",
-            "Replicas held by unexpired capacity reservations (webhooks and the safety-net poll)",
-            HRA_LABELS,
-            registry=r,
-        )
-        self.scale_down_held = Gauge(
-            "runnerd_horizontalrunnerautoscaler_scale_down_held",
-            "1 while a scale-down is held by scaleDownDelaySecondsAfterScaleOut",
-            HRA_LABELS,
-            registry=r,
-        )
-        self.reconciles = Counter(
-            "runnerd_horizontalrunnerautoscaler_reconciles",
-            "HRA reconciles by outcome (scaled, unchanged, error, target_missing, invalid)",
-            ("outcome",),
-            registry=r,
-        )
-
-        # ARC (actions metrics server): workflow_job events
-        self.job_queue_duration = Histogram(
-            "github_workflow_job_queue_duration_seconds",
-            "Queue times for workflow jobs in seconds (queued until a runner started it)",
-            JOB_LABELS,
-            buckets=JOB_DURATION_BUCKETS,
-            registry=r,
-        )
-        self.job_run_duration = Histogram(
-            "github_workflow_job_run_duration_seconds",
-            "Run times for workflow jobs in seconds",
-            (*JOB_LABELS, "job_conclusion"),
-            buckets=JOB_DURATION_BUCKETS,
-            registry=r,
-        )
-        self.job_conclusions = Counter(
-            "github_workflow_job_conclusions_total",
-            "Conclusions for tracked workflow jobs",
-            (*JOB_LABELS, "job_conclusion"),
-            registry=r,
-        )
-        self.jobs_queued = Counter(
-            "github_workflow_jobs_queued_total",
-            "Total count of workflow jobs queued (events where job_status=queued)",
-            JOB_LABELS,
-            registry=r,
-        )
-        self.jobs_started = Counter(
-            "github_workflow_jobs_started_total",
-            "Total count of workflow jobs started (events where job_status=in_progress)",
-            JOB_LABELS,
-            registry=r,
-        )
-        self.jobs_completed = Counter(
-            "github_workflow_jobs_completed_total",
-            "Total count of workflow jobs completed (events where job_status=completed)",
-            JOB_LABELS,
-            registry=r,
-        )
-
-        # runnerd: webhook server
-        self.webhook_deliveries = Counter(
-            "runnerd_webhook_deliveries_total",
-            "Webhook requests by event and outcome",
-            ("event", "outcome"),
-            registry=r,
-        )
-        self.webhook_request_duration = Histogram(
-            "runnerd_webhook_request_duration_seconds",
-            "Time to answer a webhook request (reservation written when it returns)",
-            ("event",),
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.jobs_unmatched = Counter(
-            "runnerd_workflow_jobs_unmatched_total",
-            "Queued self-hosted workflow_job deliveries that no HorizontalRunnerAutoscaler matched",
-            ("runs_on",),
-            registry=r,
-        )
-        self.reservation_writes = Counter(
-            "runnerd_capacity_reservation_writes_total",
-            "Patches of HRA spec.capacityReservations by outcome (written, conflict, failed)",
-            ("outcome",),
-            registry=r,
-        )
-        self.reservation_events = Counter(
-            "runnerd_capacity_reservation_events_total",
-            "workflow_job events applied to reservations, by source (webhook, poll) and effect",
-            ("source", "effect"),
-            registry=r,
-        )
-        # runnerd: latency histograms ARC lacks
-        self.webhook_to_pod_create = Histogram(
-            "runnerd_webhook_to_pod_create_seconds",
-            "From a queued workflow_job delivery that reserved a runner to its runner pod being created",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.runner_startup = Histogram(
-            "runnerd_runner_startup_seconds",
-            "From a runner pod being created to its runner registered and online in GitHub",
-            buckets=STARTUP_BUCKETS,
-            registry=r,
-        )
-        # runnerd: safety-net poll
-        self.poll_runs = Counter(
-            "runnerd_safety_net_polls_total",
-            "Safety-net polls of a repository by outcome (changed, unchanged, rate_limited, failed)",
-            ("outcome",),
-            registry=r,
-        )
-        self.poll_jobs_recovered = Counter(
-            "runnerd_safety_net_jobs_recovered_total",
-            "Queued jobs the safety-net poll reserved a runner for before any webhook did",
-            registry=r,
-        )
-        self.poll_interval = Gauge(
-            "runnerd_safety_net_poll_interval_seconds",
-            "Current interval between two polls of one repository",
-            registry=r,
-        )
-        self.poll_repositories = Gauge(
-            "runnerd_safety_net_repositories", "Repositories the safety-net poll covers", registry=r
-        )
-        self.poll_budget_per_hour = Gauge(
-            "runnerd_safety_net_budget_calls_per_hour",
-            "The configured ceiling of safety-net API calls per hour",
-            registry=r,
-        )
+        self.replicas_desired = f.REPLICAS_DESIRED.build(r)
+        self.runners = f.RUNNERS.build(r)
+        self.runners_registered = f.RUNNERS_REGISTERED.build(r)
+        self.runners_busy = f.RUNNERS_BUSY.build(r)
+        self.terminating_busy = f.TERMINATING_BUSY.build(r)
+        self.necessary_replicas = f.NECESSARY_REPLICAS.build(r)
+        self.workflow_runs_completed = f.WORKFLOW_RUNS_COMPLETED.build(r)
+        self.workflow_runs_in_progress = f.WORKFLOW_RUNS_IN_PROGRESS.build(r)
+        self.workflow_runs_queued = f.WORKFLOW_RUNS_QUEUED.build(r)
+        self.workflow_runs_unknown = f.WORKFLOW_RUNS_UNKNOWN.build(r)
+        self.reserved_replicas = f.RESERVED_REPLICAS.build(r)
+        self.scale_down_held = f.SCALE_DOWN_HELD.build(r)
+        self.reconciles = f.RECONCILES.build(r)
+        self.job_queue_duration = f.JOB_QUEUE_DURATION.build(r)
+        self.job_run_duration = f.JOB_RUN_DURATION.build(r)
+        self.job_conclusions = f.JOB_CONCLUSIONS.build(r)
+        self.jobs_queued = f.JOBS_QUEUED.build(r)
+        self.jobs_started = f.JOBS_STARTED.build(r)
+        self.jobs_completed = f.JOBS_COMPLETED.build(r)
+        self.webhook_deliveries = f.WEBHOOK_DELIVERIES.build(r)
+        self.webhook_request_duration = f.WEBHOOK_REQUEST_DURATION.build(r)
+        self.jobs_unmatched = f.JOBS_UNMATCHED.build(r)
+        self.reservation_writes = f.RESERVATION_WRITES.build(r)
+        self.reservation_events = f.RESERVATION_EVENTS.build(r)
+        self.webhook_to_pod_create = f.WEBHOOK_TO_POD_CREATE.build(r)
+        self.runner_startup = f.RUNNER_STARTUP.build(r)
+        self.poll_runs = f.POLL_RUNS.build(r)
+        self.poll_jobs_recovered = f.POLL_JOBS_RECOVERED.build(r)
+        self.poll_interval = f.POLL_INTERVAL.build(r)
+        self.poll_repositories = f.POLL_REPOSITORIES.build(r)
+        self.poll_budget_per_hour = f.POLL_BUDGET_PER_HOUR.build(r)
         self._hra_series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
     # sources read at scrape time
@@ -552,7 +371,7 @@ class Metrics:
         started_at: float | None,
         completed_at: float | None,
     ) -> None:
-        """``labels``: values for :data:`JOB_LABELS`."""
+        """``labels``: values for :data:`~runnerd.web.metric_families.JOB_LABELS`."""
         values = [labels.get(name, "") for name in JOB_LABELS]
         if action == "queued":
             self.jobs_queued.labels(*values).inc()

@@ -14,9 +14,16 @@ from typing import Any
 import pytest
 import yaml
 
-from runnerd.api import RESOURCES, crd_sizes, crd_to_yaml
+from runnerd.api import (
+    RESOURCES,
+    HorizontalRunnerAutoscalerSpec,
+    MetricSpec,
+    RunnerSetSpec,
+    RunnerSpec,
+    crd_sizes,
+    crd_to_yaml,
+)
 from runnerd.api.crds import GENERATED_HEADER, K8sSchemas, SchemaBuildError, build_crds, structural_problems
-from runnerd.api.types import HorizontalRunnerAutoscalerSpec, MetricSpec, RunnerSetSpec, RunnerSpec
 from tests.unit.api.manifests import CRD_DIR, REPO, committed_crds, openapi_schema
 
 KINDS = [r.KIND for r in RESOURCES]

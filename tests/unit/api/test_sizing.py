@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from runnerd.api._codec import ApiParseError
+from runnerd.api import ApiParseError
 from runnerd.api.sizing import API_VERSION, KIND, RunnerSizingPolicy, RunnerSizingPolicySpec, policy_errors
 from tests.unit.reconcile.sizingkit import POLICY
 

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from runnerd.api import validate
-from runnerd.api.types import HorizontalRunnerAutoscalerSpec, MetricSpec, RunnerSetSpec, RunnerSpec
+from runnerd.api import HorizontalRunnerAutoscalerSpec, MetricSpec, RunnerSetSpec, RunnerSpec, validate
 from runnerd.api.validation import rule_violations
 
 K8S_MODE = {"repository": "a/b", "containerMode": "kubernetes"}

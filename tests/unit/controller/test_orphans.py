@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runnerd.api.types import RunnerSpec
+from runnerd.api import RunnerSpec
 from runnerd.controller.common import ControllerOptions, drain_labels
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.orphans import (

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from runnerd.api import RunnerSet, validate
-from runnerd.api.types import RunnerSetSpec
+from runnerd.api import RunnerSet, RunnerSetSpec, validate
 from runnerd.manifests.pod import PodOptions, RunnerPodError, build_runner_pod
 from runnerd.reconcile.credentials import (
     ANNOTATION_RUNNER_ID,

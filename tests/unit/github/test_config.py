@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runnerd.api.types import RunnerScope
+from runnerd.api import RunnerScope
 from runnerd.github import GitHubConfig, GitHubConfigError, Scope
 
 pytestmark = pytest.mark.timeout(10)

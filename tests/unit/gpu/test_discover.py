@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from runnerd.gpu import elf
-from runnerd.gpu.discover import NO_DEVICE_NODES, Config, Inventory, Tree, discover
+from runnerd.gpu.discover import NO_DEVICE_NODES, discover
+from runnerd.gpu.inventory import Config, Inventory, Tree
 from tests.unit.gpu.fake import BUSES, DRIVER, LIBDIR, UUIDS, FakeNode, ld_cache, tiny_elf
 
 

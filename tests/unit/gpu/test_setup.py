@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from runnerd.gpu import cdi, cli, dockerd
-from runnerd.gpu.discover import Config, discover
+from runnerd.gpu.discover import discover
+from runnerd.gpu.inventory import Config
 from tests.unit.gpu.fake import DRIVER, LIBDIR, UUIDS, FakeNode
 
 REPO = Path(__file__).resolve().parents[3]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from runnerd.api.types import RunnerSpec
+from runnerd.api import RunnerSpec
 from runnerd.manifests.pod import PodOptions, build_runner_pod
 from runnerd.reconcile.credentials import JitConfig, Registration, RegistrationToken
 

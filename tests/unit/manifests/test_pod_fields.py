@@ -158,8 +158,7 @@ def test_arc_pod_field_passes_through(
 
 
 def test_every_runner_pod_spec_field_has_a_row() -> None:
-    from runnerd.api._codec import fields_of
-    from runnerd.api.types import RunnerPodSpec
+    from runnerd.api import RunnerPodSpec, fields_of
 
     covered = {r[0] for r in ROWS} | {"workVolumeClaimTemplate"}  # the last: test_pod.py, kubernetes mode
     declared = {info.json for _, info, _ in fields_of(RunnerPodSpec)}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from runnerd.api.types import RunnerSpec
+from runnerd.api import RunnerSpec
 from runnerd.manifests import gpu as g
 from runnerd.manifests.pod import build_runner_pod
 from runnerd.manifests.sizedpod import size_resources, sized_runner_spec, unsupported_reason

@@ -7,8 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from runnerd.api import parse_time
-from runnerd.api.types import (
+from runnerd.api import (
     CapacityReservation,
     HorizontalRunnerAutoscalerSpec,
     HorizontalRunnerAutoscalerStatus,
@@ -16,6 +15,7 @@ from runnerd.api.types import (
     RecurrenceRule,
     RunnerConfig,
     ScheduledOverride,
+    parse_time,
 )
 from runnerd.reconcile.autoscale import (
     PERCENTAGE_BUSY,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from runnerd.api.types import (
+from runnerd.api import (
     GitHubEventScaleUpTriggerSpec,
     HorizontalRunnerAutoscalerSpec,
     PushSpec,

@@ -4,8 +4,7 @@ import datetime as dt
 
 import pytest
 
-from runnerd.api import parse_time
-from runnerd.api.types import RecurrenceRule, ScheduledOverride
+from runnerd.api import RecurrenceRule, ScheduledOverride, parse_time
 from runnerd.reconcile.schedule import (
     ScheduleError,
     Transition,

@@ -9,14 +9,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
-from runnerd.web.metrics import (
-    HRA_LABELS,
-    HRA_TARGET_LABELS,
-    JOB_LABELS,
-    BudgetSnapshot,
-    Metrics,
-    RateLimitReading,
-)
+from runnerd.web.metric_families import HRA_LABELS, HRA_TARGET_LABELS, JOB_LABELS
+from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
 from runnerd.web.server import Address, health_app, parse_address
 
 pytestmark = pytest.mark.timeout(20)
