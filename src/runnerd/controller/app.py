@@ -19,8 +19,8 @@ from runnerd.controller.common import (
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.orphans import OrphanSweeper, sweep_key
 from runnerd.controller.replicasets import INDEX_CONTROLLER, DeploymentController, ReplicaSetController
-from runnerd.controller.runners import RunnerController
-from runnerd.controller.runnersets import install as install_runnersets
+from runnerd.controller.runner import RunnerController
+from runnerd.controller.runnerset import install as install_runnersets
 from runnerd.github import GitHubClient, Scope
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.pod import LABEL_RUNNER

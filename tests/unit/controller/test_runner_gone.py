@@ -9,7 +9,7 @@ from typing import Any
 
 from runnerd.controller.common import RUNNER_FINALIZER, ControllerOptions
 from runnerd.controller.directory import MEMORY, RunnerDirectory
-from runnerd.controller.runners import RunnerController
+from runnerd.controller.runner import RunnerController
 from runnerd.github import Scope
 from runnerd.github.errors import NotFoundError
 from runnerd.github.models import Runner as GitHubRunner
