@@ -42,6 +42,7 @@ from runnerd.controller.expectations import REPLACEMENT_HOLD, Expectations, Repl
 from runnerd.github import Scope
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.hashing import template_hash
+from runnerd.reconcile.lifecycle import GitHubState
 from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
 from runnerd.reconcile.replicas import (
     ReplicaSetView,
@@ -50,7 +51,6 @@ from runnerd.reconcile.replicas import (
     plan_replicas,
     plan_rollout,
 )
-from runnerd.reconcile.runner import GitHubState
 from runnerd.runtime import (
     AlreadyExists,
     ApiError,

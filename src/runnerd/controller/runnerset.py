@@ -23,7 +23,6 @@ is set to that claim, so no other namespace or RunnerSet can take it).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -46,53 +45,56 @@ from runnerd.controller.common import (
     RUNNER_SETS,
     Backoff,
     ControllerOptions,
-    RunnerGroups,
     StopSteps,
     controller_ref,
     created_at,
-    drain_labels,
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.expectations import Expectations, ReplacementHolds
+from runnerd.controller.lifecycle import Lifecycle, RunnerRef
 from runnerd.github import GitHubClient, Scope
-from runnerd.github.errors import GitHubError, NotFoundError, RateLimitedError, RunnerBusyError
+from runnerd.github.errors import GitHubError, RateLimitedError
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PERSISTENT_VOLUME_CLAIMS, SECRETS, STATEFUL_SETS, Resource
+from runnerd.manifests.runnerset import (
+    build_runner_secret,
+    build_runner_statefulset,
+    claim_ref,
+    consume_patch,
+)
+from runnerd.reconcile.lifecycle import (
+    REGISTERING_RECHECK,
+    Credentials,
+    GitHubState,
+    PodStatus,
+    RunnerDecision,
+    Step,
+    decide,
+)
 from runnerd.reconcile.pod import (
     ANNOTATION_GITHUB_API_CREDS_SECRET,
-    RUNNER_CONTAINER,
     JitConfig,
-    Registration,
-    RegistrationToken,
     RunnerPodError,
     runner_labels,
 )
 from runnerd.reconcile.replicas import RunnerPhase, RunnerView
-from runnerd.reconcile.runner import BUSY_RETRY, REGISTERING_RECHECK, GitHubState, PodStatus
 from runnerd.reconcile.runnerset import (
     FINALIZER,
     LABEL_RUNNER_STATEFULSET_NAME,
     LABEL_RUNNERSET_NAME,
     SUFFIX_ALPHABET,
     SUFFIX_LENGTH,
-    Action,
     CredentialKind,
-    Credentials,
     PodObservation,
-    RunnerSetRunnerDecision,
-    RunnerSetRunnerFacts,
     RunnerStatefulSet,
     SecretState,
-    build_runner_secret,
-    build_runner_statefulset,
     claim_fits_volume,
-    claim_ref,
     claim_template_name,
-    consume_patch,
-    decide_runner,
+    credential_kind,
     observe_pod,
     parse_statefulset,
     plan_runnerset,
+    runner_facts,
     runner_name,
     runnerset_selector,
     runnerset_status,
@@ -221,8 +223,9 @@ class RunnerSetController:
         self.holds = ReplacementHolds(time.monotonic)
         self._secrets_made: dict[Key, float] = {}
         self._backoff: dict[Key, Backoff] = {}
-        self.groups = RunnerGroups(options.runner_group_ttl)
-        self._drained: dict[str, float] = {}  # StatefulSet uid -> when its runner's labels were replaced
+        self.lifecycle = Lifecycle(
+            clients=self.clients, recorder=recorder, options=options, stats=self.stats, clock=clock
+        )
         self._reserved: dict[str, float] = {}  # claim uid -> when a volume was reserved for it
 
     # ------------------------------------------------------------------------------- reconcile
@@ -315,7 +318,7 @@ class RunnerSetController:
                 requeue.append(1.0)
             if decision.requeue_after is not None:
                 requeue.append(decision.requeue_after)
-            if decision.failed and stopped is None and Action.DELETE in decision.actions:
+            if decision.failed and stopped is None and Step.DELETE_RUNNER in decision.steps:
                 self._fail(key)
             elif decision.phase in (RunnerPhase.IDLE, RunnerPhase.BUSY) and not decision.finished:
                 self._backoff.pop(key, None)
@@ -325,7 +328,7 @@ class RunnerSetController:
             views[info.name] = RunnerView(
                 name=info.name,
                 created_at=created_at(sts),
-                phase=decision.phase,
+                phase=decision.phase or RunnerPhase.PENDING,
                 deleting=info.deleting or decision.finished,
                 template_hash=info.template_hash,
             )
@@ -479,7 +482,7 @@ class RunnerSetController:
     # ------------------------------------------------------------------------------- one runner
     async def _sync_runner(
         self, obj: Mapping[str, Any], sts: Obj, info: RunnerStatefulSet, *, remove: bool
-    ) -> tuple[RunnerSetRunnerDecision, Result | None]:
+    ) -> tuple[RunnerDecision, Result | None]:
         """Decide for one runner and act; returns the decision and, if a step stopped, the result."""
         scope = _scope(info)
         pod = self._pod(sts, info)
@@ -490,8 +493,8 @@ class RunnerSetController:
             runner_id = self.directory.runner_id(scope, info.runner)
         finished_age = self.directory.finished_age(info.runner, runner_id)
         now = self.clock()
-        decision = decide_runner(
-            RunnerSetRunnerFacts(
+        decision = decide(
+            runner_facts(
                 now=now,
                 deleting=info.deleting,
                 has_finalizer=FINALIZER in info.finalizers,
@@ -502,7 +505,7 @@ class RunnerSetController:
                 runner_id=runner_id,
                 github=github,
                 remove=remove,
-                drained_at=self._drained.get(info.uid),
+                drained_at=self.lifecycle.drained_at(info.uid),
                 drain_grace=self.options.drain_grace,
                 registration_timeout=self.options.registration_timeout,
                 job_finished_at=None if finished_age is None else now - finished_age,
@@ -518,134 +521,23 @@ class RunnerSetController:
             runner_id,
             remove,
             info.deleting,
-            [a.value for a in decision.actions],
+            [s.value for s in decision.steps],
             decision.reason,
         )
         if pod.stuck_reason and not decision.finished:
             await self.recorder.warning(obj, pod.stuck_reason, f"runner {info.runner}: {pod.stuck_message}")
-        latest: Obj = sts
+        ref = RunnerRef(obj, info.runner, info.uid, scope, runner_id)
         try:
-            for action in decision.actions:
-                latest = await self._act(action, obj, latest, info, scope, pod, runner_id)
+            await self.lifecycle.perform(
+                decision.steps, ref, StatefulSetHome(self, sts, info, pod, runner_id)
+            )
         except StopSteps as stop:
             return decision, stop.result
-        if decision.failed and Action.DELETE in decision.actions:
+        if decision.failed and Step.DELETE_RUNNER in decision.steps:
             await self.recorder.warning(
                 obj, "RunnerFailed", f"runner {info.runner}: {decision.reason}; replacing it"
             )
         return decision, None
-
-    async def _act(
-        self,
-        action: Action,
-        obj: Mapping[str, Any],
-        sts: Obj,
-        info: RunnerStatefulSet,
-        scope: Scope | None,
-        pod: PodObservation,
-        runner_id: int | None,
-    ) -> Obj:
-        meta = sts["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        if action is Action.ADD_FINALIZER:
-            return await self._patch_finalizers(sts, [*info.finalizers, FINALIZER])
-        if action is Action.DRAIN:
-            if runner_id is None or scope is None:
-                return sts
-            try:
-                if not self.directory.gone(scope, runner_id):
-                    await self.github.set_runner_labels(scope, runner_id, drain_labels(self.options))
-            except RateLimitedError as exc:
-                raise StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
-            except NotFoundError:
-                # already gone from GitHub: nothing can be routed to it, and nothing to deregister
-                self.directory.mark_gone(scope, info.runner, runner_id)
-            except GitHubError as exc:
-                await self.recorder.warning(obj, exc.reason, f"draining runner {info.runner}: {exc}")
-                raise StopSteps(Result(requeue=True)) from None
-            self._drained[info.uid] = self.clock()
-            return sts
-        if action is Action.REMOVE_FINALIZER:
-            latest = await self._remove_finalizer(sts)
-            self._drained.pop(info.uid, None)
-            return latest
-        if action is Action.CONSUME:
-            try:
-                await self.kube.patch(
-                    SECRETS,
-                    name,
-                    consume_patch(info.credentials, pod.uid or "", runner_id),
-                    namespace=namespace,
-                )
-            except NotFound:
-                return sts
-            self.stats.credentials_consumed += 1
-            return sts
-        if action is Action.DEREGISTER:
-            if runner_id is None or scope is None:
-                return sts
-            try:
-                if not self.directory.gone(scope, runner_id):
-                    await self.github.delete_runner(scope, runner_id)  # 404: already gone, fine
-            except RunnerBusyError:
-                self.stats.busy_refusals += 1
-                self.directory.hint_busy(scope, info.runner, True)
-                await self.recorder.normal(
-                    obj,
-                    "RunnerBusy",
-                    f"runner {info.runner} is running a job; it is removed once the job is done",
-                )
-                raise StopSteps(Result(requeue_after=BUSY_RETRY)) from None
-            except RateLimitedError as exc:
-                raise StopSteps(Result(requeue_after=max(1.0, exc.resume_at - time.time()))) from None
-            except GitHubError as exc:
-                await self.recorder.warning(
-                    obj, exc.reason, f"removing runner {info.runner} from GitHub: {exc}"
-                )
-                raise StopSteps(Result(requeue=True)) from None
-            self.stats.deregistrations += 1
-            self.directory.mark_gone(scope, info.runner, runner_id)
-            return sts
-        # Action.DELETE
-        self.expect.deleted(Key(namespace, info.runnerset), name)
-        deleted = await self.kube.delete(
-            STATEFUL_SETS, name, namespace=namespace, uid=info.uid, missing_ok=True
-        )
-        self.stats.statefulsets_deleted += 1
-        if deleted is not None and deleted.get("kind") == "StatefulSet":
-            return deleted
-        return sts
-
-    async def _remove_finalizer(self, sts: Obj) -> Obj:
-        """Take our finalizer off (re-reading the StatefulSet when its controller changed it meanwhile)."""
-        meta = sts["metadata"]
-        for _ in range(3):
-            finalizers = [f for f in (sts["metadata"].get("finalizers") or ()) if f != FINALIZER]
-            try:
-                return await self._patch_finalizers(sts, finalizers)
-            except StopSteps:
-                try:
-                    sts = await self.kube.get(STATEFUL_SETS, meta["name"], namespace=meta["namespace"])
-                except NotFound:
-                    return sts
-                if sts["metadata"].get("uid") != meta.get("uid"):
-                    return sts
-        raise StopSteps(Result(requeue=True))
-
-    async def _patch_finalizers(self, sts: Obj, finalizers: list[str]) -> Obj:
-        meta = sts["metadata"]
-        try:
-            return await self.kube.patch(
-                STATEFUL_SETS,
-                meta["name"],
-                {"metadata": {"finalizers": finalizers}},
-                namespace=meta["namespace"],
-                resource_version=meta.get("resourceVersion"),
-            )
-        except NotFound:
-            return sts
-        except Conflict:
-            raise StopSteps(Result(requeue=True)) from None
 
     # ------------------------------------------------------------------------------- create
     def credential_kind(self, rs: RunnerSet) -> CredentialKind:
@@ -654,38 +546,12 @@ class RunnerSetController:
         forced = rs.metadata.annotations.get(ANNOTATION_REGISTRATION) or (
             template_meta.get("annotations") or {}
         ).get(ANNOTATION_REGISTRATION)
-        ephemeral = rs.spec.effective_ephemeral
-        if forced in ("jit", "token"):
-            return "jit" if forced == "jit" and ephemeral else "token"
-        if not ephemeral:
-            return "token"  # GitHub's JIT runners are always ephemeral
-        if self.options.registration_mode != "auto":
-            return "jit" if self.options.registration_mode == "jit" else "token"
-        containers = (rs.spec.template.get("spec") or {}).get("containers") or ()
-        template_image = next(
-            (ct.get("image") for ct in containers if ct.get("name") == RUNNER_CONTAINER), None
+        return credential_kind(
+            rs.spec,
+            forced=forced,
+            mode=self.options.registration_mode,
+            default_image=self.options.pod.runner_image,
         )
-        image = rs.spec.image or template_image or self.options.pod.runner_image
-        return "token" if "summerwind/actions-runner" in str(image) else "jit"
-
-    async def _register(self, rs: RunnerSet, scope: Scope, runner: str, kind: CredentialKind) -> Registration:
-        if kind == "token":
-            token = await self.github.create_registration_token(scope)
-            return RegistrationToken(token.token)
-        labels = [x for x in runner_labels(rs.spec, self.options.pod) if x.lower() != "self-hosted"]
-        jit = await self.groups.call(
-            self.github,
-            scope,
-            rs.spec.group,
-            lambda group_id: self.github.generate_jit_config(
-                scope,
-                runner,
-                labels=labels or ["self-hosted"],
-                runner_group_id=group_id,
-                work_folder=rs.spec.effective_work_dir,
-            ),
-        )
-        return JitConfig(jit.encoded_jit_config, jit.runner_id)
 
     async def _create_runner(
         self, key: Key, obj: Mapping[str, Any], rs: RunnerSet, scope: Scope, hash_: str
@@ -717,7 +583,15 @@ class RunnerSetController:
             self._fail(key)
             return None
         try:
-            registration = await self._register(rs, scope, runner, kind)
+            registration = await self.lifecycle.register(
+                obj,
+                scope,
+                runner,
+                jit=kind == "jit",
+                labels=runner_labels(rs.spec, self.options.pod),
+                group=rs.spec.group,
+                work_folder=rs.spec.effective_work_dir,
+            )
         except RateLimitedError as exc:
             await self.recorder.warning(obj, exc.reason, f"waiting for GitHub's rate limit to reset: {exc}")
             return None
@@ -729,15 +603,15 @@ class RunnerSetController:
         try:
             sts = await self.kube.create(STATEFUL_SETS, manifest, namespace=key.namespace)
         except AlreadyExists:
-            await self._abandon(scope, registration)
+            await self.lifecycle.abandon(scope, registration)
             return None
         except Invalid as exc:
-            await self._abandon(scope, registration)
+            await self.lifecycle.abandon(scope, registration)
             await self.recorder.warning(obj, "InvalidRunnerStatefulSet", str(exc))
             self._fail(key)
             return None
         except Exception:
-            await self._abandon(scope, registration)
+            await self.lifecycle.abandon(scope, registration)
             raise
         self.expect.created(key, name)
         self.stats.statefulsets_created += 1
@@ -748,13 +622,6 @@ class RunnerSetController:
         mode = "JIT config" if kind == "jit" else "registration token"
         await self.recorder.normal(obj, "RunnerCreated", f"created runner StatefulSet {name} ({mode})")
         return name
-
-    async def _abandon(self, scope: Scope, registration: Registration) -> None:
-        if isinstance(registration, JitConfig):
-            try:
-                await asyncio.shield(self.github.delete_runner(scope, registration.runner_id))
-            except GitHubError as exc:
-                logger.warning("could not remove unused registration %s: %s", registration.runner_id, exc)
 
     # ------------------------------------------------------------------------------- volumes
     def _marked_volumes(self, key: Key) -> list[Obj]:
@@ -916,6 +783,94 @@ class RunnerSetController:
             )
         except (NotFound, Conflict):
             return
+
+
+class StatefulSetHome:
+    """Where a RunnerSet's runner lives: one StatefulSet (the unit: deleting the runner deletes it,
+    its finalizer holds the pod), its pod, and its credential Secret (named as the StatefulSet)."""
+
+    def __init__(
+        self,
+        ctl: RunnerSetController,
+        sts: Obj,
+        info: RunnerStatefulSet,
+        pod: PodObservation,
+        runner_id: int | None,
+    ) -> None:
+        self.ctl = ctl
+        self.kube = ctl.kube
+        self.sts = sts  # the latest version this reconcile has seen or written
+        self.info = info
+        self.pod = pod
+        self.runner_id = runner_id
+
+    async def add_finalizer(self) -> None:
+        self.sts = await self._patch_finalizers(self.sts, [*self.info.finalizers, FINALIZER])
+
+    async def create_pod(self) -> None:
+        """Nothing to do: the StatefulSet controller makes the pod."""
+
+    async def consume_credentials(self) -> None:
+        meta = self.sts["metadata"]
+        try:
+            await self.kube.patch(
+                SECRETS,
+                meta["name"],
+                consume_patch(self.info.credentials, self.pod.uid or "", self.runner_id),
+                namespace=meta["namespace"],
+            )
+        except NotFound:
+            return
+        self.ctl.stats.credentials_consumed += 1
+
+    async def delete_pod(self) -> None:
+        await self.delete_runner()  # the StatefulSet is the unit
+
+    async def delete_runner(self) -> None:
+        meta = self.sts["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        self.ctl.expect.deleted(Key(namespace, self.info.runnerset), name)
+        deleted = await self.kube.delete(
+            STATEFUL_SETS, name, namespace=namespace, uid=self.info.uid, missing_ok=True
+        )
+        self.ctl.stats.statefulsets_deleted += 1
+        if deleted is not None and deleted.get("kind") == "StatefulSet":
+            self.sts = deleted
+
+    async def remove_finalizer(self) -> None:
+        """Take our finalizer off (re-reading the StatefulSet when its controller changed it meanwhile)."""
+        sts = self.sts
+        meta = sts["metadata"]
+        for _ in range(3):
+            finalizers = [f for f in (sts["metadata"].get("finalizers") or ()) if f != FINALIZER]
+            try:
+                self.sts = await self._patch_finalizers(sts, finalizers)
+                return
+            except StopSteps:
+                try:
+                    sts = await self.kube.get(STATEFUL_SETS, meta["name"], namespace=meta["namespace"])
+                except NotFound:
+                    self.sts = sts
+                    return
+                if sts["metadata"].get("uid") != meta.get("uid"):
+                    self.sts = sts
+                    return
+        raise StopSteps(Result(requeue=True))
+
+    async def _patch_finalizers(self, sts: Obj, finalizers: list[str]) -> Obj:
+        meta = sts["metadata"]
+        try:
+            return await self.kube.patch(
+                STATEFUL_SETS,
+                meta["name"],
+                {"metadata": {"finalizers": finalizers}},
+                namespace=meta["namespace"],
+                resource_version=meta.get("resourceVersion"),
+            )
+        except NotFound:
+            return sts
+        except Conflict:
+            raise StopSteps(Result(requeue=True)) from None
 
 
 def install(controllers: Controllers, *, recycle_volumes: bool = True) -> RunnerSetController:

@@ -29,9 +29,9 @@ from typing import Any
 
 from runnerd.api.types import RunnerScopeKind
 from runnerd.reconcile._containers import env_value
+from runnerd.reconcile.lifecycle import GitHubState
 from runnerd.reconcile.pod import LABEL_RUNNER, RUNNER_CONTAINER
 from runnerd.reconcile.podstate import runner_container_state
-from runnerd.reconcile.runner import GitHubState
 from runnerd.reconcile.runnerset import LABEL_RUNNER_STATEFULSET_NAME, LABEL_RUNNERSET_NAME
 
 ARC_POD_FINALIZER = "actions.summerwind.dev/runner-pod"

@@ -14,6 +14,14 @@ import yaml
 
 from runnerd.api import RunnerSet, validate
 from runnerd.api.types import RunnerSetSpec
+from runnerd.manifests.runnerset import (
+    build_runner_secret,
+    build_runner_statefulset,
+    claim_ref,
+    consume_patch,
+    runner_spec,
+)
+from runnerd.reconcile.lifecycle import Credentials
 from runnerd.reconcile.pod import (
     ANNOTATION_RUNNER_ID,
     ENV_JIT_CONFIG,
@@ -31,16 +39,10 @@ from runnerd.reconcile.runnerset import (
     LABEL_TEMPLATE_HASH,
     STATEFULSET_NAME_MAX,
     CredentialKind,
-    Credentials,
-    build_runner_secret,
-    build_runner_statefulset,
     claim_fits_volume,
-    claim_ref,
     claim_template_name,
-    consume_patch,
     parse_statefulset,
     runner_name,
-    runner_spec,
     runnerset_selector,
     runnerset_template_hash,
     secret_state,

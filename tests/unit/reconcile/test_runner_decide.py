@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
+from runnerd.reconcile.lifecycle import GitHubState, PodStatus, RunnerFacts, Step, decide
 from runnerd.reconcile.replicas import RunnerPhase
-from runnerd.reconcile.runner import GitHubState, PodStatus, RunnerFacts, Step, decide
 
 NOW = 1_000_000.0
 F = RunnerFacts(now=NOW)
