@@ -2,34 +2,29 @@
 
 ARC's design, without ARC's mutating pod webhook: the credentials go in a Secret per runner that
 the pod reads through ``secretKeyRef`` (:mod:`runnerd.reconcile.runnerset` explains the whole
-contract). For every runner StatefulSet this controller observes the pod, the Secret and GitHub's
-listing, asks :func:`runnerd.reconcile.runnerset.decide_runner` what to do, and does it in order,
+contract). Thin: for every runner StatefulSet it observes the pod, the Secret and GitHub's listing,
+asks :func:`runnerd.reconcile.lifecycle.decide` what to do (kind ``STATEFULSET``), and has
+:class:`runnerd.controller.lifecycle.Lifecycle` do it in order through :class:`StatefulSetHome`,
 stopping at the first step that cannot complete (GitHub answers 422 to the removal of a busy runner:
 nothing after that runs). Then it creates or removes runners toward ``replicas``
-(:func:`runnerd.reconcile.runnerset.plan_runnerset`: never a busy one), reuses the volumes of
-finished runners, and writes the status.
+(:func:`runnerd.reconcile.runnerset.plan_runnerset`: never a busy one), hands the volumes of
+finished runners on (:mod:`runnerd.controller.runnerset_volumes`), and writes the status.
 
 A runner is created in this order: register with GitHub (a JIT config, or a registration token),
 create the StatefulSet (its name, hence the runner's, is picked here), create its Secret. If the
 controller stops in between, a registration is left without a StatefulSet (the orphan sweep,
-:mod:`runnerd.controller.orphans`, removes it: no pod can ever use it) or a StatefulSet without
-credentials (it is removed like a failed runner).
-
-Volume claims of ``volumeClaimTemplates`` are not deleted with a runner's StatefulSet. Once it is
-gone, its claims are deleted and a volume whose reclaim policy is ``Retain`` is handed to the next
-runner of the same RunnerSet that waits for a claim of the same template (the volume's ``claimRef``
-is set to that claim, so no other namespace or RunnerSet can take it).
+:mod:`runnerd.controller.orphans`, removes it: no pod can ever use it; the next JIT registration of
+the same name also removes it, on GitHub's 409) or a StatefulSet without credentials (it is removed
+like a failed runner).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import secrets
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runnerd.api import ApiParseError, RunnerSet
@@ -41,30 +36,28 @@ from runnerd.controller.clients import (
     using,
 )
 from runnerd.controller.common import (
-    ANNOTATION_REGISTRATION,
     RUNNER_SETS,
     Backoff,
     ControllerOptions,
     StopSteps,
-    controller_ref,
     created_at,
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.expectations import Expectations, ReplacementHolds
 from runnerd.controller.lifecycle import Lifecycle, RunnerRef
+from runnerd.controller.runnerset_home import StatefulSetHome, StatefulSetRunners, owner_uid, random_suffix
+from runnerd.controller.runnerset_volumes import (
+    ANNOTATION_RECYCLE_FOR,
+    LABEL_RECYCLE,
+    PERSISTENT_VOLUMES,
+    VolumeRecycler,
+)
 from runnerd.github import GitHubClient, Scope
 from runnerd.github.errors import GitHubError, RateLimitedError
 from runnerd.kube.client import KubeClient
-from runnerd.kube.resources import PERSISTENT_VOLUME_CLAIMS, SECRETS, STATEFUL_SETS, Resource
-from runnerd.manifests.runnerset import (
-    build_runner_secret,
-    build_runner_statefulset,
-    claim_ref,
-    consume_patch,
-)
+from runnerd.kube.resources import PERSISTENT_VOLUME_CLAIMS, SECRETS, STATEFUL_SETS
 from runnerd.reconcile.lifecycle import (
     REGISTERING_RECHECK,
-    Credentials,
     GitHubState,
     PodStatus,
     RunnerDecision,
@@ -73,45 +66,27 @@ from runnerd.reconcile.lifecycle import (
 )
 from runnerd.reconcile.pod import (
     ANNOTATION_GITHUB_API_CREDS_SECRET,
-    JitConfig,
-    RunnerPodError,
-    runner_labels,
 )
 from runnerd.reconcile.replicas import RunnerPhase, RunnerView
 from runnerd.reconcile.runnerset import (
     FINALIZER,
     LABEL_RUNNER_STATEFULSET_NAME,
     LABEL_RUNNERSET_NAME,
-    SUFFIX_ALPHABET,
-    SUFFIX_LENGTH,
-    CredentialKind,
-    PodObservation,
     RunnerStatefulSet,
-    SecretState,
-    claim_fits_volume,
-    claim_template_name,
-    credential_kind,
-    observe_pod,
     parse_statefulset,
     plan_runnerset,
     runner_facts,
-    runner_name,
     runnerset_selector,
     runnerset_status,
     runnerset_template_hash,
-    secret_state,
     selector_string,
-    statefulset_name,
 )
 from runnerd.runtime import (
-    AlreadyExists,
     Conflict,
     Controller,
     EventRecorder,
-    Forbidden,
     Informer,
     InformerEvent,
-    Invalid,
     Key,
     NotFound,
     Obj,
@@ -124,20 +99,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PERSISTENT_VOLUMES = Resource("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False)
 
 INDEX_RUNNERSET = "runnerset"
 """Store index of StatefulSets, Secrets and claims: ``<namespace>/<runnerset-name>``."""
-LABEL_RECYCLE = "runnerd.dev/recycle"
-"""On a PersistentVolume released by a finished runner, until the next runner has it."""
-ANNOTATION_RECYCLE_FOR = "runnerd.dev/recycle-for"
-"""``<namespace>/<runnerset>`` whose next runner gets the volume."""
-ANNOTATION_RECYCLE_TEMPLATE = "runnerd.dev/recycle-claim-template"
-ANNOTATION_RECYCLE_FROM = "runnerd.dev/recycle-from-claim"
-ANNOTATION_RECYCLED_VOLUME = "runnerd.dev/recycled-volume"
-"""On a claim given a released volume (the update also makes the volume binder look at it now)."""
-SECRET_GRACE = 30.0
-"""How long a write of this process may be missing from the informer before it counts as not done."""
 MAX_RUNNER_STATEFULSETS = 1000
 """ARC's safety limit: a RunnerSet with more StatefulSets than this is not reconciled."""
 
@@ -146,17 +110,6 @@ def index_by_runnerset(obj: Obj) -> list[str]:
     meta = obj.get("metadata") or {}
     name = (meta.get("labels") or {}).get(LABEL_RUNNERSET_NAME)
     return [f"{meta.get('namespace') or ''}/{name}"] if name else []
-
-
-def random_suffix() -> str:
-    return "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(SUFFIX_LENGTH))
-
-
-def _owner_uid(obj: Mapping[str, Any]) -> str | None:
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
-        if ref.get("controller"):
-            return str(ref.get("uid"))
-    return None
 
 
 def _scope(info: RunnerStatefulSet) -> Scope | None:
@@ -185,6 +138,21 @@ def _credentials_annotation(sts: Mapping[str, Any]) -> str | None:
         ANNOTATION_GITHUB_API_CREDS_SECRET
     )
     return str(value) if value else None
+
+
+@dataclass
+class SetPass:
+    """One reconcile of one RunnerSet: what it found and what it will write."""
+
+    key: Key
+    obj: Mapping[str, Any]
+    rs: RunnerSet
+    scope: Scope
+    current_hash: str
+    deleting: bool
+    views: dict[str, RunnerView] = field(default_factory=dict)
+    infos: dict[str, tuple[Obj, RunnerStatefulSet]] = field(default_factory=dict)
+    requeue: list[float] = field(default_factory=list)
 
 
 class RunnerSetController:
@@ -219,14 +187,31 @@ class RunnerSetController:
         self.clock = clock
         self.suffix = suffix
         self.stats = RunnerSetStats()
+        self.recycler = VolumeRecycler(
+            kube=kube,
+            recorder=recorder,
+            claims=claims,
+            volumes=volumes,
+            index=INDEX_RUNNERSET,
+            stats=self.stats,
+        )
         self.expect = Expectations(time.monotonic)
         self.holds = ReplacementHolds(time.monotonic)
-        self._secrets_made: dict[Key, float] = {}
         self._backoff: dict[Key, Backoff] = {}
         self.lifecycle = Lifecycle(
             clients=self.clients, recorder=recorder, options=options, stats=self.stats, clock=clock
         )
-        self._reserved: dict[str, float] = {}  # claim uid -> when a volume was reserved for it
+        self.runners = StatefulSetRunners(
+            kube=kube,
+            recorder=recorder,
+            lifecycle=self.lifecycle,
+            pods=pods,
+            secrets=secrets,
+            options=options,
+            stats=self.stats,
+            expect=self.expect,
+            suffix=suffix,
+        )
 
     # ------------------------------------------------------------------------------- reconcile
     @property
@@ -268,13 +253,48 @@ class RunnerSetController:
             self.holds.forget(key)
             self._backoff.pop(key, None)
             return await self._reconcile_orphans(key, labelled)
+        p = await self._load(key, obj, labelled)
+        if p is None:
+            return None
+        await self._refresh(
+            obj, {p.scope, *filter(None, (_scope(parse_statefulset(s)) for s in labelled))}, labelled
+        )
+        await self._sync_runners(p, labelled)
+        live = {s["metadata"]["name"] for s in labelled}
+        for name in self.expect.pending_creations(key, live):
+            p.views[name] = RunnerView(
+                name=name, created_at=time.time(), phase=RunnerPhase.PENDING, template_hash=p.current_hash
+            )
+        desired = 0 if p.deleting else p.rs.spec.effective_replicas
+        plan = plan_runnerset(desired, p.current_hash, list(p.views.values()))
+        await self._scale_down(p, plan.delete)
+        if not p.deleting:
+            await self._scale_up(p, desired, plan.create)
+        await self.recycler.recycle(key, obj, live | set(p.views), runnerset_exists=True)
+        if not p.deleting:
+            selector = selector_string(runnerset_selector(p.rs.name, p.rs.spec))
+            await self._write_status(
+                obj, runnerset_status(desired, p.current_hash, list(p.views.values()), selector)
+            )
+        # Runners being removed come back on their own schedule (drain grace, busy retry) or on events.
+        unsettled = any(
+            v.phase in (RunnerPhase.PENDING, RunnerPhase.REGISTERING) and not v.deleting
+            for v in p.views.values()
+        )
+        if unsettled:
+            p.requeue.append(self._poll_interval())
+        elif p.views:
+            p.requeue.append(self.options.sync_period)
+        return Result(requeue_after=max(0.0, min(p.requeue))) if p.requeue else None
+
+    async def _load(self, key: Key, obj: Mapping[str, Any], labelled: list[Obj]) -> SetPass | None:
+        """The RunnerSet, if it can be reconciled (else a warning says why)."""
         try:
             rs = RunnerSet.from_dict(obj)
         except ApiParseError as exc:
             await self.recorder.warning(obj, "InvalidSpec", str(exc))
             return None
-        runner_scope = rs.spec.scope
-        if runner_scope is None:
+        if rs.spec.scope is None:
             await self.recorder.warning(
                 obj, "InvalidSpec", "spec needs enterprise, organization or repository"
             )
@@ -284,25 +304,25 @@ class RunnerSetController:
                 obj, "TooManyRunners", f"{len(labelled)} runner StatefulSets; not reconciling above 1000"
             )
             return None
-        scope = Scope.from_runner_scope(runner_scope)
-        uid = rs.metadata.uid or ""
-        current_hash = runnerset_template_hash(rs.spec, self.options.pod.common_runner_labels)
-        deleting_rs = rs.metadata.deletion_timestamp is not None
-
-        await self._refresh(
-            obj, {scope, *filter(None, (_scope(parse_statefulset(s)) for s in labelled))}, labelled
+        return SetPass(
+            key=key,
+            obj=obj,
+            rs=rs,
+            scope=Scope.from_runner_scope(rs.spec.scope),
+            current_hash=runnerset_template_hash(rs.spec, self.options.pod.common_runner_labels),
+            deleting=rs.metadata.deletion_timestamp is not None,
         )
 
-        views: dict[str, RunnerView] = {}
-        infos: dict[str, tuple[Obj, RunnerStatefulSet]] = {}
-        requeue: list[float] = []
+    async def _sync_runners(self, p: SetPass, labelled: list[Obj]) -> None:
+        """Decide and act for every runner; the ones the RunnerSet keeps become views."""
+        uid = p.rs.metadata.uid or ""
         not_deleting = {s["metadata"]["name"] for s in labelled if not s["metadata"].get("deletionTimestamp")}
-        being_deleted = self.expect.pending_deletions(key, not_deleting)
+        being_deleted = self.expect.pending_deletions(p.key, not_deleting)
         for sts in labelled:
             info = parse_statefulset(sts)
             if info.name in being_deleted:
                 # Deleted by this process a moment ago; the informer will show it (and wake us).
-                views[info.name] = RunnerView(
+                p.views[info.name] = RunnerView(
                     name=info.name,
                     created_at=created_at(sts),
                     phase=RunnerPhase.PENDING,
@@ -310,22 +330,22 @@ class RunnerSetController:
                     template_hash=info.template_hash,
                 )
                 continue
-            remove = _owner_uid(sts) != uid or deleting_rs
-            decision, stopped = await self._sync_runner(obj, sts, info, remove=remove)
+            remove = owner_uid(sts) != uid or p.deleting
+            decision, stopped = await self._sync_runner(p.obj, sts, info, remove=remove)
             if stopped is not None and stopped.requeue_after is not None:
-                requeue.append(stopped.requeue_after)
+                p.requeue.append(stopped.requeue_after)
             elif stopped is not None:
-                requeue.append(1.0)
+                p.requeue.append(1.0)
             if decision.requeue_after is not None:
-                requeue.append(decision.requeue_after)
+                p.requeue.append(decision.requeue_after)
             if decision.failed and stopped is None and Step.DELETE_RUNNER in decision.steps:
-                self._fail(key)
+                self._fail(p.key)
             elif decision.phase in (RunnerPhase.IDLE, RunnerPhase.BUSY) and not decision.finished:
-                self._backoff.pop(key, None)
+                self._backoff.pop(p.key, None)
             if remove:
                 continue
-            infos[info.name] = (sts, info)
-            views[info.name] = RunnerView(
+            p.infos[info.name] = (sts, info)
+            p.views[info.name] = RunnerView(
                 name=info.name,
                 created_at=created_at(sts),
                 phase=decision.phase or RunnerPhase.PENDING,
@@ -333,80 +353,51 @@ class RunnerSetController:
                 template_hash=info.template_hash,
             )
 
-        live = {s["metadata"]["name"] for s in labelled}
-        for name in self.expect.pending_creations(key, live):
-            views[name] = RunnerView(
-                name=name, created_at=time.time(), phase=RunnerPhase.PENDING, template_hash=current_hash
-            )
-
-        desired = 0 if deleting_rs else rs.spec.effective_replicas
-        plan = plan_runnerset(desired, current_hash, list(views.values()))
+    async def _scale_down(self, p: SetPass, names: Sequence[str]) -> None:
         removed: list[str] = []
-        for name in plan.delete:
-            sts, info = infos[name]
-            decision, stopped = await self._sync_runner(obj, sts, info, remove=True)
+        for name in names:
+            sts, info = p.infos[name]
+            _, stopped = await self._sync_runner(p.obj, sts, info, remove=True)
             if stopped is None:
                 removed.append(name)
-                views[name] = RunnerView(
-                    name=name,
-                    created_at=views[name].created_at,
-                    phase=views[name].phase,
-                    deleting=True,
-                    template_hash=views[name].template_hash,
-                )
+                p.views[name] = dataclasses.replace(p.views[name], deleting=True)
             else:
-                requeue.append(stopped.requeue_after or 1.0)
+                p.requeue.append(stopped.requeue_after or 1.0)
         if removed:
-            await self.recorder.normal(obj, "ScaledDown", f"removing runner(s) {', '.join(removed)}")
+            await self.recorder.normal(p.obj, "ScaledDown", f"removing runner(s) {', '.join(removed)}")
 
-        missing = 0
-        if not deleting_rs:
-            # effectiveTime: a finished ephemeral runner is not replaced until the HRA decides again
-            missing, hold_until = self.holds.check(
-                key, rs.spec.effective_ephemeral, rs.spec.effective_time, desired, plan.create
-            )
-            if hold_until is not None:
-                requeue.append(max(hold_until - time.monotonic(), 0.0) + 0.05)
-        if missing and not deleting_rs:
-            backoff = self._backoff.get(key)
-            wait = (backoff.next_attempt_at - self.clock()) if backoff else 0.0
-            if wait > 0:
-                requeue.append(wait)
-            else:
-                for _ in range(missing):
-                    created = await self._create_runner(key, obj, rs, scope, current_hash)
-                    if created is None:
-                        requeue.append(REGISTERING_RECHECK)
-                        break
-                    views[created] = RunnerView(
-                        name=created,
-                        created_at=time.time(),
-                        phase=RunnerPhase.PENDING,
-                        template_hash=current_hash,
-                    )
-
-        await self._recycle_volumes(key, obj, live | set(views), runnerset_exists=True)
-
-        if not deleting_rs:
-            selector = selector_string(runnerset_selector(rs.name, rs.spec))
-            await self._write_status(
-                obj, runnerset_status(desired, current_hash, list(views.values()), selector)
-            )
-
-        # Runners being removed come back on their own schedule (drain grace, busy retry) or on events.
-        unsettled = any(
-            v.phase in (RunnerPhase.PENDING, RunnerPhase.REGISTERING) and not v.deleting
-            for v in views.values()
+    async def _scale_up(self, p: SetPass, desired: int, create: int) -> None:
+        # effectiveTime: a finished ephemeral runner is not replaced until the HRA decides again
+        spec = p.rs.spec
+        missing, hold_until = self.holds.check(
+            p.key, spec.effective_ephemeral, spec.effective_time, desired, create
         )
-        if unsettled:
-            requeue.append(self._poll_interval())
-        elif views:
-            requeue.append(self.options.sync_period)
-        return Result(requeue_after=max(0.0, min(requeue))) if requeue else None
+        if hold_until is not None:
+            p.requeue.append(max(hold_until - time.monotonic(), 0.0) + 0.05)
+        if not missing:
+            return
+        backoff = self._backoff.get(p.key)
+        wait = (backoff.next_attempt_at - self.clock()) if backoff else 0.0
+        if wait > 0:
+            p.requeue.append(wait)
+            return
+        for _ in range(missing):
+            created = await self.runners.create(p.key, p.obj, p.rs, p.scope, p.current_hash)
+            if created.failed:
+                self._fail(p.key)
+            if created.name is None:
+                p.requeue.append(REGISTERING_RECHECK)
+                break
+            p.views[created.name] = RunnerView(
+                name=created.name,
+                created_at=time.time(),
+                phase=RunnerPhase.PENDING,
+                template_hash=p.current_hash,
+            )
 
     async def _reconcile_orphans(self, key: Key, labelled: list[Obj]) -> Result | None:
         """The RunnerSet is gone: remove its runners (through GitHub) and then their claims."""
-        if not labelled and not self._orphan_claims(key) and not self._marked_volumes(key):
+        if not labelled and not self.recycler.orphan_claims(key) and not self.recycler.marked_volumes(key):
             return None
         scopes = {s for s in (_scope(parse_statefulset(sts)) for sts in labelled) if s is not None}
         await self._refresh(labelled[0] if labelled else {}, scopes, labelled)
@@ -416,7 +407,7 @@ class RunnerSetController:
             requeue.append(
                 (stopped.requeue_after if stopped else decision.requeue_after) or self._poll_interval()
             )
-        await self._recycle_volumes(
+        await self.recycler.recycle(
             key, None, {s["metadata"]["name"] for s in labelled}, runnerset_exists=False
         )
         return Result(requeue_after=min(requeue)) if requeue else None
@@ -438,7 +429,7 @@ class RunnerSetController:
         for sts in labelled:
             info = parse_statefulset(sts)
             scope = _scope(info)
-            pod = self._pod(sts, info)
+            pod = self.runners.observe_pod(sts, info)
             if scope is None:
                 continue
             state = self.directory.state(scope, info.runner)
@@ -460,33 +451,14 @@ class RunnerSetController:
                         obj, exc.reason, f"listing runners of {scope.kind} {scope.name}: {exc}"
                     )
 
-    def _pod(self, sts: Mapping[str, Any], info: RunnerStatefulSet) -> PodObservation:
-        pod = self.pods.store.get(Key(sts["metadata"]["namespace"], info.runner))
-        if pod is not None and _owner_uid(pod) != info.uid:
-            pod = None
-        return observe_pod(pod)
-
-    def _secret(self, sts: Mapping[str, Any], info: RunnerStatefulSet) -> SecretState:
-        key = Key(sts["metadata"]["namespace"], info.name)
-        secret = self.secrets.store.get(key)
-        if secret is not None and _owner_uid(secret) != info.uid:
-            secret = None
-        state = secret_state(secret, info.credentials)
-        made = self._secrets_made.get(key)
-        if secret is not None or (made is not None and time.monotonic() - made > SECRET_GRACE):
-            self._secrets_made.pop(key, None)
-        elif made is not None:
-            return SecretState(Credentials.FRESH, None, info.runner_id)  # created; informer lags
-        return state
-
     # ------------------------------------------------------------------------------- one runner
     async def _sync_runner(
         self, obj: Mapping[str, Any], sts: Obj, info: RunnerStatefulSet, *, remove: bool
     ) -> tuple[RunnerDecision, Result | None]:
         """Decide for one runner and act; returns the decision and, if a step stopped, the result."""
         scope = _scope(info)
-        pod = self._pod(sts, info)
-        secret = self._secret(sts, info)
+        pod = self.runners.observe_pod(sts, info)
+        secret = self.runners.observe_secret(sts, info)
         github = self.directory.state(scope, info.runner) if scope else GitHubState.UNKNOWN
         runner_id = info.runner_id or secret.runner_id or pod.runner_id
         if runner_id is None and scope is not None:
@@ -529,7 +501,7 @@ class RunnerSetController:
         ref = RunnerRef(obj, info.runner, info.uid, scope, runner_id)
         try:
             await self.lifecycle.perform(
-                decision.steps, ref, StatefulSetHome(self, sts, info, pod, runner_id)
+                decision.steps, ref, StatefulSetHome(self.runners, sts, info, pod, runner_id)
             )
         except StopSteps as stop:
             return decision, stop.result
@@ -540,237 +512,6 @@ class RunnerSetController:
         return decision, None
 
     # ------------------------------------------------------------------------------- create
-    def credential_kind(self, rs: RunnerSet) -> CredentialKind:
-        """JIT config (default) or registration token, as for Runners (see ControllerOptions)."""
-        template_meta = rs.spec.template.get("metadata") or {}
-        forced = rs.metadata.annotations.get(ANNOTATION_REGISTRATION) or (
-            template_meta.get("annotations") or {}
-        ).get(ANNOTATION_REGISTRATION)
-        return credential_kind(
-            rs.spec,
-            forced=forced,
-            mode=self.options.registration_mode,
-            default_image=self.options.pod.runner_image,
-        )
-
-    async def _create_runner(
-        self, key: Key, obj: Mapping[str, Any], rs: RunnerSet, scope: Scope, hash_: str
-    ) -> str | None:
-        """Register a runner, then create its StatefulSet and Secret; its name, or None if it could not."""
-        name = statefulset_name(rs.name, self.suffix())
-        runner = runner_name(name)
-        kind = self.credential_kind(rs)
-
-        def manifest_for(runner_id: int | None) -> Obj:
-            return build_runner_statefulset(
-                runnerset=rs.name,
-                namespace=key.namespace,
-                spec=rs.spec,
-                name=name,
-                template_hash_=hash_,
-                credentials=kind,
-                runner_id=runner_id,
-                # per-runner ServiceAccounts are made for Runners only: a RunnerSet names its own
-                options=dataclasses.replace(self.options.pod, service_account_per_runner=False),
-                owner_references=[controller_ref(obj)],
-                finalizers=[FINALIZER],
-            )
-
-        try:
-            manifest_for(0 if kind == "jit" else None)  # a spec that makes no pod registers nothing
-        except (RunnerPodError, ApiParseError) as exc:
-            await self.recorder.warning(obj, "InvalidRunnerPod", str(exc))
-            self._fail(key)
-            return None
-        try:
-            registration = await self.lifecycle.register(
-                obj,
-                scope,
-                runner,
-                jit=kind == "jit",
-                labels=runner_labels(rs.spec, self.options.pod),
-                group=rs.spec.group,
-                work_folder=rs.spec.effective_work_dir,
-            )
-        except RateLimitedError as exc:
-            await self.recorder.warning(obj, exc.reason, f"waiting for GitHub's rate limit to reset: {exc}")
-            return None
-        except GitHubError as exc:
-            await self.recorder.warning(obj, exc.reason, f"registering runner {runner}: {exc}")
-            self._fail(key)
-            return None
-        manifest = manifest_for(registration.runner_id if isinstance(registration, JitConfig) else None)
-        try:
-            sts = await self.kube.create(STATEFUL_SETS, manifest, namespace=key.namespace)
-        except AlreadyExists:
-            await self.lifecycle.abandon(scope, registration)
-            return None
-        except Invalid as exc:
-            await self.lifecycle.abandon(scope, registration)
-            await self.recorder.warning(obj, "InvalidRunnerStatefulSet", str(exc))
-            self._fail(key)
-            return None
-        except Exception:
-            await self.lifecycle.abandon(scope, registration)
-            raise
-        self.expect.created(key, name)
-        self.stats.statefulsets_created += 1
-        secret_key = Key(key.namespace, name)
-        self._secrets_made[secret_key] = time.monotonic()
-        with contextlib.suppress(AlreadyExists):
-            await self.kube.create(SECRETS, build_runner_secret(sts, registration, runnerset=rs.name))
-        mode = "JIT config" if kind == "jit" else "registration token"
-        await self.recorder.normal(obj, "RunnerCreated", f"created runner StatefulSet {name} ({mode})")
-        return name
-
-    # ------------------------------------------------------------------------------- volumes
-    def _marked_volumes(self, key: Key) -> list[Obj]:
-        """Volumes of finished runners waiting for the next runner of RunnerSet ``key``."""
-        if self.volumes is None:
-            return []
-        return [
-            v
-            for v in self.volumes.store.objects()
-            if (v["metadata"].get("annotations") or {}).get(ANNOTATION_RECYCLE_FOR) == str(key)
-        ]
-
-    def _orphan_claims(self, key: Key) -> list[Obj]:
-        if self.claims is None:
-            return []
-        return self.claims.store.by_index(INDEX_RUNNERSET, f"{key.namespace}/{key.name}")
-
-    async def _recycle_volumes(
-        self, key: Key, obj: Mapping[str, Any] | None, live: set[str], *, runnerset_exists: bool
-    ) -> None:
-        """Delete the claims of runners that are gone; hand their released volumes to new runners.
-        Needs no polling: claim and volume events wake the RunnerSet up."""
-        if self.claims is None:
-            return
-        claims = self.claims.store.by_index(INDEX_RUNNERSET, f"{key.namespace}/{key.name}")
-        for claim in claims:
-            meta = claim["metadata"]
-            owner = (meta.get("labels") or {}).get(LABEL_RUNNER_STATEFULSET_NAME, "")
-            if owner in live or meta.get("deletionTimestamp") or (not runnerset_exists and live):
-                continue
-            volume = (claim.get("spec") or {}).get("volumeName")
-            template = claim_template_name(meta["name"], owner)
-            if runnerset_exists and self.volumes is not None and volume and template:
-                await self._mark_volume(obj, str(volume), key, template, meta["name"])
-            await self.kube.delete(
-                PERSISTENT_VOLUME_CLAIMS,
-                meta["name"],
-                namespace=key.namespace,
-                uid=meta.get("uid"),
-                missing_ok=True,
-            )
-            self.stats.claims_deleted += 1
-        for volume in self._marked_volumes(key):
-            vmeta = volume["metadata"]
-            annotations = vmeta.get("annotations") or {}
-            ref = (volume.get("spec") or {}).get("claimRef") or {}
-            if not runnerset_exists or ref.get("name") != annotations.get(ANNOTATION_RECYCLE_FROM):
-                await self._unmark_volume(volume, None)  # the RunnerSet is gone, or someone else rebound it
-                continue
-            if (volume.get("status") or {}).get("phase") != "Released":
-                continue  # the old claim is still going away
-            target = self._waiting_claim(claims, volume, str(annotations.get(ANNOTATION_RECYCLE_TEMPLATE)))
-            if target is not None:
-                await self._unmark_volume(volume, target)
-                if obj is not None:
-                    await self.recorder.normal(
-                        obj,
-                        "VolumeReused",
-                        f"volume {vmeta['name']} of a finished runner goes to claim "
-                        f"{target['metadata']['name']}",
-                    )
-
-    def _waiting_claim(self, claims: list[Obj], volume: Obj, template: str) -> Obj | None:
-        now = time.monotonic()
-        self._reserved = {uid: at for uid, at in self._reserved.items() if now - at < SECRET_GRACE}
-        waiting = [
-            c
-            for c in claims
-            if c["metadata"].get("uid") not in self._reserved  # the informer may not show our annotation yet
-            and not (c.get("spec") or {}).get("volumeName")
-            and not c["metadata"].get("deletionTimestamp")
-            and (c.get("status") or {}).get("phase", "Pending") == "Pending"
-            and claim_template_name(
-                c["metadata"]["name"],
-                (c["metadata"].get("labels") or {}).get(LABEL_RUNNER_STATEFULSET_NAME, ""),
-            )
-            == template
-            and not (c["metadata"].get("annotations") or {}).get(ANNOTATION_RECYCLED_VOLUME)
-            and claim_fits_volume(c, volume)
-        ]
-        waiting.sort(key=lambda c: (created_at(c), c["metadata"]["name"]))
-        return waiting[0] if waiting else None
-
-    async def _mark_volume(
-        self, obj: Mapping[str, Any] | None, volume: str, key: Key, template: str, claim: str
-    ) -> None:
-        try:
-            current = await self.kube.get(PERSISTENT_VOLUMES, volume)
-            if (current.get("spec") or {}).get("persistentVolumeReclaimPolicy") != "Retain":
-                return  # deleted with its claim: nothing to reuse
-            await self.kube.patch(
-                PERSISTENT_VOLUMES,
-                volume,
-                {
-                    "metadata": {
-                        "labels": {LABEL_RECYCLE: "true"},
-                        "annotations": {
-                            ANNOTATION_RECYCLE_FOR: str(key),
-                            ANNOTATION_RECYCLE_TEMPLATE: template,
-                            ANNOTATION_RECYCLE_FROM: claim,
-                        },
-                    }
-                },
-            )
-        except NotFound:
-            return
-        except Forbidden as exc:
-            if obj is not None:
-                await self.recorder.warning(
-                    obj, "VolumeNotReused", f"volume {volume} cannot be reused: {exc}"
-                )
-
-    async def _unmark_volume(self, volume: Obj, target: Obj | None) -> None:
-        meta = volume["metadata"]
-        patch: Obj = {
-            "metadata": {
-                "labels": {LABEL_RECYCLE: None},
-                "annotations": {
-                    ANNOTATION_RECYCLE_FOR: None,
-                    ANNOTATION_RECYCLE_TEMPLATE: None,
-                    ANNOTATION_RECYCLE_FROM: None,
-                },
-            }
-        }
-        if target is not None:
-            # Pre-bind: a claimRef without uid reserves the volume for this claim only.
-            ref = {**claim_ref(target), "uid": None, "resourceVersion": None, "fieldPath": None}
-            patch["spec"] = {"claimRef": ref}
-        try:
-            await self.kube.patch(
-                PERSISTENT_VOLUMES, meta["name"], patch, resource_version=meta.get("resourceVersion")
-            )
-        except (NotFound, Conflict):
-            return
-        if target is None:
-            return
-        self.stats.volumes_reused += 1
-        tmeta = target["metadata"]
-        self._reserved[str(tmeta.get("uid"))] = time.monotonic()
-        try:
-            await self.kube.patch(
-                PERSISTENT_VOLUME_CLAIMS,
-                tmeta["name"],
-                {"metadata": {"annotations": {ANNOTATION_RECYCLED_VOLUME: meta["name"]}}},
-                namespace=tmeta["namespace"],
-            )
-        except NotFound:
-            return
-
     # ------------------------------------------------------------------------------- status
     async def _write_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         current = obj.get("status") or {}
@@ -783,94 +524,6 @@ class RunnerSetController:
             )
         except (NotFound, Conflict):
             return
-
-
-class StatefulSetHome:
-    """Where a RunnerSet's runner lives: one StatefulSet (the unit: deleting the runner deletes it,
-    its finalizer holds the pod), its pod, and its credential Secret (named as the StatefulSet)."""
-
-    def __init__(
-        self,
-        ctl: RunnerSetController,
-        sts: Obj,
-        info: RunnerStatefulSet,
-        pod: PodObservation,
-        runner_id: int | None,
-    ) -> None:
-        self.ctl = ctl
-        self.kube = ctl.kube
-        self.sts = sts  # the latest version this reconcile has seen or written
-        self.info = info
-        self.pod = pod
-        self.runner_id = runner_id
-
-    async def add_finalizer(self) -> None:
-        self.sts = await self._patch_finalizers(self.sts, [*self.info.finalizers, FINALIZER])
-
-    async def create_pod(self) -> None:
-        """Nothing to do: the StatefulSet controller makes the pod."""
-
-    async def consume_credentials(self) -> None:
-        meta = self.sts["metadata"]
-        try:
-            await self.kube.patch(
-                SECRETS,
-                meta["name"],
-                consume_patch(self.info.credentials, self.pod.uid or "", self.runner_id),
-                namespace=meta["namespace"],
-            )
-        except NotFound:
-            return
-        self.ctl.stats.credentials_consumed += 1
-
-    async def delete_pod(self) -> None:
-        await self.delete_runner()  # the StatefulSet is the unit
-
-    async def delete_runner(self) -> None:
-        meta = self.sts["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        self.ctl.expect.deleted(Key(namespace, self.info.runnerset), name)
-        deleted = await self.kube.delete(
-            STATEFUL_SETS, name, namespace=namespace, uid=self.info.uid, missing_ok=True
-        )
-        self.ctl.stats.statefulsets_deleted += 1
-        if deleted is not None and deleted.get("kind") == "StatefulSet":
-            self.sts = deleted
-
-    async def remove_finalizer(self) -> None:
-        """Take our finalizer off (re-reading the StatefulSet when its controller changed it meanwhile)."""
-        sts = self.sts
-        meta = sts["metadata"]
-        for _ in range(3):
-            finalizers = [f for f in (sts["metadata"].get("finalizers") or ()) if f != FINALIZER]
-            try:
-                self.sts = await self._patch_finalizers(sts, finalizers)
-                return
-            except StopSteps:
-                try:
-                    sts = await self.kube.get(STATEFUL_SETS, meta["name"], namespace=meta["namespace"])
-                except NotFound:
-                    self.sts = sts
-                    return
-                if sts["metadata"].get("uid") != meta.get("uid"):
-                    self.sts = sts
-                    return
-        raise StopSteps(Result(requeue=True))
-
-    async def _patch_finalizers(self, sts: Obj, finalizers: list[str]) -> Obj:
-        meta = sts["metadata"]
-        try:
-            return await self.kube.patch(
-                STATEFUL_SETS,
-                meta["name"],
-                {"metadata": {"finalizers": finalizers}},
-                namespace=meta["namespace"],
-                resource_version=meta.get("resourceVersion"),
-            )
-        except NotFound:
-            return sts
-        except Conflict:
-            raise StopSteps(Result(requeue=True)) from None
 
 
 def install(controllers: Controllers, *, recycle_volumes: bool = True) -> RunnerSetController:
