@@ -241,12 +241,6 @@ class RunnerController:
     async def _act(self, seen: Observed) -> Result:
         facts, obj, pod_state = seen.facts, seen.obj, seen.pod_state
         decision = decide(facts)
-        if (
-            facts.github in (GitHubState.IDLE, GitHubState.BUSY)
-            and pod_state is not None
-            and not facts.deleting
-        ):
-            await self.objects.consume(seen.runner)  # online: its container has read the credential
         if pod_state is not None and pod_state.stuck and not facts.deleting:
             await self.recorder.warning(obj, pod_state.reason or pod_state.phase.value, pod_state.message)
 

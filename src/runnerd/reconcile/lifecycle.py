@@ -29,7 +29,8 @@ The kinds:
 
 * :attr:`RunnerKind.RUNNER` — a Runner object outlives its pods: a failed pod is replaced
   (``CREATE_POD``), the object is deleted once an ephemeral runner's work is done, and its
-  finalizer holds it until the registration is handled.
+  finalizer holds it until the registration is handled. Once the runner is online, its credential
+  leaves its Secret (``CONSUME_CREDENTIALS``, first of the steps).
 * :attr:`RunnerKind.STATEFULSET` — a RunnerSet's runner is one StatefulSet (``replicas: 1``) and is
   the unit: deleting the runner deletes the StatefulSet (its pod and Secret go with it), whose
   finalizer plays the Runner's (it holds the pod while the removal waits). Its credential is
@@ -140,7 +141,11 @@ def decide(f: RunnerFacts) -> RunnerDecision:
     """The next steps for one runner of any kind (the module docstring states the rules)."""
     if f.kind is RunnerKind.STATEFULSET:
         return _decide_unit(f)
-    return _decide(f)
+    decision = _decide(f)
+    if not f.deleting and f.pod is not PodStatus.ABSENT and f.github in (GitHubState.IDLE, GitHubState.BUSY):
+        # Online: its container has read the credential, which leaves its Secret (once).
+        return replace(decision, steps=(Step.CONSUME_CREDENTIALS, *decision.steps))
+    return decision
 
 
 def job_over(f: RunnerFacts) -> bool:

@@ -42,10 +42,16 @@ S = Step
             id="registering",
         ),
         pytest.param(
-            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE), (), RunnerPhase.IDLE, id="idle"
+            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE),
+            (S.CONSUME_CREDENTIALS,),  # online: the credential leaves its Secret
+            RunnerPhase.IDLE,
+            id="idle",
         ),
         pytest.param(
-            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.BUSY), (), RunnerPhase.BUSY, id="busy"
+            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.BUSY),
+            (S.CONSUME_CREDENTIALS,),
+            RunnerPhase.BUSY,
+            id="busy",
         ),
         pytest.param(
             replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.OFFLINE, pod_running_since=NOW - 601),
@@ -101,7 +107,7 @@ S = Step
         ),
         pytest.param(
             replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.BUSY, job_finished_at=NOW - 31),
-            (S.DELETE_RUNNER,),
+            (S.CONSUME_CREDENTIALS, S.DELETE_RUNNER),
             RunnerPhase.COMPLETED,
             id="job-finished-process-not-exiting-runner-completed",
         ),
@@ -115,7 +121,7 @@ S = Step
             replace(
                 F, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE, ephemeral=False, job_finished_at=NOW
             ),
-            (),
+            (S.CONSUME_CREDENTIALS,),
             RunnerPhase.IDLE,
             id="persistent-runner-takes-more-jobs",
         ),
