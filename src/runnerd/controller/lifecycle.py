@@ -7,8 +7,9 @@ reconcile's result: GitHub's 422 to the removal of a busy runner stops everythin
 The GitHub steps are the same for every kind and live here: registration (a JIT config, recovering
 from a 409 for a registration of the same name that was left without a pod; or a registration
 token), abandoning an unused JIT registration, drain (labels replaced; a 404 marks the runner gone)
-and deregistration (a 422 hints the runner directory that the runner is busy; a 404 or 204 marks it
-gone). The Kubernetes steps differ by where the runner's object, pod and credential Secret live:
+and deregistration (a 422 hints the runner directory that the runner is busy, for
+:data:`~runnerd.reconcile.lifecycle.BUSY_RETRY` seconds: :meth:`Lifecycle.expire_refusal`; a 404 or
+204 marks it gone). The Kubernetes steps differ by where the runner's object, pod and credential Secret live:
 each kind implements :class:`RunnerHome` (the Runner controller: a Runner object and its pod; the
 RunnerSet controller: a StatefulSet of one pod). A new kind (scale-set mode's EphemeralRunner)
 plugs in by implementing :class:`RunnerHome` and calling :meth:`Lifecycle.perform` with its
@@ -102,6 +103,7 @@ class Lifecycle:
         self.clock = clock
         self.groups = RunnerGroups(options.runner_group_ttl)
         self._drained: dict[str, float] = {}
+        self._refused: dict[tuple[Scope, str], float] = {}  # (scope, runner) -> when GitHub said 422
 
     @property
     def github(self) -> GitHubClient:
@@ -112,6 +114,17 @@ class Lifecycle:
 
     def forget(self, uid: str) -> None:
         self._drained.pop(uid, None)
+
+    def expire_refusal(self, scope: Scope | None, name: str) -> None:
+        """Call before reading the runner's GitHub state: a busy hint that a 422 left is dropped
+        after :data:`BUSY_RETRY`, so the removal is tried again (another 422 hints it again) even
+        where no ``completed`` webhook arrives to clear it."""
+        if scope is None:
+            return
+        at = self._refused.get((scope, name))
+        if at is not None and self.clock() - at >= BUSY_RETRY:
+            del self._refused[(scope, name)]
+            self.clients.current().directory.hint_busy(scope, name, False)
 
     async def perform(self, steps: Sequence[Step], ref: RunnerRef, home: RunnerHome) -> None:
         """Every step in order; raises :class:`StopSteps` from the first that cannot complete."""
@@ -169,6 +182,7 @@ class Lifecycle:
         except RunnerBusyError:
             self.stats.busy_refusals += 1
             directory.hint_busy(ref.scope, ref.name, True)
+            self._refused[(ref.scope, ref.name)] = self.clock()
             await self.recorder.normal(
                 ref.target,
                 "RunnerBusy",
@@ -183,6 +197,7 @@ class Lifecycle:
             )
             raise StopSteps(Result(requeue=True)) from None
         self.stats.deregistrations += 1
+        self._refused.pop((ref.scope, ref.name), None)
         directory.mark_gone(ref.scope, ref.name, ref.runner_id)
 
     async def register(

@@ -193,6 +193,7 @@ class RunnerController:
             await self._refresh(obj, scope, key.name, deleting=deleting)
 
         runner_id = (pod_state.runner_id if pod_state else None) or self.directory.runner_id(scope, key.name)
+        self.lifecycle.expire_refusal(scope, key.name)
         now = self.clock()
         running_since = None
         if pod_state is not None:

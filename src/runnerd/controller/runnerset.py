@@ -459,6 +459,7 @@ class RunnerSetController:
         scope = _scope(info)
         pod = self.runners.observe_pod(sts, info)
         secret = self.runners.observe_secret(sts, info)
+        self.lifecycle.expire_refusal(scope, info.runner)
         github = self.directory.state(scope, info.runner) if scope else GitHubState.UNKNOWN
         runner_id = info.runner_id or secret.runner_id or pod.runner_id
         if runner_id is None and scope is not None:

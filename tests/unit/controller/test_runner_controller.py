@@ -202,6 +202,17 @@ async def test_a_busy_answer_stops_the_removal_and_tells_the_directory(
     assert ctl.directory.state(REPO, NAME) is GitHubState.BUSY
     assert ctl.stats.busy_refusals == 1
 
+    clock.now += BUSY_RETRY - 1.0
+    await ctl.reconcile(KEY)
+    assert github.calls.count("DELETE 7") == 1  # still hinted busy: no call
+    clock.now += 1.0  # the 422's hint expires: the removal starts over (its job is over now)
+    await ctl.reconcile(KEY)
+    assert github.calls.count("PUT labels 7") == 2
+    clock.now += 31.0
+    await ctl.reconcile(KEY)
+    assert github.calls.count("DELETE 7") == 2
+    assert kube.calls == [("delete", "pods", NAME), ("patch", "runners", NAME)]
+
 
 async def test_a_failed_pod_is_replaced_after_a_back_off(
     kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock

@@ -199,6 +199,11 @@ async def test_a_busy_answer_keeps_the_runner_and_tells_the_directory(
     assert ctl.directory.state(REPO, RUNNER) is GitHubState.BUSY
     assert ctl.stats.busy_refusals == 1
 
+    clock.now += BUSY_RETRY  # the 422's hint expires: asked again (its job is over now)
+    await ctl.reconcile(KEY)
+    assert github.calls.count("DELETE 100") == 2
+    assert ("patch", "statefulsets", STS) in kube.calls
+
 
 async def test_a_runner_that_exits_0_is_replaced_without_a_github_call(
     kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
