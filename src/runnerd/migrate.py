@@ -35,7 +35,7 @@ from runnerd.github.errors import CredentialsError, GitHubError, MissingCredenti
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import DEPLOYMENTS, PODS, STATEFUL_SETS, Resource
 from runnerd.reconcile import migration as m
-from runnerd.reconcile.runner import GitHubState
+from runnerd.reconcile.lifecycle import GitHubState
 from runnerd.reconcile.runnerpod import LABEL_RUNNER
 from runnerd.reconcile.runnerset import LABEL_RUNNERSET_NAME
 from runnerd.runtime import ApiError, Invalid, NotFound, Obj

@@ -16,7 +16,7 @@ from devcluster.cluster import Cluster
 from ghsim import JobSpec, Simulator
 from runnerd.controller.app import build
 from runnerd.controller.common import RUNNER_SETS, ControllerOptions
-from runnerd.controller.runnersets import PERSISTENT_VOLUMES
+from runnerd.controller.runnerset_volumes import PERSISTENT_VOLUMES
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PERSISTENT_VOLUME_CLAIMS, PODS, SECRETS, STATEFUL_SETS

@@ -19,10 +19,10 @@ from runnerd.controller.common import (
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.orphans import OrphanSweeper, sweep_key
+from runnerd.controller.runner import RunnerController
 from runnerd.controller.runnerdeployment import DeploymentController
 from runnerd.controller.runnerreplicaset import ReplicaSetController
-from runnerd.controller.runners import RunnerController
-from runnerd.controller.runnersets import install as install_runnersets
+from runnerd.controller.runnerset import install as install_runnersets
 from runnerd.github import GitHubClient, Scope
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.runnerpod import LABEL_RUNNER

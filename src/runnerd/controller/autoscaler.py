@@ -90,8 +90,8 @@ from runnerd.reconcile.autoscale import (
     metric_repositories,
     suggest_by_busy_runners,
 )
+from runnerd.reconcile.lifecycle import GitHubState
 from runnerd.reconcile.matching import job_fits_runner, workflow_job_trigger
-from runnerd.reconcile.runner import GitHubState
 from runnerd.reconcile.runnerset import LABEL_RUNNERSET_NAME
 from runnerd.runtime import (
     ApiError,

@@ -80,7 +80,7 @@ class ControllerOptions:
     JIT configs for every other image."""
     drain_grace: float = 30.0
     """After a runner's labels are replaced for removal, wait this long for any sign of a job that was
-    routed to it just before; only then remove it (see runnerd.reconcile.runner)."""
+    routed to it just before; only then remove it (see runnerd.reconcile.lifecycle)."""
     drain_label: str = "runnerd-draining"
     orphan_grace: float = 900.0
     """A registration of this installation with no Runner is removed only once it has been seen

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from runnerd.github import GitHubClient, Scope
 from runnerd.github.budget import CallWindow, pages
 from runnerd.github.models import Runner as GitHubRunner
-from runnerd.reconcile.runner import GitHubState
+from runnerd.reconcile.lifecycle import GitHubState
 
 MEMORY = 10_000
 """Most entries in each memory of finished and gone registrations."""

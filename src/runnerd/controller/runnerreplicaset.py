@@ -3,7 +3,7 @@
 Decisions come from :func:`runnerd.reconcile.runnerreplicaset.plan_replicas` (which runners to create or
 remove, shared with RunnerSets) and :func:`runnerd.reconcile.runnerreplicaset.replacement_hold`; this module
 observes and writes. The RunnerDeployment above it is :mod:`runnerd.controller.runnerdeployment`;
-each Runner below it is :mod:`runnerd.controller.runners`.
+each Runner below it is :mod:`runnerd.controller.runner`.
 
 Informers lag behind writes, so objects this process just created (or deleted) are remembered until
 the informer shows them ("expectations"): a quick second reconcile never creates a runner twice.
@@ -40,9 +40,9 @@ from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.expectations import REPLACEMENT_HOLD, Expectations, ReplacementHolds
 from runnerd.github import Scope
 from runnerd.kube.client import KubeClient
+from runnerd.reconcile.lifecycle import GitHubState
 from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
 from runnerd.reconcile.replicas import RunnerPhase, RunnerView
-from runnerd.reconcile.runner import GitHubState
 from runnerd.reconcile.runnerreplicaset import plan_replicas
 from runnerd.reconcile.runnerset import selector_string
 from runnerd.runtime import AlreadyExists, ApiError, EventRecorder, Informer, Key, Result

@@ -28,8 +28,8 @@ from enum import StrEnum
 from typing import Any
 
 from runnerd.api import RunnerScopeKind
+from runnerd.reconcile.lifecycle import GitHubState
 from runnerd.reconcile.podstate import runner_container_state
-from runnerd.reconcile.runner import GitHubState
 from runnerd.reconcile.runnerpod import LABEL_RUNNER, RUNNER_CONTAINER, env_value
 from runnerd.reconcile.runnerset import LABEL_RUNNER_STATEFULSET_NAME, LABEL_RUNNERSET_NAME
 

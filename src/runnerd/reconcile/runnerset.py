@@ -1,4 +1,4 @@
-"""RunnerSet runners as StatefulSets: pure builders and decisions (no I/O).
+"""RunnerSet runners as StatefulSets: the pure observations and the plan (no I/O).
 
 ARC's RunnerSet makes one StatefulSet (``replicas: 1``) per runner and has a mutating pod webhook
 inject ``RUNNER_NAME``/``RUNNER_TOKEN`` into the pods the StatefulSet controller creates. runnerd has
@@ -12,40 +12,35 @@ no admission webhooks, so:
   ``generateName`` would give);
 * a StatefulSet's pods must have ``restartPolicy: Always``, so the kubelet restarts a runner
   container that exits. Credentials are therefore made single-use: once GitHub lists the runner,
-  the Secret's credential key is removed (:func:`consume_patch`) and a restarted or recreated
-  container cannot register again (its env cannot be resolved). A runner container that has
-  exited once is finished, whatever it does next (:func:`observe_pod`).
+  the Secret's credential key is removed (:func:`runnerd.manifests.runnerset.consume_patch`) and a
+  restarted or recreated container cannot register again (its env cannot be resolved). A runner
+  container that has exited once is finished, whatever it does next (:func:`observe_pod`).
 
-The lifecycle rules that protect jobs are :func:`runnerd.reconcile.runner.decide`'s, applied to the
-StatefulSet as the unit (:func:`decide_runner`).
+The lifecycle rules that protect jobs are :func:`runnerd.reconcile.lifecycle.decide`'s, kind
+``STATEFULSET`` (:func:`runner_facts` states one runner's facts for it). The objects are built by
+:mod:`runnerd.manifests.runnerset`.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-from runnerd.api import JSON, RunnerConfig, RunnerPodSpec, RunnerScopeKind, RunnerSetSpec, RunnerSpec
-from runnerd.manifests.pod import PodOptions, build_runner_pod
-from runnerd.reconcile.credentials import (
-    ANNOTATION_RUNNER_ID,
-    ENV_JIT_CONFIG,
-    CredentialKind,
-    JitConfig,
-    Registration,
-    RegistrationToken,
-    build_credentials_secret,
-    owner_reference,
-    secret_key,
-)
+from runnerd.api import JSON, RunnerScopeKind, RunnerSetSpec
+from runnerd.reconcile.credentials import ANNOTATION_RUNNER_ID, ENV_JIT_CONFIG, CredentialKind, secret_key
 from runnerd.reconcile.hashing import template_hash
+from runnerd.reconcile.lifecycle import (
+    POD_STATUS,
+    Credentials,
+    GitHubState,
+    PodStatus,
+    RunnerFacts,
+    RunnerKind,
+)
 from runnerd.reconcile.podstate import RunnerPodPhase, runner_container_state
 from runnerd.reconcile.replicas import RunnerPhase, RunnerView
-from runnerd.reconcile.runner import GitHubState, PodStatus, RunnerFacts, Step, decide
 from runnerd.reconcile.runnerpod import (
     LABEL_RUNNER_TEMPLATE_HASH,
     RUNNER_CONTAINER,
@@ -70,19 +65,6 @@ SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 """The alphabet of the API server's ``generateName`` suffixes."""
 SUFFIX_LENGTH = 5
 
-_STATEFULSET_SPEC_OWN = frozenset({"replicas", "selector", "template"})
-"""StatefulSetSpec fields the controller sets itself; the rest of the RunnerSet's pass through."""
-_PASS_THROUGH_EXCLUDED = frozenset({"restartPolicy", "ephemeralContainers"})
-
-
-def _json_names(cls: type[Any]) -> frozenset[str]:
-    return frozenset(f.metadata["runnerd.api"].json for f in dataclasses.fields(cls) if f.metadata)
-
-
-_RUNNER_CONFIG_FIELDS = _json_names(RunnerConfig)
-_RUNNER_POD_FIELDS = _json_names(RunnerPodSpec)
-
-
 # --- names -----------------------------------------------------------------------------------
 
 
@@ -106,23 +88,6 @@ def claim_template_name(claim_name: str, statefulset: str) -> str | None:
 
 
 # --- the template ----------------------------------------------------------------------------
-
-
-def runner_spec(spec: RunnerSetSpec) -> RunnerSpec:
-    """The RunnerSet as the Runner spec the pod builder takes: its runner fields plus the pod
-    fields of ``spec.template.spec`` (containers named ``runner``/``docker`` are merged into the
-    generated ones, as in a Runner's ``containers``). ``spec.serviceAccountName`` and
-    ``spec.workVolumeClaimTemplate`` win over the template's."""
-    raw = spec.to_dict()
-    data: dict[str, Any] = {k: v for k, v in raw.items() if k in _RUNNER_CONFIG_FIELDS}
-    pod_spec = spec.template.get("spec") or {}
-    data.update({k: copy.deepcopy(v) for k, v in pod_spec.items() if k in _RUNNER_POD_FIELDS})
-    data.pop("ephemeralContainers", None)
-    if spec.service_account_name:
-        data["serviceAccountName"] = spec.service_account_name
-    if spec.work_volume_claim_template is not None:
-        data["workVolumeClaimTemplate"] = spec.work_volume_claim_template.to_dict()
-    return RunnerSpec.from_dict(data, ".spec")
 
 
 def runnerset_template_hash(spec: RunnerSetSpec, common_labels: Sequence[str] = ()) -> str:
@@ -159,121 +124,7 @@ def selector_string(selector: Mapping[str, Any]) -> str:
     return ",".join(parts)
 
 
-def build_runner_statefulset(
-    *,
-    runnerset: str,
-    namespace: str,
-    spec: RunnerSetSpec,
-    name: str,
-    template_hash_: str,
-    credentials: CredentialKind,
-    runner_id: int | None,
-    options: PodOptions,
-    owner_references: Sequence[Mapping[str, Any]] = (),
-    finalizers: Sequence[str] = (),
-) -> JSON:
-    """The StatefulSet of one runner (``replicas: 1``) named ``name``.
-
-    Its pod template is :func:`runnerd.reconcile.pod.build_runner_pod`'s runner pod for
-    ``spec.template`` (env contract, docker modes, GPU setup), with the credential read from the
-    Secret ``name`` and ``restartPolicy: Always`` (the only one a StatefulSet accepts). Pod fields
-    the runner pod builder does not know (``hostNetwork``, ``schedulerName``, ...) are passed
-    through from the template, and so are the StatefulSetSpec fields other than replicas, selector
-    and template (``volumeClaimTemplates``, ``serviceName``, ...). Raises
-    :class:`runnerd.reconcile.pod.RunnerPodError` for a spec that cannot make a runner pod.
-    """
-    if credentials == "jit" and runner_id is None:
-        raise ValueError("a JIT runner's StatefulSet needs its runner id")
-    rspec = runner_spec(spec)
-    template = spec.template
-    tmeta = template.get("metadata") or {}
-    user_selector = runnerset_selector(runnerset, spec)
-    own = {LABEL_RUNNERSET_NAME: runnerset, LABEL_TEMPLATE_HASH: template_hash_}
-    selector_labels = {
-        **(user_selector.get("matchLabels") or {}),
-        **own,
-        LABEL_RUNNER_STATEFULSET_NAME: name,
-    }
-    labels = {**(tmeta.get("labels") or {}), **selector_labels}
-    annotations = dict(tmeta.get("annotations") or {})
-    placeholder: Registration = (
-        JitConfig("", runner_id or 0) if credentials == "jit" else RegistrationToken("")
-    )
-    pod = build_runner_pod(
-        runner_name(name),
-        namespace,
-        rspec,
-        placeholder,
-        options,
-        labels=labels,
-        annotations=annotations,
-        credentials_secret=name,
-    )
-
-    pod_spec: JSON = pod["spec"]
-    pod_spec["restartPolicy"] = "Always"
-    for k, v in (template.get("spec") or {}).items():
-        if k not in _RUNNER_POD_FIELDS and k not in _PASS_THROUGH_EXCLUDED and k not in pod_spec:
-            pod_spec[k] = copy.deepcopy(v)
-
-    pod_meta: JSON = {"labels": pod["metadata"]["labels"]}
-    if pod["metadata"].get("annotations"):
-        pod_meta["annotations"] = pod["metadata"]["annotations"]
-    sts_spec: JSON = {
-        k: copy.deepcopy(v) for k, v in spec.stateful_set.items() if k not in _STATEFULSET_SPEC_OWN
-    }
-    selector: JSON = {"matchLabels": selector_labels}
-    if user_selector.get("matchExpressions"):
-        selector["matchExpressions"] = copy.deepcopy(user_selector["matchExpressions"])
-    sts_spec = {
-        "replicas": 1,
-        "selector": selector,
-        "template": {"metadata": pod_meta, "spec": pod_spec},
-        **sts_spec,
-    }
-    meta: JSON = {
-        "name": name,
-        "namespace": namespace,
-        "labels": {**own, LABEL_RUNNER_STATEFULSET_NAME: name},
-    }
-    if runner_id is not None:
-        meta["annotations"] = {ANNOTATION_RUNNER_ID: str(runner_id)}
-    if finalizers:
-        meta["finalizers"] = list(finalizers)
-    if owner_references:
-        meta["ownerReferences"] = [copy.deepcopy(dict(o)) for o in owner_references]
-    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta, "spec": sts_spec}
-
-
-def build_runner_secret(
-    statefulset: Mapping[str, Any], registration: Registration, *, runnerset: str
-) -> JSON:
-    """The Secret holding the runner's credential, owned by (and named as) its StatefulSet."""
-    meta = statefulset["metadata"]
-    return build_credentials_secret(
-        meta["name"],
-        meta["namespace"],
-        registration,
-        owner_ref=owner_reference(statefulset, "apps/v1", "StatefulSet"),
-        labels={LABEL_RUNNERSET_NAME: runnerset, LABEL_RUNNER_STATEFULSET_NAME: meta["name"]},
-    )
-
-
-def consume_patch(kind: CredentialKind, pod_uid: str, runner_id: int | None) -> JSON:
-    """Merge patch that removes a runner Secret's credential and records who used it."""
-    annotations = {ANNOTATION_CONSUMED_BY: pod_uid}
-    if runner_id is not None:
-        annotations[ANNOTATION_RUNNER_ID] = str(runner_id)
-    return {"metadata": {"annotations": annotations}, "data": {secret_key(kind): None}}
-
-
 # --- observing one runner --------------------------------------------------------------------
-
-
-class Credentials(StrEnum):
-    FRESH = "Fresh"  # the Secret holds the credential: the runner can (still) start
-    CONSUMED = "Consumed"  # the runner registered; the credential is gone from the Secret
-    MISSING = "Missing"  # no Secret (or no credential in it): no container can start
 
 
 @dataclass(frozen=True)
@@ -372,16 +223,8 @@ class PodObservation:
     stuck_message: str = ""
 
 
-_LIFECYCLE = {
-    "Pending": PodStatus.PENDING,
-    "Running": PodStatus.RUNNING,
-    "Exited": PodStatus.EXITED,
-    "Deleting": PodStatus.DELETING,
-}
-
-
 def observe_pod(pod: Mapping[str, Any] | None) -> PodObservation:
-    """The runner pod of a StatefulSet, as :class:`~runnerd.reconcile.runner.PodStatus`.
+    """The runner pod of a StatefulSet, as :class:`~runnerd.reconcile.lifecycle.PodStatus`.
 
     A runner container that terminated and was restarted by the kubelet (``lastState.terminated``)
     counts as exited with its last exit code while it is not running; while it runs again it is
@@ -392,7 +235,7 @@ def observe_pod(pod: Mapping[str, Any] | None) -> PodObservation:
     state = runner_container_state(pod)
     meta = pod.get("metadata") or {}
     uid = str(meta.get("uid") or "") or None
-    status = _LIFECYCLE[state.lifecycle]
+    status = POD_STATUS[state.lifecycle]
     exit_code = state.exit_code
     if status is PodStatus.EXITED and exit_code is None:
         exit_code = 255  # Failed without a runner exit code (evicted, rejected): not a finished job
@@ -421,172 +264,66 @@ def observe_pod(pod: Mapping[str, Any] | None) -> PodObservation:
     )
 
 
-# --- deciding for one runner -----------------------------------------------------------------
-
-
-class Action(StrEnum):
-    ADD_FINALIZER = "AddFinalizer"
-    CONSUME = "ConsumeCredentials"  # remove the credential from the Secret (the runner registered)
-    DRAIN = "Drain"  # replace the runner's custom labels so no new job is routed to it
-    DEREGISTER = "Deregister"  # DELETE the registration (204/404 ok; 422: busy, stop here)
-    DELETE = "Delete"  # delete the StatefulSet (it stays while the finalizer is on)
-    REMOVE_FINALIZER = "RemoveFinalizer"
-
-
-@dataclass(frozen=True)
-class RunnerSetRunnerFacts:
-    now: float
-    deleting: bool
-    """The StatefulSet is being deleted (its finalizer holds it)."""
-    has_finalizer: bool
-    ephemeral: bool
-    jit: bool
-    pod: PodObservation
-    secret: SecretState
-    runner_id: int | None
-    github: GitHubState
-    remove: bool = False
-    """The RunnerSet wants this runner gone (scale-down, old template)."""
-    drained_at: float | None = None
-    drain_grace: float = 30.0
-    registration_timeout: float = 600.0
-    job_finished_at: float | None = None
-    """When a ``completed`` webhook named this registration (:func:`runnerd.reconcile.runner.job_over`)."""
-
-
-@dataclass(frozen=True)
-class RunnerSetRunnerDecision:
-    actions: tuple[Action, ...]
-    phase: RunnerPhase
-    reason: str = ""
-    requeue_after: float | None = None
-    failed: bool = False
-    """The runner failed (non-zero exit, never registered): counts toward the RunnerSet's back-off."""
-    finished: bool = False
-    """The runner no longer counts toward the replicas: it is being removed."""
-
-
-_STEP_ACTIONS = {
-    Step.ADD_FINALIZER: Action.ADD_FINALIZER,
-    Step.DRAIN: Action.DRAIN,
-    Step.DEREGISTER: Action.DEREGISTER,
-    Step.DELETE_POD: Action.DELETE,
-    Step.DELETE_RUNNER: Action.DELETE,
-    Step.REMOVE_FINALIZER: Action.REMOVE_FINALIZER,
-}
-
-
-def finished_reason(f: RunnerSetRunnerFacts) -> str:
-    """Why a runner StatefulSet can do no more work (``""`` while it can)."""
-    pod = f.pod
-    if f.secret.credentials is Credentials.CONSUMED:
-        if pod.uid != f.secret.consumed_by:
-            return "RunnerPodReplaced"  # the pod that used the credential is gone; no other can start
-        if f.github is GitHubState.ABSENT and pod.status is not PodStatus.EXITED:
-            return "RunnerRemovedFromGitHub"  # done (ephemeral) or removed: it can take no job
-    elif f.secret.credentials is Credentials.MISSING and pod.status in (PodStatus.ABSENT, PodStatus.PENDING):
-        return "NoCredentials"
-    if pod.restarted and pod.status is PodStatus.RUNNING:
-        return "RunnerRestarted"
-    return ""
-
-
-def decide_runner(f: RunnerSetRunnerFacts) -> RunnerSetRunnerDecision:
-    """What to do with one runner StatefulSet, by :func:`runnerd.reconcile.runner.decide`'s rules.
-
-    The StatefulSet is the unit: "delete the pod" deletes the StatefulSet (its pod and Secret go
-    with it), and the StatefulSet's finalizer plays the Runner's. A runner that is over
-    (:func:`finished_reason`) or no longer wanted is removed as a deleted Runner is: one that may
-    hold a job only once GitHub accepted the removal of its registration (422 = busy: stop there).
-    While it must wait (a registration-token runner not listed yet), the StatefulSet is deleted
-    and its finalizer holds it, so the decision survives a restart of the controller.
-    """
-    finished = finished_reason(f) or ("Removing" if f.remove else "")
-    phase = _phase(f)
-    if not f.has_finalizer:
-        if f.deleting:
-            return RunnerSetRunnerDecision((), phase, reason="Deleting", finished=True)
-        return RunnerSetRunnerDecision((Action.ADD_FINALIZER,), phase, requeue_after=0.0)
-    pod_status = f.pod.status
-    if finished in ("RunnerPodReplaced", "RunnerRemovedFromGitHub"):
-        # No runner process can hold a job: the one that used the credential is gone (and no other
-        # can start), or GitHub has no registration to route a job to. No drain: deregister, delete.
-        pod_status = PodStatus.ABSENT
-    facts = RunnerFacts(
-        now=f.now,
-        deleting=f.deleting or bool(finished),
-        ephemeral=f.ephemeral,
-        jit=f.jit,
-        pod=pod_status,
-        exit_code=f.pod.exit_code,
-        runner_id=f.runner_id,
-        github=f.github,
-        pod_running_since=f.pod.running_since,
-        pod_ready=f.pod.ready,
-        drained_at=f.drained_at,
-        drain_grace=f.drain_grace,
-        registration_timeout=f.registration_timeout,
-        job_finished_at=f.job_finished_at,
-    )
-    inner = decide(facts)
-    actions = [_STEP_ACTIONS[s] for s in inner.steps if s in _STEP_ACTIONS]
-    if f.remove and not f.deleting and not finished_reason(f) and not actions and phase is RunnerPhase.BUSY:
-        # Chosen while it looked idle, but it holds a job now: keep it; it is not removed.
-        return RunnerSetRunnerDecision((), phase, reason="RunnerBusy", requeue_after=inner.requeue_after)
-    if f.deleting or finished:
-        if f.deleting:
-            actions = [a for a in actions if a is not Action.DELETE]
-        elif Action.REMOVE_FINALIZER in actions and Action.DELETE not in actions:
-            actions.insert(actions.index(Action.REMOVE_FINALIZER), Action.DELETE)
-        elif Action.DELETE not in actions:
-            actions.append(Action.DELETE)  # record the decision; the finalizer holds it while we wait
-        if Action.REMOVE_FINALIZER not in actions and _should_consume(f):
-            actions.insert(0, Action.CONSUME)
-        return RunnerSetRunnerDecision(
-            tuple(actions),
-            phase,
-            reason=finished or inner.reason,
-            requeue_after=inner.requeue_after,
-            failed=f.pod.status is PodStatus.EXITED and f.pod.exit_code != 0,
-            finished=True,
-        )
-    if Action.DELETE in actions:
-        # decide() found the pod safe to delete (exited, or never registered): nothing left to guard.
-        actions.insert(actions.index(Action.DELETE) + 1, Action.REMOVE_FINALIZER)
-    elif _should_consume(f):
-        actions.append(Action.CONSUME)
-    return RunnerSetRunnerDecision(
-        tuple(actions),
-        phase,
-        reason=inner.reason,
-        requeue_after=inner.requeue_after,
-        failed=inner.failed,
-        finished=Action.DELETE in actions,
+def runner_facts(
+    *,
+    now: float,
+    deleting: bool,
+    has_finalizer: bool,
+    ephemeral: bool,
+    jit: bool,
+    pod: PodObservation,
+    secret: SecretState,
+    runner_id: int | None,
+    github: GitHubState,
+    remove: bool = False,
+    drained_at: float | None = None,
+    drain_grace: float = 30.0,
+    registration_timeout: float = 600.0,
+    job_finished_at: float | None = None,
+) -> RunnerFacts:
+    """One runner StatefulSet's facts for :func:`runnerd.reconcile.lifecycle.decide`."""
+    return RunnerFacts(
+        now=now,
+        kind=RunnerKind.STATEFULSET,
+        deleting=deleting,
+        has_finalizer=has_finalizer,
+        ephemeral=ephemeral,
+        jit=jit,
+        pod=pod.status,
+        exit_code=pod.exit_code,
+        runner_id=runner_id,
+        github=github,
+        pod_running_since=pod.running_since,
+        pod_ready=pod.ready,
+        pod_uid=pod.uid,
+        pod_restarted=pod.restarted,
+        credentials=secret.credentials,
+        consumed_by=secret.consumed_by,
+        remove=remove,
+        drained_at=drained_at,
+        drain_grace=drain_grace,
+        registration_timeout=registration_timeout,
+        job_finished_at=job_finished_at,
     )
 
 
-def _should_consume(f: RunnerSetRunnerFacts) -> bool:
-    """GitHub lists the runner online, so the running pod has used its credential. (Not merely
-    listed: a JIT runner is listed, offline, from the moment its config is generated.)"""
-    return (
-        f.secret.credentials is Credentials.FRESH
-        and f.pod.status is PodStatus.RUNNING
-        and f.pod.uid is not None
-        and f.github in (GitHubState.IDLE, GitHubState.BUSY)
-    )
-
-
-def _phase(f: RunnerSetRunnerFacts) -> RunnerPhase:
-    pod = f.pod
-    if pod.status is PodStatus.EXITED:
-        return RunnerPhase.COMPLETED if pod.exit_code == 0 and f.ephemeral else RunnerPhase.FAILED
-    if pod.status in (PodStatus.ABSENT, PodStatus.PENDING):
-        return RunnerPhase.PENDING
-    if f.github is GitHubState.BUSY:
-        return RunnerPhase.BUSY
-    if f.github is GitHubState.IDLE:
-        return RunnerPhase.IDLE if pod.ready else RunnerPhase.BUSY
-    return RunnerPhase.REGISTERING
+def credential_kind(
+    spec: RunnerSetSpec, *, forced: str | None, mode: str, default_image: str
+) -> CredentialKind:
+    """JIT config or registration token, as for Runners (:func:`runnerd.reconcile.runner.uses_jit`):
+    ``forced`` by an annotation, else by the controller's ``mode`` (``auto``: tokens only for images
+    that need RUNNER_TOKEN, the runner container's image of the template counting too)."""
+    ephemeral = spec.effective_ephemeral
+    if forced in ("jit", "token"):
+        return "jit" if forced == "jit" and ephemeral else "token"
+    if not ephemeral:
+        return "token"  # GitHub's JIT runners are always ephemeral
+    if mode != "auto":
+        return "jit" if mode == "jit" else "token"
+    containers = (spec.template.get("spec") or {}).get("containers") or ()
+    template_image = next((ct.get("image") for ct in containers if ct.get("name") == RUNNER_CONTAINER), None)
+    image = spec.image or template_image or default_image
+    return "token" if "summerwind/actions-runner" in str(image) else "jit"
 
 
 # --- the RunnerSet ---------------------------------------------------------------------------
@@ -645,17 +382,6 @@ def claim_fits_volume(claim: Mapping[str, Any], volume: Mapping[str, Any]) -> bo
     return want is not None and have is not None and want <= have
 
 
-def claim_ref(claim: Mapping[str, Any]) -> JSON:
-    """A PersistentVolume ``claimRef`` that reserves the volume for ``claim`` (pre-binding)."""
-    meta = claim["metadata"]
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "namespace": meta["namespace"],
-        "name": meta["name"],
-    }
-
-
 def _int(value: Any) -> int | None:
     try:
         return int(value) if value is not None else None
@@ -669,27 +395,19 @@ __all__ = [
     "LABEL_RUNNERSET_NAME",
     "LABEL_RUNNER_STATEFULSET_NAME",
     "LABEL_TEMPLATE_HASH",
-    "Action",
     "CredentialKind",
-    "Credentials",
     "PodObservation",
-    "RunnerSetRunnerDecision",
-    "RunnerSetRunnerFacts",
     "RunnerStatefulSet",
     "SecretState",
-    "build_runner_secret",
-    "build_runner_statefulset",
     "claim_fits_volume",
-    "claim_ref",
     "claim_template_name",
-    "consume_patch",
-    "decide_runner",
+    "credential_kind",
     "default_selector",
     "observe_pod",
     "parse_statefulset",
     "plan_runnerset",
+    "runner_facts",
     "runner_name",
-    "runner_spec",
     "runnerset_selector",
     "runnerset_status",
     "runnerset_template_hash",

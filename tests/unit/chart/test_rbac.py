@@ -232,8 +232,8 @@ def test_webhook_server_rules_cover_its_requests_and_no_more(rendered: list[dict
 
 def test_without_runner_sets_the_rules_are_exactly_the_rest_of_the_code(tmp_path: Path) -> None:
     """``runnerSets.enabled=false`` runs the controller with ``--no-runner-sets``: nothing of
-    runnersets.py runs, and an HRA cannot target a RunnerSet (no informer of them)."""
-    calls = requests_in([m for m in CONTROLLER_MODULES if m.name != "runnersets.py"])
+    runnerset*.py runs, and an HRA cannot target a RunnerSet (no informer of them)."""
+    calls = requests_in([m for m in CONTROLLER_MODULES if not m.name.startswith("runnerset")])
     # (autoscaler.py lists and watches RunnerSets only in build_webhook_process, the webhook server's)
     # (per-runner ServiceAccounts and Roles are granted only with the kubernetes-mode value)
     needed = (

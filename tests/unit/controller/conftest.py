@@ -1,4 +1,6 @@
-"""Fakes shared by the controller unit tests: informers fed by hand and a recorder whose events are kept."""
+"""Fakes and fixtures shared by the controller unit tests: informers fed by hand, a real EventRecorder whose
+events are kept (``event_recorder``), and the workload controllers' fakes of ``fakes.py``
+(``kube``, ``github``, ``recorder``, ``clock``)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import pytest
 
 from runnerd.controller.common import INDEX_CONTROLLER
 from runnerd.runtime import EventRecorder, Informer, index_by_controller_uid
+from tests.unit.controller.fakes import Clock, FakeGitHub, FakeKube, FakeRecorder
 
 
 class NoListWatcher:
@@ -60,6 +63,26 @@ def kept_events() -> KeptEvents:
 
 
 @pytest.fixture
-def recorder(kept_events: KeptEvents) -> EventRecorder:
+def event_recorder(kept_events: KeptEvents) -> EventRecorder:
     """An event recorder writing to :func:`kept_events`."""
     return EventRecorder(kept_events, component="test")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def github() -> FakeGitHub:
+    return FakeGitHub()
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    return FakeKube()
+
+
+@pytest.fixture
+def recorder() -> FakeRecorder:
+    return FakeRecorder()

@@ -3,18 +3,18 @@ webhook named its registration), or one GitHub answered 404 about. Also the dire
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 from runnerd.controller.common import RUNNER_FINALIZER, ControllerOptions
 from runnerd.controller.directory import MEMORY, RunnerDirectory
-from runnerd.controller.runners import RunnerController
+from runnerd.controller.runner import RunnerController
 from runnerd.github import Scope
 from runnerd.github.errors import NotFoundError
 from runnerd.github.models import Runner as GitHubRunner
 from runnerd.reconcile.credentials import ANNOTATION_RUNNER_ID
 from runnerd.runtime import Key
+from tests.unit.controller.fakes import Clock, FakeGitHub, FakeKube, FakeRecorder
 
 NS = "ci"
 NAME = "example-abc-1"
@@ -22,54 +22,17 @@ REPO = Scope.repository("octo/app")
 KEY = Key(NS, NAME)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class FakeGitHub:
-    """GitHub after it removed runner 7 (an ephemeral runner whose job completed)."""
-
-    listed: list[GitHubRunner] = field(default_factory=list)
-    calls: list[str] = field(default_factory=list)
-
-    async def list_runners(self, scope: Scope, **_: Any) -> list[GitHubRunner]:
-        self.calls.append("GET runners")
-        return list(self.listed)
-
-    async def set_runner_labels(self, scope: Scope, runner_id: int, labels: Any) -> list[str]:
-        self.calls.append(f"PUT labels {runner_id}")
-        raise NotFoundError(status=404, endpoint="PUT labels", message="Not Found")
-
-    async def delete_runner(self, scope: Scope, runner_id: int) -> bool:
-        self.calls.append(f"DELETE {runner_id}")
-        return False
+def gone_github() -> FakeGitHub:
+    """GitHub after it removed runner 7 (an ephemeral runner whose job completed): 404 to its labels."""
+    github = FakeGitHub()
+    github.errors["labels"] = [
+        NotFoundError(status=404, endpoint="PUT labels", message="Not Found") for _ in range(5)
+    ]
+    return github
 
 
-@dataclass
-class FakeKube:
-    calls: list[tuple[str, str]] = field(default_factory=list)
-
-    async def delete(self, resource: Any, name: str, **_: Any) -> None:
-        self.calls.append(("delete", resource.plural))
-
-    async def patch(self, resource: Any, name: str, body: Any, **_: Any) -> None:
-        self.calls.append(("patch", resource.plural))
-
-    async def patch_status(self, resource: Any, name: str, body: Any, **_: Any) -> None:
-        self.calls.append(("status", resource.plural))
-
-
-class FakeRecorder:
-    async def normal(self, obj: Any, reason: str, message: str) -> None:
-        pass
-
-    async def warning(self, obj: Any, reason: str, message: str) -> None:
-        pass
+def verbs(kube: FakeKube) -> list[tuple[str, str]]:
+    return [(verb, plural) for verb, plural, _ in kube.calls]
 
 
 def runner_obj(*, deleting: bool) -> dict[str, Any]:
@@ -114,55 +77,55 @@ def controller(github: FakeGitHub, kube: FakeKube, clock: Clock, runner: dict[st
 
 
 async def test_deleting_a_finished_ephemeral_runner_makes_no_github_call() -> None:
-    github, kube, clock = FakeGitHub(), FakeKube(), Clock()
+    github, kube, clock = gone_github(), FakeKube(), Clock()
     ctl = controller(github, kube, clock, runner_obj(deleting=True))
     ctl.directory.hint_finished(NAME, 7)  # the `completed` webhook named it; its pod still runs
     await ctl.reconcile(KEY)
     assert github.calls == []  # no listing, no drain, no deregistration
-    assert kube.calls == [("delete", "pods"), ("patch", "runners")]  # pod deleted, finalizer removed
+    assert verbs(kube) == [("delete", "pods"), ("patch", "runners")]  # pod deleted, finalizer removed
 
 
 async def test_a_finished_hint_of_another_registration_is_no_evidence() -> None:
-    github, kube, clock = FakeGitHub(), FakeKube(), Clock()
+    github, kube, clock = gone_github(), FakeKube(), Clock()
     ctl = controller(github, kube, clock, runner_obj(deleting=True))
     ctl.directory.hint_finished(NAME, 6)  # an earlier registration of the same name
     github.listed = [GitHubRunner(7, NAME, "linux", "online", False, ("self-hosted",))]
     await ctl.reconcile(KEY)
     assert github.calls == ["GET runners", "PUT labels 7"]  # drained as any runner that may hold a job
-    assert kube.calls == []
+    assert verbs(kube) == []
 
 
 async def test_a_404_on_drain_forgets_the_runner_and_deregistration_makes_no_call() -> None:
-    github, kube, clock = FakeGitHub(), FakeKube(), Clock()
+    github, kube, clock = gone_github(), FakeKube(), Clock()
     github.listed = [GitHubRunner(7, NAME, "linux", "online", False, ("self-hosted",))]
     ctl = controller(github, kube, clock, runner_obj(deleting=True))
     await ctl.reconcile(KEY)
     assert github.calls == ["GET runners", "PUT labels 7"]
     assert ctl.directory.gone(REPO, 7)
     assert ctl.directory.runner_id(REPO, NAME) is None  # forgotten from the listing
-    assert kube.calls == []  # the drain grace still holds the pod
+    assert verbs(kube) == []  # the drain grace still holds the pod
 
     github.calls.clear()
     clock.now += 31.0
     github.listed = []
     await ctl.reconcile(KEY)
     assert github.calls == ["GET runners"]  # the listing; no second 404
-    assert kube.calls == [("delete", "pods"), ("patch", "runners")]
+    assert verbs(kube) == [("delete", "pods"), ("patch", "runners")]
 
 
 async def test_a_running_finished_runner_is_left_to_exit_then_completed() -> None:
-    github, kube, clock = FakeGitHub(), FakeKube(), Clock()
+    github, kube, clock = gone_github(), FakeKube(), Clock()
     ctl = controller(github, kube, clock, runner_obj(deleting=False))
     ctl.directory.hint_finished(NAME, 7)
     result = await ctl.reconcile(KEY)
     assert result is not None
     assert result.requeue_after == 30.0
     assert github.calls == []
-    assert kube.calls == []
+    assert verbs(kube) == []
     clock.now += 30.0
     await ctl.reconcile(KEY)
     assert github.calls == []
-    assert kube.calls == [("delete", "runners")]  # Completed: its finalizer deletes the pod
+    assert verbs(kube) == [("delete", "runners")]  # Completed: its finalizer deletes the pod
 
 
 def test_finished_memory_matches_name_and_id_and_is_bounded() -> None:
@@ -191,14 +154,14 @@ def test_gone_memory_is_per_scope_and_bounded() -> None:
 
 
 async def test_an_ephemeral_runner_that_exited_0_is_removed_without_a_github_call() -> None:
-    github, kube, clock = FakeGitHub(), FakeKube(), Clock()
+    github, kube, clock = gone_github(), FakeKube(), Clock()
     ctl = controller(github, kube, clock, runner_obj(deleting=True))
     ctl.pods.store[KEY] = exited_pod(0)
     await ctl.reconcile(KEY)
     assert github.calls == []
-    assert kube.calls == [("delete", "pods"), ("patch", "runners")]
+    assert verbs(kube) == [("delete", "pods"), ("patch", "runners")]
 
-    failed = controller(FakeGitHub(), FakeKube(), Clock(), runner_obj(deleting=True))
+    failed = controller(gone_github(), FakeKube(), Clock(), runner_obj(deleting=True))
     failed.pods.store[KEY] = exited_pod(1)
     await failed.reconcile(KEY)
     assert failed.github.calls == ["GET runners", "DELETE 7"]  # type: ignore[attr-defined]

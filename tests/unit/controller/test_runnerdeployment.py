@@ -130,7 +130,7 @@ MakeWorld = Callable[[dict[str, Any]], World]
 
 
 @pytest.fixture
-def world(hand_fed_informer: InformerFactory, recorder: EventRecorder) -> MakeWorld:
+def world(hand_fed_informer: InformerFactory, event_recorder: EventRecorder) -> MakeWorld:
     def make(rd: dict[str, Any]) -> World:
         kube = FakeKube()
         deployments = hand_fed_informer("runnerdeployments")
@@ -139,7 +139,7 @@ def world(hand_fed_informer: InformerFactory, recorder: EventRecorder) -> MakeWo
         runners = hand_fed_informer("runners", owned=True)
         controller = DeploymentController(
             kube=kube,  # type: ignore[arg-type]
-            recorder=recorder,
+            recorder=event_recorder,
             deployments=deployments,
             replica_sets=replica_sets,
             runners=runners,

@@ -108,12 +108,12 @@ MakeWorld = Callable[[dict[str, Any]], World]
 
 
 @pytest.fixture
-def world(hand_fed_informer: InformerFactory, recorder: EventRecorder) -> MakeWorld:
+def world(hand_fed_informer: InformerFactory, event_recorder: EventRecorder) -> MakeWorld:
     def make(rs: dict[str, Any]) -> World:
         replica_sets = hand_fed_informer("runnerreplicasets")
         replica_sets.store.upsert(rs)
         runners = hand_fed_informer("runners", owned=True)
-        return World(FakeKube(), replica_sets, runners, hand_fed_informer("pods"), recorder)
+        return World(FakeKube(), replica_sets, runners, hand_fed_informer("pods"), event_recorder)
 
     return make
 

@@ -14,6 +14,13 @@ import yaml
 
 from runnerd.api import RunnerSet, RunnerSetSpec, validate
 from runnerd.manifests.pod import PodOptions, RunnerPodError, build_runner_pod
+from runnerd.manifests.runnerset import (
+    build_runner_secret,
+    build_runner_statefulset,
+    claim_ref,
+    consume_patch,
+    runner_spec,
+)
 from runnerd.reconcile.credentials import (
     ANNOTATION_RUNNER_ID,
     ENV_JIT_CONFIG,
@@ -21,6 +28,7 @@ from runnerd.reconcile.credentials import (
     JitConfig,
     RegistrationToken,
 )
+from runnerd.reconcile.lifecycle import Credentials
 from runnerd.reconcile.runnerset import (
     ANNOTATION_CONSUMED_BY,
     LABEL_RUNNER_STATEFULSET_NAME,
@@ -28,16 +36,10 @@ from runnerd.reconcile.runnerset import (
     LABEL_TEMPLATE_HASH,
     STATEFULSET_NAME_MAX,
     CredentialKind,
-    Credentials,
-    build_runner_secret,
-    build_runner_statefulset,
     claim_fits_volume,
-    claim_ref,
     claim_template_name,
-    consume_patch,
     parse_statefulset,
     runner_name,
-    runner_spec,
     runnerset_selector,
     runnerset_template_hash,
     secret_state,

@@ -8,17 +8,14 @@ from typing import Any
 
 import pytest
 
+from runnerd.reconcile.lifecycle import Credentials, GitHubState, PodStatus, RunnerFacts, Step, decide
 from runnerd.reconcile.replicas import RunnerPhase, RunnerView
-from runnerd.reconcile.runner import GitHubState, PodStatus
 from runnerd.reconcile.runnerset import (
-    Action,
-    Credentials,
     PodObservation,
-    RunnerSetRunnerFacts,
     SecretState,
-    decide_runner,
     observe_pod,
     plan_runnerset,
+    runner_facts,
     runnerset_status,
 )
 
@@ -26,12 +23,12 @@ NOW = 1_000_000.0
 T = "2024-05-01T10:00:00Z"
 
 D, DR, DEL, RF, C, AF = (
-    Action.DRAIN,
-    Action.DEREGISTER,
-    Action.DELETE,
-    Action.REMOVE_FINALIZER,
-    Action.CONSUME,
-    Action.ADD_FINALIZER,
+    Step.DRAIN,
+    Step.DEREGISTER,
+    Step.DELETE_RUNNER,
+    Step.REMOVE_FINALIZER,
+    Step.CONSUME_CREDENTIALS,
+    Step.ADD_FINALIZER,
 )
 
 RUNNING = PodObservation(PodStatus.RUNNING, uid="pod-1", running_since=NOW - 60)
@@ -39,7 +36,7 @@ FRESH = SecretState(Credentials.FRESH, runner_id=7)
 CONSUMED = SecretState(Credentials.CONSUMED, consumed_by="pod-1", runner_id=7)
 
 
-def facts(**kw: Any) -> RunnerSetRunnerFacts:
+def facts(**kw: Any) -> RunnerFacts:
     base: dict[str, Any] = {
         "now": NOW,
         "deleting": False,
@@ -53,7 +50,7 @@ def facts(**kw: Any) -> RunnerSetRunnerFacts:
         "drain_grace": 30.0,
     }
     base.update(kw)
-    return RunnerSetRunnerFacts(**base)
+    return runner_facts(**base)
 
 
 def pod(
@@ -125,40 +122,40 @@ def test_observe_container_restarted_by_the_kubelet() -> None:
 
 
 def test_adds_the_finalizer() -> None:
-    d = decide_runner(facts(has_finalizer=False))
-    assert d.actions == (AF,)
+    d = decide(facts(has_finalizer=False))
+    assert d.steps == (AF,)
 
 
 def test_registering_runner_waits() -> None:
-    d = decide_runner(facts(secret=FRESH, github=GitHubState.ABSENT))
-    assert d.actions == ()
+    d = decide(facts(secret=FRESH, github=GitHubState.ABSENT))
+    assert d.steps == ()
     assert d.phase is RunnerPhase.REGISTERING
     assert not d.finished
 
 
 @pytest.mark.parametrize("github", [GitHubState.IDLE, GitHubState.BUSY])
 def test_credentials_are_consumed_once_the_runner_is_online(github: GitHubState) -> None:
-    assert decide_runner(facts(secret=FRESH, github=github)).actions == (C,)
+    assert decide(facts(secret=FRESH, github=github)).steps == (C,)
 
 
 def test_credentials_are_kept_while_the_runner_is_only_registered() -> None:
     """A JIT runner is listed (offline) as soon as its config exists, before any pod used it."""
-    assert decide_runner(facts(secret=FRESH, github=GitHubState.OFFLINE)).actions == ()
+    assert decide(facts(secret=FRESH, github=GitHubState.OFFLINE)).steps == ()
     pending = PodObservation(PodStatus.PENDING, uid="pod-1")
-    assert decide_runner(facts(secret=FRESH, github=GitHubState.IDLE, pod=pending)).actions == ()
+    assert decide(facts(secret=FRESH, github=GitHubState.IDLE, pod=pending)).steps == ()
 
 
 def test_idle_and_busy_runner() -> None:
-    assert decide_runner(facts()).phase is RunnerPhase.IDLE
-    assert decide_runner(facts(github=GitHubState.BUSY)).phase is RunnerPhase.BUSY
+    assert decide(facts()).phase is RunnerPhase.IDLE
+    assert decide(facts(github=GitHubState.BUSY)).phase is RunnerPhase.BUSY
     not_ready = dataclasses.replace(RUNNING, ready=False)
-    assert decide_runner(facts(pod=not_ready)).phase is RunnerPhase.BUSY
+    assert decide(facts(pod=not_ready)).phase is RunnerPhase.BUSY
 
 
 def test_ephemeral_runner_done_goes_without_deregistration() -> None:
     exited = PodObservation(PodStatus.EXITED, uid="pod-1", exit_code=0)
-    d = decide_runner(facts(pod=exited, github=GitHubState.ABSENT))
-    assert d.actions == (DEL, RF)
+    d = decide(facts(pod=exited, github=GitHubState.ABSENT))
+    assert d.steps == (DEL, RF)
     assert d.phase is RunnerPhase.COMPLETED
     assert d.finished
     assert not d.failed
@@ -166,60 +163,60 @@ def test_ephemeral_runner_done_goes_without_deregistration() -> None:
 
 def test_failed_runner_is_deregistered_then_replaced() -> None:
     exited = PodObservation(PodStatus.EXITED, uid="pod-1", exit_code=1)
-    d = decide_runner(facts(pod=exited))
-    assert d.actions == (DR, DEL, RF)
+    d = decide(facts(pod=exited))
+    assert d.steps == (DR, DEL, RF)
     assert d.failed
     assert d.finished
 
 
 def test_runner_that_never_registers_is_replaced() -> None:
     old = dataclasses.replace(RUNNING, running_since=NOW - 700)
-    d = decide_runner(facts(pod=old, secret=FRESH, github=GitHubState.ABSENT, registration_timeout=600))
-    assert d.actions == (DR, DEL, RF)
+    d = decide(facts(pod=old, secret=FRESH, github=GitHubState.ABSENT, registration_timeout=600))
+    assert d.steps == (DR, DEL, RF)
     assert d.failed
 
 
 def test_restarted_runner_may_hold_a_job_so_it_is_drained_first() -> None:
     again = dataclasses.replace(RUNNING, restarted=True)
-    d = decide_runner(facts(pod=again))
-    assert d.actions == (D, DEL)  # drained; the finalizer holds the StatefulSet through the grace
+    d = decide(facts(pod=again))
+    assert d.steps == (D, DEL)  # drained; the finalizer holds the StatefulSet through the grace
     assert d.reason == "RunnerRestarted"
-    busy = decide_runner(facts(pod=again, github=GitHubState.BUSY))
-    assert busy.actions == (DEL,)  # held by the finalizer until the job is done
+    busy = decide(facts(pod=again, github=GitHubState.BUSY))
+    assert busy.steps == (DEL,)  # held by the finalizer until the job is done
 
 
 def test_replaced_pod_after_use_needs_no_drain() -> None:
     """The pod that used the credential is gone and no other can start: no job can be held."""
     other = dataclasses.replace(RUNNING, uid="pod-2")
-    d = decide_runner(facts(pod=other))
-    assert d.actions == (DR, DEL, RF)
+    d = decide(facts(pod=other))
+    assert d.steps == (DR, DEL, RF)
     assert d.reason == "RunnerPodReplaced"
-    gone = decide_runner(facts(pod=PodObservation(PodStatus.ABSENT), github=GitHubState.ABSENT))
-    assert gone.actions == (DEL, RF)
+    gone = decide(facts(pod=PodObservation(PodStatus.ABSENT), github=GitHubState.ABSENT))
+    assert gone.steps == (DEL, RF)
 
 
 def test_runner_gone_from_github_is_removed() -> None:
-    d = decide_runner(facts(github=GitHubState.ABSENT))
-    assert d.actions == (DEL, RF)
+    d = decide(facts(github=GitHubState.ABSENT))
+    assert d.steps == (DEL, RF)
     assert d.reason == "RunnerRemovedFromGitHub"
 
 
 def test_statefulset_without_credentials_is_replaced() -> None:
     pending = PodObservation(PodStatus.PENDING, uid="pod-1")
-    d = decide_runner(facts(pod=pending, secret=SecretState(Credentials.MISSING), github=GitHubState.ABSENT))
-    assert d.actions == (DR, DEL, RF)
+    d = decide(facts(pod=pending, secret=SecretState(Credentials.MISSING), github=GitHubState.ABSENT))
+    assert d.steps == (DR, DEL, RF)
     assert d.reason == "NoCredentials"
 
 
 def test_scale_down_drains_an_idle_runner_then_removes_it_through_github() -> None:
-    first = decide_runner(facts(remove=True))
-    assert first.actions == (D, DEL)
+    first = decide(facts(remove=True))
+    assert first.steps == (D, DEL)
     assert first.finished
-    waiting = decide_runner(facts(deleting=True, drained_at=NOW - 10))
-    assert waiting.actions == ()
+    waiting = decide(facts(deleting=True, drained_at=NOW - 10))
+    assert waiting.steps == ()
     assert waiting.requeue_after == pytest.approx(20.0)
-    done = decide_runner(facts(deleting=True, drained_at=NOW - 31))
-    assert done.actions == (DR, RF)
+    done = decide(facts(deleting=True, drained_at=NOW - 31))
+    assert done.steps == (DR, RF)
 
 
 def test_finished_ephemeral_runner_is_removed_without_github_calls() -> None:
@@ -233,16 +230,16 @@ def test_finished_ephemeral_runner_is_removed_without_github_calls() -> None:
         (facts(deleting=True, job_finished_at=NOW - 1), (RF,)),  # the StatefulSet is being deleted
         (facts(deleting=True, github=GitHubState.BUSY, job_finished_at=NOW - 1), (RF,)),  # a stale flag
     ):
-        d = decide_runner(f)
-        assert d.actions == actions, f
+        d = decide(f)
+        assert d.steps == actions, f
         assert d.finished
-    live = decide_runner(facts(job_finished_at=NOW - 1))
-    assert live.actions == ()  # its process exits on its own
+    live = decide(facts(job_finished_at=NOW - 1))
+    assert live.steps == ()  # its process exits on its own
     assert live.requeue_after == pytest.approx(29.0)
-    late = decide_runner(facts(job_finished_at=NOW - 31))
-    assert late.actions == (DEL, RF)
-    persistent = decide_runner(facts(remove=True, ephemeral=False, job_finished_at=NOW - 1))
-    assert persistent.actions == (D, DEL)  # takes more jobs: drained as before
+    late = decide(facts(job_finished_at=NOW - 31))
+    assert late.steps == (DEL, RF)
+    persistent = decide(facts(remove=True, ephemeral=False, job_finished_at=NOW - 1))
+    assert persistent.steps == (D, DEL)  # takes more jobs: drained as before
 
 
 def test_scale_down_never_takes_a_busy_runner() -> None:
@@ -250,20 +247,20 @@ def test_scale_down_never_takes_a_busy_runner() -> None:
         facts(remove=True, github=GitHubState.BUSY),
         facts(remove=True, pod=dataclasses.replace(RUNNING, ready=False)),
     ):
-        d = decide_runner(busy)
-        assert d.actions == ()
+        d = decide(busy)
+        assert d.steps == ()
         assert not d.finished
         assert d.phase is RunnerPhase.BUSY
 
 
 def test_deleted_busy_runner_waits_for_its_job() -> None:
-    d = decide_runner(facts(deleting=True, github=GitHubState.BUSY))
-    assert d.actions == ()
+    d = decide(facts(deleting=True, github=GitHubState.BUSY))
+    assert d.steps == ()
     assert d.finished
 
 
 def test_removal_of_a_token_runner_not_listed_yet_waits_for_its_registration() -> None:
-    d = decide_runner(
+    d = decide(
         facts(
             remove=True,
             jit=False,
@@ -272,23 +269,23 @@ def test_removal_of_a_token_runner_not_listed_yet_waits_for_its_registration() -
             github=GitHubState.ABSENT,
         )
     )
-    assert d.actions == (DEL,)  # recorded; removed once GitHub lists it (or never does)
+    assert d.steps == (DEL,)  # recorded; removed once GitHub lists it (or never does)
 
 
 def test_pending_runner_removal_needs_no_drain() -> None:
     pending = PodObservation(PodStatus.PENDING, uid="pod-1")
-    d = decide_runner(facts(remove=True, pod=pending, secret=FRESH, github=GitHubState.ABSENT))
-    assert d.actions == (DR, DEL, RF)
+    d = decide(facts(remove=True, pod=pending, secret=FRESH, github=GitHubState.ABSENT))
+    assert d.steps == (DR, DEL, RF)
 
 
 def test_runner_being_removed_still_has_its_credential_consumed() -> None:
-    d = decide_runner(facts(remove=True, secret=FRESH))
-    assert d.actions == (C, D, DEL)
+    d = decide(facts(remove=True, secret=FRESH))
+    assert d.steps == (C, D, DEL)
 
 
 def test_deleted_statefulset_without_finalizer_is_left_alone() -> None:
-    d = decide_runner(facts(deleting=True, has_finalizer=False))
-    assert d.actions == ()
+    d = decide(facts(deleting=True, has_finalizer=False))
+    assert d.steps == ()
     assert d.finished
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from runnerd.reconcile.lifecycle import GitHubState
 from runnerd.reconcile.migration import ARC_POD_FINALIZER, Action, RunnerState, Step, plan, runner_state
-from runnerd.reconcile.runner import GitHubState
 
 NS = "ci"
 

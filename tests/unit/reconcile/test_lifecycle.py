@@ -1,11 +1,24 @@
+"""The one runner lifecycle decision (reconcile/lifecycle.py): the Runner kind's table, and the
+invariant that protects jobs, for every kind."""
+
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from runnerd.reconcile.lifecycle import (
+    Credentials,
+    GitHubState,
+    PodStatus,
+    RunnerFacts,
+    RunnerKind,
+    Step,
+    decide,
+    finished_reason,
+)
 from runnerd.reconcile.replicas import RunnerPhase
-from runnerd.reconcile.runner import GitHubState, PodStatus, RunnerFacts, Step, decide
 
 NOW = 1_000_000.0
 F = RunnerFacts(now=NOW)
@@ -29,10 +42,16 @@ S = Step
             id="registering",
         ),
         pytest.param(
-            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE), (), RunnerPhase.IDLE, id="idle"
+            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE),
+            (S.CONSUME_CREDENTIALS,),  # online: the credential leaves its Secret
+            RunnerPhase.IDLE,
+            id="idle",
         ),
         pytest.param(
-            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.BUSY), (), RunnerPhase.BUSY, id="busy"
+            replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.BUSY),
+            (S.CONSUME_CREDENTIALS,),
+            RunnerPhase.BUSY,
+            id="busy",
         ),
         pytest.param(
             replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.OFFLINE, pod_running_since=NOW - 601),
@@ -88,7 +107,7 @@ S = Step
         ),
         pytest.param(
             replace(F, pod=PodStatus.RUNNING, runner_id=1, github=G.BUSY, job_finished_at=NOW - 31),
-            (S.DELETE_RUNNER,),
+            (S.CONSUME_CREDENTIALS, S.DELETE_RUNNER),
             RunnerPhase.COMPLETED,
             id="job-finished-process-not-exiting-runner-completed",
         ),
@@ -102,7 +121,7 @@ S = Step
             replace(
                 F, pod=PodStatus.RUNNING, runner_id=1, github=G.IDLE, ephemeral=False, job_finished_at=NOW
             ),
-            (),
+            (S.CONSUME_CREDENTIALS,),
             RunnerPhase.IDLE,
             id="persistent-runner-takes-more-jobs",
         ),
@@ -255,53 +274,107 @@ def test_decide_finalizer(facts: RunnerFacts, steps: tuple[Step, ...]) -> None:
     assert decide(facts).steps == steps
 
 
-@pytest.mark.parametrize(
-    "facts",
-    [
-        replace(
-            D,
-            pod=pod,
-            runner_id=rid,
-            github=gh,
-            exit_code=code,
-            pod_running_since=since,
-            pod_ready=ready,
-            drained_at=drained,
-            ephemeral=ephemeral,
-            job_finished_at=finished,
-        )
-        for pod in (PodStatus.RUNNING, PodStatus.DELETING)
-        for rid in (1, None)
-        for gh in GitHubState
-        for code in (None, 0, 1)
-        for since in (NOW, NOW - 10_000)
-        for ready in (True, False)
-        for drained in (None, NOW - 5, NOW - 10_000)
-        for ephemeral in (True, False)
-        for finished in (None, NOW - 1, NOW - 100)
-    ],
-)
-def test_pod_that_may_hold_a_job_is_never_deleted_without_drain_and_checks(facts: RunnerFacts) -> None:
-    """The invariant behind 'never kill a runner that is running a job': a pod that may hold one is
-    deleted only after drain, deregistration and the checks, or when the runner is ephemeral and a
-    `completed` webhook named its registration (its one job is over; GitHub removed it: no call)."""
-    steps = decide(facts).steps
-    job_over = facts.ephemeral and facts.job_finished_at is not None and facts.runner_id is not None
-    if job_over:
-        assert Step.DRAIN not in steps
-        assert Step.DEREGISTER not in steps
-    if Step.DELETE_POD not in steps:
+GRID = [
+    replace(
+        F,
+        pod=pod,
+        runner_id=rid,
+        github=gh,
+        exit_code=code,
+        pod_running_since=since,
+        pod_ready=ready,
+        drained_at=drained,
+        ephemeral=ephemeral,
+        job_finished_at=finished,
+    )
+    for pod in (PodStatus.RUNNING, PodStatus.DELETING)
+    for rid in (1, None)
+    for gh in GitHubState
+    for code in (None, 0, 1)
+    for since in (NOW, NOW - 10_000)
+    for ready in (True, False)
+    for drained in (None, NOW - 5, NOW - 10_000)
+    for ephemeral in (True, False)
+    for finished in (None, NOW - 1, NOW - 100)
+]
+"""Every pod that may hold a job, against every signal (the kind's own facts are added per test)."""
+
+KIND_FACTS = [
+    pytest.param({"kind": RunnerKind.RUNNER, "deleting": deleting}, id=f"runner-deleting={deleting}")
+    for deleting in (True, False)
+] + [
+    pytest.param(
+        {
+            "kind": RunnerKind.STATEFULSET,
+            "pod_uid": "pod-1",
+            "credentials": credentials,
+            "consumed_by": consumed_by,
+            "remove": remove,
+            "deleting": deleting,
+            "pod_restarted": restarted,
+        },
+        id=f"statefulset-{credentials}-{consumed_by}-remove={remove}-deleting={deleting}-restarted={restarted}",
+    )
+    for credentials, consumed_by in (
+        (Credentials.FRESH, None),
+        (Credentials.CONSUMED, "pod-1"),
+        (Credentials.CONSUMED, "pod-0"),
+        (Credentials.MISSING, None),
+    )
+    for remove in (True, False)
+    for deleting in (True, False)
+    for restarted in (True, False)
+]
+
+
+@pytest.mark.parametrize("kind_facts", KIND_FACTS)
+def test_pod_that_may_hold_a_job_is_never_released_without_drain_and_checks(
+    kind_facts: dict[str, Any],
+) -> None:
+    """The invariant behind 'never kill a runner that is running a job', for every runner kind: a
+    pod that may hold one is released (its pod deleted; for the StatefulSet kind, the finalizer that
+    holds its pod removed) only after drain, deregistration and the checks; or when the runner is
+    ephemeral and a `completed` webhook named its registration (its one job is over; GitHub removed
+    it: no call); or, for the StatefulSet kind, when no runner process can hold a job (the pod that
+    used the single-use credential is gone) or GitHub lists no registration for a used credential;
+    or, while nothing asked for its removal, when it never came online within the registration
+    timeout."""
+    for base in GRID:
+        facts = replace(base, **kind_facts)
+        _check_release(facts, decide(facts).steps)
+
+
+def _check_release(f: RunnerFacts, steps: tuple[Step, ...]) -> None:
+    unit = f.kind is RunnerKind.STATEFULSET
+    over = f.ephemeral and f.job_finished_at is not None and f.runner_id is not None
+    if over:
+        assert Step.DRAIN not in steps, f
+        assert Step.DEREGISTER not in steps, f
+    release = Step.REMOVE_FINALIZER if unit else Step.DELETE_POD
+    if release not in steps or over:
+        if over and not unit and f.deleting and release in steps:
+            assert steps == (Step.DELETE_POD, Step.REMOVE_FINALIZER), f
         return
-    if job_over:
-        assert steps == (Step.DELETE_POD, Step.REMOVE_FINALIZER)
-    elif facts.runner_id is not None:
-        assert steps.index(Step.DEREGISTER) < steps.index(Step.DELETE_POD)
-        assert facts.drained_at is not None
-        assert facts.now >= facts.drained_at + facts.drain_grace
-        assert facts.github in (GitHubState.IDLE, GitHubState.OFFLINE, GitHubState.ABSENT)
-        assert facts.pod_ready or facts.github is not GitHubState.IDLE
+    if (
+        unit
+        and f.credentials is Credentials.CONSUMED
+        and (f.pod_uid != f.consumed_by or f.github is G.ABSENT)
+    ):
+        return
+    since = f.pod_running_since if f.pod_running_since is not None else f.now
+    removing = f.deleting or (unit and (f.remove or bool(finished_reason(f))))
+    if not removing:
+        assert f.github in (G.OFFLINE, G.ABSENT), f
+        assert f.now - since > f.registration_timeout, f
+        return
+    if f.runner_id is not None:
+        assert Step.DEREGISTER in steps, f
+        assert steps.index(Step.DEREGISTER) < steps.index(release), f
+        assert f.drained_at is not None, f
+        assert f.now >= f.drained_at + f.drain_grace, f
+        assert f.github in (G.IDLE, G.OFFLINE, G.ABSENT), f
+        assert f.pod_ready or f.github is not G.IDLE, f
     else:
         # only after the registration timeout, when a listing shows it never registered
-        assert facts.pod_running_since is not None
-        assert NOW - facts.pod_running_since > facts.registration_timeout
-        assert facts.github is GitHubState.ABSENT
+        assert f.now - since > f.registration_timeout, f
+        assert f.github is G.ABSENT, f

@@ -1,0 +1,201 @@
+"""Fakes of the workload controllers' unit tests: GitHub, Kubernetes, events, stores, clock.
+
+The fakes keep what a controller did (calls, objects, events) so a test asserts on effects; none
+of them does I/O or sleeps. GitHub's answers can be scripted per call (``errors``).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runnerd.github import Scope
+from runnerd.github.models import JitConfig, RegistrationToken
+from runnerd.github.models import Runner as GitHubRunner
+from runnerd.kube.resources import Resource
+from runnerd.runtime import Key, NotFound
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakeGitHub:
+    """A scope's runner registrations. ``errors[call]`` lists exceptions the next calls raise."""
+
+    listed: list[GitHubRunner] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    errors: dict[str, list[Exception]] = field(default_factory=dict)
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
+
+    def _fail(self, call: str) -> None:
+        queued = self.errors.get(call)
+        if queued:
+            raise queued.pop(0)
+
+    async def list_runners(self, scope: Scope, *, name: str | None = None, **_: Any) -> list[GitHubRunner]:
+        self.calls.append("GET runners")
+        return [r for r in self.listed if name is None or r.name == name]
+
+    async def set_runner_labels(self, scope: Scope, runner_id: int, labels: Any) -> list[str]:
+        self.calls.append(f"PUT labels {runner_id}")
+        self._fail("labels")
+        return list(labels)
+
+    async def delete_runner(self, scope: Scope, runner_id: int) -> bool:
+        self.calls.append(f"DELETE {runner_id}")
+        self._fail("delete")
+        self.listed = [r for r in self.listed if r.id != runner_id]
+        return True
+
+    async def generate_jit_config(self, scope: Scope, name: str, **_: Any) -> JitConfig:
+        self.calls.append(f"JIT {name}")
+        self._fail("jit")
+        runner = GitHubRunner(next(self.ids), name, "linux", "offline", False, ("self-hosted",))
+        self.listed.append(runner)
+        return JitConfig(runner, "encoded-jit-config")
+
+    async def create_registration_token(self, scope: Scope) -> RegistrationToken:
+        self.calls.append("POST registration-token")
+        self._fail("token")
+        return RegistrationToken("registration-token", 0.0)
+
+    def online(self, name: str, *, busy: bool = False) -> None:
+        """The runner of this name comes online (as its process would)."""
+        self.listed = [
+            GitHubRunner(r.id, r.name, r.os, "online", busy, r.labels) if r.name == name else r
+            for r in self.listed
+        ]
+
+
+@dataclass
+class FakeKube:
+    """Kubernetes objects by (plural, namespace, name), with the calls made on them."""
+
+    objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
+    versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def _key(self, resource: Resource, name: str, namespace: str | None) -> tuple[str, str, str]:
+        return (resource.plural, namespace or "", name)
+
+    def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get((plural, namespace, name))
+
+    async def create(
+        self, resource: Resource, body: dict[str, Any], *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        obj = copy.deepcopy(body)
+        meta = obj.setdefault("metadata", {})
+        namespace = namespace or meta.get("namespace") or ""
+        meta.setdefault("namespace", namespace)
+        meta.setdefault("uid", f"uid-{meta['name']}")
+        meta["resourceVersion"] = str(next(self.versions))
+        for key, value in (obj.pop("stringData", None) or {}).items():  # as the API server stores it
+            obj.setdefault("data", {})[key] = base64.b64encode(str(value).encode()).decode()
+        self.calls.append(("create", resource.plural, meta["name"]))
+        self.objects[self._key(resource, meta["name"], namespace)] = obj
+        return copy.deepcopy(obj)
+
+    async def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> dict[str, Any]:
+        obj = self.objects.get(self._key(resource, name, namespace))
+        if obj is None:
+            raise NotFound(f"{resource.plural} {name}")
+        return copy.deepcopy(obj)
+
+    async def patch(
+        self, resource: Resource, name: str, body: Any, *, namespace: str | None = None, **_: Any
+    ) -> dict[str, Any]:
+        self.calls.append(("patch", resource.plural, name))
+        obj = self.objects.get(self._key(resource, name, namespace))
+        if obj is None:
+            return {"metadata": {"name": name, "namespace": namespace}}
+        if isinstance(body, dict):
+            _merge(obj, body)
+        obj["metadata"]["resourceVersion"] = str(next(self.versions))
+        return copy.deepcopy(obj)
+
+    async def patch_status(
+        self, resource: Resource, name: str, body: Any, *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        self.calls.append(("status", resource.plural, name))
+        obj = self.objects.get(self._key(resource, name, namespace))
+        if obj is not None:
+            obj["status"] = copy.deepcopy(body["status"])
+        return copy.deepcopy(obj or {})
+
+    async def delete(
+        self, resource: Resource, name: str, *, namespace: str | None = None, **_: Any
+    ) -> dict[str, Any] | None:
+        self.calls.append(("delete", resource.plural, name))
+        obj = self.objects.get(self._key(resource, name, namespace))
+        if obj is None:
+            return None
+        if obj["metadata"].get("finalizers"):
+            obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+            return copy.deepcopy(obj)
+        del self.objects[self._key(resource, name, namespace)]
+        return None
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    """A JSON merge patch (RFC 7386)."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+@dataclass
+class FakeRecorder:
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+    async def normal(self, obj: Any, reason: str, message: str) -> None:
+        self.events.append(("Normal", reason, message))
+
+    async def warning(self, obj: Any, reason: str, message: str) -> None:
+        self.events.append(("Warning", reason, message))
+
+    def reasons(self) -> list[str]:
+        return [reason for _, reason, _ in self.events]
+
+
+class FakeStore:
+    """An informer's store over the fake cluster's objects of one resource (always in sync)."""
+
+    def __init__(
+        self,
+        kube: FakeKube,
+        plural: str,
+        indexers: dict[str, Callable[[dict[str, Any]], list[str]]] | None = None,
+    ) -> None:
+        self.kube = kube
+        self.plural = plural
+        self.indexers = indexers or {}
+
+    def get(self, key: Key) -> dict[str, Any] | None:
+        obj = self.kube.objects.get((self.plural, key.namespace, key.name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def objects(self) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for (plural, _, _), o in self.kube.objects.items() if plural == self.plural]
+
+    def by_index(self, index: str, value: str) -> list[dict[str, Any]]:
+        return [o for o in self.objects() if value in self.indexers[index](o)]
+
+
+@dataclass
+class FakeInformer:
+    store: FakeStore

@@ -1,0 +1,238 @@
+"""The Runner controller over fake Kubernetes and GitHub: observe -> decide -> act, one reconcile at a
+time, with the clock moved by hand (the drain grace takes no real time)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from runnerd.controller.common import RUNNER_FINALIZER, ControllerOptions
+from runnerd.controller.directory import RunnerDirectory
+from runnerd.controller.runner import RunnerController
+from runnerd.github import Scope
+from runnerd.github.errors import ConflictError, RunnerBusyError
+from runnerd.github.models import Runner as GitHubRunner
+from runnerd.manifests.pod import PodOptions
+from runnerd.reconcile.credentials import ENV_JIT_CONFIG
+from runnerd.reconcile.lifecycle import BUSY_RETRY, GitHubState
+from runnerd.runtime import Key
+from tests.unit.controller.fakes import Clock, FakeGitHub, FakeInformer, FakeKube, FakeRecorder, FakeStore
+
+pytestmark = pytest.mark.timeout(10)
+
+NS = "ci"
+NAME = "example-abc-1"
+KEY = Key(NS, NAME)
+REPO = Scope.repository("octo/app")
+IMAGE = "ghcr.io/actions/actions-runner:2.320.0"  # needs no registration token: JIT by default
+
+
+def add_runner(
+    kube: FakeKube, *, finalizers: tuple[str, ...] = (RUNNER_FINALIZER,), deleting: bool = False
+) -> None:
+    meta: dict[str, Any] = {
+        "name": NAME,
+        "namespace": NS,
+        "uid": "runner-uid",
+        "finalizers": list(finalizers),
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    kube.objects[("runners", NS, NAME)] = {
+        "apiVersion": "actions.summerwind.dev/v1alpha1",
+        "kind": "Runner",
+        "metadata": meta,
+        "spec": {
+            "repository": "octo/app",
+            "ephemeral": True,
+            "image": "ghcr.io/actions/actions-runner:2.320.0",
+        },
+    }
+
+
+def add_running_pod(kube: FakeKube, runner_id: int, *, ready: bool = True) -> None:
+    kube.objects[("pods", NS, NAME)] = {
+        "metadata": {
+            "name": NAME,
+            "namespace": NS,
+            "uid": "pod-uid",
+            "annotations": {"actions-runner/id": str(runner_id)},
+        },
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [
+                {
+                    "name": "runner",
+                    "ready": ready,
+                    "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+                }
+            ],
+        },
+    }
+
+
+def listed(github: FakeGitHub, runner_id: int, *, busy: bool = False, labels: tuple[str, ...] = ()) -> None:
+    github.listed.append(GitHubRunner(runner_id, NAME, "linux", "online", busy, ("self-hosted", *labels)))
+
+
+def controller(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock, **options: Any
+) -> RunnerController:
+    return RunnerController(
+        kube=kube,  # type: ignore[arg-type]
+        github=github,  # type: ignore[arg-type]
+        directory=RunnerDirectory(github, clock=clock),  # type: ignore[arg-type]
+        recorder=recorder,  # type: ignore[arg-type]
+        runners=FakeInformer(FakeStore(kube, "runners")),  # type: ignore[arg-type]
+        pods=FakeInformer(FakeStore(kube, "pods")),  # type: ignore[arg-type]
+        options=ControllerOptions(drain_grace=30.0, **options),
+        clock=clock,
+    )
+
+
+async def test_a_new_runner_gets_its_finalizer_first(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    add_runner(kube, finalizers=())
+    result = await controller(kube, github, recorder, clock).reconcile(KEY)
+    assert kube.calls == [("patch", "runners", NAME)]
+    assert kube.objects[("runners", NS, NAME)]["metadata"]["finalizers"] == [RUNNER_FINALIZER]
+    assert github.calls == []
+    assert result is not None
+    assert result.requeue_after == 0.0
+
+
+async def test_a_runner_without_a_pod_registers_by_jit_and_its_pod_reads_the_secret(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    add_runner(kube)
+    await controller(kube, github, recorder, clock).reconcile(KEY)
+    assert github.calls == [f"JIT {NAME}"]
+    assert [c for c in kube.calls if c[0] == "create"] == [
+        ("create", "secrets", NAME),
+        ("create", "pods", NAME),
+    ]
+    secret = kube.objects[("secrets", NS, NAME)]
+    assert ENV_JIT_CONFIG in secret["data"]
+    pod = kube.objects[("pods", NS, NAME)]
+    assert "encoded-jit-config" not in repr(pod)  # the credential reaches the pod only through its Secret
+    assert "PodCreated" in recorder.reasons()
+
+
+async def test_a_registration_left_without_a_pod_is_removed_on_a_409(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    add_runner(kube)
+    listed(github, 41)  # from an attempt that stopped before its pod was created
+    github.errors["jit"] = [ConflictError(status=409, endpoint="generate-jitconfig", message="exists")]
+    await controller(kube, github, recorder, clock).reconcile(KEY)
+    assert github.calls == [f"JIT {NAME}", "GET runners", "DELETE 41", f"JIT {NAME}"]
+    assert recorder.reasons() == ["StaleRegistrationRemoved", "PodCreated"]
+    assert ("create", "pods", NAME) in kube.calls
+
+
+async def test_a_409_for_another_installations_runner_stands(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    add_runner(kube)
+    listed(github, 41)  # no installation label: another cluster's runner of the same name
+    github.errors["jit"] = [ConflictError(status=409, endpoint="generate-jitconfig", message="exists")]
+    ctl = controller(kube, github, recorder, clock, pod=PodOptions(installation_label="cluster-a"))
+    result = await ctl.reconcile(KEY)
+    assert github.calls == [f"JIT {NAME}", "GET runners"]  # nothing deleted
+    assert "RunnerNameTaken" in recorder.reasons()
+    assert ("create", "pods", NAME) not in kube.calls
+    assert result is not None
+    assert result.requeue
+
+
+async def test_an_online_runner_is_idle_and_its_credential_is_consumed(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    add_runner(kube)
+    add_running_pod(kube, 7)
+    listed(github, 7)
+    result = await controller(kube, github, recorder, clock).reconcile(KEY)
+    assert kube.objects[("runners", NS, NAME)]["status"]["phase"] == "Idle"
+    assert ("patch", "secrets", NAME) in kube.calls  # the credential leaves the Secret
+    assert result is not None
+    assert result.requeue_after == 60.0
+
+
+async def test_a_deleted_runner_is_drained_then_deregistered_then_released(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    add_runner(kube, deleting=True)
+    add_running_pod(kube, 7)
+    listed(github, 7)
+    ctl = controller(kube, github, recorder, clock)
+    await ctl.reconcile(KEY)
+    assert github.calls == ["GET runners", "PUT labels 7"]
+    assert kube.calls == []  # the drain grace holds the pod
+    assert "Draining" in recorder.reasons()
+
+    clock.now += 29.0
+    await ctl.reconcile(KEY)
+    assert "DELETE 7" not in github.calls
+    clock.now += 2.0
+    await ctl.reconcile(KEY)
+    assert github.calls[-1] == "DELETE 7"
+    assert kube.calls == [("delete", "pods", NAME), ("patch", "runners", NAME)]  # pod, then finalizer
+    assert ctl.stats.deregistrations == 1
+
+
+async def test_a_busy_answer_stops_the_removal_and_tells_the_directory(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    add_runner(kube, deleting=True)
+    add_running_pod(kube, 7)
+    listed(github, 7)
+    ctl = controller(kube, github, recorder, clock)
+    await ctl.reconcile(KEY)  # drained
+    clock.now += 31.0
+    github.errors["delete"] = [
+        RunnerBusyError(status=422, endpoint="DELETE runner", message="busy", runner_id=7)
+    ]
+    result = await ctl.reconcile(KEY)
+    assert result is not None
+    assert result.requeue_after == BUSY_RETRY
+    assert kube.calls == []  # nothing after the refusal ran
+    assert "RunnerBusy" in recorder.reasons()
+    assert ctl.directory.state(REPO, NAME) is GitHubState.BUSY
+    assert ctl.stats.busy_refusals == 1
+
+    clock.now += BUSY_RETRY - 1.0
+    await ctl.reconcile(KEY)
+    assert github.calls.count("DELETE 7") == 1  # still hinted busy: no call
+    clock.now += 1.0  # the 422's hint expires: the removal starts over (its job is over now)
+    await ctl.reconcile(KEY)
+    assert github.calls.count("PUT labels 7") == 2
+    clock.now += 31.0
+    await ctl.reconcile(KEY)
+    assert github.calls.count("DELETE 7") == 2
+    assert kube.calls == [("delete", "pods", NAME), ("patch", "runners", NAME)]
+
+
+async def test_a_failed_pod_is_replaced_after_a_back_off(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    add_runner(kube)
+    add_running_pod(kube, 7)
+    pod = kube.objects[("pods", NS, NAME)]
+    pod["status"]["phase"] = "Failed"
+    pod["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": 1}}
+    ctl = controller(kube, github, recorder, clock)
+    await ctl.reconcile(KEY)
+    assert github.calls == ["DELETE 7"]
+    assert ("delete", "pods", NAME) in kube.calls
+    assert "RunnerPodReplaced" in recorder.reasons()
+    kube.calls.clear()
+    result = await ctl.reconcile(KEY)  # no pod now, but the back-off holds the next one
+    assert ("create", "pods", NAME) not in kube.calls
+    assert result is not None
+    assert result.requeue_after == pytest.approx(5.0)
+    clock.now += 5.0
+    await ctl.reconcile(KEY)
+    assert ("create", "pods", NAME) in kube.calls
