@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Generate the actions.summerwind.dev CRDs from runnerd.api and the Kubernetes OpenAPI.
+"""Generate the CRDs from runnerd.api and the Kubernetes OpenAPI.
 
-    .venv/bin/python hack/gen_crds.py            # write charts/actions-runner-controller/crds/
+    .venv/bin/python hack/gen_crds.py            # write both charts' crds/ directories
     .venv/bin/python hack/gen_crds.py --check    # exit 1 if the committed files are stale
+
+actions.summerwind.dev (legacy) goes to charts/actions-runner-controller/crds/, actions.github.com
+(scale sets, runnerd.api.scaleset) to charts/gha-runner-scale-set-controller/crds/.
 
 The Kubernetes OpenAPI v3 documents come from the pinned Go module k8s.io/kubernetes (located with
 ``go mod download -json``; the module is already in the Go module cache when the Kubernetes
@@ -29,8 +32,11 @@ sys.path.insert(0, str(REPO / "src"))
 
 from runnerd.api import constants  # noqa: E402
 from runnerd.api.crds import build_crds, crd_sizes, crd_to_yaml  # noqa: E402
+from runnerd.api.scaleset import GROUP as SCALE_SET_GROUP  # noqa: E402
+from runnerd.api.scaleset import build_scale_set_crds  # noqa: E402
 
 CRD_DIR = REPO / "charts" / "actions-runner-controller" / "crds"
+SCALE_SET_CRD_DIR = REPO / "charts" / "gha-runner-scale-set-controller" / "crds"
 OPENAPI_FILES = ("api__v1_openapi.json", "apis__apps__v1_openapi.json")
 ENV_DIR = "RUNNERD_K8S_OPENAPI_DIR"
 LAST_APPLIED_LIMIT = 262144
@@ -84,9 +90,42 @@ def load_openapi(directory: Path | None = None) -> list[dict[str, Any]]:
 
 
 def rendered_crds(docs: list[dict[str, Any]] | None = None) -> dict[str, str]:
-    """File name -> YAML text of every CRD, as this script writes them."""
+    """File name -> YAML text of every legacy CRD, as this script writes them."""
     crds = build_crds(docs if docs is not None else load_openapi())
     return {name: crd_to_yaml(crd) for name, crd in crds.items()}
+
+
+def rendered_scale_set_crds(docs: list[dict[str, Any]] | None = None) -> dict[str, str]:
+    """File name -> YAML text of every scale-set CRD, as this script writes them."""
+    crds = build_scale_set_crds(docs if docs is not None else load_openapi())
+    return {name: crd_to_yaml(crd) for name, crd in crds.items()}
+
+
+def sync(crds: dict[str, dict[str, Any]], out: Path, group: str, check: bool) -> list[str]:
+    """Write (or, with ``check``, compare) one group's CRDs in ``out``; the stale/extra file names."""
+    stale = []
+    for name, crd in crds.items():
+        text = crd_to_yaml(crd)
+        path = out / name
+        yaml_bytes, json_bytes = crd_sizes(crd)
+        note = "" if json_bytes < LAST_APPLIED_LIMIT else "  (too big for client-side kubectl apply)"
+        if check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(name)
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(
+            f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}: "
+            f"{yaml_bytes} bytes YAML, {json_bytes} bytes compact JSON{note}"
+        )
+    extra = sorted(p.name for p in out.glob(f"{group}_*.yaml") if p.name not in crds)
+    if check:
+        return stale + extra
+    for name in extra:
+        (out / name).unlink()
+        print(f"removed {name}")
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,40 +133,25 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--check", action="store_true", help="fail if the committed CRDs are stale")
-    parser.add_argument("--out", type=Path, default=CRD_DIR, help=f"output directory (default {CRD_DIR})")
+    parser.add_argument(
+        "--out", type=Path, default=CRD_DIR, help=f"legacy CRDs' directory (default {CRD_DIR})"
+    )
+    parser.add_argument(
+        "--scale-set-out",
+        type=Path,
+        default=SCALE_SET_CRD_DIR,
+        help=f"scale-set CRDs' directory (default {SCALE_SET_CRD_DIR})",
+    )
     args = parser.parse_args(argv)
 
     docs = load_openapi()
-    crds = build_crds(docs)
-    stale = []
-    for name, crd in crds.items():
-        text = crd_to_yaml(crd)
-        path = args.out / name
-        yaml_bytes, json_bytes = crd_sizes(crd)
-        note = "" if json_bytes < LAST_APPLIED_LIMIT else "  (too big for client-side kubectl apply)"
-        if args.check:
-            if not path.is_file() or path.read_text() != text:
-                stale.append(name)
-            continue
-        args.out.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(
-            f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}: "
-            f"{yaml_bytes} bytes YAML, {json_bytes} bytes compact JSON{note}"
-        )
-    extra = sorted(p.name for p in args.out.glob(f"{constants.GROUP}_*.yaml") if p.name not in crds)
+    stale = sync(build_crds(docs), args.out, constants.GROUP, args.check)
+    stale += sync(build_scale_set_crds(docs), args.scale_set_out, SCALE_SET_GROUP, args.check)
     if args.check:
-        if stale or extra:
-            print(
-                f"stale CRDs: {', '.join(stale + extra)}; run .venv/bin/python hack/gen_crds.py",
-                file=sys.stderr,
-            )
+        if stale:
+            print(f"stale CRDs: {', '.join(stale)}; run .venv/bin/python hack/gen_crds.py", file=sys.stderr)
             return 1
         print("CRDs are up to date")
-        return 0
-    for name in extra:
-        (args.out / name).unlink()
-        print(f"removed {name}")
     return 0
 
 

@@ -10,7 +10,8 @@ inputs, so a warm cache is reused and a changed CRD gives a fresh directory):
 
 * Kubernetes: ``api/openapi-spec/swagger.json`` of the pinned Go module ``k8s.io/kubernetes`` (the one
   hack/gen_crds.py locates; it is in the Go module cache once the control plane was built);
-* runnerd's CRDs: ``openAPIV3Schema`` of each version in charts/actions-runner-controller/crds/;
+* runnerd's CRDs: ``openAPIV3Schema`` of each version in charts/actions-runner-controller/crds/ and
+  charts/gha-runner-scale-set-controller/crds/;
 * ServiceMonitor and PrometheusRule: written here from the shape of prometheus-operator's
   ``monitoring.coreos.com/v1`` CRDs, only the fields the chart uses are typed; the rest of a
   ServiceMonitor endpoint is accepted as is. They are not prometheus-operator's full schemas.
@@ -39,6 +40,7 @@ from gen_crds import locate_openapi_dir
 
 REPO = Path(__file__).resolve().parent.parent
 CRD_DIR = REPO / "charts" / "actions-runner-controller" / "crds"
+SCALE_SET_CRD_DIR = REPO / "charts" / "gha-runner-scale-set-controller" / "crds"
 GENERATOR_VERSION = "1"
 INT_OR_STRING = {"oneOf": [{"type": "string"}, {"type": "integer"}]}
 QUANTITY = {"oneOf": [{"type": "string"}, {"type": "number"}]}
@@ -247,7 +249,7 @@ def ensure(cache: Path | None = None) -> Path:
     """The schema directory for this repository's CRDs (built when missing)."""
     cache = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "runnerd"
     swagger_path = locate_openapi_dir().parent / "swagger.json"
-    crd_texts = [p.read_text() for p in sorted(CRD_DIR.glob("*.yaml"))]
+    crd_texts = [p.read_text() for p in sorted([*CRD_DIR.glob("*.yaml"), *SCALE_SET_CRD_DIR.glob("*.yaml")])]
     digest = hashlib.sha256()
     for part in (GENERATOR_VERSION, Path(__file__).read_text(), str(swagger_path), *crd_texts):
         digest.update(part.encode())

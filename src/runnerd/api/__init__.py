@@ -52,6 +52,7 @@ from runnerd.api.meta import (
     EmbeddedObjectMeta,
     GitHubAPICredentialsFrom,
     ObjectMeta,
+    PrinterColumn,
     SecretReference,
     WorkVolumeClaimTemplate,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "HorizontalRunnerAutoscalerStatus",
     "MetricSpec",
     "ObjectMeta",
+    "PrinterColumn",
     "PullRequestSpec",
     "PushSpec",
     "Quantity",

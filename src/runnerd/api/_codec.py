@@ -236,6 +236,10 @@ def decode(tp: Any, value: Any, path: str) -> Any:
                 return int(value)
             raise ApiParseError(path, f"expected an integer, got {_type_name(value)}")
         return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ApiParseError(path, f"expected a number, got {_type_name(value)}")
+        return float(value)
     if tp is str:
         if not isinstance(value, str):
             raise ApiParseError(path, f"expected a string, got {_type_name(value)}")

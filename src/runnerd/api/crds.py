@@ -276,6 +276,8 @@ def _schema_for_type(tp: Any, info: FieldInfo, k8s: K8sSchemas, where: str) -> J
         return {"type": "string"}
     if tp is bool:
         return {"type": "boolean"}
+    if tp is float:
+        return {"type": "number"}
     if tp is int:
         return {"type": "integer", "format": "int64"} if info.int64 else {"type": "integer"}
     if tp is dt.datetime:
@@ -292,9 +294,10 @@ def _schema_for_type(tp: Any, info: FieldInfo, k8s: K8sSchemas, where: str) -> J
         _, val_tp = get_args(tp)
         if info.k8s is not None:
             return k8s.resolve(info.k8s)
-        if val_tp is str:
-            return {"type": "object", "additionalProperties": {"type": "string"}}
-        raise SchemaBuildError(f"{where}: a JSON field needs a Kubernetes type (k8s=...)")
+        if val_tp is Any:
+            raise SchemaBuildError(f"{where}: a JSON field needs a Kubernetes type (k8s=...)")
+        values = _schema_for_type(val_tp, FieldInfo(json=info.json), k8s, where + "{}")
+        return {"type": "object", "additionalProperties": values}
     if isinstance(tp, type) and issubclass(tp, ApiObject):
         return schema_for_class(tp, k8s)
     raise SchemaBuildError(f"{where}: no schema for type {tp!r}")
@@ -303,17 +306,17 @@ def _schema_for_type(tp: Any, info: FieldInfo, k8s: K8sSchemas, where: str) -> J
 # --- CRDs ------------------------------------------------------------------------------------
 
 
-def crd_name(resource: type[CustomResource]) -> str:
-    return f"{resource.PLURAL}.{c.GROUP}"
+def crd_name(resource: type[CustomResource], group: str = c.GROUP) -> str:
+    return f"{resource.PLURAL}.{group}"
 
 
-def crd_file_name(resource: type[CustomResource]) -> str:
+def crd_file_name(resource: type[CustomResource], group: str = c.GROUP) -> str:
     """File name as ARC's chart has it, e.g. ``actions.summerwind.dev_runnerdeployments.yaml``."""
-    return f"{c.GROUP}_{resource.PLURAL}.yaml"
+    return f"{group}_{resource.PLURAL}.yaml"
 
 
-def build_crd(resource: type[CustomResource], k8s: K8sSchemas) -> JSON:
-    """The CustomResourceDefinition of one kind."""
+def build_crd(resource: type[CustomResource], k8s: K8sSchemas, group: str = c.GROUP) -> JSON:
+    """The CustomResourceDefinition of one kind (of the legacy group unless ``group`` says otherwise)."""
     properties: JSON = {
         "apiVersion": {"type": "string"},
         "kind": {"type": "string"},
@@ -347,9 +350,9 @@ def build_crd(resource: type[CustomResource], k8s: K8sSchemas) -> JSON:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": crd_name(resource)},
+        "metadata": {"name": crd_name(resource, group)},
         "spec": {
-            "group": c.GROUP,
+            "group": group,
             "names": names,
             "scope": "Namespaced",
             "versions": [
@@ -369,8 +372,15 @@ def build_crd(resource: type[CustomResource], k8s: K8sSchemas) -> JSON:
 def build_crds(openapi_docs: Sequence[Mapping[str, Any]]) -> dict[str, JSON]:
     """Every CRD of the API group, keyed by file name, from the loaded Kubernetes OpenAPI v3 documents
     (``api__v1_openapi.json`` and ``apis__apps__v1_openapi.json``)."""
+    return build_group_crds(openapi_docs, RESOURCES, c.GROUP)
+
+
+def build_group_crds(
+    openapi_docs: Sequence[Mapping[str, Any]], resources: Iterable[type[CustomResource]], group: str
+) -> dict[str, JSON]:
+    """The CRDs of ``resources`` in API group ``group``, keyed by file name, each checked structural."""
     k8s = K8sSchemas(openapi_docs)
-    crds = {crd_file_name(r): build_crd(r, k8s) for r in RESOURCES}
+    crds = {crd_file_name(r, group): build_crd(r, k8s, group) for r in resources}
     for crd in crds.values():
         problems = structural_problems(openapi_schema(crd))
         if problems:

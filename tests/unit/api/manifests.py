@@ -21,9 +21,12 @@ import jsonschema
 import yaml
 
 from runnerd.api import validate
+from runnerd.api.scaleset import API_VERSION as SCALE_SET_API_VERSION
+from runnerd.api.scaleset import validate as validate_scale_set
 
 REPO = Path(__file__).resolve().parents[3]
 CRD_DIR = REPO / "charts" / "actions-runner-controller" / "crds"
+SCALE_SET_CRD_DIR = REPO / "charts" / "gha-runner-scale-set-controller" / "crds"
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 
 
@@ -58,15 +61,15 @@ def _load(path: Path) -> Manifest:
 
 
 def manifests(kind: str) -> list[Manifest]:
-    """``kind`` is ``good`` or ``bad``."""
+    """``kind`` is ``good`` or ``bad`` (legacy kinds), ``scaleset-good`` or ``scaleset-bad``."""
     return [_load(p) for p in sorted((MANIFESTS / kind).glob("*.yaml"))]
 
 
 @cache
 def committed_crds() -> dict[str, dict[str, Any]]:
-    """Kind -> CRD, from the committed YAML."""
+    """Kind -> CRD, from the committed YAML of both charts (the two groups share no kind name)."""
     out = {}
-    for path in sorted(CRD_DIR.glob("*.yaml")):
+    for path in sorted([*CRD_DIR.glob("*.yaml"), *SCALE_SET_CRD_DIR.glob("*.yaml")]):
         crd = yaml.safe_load(path.read_text())
         out[crd["spec"]["names"]["kind"]] = crd
     return out
@@ -159,5 +162,6 @@ def local_errors(obj: Mapping[str, Any]) -> list[str]:
         for e in _validator(kind).iter_errors(pruned)
     ]
     errors.extend(duplicate_map_keys(pruned, schema))
-    errors.extend(validate(pruned))
+    scale_set = obj.get("apiVersion") == SCALE_SET_API_VERSION
+    errors.extend(validate_scale_set(pruned) if scale_set else validate(pruned))
     return errors

@@ -1,0 +1,95 @@
+"""Pure scale-set API layer: ARC's ``actions.github.com/v1alpha1`` types and their CRDs.
+
+No I/O, no asyncio, no Kubernetes client (the ``api`` import-linter contract covers this package).
+Controllers and the listener for these kinds are not implemented yet (see docs/scale-sets.md).
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from runnerd.api import ApiParseError
+from runnerd.api.scaleset.constants import API_VERSION, GROUP, VERSION
+from runnerd.api.scaleset.crds import build_scale_set_crds
+from runnerd.api.scaleset.types import (
+    RESOURCE_BY_KIND,
+    RESOURCES,
+    AutoscalingListener,
+    AutoscalingListenerSpec,
+    AutoscalingListenerStatus,
+    AutoscalingRunnerSet,
+    AutoscalingRunnerSetSpec,
+    AutoscalingRunnerSetStatus,
+    AzureKeyVaultConfig,
+    CounterMetric,
+    EphemeralRunner,
+    EphemeralRunnerSet,
+    EphemeralRunnerSetSpec,
+    EphemeralRunnerSetStatus,
+    EphemeralRunnerSpec,
+    EphemeralRunnerStatus,
+    GaugeMetric,
+    HistogramMetric,
+    MetricsConfig,
+    ProxyConfig,
+    ProxyServerConfig,
+    ResourceMeta,
+    ScaleSetResource,
+    TLSCertificateSource,
+    TLSConfig,
+    VaultConfig,
+)
+from runnerd.api.validation import rule_violations
+
+
+def parse(obj: Mapping[str, Any]) -> ScaleSetResource:
+    """Parse a raw ``actions.github.com/v1alpha1`` object into the class of its ``kind``."""
+    kind = obj.get("kind")
+    cls = RESOURCE_BY_KIND.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ApiParseError(".kind", f"not a kind of {API_VERSION}: {kind!r}")
+    return cls.from_dict(obj)
+
+
+def validate(obj: Mapping[str, Any]) -> list[str]:
+    """CEL rule violations of a raw ``actions.github.com`` object, evaluated in Python."""
+    kind = obj.get("kind")
+    cls = RESOURCE_BY_KIND.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        return [f".kind: unknown kind {kind!r}"]
+    return rule_violations(cls, obj)
+
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "RESOURCES",
+    "RESOURCE_BY_KIND",
+    "VERSION",
+    "AutoscalingListener",
+    "AutoscalingListenerSpec",
+    "AutoscalingListenerStatus",
+    "AutoscalingRunnerSet",
+    "AutoscalingRunnerSetSpec",
+    "AutoscalingRunnerSetStatus",
+    "AzureKeyVaultConfig",
+    "CounterMetric",
+    "EphemeralRunner",
+    "EphemeralRunnerSet",
+    "EphemeralRunnerSetSpec",
+    "EphemeralRunnerSetStatus",
+    "EphemeralRunnerSpec",
+    "EphemeralRunnerStatus",
+    "GaugeMetric",
+    "HistogramMetric",
+    "MetricsConfig",
+    "ProxyConfig",
+    "ProxyServerConfig",
+    "ResourceMeta",
+    "ScaleSetResource",
+    "TLSCertificateSource",
+    "TLSConfig",
+    "VaultConfig",
+    "build_scale_set_crds",
+    "parse",
+    "validate",
+]
