@@ -33,8 +33,8 @@ from runnerd.controller.autoscaler import Autoscaling
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS, ControllerOptions
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
-from runnerd.reconcile.autoscale import parse_job_reservation
 from runnerd.reconcile.pod import PodOptions
+from runnerd.reconcile.reservations import parse_job_reservation
 from runnerd.runtime import InformerEvent, Key
 from runnerd.web.server import Address, Servers
 from tests.integration.podagent import PodAgent

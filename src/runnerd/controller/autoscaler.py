@@ -11,7 +11,7 @@ One reconcile of an HRA:
    ``PercentageRunnersBusy`` comes first and suggests a scale-up),
    the target's runners and GitHub's busy flags (the shared runner directory, one listing per scope
    per sync period) for ``PercentageRunnersBusy``; nothing for webhook-only HRAs;
-3. decide with :func:`runnerd.reconcile.autoscale.desired_replicas` (metrics, schedule, capacity
+3. decide with :func:`runnerd.reconcile.hra.desired_replicas` (metrics, schedule, capacity
    reservations, scale-down delay); a job that the metric counts and a reservation names is counted
    once (``count_jobs_twice`` restores ARC's sum);
 4. patch the target's ``spec.replicas`` (and ``spec.effectiveTime`` for ephemeral runners), write the
@@ -75,7 +75,7 @@ from runnerd.controller.webhook_sink import (
 from runnerd.github import GitHubClient, GitHubError, RateLimitedError, Scope
 from runnerd.github.budget import CallWindow
 from runnerd.kube.client import KubeClient
-from runnerd.reconcile.autoscale import (
+from runnerd.reconcile.hra import (
     PERCENTAGE_BUSY,
     TOTAL_JOBS,
     AutoscaleError,

@@ -2,7 +2,7 @@
 
 :class:`ReservationSink` routes an event to one HRA (:func:`~runnerd.reconcile.matching.match_workflow_job`
 over every HRA with a ``workflowJob`` trigger and its target's scope and labels) and applies it with
-:func:`~runnerd.reconcile.autoscale.apply_workflow_job_event` to that HRA's
+:func:`~runnerd.reconcile.reservations.apply_workflow_job_event` to that HRA's
 ``spec.capacityReservations``, exactly where ARC's webhook server writes them, so the state survives
 restarts and an ARC controller reads it the same way. Reservations are named after the job and its
 repository (``job-<id>@<owner>/<repo>``), so duplicated, reordered or late deliveries (and the
@@ -47,7 +47,6 @@ from runnerd.controller.latency import PodCreateLatency
 from runnerd.controller.targets import TargetResolver, WebhookTarget
 from runnerd.github import Scope
 from runnerd.kube.client import KubeClient
-from runnerd.reconcile.autoscale import ReservationUpdate, apply_workflow_job_event, parse_job_reservation
 from runnerd.reconcile.matching import (
     SELF_HOSTED,
     Ambiguous,
@@ -59,6 +58,7 @@ from runnerd.reconcile.matching import (
     match_workflow_job,
     workflow_job_trigger,
 )
+from runnerd.reconcile.reservations import ReservationUpdate, apply_workflow_job_event, parse_job_reservation
 from runnerd.runtime import ApiError, Conflict, EventRecorder, Informer, Invalid, Key, NotFound, Obj
 from runnerd.web.metrics import Metrics
 from runnerd.web.payload import WorkflowJobEvent
