@@ -28,8 +28,7 @@ from devcluster.cluster import Cluster
 from ghsim import JobSpec, PrimaryLimits, SimConfig, Simulator
 from ghsim.entities import Scope as SimScope
 from ghsim.webhooks import signature_256
-from runnerd.controller.app import Controllers, build
-from runnerd.controller.autoscaler import Autoscaling
+from runnerd.controller.app import Autoscaling, Controllers, build
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS, ControllerOptions
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient

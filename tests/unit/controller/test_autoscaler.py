@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from runnerd.api import HorizontalRunnerAutoscaler
-from runnerd.controller.autoscaler import AutoscalingOptions, HRAController
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.directory import RunnerDirectory
+from runnerd.controller.hra.controller import HRAController
+from runnerd.controller.hra.options import AutoscalingOptions
 from runnerd.controller.replicasets import INDEX_CONTROLLER
 from runnerd.controller.targets import TargetResolver
 from runnerd.github import RateLimitedError, WorkflowJob, WorkflowRun

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runnerd.controller.autoscaler import AutoscalingOptions
+from runnerd.controller.hra.options import AutoscalingOptions
 from runnerd.controller.runwatch import RunObserver
 from runnerd.github import WorkflowJob, WorkflowRun
 from runnerd.github.budget import CallWindow
