@@ -34,12 +34,13 @@ from runnerd.controller.latency import PodCreateLatency, RunnerStartup
 from runnerd.controller.orphans import OrphanSweeper, sweep_key
 from runnerd.controller.poller import POLL_KEY, SafetyNetPoller
 from runnerd.controller.replicasets import INDEX_CONTROLLER, DeploymentController, ReplicaSetController
+from runnerd.controller.reservation_writer import ReservationWriter
+from runnerd.controller.reservations import ReservationSink
 from runnerd.controller.runners import RunnerController
 from runnerd.controller.runnersets import install as install_runnersets
 from runnerd.controller.runwatch import RunObserver
 from runnerd.controller.targets import HRA_INFORMER, RD_INFORMER, RUNNERSET_INFORMER, TargetResolver
 from runnerd.controller.visibility import GroupVisibility
-from runnerd.controller.webhook_sink import ReservationSink, ReservationWriter
 from runnerd.github import GitHubClient, Scope
 from runnerd.github.budget import CallWindow
 from runnerd.kube.client import KubeClient

@@ -65,7 +65,7 @@ from runnerd.runtime import Key, Result
 from runnerd.web.metrics import Metrics
 
 if TYPE_CHECKING:
-    from runnerd.controller.webhook_sink import ReservationSink
+    from runnerd.controller.reservations import ReservationSink
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,8 @@ CONTROLLER_MODULES = [
     *sorted(p for p in (SRC / "runnerd" / "controller").rglob("*.py") if p.name != "__init__.py"),
     SRC / "runnerd" / "kube" / "client.py",
 ]
-WEBHOOK_MODULES = [SRC / "runnerd" / "controller" / "webhook_sink.py"]
+# What `runnerd webhook-server` runs: the reservation sink and its writer.
+WEBHOOK_MODULES = [SRC / "runnerd" / "controller" / m for m in ("reservations.py", "reservation_writer.py")]
 
 # KubeClient method -> (verb, subresource)
 METHODS: dict[str, list[tuple[str, str | None]]] = {

@@ -8,7 +8,8 @@
   Events), so that a burst of reconciles does not wait for its writes.
 * :mod:`~runnerd.controller.hra.options`: the autoscaling settings.
 
-The webhook path that writes capacity reservations is :mod:`runnerd.controller.reservations`, the
+The webhook path that writes capacity reservations is :mod:`runnerd.controller.reservations` (and
+:mod:`runnerd.controller.reservation_writer`), the
 safety-net poll :mod:`runnerd.controller.poller`; :func:`runnerd.controller.app.install_autoscaling`
 wires all of them into a controller process. Nothing here imports :mod:`runnerd.controller.app`.
 """

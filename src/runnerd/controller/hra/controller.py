@@ -47,9 +47,10 @@ from runnerd.controller.hra.status import (
     StatusWriter,
 )
 from runnerd.controller.poller import SafetyNetPoller
+from runnerd.controller.reservation_writer import utcnow
+from runnerd.controller.reservations import format_condition_time
 from runnerd.controller.runwatch import RunObserver
 from runnerd.controller.targets import ScaleTarget, TargetResolver
-from runnerd.controller.webhook_sink import format_condition_time, utcnow
 from runnerd.github import GitHubClient, RateLimitedError
 from runnerd.github.budget import CallWindow
 from runnerd.kube.client import KubeClient

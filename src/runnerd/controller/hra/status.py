@@ -28,7 +28,8 @@ from typing import Any
 from runnerd.api import HorizontalRunnerAutoscaler, parse_time
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS
 from runnerd.controller.hra.options import AutoscalingOptions
-from runnerd.controller.webhook_sink import CONDITION_AMBIGUOUS, format_condition_time, newer
+from runnerd.controller.reservation_writer import newer
+from runnerd.controller.reservations import CONDITION_AMBIGUOUS, format_condition_time
 from runnerd.kube.client import KubeClient
 from runnerd.runtime import ApiError, EventRecorder, Informer, Key, NotFound, Obj
 
