@@ -191,7 +191,7 @@ async def test_a_finished_ephemeral_runner_is_removed_without_a_github_call(env:
     assert job.runner_id is not None
     await wait_until("GitHub to remove the ephemeral runner", lambda: not env.github_runners())
     before = _removal_calls(env)
-    # the `completed` webhook, as the sink passes it on (see tests/unit/controller/test_autoscaler_sink.py)
+    # the `completed` webhook, as the sink passes it on (see tests/unit/controller/test_reservations.py)
     env.controllers.directory.hint_finished(job.runner_name, job.runner_id)
     await scale(env, "example-runner-deployment", 0)
 

@@ -18,7 +18,7 @@ from runnerd.reconcile.matching import JobEvent
 from runnerd.runtime import EventRecorder, Key
 from runnerd.web.metrics import Metrics
 from runnerd.web.payload import WorkflowJobEvent
-from tests.unit.controller.test_autoscaler import NOW, NS, TRIGGER, FakeEvents, FakeKube, hra, informer, rd
+from tests.unit.controller.hrakit import NOW, NS, TRIGGER, FakeEvents, FakeKube, hra, informer, rd
 
 pytestmark = pytest.mark.timeout(10)
 
