@@ -28,8 +28,9 @@ from devcluster.cluster import Cluster
 from ghsim import JobSpec, PrimaryLimits, SimConfig, Simulator
 from ghsim.entities import Scope as SimScope
 from ghsim.webhooks import signature_256
-from runnerd.controller.app import Autoscaling, Controllers, build
+from runnerd.controller.app import build
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS, ControllerOptions
+from runnerd.controller.process import Autoscaling, Controllers
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.pod import PodOptions

@@ -17,7 +17,7 @@ import yaml
 from devcluster.cluster import Cluster
 from ghsim import JobSpec, Simulator
 from ghsim.state import generate_app_key
-from runnerd.controller.app import Controllers, build
+from runnerd.controller.app import build
 from runnerd.controller.common import (
     HORIZONTAL_RUNNER_AUTOSCALERS,
     RUNNER_DEPLOYMENTS,
@@ -26,6 +26,7 @@ from runnerd.controller.common import (
     ControllerOptions,
 )
 from runnerd.controller.orphans import resolve_installation_label
+from runnerd.controller.process import Controllers
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, SECRETS

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
 from runnerd.api import constants as c
@@ -33,6 +32,7 @@ from runnerd.controller.hra.options import AutoscalingOptions
 from runnerd.controller.latency import PodCreateLatency, RunnerStartup
 from runnerd.controller.orphans import OrphanSweeper, sweep_key
 from runnerd.controller.poller import POLL_KEY, SafetyNetPoller
+from runnerd.controller.process import Autoscaling, Controllers, WebhookProcess
 from runnerd.controller.replicasets import INDEX_CONTROLLER, DeploymentController, ReplicaSetController
 from runnerd.controller.reservation_writer import ReservationWriter
 from runnerd.controller.reservations import ReservationSink
@@ -58,7 +58,6 @@ from runnerd.runtime import (
     slim_pod,
 )
 from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
-from runnerd.web.webhook import DEFAULT_DEDUP_SIZE, DEFAULT_MAX_BODY, WebhookServer
 
 COMPONENT = "runnerd-controller"
 INDEX_NAME = "name"
@@ -66,57 +65,6 @@ INDEX_NAME = "name"
 
 def index_by_name(obj: dict[str, Any]) -> list[str]:
     return [obj["metadata"]["name"]]
-
-
-@dataclass
-class Autoscaling:
-    """What :func:`install_autoscaling` added to a controller process."""
-
-    options: AutoscalingOptions
-    metrics: Metrics
-    hras: Informer
-    resolver: TargetResolver
-    controller: HRAController
-    hra_controller: Controller
-    writer: ReservationWriter
-    sink: ReservationSink
-    poller: SafetyNetPoller
-    poll_controller: Controller
-    pod_latency: PodCreateLatency
-    runner_startup: RunnerStartup
-
-    def webhook_server(
-        self, secret: str | bytes, *, max_body: int = DEFAULT_MAX_BODY, dedup_size: int = DEFAULT_DEDUP_SIZE
-    ) -> WebhookServer:
-        return WebhookServer(
-            secret=secret, sink=self.sink, metrics=self.metrics, max_body=max_body, dedup_size=dedup_size
-        )
-
-    async def close(self) -> None:
-        await self.writer.close()
-        await self.controller.close()
-
-
-@dataclass
-class Controllers:
-    """Everything one process runs, for tests and metrics to look at."""
-
-    manager: Manager
-    kube: KubeClient
-    github: GitHubClient
-    options: ControllerOptions
-    recorder: EventRecorder
-    directory: RunnerDirectory
-    runner: RunnerController
-    replica_set: ReplicaSetController
-    deployment: DeploymentController
-    sweeper: OrphanSweeper
-    informers: MutableMapping[str, Informer]
-    clients: GitHubClients
-    """GitHub clients per credentials Secret (githubAPICredentialsFrom), the default included."""
-    """By name: runners, pods, runnerreplicasets, runnerdeployments (extensions may add more)."""
-    autoscaling: Autoscaling | None = None
-    """HRA autoscaling, the webhook sink and the safety-net poll (added by :func:`install_autoscaling`)."""
 
 
 def build(
@@ -434,28 +382,6 @@ def _watch_for_metrics(
 
 
 # --- the standalone webhook server ------------------------------------------------------------------
-
-
-@dataclass
-class WebhookProcess:
-    """The standalone webhook server's moving parts (``runnerd webhook-server``)."""
-
-    manager: Manager
-    informers: dict[str, Informer]
-    sink: ReservationSink
-    writer: ReservationWriter
-    metrics: Metrics
-
-    def webhook_server(
-        self, secret: str | bytes, *, max_body: int = DEFAULT_MAX_BODY, dedup_size: int = DEFAULT_DEDUP_SIZE
-    ) -> WebhookServer:
-        return WebhookServer(
-            secret=secret, sink=self.sink, metrics=self.metrics, max_body=max_body, dedup_size=dedup_size
-        )
-
-    @property
-    def ready(self) -> bool:
-        return all(i.synced for i in self.informers.values())
 
 
 def build_webhook_process(
