@@ -29,10 +29,10 @@ from aiohttp import web
 
 from runnerd import __version__, migrate, status
 from runnerd.api import parse_go_duration
-from runnerd.controller.app import Controllers, build
-from runnerd.controller.autoscaler import build_webhook_process
+from runnerd.controller.app import build, build_webhook_process
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.orphans import resolve_installation_label
+from runnerd.controller.process import Controllers
 from runnerd.github import GitHubClient, GitHubConfig, load_credentials
 from runnerd.github.errors import CredentialsError, GitHubConfigError
 from runnerd.kube.client import KubeClient

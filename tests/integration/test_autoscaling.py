@@ -28,13 +28,13 @@ from devcluster.cluster import Cluster
 from ghsim import JobSpec, PrimaryLimits, SimConfig, Simulator
 from ghsim.entities import Scope as SimScope
 from ghsim.webhooks import signature_256
-from runnerd.controller.app import Controllers, build
-from runnerd.controller.autoscaler import Autoscaling
+from runnerd.controller.app import build
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS, ControllerOptions
+from runnerd.controller.process import Autoscaling, Controllers
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.manifests.pod import PodOptions
-from runnerd.reconcile.autoscale import parse_job_reservation
+from runnerd.reconcile.reservations import parse_job_reservation
 from runnerd.runtime import InformerEvent, Key
 from runnerd.web.server import Address, Servers
 from tests.integration.podagent import PodAgent

@@ -17,7 +17,7 @@ import yaml
 from devcluster.cluster import Cluster
 from ghsim import JobSpec, Simulator
 from ghsim.state import generate_app_key
-from runnerd.controller.app import Controllers, build
+from runnerd.controller.app import build
 from runnerd.controller.common import (
     HORIZONTAL_RUNNER_AUTOSCALERS,
     RUNNER_DEPLOYMENTS,
@@ -26,6 +26,7 @@ from runnerd.controller.common import (
     ControllerOptions,
 )
 from runnerd.controller.orphans import resolve_installation_label
+from runnerd.controller.process import Controllers
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, SECRETS
@@ -191,7 +192,7 @@ async def test_a_finished_ephemeral_runner_is_removed_without_a_github_call(env:
     assert job.runner_id is not None
     await wait_until("GitHub to remove the ephemeral runner", lambda: not env.github_runners())
     before = _removal_calls(env)
-    # the `completed` webhook, as the sink passes it on (see tests/unit/controller/test_autoscaler_sink.py)
+    # the `completed` webhook, as the sink passes it on (see tests/unit/controller/test_reservations.py)
     env.controllers.directory.hint_finished(job.runner_name, job.runner_id)
     await scale(env, "example-runner-deployment", 0)
 

@@ -25,8 +25,9 @@ import yaml
 from devcluster.cluster import Cluster
 from ghsim import JobSpec, Simulator
 from ghsim.entities import Scope as SimScope
-from runnerd.controller.app import Controllers, build
+from runnerd.controller.app import build
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS, ControllerOptions
+from runnerd.controller.process import Controllers
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.manifests.pod import PodOptions

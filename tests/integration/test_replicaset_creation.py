@@ -13,8 +13,9 @@ import pytest
 
 from devcluster.cluster import Cluster
 from ghsim import Simulator
-from runnerd.controller.app import Controllers, build
+from runnerd.controller.app import build
 from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS, ControllerOptions
+from runnerd.controller.process import Controllers
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.manifests.pod import PodOptions

@@ -15,9 +15,10 @@ from devcluster import binaries
 from devcluster.cluster import Cluster, ClusterConfig
 from ghsim import Scope as SimScope
 from ghsim import Simulator
-from runnerd.controller.app import Controllers, build
+from runnerd.controller.app import build
 from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS, ControllerOptions
 from runnerd.controller.orphans import resolve_installation_label
+from runnerd.controller.process import Controllers
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.manifests.pod import PodOptions

@@ -1,29 +1,50 @@
-"""Wiring: informers, controllers, leader election and the manager of one controller process."""
+"""Wiring: informers, controllers, leader election and the manager of one process.
+
+:func:`build` makes the controller process (``runnerd controller``): the workload controllers, the
+orphan sweep, the RunnerSet controller (:func:`runnerd.controller.runnerset.install`) and HRA
+autoscaling (:func:`install_autoscaling`: the HRA informer and controller, the webhook reservation
+sink served by :mod:`runnerd.web`, the safety-net poll and the metrics).
+:func:`build_webhook_process` makes the standalone webhook server (``runnerd webhook-server``).
+Wiring lives here only: the controllers this module builds never import it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from runnerd.api import constants as c
-from runnerd.controller.autoscaler import Autoscaling, install
 from runnerd.controller.clients import GitHubAPI, GitHubClients
 from runnerd.controller.common import (
+    HORIZONTAL_RUNNER_AUTOSCALERS,
     INDEX_CONTROLLER,
     PODS,
     RUNNER_DEPLOYMENTS,
     RUNNER_REPLICA_SETS,
+    RUNNER_SETS,
     RUNNERS,
     ControllerOptions,
+    matching_labels,
 )
 from runnerd.controller.directory import RunnerDirectory
+from runnerd.controller.hra.controller import HRAController
+from runnerd.controller.hra.options import AutoscalingOptions
+from runnerd.controller.latency import PodCreateLatency, RunnerStartup
 from runnerd.controller.orphans import OrphanSweeper, sweep_key
+from runnerd.controller.poller import POLL_KEY, SafetyNetPoller
+from runnerd.controller.process import Autoscaling, Controllers, WebhookProcess
+from runnerd.controller.reservation_writer import ReservationWriter
+from runnerd.controller.reservations import ReservationSink
 from runnerd.controller.runner import RunnerController
 from runnerd.controller.runnerdeployment import DeploymentController
 from runnerd.controller.runnerreplicaset import ReplicaSetController
 from runnerd.controller.runnerset import install as install_runnersets
+from runnerd.controller.runwatch import RunObserver
+from runnerd.controller.targets import HRA_INFORMER, RD_INFORMER, RUNNERSET_INFORMER, TargetResolver
+from runnerd.controller.visibility import GroupVisibility
 from runnerd.github import GitHubClient, Scope
+from runnerd.github.budget import CallWindow
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.runnerpod import LABEL_RUNNER
 from runnerd.runtime import (
@@ -33,10 +54,12 @@ from runnerd.runtime import (
     Key,
     LeaderElector,
     Manager,
+    Obj,
     controller_owner,
     index_by_controller_uid,
     slim_pod,
 )
+from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
 
 COMPONENT = "runnerd-controller"
 INDEX_NAME = "name"
@@ -44,28 +67,6 @@ INDEX_NAME = "name"
 
 def index_by_name(obj: dict[str, Any]) -> list[str]:
     return [obj["metadata"]["name"]]
-
-
-@dataclass
-class Controllers:
-    """Everything one process runs, for tests and metrics to look at."""
-
-    manager: Manager
-    kube: KubeClient
-    github: GitHubClient
-    options: ControllerOptions
-    recorder: EventRecorder
-    directory: RunnerDirectory
-    runner: RunnerController
-    replica_set: ReplicaSetController
-    deployment: DeploymentController
-    sweeper: OrphanSweeper
-    informers: MutableMapping[str, Informer]
-    clients: GitHubClients
-    """GitHub clients per credentials Secret (githubAPICredentialsFrom), the default included."""
-    """By name: runners, pods, runnerreplicasets, runnerdeployments (extensions may add more)."""
-    autoscaling: Autoscaling | None = None
-    """HRA autoscaling, the webhook sink and the safety-net poll (added by :func:`install`)."""
 
 
 def build(
@@ -81,27 +82,12 @@ def build(
     """The controllers of one process. ``runner_sets=False`` leaves the RunnerSet controller out (no
     StatefulSet, Secret or PersistentVolumeClaim access); ``recycle_volumes=False`` keeps it but
     without handing volumes on (no cluster-wide PersistentVolume access)."""
-    ns = options.namespace
-    indexers = {INDEX_CONTROLLER: index_by_controller_uid}
-    runners = Informer(
-        "runners",
-        kube.list_watcher(RUNNERS, namespace=ns),
-        indexers={**indexers, INDEX_NAME: index_by_name},
-    )
-    pods = Informer(
-        "pods",
-        kube.list_watcher(PODS, namespace=ns, label_selector=LABEL_RUNNER),
-        indexers=indexers,
-        transform=slim_pod,  # only what decisions read: a runner pod's env holds its JIT config
-    )
-    replica_sets = Informer(
-        "runnerreplicasets", kube.list_watcher(RUNNER_REPLICA_SETS, namespace=ns), indexers=indexers
-    )
-    deployments = Informer("runnerdeployments", kube.list_watcher(RUNNER_DEPLOYMENTS, namespace=ns))
+    informers = _workload_informers(kube, options.namespace)
     recorder = EventRecorder(kube.event_sink(), component=COMPONENT, instance=identity)
     directory = RunnerDirectory(github)
     clients = GitHubClients(kube, GitHubAPI(github, directory), refresh=options.credentials_refresh)
-
+    runners, pods = informers["runners"], informers["pods"]
+    replica_sets, deployments = informers["runnerreplicasets"], informers["runnerdeployments"]
     runner = RunnerController(
         kube=kube,
         github=github,
@@ -129,7 +115,75 @@ def build(
         runners=runners,
         options=options,
     )
+    sweeper = OrphanSweeper(
+        github=github,
+        directory=directory,
+        runners=runners,
+        informers=informers,
+        period=options.orphan_sweep_period,
+        label=options.pod.installation_label,
+        grace=options.orphan_grace,
+        clients=clients,
+    )
+    manager = Manager(elector=elector)
+    for ctl in _workload_controllers(informers, runner, replica_set, deployment, sweeper, directory, options):
+        manager.add_controller(ctl)
+    controllers = Controllers(
+        manager=manager,
+        kube=kube,
+        github=github,
+        options=options,
+        recorder=recorder,
+        directory=directory,
+        runner=runner,
+        replica_set=replica_set,
+        deployment=deployment,
+        informers=informers,
+        sweeper=sweeper,
+        clients=clients,
+    )
+    if runner_sets:
+        install_runnersets(controllers, recycle_volumes=recycle_volumes)
+    controllers.autoscaling = install_autoscaling(controllers)
+    controllers.autoscaling.metrics.watch_process(
+        leading=lambda: manager.leading, orphans=lambda: (sweeper.suspected, sweeper.removed_total)
+    )
+    return controllers
 
+
+def _workload_informers(kube: KubeClient, ns: str | None) -> dict[str, Informer]:
+    """By name: runners, pods, runnerreplicasets, runnerdeployments."""
+    indexers = {INDEX_CONTROLLER: index_by_controller_uid}
+    runners = Informer(
+        "runners",
+        kube.list_watcher(RUNNERS, namespace=ns),
+        indexers={**indexers, INDEX_NAME: index_by_name},
+    )
+    pods = Informer(
+        "pods",
+        kube.list_watcher(PODS, namespace=ns, label_selector=LABEL_RUNNER),
+        indexers=indexers,
+        transform=slim_pod,  # only what decisions read: a runner pod's env holds its JIT config
+    )
+    replica_sets = Informer(
+        "runnerreplicasets", kube.list_watcher(RUNNER_REPLICA_SETS, namespace=ns), indexers=indexers
+    )
+    deployments = Informer("runnerdeployments", kube.list_watcher(RUNNER_DEPLOYMENTS, namespace=ns))
+    return {i.name: i for i in (runners, pods, replica_sets, deployments)}
+
+
+def _workload_controllers(
+    informers: MutableMapping[str, Informer],
+    runner: RunnerController,
+    replica_set: ReplicaSetController,
+    deployment: DeploymentController,
+    sweeper: OrphanSweeper,
+    directory: RunnerDirectory,
+    options: ControllerOptions,
+) -> list[Controller]:
+    """The Runner, RunnerReplicaSet, RunnerDeployment and orphan-sweep controllers, watching."""
+    runners, pods = informers["runners"], informers["pods"]
+    replica_sets, deployments = informers["runnerreplicasets"], informers["runnerdeployments"]
     runner_ctl = Controller("runner", runner.reconcile, workers=options.runner_workers)
     runner_ctl.watch(runners)
     runner_ctl.owns(pods, kind="Runner", group=c.GROUP)
@@ -161,41 +215,224 @@ def build(
     rd_ctl.watch(deployments)
     rd_ctl.owns(replica_sets, kind="RunnerDeployment", group=c.GROUP)
 
-    informers: dict[str, Informer] = {i.name: i for i in (runners, pods, replica_sets, deployments)}
-    sweeper = OrphanSweeper(
-        github=github,
-        directory=directory,
-        runners=runners,
-        informers=informers,
-        period=options.orphan_sweep_period,
-        label=options.pod.installation_label,
-        grace=options.orphan_grace,
-        clients=clients,
-    )
     sweep_ctl = Controller("github-orphans", sweeper.reconcile, workers=1)
     sweep_ctl.watch(replica_sets, sweep_key)
+    return [runner_ctl, rrs_ctl, rd_ctl, sweep_ctl]
 
-    manager = Manager(elector=elector)
-    for ctl in (runner_ctl, rrs_ctl, rd_ctl, sweep_ctl):
-        manager.add_controller(ctl)
-    controllers = Controllers(
-        manager=manager,
+
+# --- autoscaling ------------------------------------------------------------------------------------
+
+
+def budget_snapshot(github: GitHubClient) -> BudgetSnapshot:
+    """The GitHub client's budget for the metrics layer."""
+    stats = github.stats.snapshot()
+    readings = [
+        RateLimitReading(b.resource, b.limit, b.remaining, b.reset_at, b.used)
+        for b in github.rate_limits.snapshot().values()
+    ]
+    paused: dict[str, float] = {}
+    for resource in [None, *(r.resource for r in readings)]:
+        until = github.paused_until(resource)
+        if until is not None:
+            paused["*" if resource is None else resource] = until
+    return BudgetSnapshot(
+        rate_limits=readings,
+        calls=stats.calls,
+        retries=stats.retries,
+        gate_waits=stats.gate_waits,
+        gate_wait_seconds=stats.gate_wait_seconds,
+        gate_rejections=stats.gate_rejections,
+        paused_until=paused,
+    )
+
+
+def install_autoscaling(
+    controllers: Controllers,
+    *,
+    options: AutoscalingOptions | None = None,
+    metrics: Metrics | None = None,
+) -> Autoscaling:
+    """Add HRA autoscaling (informer, controller, webhook sink, safety-net poll, metrics) to a process."""
+    options = options or AutoscalingOptions()
+    metrics = metrics or Metrics()
+    informers = controllers.informers
+    kube, github = controllers.kube, controllers.github
+    hras = Informer(
+        HRA_INFORMER,
+        kube.list_watcher(HORIZONTAL_RUNNER_AUTOSCALERS, namespace=controllers.options.namespace),
+    )
+    informers[HRA_INFORMER] = hras
+    controllers.manager.add_informer(hras)
+    resolver = TargetResolver(informers)
+    pod_latency, startup = _latency_watches(informers, metrics)
+
+    hra_ctl: Controller | None = None
+    controller: HRAController | None = None
+
+    def written(key: Key, obj: Obj) -> None:
+        if controller is not None:
+            controller.offer(key, obj)
+        if hra_ctl is not None:
+            hra_ctl.enqueue(key)  # a no-op unless this process leads
+
+    writer = ReservationWriter(kube, hras, resolver, metrics=metrics, on_written=written)
+    sink = _sink(controllers, hras, resolver, writer, metrics, pod_latency, options)
+    # one observation per repository and one call budget for the metric, the poll and the listings
+    observer = RunObserver(github, CallWindow(time.monotonic))
+    controllers.directory.budget = observer.window
+    poller = SafetyNetPoller(github=github, sink=sink, options=options, metrics=metrics, observer=observer)
+    controller = HRAController(
         kube=kube,
         github=github,
-        options=options,
-        recorder=recorder,
-        directory=directory,
-        runner=runner,
-        replica_set=replica_set,
-        deployment=deployment,
+        directory=controllers.directory,
+        recorder=controllers.recorder,
+        hras=hras,
+        resolver=resolver,
         informers=informers,
-        sweeper=sweeper,
-        clients=clients,
+        options=options,
+        controller_options=controllers.options,
+        metrics=metrics,
+        poller=poller,
+        clients=controllers.clients,
+        observer=observer,
+        finished=writer.finished,
     )
+    hra_ctl = Controller(
+        "horizontalrunnerautoscaler",
+        controller.reconcile,
+        workers=options.workers or controllers.options.workers,
+    )
+    hra_ctl.watch(hras)
+    poll_ctl = Controller("safety-net-poll", poller.reconcile, workers=1)
+    poll_ctl.watch(hras, lambda obj: [POLL_KEY])
+    controllers.manager.add_controller(hra_ctl)
+    controllers.manager.add_controller(poll_ctl)
+    _watch_for_metrics(metrics, informers, github)
+    return Autoscaling(
+        options=options,
+        metrics=metrics,
+        hras=hras,
+        resolver=resolver,
+        controller=controller,
+        hra_controller=hra_ctl,
+        writer=writer,
+        sink=sink,
+        poller=poller,
+        poll_controller=poll_ctl,
+        pod_latency=pod_latency,
+        runner_startup=startup,
+    )
+
+
+def _latency_watches(
+    informers: MutableMapping[str, Informer], metrics: Metrics
+) -> tuple[PodCreateLatency, RunnerStartup]:
+    pod_latency = PodCreateLatency(metrics)
+    startup = RunnerStartup(metrics)
+    if "pods" in informers:
+        informers["pods"].add_handler(pod_latency.on_pod)
+        informers["pods"].add_handler(startup.on_pod)
+    if "runners" in informers:
+        informers["runners"].add_handler(startup.on_runner)
+    return pod_latency, startup
+
+
+def _sink(
+    controllers: Controllers,
+    hras: Informer,
+    resolver: TargetResolver,
+    writer: ReservationWriter,
+    metrics: Metrics,
+    pod_latency: PodCreateLatency,
+    options: AutoscalingOptions,
+) -> ReservationSink:
+    """The controller process's webhook sink (runner-group visibility only when the option is on)."""
+    groups = GroupVisibility(controllers.github)
+
+    async def visibility(event: Any, targets: Any) -> Any:
+        if not options.runner_groups_visibility:
+            return None
+        return await groups(event, targets)
+
+    return ReservationSink(
+        kube=controllers.kube,
+        hras=hras,
+        resolver=resolver,
+        writer=writer,
+        recorder=controllers.recorder,
+        metrics=metrics,
+        default_labels=matching_labels(controllers.options),
+        directory=controllers.directory,
+        runners=controllers.informers.get("runners"),
+        pod_latency=pod_latency,
+        visibility=visibility,
+        clients=controllers.clients,
+    )
+
+
+def _watch_for_metrics(
+    metrics: Metrics, informers: MutableMapping[str, Informer], github: GitHubClient
+) -> None:
+    rd = informers.get(RD_INFORMER)
+    runner_sets = informers.get(RUNNERSET_INFORMER)
+    metrics.watch_objects(
+        hras=informers[HRA_INFORMER].store.objects,
+        deployments=rd.store.objects if rd is not None else None,
+        runner_sets=runner_sets.store.objects if runner_sets is not None else None,
+    )
+    metrics.watch_github(lambda: budget_snapshot(github))
+
+
+# --- the standalone webhook server ------------------------------------------------------------------
+
+
+def build_webhook_process(
+    *,
+    kube: KubeClient,
+    namespace: str | None,
+    github: GitHubClient | None = None,
+    runner_sets: bool = True,
+    default_labels: Iterable[str] = (),
+    metrics: Metrics | None = None,
+    identity: str = "",
+) -> WebhookProcess:
+    """A process that only serves webhooks: it writes reservations, the controller scales.
+
+    It watches HRAs, RunnerDeployments and (``runner_sets``) RunnerSets. ``github`` is only used to
+    resolve runner-group visibility.
+    """
+    metrics = metrics or Metrics()
+    informers: dict[str, Informer] = {
+        HRA_INFORMER: Informer(
+            HRA_INFORMER, kube.list_watcher(HORIZONTAL_RUNNER_AUTOSCALERS, namespace=namespace)
+        ),
+        RD_INFORMER: Informer(RD_INFORMER, kube.list_watcher(RUNNER_DEPLOYMENTS, namespace=namespace)),
+    }
     if runner_sets:
-        install_runnersets(controllers, recycle_volumes=recycle_volumes)
-    controllers.autoscaling = install(controllers)
-    controllers.autoscaling.metrics.watch_process(
-        leading=lambda: manager.leading, orphans=lambda: (sweeper.suspected, sweeper.removed_total)
+        informers[RUNNERSET_INFORMER] = Informer(
+            RUNNERSET_INFORMER, kube.list_watcher(RUNNER_SETS, namespace=namespace)
+        )
+    manager = Manager()
+    for informer in informers.values():
+        manager.add_informer(informer)
+    resolver = TargetResolver(informers)
+    writer = ReservationWriter(kube, informers[HRA_INFORMER], resolver, metrics=metrics)
+    recorder = EventRecorder(kube.event_sink(), component="runnerd-webhook-server", instance=identity)
+    sink = ReservationSink(
+        kube=kube,
+        hras=informers[HRA_INFORMER],
+        resolver=resolver,
+        writer=writer,
+        recorder=recorder,
+        metrics=metrics,
+        default_labels=default_labels,
+        visibility=GroupVisibility(github) if github is not None else None,
     )
-    return controllers
+    metrics.watch_objects(
+        hras=informers[HRA_INFORMER].store.objects,
+        deployments=informers[RD_INFORMER].store.objects,
+        runner_sets=informers[RUNNERSET_INFORMER].store.objects if runner_sets else None,
+    )
+    if github is not None:
+        metrics.watch_github(lambda: budget_snapshot(github))
+    return WebhookProcess(manager, informers, sink, writer, metrics)

@@ -21,7 +21,7 @@ The listings are read through the :class:`~runnerd.controller.runwatch.RunObserv
 call budget): an observation the metric made in the last half interval serves the poll for free.
 
 After each poll of a repository, every live reservation of one of its jobs (the reservation names
-the repository; see :func:`runnerd.reconcile.autoscale.job_reservation_name`) whose job GitHub shows
+the repository; see :func:`runnerd.reconcile.reservations.job_reservation_name`) whose job GitHub shows
 finished is released, whichever path created it and across restarts: the repositories named by
 reservations are polled too. That bounds the idle time a lost ``completed`` delivery causes to one
 poll interval instead of the trigger's ``duration``.
@@ -59,13 +59,13 @@ from typing import TYPE_CHECKING, Protocol
 from runnerd.controller.runwatch import RepoObservation, RunObserver
 from runnerd.github import GitHubClient, GitHubError, RateLimitedError
 from runnerd.github.budget import CallWindow
-from runnerd.reconcile.autoscale import TOTAL_JOBS, AutoscaleError, metric_repositories
+from runnerd.reconcile.hra import TOTAL_JOBS, AutoscaleError, metric_repositories
 from runnerd.reconcile.matching import JobEvent
 from runnerd.runtime import Key, Result
 from runnerd.web.metrics import Metrics
 
 if TYPE_CHECKING:
-    from runnerd.controller.webhook_sink import ReservationSink
+    from runnerd.controller.reservations import ReservationSink
 
 log = logging.getLogger(__name__)
 

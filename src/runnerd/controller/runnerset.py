@@ -93,7 +93,7 @@ from runnerd.runtime import (
 )
 
 if TYPE_CHECKING:
-    from runnerd.controller.app import Controllers
+    from runnerd.controller.process import Controllers
 
 logger = logging.getLogger(__name__)
 

@@ -351,7 +351,7 @@ class AutoscalingLike(Protocol):
 
 
 class ControllersLike(Protocol):
-    """What the dashboard needs of :class:`runnerd.controller.app.Controllers`."""
+    """What the dashboard needs of :class:`runnerd.controller.process.Controllers`."""
 
     @property
     def manager(self) -> ManagerLike: ...

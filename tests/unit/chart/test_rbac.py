@@ -30,10 +30,11 @@ CHART = ROOT / "charts" / "actions-runner-controller"
 SRC = ROOT / "src"
 # What `runnerd controller` runs: its controllers, and the lease and event clients of the adapter.
 CONTROLLER_MODULES = [
-    *sorted(p for p in (SRC / "runnerd" / "controller").glob("*.py") if p.name != "__init__.py"),
+    *sorted(p for p in (SRC / "runnerd" / "controller").rglob("*.py") if p.name != "__init__.py"),
     SRC / "runnerd" / "kube" / "client.py",
 ]
-WEBHOOK_MODULES = [SRC / "runnerd" / "controller" / "webhook_sink.py"]
+# What `runnerd webhook-server` runs: the reservation sink and its writer.
+WEBHOOK_MODULES = [SRC / "runnerd" / "controller" / m for m in ("reservations.py", "reservation_writer.py")]
 
 # KubeClient method -> (verb, subresource)
 METHODS: dict[str, list[tuple[str, str | None]]] = {
@@ -52,8 +53,8 @@ RECEIVERS = {"self.kube", "kube", "self.client", "controllers.kube"}
 
 # Calls whose resource is a variable: where it comes from.
 DYNAMIC = {
-    # HorizontalRunnerAutoscaler targets (targets.ScaleTarget.resource)
-    ("autoscaler.py", "target.resource"): [common.RUNNER_DEPLOYMENTS, common.RUNNER_SETS],
+    # HorizontalRunnerAutoscaler targets (targets.ScaleTarget.resource, in hra/controller.py)
+    ("controller.py", "target.resource"): [common.RUNNER_DEPLOYMENTS, common.RUNNER_SETS],
     # common.patch_status(kube, RUNNER_REPLICA_SETS | RUNNER_DEPLOYMENTS, ...)
     ("common.py", "resource"): [common.RUNNER_REPLICA_SETS, common.RUNNER_DEPLOYMENTS],
     # RunnerObjects.create_identity: a kubernetes-mode runner's ServiceAccount, Role, RoleBinding
@@ -234,7 +235,7 @@ def test_without_runner_sets_the_rules_are_exactly_the_rest_of_the_code(tmp_path
     """``runnerSets.enabled=false`` runs the controller with ``--no-runner-sets``: nothing of
     runnerset*.py runs, and an HRA cannot target a RunnerSet (no informer of them)."""
     calls = requests_in([m for m in CONTROLLER_MODULES if not m.name.startswith("runnerset")])
-    # (autoscaler.py lists and watches RunnerSets only in build_webhook_process, the webhook server's)
+    # (app.py lists and watches RunnerSets only in build_webhook_process, the webhook server's)
     # (per-runner ServiceAccounts and Roles are granted only with the kubernetes-mode value)
     needed = (
         {(c.verb, c.group, c.resource) for c in calls}

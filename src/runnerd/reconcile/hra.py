@@ -1,4 +1,4 @@
-"""The HorizontalRunnerAutoscaler's scale decision and its webhook fast path (pure).
+"""The HorizontalRunnerAutoscaler's scale decision (pure).
 
 :func:`desired_replicas` follows ARC's HRA controller (``horizontalrunnerautoscaler_controller.go``,
 ``autoscaling.go``):
@@ -29,12 +29,13 @@ Where this differs from ARC, on purpose:
 * TotalNumberOfQueuedAndInProgressWorkflowRuns compares labels case-insensitively, as GitHub routes
   jobs (ARC compares exactly here, yet case-insensitively in its webhook server); a job listed twice
   (same id) counts once; ``repositoryNames`` may also hold ``owner/name``.
-* :func:`apply_workflow_job_event` correlates by job id (see there).
+* A job counted by the metric and named by a capacity reservation counts once (see
+  :func:`desired_replicas`); how webhook deliveries change the reservations is
+  :mod:`runnerd.reconcile.reservations`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 from collections.abc import Collection, Mapping, Sequence
@@ -51,6 +52,7 @@ from runnerd.api import (
 )
 from runnerd.api import constants as c
 from runnerd.reconcile.matching import job_fits_runner
+from runnerd.reconcile.reservations import display_name, is_active, is_live, job_of
 from runnerd.reconcile.schedule import ScheduleError, ScheduleState, evaluate_schedule, format_go_time
 
 DEFAULT_SCALE_DOWN_DELAY = dt.timedelta(minutes=10)
@@ -59,8 +61,6 @@ DEFAULT_SCALE_DOWN_DELAY = dt.timedelta(minutes=10)
 TOTAL_JOBS = c.METRIC_TOTAL_NUMBER_OF_QUEUED_AND_IN_PROGRESS_WORKFLOW_RUNS
 PERCENTAGE_BUSY = c.METRIC_PERCENTAGE_RUNNERS_BUSY
 ALLOWED_PAIR = (PERCENTAGE_BUSY, TOTAL_JOBS)
-
-JOB_RESERVATION_PREFIX = "job-"
 
 
 class AutoscaleError(ValueError):
@@ -360,18 +360,6 @@ class ScaleDecision:
         return self.scale_down_held_until is not None
 
 
-def _live(r: CapacityReservation) -> bool:
-    return (r.replicas or 0) > 0
-
-
-def _active(r: CapacityReservation, now: dt.datetime) -> bool:
-    return r.expiration_time is not None and r.expiration_time > now
-
-
-def _label(r: CapacityReservation) -> str:
-    return r.name or "unnamed"
-
-
 def desired_replicas(
     spec: HorizontalRunnerAutoscalerSpec,
     status: HorizontalRunnerAutoscalerStatus,
@@ -403,70 +391,23 @@ def desired_replicas(
     reasons.append(schedule.reason)
 
     value, suggestions = suggest_replicas(spec.metrics, observations, default_labels=default_labels)
-    reasons.extend(s.reason for s in suggestions)
-    if value is None:
-        suggested, metric = min_replicas, None
-        if not suggestions:
-            reasons.append(f"no metrics: suggested = minReplicas {min_replicas}")
-        else:
-            reasons.append(
-                f"{suggestions[0].metric} suggests 0 or less: suggested = minReplicas {min_replicas}"
-            )
-    else:
-        suggested, metric = value, suggestions[-1].metric
-
-    active = tuple(r for r in spec.capacity_reservations if _active(r, now) and _live(r))
+    suggested, metric = _suggested(value, suggestions, min_replicas, reasons)
     counted = (
         suggestions[-1].job_ids
         if value is not None and isinstance(suggestions[-1], QueuedJobsSuggestion) and not count_jobs_twice
         else frozenset()
     )
-    overlap = tuple(r for r in active if _job_of(r) in counted)
-    reserved = sum(r.replicas or 0 for r in active if _job_of(r) not in counted)
-    expired = sum(1 for r in spec.capacity_reservations if _live(r) and not _active(r, now))
-    if active or expired:
-        names = ", ".join(_label(r) for r in active) or "none"
-        reasons.append(
-            f"{reserved} replicas reserved by {len(active)} capacity reservations ({names}); "
-            f"{expired} expired"
-            + (f"; {len(overlap)} of their jobs already counted by {TOTAL_JOBS}" if overlap else "")
-        )
+    active, reserved = _reserved(spec.capacity_reservations, now, counted, reasons)
+    computed = _clamped(suggested, reserved, min_replicas, max_replicas, reasons)
+    desired, held_until = _held(spec, status, now, computed, max_replicas, default_scale_down_delay, reasons)
 
-    total = suggested + reserved
-    computed = max(total, min_replicas)
-    if computed > max_replicas:
-        computed = max_replicas
-    reasons.append(
-        f"desired = {suggested} suggested + {reserved} reserved = {total}, "
-        f"within minReplicas {min_replicas} and maxReplicas {max_replicas}: {computed}"
-    )
-    if min_replicas > max_replicas:
-        reasons.append(f"minReplicas {min_replicas} exceeds maxReplicas {max_replicas}: maxReplicas wins")
-
-    desired = computed
-    held_until: dt.datetime | None = None
     before = status.desired_replicas
-    delay_seconds = spec.scale_down_delay_seconds_after_scale_out
-    delay = default_scale_down_delay if delay_seconds is None else dt.timedelta(seconds=max(delay_seconds, 0))
     last_out = status.last_successful_scale_out_time
-    if before is not None and computed < before and last_out is not None and last_out + delay > now:
-        held_until = last_out + delay
-        desired = min(before, max_replicas)
-        if desired > computed:
-            reasons.append(
-                f"scale-down from {before} to {computed} held until {format_go_time(held_until)} "
-                f"({delay.total_seconds():g}s after the last scale-out at {format_go_time(last_out)})"
-                + (f"; capped at maxReplicas {max_replicas}" if before > max_replicas else "")
-            )
-        else:
-            held_until = None  # the cap alone brought it down to the computed value
-
     scaled_out = (before is None and desired > 1) or (before is not None and desired > before)
-    new_last_out = now if scaled_out else last_out
 
     effective_time: dt.datetime | None = None
     if observations.target.effective_ephemeral:
-        times = [r.effective_time for r in spec.capacity_reservations if _live(r) and r.effective_time]
+        times = [r.effective_time for r in spec.capacity_reservations if is_live(r) and r.effective_time]
         effective_time = max(times, default=None)
 
     wake = [r.expiration_time for r in active if r.expiration_time is not None]
@@ -474,7 +415,6 @@ def desired_replicas(
         wake.append(schedule.next_transition.at)
     if held_until is not None:
         wake.append(held_until)
-    requeue = min(wake) - now if wake else None
 
     return ScaleDecision(
         desired_replicas=desired,
@@ -487,179 +427,88 @@ def desired_replicas(
         active_reservations=active,
         scale_down_held_until=held_until,
         scaled_out=scaled_out,
-        last_successful_scale_out_time=new_last_out,
+        last_successful_scale_out_time=now if scaled_out else last_out,
         effective_time=effective_time,
-        requeue_after=requeue,
+        requeue_after=min(wake) - now if wake else None,
         schedule=schedule,
         suggestions=suggestions,
         reasons=tuple(reasons),
     )
 
 
-# --- webhook fast path ----------------------------------------------------------------------------
-
-
-def job_reservation_name(job_id: int, repository: str | None = None) -> str:
-    """``job-<id>``, or ``job-<id>@<owner>/<repo>`` when the job's repository is known (the safety net
-    then knows where to ask whether the job finished, also after a restart)."""
-    base = f"{JOB_RESERVATION_PREFIX}{job_id}"
-    return f"{base}@{repository}" if repository else base
-
-
-def parse_job_reservation(name: str | None) -> tuple[int, str | None] | None:
-    """``(job id, repository or None)`` of a job reservation's name; ``None`` for any other name."""
-    if not name or not name.startswith(JOB_RESERVATION_PREFIX):
-        return None
-    head, _, repository = name[len(JOB_RESERVATION_PREFIX) :].partition("@")
-    if not head.isdigit():
-        return None
-    return int(head), repository or None
-
-
-def _job_of(r: CapacityReservation) -> int | None:
-    parsed = parse_job_reservation(r.name)
-    return parsed[0] if parsed is not None else None
-
-
-@dataclass(frozen=True)
-class ReservationUpdate:
-    reservations: tuple[CapacityReservation, ...]  # the new spec.capacityReservations
-    changed: bool  # False: nothing to patch
-    delta: int  # change of the reserved replicas caused by the event itself (+1, -1 or 0)
-    expired: int  # reservations dropped because they expired
-    starved_reset: int  # reservations beyond maxReplicas whose timers were restarted
-    reason: str
-
-
-def apply_workflow_job_event(
-    reservations: Sequence[CapacityReservation],
-    action: str,
-    conclusion: str | None,
-    runner_id: int | None,
-    now: dt.datetime,
-    duration: dt.timedelta,
-    max_replicas: int | None,
-    *,
-    job_id: int | None = None,
-    repository: str | None = None,
-    keep_markers: bool = True,
-) -> ReservationUpdate:
-    """Update an HRA's capacity reservations for one ``workflow_job`` delivery.
-
-    Events that change nothing (``in_progress``, ``waiting``, unknown actions, and without a job id
-    ``completed`` with ``conclusion`` ``skipped``, or ``success`` and no ``runner_id``) return the
-    input unchanged. Otherwise, as in ARC: reservations beyond ``max_replicas`` (counted in list
-    order, they have no runner yet) get their timers restarted with their own length, expired
-    reservations are dropped, then the event applies.
-
-    With a ``job_id`` (every GitHub delivery has one), reservations are correlated by job, so
-    duplicated and reordered deliveries neither over- nor under-scale:
-
-    * ``queued``: adds ``{name: job-<id>, effectiveTime: now, expirationTime: now + duration,
-      replicas: 1}`` unless an entry named ``job-<id>`` exists (a duplicate, or the job already
-      completed).
-    * ``completed`` (any conclusion): replaces the job's entry (or adds one) with a marker
-      ``{name: job-<id>, replicas: 0}`` lasting ``duration``, which reserves nothing and makes a
-      late or repeated ``queued`` for the job a no-op. A completion never removes another job's
-      reservation.
-
-    Without a job id, ARC's rule: ``queued`` adds an unnamed reservation, ``completed`` removes
-    the oldest live one (unnamed ones first), never going below zero.
-
-    With ``keep_markers=False`` (what runnerd's writer uses) the list stays as long as the live jobs,
-    whatever the number of past ones: ``completed`` removes the job's entry instead of leaving a
-    marker, zero-replica markers already there are dropped, and a ``completed`` for a job without
-    an entry changes nothing (the caller remembers finished jobs, outside the HRA). A reservation is
-    named after its job (and ``repository``, when given, see :func:`job_reservation_name`); entries
-    are matched by job id, whichever name form they have.
-    """
-    if now.tzinfo is None:
-        raise AutoscaleError("now must be timezone-aware")
-    name = None if job_id is None else job_reservation_name(job_id, repository)
-    original = tuple(reservations)
-    who = f"job {job_id}" if job_id is not None else "a job without id"
-
-    def unchanged(reason: str) -> ReservationUpdate:
-        return ReservationUpdate(original, False, 0, 0, 0, reason)
-
-    if action not in ("queued", "completed"):
-        return unchanged(f"workflow_job {action} for {who}: ignored")
-    if action == "completed" and name is None:
-        if conclusion == "skipped":
-            return unchanged(f"workflow_job completed ({conclusion}) for {who}: ignored")
-        if conclusion == "success" and runner_id is None:
-            return unchanged(f"workflow_job completed ({conclusion}) without a runner for {who}: ignored")
-
-    # housekeeping, as ARC's batch scaler: restart starved reservations, drop expired ones
-    items = list(original)
-    starved = 0
-    if max_replicas is not None:
-        live_seen = 0
-        for i, r in enumerate(items):
-            if not _live(r):
-                continue
-            live_seen += 1
-            if live_seen <= max(max_replicas, 0):
-                continue
-            length = (
-                r.expiration_time - r.effective_time
-                if r.expiration_time is not None and r.effective_time is not None
-                else duration
-            )
-            items[i] = dataclasses.replace(r, effective_time=now, expiration_time=now + length)
-            starved += 1
-    kept = [r for r in items if _active(r, now) and (keep_markers or _live(r))]
-    expired = len(items) - len(kept)
-    live_before = sum(r.replicas or 0 for r in kept if _live(r))
-
-    if action == "queued":
-        if job_id is not None and any(_job_of(r) == job_id for r in kept):
-            done = not any(_job_of(r) == job_id and _live(r) for r in kept)
-            reason = f"{who} queued again" if not done else f"{who} queued after it completed"
-            reason += ": no new reservation"
-        else:
-            kept.append(
-                CapacityReservation(name=name, effective_time=now, expiration_time=now + duration, replicas=1)
-            )
-            reason = f"{who} queued: reserved 1 replica until {format_go_time(now + duration)}"
-    elif name is not None:
-        had = [r for r in kept if _job_of(r) == job_id]
-        if had and not any(_live(r) for r in had):
-            reason = f"{who} completed again: nothing to release"
-        elif not keep_markers:
-            kept = [r for r in kept if _job_of(r) != job_id]
-            if had:
-                reason = f"{who} completed ({conclusion}): its reservation released"
-            else:
-                reason = f"{who} completed ({conclusion}) without a reservation: nothing to release"
-        else:
-            marker = CapacityReservation(
-                name=name, effective_time=now, expiration_time=now + duration, replicas=0
-            )
-            kept = [r for r in kept if _job_of(r) != job_id] + [marker]
-            if had:
-                reason = f"{who} completed ({conclusion}): its reservation released"
-            else:
-                reason = (
-                    f"{who} completed ({conclusion}) before it was seen queued: remembered, nothing released"
-                )
+def _suggested(
+    value: int | None, suggestions: tuple[Suggestion, ...], min_replicas: int, reasons: list[str]
+) -> tuple[int, str | None]:
+    """Step 2: the suggested replicas and the metric that gave them (``None``: minReplicas)."""
+    reasons.extend(s.reason for s in suggestions)
+    if value is not None:
+        return value, suggestions[-1].metric
+    if not suggestions:
+        reasons.append(f"no metrics: suggested = minReplicas {min_replicas}")
     else:
-        live = [i for i, r in enumerate(kept) if _live(r)]
-        unnamed = [i for i in live if not (kept[i].name or "").startswith(JOB_RESERVATION_PREFIX)]
-        pick = (unnamed or live)[:1]
-        if pick:
-            released = kept.pop(pick[0])
-            reason = f"{who} completed ({conclusion}): released the oldest reservation ({_label(released)})"
-        else:
-            reason = f"{who} completed ({conclusion}): no reservation left to release"
+        reasons.append(f"{suggestions[0].metric} suggests 0 or less: suggested = minReplicas {min_replicas}")
+    return min_replicas, None
 
-    live_after = sum(r.replicas or 0 for r in kept if _live(r))
-    result = tuple(kept)
-    return ReservationUpdate(
-        reservations=result,
-        changed=result != original,
-        delta=live_after - live_before,
-        expired=expired,
-        starved_reset=starved,
-        reason=reason,
+
+def _reserved(
+    reservations: Sequence[CapacityReservation],
+    now: dt.datetime,
+    counted: frozenset[int],
+    reasons: list[str],
+) -> tuple[tuple[CapacityReservation, ...], int]:
+    """Step 3: the active reservations and the replicas they add (jobs in ``counted`` add none)."""
+    active = tuple(r for r in reservations if is_active(r, now) and is_live(r))
+    overlap = tuple(r for r in active if job_of(r) in counted)
+    reserved = sum(r.replicas or 0 for r in active if job_of(r) not in counted)
+    expired = sum(1 for r in reservations if is_live(r) and not is_active(r, now))
+    if active or expired:
+        names = ", ".join(display_name(r) for r in active) or "none"
+        reasons.append(
+            f"{reserved} replicas reserved by {len(active)} capacity reservations ({names}); "
+            f"{expired} expired"
+            + (f"; {len(overlap)} of their jobs already counted by {TOTAL_JOBS}" if overlap else "")
+        )
+    return active, reserved
+
+
+def _clamped(suggested: int, reserved: int, min_replicas: int, max_replicas: int, reasons: list[str]) -> int:
+    """Step 4: suggested + reserved, raised to min and capped at max."""
+    total = suggested + reserved
+    computed = max(total, min_replicas)
+    if computed > max_replicas:
+        computed = max_replicas
+    reasons.append(
+        f"desired = {suggested} suggested + {reserved} reserved = {total}, "
+        f"within minReplicas {min_replicas} and maxReplicas {max_replicas}: {computed}"
     )
+    if min_replicas > max_replicas:
+        reasons.append(f"minReplicas {min_replicas} exceeds maxReplicas {max_replicas}: maxReplicas wins")
+    return computed
+
+
+def _held(
+    spec: HorizontalRunnerAutoscalerSpec,
+    status: HorizontalRunnerAutoscalerStatus,
+    now: dt.datetime,
+    computed: int,
+    max_replicas: int,
+    default_delay: dt.timedelta,
+    reasons: list[str],
+) -> tuple[int, dt.datetime | None]:
+    """Step 5: the desired replicas after the scale-down hold, and when the hold ends (``None``: none)."""
+    before = status.desired_replicas
+    delay_seconds = spec.scale_down_delay_seconds_after_scale_out
+    delay = default_delay if delay_seconds is None else dt.timedelta(seconds=max(delay_seconds, 0))
+    last_out = status.last_successful_scale_out_time
+    if before is None or computed >= before or last_out is None or last_out + delay <= now:
+        return computed, None
+    held_until = last_out + delay
+    desired = min(before, max_replicas)
+    if desired <= computed:
+        return computed, None  # the cap alone brought it down to the computed value
+    reasons.append(
+        f"scale-down from {before} to {computed} held until {format_go_time(held_until)} "
+        f"({delay.total_seconds():g}s after the last scale-out at {format_go_time(last_out)})"
+        + (f"; capped at maxReplicas {max_replicas}" if before > max_replicas else "")
+    )
+    return desired, held_until

@@ -2,7 +2,7 @@
 
 :class:`ReservationSink` routes an event to one HRA (:func:`~runnerd.reconcile.matching.match_workflow_job`
 over every HRA with a ``workflowJob`` trigger and its target's scope and labels) and applies it with
-:func:`~runnerd.reconcile.autoscale.apply_workflow_job_event` to that HRA's
+:func:`~runnerd.reconcile.reservations.apply_workflow_job_event` to that HRA's
 ``spec.capacityReservations``, exactly where ARC's webhook server writes them, so the state survives
 restarts and an ARC controller reads it the same way. Reservations are named after the job and its
 repository (``job-<id>@<owner>/<repo>``), so duplicated, reordered or late deliveries (and the
@@ -11,26 +11,18 @@ whether a reserved job finished (after a restart too).
 
 The list stays as long as the live jobs, whatever the number of past ones: a ``completed`` removes
 its job's entry (no zero-replica marker is left in the HRA, and old markers are compacted away), and
-each writer remembers the last :data:`FINISHED_MEMORY` finished job ids in memory, so a late
+each writer remembers the last
+:data:`~runnerd.controller.reservation_writer.FINISHED_MEMORY` finished job ids in memory, so a late
 ``queued`` for a finished job reserves nothing. After a restart that memory is empty: a ``queued``
 redelivered then for a job already finished reserves a replica again, and the safety-net poll
 releases it once GitHub's listing shows the job finished (see :mod:`runnerd.controller.poller`).
 
-:class:`ReservationWriter` makes that write safe and fast under bursts. Every write is conditional:
-the first one (no list yet) is a merge patch with the HRA's ``resourceVersion`` as precondition,
-later ones a JSON patch that ``test``s the list it read before it ``replace``s it, so a concurrent
-change of the reservations fails the write (409/422) and it is redone on a fresh read, while the HRA
-controller's status writes, which move the ``resourceVersion`` on every scale, do not. And group
-commit per HRA: while one patch is in flight, further events for that HRA queue up and go out
-together in the next patch. There is no batching delay (ARC waits 3 s) and nothing is lost (ARC's
-unconditional merge patches can overwrite each other).
-After each write the HRA controller gets the written object and the key, so it scales the target at
-once instead of waiting for a sync period (in the leader; elsewhere the enqueue is a no-op).
+:class:`~runnerd.controller.reservation_writer.ReservationWriter` writes the list: conditional writes,
+group commit per HRA, and the finished-jobs memory.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -44,10 +36,10 @@ from runnerd.controller.clients import GitHubClients, credentials_secret
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.latency import PodCreateLatency
+from runnerd.controller.reservation_writer import JobOp, ReservationWriter, utcnow
 from runnerd.controller.targets import TargetResolver, WebhookTarget
 from runnerd.github import Scope
 from runnerd.kube.client import KubeClient
-from runnerd.reconcile.autoscale import ReservationUpdate, apply_workflow_job_event, parse_job_reservation
 from runnerd.reconcile.matching import (
     SELF_HOSTED,
     Ambiguous,
@@ -57,9 +49,9 @@ from runnerd.reconcile.matching import (
     NoMatch,
     VisibleGroups,
     match_workflow_job,
-    workflow_job_trigger,
 )
-from runnerd.runtime import ApiError, Conflict, EventRecorder, Informer, Invalid, Key, NotFound, Obj
+from runnerd.reconcile.reservations import ReservationUpdate, parse_job_reservation
+from runnerd.runtime import Conflict, EventRecorder, Informer, Key, NotFound, Obj
 from runnerd.web.metrics import Metrics
 from runnerd.web.payload import WorkflowJobEvent
 from runnerd.web.webhook import SinkReply
@@ -70,242 +62,8 @@ CONDITION_AMBIGUOUS = "AmbiguousWebhookTarget"
 NO_TARGET = "no horizontalrunnerautoscaler to scale for this github event"
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def format_condition_time(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def newer(a: Obj | None, b: Obj | None) -> Obj | None:
-    """The later of two versions of one object (resourceVersions compared as etcd revisions)."""
-    if a is None or b is None:
-        return a or b
-    va = str((a.get("metadata") or {}).get("resourceVersion") or "")
-    vb = str((b.get("metadata") or {}).get("resourceVersion") or "")
-    try:
-        return a if int(va) >= int(vb) else b
-    except ValueError:
-        return b  # opaque versions: trust the informer
-
-
-@dataclass(frozen=True)
-class JobOp:
-    action: Literal["queued", "completed"]
-    job_id: int
-    conclusion: str | None = None
-    runner_id: int | None = None
-    repository: str | None = None
-
-
-FINISHED_MEMORY = 100_000
-"""Finished job ids each writer remembers (a late ``queued`` for one of them reserves nothing)."""
-
-
-class FinishedJobs:
-    """Job ids that finished, oldest forgotten first: the markers kept outside the HRA."""
-
-    def __init__(self, size: int = FINISHED_MEMORY) -> None:
-        self._size = size
-        self._ids: dict[int, None] = {}
-
-    def __contains__(self, job_id: object) -> bool:
-        return job_id in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def add(self, job_id: int) -> None:
-        self._ids.pop(job_id, None)
-        self._ids[job_id] = None
-        while len(self._ids) > self._size:
-            del self._ids[next(iter(self._ids))]
-
-
-@dataclass(frozen=True)
-class OpResult:
-    update: ReservationUpdate | None  # None: not applied (see reason)
-    reason: str
-
-    @property
-    def delta(self) -> int:
-        return self.update.delta if self.update is not None else 0
-
-
-class ReservationWriter:
-    """Serialised, batched, conditional writes of HRA capacity reservations (see the module docstring)."""
-
-    def __init__(
-        self,
-        kube: KubeClient,
-        hras: Informer,
-        resolver: TargetResolver,
-        *,
-        metrics: Metrics | None = None,
-        clock: Callable[[], dt.datetime] = utcnow,
-        on_written: Callable[[Key, Obj], None] | None = None,
-        max_attempts: int = 10,
-    ) -> None:
-        self.kube = kube
-        self.hras = hras
-        self.resolver = resolver
-        self.metrics = metrics
-        self.clock = clock
-        self.on_written = on_written
-        self.max_attempts = max_attempts
-        self._pending: dict[Key, list[tuple[JobOp, asyncio.Future[OpResult]]]] = {}
-        self._drainers: dict[Key, asyncio.Task[None]] = {}
-        self._latest: dict[Key, Obj] = {}
-        self.finished = FinishedJobs()
-        self.writes = 0
-        self.conflicts = 0
-        self.batch_sizes: list[int] = []
-        """Events per write (bounded; for the benchmark)."""
-        self.patch_seconds: list[float] = []
-        """Duration of each reservation PATCH (bounded; for the benchmark)."""
-
-    async def apply(self, key: Key, op: JobOp) -> OpResult:
-        future: asyncio.Future[OpResult] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(key, []).append((op, future))
-        if key not in self._drainers:
-            self._drainers[key] = asyncio.create_task(self._drain(key), name=f"reservations-{key}")
-        return await future
-
-    def latest(self, key: Key) -> Obj | None:
-        """The freshest version of the HRA this process knows (its own last write or the cache)."""
-        return newer(self._latest.get(key), self.hras.store.get(key))
-
-    async def close(self) -> None:
-        tasks = list(self._drainers.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-        for batch in self._pending.values():
-            for _, future in batch:
-                future.cancel()
-        self._pending.clear()
-
-    async def _drain(self, key: Key) -> None:
-        try:
-            while self._pending.get(key):
-                batch = self._pending.pop(key)
-                try:
-                    results = await self._commit(key, [op for op, _ in batch])
-                except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-        finally:
-            self._drainers.pop(key, None)
-
-    def _count(self, outcome: str) -> None:
-        if self.metrics is not None:
-            self.metrics.reservation_writes.labels(outcome).inc()
-
-    async def _commit(self, key: Key, ops: Sequence[JobOp]) -> list[OpResult]:
-        obj = self.latest(key)
-        for _ in range(self.max_attempts):
-            if obj is None:
-                try:
-                    obj = await self.kube.get(
-                        HORIZONTAL_RUNNER_AUTOSCALERS, key.name, namespace=key.namespace
-                    )
-                except NotFound:
-                    return [OpResult(None, f"{key} no longer exists")] * len(ops)
-            hra = self.resolver.parse_hra(obj)
-            if hra is None:
-                return [OpResult(None, f"{key} does not parse")] * len(ops)
-            trigger = workflow_job_trigger(hra.spec)
-            if trigger is None:
-                return [OpResult(None, f"{key} has no workflowJob trigger")] * len(ops)
-            now = self.clock()
-            reservations = tuple(hra.spec.capacity_reservations)
-            results: list[OpResult] = []
-            changed = False
-            for op in ops:
-                if op.action == "queued" and op.job_id in self.finished:
-                    done = _unchanged(
-                        reservations, f"job {op.job_id} queued after it finished: no reservation"
-                    )
-                    results.append(OpResult(done, done.reason))
-                    continue
-                update = apply_workflow_job_event(
-                    reservations,
-                    op.action,
-                    op.conclusion,
-                    op.runner_id,
-                    now,
-                    trigger.effective_duration,
-                    hra.spec.max_replicas,
-                    job_id=op.job_id,
-                    repository=op.repository,
-                    keep_markers=False,
-                )
-                if op.action == "completed":
-                    self.finished.add(op.job_id)
-                reservations = update.reservations
-                changed = changed or update.changed
-                results.append(OpResult(update, update.reason))
-            if not changed:
-                return results
-            new = [r.to_dict() for r in reservations]
-            old = (obj.get("spec") or {}).get("capacityReservations")
-            started = time.monotonic()
-            try:
-                if isinstance(old, list):
-                    # Conditional on the list itself: the HRA controller's status writes (which move the
-                    # resourceVersion on every scale) do not make this write fail.
-                    written = await self.kube.patch(
-                        HORIZONTAL_RUNNER_AUTOSCALERS,
-                        key.name,
-                        [
-                            {"op": "test", "path": "/spec/capacityReservations", "value": old},
-                            {"op": "replace", "path": "/spec/capacityReservations", "value": new},
-                        ],
-                        namespace=key.namespace,
-                        patch_type="json",
-                    )
-                else:
-                    version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
-                    written = await self.kube.patch(
-                        HORIZONTAL_RUNNER_AUTOSCALERS,
-                        key.name,
-                        {"spec": {"capacityReservations": new}},
-                        namespace=key.namespace,
-                        resource_version=version or None,
-                    )
-            except (Conflict, Invalid):
-                self.conflicts += 1
-                self._count("conflict")
-                self._latest.pop(key, None)
-                obj = None  # read it again
-                continue
-            except NotFound:
-                return [OpResult(None, f"{key} no longer exists")] * len(ops)
-            except ApiError:
-                self._count("failed")
-                raise
-            self.writes += 1
-            self._count("written")
-            if len(self.patch_seconds) < 100_000:
-                self.patch_seconds.append(time.monotonic() - started)
-                self.batch_sizes.append(len(ops))
-            self._latest[key] = written
-            if len(self._latest) > 4096:
-                self._latest.clear()
-            if self.on_written is not None:
-                self.on_written(key, written)
-            return results
-        self._count("failed")
-        raise Conflict(
-            409, "Conflict", f"{key}: capacity reservations changed {self.max_attempts} times while writing"
-        )
 
 
 @dataclass
@@ -589,10 +347,6 @@ class ReservationSink:
                 namespace=key.namespace,
                 resource_version=str(obj["metadata"].get("resourceVersion") or "") or None,
             )
-
-
-def _unchanged(reservations: tuple[Any, ...], reason: str) -> ReservationUpdate:
-    return ReservationUpdate(reservations, False, 0, 0, 0, reason)
 
 
 def _effect(update: ReservationUpdate) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from runnerd.api import HorizontalRunnerAutoscaler, RunnerConfig
-from runnerd.controller.autoscaler import AutoscalingOptions
+from runnerd.controller.hra.options import AutoscalingOptions
 from runnerd.controller.poller import POLL_KEY, SafetyNetPoller, plan
 from runnerd.controller.targets import ScaleTarget, WebhookTarget
 from runnerd.github import RateLimitedError, WorkflowJob, WorkflowRun

@@ -10,14 +10,15 @@ import pytest
 
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS
 from runnerd.controller.latency import PodCreateLatency
+from runnerd.controller.reservation_writer import JobOp, ReservationWriter
+from runnerd.controller.reservations import ReservationSink
 from runnerd.controller.targets import TargetResolver
-from runnerd.controller.webhook_sink import JobOp, ReservationSink, ReservationWriter
 from runnerd.github import Scope
 from runnerd.reconcile.matching import JobEvent
 from runnerd.runtime import EventRecorder, Key
 from runnerd.web.metrics import Metrics
 from runnerd.web.payload import WorkflowJobEvent
-from tests.unit.controller.test_autoscaler import NOW, NS, TRIGGER, FakeEvents, FakeKube, hra, informer, rd
+from tests.unit.controller.hrakit import NOW, NS, TRIGGER, FakeEvents, FakeKube, hra, informer, rd
 
 pytestmark = pytest.mark.timeout(10)
 

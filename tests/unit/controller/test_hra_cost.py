@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from runnerd.controller.autoscaler import AutoscalingOptions
+from runnerd.controller.hra.options import AutoscalingOptions
 from runnerd.controller.runwatch import RunObserver
 from runnerd.github import WorkflowJob, WorkflowRun
 from runnerd.github.budget import CallWindow
-from tests.unit.controller.test_autoscaler import (
+from tests.unit.controller.hrakit import (
     TRIGGER,
     hra,
     make_world,
