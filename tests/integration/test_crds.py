@@ -6,6 +6,7 @@ status/scale subresources work, and ``kubectl get`` prints the columns."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -33,8 +34,23 @@ def crds(cluster: Cluster) -> list[str]:
     annotation) and Established. They stay installed: other tests of the session use them."""
     cluster.kubectl("apply", "-f", str(CRD_DIR))
     names = [f"{r.PLURAL}.actions.summerwind.dev" for r in RESOURCES]
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names))
+    wait_established(cluster, names)
     return names
+
+
+def wait_established(cluster: Cluster, names: list[str], within: float = 60.0) -> None:
+    """``kubectl wait --for=condition=Established``, again while a just-created CRD has no
+    ``status.conditions`` yet (kubectl wait then fails at once: "accessor error: <nil>")."""
+    deadline = time.monotonic() + within
+    while True:
+        proc = cluster.kubectl(
+            "wait", "--for=condition=Established", f"--timeout={within:.0f}s", *(f"crd/{n}" for n in names),
+            check=False, timeout=within + 10,
+        )  # fmt: skip
+        if proc.returncode == 0:
+            return
+        assert "accessor error" in proc.stderr, proc.stderr
+        assert time.monotonic() < deadline, f"CRDs not Established within {within}s: {proc.stderr}"
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +290,7 @@ def scale_set_crds(cluster: Cluster) -> list[str]:
     """The scale-set CRDs, installed with client-side ``kubectl apply`` and Established."""
     cluster.kubectl("apply", "-f", str(SCALE_SET_CRD_DIR))
     names = [f"{r.PLURAL}.actions.github.com" for r in scaleset.RESOURCES]
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names))
+    wait_established(cluster, names)
     return names
 
 
