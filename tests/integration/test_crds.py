@@ -1,11 +1,12 @@
-"""The generated actions.summerwind.dev CRDs on the real kube-apiserver: they install with plain
-``kubectl apply``, the article's manifests apply unchanged, every good fixture is accepted and every
-bad one rejected with its expected message (CEL included), status/scale subresources work, and
-``kubectl get`` prints the columns."""
+"""The generated actions.summerwind.dev and actions.github.com (scale-set) CRDs on the real
+kube-apiserver: they install with plain ``kubectl apply``, the article's manifests apply unchanged,
+every good fixture is accepted and every bad one rejected with its expected message (CEL included),
+status/scale subresources work, and ``kubectl get`` prints the columns."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,13 +15,16 @@ import pytest
 import yaml
 
 from devcluster.cluster import Cluster
-from runnerd.api import RESOURCES, RunnerDeployment, parse, validate
-from tests.unit.api.manifests import CRD_DIR, MANIFESTS, Manifest, manifests
+from runnerd import api
+from runnerd.api import RESOURCES, RunnerDeployment, parse, scaleset, validate
+from tests.unit.api.manifests import CRD_DIR, MANIFESTS, SCALE_SET_CRD_DIR, Manifest, manifests
 
 pytestmark = pytest.mark.cluster
 
 GOOD = manifests("good")
 BAD = manifests("bad")
+SCALE_SET_GOOD = manifests("scaleset-good")
+SCALE_SET_BAD = manifests("scaleset-bad")
 ARTICLE_NAMESPACE = "actions-runner-system"
 
 
@@ -30,8 +34,23 @@ def crds(cluster: Cluster) -> list[str]:
     annotation) and Established. They stay installed: other tests of the session use them."""
     cluster.kubectl("apply", "-f", str(CRD_DIR))
     names = [f"{r.PLURAL}.actions.summerwind.dev" for r in RESOURCES]
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names))
+    wait_established(cluster, names)
     return names
+
+
+def wait_established(cluster: Cluster, names: list[str], within: float = 60.0) -> None:
+    """``kubectl wait --for=condition=Established``, again while a just-created CRD has no
+    ``status.conditions`` yet (kubectl wait then fails at once: "accessor error: <nil>")."""
+    deadline = time.monotonic() + within
+    while True:
+        proc = cluster.kubectl(
+            "wait", "--for=condition=Established", f"--timeout={within:.0f}s", *(f"crd/{n}" for n in names),
+            check=False, timeout=within + 10,
+        )  # fmt: skip
+        if proc.returncode == 0:
+            return
+        assert "accessor error" in proc.stderr, proc.stderr
+        assert time.monotonic() < deadline, f"CRDs not Established within {within}s: {proc.stderr}"
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +280,70 @@ def test_printer_columns(cluster: Cluster, namespace: str, crds: list[str]) -> N
     rows = _table(cluster, namespace, "hra")
     assert rows[0] == ["NAME", "MIN", "MAX", "DESIRED", "SCHEDULE", "AGE"]
     assert rows[1][:5] == ["h", "0", "5", "3", "min=2"]
+
+
+# --- actions.github.com (scale sets) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scale_set_crds(cluster: Cluster) -> list[str]:
+    """The scale-set CRDs, installed with client-side ``kubectl apply`` and Established."""
+    cluster.kubectl("apply", "-f", str(SCALE_SET_CRD_DIR))
+    names = [f"{r.PLURAL}.actions.github.com" for r in scaleset.RESOURCES]
+    wait_established(cluster, names)
+    return names
+
+
+def test_scale_set_crds_are_established(cluster: Cluster, scale_set_crds: list[str]) -> None:
+    for name in scale_set_crds:
+        crd = _get(cluster, "default", "crd", name)
+        conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+        assert conditions.get("Established") == "True", (name, conditions)
+        assert "NonStructuralSchema" not in conditions, (name, conditions)
+
+
+@pytest.mark.parametrize("manifest", SCALE_SET_GOOD, ids=lambda m: m.id)
+def test_good_scale_set_manifest_is_accepted(
+    cluster: Cluster, scale_set_crds: list[str], namespace: str, manifest: Manifest
+) -> None:
+    code, out = _apply(cluster, manifest.text_in_namespace(namespace))
+    assert code == 0, out
+    stored = _get(cluster, namespace, f"{manifest.obj['kind']}.actions.github.com", manifest.path.stem)
+    assert _is_subset(manifest.obj["spec"], stored["spec"]), (manifest.obj["spec"], stored["spec"])
+    assert scaleset.parse(stored).name == manifest.path.stem
+    assert scaleset.validate(stored) == []
+
+
+@pytest.mark.parametrize("manifest", SCALE_SET_BAD, ids=lambda m: m.id)
+def test_bad_scale_set_manifest_is_rejected(
+    cluster: Cluster, scale_set_crds: list[str], namespace: str, manifest: Manifest
+) -> None:
+    assert manifest.expect_error
+    code, out = _apply(cluster, manifest.text_in_namespace(namespace), "--dry-run=server")
+    assert code != 0, f"accepted: {out}"
+    assert manifest.expect_error in out
+
+
+def test_scale_set_printer_columns(cluster: Cluster, scale_set_crds: list[str], namespace: str) -> None:
+    ns = ("-n", namespace)
+    ars = next(m for m in SCALE_SET_GOOD if m.path.name == "ars-quickstart.yaml")
+    cluster.kubectl("apply", *ns, "-f", "-", input=ars.text_in_namespace(namespace))
+    status = {"currentRunners": 3, "phase": "Running", "pendingEphemeralRunners": 1}
+    status |= {"runningEphemeralRunners": 2, "failedEphemeralRunners": 0}
+    cluster.kubectl(
+        "patch",
+        *ns,
+        "autoscalingrunnerset",
+        "ars-quickstart",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+    out = cluster.kubectl("get", *ns, "autoscalingrunnersets").stdout.splitlines()
+    assert out[0].split() == [
+        *("NAME", "MINIMUM", "RUNNERS", "MAXIMUM", "RUNNERS", "CURRENT", "RUNNERS", "PHASE"),
+        *("PENDING", "RUNNERS", "RUNNING", "RUNNERS", "FAILED", "RUNNERS", "AGE"),
+    ]
+    assert out[1].split()[:8] == ["ars-quickstart", "0", "5", "3", "Running", "1", "2", "0"]
+    assert api.GROUP != scaleset.GROUP  # both groups served side by side

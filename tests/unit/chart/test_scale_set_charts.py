@@ -17,7 +17,7 @@ import yaml
 
 from runnerd import cli
 from runnerd.api.scaleset import AutoscalingRunnerSet, parse
-from tests.unit.api.manifests import local_errors
+from tests.unit.api.manifests import SCALE_SET_CRD_DIR, local_errors
 from tests.unit.chart import tools
 from tests.unit.chart.test_ops_chart import APP_KEY, kubeconform
 
@@ -241,8 +241,6 @@ def test_controller_chart_lints_and_every_object_is_valid(tmp_path: Path, name: 
 
 
 def test_controller_crds_are_the_generated_ones() -> None:
-    from tests.unit.api.manifests import SCALE_SET_CRD_DIR
-
     assert (CONTROLLER / "crds") == SCALE_SET_CRD_DIR
     assert len(list(SCALE_SET_CRD_DIR.glob("actions.github.com_*.yaml"))) == 4
 
