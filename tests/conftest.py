@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import urllib.error
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,15 @@ def fresh_namespace(cluster: Cluster) -> Iterator[str]:
     except urllib.error.HTTPError as e:
         if e.code != 404:
             raise
+
+
+@pytest.fixture
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Every task a test (or what it started) created is finished when the test's fixtures that
+    depend on this one are gone: request it first, so that it is torn down last."""
+    yield
+    current = asyncio.current_task()
+    leaked = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    for task in leaked:
+        task.cancel()
+    assert not leaked, f"tasks left running: {leaked}"

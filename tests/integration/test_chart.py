@@ -44,6 +44,7 @@ from yarl import URL
 
 from devcluster import binaries
 from devcluster.cluster import Cluster, free_port
+from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
 from ghsim.entities import Scope as SimScope
 from runnerd import cli, migrate
@@ -63,13 +64,11 @@ from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import DEPLOYMENTS, PODS, SECRETS
 from runnerd.reconcile.pod import PodOptions
 from runnerd.runtime import Forbidden
-from tests.integration.podagent import PodAgent, resolve_env
-from tests.integration.support import job_of, wait_until
-from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, crds
+from tests.integration.support import REPO, pod_agent, resolve_env, seed
+from tests.integration.test_controller_e2e import ARTICLE_RD
 from tests.unit.chart.test_rbac import KUBERNETES_MODE_ESCALATION, KUBERNETES_MODE_REQUESTS
 
 pytestmark = [pytest.mark.timeout(120)]
-__all__ = ["crds"]  # the CRDs fixture (kubectl apply of crds/), for the test that does not install the chart
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "actions-runner-controller"
 GROUP = "actions.summerwind.dev"
@@ -797,9 +796,7 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
         await KubeClient.connect(str(cluster.kubeconfig)) as kube,
     ):
         world = sim.world
-        world.create_org("octo-org")
-        world.create_repo("octo-org", "app")
-        pat = world.create_pat("admin").token
+        pat = seed(sim)
         try:
             install(
                 cluster, helm_bin, tmp_path, release, namespace,
@@ -833,7 +830,7 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
                         30,
                         guard,
                     )
-                    async with PodAgent(kube, sim.base_url, runners_ns, job_of=job_of(sim)):
+                    async with pod_agent(cluster, sim, runners_ns):
                         rd = yaml.safe_load(ARTICLE_RD)
                         rd["metadata"]["namespace"] = runners_ns
                         await kube.create(RUNNER_DEPLOYMENTS, rd, namespace=runners_ns)
@@ -1068,16 +1065,14 @@ def arc_objects(
 
 @pytest.mark.timeout(120)
 async def test_takes_over_what_arc_left_without_killing_its_busy_runner(
-    cluster: Cluster, crds: None, namespace: str
+    cluster: Cluster, crds: list[str], namespace: str
 ) -> None:
     async with (
         Simulator(tick_interval=0.05) as sim,
         await KubeClient.connect(str(cluster.kubeconfig)) as kube,
     ):
         world = sim.world
-        world.create_org("octo-org")
-        world.create_repo("octo-org", "app")
-        pat = world.create_pat("admin").token
+        pat = seed(sim)
         # ARC's world: the article's RunnerDeployment, and what ARC's controller made for it.
         rd = yaml.safe_load(ARTICLE_RD)
         rd["metadata"]["namespace"] = namespace
@@ -1092,7 +1087,7 @@ async def test_takes_over_what_arc_left_without_killing_its_busy_runner(
         await kube.create(PODS, pod, namespace=namespace)
         arc_runner = runner["metadata"]["name"]
 
-        async with PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)):
+        async with pod_agent(cluster, sim, namespace):
             # ARC's runner registered (with its registration token) and is running a job.
             run = world.enqueue_run(
                 world.repo_by_name(REPO), [JobSpec(("self-hosted", "arc-runner"), "build", 4.0)]

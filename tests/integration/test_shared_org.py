@@ -13,6 +13,7 @@ import yaml
 
 from devcluster import binaries
 from devcluster.cluster import Cluster, ClusterConfig
+from devcluster.wait import wait_until
 from ghsim import Scope as SimScope
 from ghsim import Simulator
 from runnerd.controller.app import Controllers, build
@@ -21,7 +22,6 @@ from runnerd.controller.orphans import resolve_installation_label
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.pod import PodOptions
-from tests.integration.support import wait_until
 from tests.integration.test_controller_e2e import CRD_DIR
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
