@@ -14,6 +14,7 @@ import pytest
 
 from devcluster import binaries
 from devcluster.cluster import Cluster, ClusterConfig
+from devcluster.process import alive
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -33,20 +34,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
-        leftovers = [pid for pid in pids if _alive(pid)]
+        leftovers = [pid for pid in pids if alive(pid)]
         assert not leftovers, f"control-plane processes left running: {leftovers}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); it is not running
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.fixture

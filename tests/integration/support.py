@@ -39,6 +39,48 @@ REPO = f"{ORG}/app"
 RUNNER_IMAGE = "ghcr.io/runnerd/runner:test"
 RUNNER_POD_SELECTOR = "actions-runner"
 CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "actions-runner-controller" / "crds"
+ARTICLE_RD_AS_WRITTEN = """
+apiVersion: actions.summerwind.dev/v1alpha1
+kind: RunnerDeployment
+metadata:
+  name: example-runner-deployment
+  namespace: actions-runner-system
+spec:
+  replicas: 1
+  template:
+    spec:
+      repository: <YOUR_NAME>/<YOUR_REPO_NAME>
+      labels:
+        - self-hosted
+        - arc-runner
+"""
+"""The article's RunnerDeployment, placeholders and all (see :func:`article`)."""
+
+ARTICLE_HRA_AS_WRITTEN = """
+apiVersion: actions.summerwind.dev/v1alpha1
+kind: HorizontalRunnerAutoscaler
+metadata:
+  name: example-hra
+  namespace: actions-runner-system
+spec:
+  scaleTargetRef:
+    name: example-runner-deployment
+  minReplicas: 0
+  maxReplicas: 5
+  metrics:
+  - type: TotalNumberOfQueuedAndInProgressWorkflowRuns
+    repositoryNames: ["<YOUR_NAME>/<YOUR_REPO_NAME>"]
+"""
+"""The article's HorizontalRunnerAutoscaler (its second version, with a metric), as written."""
+
+
+def article(text: str, namespace: str = "actions-runner-system") -> str:
+    """The article's manifest with only its placeholder (:data:`REPO`) and namespace filled in."""
+    return text.replace("<YOUR_NAME>/<YOUR_REPO_NAME>", REPO).replace("actions-runner-system", namespace)
+
+
+ARTICLE_RD = article(ARTICLE_RD_AS_WRITTEN)
+ARTICLE_HRA = article(ARTICLE_HRA_AS_WRITTEN)
 CRD_NAMES = [f"{r.PLURAL}.actions.summerwind.dev" for r in RESOURCES]
 
 

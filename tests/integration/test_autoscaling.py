@@ -37,7 +37,14 @@ from runnerd.kube.client import KubeClient
 from runnerd.reconcile.autoscale import parse_job_reservation
 from runnerd.runtime import InformerEvent, Key
 from runnerd.web.server import Address, Servers
-from tests.integration.support import controller_process, pod_agent, seed
+from tests.integration.support import (
+    ARTICLE_HRA_AS_WRITTEN,
+    ARTICLE_RD_AS_WRITTEN,
+    article,
+    controller_process,
+    pod_agent,
+    seed,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(60)]
 
@@ -207,55 +214,8 @@ async def running(
         await asyncio.sleep(0.25)
 
 
-ARTICLE_HRA_1 = """
-apiVersion: actions.summerwind.dev/v1alpha1
-kind: HorizontalRunnerAutoscaler
-metadata:
-  name: example-hra
-  namespace: actions-runner-system
-spec:
-  scaleTargetRef:
-    name: example-runner-deployment
-  minReplicas: 0
-  maxReplicas: 5
-"""
-
-ARTICLE_HRA_2 = """
-apiVersion: actions.summerwind.dev/v1alpha1
-kind: HorizontalRunnerAutoscaler
-metadata:
-  name: example-hra
-  namespace: actions-runner-system
-spec:
-  scaleTargetRef:
-    name: example-runner-deployment
-  minReplicas: 0
-  maxReplicas: 5
-  metrics:
-  - type: TotalNumberOfQueuedAndInProgressWorkflowRuns
-    repositoryNames: ["<YOUR_NAME>/<YOUR_REPO_NAME>"]
-"""
-
-ARTICLE_RD = """
-apiVersion: actions.summerwind.dev/v1alpha1
-kind: RunnerDeployment
-metadata:
-  name: example-runner-deployment
-  namespace: actions-runner-system
-spec:
-  replicas: 1
-  template:
-    spec:
-      repository: <YOUR_NAME>/<YOUR_REPO_NAME>
-      labels:
-        - self-hosted
-        - arc-runner
-"""
-
-
-def _article(text: str, namespace: str) -> str:
-    """The article's manifest with only its placeholders and namespace filled in."""
-    return text.replace("<YOUR_NAME>/<YOUR_REPO_NAME>", REPO).replace("actions-runner-system", namespace)
+ARTICLE_HRA_1 = ARTICLE_HRA_AS_WRITTEN[: ARTICLE_HRA_AS_WRITTEN.index("  metrics:")]
+"""The article's first HorizontalRunnerAutoscaler: the second without its metric."""
 
 
 @pytest.mark.timeout(90)
@@ -263,9 +223,9 @@ async def test_article_hra_manifests_apply_as_written_and_scale(
     cluster: Cluster, crds: list[str], namespace: str, tmp_path: Path
 ) -> None:
     async with running(cluster, namespace, sync=1.0, scale_down_delay=1.0) as env:
-        for i, text in enumerate((ARTICLE_RD, ARTICLE_HRA_1)):
+        for i, text in enumerate((ARTICLE_RD_AS_WRITTEN, ARTICLE_HRA_1)):
             path = tmp_path / f"m{i}.yaml"
-            path.write_text(_article(text, namespace))
+            path.write_text(article(text, namespace))
             cluster.kubectl("apply", "-f", str(path))
         # minReplicas 0 and no metrics: the article's RunnerDeployment (replicas: 1) goes to zero
         await wait_until("the RunnerDeployment scaled to 0", lambda: env.rd_replicas() == 0)
@@ -276,7 +236,7 @@ async def test_article_hra_manifests_apply_as_written_and_scale(
         assert condition(hra, "ScalingActive")["status"] == "True"  # type: ignore[index]
 
         path = tmp_path / "hra2.yaml"
-        path.write_text(_article(ARTICLE_HRA_2, namespace))
+        path.write_text(article(ARTICLE_HRA_AS_WRITTEN, namespace))
         cluster.kubectl("apply", "-f", str(path))
         run = env.enqueue(2, duration=0.5)
         await wait_until("2 runners wanted", lambda: env.rd_replicas() == 2)

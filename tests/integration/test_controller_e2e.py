@@ -29,7 +29,7 @@ from runnerd.github import GitHubClient, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, SECRETS
 from runnerd.runtime import Informer
-from tests.integration.support import REPO, controller_process, exits_by_name, pod_agent, seed
+from tests.integration.support import ARTICLE_RD, REPO, controller_process, exits_by_name, pod_agent, seed
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
@@ -81,23 +81,6 @@ async def env(
             pod_agent(cluster, sim, namespace) as agent,
         ):
             yield Env(sim, controllers.kube, controllers.github, controllers, agent, namespace, cluster)
-
-
-ARTICLE_RD = """
-apiVersion: actions.summerwind.dev/v1alpha1
-kind: RunnerDeployment
-metadata:
-  name: example-runner-deployment
-  namespace: actions-runner-system
-spec:
-  replicas: 1
-  template:
-    spec:
-      repository: octo-org/app
-      labels:
-        - self-hosted
-        - arc-runner
-"""
 
 
 @pytest.mark.parametrize("scope", ["repository", "organization"])

@@ -20,8 +20,7 @@ from ghsim import JobSpec, Simulator
 from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import LEASES, PODS
-from tests.integration.support import REPO, pod_agent, seed
-from tests.integration.test_controller_e2e import ARTICLE_RD
+from tests.integration.support import ARTICLE_RD, REPO, pod_agent, seed
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 

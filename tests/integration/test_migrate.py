@@ -17,14 +17,13 @@ from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
 from ghsim import Scope as SimScope
 from runnerd import cli, migrate
-from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNER_REPLICA_SETS, RUNNERS, controller_ref
+from runnerd.controller.common import RUNNER_DEPLOYMENTS
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, STATEFUL_SETS
 from runnerd.reconcile.migration import ARC_POD_FINALIZER
 from runnerd.runtime import NotFound
-from tests.integration.support import REPO, pod_agent, seed
-from tests.integration.test_chart import arc_objects
-from tests.integration.test_controller_e2e import ARTICLE_RD
+from tests.integration.support import ARTICLE_RD, REPO, pod_agent, seed
+from tests.integration.test_chart import arc_objects, create_owned
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
@@ -103,12 +102,7 @@ async def test_migrate_from_arc_releases_idle_and_done_runners_and_waits_for_bus
                 {**e, "value": pod["metadata"]["name"]} if e["name"] == "RUNNER_NAME" else e
                 for e in pod["spec"]["containers"][0]["env"]
             ]
-            rrs["metadata"]["ownerReferences"] = [controller_ref(rd)]
-            rrs = await kube.create(RUNNER_REPLICA_SETS, rrs, namespace=namespace)
-            runner["metadata"]["ownerReferences"] = [controller_ref(rrs)]
-            runner = await kube.create(RUNNERS, runner, namespace=namespace)
-            pod["metadata"]["ownerReferences"] = [controller_ref(runner)]
-            await kube.create(PODS, pod, namespace=namespace)
+            await create_owned(kube, rd, rrs, runner, pod)
             arc_pods.append(pod["metadata"]["name"])
         busy, idle = arc_pods
         sts = await kube.create(

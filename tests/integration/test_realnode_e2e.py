@@ -29,8 +29,7 @@ from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS
 from tests.conftest import fresh_namespace
 from tests.integration.realnode_support import images, on_real_node, real_cluster
-from tests.integration.support import REPO, controller_process, install_crds, seed
-from tests.integration.test_controller_e2e import ARTICLE_RD
+from tests.integration.support import ARTICLE_RD, REPO, controller_process, install_crds, seed
 
 # 600 s: the first test to ask for the images builds them when `make images` has not (~4 min cold)
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]

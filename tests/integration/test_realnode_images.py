@@ -30,8 +30,7 @@ from ghsim import JobSpec, Simulator
 from runnerd.controller.common import RUNNER_DEPLOYMENTS
 from runnerd.kube.client import KubeClient
 from tests.integration.realnode_support import PODMAN, images
-from tests.integration.support import REPO, pod_agent, seed
-from tests.integration.test_controller_e2e import ARTICLE_RD
+from tests.integration.support import ARTICLE_RD, REPO, pod_agent, seed
 
 # 600 s: the first test to ask for the images builds them when `make images` has not (~4 min cold)
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
