@@ -23,8 +23,7 @@ CLI = [sys.executable, "-m", "devcluster.cli"]
 def _wait_gone(pids: list[int], timeout: float = 30) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [p for p in pids if alive(p)]
-        if not alive:
+        if not any(alive(p) for p in pids):
             return []
         time.sleep(0.1)
     return [p for p in pids if alive(p)]
