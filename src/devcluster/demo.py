@@ -47,6 +47,7 @@ import yaml
 
 from devcluster import binaries, workload
 from devcluster.cluster import Cluster, ClusterConfig, ClusterError, GpuShape
+from devcluster.nodes import GPU_RESOURCE
 from devcluster.ports import BIND_ATTEMPTS, bind_failure, bindable, free_port
 from devcluster.process import die_with_parent
 from ghsim.config import SimConfig
@@ -60,7 +61,6 @@ REPO_ROOT = binaries.REPO_ROOT
 CHART_DIR = REPO_ROOT / "charts" / "actions-runner-controller"
 GROUP = "actions.summerwind.dev"
 VERSION = "v1alpha1"
-GPU_RESOURCE = "nvidia.com/gpu"
 RUNNER_POD_LABEL = "actions-runner"
 RUNNER_IMAGE = "ghcr.io/runnerd/actions-runner:demo"
 CPU_RD = "example-runner-deployment"
