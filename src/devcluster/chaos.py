@@ -305,13 +305,13 @@ async def _run(
 ) -> None:
     world = sim.world
     deadline = time.monotonic() + within
+    killing = [False]  # while a kill is under way, the controller's exit is expected
 
     def guard() -> None:
         failed = controller.exited()
-        if failed and not killing:
+        if failed and not killing[0]:
             raise AssertionError(f"{failed}; log {controller.log_path}")
 
-    killing = False
     controller.start(log_dir / "controller.log", plan)
     await wait_until("the controller ready", lambda: controller.ready(http), 60, guard)
     for obj in manifests(namespace, plan):
@@ -328,48 +328,13 @@ async def _run(
             "seed": plan.seed,
         },
     )
-    per_wave = [plan.jobs // plan.waves + (1 if i < plan.jobs % plan.waves else 0) for i in range(plan.waves)]
-    burst = plan.wave_gap_s * max(plan.waves - 1, 1)
-    kill_at = sorted(rng.uniform(0.2, 0.9) * burst for _ in range(plan.kills))
-    started = time.monotonic()
-    job_ids: list[int] = []
-    wave = 0
-    while wave < len(per_wave) or kill_at:
-        now = time.monotonic() - started
-        if wave < len(per_wave) and now >= wave * plan.wave_gap_s:
-            specs = [
-                JobSpec(LABELS, f"w{wave}-{i}", round(rng.uniform(*plan.job_s), 2))
-                for i in range(per_wave[wave])
-            ]
-            job_ids += world.enqueue_run(world.repo_by_name(REPO), specs).job_ids
-            wave += 1
-        if kill_at and now >= kill_at[0]:
-            kill_at.pop(0)
-            killing = True
-            controller.kill()
-            outcome.kills += 1
-            down = time.monotonic()
-            await asyncio.sleep(plan.down_s)
-            controller.start(log_dir / "controller.log", plan)
-            await wait_until("the controller ready after a kill", lambda: controller.ready(http), 60)
-            outcome.downtime_s += time.monotonic() - down
-            killing = False
-        await asyncio.sleep(0.05)
-
-    def jobs_done() -> bool:
-        return all(world.jobs[j].status == "completed" for j in job_ids)
-
-    def where() -> str:
-        waiting = [f"{world.jobs[j].name}: {world.jobs[j].status}" for j in job_ids]
-        waiting = [w for w, j in zip(waiting, job_ids, strict=True) if world.jobs[j].status != "completed"]
-        runners = [
-            f"{r.name} {'online' if world.runner_online(r) else 'offline'}{' busy' if r.job_id else ''}"
-            for r in world.runners.values()
-        ]
-        return f"jobs not completed: {waiting}; runners in GitHub: {runners}"
-
+    job_ids = await _burst(plan, rng, outcome, sim, controller, http, log_dir, killing)
     await wait_until(
-        "every job completed", jobs_done, max(1.0, deadline - time.monotonic()), guard, state=where
+        "every job completed",
+        lambda: all(world.jobs[j].status == "completed" for j in job_ids),
+        max(1.0, deadline - time.monotonic()),
+        guard,
+        state=lambda: _where(sim, job_ids),
     )
     done_at = time.monotonic()
 
@@ -388,8 +353,65 @@ async def _run(
         outcome.converged_s = time.monotonic() - done_at
     outcome.left_runners = len(world.runners)
     outcome.left_runner_objects, outcome.left_pods = await left()
+    _count_jobs(outcome, sim, job_ids)
+
+
+async def _burst(
+    plan: Plan,
+    rng: random.Random,
+    outcome: Outcome,
+    sim: Simulator,
+    controller: ControllerProcess,
+    http: aiohttp.ClientSession,
+    log_dir: Path,
+    killing: list[bool],
+) -> list[int]:
+    """The job waves, with the controller's kills spread over them; the jobs' ids."""
+    world = sim.world
+    per_wave = [plan.jobs // plan.waves + (1 if i < plan.jobs % plan.waves else 0) for i in range(plan.waves)]
+    burst = plan.wave_gap_s * max(plan.waves - 1, 1)
+    kill_at = sorted(rng.uniform(0.2, 0.9) * burst for _ in range(plan.kills))
+    started = time.monotonic()
+    job_ids: list[int] = []
+    wave = 0
+    while wave < len(per_wave) or kill_at:
+        now = time.monotonic() - started
+        if wave < len(per_wave) and now >= wave * plan.wave_gap_s:
+            specs = [
+                JobSpec(LABELS, f"w{wave}-{i}", round(rng.uniform(*plan.job_s), 2))
+                for i in range(per_wave[wave])
+            ]
+            job_ids += world.enqueue_run(world.repo_by_name(REPO), specs).job_ids
+            wave += 1
+        if kill_at and now >= kill_at[0]:
+            kill_at.pop(0)
+            killing[0] = True
+            controller.kill()
+            outcome.kills += 1
+            down = time.monotonic()
+            await asyncio.sleep(plan.down_s)
+            controller.start(log_dir / "controller.log", plan)
+            await wait_until("the controller ready after a kill", lambda: controller.ready(http), 60)
+            outcome.downtime_s += time.monotonic() - down
+            killing[0] = False
+        await asyncio.sleep(0.05)
+    return job_ids
+
+
+def _where(sim: Simulator, job_ids: list[int]) -> str:
+    world = sim.world
+    waiting = [f"{world.jobs[j].name}: {world.jobs[j].status}" for j in job_ids]
+    waiting = [w for w, j in zip(waiting, job_ids, strict=True) if world.jobs[j].status != "completed"]
+    runners = [
+        f"{r.name} {'online' if world.runner_online(r) else 'offline'}{' busy' if r.job_id else ''}"
+        for r in world.runners.values()
+    ]
+    return f"jobs not completed: {waiting}; runners in GitHub: {runners}"
+
+
+def _count_jobs(outcome: Outcome, sim: Simulator, job_ids: list[int]) -> None:
     for j in job_ids:
-        job = world.jobs[j]
+        job = sim.world.jobs[j]
         if job.status == "completed":
             outcome.completed += 1
         if job.conclusion == "success":
