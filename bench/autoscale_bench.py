@@ -48,12 +48,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.podagent import PodAgent  # noqa: E402
-
 from devcluster import binaries  # noqa: E402
 from devcluster.cluster import Cluster, ClusterConfig, GpuShape  # noqa: E402
 from ghsim import JobSpec, SimConfig, Simulator  # noqa: E402
 from ghsim.entities import Scope as SimScope  # noqa: E402
+from ghsim.podagent import connect  # noqa: E402
 from runnerd.controller.app import build  # noqa: E402
 from runnerd.controller.common import (  # noqa: E402
     HORIZONTAL_RUNNER_AUTOSCALERS,
@@ -153,16 +152,6 @@ async def wait(what: str, probe: Callable[[], Any], within: float) -> None:
         await asyncio.sleep(0.02)
 
 
-def job_of(sim: Simulator) -> Callable[[str], int | None]:
-    def find(name: str) -> int | None:
-        for runner in sim.world.runners.values():
-            if runner.name == name:
-                return runner.job_id
-        return None
-
-    return find
-
-
 def _rate(times: list[float]) -> float | None:
     """Creations per second from the first to the last."""
     if len(times) < 2 or times[-1] <= times[0]:
@@ -254,7 +243,6 @@ async def scenario(cluster: Cluster, mode: str, args: argparse.Namespace) -> dic
         repo = world.create_repo("octo-org", "app")
         token = world.create_pat("admin").token
         kube = await KubeClient.connect(str(cluster.kubeconfig))
-        agent_kube = await KubeClient.connect(str(cluster.kubeconfig))
         github = GitHubClient(
             PersonalAccessToken(token), config=GitHubConfig(api_url=sim.base_url), trust_env=False
         )
@@ -283,7 +271,13 @@ async def scenario(cluster: Cluster, mode: str, args: argparse.Namespace) -> dic
         try:
             async with (
                 Servers() as servers,
-                PodAgent(agent_kube, sim.base_url, namespace, boot_delay=0.0, job_of=job_of(sim)),
+                connect(
+                    str(cluster.kubeconfig),
+                    sim.base_url,
+                    namespace=namespace,
+                    label_selector="actions-runner",
+                    poll_wait=1.0,
+                ),
             ):
                 if mode != "pull":
                     server = autoscaling.webhook_server(SECRET)
@@ -364,7 +358,6 @@ async def scenario(cluster: Cluster, mode: str, args: argparse.Namespace) -> dic
             await autoscaling.close()
             await github.close()
             await kube.close()
-            await agent_kube.close()
 
     jobs = [world.jobs[j] for j in job_ids]
     queued = sorted(j.queued_at for j in jobs if j.queued_at is not None)

@@ -25,12 +25,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.podagent import PodAgent  # noqa: E402
-from tests.integration.support import job_of  # noqa: E402
 
 from devcluster import binaries  # noqa: E402
 from devcluster.cluster import Cluster, ClusterConfig, GpuShape  # noqa: E402
 from ghsim import JobSpec, Simulator  # noqa: E402
+from ghsim.podagent import connect  # noqa: E402
 from runnerd.controller.app import build  # noqa: E402
 from runnerd.controller.common import PODS, RUNNER_DEPLOYMENTS, RUNNERS, ControllerOptions  # noqa: E402
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken  # noqa: E402
@@ -107,7 +106,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             controllers = build(kube=kube, github=github, options=options)
             manager = asyncio.create_task(controllers.manager.run())
             try:
-                async with PodAgent(agent_kube, sim.base_url, namespace, job_of=job_of(sim)):
+                agent = connect(
+                    str(cluster.kubeconfig),
+                    sim.base_url,
+                    namespace=namespace,
+                    label_selector="actions-runner",
+                    poll_wait=1.0,
+                )
+                async with agent:
                     return await scenario(args, sim, repo, kube, agent_kube, controllers, namespace)
             finally:
                 controllers.manager.stop()

@@ -21,9 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.integration.portload import stress
-
 from devcluster import binaries
+from devcluster.portload import stress
 
 
 def main(argv: list[str] | None = None) -> int:

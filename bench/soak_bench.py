@@ -25,11 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.chaos import Plan, run  # noqa: E402
-
 from devcluster import binaries  # noqa: E402
+from devcluster.chaos import Plan, run  # noqa: E402
 from devcluster.cluster import Cluster, ClusterConfig  # noqa: E402
-from devcluster.demo import percentile  # noqa: E402
+from devcluster.observe import percentile  # noqa: E402
 
 CRD_DIR = ROOT / "charts" / "actions-runner-controller" / "crds"
 

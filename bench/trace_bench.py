@@ -44,7 +44,8 @@ from typing import Any
 
 from devcluster import binaries, workload
 from devcluster.cluster import Cluster
-from devcluster.demo import ClusterShape, Feeder, Stack, StackOptions, cluster_config, percentile
+from devcluster.observe import Feeder, percentile
+from devcluster.stack import ClusterShape, Stack, StackOptions, cluster_config
 from devcluster.workload import SyntheticShape
 from ghsim.config import PrimaryLimits, SecondaryLimits, SimConfig
 from ghsim.model import TraceEntry

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import urllib.error
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from devcluster import binaries
 from devcluster.cluster import Cluster, ClusterConfig
+from devcluster.process import alive
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -32,20 +34,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
-        leftovers = [pid for pid in pids if _alive(pid)]
+        leftovers = [pid for pid in pids if alive(pid)]
         assert not leftovers, f"control-plane processes left running: {leftovers}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); it is not running
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -74,3 +64,15 @@ def fresh_namespace(cluster: Cluster) -> Iterator[str]:
     except urllib.error.HTTPError as e:
         if e.code != 404:
             raise
+
+
+@pytest.fixture
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Every task a test (or what it started) created is finished when the test's fixtures that
+    depend on this one are gone: request it first, so that it is torn down last."""
+    yield
+    current = asyncio.current_task()
+    leaked = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    for task in leaked:
+        task.cancel()
+    assert not leaked, f"tasks left running: {leaked}"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from devcluster import binaries
 from devcluster.cluster import Cluster, ClusterConfig, ClusterError, GpuShape
+from devcluster.process import alive
 
 STATE_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "runnerd" / "devcluster"
 
@@ -43,19 +44,9 @@ def _read_state(name: str) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
     pid = state.get("pid")
-    if not isinstance(pid, int) or not _alive(pid):
+    if not isinstance(pid, int) or not alive(pid):
         return None
     return state
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _config(args: argparse.Namespace) -> ClusterConfig:
@@ -186,9 +177,9 @@ def _down(args: argparse.Namespace) -> int:
     assert isinstance(pid, int)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _alive(pid):
+    if alive(pid):
         os.kill(pid, signal.SIGKILL)
     print(f"runnerd-dev: cluster {args.name!r} stopped", file=sys.stderr)
     return 0

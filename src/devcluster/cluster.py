@@ -34,6 +34,7 @@ from typing import Any
 
 from devcluster import pki
 from devcluster.binaries import Binaries
+from devcluster.nodes import KWOK_NODE_ANNOTATION, node_manifests
 from devcluster.ports import BIND_ATTEMPTS, bind_failure, reason_line
 from devcluster.ports import free_port as free_port  # re-exported: tests and benchmarks pick with it
 from devcluster.ports import release_port as release_port
@@ -44,9 +45,6 @@ _logger = logging.getLogger(__name__)
 
 EXIT_CODE_ANNOTATION = "devcluster.runnerd.dev/exit-code"
 EXIT_CONTAINER_ANNOTATION = "devcluster.runnerd.dev/exit-container"
-KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
 
 
 class ClusterError(RuntimeError):
@@ -275,9 +273,28 @@ class Cluster:
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         """Run the real kubectl against this cluster."""
+        return self._tool(self.binaries.kubectl, self.env, args, check=check, input=input, timeout=timeout)
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the real helm against this cluster."""
+        env = {**self.env, "HELM_CACHE_HOME": str(self.state_dir / "helm" / "cache")}
+        env["HELM_CONFIG_HOME"] = str(self.state_dir / "helm" / "config")
+        env["HELM_DATA_HOME"] = str(self.state_dir / "helm" / "data")
+        return self._tool(self.binaries.path("helm"), env, args, check=check, timeout=timeout)
+
+    def _tool(
+        self,
+        binary: Path,
+        env: dict[str, str],
+        args: Sequence[str],
+        *,
+        check: bool,
+        timeout: float,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [str(self.binaries.kubectl), *args],
-            env=self.env,
+            [str(binary), *args],
+            env=env,
             input=input,
             capture_output=True,
             text=True,
@@ -285,24 +302,9 @@ class Cluster:
             check=False,
         )
         if check and proc.returncode != 0:
-            raise ClusterError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-        return proc
-
-    def helm(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run the real helm against this cluster."""
-        env = {**self.env, "HELM_CACHE_HOME": str(self.state_dir / "helm" / "cache")}
-        env["HELM_CONFIG_HOME"] = str(self.state_dir / "helm" / "config")
-        env["HELM_DATA_HOME"] = str(self.state_dir / "helm" / "data")
-        proc = subprocess.run(
-            [str(self.binaries.path("helm")), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            raise ClusterError(f"helm {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+            raise ClusterError(
+                f"{binary.name} {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}"
+            )
         return proc
 
     def compact_etcd(self) -> int:
@@ -461,63 +463,10 @@ class Cluster:
             ],
         )
 
-    def node_manifests(self) -> list[dict[str, Any]]:
-        cfg = self.config
-        nodes: list[dict[str, Any]] = []
-
-        def node(
-            name: str,
-            cpu: str,
-            memory: str,
-            labels: dict[str, str],
-            extra: dict[str, str],
-            taints: list[dict[str, str]],
-        ) -> dict[str, Any]:
-            capacity = {"cpu": cpu, "memory": memory, "pods": str(cfg.max_pods), **extra}
-            return {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": name,
-                    "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                    "labels": {
-                        "type": "kwok",
-                        "kubernetes.io/hostname": name,
-                        "kubernetes.io/os": "linux",
-                        "kubernetes.io/arch": "amd64",
-                        **labels,
-                    },
-                },
-                "spec": {"taints": taints},
-                "status": {"capacity": capacity, "allocatable": dict(capacity)},
-            }
-
-        for i in range(cfg.cpu_nodes):
-            nodes.append(node(f"cpu-node-{i}", cfg.node_cpu, cfg.node_memory, {}, {}, []))
-        index = 0
-        for shape in cfg.gpu_shapes:
-            for _ in range(shape.nodes):
-                nodes.append(
-                    node(
-                        f"gpu-node-{index}",
-                        cfg.gpu_node_cpu,
-                        cfg.gpu_node_memory,
-                        {
-                            "nvidia.com/gpu.present": "true",
-                            "nvidia.com/gpu.product": shape.product,
-                            "nvidia.com/gpu.count": str(shape.gpus),
-                        },
-                        {GPU_RESOURCE: str(shape.gpus)},
-                        [dict(GPU_TAINT)],
-                    )
-                )
-                index += 1
-        return nodes
-
     def _create_nodes(self) -> None:
         """Create the nodes; on a kept state (``up`` after ``down``) update those that exist and
         delete simulated nodes the configuration no longer has."""
-        wanted = {m["metadata"]["name"]: m for m in self.node_manifests()}
+        wanted = {m["metadata"]["name"]: m for m in node_manifests(self.config)}
         selector = urllib.parse.quote("type=kwok")
         existing = self.request("GET", f"/api/v1/nodes?labelSelector={selector}")["items"]
         for node in existing:
@@ -538,7 +487,7 @@ class Cluster:
 
     def _nodes_ready(self) -> bool:
         nodes = self.request("GET", "/api/v1/nodes")["items"]
-        want = len(self.node_manifests())
+        want = len(node_manifests(self.config))
         ready = 0
         for n in nodes:
             for cond in n.get("status", {}).get("conditions", []) or []:

@@ -1,12 +1,13 @@
 """The control plane's processes: each in its own session (a signal to the group reaches its
 children), dying with the process that started it (``PR_SET_PDEATHSIG``), its output appended to
 its log file. :meth:`Process.output` is what this run wrote, so a restart's log is not mistaken for
-an earlier one's.
+an earlier one's. :func:`alive` is the one test of whether a process id still runs.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import subprocess
 from collections.abc import Sequence
@@ -54,3 +55,18 @@ def spawn(name: str, argv: Sequence[str], log: Path) -> Process:
             preexec_fn=die_with_parent,
         )
     return Process(name, popen, log, offset)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie answers signal 0 but no longer runs; one of
+    another user's is running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -54,27 +54,19 @@ async def pod_agent(args: argparse.Namespace, base_url: str) -> AsyncIterator[No
     if not args.pod_agent:
         yield
         return
-    from kubernetes_asyncio import client, config
+    from .podagent import connect
 
-    from .podagent import PodAgent
-
-    configuration = client.Configuration()
-    try:
-        await config.load_kube_config(config_file=args.kubeconfig, client_configuration=configuration)
-    except config.ConfigException as exc:
-        raise ValueError(f"--pod-agent: no usable kubeconfig ({exc})") from None
-    async with client.ApiClient(configuration) as api_client:
-        agent = PodAgent(
-            client.CoreV1Api(api_client),
-            base_url,
-            namespace=args.namespace,
-            label_selector=args.label_selector,
-            container=args.container,
-            boot_delay=args.boot_delay,
-            time_scale=args.time_scale,
-        )
-        async with agent:
-            yield
+    agent = connect(
+        args.kubeconfig,
+        base_url,
+        namespace=args.namespace,
+        label_selector=args.label_selector,
+        container=args.container,
+        boot_delay=args.boot_delay,
+        time_scale=args.time_scale,
+    )
+    async with agent:
+        yield
 
 
 async def serve(args: argparse.Namespace) -> int:

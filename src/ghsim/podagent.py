@@ -13,9 +13,14 @@ scale-set ``EphemeralRunner`` pods (``ACTIONS_RUNNER_INPUT_JITCONFIG`` from the 
 ``configMapKeyRef`` or ``fieldRef`` (``metadata.name``, ``metadata.namespace``, ``spec.nodeName``,
 ``status.podIP``).
 
-Started by ``runnerd-dev github-sim --pod-agent`` or in-process::
+A container whose required ``secretKeyRef``/``configMapKeyRef`` is missing does not start: the
+agent reads it again every half second, as the kubelet retries a CreateContainerConfigError.
+Entering the agent (``async with``) returns once it has listed the pods it watches.
 
-    async with PodAgent(core_v1_api, sim.base_url, namespace="default") as agent:
+The one pod agent of the project: ``runnerd-dev github-sim --pod-agent``, the demo, the integration
+tests and the benches all use it, in-process through :func:`connect`::
+
+    async with connect(kubeconfig, sim.base_url, namespace="default") as agent:
         ...
 """
 
@@ -25,7 +30,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +86,18 @@ def _field(pod: Mapping[str, Any], path: str) -> str | None:
             return None
         node = node.get(part)
     return None if node is None else str(node)
+
+
+def required_refs(pod: Mapping[str, Any], container: str = "runner") -> set[str]:
+    """The names of the container's variables that must come from a Secret or ConfigMap key."""
+    c = runner_container(pod, container) or {}
+    names = set()
+    for item in c.get("env") or ():
+        source = item.get("valueFrom") or {}
+        ref = source.get("secretKeyRef") or source.get("configMapKeyRef")
+        if ref is not None and not ref.get("optional") and item.get("name"):
+            names.add(str(item["name"]))
+    return names
 
 
 async def container_env(
@@ -147,11 +164,18 @@ class PodAgent:
         self._cancelled: set[asyncio.Task[None]] = set()
         self.tasks: dict[PodKey, asyncio.Task[None]] = {}
         self.exits: dict[PodKey, int] = {}
+        self.exit_delay = 0.0
+        """Seconds a runner's process takes to end after its last job (a real runner reports,
+        uploads and cleans up): its pod stays Running meanwhile."""
+        self.synced = asyncio.Event()
+        """Set once the first list of pods has been handled."""
         self._session: aiohttp.ClientSession | None = None
         self._watch_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> PodAgent:
         await self.start()
+        if self.watch:
+            await self.synced.wait()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -196,7 +220,11 @@ class PodAgent:
         )
 
     async def _play(self, key: PodKey, pod: Mapping[str, Any]) -> None:
+        required = required_refs(pod, self.container)
         env = await container_env(pod, self._read_ref, self.container)
+        while not required <= env.keys():  # the kubelet's CreateContainerConfigError, retried
+            await asyncio.sleep(0.5)
+            env = await container_env(pod, self._read_ref, self.container)
 
         async def job_hook(busy: bool) -> None:
             # runnerd's runner image: the job hooks make the readiness probe fail while a job runs;
@@ -218,6 +246,8 @@ class PodAgent:
             job_hook=job_hook if self.readiness else None,
         )
         self.exits[key] = code
+        if self.exit_delay:
+            await asyncio.sleep(self.exit_delay * self.time_scale)  # the process is still ending
         self.tasks.pop(key, None)
         annotations = {EXIT_CODE_ANNOTATION: str(code), EXIT_CONTAINER_ANNOTATION: self.container}
         patch = {"metadata": {"annotations": annotations}}
@@ -265,6 +295,7 @@ class PodAgent:
                 for pod in pods:
                     seen.add(PodKey.of(pod))
                     self.handle("ADDED", pod)
+                self.synced.set()
                 for key in [k for k in self.tasks if k not in seen]:
                     gone = self.tasks.pop(key)
                     gone.cancel()
@@ -288,3 +319,22 @@ class PodAgent:
             except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("podagent: watching pods failed (%s); listing again in 1 s", exc)
                 await asyncio.sleep(1)
+
+
+@contextlib.asynccontextmanager
+async def connect(kubeconfig: str | None, base_url: str, **options: Any) -> AsyncIterator[PodAgent]:
+    """A watching :class:`PodAgent` over a kubernetes_asyncio client of ``kubeconfig`` (None: the
+    default kubeconfig); ``options`` are the agent's. Raises ``ValueError`` for an unusable
+    kubeconfig."""
+    from kubernetes_asyncio import client, config
+
+    configuration = client.Configuration()
+    try:
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    except config.ConfigException as exc:
+        raise ValueError(f"--pod-agent: no usable kubeconfig ({exc})") from None
+    async with (
+        client.ApiClient(configuration) as api_client,
+        PodAgent(client.CoreV1Api(api_client), base_url, **options) as agent,
+    ):
+        yield agent

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -94,19 +93,6 @@ def make_jwt(
         "iss": str(setup.app_id) if iss is None else iss,
     }
     return jwt.encode(claims, key or setup.private_key, algorithm="RS256")
-
-
-@pytest.fixture
-async def no_leaked_tasks() -> AsyncIterator[None]:
-    """Every task a test (or the simulator) started is finished when the test's fixtures are gone.
-
-    Required by ``sim`` and ``http``, so it is torn down after them."""
-    yield
-    current = asyncio.current_task()
-    leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-    for task in leaked:
-        task.cancel()
-    assert not leaked, f"tasks left running: {leaked}"
 
 
 @pytest.fixture

@@ -1,53 +1,181 @@
-"""Helpers shared by the integration tests."""
+"""The integration tests' shared factories (their fixtures are in ``conftest.py``): the CRDs, the
+simulated GitHub, one controller process in-process, and the pod agent that plays the runners of
+kwok pods.
+
+- :func:`install_crds`: the chart's CRDs applied (client-side, so each must fit the last-applied
+  annotation) and Established.
+- :func:`seed`: the organization and repository the tests use, and an admin PAT.
+- :func:`controller_process`: what ``runnerd controller`` runs (clients, informers, controllers,
+  the manager) against a cluster and the simulator; stopped and closed on exit.
+- :func:`pod_agent`: ghsim's pod agent (the project's one) over the cluster, for the runner pods of
+  one namespace.
+The one wait helper is :func:`devcluster.wait.wait_until`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
+import base64
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-import pytest
-
+from devcluster.cluster import Cluster
 from ghsim import Simulator
+from ghsim.podagent import PodAgent, connect, container_env, required_refs
+from runnerd.api import RESOURCES
+from runnerd.controller.app import build
+from runnerd.controller.common import ControllerOptions
+from runnerd.controller.orphans import resolve_installation_label
+from runnerd.controller.process import Controllers
+from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
+from runnerd.kube.client import KubeClient
+from runnerd.kube.resources import CONFIGMAPS, SECRETS
+from runnerd.manifests.pod import PodOptions
+from runnerd.runtime import NotFound
+
+ORG = "octo-org"
+REPO = f"{ORG}/app"
+RUNNER_IMAGE = "ghcr.io/runnerd/runner:test"
+RUNNER_POD_SELECTOR = "actions-runner"
+CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "actions-runner-controller" / "crds"
+ARTICLE_RD_AS_WRITTEN = """
+apiVersion: actions.summerwind.dev/v1alpha1
+kind: RunnerDeployment
+metadata:
+  name: example-runner-deployment
+  namespace: actions-runner-system
+spec:
+  replicas: 1
+  template:
+    spec:
+      repository: <YOUR_NAME>/<YOUR_REPO_NAME>
+      labels:
+        - self-hosted
+        - arc-runner
+"""
+"""The article's RunnerDeployment, placeholders and all (see :func:`article`)."""
+
+ARTICLE_HRA_AS_WRITTEN = """
+apiVersion: actions.summerwind.dev/v1alpha1
+kind: HorizontalRunnerAutoscaler
+metadata:
+  name: example-hra
+  namespace: actions-runner-system
+spec:
+  scaleTargetRef:
+    name: example-runner-deployment
+  minReplicas: 0
+  maxReplicas: 5
+  metrics:
+  - type: TotalNumberOfQueuedAndInProgressWorkflowRuns
+    repositoryNames: ["<YOUR_NAME>/<YOUR_REPO_NAME>"]
+"""
+"""The article's HorizontalRunnerAutoscaler (its second version, with a metric), as written."""
 
 
-async def wait_until(
-    what: str,
-    probe: Callable[[], Any],
-    within: float = 30.0,
-    guard: Callable[[], None] | None = None,
+def article(text: str, namespace: str = "actions-runner-system") -> str:
+    """The article's manifest with only its placeholder (:data:`REPO`) and namespace filled in."""
+    return text.replace("<YOUR_NAME>/<YOUR_REPO_NAME>", REPO).replace("actions-runner-system", namespace)
+
+
+ARTICLE_RD = article(ARTICLE_RD_AS_WRITTEN)
+ARTICLE_HRA = article(ARTICLE_HRA_AS_WRITTEN)
+CRD_NAMES = [f"{r.PLURAL}.actions.summerwind.dev" for r in RESOURCES]
+
+
+def install_crds(cluster: Cluster) -> list[str]:
+    """Apply the chart's CRDs and wait until they are Established; their names."""
+    cluster.kubectl("apply", "-f", str(CRD_DIR))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in CRD_NAMES))
+    return CRD_NAMES
+
+
+def seed(sim: Simulator) -> str:
+    """The organization :data:`ORG` with the repository :data:`REPO`; an admin PAT's token."""
+    sim.world.create_org(ORG)
+    sim.world.create_repo(ORG, REPO.split("/")[1])
+    return sim.world.create_pat("admin").token
+
+
+@contextlib.asynccontextmanager
+async def controller_process(
+    cluster: Cluster,
+    sim: Simulator,
+    token: str,
+    namespace: str,
     *,
-    state: Callable[[], object] | None = None,
-) -> Any:
-    """Poll ``probe`` (a function or coroutine function) until it returns something truthy; return it.
+    start: bool = True,
+    runner_image: str = RUNNER_IMAGE,
+    installation_label: bool = False,
+    configure: Callable[[Controllers], None] | None = None,
+    github: dict[str, Any] | None = None,
+    **options: Any,
+) -> AsyncIterator[Controllers]:
+    """One controller process (its own clients, informers and in-memory state) watching
+    ``namespace``, with ``token`` as its PAT. ``options`` are :class:`ControllerOptions` fields;
+    ``github`` extra :class:`GitHubClient` arguments; ``runner_image`` the runner pods' image;
+    ``installation_label`` resolves the installation's label as ``runnerd controller`` does;
+    ``configure`` runs before the manager starts. ``start=False``: the caller runs
+    ``controllers.manager`` itself."""
+    kube = await KubeClient.connect(str(cluster.kubeconfig))
+    client = GitHubClient(
+        PersonalAccessToken(token),
+        config=GitHubConfig(api_url=sim.base_url),
+        trust_env=False,
+        **(github or {}),
+    )
+    label = await resolve_installation_label(kube, "", namespace) if installation_label else ""
+    pod = PodOptions(runner_image=runner_image, github_url=sim.base_url + "/", installation_label=label)
+    controllers = build(
+        kube=kube, github=client, options=ControllerOptions(namespace=namespace, pod=pod, **options)
+    )
+    if configure is not None:
+        configure(controllers)
+    task = asyncio.create_task(controllers.manager.run(), name=f"manager-{namespace}") if start else None
+    try:
+        yield controllers
+    finally:
+        if task is not None:
+            controllers.manager.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 30)
+        if controllers.autoscaling is not None:
+            await controllers.autoscaling.close()
+        await controllers.clients.close()
+        await client.close()
+        await kube.close()
 
-    Fails the test after ``within`` seconds, naming ``what`` (and ``state()``, if given, to say where
-    things stood). ``guard`` runs before every poll and fails the test at once when waiting longer is
-    pointless (e.g. a process under test has exited).
-    """
-    deadline = time.monotonic() + within
-    while True:
-        if guard is not None:
-            guard()
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            suffix = f"; {state()}" if state is not None else ""
-            pytest.fail(f"timed out after {within}s waiting for {what}{suffix}")
-        await asyncio.sleep(0.1)
+
+def pod_agent(cluster: Cluster, sim: Simulator, namespace: str, **options: Any) -> Any:
+    """ghsim's pod agent for the runner pods of ``namespace`` (an async context manager yielding
+    the :class:`PodAgent`); ``options`` are the agent's."""
+    settings: dict[str, Any] = {"label_selector": RUNNER_POD_SELECTOR, "poll_wait": 1.0, **options}
+    return connect(str(cluster.kubeconfig), sim.base_url, namespace=namespace, **settings)
 
 
-def job_of(sim: Simulator) -> Callable[[str], int | None]:
-    """``job_of(runner_name)``: the id of the job the simulator has given that runner, if any."""
+def exits_by_name(agent: PodAgent) -> dict[str, int]:
+    """The exit codes of the runner processes the agent played, by pod name."""
+    return {key.name: code for key, code in agent.exits.items()}
 
-    def lookup(name: str) -> int | None:
-        for runner in sim.world.runners.values():
-            if runner.name == name:
-                return runner.job_id
-        return None
 
-    return lookup
+async def resolve_env(
+    kube: KubeClient, pod: Mapping[str, Any], container: str = "runner"
+) -> dict[str, str] | None:
+    """The container's environment as the kubelet resolves it when it creates the container
+    (literal values, Secret and ConfigMap keys read now, field references); ``None`` when a
+    required key is missing (the kubelet's CreateContainerConfigError)."""
+
+    async def read(kind: str, namespace: str, name: str, key: str) -> str | None:
+        try:
+            obj = await kube.get(SECRETS if kind == "Secret" else CONFIGMAPS, name, namespace=namespace)
+        except NotFound:
+            return None
+        value = (obj.get("data") or {}).get(key)
+        if value is None or kind != "Secret":
+            return value if value is None else str(value)
+        return base64.b64decode(value).decode()
+
+    env = await container_env(pod, read, container)
+    return env if required_refs(pod, container) <= env.keys() else None

@@ -25,27 +25,31 @@ import pytest
 import yaml
 
 from devcluster.cluster import Cluster
+from devcluster.wait import wait_until
 from ghsim import JobSpec, PrimaryLimits, SimConfig, Simulator
 from ghsim.entities import Scope as SimScope
 from ghsim.webhooks import signature_256
-from runnerd.controller.app import build
-from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS, ControllerOptions
+from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS
 from runnerd.controller.process import Autoscaling, Controllers
-from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
+from runnerd.github import GitHubClient
 from runnerd.kube.client import KubeClient
-from runnerd.manifests.pod import PodOptions
 from runnerd.reconcile.reservations import parse_job_reservation
 from runnerd.runtime import InformerEvent, Key
 from runnerd.web.server import Address, Servers
-from tests.integration.podagent import PodAgent
-from tests.integration.support import job_of, wait_until
+from tests.integration.support import (
+    ARTICLE_HRA_AS_WRITTEN,
+    ARTICLE_RD_AS_WRITTEN,
+    article,
+    controller_process,
+    pod_agent,
+    seed,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(60)]
 
 REPO = "octo-org/app"
 SECRET = "webhook-secret-for-tests"
 LABELS = ("self-hosted", "arc-runner")
-CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "actions-runner-controller" / "crds"
 
 RD = """
 apiVersion: actions.summerwind.dev/v1alpha1
@@ -78,12 +82,6 @@ spec:
         workflowJob: {}
       duration: 10m
 """
-
-
-@pytest.fixture(scope="module")
-def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "-f", str(CRD_DIR))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 
 @dataclass
@@ -161,130 +159,72 @@ async def running(
     sim_config: SimConfig | None = None,
     max_rate_limit_wait: float = 30.0,
 ) -> AsyncIterator[Env]:
-    async with Simulator(tick_interval=0.05, config=sim_config) as sim:
-        world = sim.world
-        world.create_org("octo-org")
-        world.create_repo("octo-org", "app")
-        pat = world.create_pat("admin").token
-        kube = await KubeClient.connect(str(cluster.kubeconfig))
-        github = GitHubClient(
-            PersonalAccessToken(pat),
-            config=GitHubConfig(api_url=sim.base_url),
-            trust_env=False,
-            max_rate_limit_wait_s=max_rate_limit_wait,
-            rate_limit_jitter_s=0.1,
-        )
-        options = ControllerOptions(
-            namespace=namespace,
-            sync_period=sync,
-            registering_max_age=0.5,
-            drain_grace=0.5,
-            pod=PodOptions(runner_image="ghcr.io/runnerd/runner:test", github_url=sim.base_url + "/"),
-        )
-        controllers = build(kube=kube, github=github, options=options)
+    env_box: list[Env] = []
+
+    def seen(event: InformerEvent) -> None:
+        if env_box and event.obj["metadata"]["namespace"] == namespace:
+            value = (event.obj.get("spec") or {}).get("replicas")
+            env_box[0].replicas_seen.append(1 if value is None else int(value))
+
+    def configure(controllers: Controllers) -> None:
         autoscaling = controllers.autoscaling
         assert autoscaling is not None
         autoscaling.options.poll = poll
         autoscaling.options.poll_bound = poll_bound
         autoscaling.options.poll_max_calls_per_hour = poll_calls
         autoscaling.options.default_scale_down_delay = scale_down_delay
-        env_box: list[Env] = []
-
-        def seen(event: InformerEvent) -> None:
-            if env_box and event.obj["metadata"]["namespace"] == namespace:
-                value = (event.obj.get("spec") or {}).get("replicas")
-                env_box[0].replicas_seen.append(1 if value is None else int(value))
-
         controllers.informers["runnerdeployments"].add_handler(seen)
-        task = asyncio.create_task(controllers.manager.run(), name="manager")
-        try:
-            async with Servers() as servers, PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)):
-                host, port = await servers.start(
-                    "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
-                )
-                env = Env(
-                    sim,
-                    kube,
-                    github,
-                    controllers,
-                    autoscaling,
-                    namespace,
-                    cluster,
-                    f"http://{host}:{port}/webhook",
-                )
-                env_box.append(env)
-                yield env
-        finally:
-            controllers.manager.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 30)
-            await autoscaling.close()
-            await github.close()
-            await kube.close()
-            # aiohttp closes TLS connections asynchronously (close_notify): give the API server
-            # connections their moment before the loop ends, or their sockets are reported unclosed
-            await asyncio.sleep(0.25)
+
+    async with Simulator(tick_interval=0.05, config=sim_config) as sim:
+        async with (
+            controller_process(
+                cluster,
+                sim,
+                seed(sim),
+                namespace,
+                configure=configure,
+                github={"max_rate_limit_wait_s": max_rate_limit_wait, "rate_limit_jitter_s": 0.1},
+                sync_period=sync,
+                registering_max_age=0.5,
+                drain_grace=0.5,
+            ) as controllers,
+            Servers() as servers,
+            pod_agent(cluster, sim, namespace),
+        ):
+            autoscaling = controllers.autoscaling
+            assert autoscaling is not None
+            host, port = await servers.start(
+                "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
+            )
+            env = Env(
+                sim,
+                controllers.kube,
+                controllers.github,
+                controllers,
+                autoscaling,
+                namespace,
+                cluster,
+                f"http://{host}:{port}/webhook",
+            )
+            env_box.append(env)
+            yield env
+        # aiohttp closes TLS connections asynchronously (close_notify): give the API server
+        # connections their moment before the loop ends, or their sockets are reported unclosed
+        await asyncio.sleep(0.25)
 
 
-ARTICLE_HRA_1 = """
-apiVersion: actions.summerwind.dev/v1alpha1
-kind: HorizontalRunnerAutoscaler
-metadata:
-  name: example-hra
-  namespace: actions-runner-system
-spec:
-  scaleTargetRef:
-    name: example-runner-deployment
-  minReplicas: 0
-  maxReplicas: 5
-"""
-
-ARTICLE_HRA_2 = """
-apiVersion: actions.summerwind.dev/v1alpha1
-kind: HorizontalRunnerAutoscaler
-metadata:
-  name: example-hra
-  namespace: actions-runner-system
-spec:
-  scaleTargetRef:
-    name: example-runner-deployment
-  minReplicas: 0
-  maxReplicas: 5
-  metrics:
-  - type: TotalNumberOfQueuedAndInProgressWorkflowRuns
-    repositoryNames: ["<YOUR_NAME>/<YOUR_REPO_NAME>"]
-"""
-
-ARTICLE_RD = """
-apiVersion: actions.summerwind.dev/v1alpha1
-kind: RunnerDeployment
-metadata:
-  name: example-runner-deployment
-  namespace: actions-runner-system
-spec:
-  replicas: 1
-  template:
-    spec:
-      repository: <YOUR_NAME>/<YOUR_REPO_NAME>
-      labels:
-        - self-hosted
-        - arc-runner
-"""
-
-
-def _article(text: str, namespace: str) -> str:
-    """The article's manifest with only its placeholders and namespace filled in."""
-    return text.replace("<YOUR_NAME>/<YOUR_REPO_NAME>", REPO).replace("actions-runner-system", namespace)
+ARTICLE_HRA_1 = ARTICLE_HRA_AS_WRITTEN[: ARTICLE_HRA_AS_WRITTEN.index("  metrics:")]
+"""The article's first HorizontalRunnerAutoscaler: the second without its metric."""
 
 
 @pytest.mark.timeout(90)
 async def test_article_hra_manifests_apply_as_written_and_scale(
-    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+    cluster: Cluster, crds: list[str], namespace: str, tmp_path: Path
 ) -> None:
     async with running(cluster, namespace, sync=1.0, scale_down_delay=1.0) as env:
-        for i, text in enumerate((ARTICLE_RD, ARTICLE_HRA_1)):
+        for i, text in enumerate((ARTICLE_RD_AS_WRITTEN, ARTICLE_HRA_1)):
             path = tmp_path / f"m{i}.yaml"
-            path.write_text(_article(text, namespace))
+            path.write_text(article(text, namespace))
             cluster.kubectl("apply", "-f", str(path))
         # minReplicas 0 and no metrics: the article's RunnerDeployment (replicas: 1) goes to zero
         await wait_until("the RunnerDeployment scaled to 0", lambda: env.rd_replicas() == 0)
@@ -295,7 +235,7 @@ async def test_article_hra_manifests_apply_as_written_and_scale(
         assert condition(hra, "ScalingActive")["status"] == "True"  # type: ignore[index]
 
         path = tmp_path / "hra2.yaml"
-        path.write_text(_article(ARTICLE_HRA_2, namespace))
+        path.write_text(article(ARTICLE_HRA_AS_WRITTEN, namespace))
         cluster.kubectl("apply", "-f", str(path))
         run = env.enqueue(2, duration=0.5)
         await wait_until("2 runners wanted", lambda: env.rd_replicas() == 2)
@@ -313,7 +253,7 @@ async def test_article_hra_manifests_apply_as_written_and_scale(
         )
 
 
-async def test_scale_from_zero_on_a_webhook(cluster: Cluster, crds: None, namespace: str) -> None:
+async def test_scale_from_zero_on_a_webhook(cluster: Cluster, crds: list[str], namespace: str) -> None:
     async with running(cluster, namespace) as env:
         await env.create(RD)
         await env.create(WEBHOOK_HRA)
@@ -345,7 +285,7 @@ def _reserved(hra: dict[str, Any] | None, job_id: int) -> bool:
 
 
 async def test_scale_from_zero_with_every_webhook_dropped(
-    cluster: Cluster, crds: None, namespace: str
+    cluster: Cluster, crds: list[str], namespace: str
 ) -> None:
     bound = 3.0
     # 36,000 calls/hour: the bound, not the budget, sets the interval (2.25 s)
@@ -369,7 +309,7 @@ async def test_scale_from_zero_with_every_webhook_dropped(
 
 
 async def test_duplicated_and_reordered_deliveries_never_overscale(
-    cluster: Cluster, crds: None, namespace: str
+    cluster: Cluster, crds: list[str], namespace: str
 ) -> None:
     async with running(cluster, namespace) as env:
         await env.create(RD)
@@ -394,7 +334,7 @@ async def test_duplicated_and_reordered_deliveries_never_overscale(
 
 
 async def test_scheduled_override_window_raises_the_minimum_and_ends(
-    cluster: Cluster, crds: None, namespace: str
+    cluster: Cluster, crds: list[str], namespace: str
 ) -> None:
     async with running(cluster, namespace) as env:
         await env.create(RD)
@@ -418,7 +358,7 @@ async def test_scheduled_override_window_raises_the_minimum_and_ends(
         assert dt.datetime.now(dt.UTC) >= end
 
 
-async def test_scale_down_delay_holds(cluster: Cluster, crds: None, namespace: str) -> None:
+async def test_scale_down_delay_holds(cluster: Cluster, crds: list[str], namespace: str) -> None:
     async with running(cluster, namespace) as env:
         await env.create(RD)
         await env.create(WEBHOOK_HRA, **{"spec.scaleDownDelaySecondsAfterScaleOut": 4})
@@ -442,7 +382,7 @@ async def test_scale_down_delay_holds(cluster: Cluster, crds: None, namespace: s
 
 
 async def test_bad_signature_gets_401_and_nothing_scales(
-    cluster: Cluster, crds: None, namespace: str
+    cluster: Cluster, crds: list[str], namespace: str
 ) -> None:
     async with running(cluster, namespace) as env:
         await env.create(RD)
@@ -478,7 +418,7 @@ async def test_bad_signature_gets_401_and_nothing_scales(
 
 
 async def test_rate_limited_github_slows_polling_without_losing_jobs(
-    cluster: Cluster, crds: None, namespace: str
+    cluster: Cluster, crds: list[str], namespace: str
 ) -> None:
     window = 4.0
     config = SimConfig(primary=PrimaryLimits(pat=10, window_s=window))
@@ -550,7 +490,7 @@ def _queued_payload(job_id: int) -> bytes:
 
 @pytest.mark.timeout(100)
 async def test_standalone_webhook_server_process(
-    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+    cluster: Cluster, crds: list[str], namespace: str, tmp_path: Path
 ) -> None:
     """``runnerd webhook-server`` (ARC's separate Deployment) writes the reservation the controller reads."""
     from devcluster.cluster import free_port
@@ -631,7 +571,7 @@ async def _scaled(post: Any) -> tuple[int, str] | None:
 
 @pytest.mark.timeout(100)
 async def test_controller_process_serves_webhook_health_and_metrics(
-    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+    cluster: Cluster, crds: list[str], namespace: str, tmp_path: Path
 ) -> None:
     """``runnerd controller --webhook-addr … --metrics-addr … --health-probe-bind-address …``."""
     from devcluster.cluster import free_port

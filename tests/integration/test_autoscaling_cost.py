@@ -13,10 +13,8 @@ import time
 import pytest
 
 from devcluster.cluster import Cluster
-from tests.integration.support import wait_until
-from tests.integration.test_autoscaling import RD, WEBHOOK_HRA, crds, running
-
-__all__ = ["crds"]  # the module-scoped fixture, shared with test_autoscaling
+from devcluster.wait import wait_until
+from tests.integration.test_autoscaling import RD, WEBHOOK_HRA, running
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
@@ -33,7 +31,7 @@ def _runs_calls(env: object) -> int:
 
 
 async def test_the_article_hra_serves_a_burst_within_a_call_bound(
-    cluster: Cluster, crds: None, namespace: str
+    cluster: Cluster, crds: list[str], namespace: str
 ) -> None:
     sync = 5.0
     async with running(cluster, namespace, sync=sync, scale_down_delay=1.0) as env:
@@ -61,7 +59,7 @@ async def test_the_article_hra_serves_a_burst_within_a_call_bound(
 
 
 async def test_a_finished_ephemeral_runner_is_not_replaced_while_its_reservation_is_effective(
-    cluster: Cluster, crds: None, namespace: str
+    cluster: Cluster, crds: list[str], namespace: str
 ) -> None:
     async with running(cluster, namespace) as env:
         await env.create(RD)

@@ -10,19 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from devcluster.chaos import Plan, run
 from devcluster.cluster import Cluster
-from tests.integration.chaos import Plan, run
-from tests.integration.test_controller_e2e import crds
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(150)]
-__all__ = ["crds"]
 
 STARTUP_S = 10.0
 """Room for a runner pod to be created, scheduled and registered, on a loaded CI machine."""
 
 
 async def test_a_burst_with_a_killed_controller_and_lossy_deliveries_serves_every_job(
-    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+    cluster: Cluster, crds: list[str], namespace: str, tmp_path: Path
 ) -> None:
     plan = Plan(seed=7, jobs=12, waves=3, wave_gap_s=3.0, kills=1, down_s=2.0)
     out = await run(cluster, namespace, plan, tmp_path, within=110)

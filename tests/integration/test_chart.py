@@ -44,32 +44,35 @@ from yarl import URL
 
 from devcluster import binaries
 from devcluster.cluster import Cluster, free_port
+from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
 from ghsim.entities import Scope as SimScope
 from runnerd import cli, migrate
 from runnerd.cli import credentials_from_env
-from runnerd.controller.app import build
 from runnerd.controller.common import (
     HORIZONTAL_RUNNER_AUTOSCALERS,
     RUNNER_DEPLOYMENTS,
     RUNNER_REPLICA_SETS,
     RUNNERS,
-    ControllerOptions,
     controller_ref,
 )
-from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken, Scope, load_credentials
+from runnerd.github import GitHubClient, GitHubConfig, Scope, load_credentials
 from runnerd.github.credentials import GitHubAppCredentials
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import DEPLOYMENTS, PODS, SECRETS
-from runnerd.manifests.pod import PodOptions
 from runnerd.runtime import Forbidden
-from tests.integration.podagent import PodAgent, resolve_env
-from tests.integration.support import job_of, wait_until
-from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, crds
+from tests.integration.support import (
+    ARTICLE_HRA,
+    ARTICLE_RD,
+    REPO,
+    controller_process,
+    pod_agent,
+    resolve_env,
+    seed,
+)
 from tests.unit.chart.test_rbac import KUBERNETES_MODE_ESCALATION, KUBERNETES_MODE_REQUESTS
 
 pytestmark = [pytest.mark.timeout(120)]
-__all__ = ["crds"]  # the CRDs fixture (kubectl apply of crds/), for the test that does not install the chart
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "actions-runner-controller"
 GROUP = "actions.summerwind.dev"
@@ -81,23 +84,6 @@ ARTICLE_COMMAND = """helm upgrade --install actions-runner-controller ./actions-
   --set authSecret.create=true \\
   --set authSecret.github_token="${GITHUB_TOKEN}"
 """
-
-ARTICLE_HRA = """
-apiVersion: actions.summerwind.dev/v1alpha1
-kind: HorizontalRunnerAutoscaler
-metadata:
-  name: example-hra
-  namespace: actions-runner-system
-spec:
-  scaleTargetRef:
-    name: example-runner-deployment
-  minReplicas: 0
-  maxReplicas: 5
-  metrics:
-  - type: TotalNumberOfQueuedAndInProgressWorkflowRuns
-    repositoryNames: ["octo-org/app"]
-"""
-
 
 # Keys ARC users keep in their values files (written for ARC's legacy chart 0.23).
 ARC_USER_VALUES = """
@@ -797,9 +783,7 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
         await KubeClient.connect(str(cluster.kubeconfig)) as kube,
     ):
         world = sim.world
-        world.create_org("octo-org")
-        world.create_repo("octo-org", "app")
-        pat = world.create_pat("admin").token
+        pat = seed(sim)
         try:
             install(
                 cluster, helm_bin, tmp_path, release, namespace,
@@ -833,7 +817,7 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
                         30,
                         guard,
                     )
-                    async with PodAgent(kube, sim.base_url, runners_ns, job_of=job_of(sim)):
+                    async with pod_agent(cluster, sim, runners_ns):
                         rd = yaml.safe_load(ARTICLE_RD)
                         rd["metadata"]["namespace"] = runners_ns
                         await kube.create(RUNNER_DEPLOYMENTS, rd, namespace=runners_ns)
@@ -1066,33 +1050,39 @@ def arc_objects(
     return rrs, runner, pod
 
 
+async def create_owned(
+    kube: KubeClient, rd: dict[str, Any], rrs: dict[str, Any], runner: dict[str, Any], pod: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Create ``rrs``, ``runner`` and ``pod`` in the namespace of ``rd``, each owned by the one
+    before it as ARC's controllers own them; the Runner and the pod as created."""
+    namespace = rd["metadata"]["namespace"]
+    rrs["metadata"]["ownerReferences"] = [controller_ref(rd)]
+    rrs = await kube.create(RUNNER_REPLICA_SETS, rrs, namespace=namespace)
+    runner["metadata"]["ownerReferences"] = [controller_ref(rrs)]
+    runner = await kube.create(RUNNERS, runner, namespace=namespace)
+    pod["metadata"]["ownerReferences"] = [controller_ref(runner)]
+    return runner, await kube.create(PODS, pod, namespace=namespace)
+
+
 @pytest.mark.timeout(120)
 async def test_takes_over_what_arc_left_without_killing_its_busy_runner(
-    cluster: Cluster, crds: None, namespace: str
+    cluster: Cluster, crds: list[str], namespace: str
 ) -> None:
     async with (
         Simulator(tick_interval=0.05) as sim,
         await KubeClient.connect(str(cluster.kubeconfig)) as kube,
     ):
         world = sim.world
-        world.create_org("octo-org")
-        world.create_repo("octo-org", "app")
-        pat = world.create_pat("admin").token
+        pat = seed(sim)
         # ARC's world: the article's RunnerDeployment, and what ARC's controller made for it.
         rd = yaml.safe_load(ARTICLE_RD)
         rd["metadata"]["namespace"] = namespace
         rd = await kube.create(RUNNER_DEPLOYMENTS, rd, namespace=namespace)
         token = world.issue_token(SimScope("repo", REPO), "registration").token
-        rrs, runner, pod = arc_objects(rd, namespace, sim.base_url, token)
-        rrs["metadata"]["ownerReferences"] = [controller_ref(rd)]
-        rrs = await kube.create(RUNNER_REPLICA_SETS, rrs, namespace=namespace)
-        runner["metadata"]["ownerReferences"] = [controller_ref(rrs)]
-        runner = await kube.create(RUNNERS, runner, namespace=namespace)
-        pod["metadata"]["ownerReferences"] = [controller_ref(runner)]
-        await kube.create(PODS, pod, namespace=namespace)
+        runner, _ = await create_owned(kube, rd, *arc_objects(rd, namespace, sim.base_url, token))
         arc_runner = runner["metadata"]["name"]
 
-        async with PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)):
+        async with pod_agent(cluster, sim, namespace):
             # ARC's runner registered (with its registration token) and is running a job.
             run = world.enqueue_run(
                 world.repo_by_name(REPO), [JobSpec(("self-hosted", "arc-runner"), "build", 4.0)]
@@ -1117,51 +1107,38 @@ async def test_takes_over_what_arc_left_without_killing_its_busy_runner(
             assert held["metadata"].get("finalizers") == ["actions.summerwind.dev/runner-pod"]
 
             # runnerd starts.
-            github = GitHubClient(
-                PersonalAccessToken(pat), config=GitHubConfig(api_url=sim.base_url), trust_env=False
-            )
-            options = ControllerOptions(
-                namespace=namespace,
-                sync_period=2.0,
-                registering_max_age=0.5,
-                drain_grace=1.0,
-                pod=PodOptions(runner_image="ghcr.io/runnerd/runner:test", github_url=sim.base_url + "/"),
-            )
-            controllers = build(kube=kube, github=github, options=options)
-            task = asyncio.create_task(controllers.manager.run(), name="manager")
             try:
-                done = await wait_until(
-                    "ARC's runner to finish its job",
-                    lambda: (j := world.jobs[run.job_ids[0]]).status == "completed" and j,
-                    30,
-                )
-                assert done.conclusion == "success"  # not interrupted by the move
-                assert done.runner_name == arc_runner
-
-                async def moved() -> bool:
-                    sets = (await kube.list(RUNNER_REPLICA_SETS, namespace=namespace)).items
-                    runners = (await kube.list(RUNNERS, namespace=namespace)).items
-                    pods = (await kube.list(PODS, namespace=namespace)).items
-                    online = [r for r in world.runners.values() if world.runner_online(r)]
-                    return (
-                        len(sets) == 1
-                        and sets[0]["metadata"]["labels"]["runner-template-hash"] != ARC_TEMPLATE_HASH
-                        and len(runners) == 1
-                        and [p["metadata"]["name"] for p in pods] == [runners[0]["metadata"]["name"]]
-                        and [r.name for r in online] == [runners[0]["metadata"]["name"]]
+                async with controller_process(
+                    cluster, sim, pat, namespace, sync_period=2.0, registering_max_age=0.5, drain_grace=1.0
+                ):
+                    done = await wait_until(
+                        "ARC's runner to finish its job",
+                        lambda: (j := world.jobs[run.job_ids[0]]).status == "completed" and j,
+                        30,
                     )
+                    assert done.conclusion == "success"  # not interrupted by the move
+                    assert done.runner_name == arc_runner
 
-                await wait_until("ARC's replica set, runner and pod replaced by runnerd's", moved, 45)
-                assert arc_runner not in {r.name for r in world.runners.values()}  # deregistered
-                assert await asyncio.wait_for(migration, 30) == 0, out.getvalue()
+                    async def moved() -> bool:
+                        sets = (await kube.list(RUNNER_REPLICA_SETS, namespace=namespace)).items
+                        runners = (await kube.list(RUNNERS, namespace=namespace)).items
+                        pods = (await kube.list(PODS, namespace=namespace)).items
+                        online = [r for r in world.runners.values() if world.runner_online(r)]
+                        return (
+                            len(sets) == 1
+                            and sets[0]["metadata"]["labels"]["runner-template-hash"] != ARC_TEMPLATE_HASH
+                            and len(runners) == 1
+                            and [p["metadata"]["name"] for p in pods] == [runners[0]["metadata"]["name"]]
+                            and [r.name for r in online] == [runners[0]["metadata"]["name"]]
+                        )
+
+                    await wait_until("ARC's replica set, runner and pod replaced by runnerd's", moved, 45)
+                    assert arc_runner not in {r.name for r in world.runners.values()}  # deregistered
+                    assert await asyncio.wait_for(migration, 30) == 0, out.getvalue()
             finally:
-                controllers.manager.stop()
                 migration.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(task, 30)
-                with contextlib.suppress(asyncio.CancelledError):
                     await migration
-                await github.close()
 
 
 WEBHOOK_HRA = """

@@ -8,43 +8,30 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from devcluster.cluster import Cluster
+from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
+from ghsim.podagent import PodAgent
 from ghsim.state import generate_app_key
-from runnerd.controller.app import build
 from runnerd.controller.common import (
     HORIZONTAL_RUNNER_AUTOSCALERS,
     RUNNER_DEPLOYMENTS,
     RUNNER_REPLICA_SETS,
     RUNNERS,
-    ControllerOptions,
 )
-from runnerd.controller.orphans import resolve_installation_label
 from runnerd.controller.process import Controllers
-from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
+from runnerd.github import GitHubClient, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, SECRETS
-from runnerd.manifests.pod import PodOptions
 from runnerd.runtime import Informer
-from tests.integration.podagent import PodAgent
-from tests.integration.support import job_of, wait_until
+from tests.integration.support import ARTICLE_RD, REPO, controller_process, exits_by_name, pod_agent, seed
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
-
-REPO = "octo-org/app"
-CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "actions-runner-controller" / "crds"
-
-
-@pytest.fixture(scope="module")
-def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "-f", str(CRD_DIR))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 
 @dataclass
@@ -70,65 +57,30 @@ class Env:
 
 @pytest.fixture
 async def env(
-    cluster: Cluster, crds: None, namespace: str, request: pytest.FixtureRequest
+    cluster: Cluster, crds: list[str], namespace: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[Env]:
     async with Simulator(tick_interval=0.05) as sim:
-        world = sim.world
-        world.create_org("octo-org")
-        world.create_repo("octo-org", "app")
-        pat = world.create_pat("admin").token
+        pat = seed(sim)
         marker = request.node.get_closest_marker("github_token")
         if marker is not None:
             pat = marker.args[0]
-        kube = await KubeClient.connect(str(cluster.kubeconfig))
-        github = GitHubClient(
-            PersonalAccessToken(pat), config=GitHubConfig(api_url=sim.base_url), trust_env=False
-        )
-        options = ControllerOptions(
-            namespace=namespace,
-            sync_period=5.0,
-            registering_max_age=0.5,
-            drain_grace=2.0,
-            orphan_sweep_period=1.0,
-            orphan_grace=1.0,
-            credentials_refresh=1.0,
-            pod=PodOptions(
-                runner_image="ghcr.io/runnerd/runner:test",
-                github_url=sim.base_url + "/",
-                installation_label=await resolve_installation_label(kube, "", namespace),
-            ),
-        )
-        controllers = build(kube=kube, github=github, options=options)
-        task = asyncio.create_task(controllers.manager.run(), name="manager")
-        try:
-            async with PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)) as agent:
-                yield Env(sim, kube, github, controllers, agent, namespace, cluster)
-        finally:
-            controllers.manager.stop()
-            try:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(task, 30)
-            finally:
-                await controllers.clients.close()
-                await github.close()
-                await kube.close()
-
-
-ARTICLE_RD = """
-apiVersion: actions.summerwind.dev/v1alpha1
-kind: RunnerDeployment
-metadata:
-  name: example-runner-deployment
-  namespace: actions-runner-system
-spec:
-  replicas: 1
-  template:
-    spec:
-      repository: octo-org/app
-      labels:
-        - self-hosted
-        - arc-runner
-"""
+        async with (
+            controller_process(
+                cluster,
+                sim,
+                pat,
+                namespace,
+                installation_label=True,
+                sync_period=5.0,
+                registering_max_age=0.5,
+                drain_grace=2.0,
+                orphan_sweep_period=1.0,
+                orphan_grace=1.0,
+                credentials_refresh=1.0,
+            ) as controllers,
+            pod_agent(cluster, sim, namespace) as agent,
+        ):
+            yield Env(sim, controllers.kube, controllers.github, controllers, agent, namespace, cluster)
 
 
 @pytest.mark.parametrize("scope", ["repository", "organization"])
@@ -201,7 +153,7 @@ async def test_a_finished_ephemeral_runner_is_removed_without_a_github_call(env:
         return not await env.runners() and not pods
 
     await wait_until("the Runner and its pod removed", removed)
-    assert env.agent.exits.get(job.runner_name) == 0  # its process had ended its job...
+    assert exits_by_name(env.agent).get(job.runner_name) == 0  # its process had ended its job...
     assert _removal_calls(env) == before  # ...and no call was made for a runner GitHub had removed
 
 

@@ -15,16 +15,14 @@ import pytest
 import yaml
 
 from devcluster.cluster import Cluster
+from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
 from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import LEASES, PODS
-from tests.integration.podagent import PodAgent
-from tests.integration.support import job_of, wait_until
-from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, crds
+from tests.integration.support import ARTICLE_RD, REPO, pod_agent, seed
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
-__all__ = ["crds"]
 
 
 @dataclass
@@ -93,15 +91,13 @@ class Procs:
 
 
 @pytest.fixture
-async def procs(cluster: Cluster, crds: None, namespace: str, tmp_path: Path) -> AsyncIterator[Procs]:
+async def procs(cluster: Cluster, crds: list[str], namespace: str, tmp_path: Path) -> AsyncIterator[Procs]:
     async with Simulator(tick_interval=0.05) as sim:
-        sim.world.create_org("octo-org")
-        sim.world.create_repo("octo-org", "app")
-        token = sim.world.create_pat("admin").token
+        token = seed(sim)
         kube = await KubeClient.connect(str(cluster.kubeconfig))
         p = Procs(sim, kube, namespace, cluster, token, tmp_path)
         try:
-            async with PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)):
+            async with pod_agent(cluster, sim, namespace):
                 yield p
         finally:
             p.stop_all()

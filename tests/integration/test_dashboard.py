@@ -23,24 +23,20 @@ import pytest
 import yaml
 
 from devcluster.cluster import Cluster
+from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
 from ghsim.entities import Scope as SimScope
-from runnerd.controller.app import build
-from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS, ControllerOptions
+from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS
 from runnerd.controller.process import Controllers
-from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
-from runnerd.manifests.pod import PodOptions
 from runnerd.web import dashboard
 from runnerd.web.server import Address, Servers
-from tests.integration.podagent import PodAgent
-from tests.integration.support import job_of, wait_until
+from tests.integration.support import controller_process, pod_agent, seed
 from tests.unit.web import checks
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_DIR = ROOT / "charts" / "actions-runner-controller" / "crds"
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = os.environ.get("RUNNERD_CHROMIUM", "/usr/bin/chromium")
 REPO = "octo-org/app"
@@ -96,12 +92,6 @@ spec:
 """
 
 
-@pytest.fixture(scope="module")
-def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "-f", str(CRD_DIR))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-
-
 @dataclass
 class Env:
     sim: Simulator
@@ -114,49 +104,37 @@ class Env:
 
 @contextlib.asynccontextmanager
 async def running(cluster: Cluster, namespace: str) -> AsyncIterator[Env]:
+    def no_poll(controllers: Controllers) -> None:
+        assert controllers.autoscaling is not None
+        controllers.autoscaling.options.poll = False
+
     async with Simulator(tick_interval=0.05) as sim:
-        sim.world.create_org("octo-org")
-        sim.world.create_repo("octo-org", "app")
-        kube = await KubeClient.connect(str(cluster.kubeconfig))
-        github = GitHubClient(
-            PersonalAccessToken(sim.world.create_pat("admin").token),
-            config=GitHubConfig(api_url=sim.base_url),
-            trust_env=False,
-        )
-        options = ControllerOptions(
-            namespace=namespace,
-            sync_period=30.0,
-            registering_max_age=0.5,
-            drain_grace=1.0,
-            pod=PodOptions(runner_image="ghcr.io/runnerd/runner:test", github_url=sim.base_url + "/"),
-        )
-        controllers = build(kube=kube, github=github, options=options)
-        autoscaling = controllers.autoscaling
-        assert autoscaling is not None
-        autoscaling.options.poll = False
-        # the dashboard app (and its fleet) before the manager: the GPU ledger sees every event
-        task = asyncio.create_task(controllers.manager.run(), name="manager")
-        try:
-            async with (
-                Servers() as servers,
-                PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)),
-            ):
-                url = await dashboard.serve_dashboard(servers, controllers, "127.0.0.1:0", interval=0.5)
-                host, port = await servers.start(
-                    "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
-                )
-                sim.world.create_hook(
-                    f"http://{host}:{port}/webhook", scope=SimScope("repo", REPO), secret=SECRET
-                )
-                fleet = dashboard.fleet_for(autoscaling.metrics, controllers.informers)
-                yield Env(sim, kube, controllers, namespace, url, fleet)
-        finally:
-            controllers.manager.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 30)
-            await autoscaling.close()
-            await github.close()
-            await kube.close()
+        pat = seed(sim)
+        async with (
+            controller_process(
+                cluster,
+                sim,
+                pat,
+                namespace,
+                configure=no_poll,
+                sync_period=30.0,
+                registering_max_age=0.5,
+                drain_grace=1.0,
+            ) as controllers,
+            Servers() as servers,
+            pod_agent(cluster, sim, namespace),
+        ):
+            autoscaling = controllers.autoscaling
+            assert autoscaling is not None
+            url = await dashboard.serve_dashboard(servers, controllers, "127.0.0.1:0", interval=0.5)
+            host, port = await servers.start(
+                "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
+            )
+            sim.world.create_hook(
+                f"http://{host}:{port}/webhook", scope=SimScope("repo", REPO), secret=SECRET
+            )
+            fleet = dashboard.fleet_for(autoscaling.metrics, controllers.informers)
+            yield Env(sim, controllers.kube, controllers, namespace, url, fleet)
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +185,7 @@ def expected_for(scrape_: Any, element: dict[str, Any]) -> float | None:
 
 async def test_the_page_shows_what_metrics_says(
     cluster: Cluster,
-    crds: None,
+    crds: list[str],
     browser: str,
     namespace: str,
     tmp_path: Path,
@@ -342,7 +320,7 @@ async def test_the_page_shows_what_metrics_says(
 
 
 async def test_runnerd_controller_serves_the_dashboard_on_its_metrics_address(
-    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+    cluster: Cluster, crds: list[str], namespace: str, tmp_path: Path
 ) -> None:
     """The command line's wiring: --metrics-addr serves /metrics, the page and its data."""
     with socket.socket() as s:  # a free port for the child process

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from devcluster import binaries
+from devcluster.process import alive
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
@@ -99,13 +100,6 @@ def descendants(root: int) -> dict[int, str]:
                 continue
             todo.append(pid)
     return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_demo_runs_a_gpu_job_scales_to_zero_and_stops_on_ctrl_c(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from devcluster.cluster import EXIT_CODE_ANNOTATION, GPU_RESOURCE, Cluster
+from devcluster.cluster import EXIT_CODE_ANNOTATION, Cluster
+from devcluster.nodes import GPU_RESOURCE
 
 pytestmark = pytest.mark.cluster
 

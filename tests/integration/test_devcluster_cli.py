@@ -13,31 +13,20 @@ from pathlib import Path
 import pytest
 
 from devcluster import binaries
+from devcluster.process import alive
 
 pytestmark = pytest.mark.cluster
 
 CLI = [sys.executable, "-m", "devcluster.cli"]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 def _wait_gone(pids: list[int], timeout: float = 30) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [p for p in pids if _alive(p)]
-        if not alive:
+        if not any(alive(p) for p in pids):
             return []
         time.sleep(0.1)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if alive(p)]
 
 
 @pytest.fixture
@@ -87,7 +76,7 @@ def test_cluster_up_in_background_then_down(cli_env: dict[str, str], tmp_path: P
 
     state = json.loads((tmp_path / "cache/runnerd/devcluster/bg/state.json").read_text())
     pids = [state["pid"], *state["components"].values()]
-    assert all(_alive(p) for p in pids)
+    assert all(alive(p) for p in pids)
 
     again = subprocess.run(
         [*CLI, "cluster", "up", "--name", "bg"],

@@ -16,7 +16,7 @@ import pytest
 
 from devcluster import binaries, cluster
 from devcluster.cluster import Cluster, ClusterConfig, ClusterError
-from tests.integration.portload import stress
+from devcluster.portload import stress
 
 pytestmark = pytest.mark.cluster
 

@@ -12,10 +12,10 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
 from devcluster.cluster import Cluster
+from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
 from ghsim import Scope as SimScope
 from ghsim.podagent import PodAgent
-from tests.integration.support import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 

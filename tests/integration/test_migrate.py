@@ -13,20 +13,18 @@ import pytest
 import yaml
 
 from devcluster.cluster import Cluster
+from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
 from ghsim import Scope as SimScope
 from runnerd import cli, migrate
-from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNER_REPLICA_SETS, RUNNERS, controller_ref
+from runnerd.controller.common import RUNNER_DEPLOYMENTS
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, STATEFUL_SETS
 from runnerd.reconcile.migration import ARC_POD_FINALIZER
 from runnerd.runtime import NotFound
-from tests.integration.podagent import PodAgent
-from tests.integration.support import job_of, wait_until
-from tests.integration.test_chart import arc_objects
-from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, crds
+from tests.integration.support import ARTICLE_RD, REPO, pod_agent, seed
+from tests.integration.test_chart import arc_objects, create_owned
 
-__all__ = ["crds"]
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
 ARC_WEBHOOK = "actions-runner-controller-validating-webhook-configuration"
@@ -82,16 +80,14 @@ async def migrate_once(
 
 
 async def test_migrate_from_arc_releases_idle_and_done_runners_and_waits_for_busy_ones(
-    cluster: Cluster, crds: None, namespace: str
+    cluster: Cluster, crds: list[str], namespace: str
 ) -> None:
     async with (
         Simulator(tick_interval=0.05) as sim,
         await KubeClient.connect(str(cluster.kubeconfig)) as kube,
     ):
         world = sim.world
-        world.create_org("octo-org")
-        world.create_repo("octo-org", "app")
-        pat = world.create_pat("admin").token
+        pat = seed(sim)
         token = world.issue_token(SimScope("repo", REPO), "registration").token
         rd = yaml.safe_load(ARTICLE_RD)
         rd["metadata"]["namespace"] = namespace
@@ -106,12 +102,7 @@ async def test_migrate_from_arc_releases_idle_and_done_runners_and_waits_for_bus
                 {**e, "value": pod["metadata"]["name"]} if e["name"] == "RUNNER_NAME" else e
                 for e in pod["spec"]["containers"][0]["env"]
             ]
-            rrs["metadata"]["ownerReferences"] = [controller_ref(rd)]
-            rrs = await kube.create(RUNNER_REPLICA_SETS, rrs, namespace=namespace)
-            runner["metadata"]["ownerReferences"] = [controller_ref(rrs)]
-            runner = await kube.create(RUNNERS, runner, namespace=namespace)
-            pod["metadata"]["ownerReferences"] = [controller_ref(runner)]
-            await kube.create(PODS, pod, namespace=namespace)
+            await create_owned(kube, rd, rrs, runner, pod)
             arc_pods.append(pod["metadata"]["name"])
         busy, idle = arc_pods
         sts = await kube.create(
@@ -125,7 +116,7 @@ async def test_migrate_from_arc_releases_idle_and_done_runners_and_waits_for_bus
             "webhooks": [],
         }))  # fmt: skip
 
-        async with PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)):
+        async with pod_agent(cluster, sim, namespace):
             names = {busy, idle, sts_runner}
             await wait_until(
                 "ARC's three runners online",

@@ -12,13 +12,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.integration.support import wait_until
-from tests.integration.test_controller_process import Procs, crds, procs
+from devcluster.wait import wait_until
+from tests.integration.test_controller_process import Procs, procs
 from tests.unit.chart import tools
 from tests.unit.web import checks
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
-__all__ = ["crds", "procs"]
+__all__ = ["procs"]
 
 PORT_LINE = re.compile(r"metrics listening on 127\.0\.0\.1:(\d+)")
 

@@ -22,17 +22,14 @@ import yaml
 
 from devcluster.cluster import Cluster
 from devcluster.realnode import Image
+from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
-from runnerd.controller.app import build
-from runnerd.controller.common import RUNNER_DEPLOYMENTS, ControllerOptions
-from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
+from runnerd.controller.common import RUNNER_DEPLOYMENTS
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS
-from runnerd.manifests.pod import PodOptions
 from tests.conftest import fresh_namespace
 from tests.integration.realnode_support import images, on_real_node, real_cluster
-from tests.integration.support import wait_until
-from tests.integration.test_controller_e2e import ARTICLE_RD, CRD_DIR, REPO
+from tests.integration.support import ARTICLE_RD, REPO, controller_process, install_crds, seed
 
 # 600 s: the first test to ask for the images builds them when `make images` has not (~4 min cold)
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -51,8 +48,7 @@ docker run --rm --network none runnerd-e2e/hello 'echo hello from docker run'
 
 @pytest.fixture(scope="module")
 def real_crds(real_cluster: Cluster) -> Cluster:
-    real_cluster.kubectl("apply", "-f", str(CRD_DIR))
-    real_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    install_crds(real_cluster)
     return real_cluster
 
 
@@ -145,44 +141,33 @@ def _ts(text: str) -> float:
 async def env(real_crds: Cluster, real_namespace: str, images: dict[str, Image]) -> AsyncIterator[Env]:
     gateway = real_crds.real_nodes[0].gateway
     async with Simulator(host=gateway, tick_interval=0.05) as sim:
-        sim.world.create_org("octo-org")
-        sim.world.create_repo("octo-org", "app")
-        pat = sim.world.create_pat("admin").token
-        kube = await KubeClient.connect(str(real_crds.kubeconfig))
-        github = GitHubClient(
-            PersonalAccessToken(pat), config=GitHubConfig(api_url=sim.base_url), trust_env=False
-        )
-        options = ControllerOptions(
-            namespace=real_namespace,
+        pat = seed(sim)
+        async with controller_process(
+            real_crds,
+            sim,
+            pat,
+            real_namespace,
+            runner_image=images["test-runner"].tag,
             sync_period=5.0,
             drain_grace=2.0,
-            pod=PodOptions(runner_image=images["test-runner"].tag, github_url=sim.base_url + "/"),
-        )
-        controllers = build(kube=kube, github=github, options=options)
-        task = asyncio.create_task(controllers.manager.run(), name="manager")
-        e = Env(sim, kube, real_namespace, images, real_crds)
-        observer = asyncio.create_task(e.observe(), name="observe-pods")
-        try:
-            yield e
-            # scale to zero and wait until the node has no runner pod left
-            await kube.patch(
-                RUNNER_DEPLOYMENTS,
-                "example-runner-deployment",
-                {"spec": {"replicas": 0}},
-                namespace=real_namespace,
-            )
-            await wait_until("no runner pod left", lambda: _none(e.pods()), 120)
-        finally:
-            observer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await observer
-            controllers.manager.stop()
+        ) as controllers:
+            kube = controllers.kube
+            e = Env(sim, kube, real_namespace, images, real_crds)
+            observer = asyncio.create_task(e.observe(), name="observe-pods")
             try:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(task, 30)
+                yield e
+                # scale to zero and wait until the node has no runner pod left
+                await kube.patch(
+                    RUNNER_DEPLOYMENTS,
+                    "example-runner-deployment",
+                    {"spec": {"replicas": 0}},
+                    namespace=real_namespace,
+                )
+                await wait_until("no runner pod left", lambda: _none(e.pods()), 120)
             finally:
-                await github.close()
-                await kube.close()
+                observer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await observer
 
 
 async def _none(pods: Any) -> bool:

@@ -25,17 +25,16 @@ import yaml
 
 from devcluster.cluster import Cluster
 from devcluster.realnode import BUILD_IMAGES, Image
+from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
 from runnerd.controller.common import RUNNER_DEPLOYMENTS
 from runnerd.kube.client import KubeClient
-from tests.integration.podagent import PodAgent
 from tests.integration.realnode_support import PODMAN, images
-from tests.integration.support import job_of, wait_until
-from tests.integration.test_controller_e2e import ARTICLE_RD, REPO, crds
+from tests.integration.support import ARTICLE_RD, REPO, pod_agent, seed
 
 # 600 s: the first test to ask for the images builds them when `make images` has not (~4 min cold)
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
-__all__ = ["crds", "images"]
+__all__ = ["images"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -119,13 +118,11 @@ class Podman:
 
 @pytest.fixture
 async def controller_in_podman(
-    cluster: Cluster, crds: None, namespace: str, controller_image: Image, tmp_path: Path
+    cluster: Cluster, crds: list[str], namespace: str, controller_image: Image, tmp_path: Path
 ) -> AsyncIterator[Podman]:
     image = controller_image
     async with Simulator(tick_interval=0.05) as sim:
-        sim.world.create_org("octo-org")
-        sim.world.create_repo("octo-org", "app")
-        token = sim.world.create_pat("admin").token
+        token = seed(sim)
         kube = await KubeClient.connect(str(cluster.kubeconfig))
         name = f"runnerd-{namespace}"
         argv = [
@@ -142,7 +139,7 @@ async def controller_in_podman(
             *argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
         try:
-            async with PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)):
+            async with pod_agent(cluster, sim, namespace):
                 yield Podman(sim, kube, proc, tmp_path / "controller.log")
         finally:
             stop = await asyncio.create_subprocess_exec(

@@ -5,59 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devcluster.cluster import Cluster
+from devcluster.wait import wait_until
 from ghsim import Simulator
-from runnerd.controller.app import build
-from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS, ControllerOptions
-from runnerd.controller.process import Controllers
-from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
-from runnerd.kube.client import KubeClient
-from runnerd.manifests.pod import PodOptions
+from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS
 from runnerd.runtime import InformerEvent
-from tests.integration.support import wait_until
+from tests.integration.support import controller_process
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "actions-runner-controller" / "crds"
 REPLICAS = 40
 
 
-@pytest.fixture(scope="module")
-def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "-f", str(CRD_DIR))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-
-
-@contextlib.asynccontextmanager
-async def controller(
-    cluster: Cluster, sim: Simulator, token: str, namespace: str
-) -> AsyncIterator[Controllers]:
-    """One controller process (its own clients, informers and in-memory state)."""
-    kube = await KubeClient.connect(str(cluster.kubeconfig))
-    github = GitHubClient(
-        PersonalAccessToken(token), config=GitHubConfig(api_url=sim.base_url), trust_env=False
-    )
-    options = ControllerOptions(
-        namespace=namespace,
-        sync_period=5.0,
-        pod=PodOptions(runner_image="ghcr.io/runnerd/runner:test", github_url=sim.base_url + "/"),
-    )
-    controllers = build(kube=kube, github=github, options=options)
-    try:
-        yield controllers
-    finally:
-        await github.close()
-        await kube.close()
+def controller(cluster: Cluster, sim: Simulator, token: str, namespace: str) -> Any:
+    """One controller process (its own clients, informers and in-memory state); the test runs
+    (and kills) its manager."""
+    return controller_process(cluster, sim, token, namespace, start=False, sync_period=5.0)
 
 
 async def test_a_controller_killed_mid_batch_never_exceeds_replicas(
-    cluster: Cluster, crds: None, namespace: str
+    cluster: Cluster, crds: list[str], namespace: str
 ) -> None:
     async with Simulator(tick_interval=0.05) as sim:
         sim.world.create_org("octo-org")

@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devcluster.cluster import Cluster
+from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
-from runnerd.controller.app import build
-from runnerd.controller.common import RUNNER_SETS, ControllerOptions
+from runnerd.controller.common import RUNNER_SETS
 from runnerd.controller.runnerset_volumes import PERSISTENT_VOLUMES
-from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PERSISTENT_VOLUME_CLAIMS, PODS, SECRETS, STATEFUL_SETS
-from runnerd.manifests.pod import PodOptions
 from runnerd.reconcile.credentials import ENV_JIT_CONFIG
 from runnerd.reconcile.runnerset import ANNOTATION_CONSUMED_BY, LABEL_RUNNERSET_NAME
-from tests.integration.podagent import PodAgent
-from tests.integration.support import wait_until
+from tests.integration.support import REPO, controller_process, pod_agent, seed
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
-
-REPO = "octo-org/app"
-CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "actions-runner-controller" / "crds"
-
-
-@pytest.fixture(scope="module")
-def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "-f", str(CRD_DIR))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 
 @dataclass
@@ -63,40 +48,16 @@ class Env:
 
 
 @pytest.fixture
-async def env(cluster: Cluster, crds: None, namespace: str) -> AsyncIterator[Env]:
+async def env(cluster: Cluster, crds: list[str], namespace: str) -> AsyncIterator[Env]:
     async with Simulator(tick_interval=0.05) as sim:
-        sim.world.create_org("octo-org")
-        sim.world.create_repo("octo-org", "app")
-        pat = sim.world.create_pat("admin").token
-        kube = await KubeClient.connect(str(cluster.kubeconfig))
-        github = GitHubClient(
-            PersonalAccessToken(pat), config=GitHubConfig(api_url=sim.base_url), trust_env=False
-        )
-        options = ControllerOptions(
-            namespace=namespace,
-            sync_period=5.0,
-            registering_max_age=0.5,
-            drain_grace=1.0,
-            pod=PodOptions(runner_image="ghcr.io/runnerd/runner:test", github_url=sim.base_url + "/"),
-        )
-        controllers = build(kube=kube, github=github, options=options)
-        task = asyncio.create_task(controllers.manager.run(), name="manager")
-        try:
-            async with PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)):
-                yield Env(sim, kube, namespace)
-        finally:
-            controllers.manager.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 30)
-            await github.close()
-            await kube.close()
-
-
-def job_of(sim: Simulator) -> Callable[[str], int | None]:
-    def job_of(name: str) -> int | None:
-        return next((r.job_id for r in sim.world.runners.values() if r.name == name), None)
-
-    return job_of
+        pat = seed(sim)
+        async with (
+            controller_process(
+                cluster, sim, pat, namespace, sync_period=5.0, registering_max_age=0.5, drain_grace=1.0
+            ) as controllers,
+            pod_agent(cluster, sim, namespace),
+        ):
+            yield Env(sim, controllers.kube, namespace)
 
 
 def runnerset(name: str, replicas: int, **template_spec: Any) -> dict[str, Any]:

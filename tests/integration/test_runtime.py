@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import pytest
 
 from devcluster.cluster import Cluster
+from devcluster.wait import wait_until
 from runnerd.kube import (
     CONFIGMAPS,
     CUSTOM_RESOURCE_DEFINITIONS,
@@ -46,12 +47,6 @@ pytestmark = pytest.mark.cluster
 # resourceVersion gets 410 Gone at once.
 PODTEMPLATES = Resource("", "v1", "podtemplates", "PodTemplate")
 WIDGETS = Resource("runnerd-test.example.com", "v1", "widgets", "Widget")
-
-
-async def wait_for(condition: Callable[[], bool], limit: float = 30.0) -> None:
-    async with asyncio.timeout(limit):
-        while not condition():  # noqa: ASYNC110 - polls state changed by other tasks and the server
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -117,14 +112,14 @@ async def test_informer_sees_create_update_delete(kube: KubeClient, cluster: Clu
         await asyncio.to_thread(
             cluster.kubectl, "-n", namespace, "create", "configmap", "cm", "--from-literal=k=v"
         )
-        await wait_for(lambda: seen.seen(EventType.ADDED, "cm"))
+        await wait_until("the ADDED event of cm", lambda: seen.seen(EventType.ADDED, "cm"), step=0.02)
         await kube.patch(CONFIGMAPS, "cm", {"data": {"k": "v2"}}, namespace=namespace)
-        await wait_for(lambda: seen.seen(EventType.MODIFIED, "cm"))
+        await wait_until("the MODIFIED event of cm", lambda: seen.seen(EventType.MODIFIED, "cm"), step=0.02)
         cached = informer.store.get(Key(namespace, "cm"))
         assert cached is not None
         assert cached["data"] == {"k": "v2"}
         await kube.delete(CONFIGMAPS, "cm", namespace=namespace)
-        await wait_for(lambda: seen.seen(EventType.DELETED, "cm"))
+        await wait_until("the DELETED event of cm", lambda: seen.seen(EventType.DELETED, "cm"), step=0.02)
         assert Key(namespace, "cm") not in informer.store
         assert int(informer.resource_version) > int(listed)
         assert informer.lists == 1
@@ -146,13 +141,15 @@ async def test_bookmarks_advance_quiet_watches_which_resume_without_relisting(
         listed = int(informer.resource_version)
         for i in range(3):  # changes the informer does not see: only a bookmark tells it about them
             await kube.create(CONFIGMAPS, configmap(f"noise{i}", namespace))
-        await wait_for(lambda: int(informer.resource_version) > listed, limit=20)
+        await wait_until(
+            "a resource version past the list", lambda: int(informer.resource_version) > listed, 20, step=0.02
+        )
         assert seen.events == [], "bookmarks are not dispatched to handlers"
-        await wait_for(lambda: informer.watches >= 2, limit=20)
+        await wait_until("a second watch", lambda: informer.watches >= 2, 20, step=0.02)
         late = configmap("late", namespace)
         late["metadata"]["labels"] = {"app": "runnerd-test"}
         await kube.create(CONFIGMAPS, late)
-        await wait_for(lambda: seen.seen(EventType.ADDED, "late"))
+        await wait_until("the ADDED event of late", lambda: seen.seen(EventType.ADDED, "late"), step=0.02)
         assert [e.obj["metadata"]["name"] for e in seen.events] == ["late"], "the label selector applies"
         assert informer.lists == 1, "an ended watch resumes from its resourceVersion; it does not relist"
     finally:
@@ -210,8 +207,8 @@ async def test_watch_from_a_compacted_version_relists_with_the_right_diff(
         revision = await asyncio.to_thread(cluster.compact_etcd)
         assert revision > int(listed)
         lister.gate.set()
-        await wait_for(lambda: informer.lists == 2)
-        await wait_for(lambda: len(seen.events) >= 3)
+        await wait_until("a second list", lambda: informer.lists == 2, step=0.02)
+        await wait_until("three events", lambda: len(seen.events) >= 3, step=0.02)
         assert sorted((e.type.value, e.obj["metadata"]["name"]) for e in seen.events) == [
             ("ADDED", "c"),
             ("DELETED", "a"),
@@ -222,7 +219,7 @@ async def test_watch_from_a_compacted_version_relists_with_the_right_diff(
         assert b is not None
         assert b["template"]["spec"]["containers"][0]["image"] == "alpine"
         assert lister.watch_versions[0] == listed
-        await wait_for(lambda: len(lister.watch_versions) >= 2)
+        await wait_until("a second watch", lambda: len(lister.watch_versions) >= 2, step=0.02)
         assert int(lister.watch_versions[1]) >= revision, "the new watch starts from the relist"
     finally:
         await cancel(task)
@@ -295,7 +292,7 @@ async def test_leader_election_on_a_real_lease(kube: KubeClient, cluster: Cluste
     b = make_elector(kube.lease_client(), namespace, "b")
     work_a, work_b = Work(), Work()
     run_a = asyncio.create_task(a.run(work_a))
-    await wait_for(lambda: a.is_leader)
+    await wait_until("a to lead", lambda: a.is_leader, step=0.02)
     run_b = asyncio.create_task(b.run(work_b))
     try:
         await asyncio.sleep(LEASE_DURATION + 2 * RETRY)
@@ -310,7 +307,7 @@ async def test_leader_election_on_a_real_lease(kube: KubeClient, cluster: Cluste
         frozen = asyncio.get_running_loop().time()
         with pytest.raises(LeadershipLost):
             await asyncio.wait_for(run_a, 10)
-        await wait_for(lambda: work_b.started is not None, limit=10)
+        await wait_until("b's work to start", lambda: work_b.started is not None, 10, step=0.02)
         assert work_a.stopped is not None
         assert work_b.started is not None
         assert work_a.stopped < work_b.started, "the old leader stopped before the new one started"
@@ -329,7 +326,7 @@ async def test_leader_election_on_a_real_lease(kube: KubeClient, cluster: Cluste
         with pytest.raises(asyncio.CancelledError):
             await run_b
         released = asyncio.get_running_loop().time()
-        await wait_for(lambda: work_c.started is not None, limit=10)
+        await wait_until("c's work to start", lambda: work_c.started is not None, 10, step=0.02)
         assert work_c.started is not None
         assert work_c.started - released < LEASE_DURATION, (
             "a released lease is taken without waiting for expiry"
@@ -363,12 +360,16 @@ async def test_manager_reconciles_as_leader_and_releases_on_stop(
     manager.add_controller(controller)
     task = asyncio.create_task(manager.run())
     try:
-        await wait_for(lambda: manager.leading and manager.ready)
+        await wait_until(
+            "the manager leading and ready", lambda: manager.leading and manager.ready, step=0.02
+        )
         await asyncio.to_thread(
             cluster.kubectl, "-n", namespace, "create", "configmap", "x", "--from-literal=a=b"
         )
-        await wait_for(
-            lambda: ((informer.store.get(Key(namespace, "x")) or {}).get("data") or {}).get("seen") == "yes"
+        await wait_until(
+            "the controller to mark x seen",
+            lambda: ((informer.store.get(Key(namespace, "x")) or {}).get("data") or {}).get("seen") == "yes",
+            step=0.02,
         )
         manager.stop()
         await asyncio.wait_for(task, 15)

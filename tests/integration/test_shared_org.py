@@ -3,7 +3,6 @@ names: neither ever removes the other's registrations, even those offline (pods 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -13,17 +12,13 @@ import yaml
 
 from devcluster import binaries
 from devcluster.cluster import Cluster, ClusterConfig
+from devcluster.wait import wait_until
 from ghsim import Scope as SimScope
 from ghsim import Simulator
-from runnerd.controller.app import build
-from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS, ControllerOptions
-from runnerd.controller.orphans import resolve_installation_label
+from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS
 from runnerd.controller.process import Controllers
-from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
-from runnerd.manifests.pod import PodOptions
-from tests.integration.support import wait_until
-from tests.integration.test_controller_e2e import CRD_DIR
+from tests.integration.support import controller_process, install_crds
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -62,37 +57,20 @@ class Installation:
 async def installation(
     cluster: Cluster, namespace: str, sim: Simulator, pat: str
 ) -> AsyncIterator[Installation]:
-    cluster.kubectl("apply", "-f", str(CRD_DIR))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    install_crds(cluster)
     cluster.kubectl("create", "namespace", namespace, check=False)
-    kube = await KubeClient.connect(str(cluster.kubeconfig))
-    github = GitHubClient(
-        PersonalAccessToken(pat), config=GitHubConfig(api_url=sim.base_url), trust_env=False
-    )
-    options = ControllerOptions(
-        namespace=namespace,
+    async with controller_process(
+        cluster,
+        sim,
+        pat,
+        namespace,
+        installation_label=True,
         sync_period=2.0,
         registering_max_age=0.5,
         orphan_sweep_period=0.5,
         orphan_grace=1.0,
-        pod=PodOptions(
-            runner_image="ghcr.io/runnerd/runner:test",  # JIT: registered before the pod exists
-            github_url=sim.base_url + "/",
-            installation_label=await resolve_installation_label(kube, "", namespace),
-        ),
-    )
-    controllers = build(kube=kube, github=github, options=options)
-    task = asyncio.create_task(controllers.manager.run(), name=f"manager-{namespace}")
-    try:
-        yield Installation(kube, controllers, namespace)
-    finally:
-        controllers.manager.stop()
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 30)
-        finally:
-            await github.close()
-            await kube.close()
+    ) as controllers:
+        yield Installation(controllers.kube, controllers, namespace)
 
 
 async def test_two_clusters_one_org_same_names_never_remove_each_others_runners(

@@ -31,12 +31,6 @@ CRD_DIR = ROOT / "charts" / "actions-runner-controller" / "crds"
 BIN = Path(sys.executable).parent  # the virtualenv's bin: runnerd, kubectl-runnerd, kubectl
 
 
-@pytest.fixture(scope="module")
-def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "-f", str(CRD_DIR))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-
-
 def _strip(obj: dict[str, Any]) -> dict[str, Any]:
     """An object as a client creates it (no status, uid or timestamps)."""
     meta = {k: v for k, v in obj["metadata"].items() if k in ("name", "namespace", "labels")}
@@ -113,7 +107,7 @@ def environment(cluster: Cluster, **extra: str) -> dict[str, str]:
 
 
 async def test_runnerd_status_tables_and_metrics(
-    cluster: Cluster, crds: None, namespace: str, kube: KubeClient
+    cluster: Cluster, crds: list[str], namespace: str, kube: KubeClient
 ) -> None:
     await create_fleet(kube, namespace)
     metrics = Metrics()
@@ -158,7 +152,7 @@ async def test_runnerd_status_tables_and_metrics(
 
 
 async def test_json_all_namespaces_and_the_kubectl_plugin(
-    cluster: Cluster, crds: None, namespace: str, kube: KubeClient, tmp_path: Path
+    cluster: Cluster, crds: list[str], namespace: str, kube: KubeClient, tmp_path: Path
 ) -> None:
     await create_fleet(kube, namespace)
     env = environment(cluster)

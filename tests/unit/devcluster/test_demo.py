@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from devcluster import demo, workload
+from devcluster import demo, observe, stack, workload
 from devcluster.workload import CPU_LABELS, GPU_LABELS, SyntheticShape
 from ghsim import ManualClock
 from ghsim.errors import ValidationFailed
@@ -118,8 +118,8 @@ def _by_kind(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]
 
 
 def test_manifests_are_the_articles_pair_and_a_gpu_pair(tmp_path: Path) -> None:
-    opts = demo.StackOptions(state_dir=tmp_path, cpu_max=5, gpu_max=3, scale_down_delay_s=30)
-    docs = _by_kind(demo.manifests(opts))
+    opts = stack.StackOptions(state_dir=tmp_path, cpu_max=5, gpu_max=3, scale_down_delay_s=30)
+    docs = _by_kind(stack.manifests(opts))
     assert set(docs) == {
         ("RunnerDeployment", "example-runner-deployment"),
         ("HorizontalRunnerAutoscaler", "example-hra"),
@@ -147,8 +147,8 @@ def test_manifests_are_the_articles_pair_and_a_gpu_pair(tmp_path: Path) -> None:
 
 
 def test_manifests_without_a_gpu_pool_or_metric(tmp_path: Path) -> None:
-    opts = demo.StackOptions(state_dir=tmp_path, gpu_max=0, hra_metric=False)
-    docs = demo.manifests(opts)
+    opts = stack.StackOptions(state_dir=tmp_path, gpu_max=0, hra_metric=False)
+    docs = stack.manifests(opts)
     assert [d["kind"] for d in docs] == ["RunnerDeployment", "HorizontalRunnerAutoscaler"]
     assert "metrics" not in docs[1]["spec"]
 
@@ -168,14 +168,16 @@ def _pod(
 
 
 def test_pod_gpus_sums_the_containers_limits() -> None:
-    assert demo.pod_gpus(_pod("a", "1", gpus=2)) == 2
-    assert demo.pod_gpus(_pod("a", "1")) == 0
-    assert demo.pod_gpus({"spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "4"}}}]}}) == 4
+    assert observe.pod_gpus(_pod("a", "1", gpus=2)) == 2
+    assert observe.pod_gpus(_pod("a", "1")) == 0
+    assert (
+        observe.pod_gpus({"spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "4"}}}]}}) == 4
+    )
 
 
 def test_tracking_agent_records_when_pods_appear_end_and_go() -> None:
     clock = ManualClock(1000.0)
-    agent = demo.TrackingPodAgent(None, "http://sim", watch=False, clock=clock.now)
+    agent = observe.TrackingPodAgent(None, "http://sim", watch=False, clock=clock.now)
     agent.handle("ADDED", _pod("gpu-1", "u1", gpus=1))
     agent.handle("ADDED", _pod("cpu-1", "u2"))
     clock.advance(10)
@@ -194,7 +196,7 @@ def test_tracking_agent_records_when_pods_appear_end_and_go() -> None:
 
 
 async def test_tracking_agent_has_no_connection_limit() -> None:
-    agent = demo.TrackingPodAgent(None, "http://sim", watch=False)
+    agent = observe.TrackingPodAgent(None, "http://sim", watch=False)
     await agent.start()
     try:
         assert agent._session is not None
@@ -204,7 +206,7 @@ async def test_tracking_agent_has_no_connection_limit() -> None:
         await agent.stop()
 
 
-def _snapshot(**changes: Any) -> demo.Snapshot:
+def _snapshot(**changes: Any) -> observe.Snapshot:
     values: dict[str, Any] = {
         "elapsed": 75.0,
         "queued": 2,
@@ -221,7 +223,7 @@ def _snapshot(**changes: Any) -> demo.Snapshot:
         "wait_p50": 3.25,
     }
     values.update(changes)
-    return demo.Snapshot(**values)
+    return observe.Snapshot(**values)
 
 
 def test_summary_line() -> None:
@@ -261,7 +263,7 @@ def test_finished_only_when_the_trace_is_over_all_done_and_all_at_zero() -> None
     ],
 )
 def test_percentile_is_nearest_rank(values: list[float], q: float, expected: float | None) -> None:
-    assert demo.percentile(values, q) == expected
+    assert observe.percentile(values, q) == expected
 
 
 class _Core:
@@ -285,7 +287,7 @@ def test_feeder_schedules_ahead_and_runs_the_jobs_on_time() -> None:
     clock = ManualClock()
     sim = _Sim(clock)
     entries = [TraceEntry(float(t), "acme-ml/trainer", CPU_LABELS, 1.0) for t in (0, 10, 50, 100)]
-    feeder = demo.Feeder(sim, entries, lookahead_s=30)  # type: ignore[arg-type]
+    feeder = observe.Feeder(sim, entries, lookahead_s=30)  # type: ignore[arg-type]
     feeder.feed()
     assert (feeder.scheduled, feeder.exhausted) == (2, False)
     sim.world.tick()
@@ -304,7 +306,7 @@ def test_feeder_schedules_ahead_and_runs_the_jobs_on_time() -> None:
 def test_feeder_handles_an_endless_workload_lazily() -> None:
     clock = ManualClock()
     sim = _Sim(clock)
-    feeder = demo.Feeder(sim, workload.mlops(seed=1), lookahead_s=60)  # type: ignore[arg-type]
+    feeder = observe.Feeder(sim, workload.mlops(seed=1), lookahead_s=60)  # type: ignore[arg-type]
     feeder.feed()
     assert 0 < feeder.scheduled < 40
     assert not feeder.exhausted

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from devcluster.binaries import Binaries
-from devcluster.cluster import GPU_RESOURCE, Cluster, ClusterConfig, GpuShape
+from devcluster.cluster import ClusterConfig, GpuShape
+from devcluster.nodes import GPU_RESOURCE, node_manifests
 
 
 @pytest.mark.parametrize(
@@ -36,8 +36,7 @@ def test_gpu_shape_rejects(text: str, message: str) -> None:
 
 
 def test_node_manifests_default_shape() -> None:
-    cluster = Cluster(ClusterConfig(state_dir=Path("/nonexistent")), Binaries(Path("/nonexistent")))
-    nodes = cluster.node_manifests()
+    nodes = node_manifests(ClusterConfig(state_dir=Path("/nonexistent")))
     assert [n["metadata"]["name"] for n in nodes] == ["cpu-node-0", "cpu-node-1", "gpu-node-0", "gpu-node-1"]
     cpu, gpu = nodes[0], nodes[2]
     assert GPU_RESOURCE not in cpu["status"]["allocatable"]
@@ -56,7 +55,7 @@ def test_node_manifests_mixed_shapes() -> None:
         gpu_shapes=(GpuShape("A100", 4, 1), GpuShape("H100", 8, 2)),
         max_pods=500,
     )
-    nodes = Cluster(config, Binaries(Path("/nonexistent"))).node_manifests()
+    nodes = node_manifests(config)
     assert [(n["metadata"]["name"], n["status"]["capacity"][GPU_RESOURCE]) for n in nodes] == [
         ("gpu-node-0", "4"),
         ("gpu-node-1", "8"),

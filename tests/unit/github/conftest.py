@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -77,10 +76,5 @@ async def make_client(github: FakeGitHub, fake_time: FakeTime) -> AsyncIterator[
 
 
 @pytest.fixture(autouse=True)
-async def no_leaked_tasks() -> AsyncIterator[None]:
-    yield
-    current = asyncio.current_task()
-    leaked = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
-    for task in leaked:
-        task.cancel()
-    assert not leaked, f"tasks left running: {leaked}"
+def every_task_finished(no_leaked_tasks: None) -> None:
+    """Every test here ends with no task of its own left running (see tests/conftest.py)."""

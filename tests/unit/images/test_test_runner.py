@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
 from ghsim.entities import Scope
-from tests.integration.support import wait_until
 
 SCRIPT = Path(__file__).resolve().parents[3] / "images" / "test-runner" / "runnerd-test-runner.py"
 pytestmark = pytest.mark.timeout(60)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
 import pytest
 
@@ -45,10 +45,5 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> M
 
 
 @pytest.fixture(autouse=True)
-async def no_leaked_tasks() -> AsyncIterator[None]:
-    yield
-    current = asyncio.current_task()
-    leaked = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
-    for task in leaked:
-        task.cancel()
-    assert not leaked, f"tasks left running: {leaked}"
+def every_task_finished(no_leaked_tasks: None) -> None:
+    """Every test here ends with no task of its own left running (see tests/conftest.py)."""

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 
+from devcluster.wait import wait_until
 from runnerd.runtime.errors import AlreadyExists, Conflict, NotFound, ResourceExpired
 from runnerd.runtime.types import Key, LeaseRecord, Obj, WatchEvent, WatchEventType
 
@@ -16,9 +17,7 @@ LoopFactory: TypeAlias = Callable[[], asyncio.AbstractEventLoop]
 
 async def eventually(condition: Callable[[], bool], *, limit: float = 3600.0, step: float = 0.01) -> None:
     """Waits (in loop time, so it costs nothing real) until ``condition()`` holds, at most ``limit`` s."""
-    async with asyncio.timeout(limit):
-        while not condition():  # noqa: ASYNC110 - polls state the code under test changes, not an event
-            await asyncio.sleep(step)
+    await wait_until("the condition", condition, limit, step=step)
 
 
 def now() -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -10,6 +9,8 @@ from html.parser import HTMLParser
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from devcluster.wait import wait_until
 
 
 def parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -128,6 +129,4 @@ def dom_numbers(html: str) -> MetricElements:
 
 async def wait_for(condition: Callable[[], bool], *, within: float = 5.0, step: float = 0.005) -> None:
     """Until ``condition()`` holds (state the code under test changes), at most ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - no event to wait on: polls state
-            await asyncio.sleep(step)
+    await wait_until("the condition", condition, within, step=step)

@@ -4,7 +4,9 @@ Faults, all drawn from one seed so a run repeats: the controller SIGKILLed durin
 restarted after a pause; ``workflow_job`` deliveries dropped, duplicated and reordered (ghsim's hook
 faults); GitHub answering 5xx to a fraction of the controller's API calls, half of them *after*
 GitHub acted (a proxy between the controller and ghsim). Used by
-``tests/integration/test_chaos.py`` (short) and ``bench/soak_bench.py`` (long).
+``tests/integration/test_chaos.py`` (short) and ``bench/soak_bench.py`` (long). It talks to the
+cluster as its admin (:meth:`Cluster.request`) and imports nothing of runnerd: the product runs as
+the process a user starts.
 
 :func:`run` returns what the assertions need: every job's outcome and queue wait, what was left at
 the end, and when the fleet got back to zero.
@@ -28,18 +30,21 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from devcluster.cluster import Cluster
-from devcluster.ports import free_port, release_port
 from ghsim import JobSpec, Simulator
 from ghsim.entities import Scope
-from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS, RUNNERS
-from runnerd.kube.client import KubeClient
-from runnerd.kube.resources import PODS
-from tests.integration.podagent import PodAgent
-from tests.integration.support import job_of, wait_until
+from ghsim.podagent import connect
+
+from .cluster import Cluster
+from .ports import free_port, release_port
+from .wait import WaitTimeout, wait_until
 
 REPO = "octo-org/app"
 LABELS = ("self-hosted", "chaos")
+API_GROUP = "/apis/actions.summerwind.dev/v1alpha1"
+PLURALS = {
+    "RunnerDeployment": "runnerdeployments",
+    "HorizontalRunnerAutoscaler": "horizontalrunnerautoscalers",
+}
 SECRET = "chaos-webhook-secret"
 
 
@@ -251,7 +256,8 @@ spec:
 async def run(
     cluster: Cluster, namespace: str, plan: Plan, log_dir: Path, *, within: float = 300.0
 ) -> Outcome:
-    """One chaos run (see the module docstring); raises ``TimeoutError`` naming what never happened."""
+    """One chaos run (see the module docstring); raises :class:`WaitTimeout` naming what never
+    happened (but for the fleet's return to zero, which the outcome reports)."""
     rng = random.Random(plan.seed)  # the workload and the kills
     faults = random.Random(plan.seed + 1)  # the n-th API call's fault is the same in every run
     outcome = Outcome(jobs=plan.jobs)
@@ -263,16 +269,20 @@ async def run(
         world.create_repo("octo-org", "app")
         token = world.create_pat("admin").token
         controller = ControllerProcess(cluster, namespace, proxy.url, sim.base_url + "/", token)
-        kube = await KubeClient.connect(str(cluster.kubeconfig))
         try:
             async with (
                 aiohttp.ClientSession() as http,
-                PodAgent(kube, sim.base_url, namespace, job_of=job_of(sim)),
+                connect(
+                    str(cluster.kubeconfig),
+                    sim.base_url,
+                    namespace=namespace,
+                    label_selector="actions-runner",
+                    poll_wait=1.0,
+                ),
             ):
-                await _run(plan, rng, outcome, sim, kube, controller, http, log_dir, namespace, within)
+                await _run(plan, rng, outcome, sim, cluster, controller, http, log_dir, namespace, within)
         finally:
             controller.stop()
-            await kube.close()
         outcome.injected_5xx = proxy.before + proxy.after
         outcome.injected_5xx_after = proxy.after
         outcome.api_calls = proxy.calls
@@ -286,7 +296,7 @@ async def _run(
     rng: random.Random,
     outcome: Outcome,
     sim: Simulator,
-    kube: KubeClient,
+    cluster: Cluster,
     controller: ControllerProcess,
     http: aiohttp.ClientSession,
     log_dir: Path,
@@ -295,18 +305,18 @@ async def _run(
 ) -> None:
     world = sim.world
     deadline = time.monotonic() + within
+    killing = [False]  # while a kill is under way, the controller's exit is expected
 
     def guard() -> None:
         failed = controller.exited()
-        if failed and not killing:
+        if failed and not killing[0]:
             raise AssertionError(f"{failed}; log {controller.log_path}")
 
-    killing = False
     controller.start(log_dir / "controller.log", plan)
     await wait_until("the controller ready", lambda: controller.ready(http), 60, guard)
     for obj in manifests(namespace, plan):
-        resource = RUNNER_DEPLOYMENTS if obj["kind"] == "RunnerDeployment" else HORIZONTAL_RUNNER_AUTOSCALERS
-        await kube.create(resource, obj, namespace=namespace)
+        path = f"{API_GROUP}/namespaces/{namespace}/{PLURALS[obj['kind']]}"
+        await asyncio.to_thread(cluster.request, "POST", path, obj)
     world.create_hook(
         f"http://127.0.0.1:{controller.webhook_port}/webhook",
         scope=Scope("repo", REPO),
@@ -318,6 +328,46 @@ async def _run(
             "seed": plan.seed,
         },
     )
+    job_ids = await _burst(plan, rng, outcome, sim, controller, http, log_dir, killing)
+    await wait_until(
+        "every job completed",
+        lambda: all(world.jobs[j].status == "completed" for j in job_ids),
+        max(1.0, deadline - time.monotonic()),
+        guard,
+        state=lambda: _where(sim, job_ids),
+    )
+    done_at = time.monotonic()
+
+    async def left() -> tuple[int, int]:
+        runners = await asyncio.to_thread(
+            cluster.request, "GET", f"{API_GROUP}/namespaces/{namespace}/runners"
+        )
+        pods = await asyncio.to_thread(cluster.request, "GET", f"/api/v1/namespaces/{namespace}/pods")
+        return len(runners["items"]), len(pods["items"])
+
+    async def converged() -> bool:
+        return not world.runners and await left() == (0, 0)
+
+    with contextlib.suppress(WaitTimeout):
+        await wait_until("back to zero", converged, max(1.0, deadline - time.monotonic()), guard)
+        outcome.converged_s = time.monotonic() - done_at
+    outcome.left_runners = len(world.runners)
+    outcome.left_runner_objects, outcome.left_pods = await left()
+    _count_jobs(outcome, sim, job_ids)
+
+
+async def _burst(
+    plan: Plan,
+    rng: random.Random,
+    outcome: Outcome,
+    sim: Simulator,
+    controller: ControllerProcess,
+    http: aiohttp.ClientSession,
+    log_dir: Path,
+    killing: list[bool],
+) -> list[int]:
+    """The job waves, with the controller's kills spread over them; the jobs' ids."""
+    world = sim.world
     per_wave = [plan.jobs // plan.waves + (1 if i < plan.jobs % plan.waves else 0) for i in range(plan.waves)]
     burst = plan.wave_gap_s * max(plan.waves - 1, 1)
     kill_at = sorted(rng.uniform(0.2, 0.9) * burst for _ in range(plan.kills))
@@ -335,7 +385,7 @@ async def _run(
             wave += 1
         if kill_at and now >= kill_at[0]:
             kill_at.pop(0)
-            killing = True
+            killing[0] = True
             controller.kill()
             outcome.kills += 1
             down = time.monotonic()
@@ -343,36 +393,25 @@ async def _run(
             controller.start(log_dir / "controller.log", plan)
             await wait_until("the controller ready after a kill", lambda: controller.ready(http), 60)
             outcome.downtime_s += time.monotonic() - down
-            killing = False
+            killing[0] = False
         await asyncio.sleep(0.05)
+    return job_ids
 
-    def jobs_done() -> bool:
-        return all(world.jobs[j].status == "completed" for j in job_ids)
 
-    def where() -> str:
-        waiting = [f"{world.jobs[j].name}: {world.jobs[j].status}" for j in job_ids]
-        waiting = [w for w, j in zip(waiting, job_ids, strict=True) if world.jobs[j].status != "completed"]
-        runners = [f"{r.name} {r.status}{' busy' if r.job_id else ''}" for r in world.runners.values()]
-        return f"jobs not completed: {waiting}; runners in GitHub: {runners}"
+def _where(sim: Simulator, job_ids: list[int]) -> str:
+    world = sim.world
+    waiting = [f"{world.jobs[j].name}: {world.jobs[j].status}" for j in job_ids]
+    waiting = [w for w, j in zip(waiting, job_ids, strict=True) if world.jobs[j].status != "completed"]
+    runners = [
+        f"{r.name} {'online' if world.runner_online(r) else 'offline'}{' busy' if r.job_id else ''}"
+        for r in world.runners.values()
+    ]
+    return f"jobs not completed: {waiting}; runners in GitHub: {runners}"
 
-    await wait_until(
-        "every job completed", jobs_done, max(1.0, deadline - time.monotonic()), guard, state=where
-    )
-    done_at = time.monotonic()
 
-    async def converged() -> bool:
-        runners = await kube.list(RUNNERS, namespace=namespace)
-        pods = await kube.list(PODS, namespace=namespace)
-        return not world.runners and not runners.items and not pods.items
-
-    with contextlib.suppress(TimeoutError):
-        await wait_until("back to zero", converged, max(1.0, deadline - time.monotonic()), guard)
-        outcome.converged_s = time.monotonic() - done_at
-    outcome.left_runners = len(world.runners)
-    outcome.left_runner_objects = len((await kube.list(RUNNERS, namespace=namespace)).items)
-    outcome.left_pods = len((await kube.list(PODS, namespace=namespace)).items)
+def _count_jobs(outcome: Outcome, sim: Simulator, job_ids: list[int]) -> None:
     for j in job_ids:
-        job = world.jobs[j]
+        job = sim.world.jobs[j]
         if job.status == "completed":
             outcome.completed += 1
         if job.conclusion == "success":
