@@ -91,11 +91,8 @@ def ensure(directory: Path, *, min_left: dt.timedelta = dt.timedelta(days=1)) ->
     return generate(directory)
 
 
-def generate(directory: Path) -> Pki:
-    """Write a fresh CA, serving/client certificates and an SA key pair into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-
+def _ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A self-signed CA that may sign certificates and CRLs."""
     ca_key = _key()
     ca_name = _name("runnerd-devcluster-ca")
     ca = (
@@ -123,25 +120,46 @@ def generate(directory: Path) -> Pki:
         )
         .sign(ca_key, hashes.SHA256())
     )
+    return ca, ca_key
+
+
+def _leaf(
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    now: dt.datetime,
+    cn: str,
+    org: str | None,
+    usage: x509.ObjectIdentifier,
+    sans: list[x509.GeneralName] | None,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A certificate for ``cn`` (in ``org``) signed by the CA, for one extended key usage."""
+    key = _key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn, org))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _VALID)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(ca_key, hashes.SHA256()), key
+
+
+def generate(directory: Path) -> Pki:
+    """Write a fresh CA, serving/client certificates and an SA key pair into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    ca, ca_key = _ca(now)
 
     def leaf(
         cn: str, org: str | None, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        key = _key()
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(cn, org))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + _VALID)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return builder.sign(ca_key, hashes.SHA256()), key
+        return _leaf(ca, ca_key, now, cn, org, usage, sans)
 
     serving, serving_key = leaf(
         "kube-apiserver",

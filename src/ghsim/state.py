@@ -311,7 +311,8 @@ def apply_seed(world: World, seed: JSON) -> JSON:
     return created
 
 
-def export_seed(world: World) -> JSON:
+def _export_groups(world: World) -> list[JSON]:
+    """The runner groups a seed recreates (default groups are implied)."""
     groups = []
     for groups_of_scope in world.groups.values():
         for g in groups_of_scope.values():
@@ -332,6 +333,11 @@ def export_seed(world: World) -> JSON:
                     o.login for o in world.orgs.values() if o.id in g.selected_organization_ids
                 ]
             groups.append(item)
+    return groups
+
+
+def _export_hooks(world: World) -> list[JSON]:
+    """The webhooks, with their faults when any is set."""
     hooks = []
     for hook in world.hooks.values():
         h: JSON = {"url": hook.url, "events": hook.events}
@@ -345,6 +351,13 @@ def export_seed(world: World) -> JSON:
         if any(faults[k] for k in ("drop", "duplicate", "reorder", "delay_s", "fail")):
             h["faults"] = faults
         hooks.append(h)
+    return hooks
+
+
+def export_seed(world: World) -> JSON:
+    """The world as a seed: loading it with ``apply_seed`` builds the same world."""
+    groups = _export_groups(world)
+    hooks = _export_hooks(world)
     return {
         "config": world.config.to_dict(),
         "enterprises": [{"slug": e.slug, "name": e.name} for e in world.enterprises.values()],
