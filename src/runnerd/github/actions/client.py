@@ -7,7 +7,8 @@ Contract:
   with ``RemoteAuth`` → the service's base URL and admin JWT. 401/403 from that call are retried up
   to 5 times (``min(0.5 s · 2^n, 20 s)``), as ARC ≥ 0.10 does;
 * the admin token is refreshed *before* any call when ``now + 60 s`` passes its ``exp`` claim (read
-  unverified), by one caller at a time; there is no reactive refresh (a 401 is an error, as in ARC);
+  unverified), by one caller at a time. Unlike ARC, a 401 on an admin call also renews it and retries
+  the call once: github.com was observed refusing admin JWTs well before their ``exp``;
 * admin calls get ``?api-version=6.0-preview`` and the transport's retries and error mapping;
 * ``get_*`` answer ``None`` for what does not exist; ``delete_scale_set`` and ``remove_runner`` accept
   "already gone" (404); ``remove_runner`` raises :class:`JobStillRunning` whatever the status;
@@ -160,17 +161,29 @@ class ActionsClient:
         expect: Collection[int] = (200,),
     ) -> Answer:
         """An admin-token call to ``path`` under the service's base URL (counted as ``template``)."""
-        base_url, token = await self.admin()
-        params = {**(query or {}), "api-version": API_VERSION}
-        url = f"{base_url.rstrip('/')}/{path.lstrip('/')}?{urlencode(params)}"
-        return await self.transport.request(
-            method,
-            url,
-            f"{method} {template or path}",
-            authorization=f"Bearer {token}",
-            body=body,
-            expect=expect,
-        )
+        params = urlencode({**(query or {}), "api-version": API_VERSION})
+        for renewed in (False, True):
+            base_url, token = await self.admin()
+            try:
+                return await self.transport.request(
+                    method,
+                    f"{base_url.rstrip('/')}/{path.lstrip('/')}?{params}",
+                    f"{method} {template or path}",
+                    authorization=f"Bearer {token}",
+                    body=body,
+                    expect=expect,
+                )
+            except ActionsServiceError as exc:
+                if exc.status != 401 or renewed:
+                    raise
+                await self._forget(token)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _forget(self, token: str) -> None:
+        """Drops a token the service refused before its ``exp`` (observed on github.com), once."""
+        async with self._lock:
+            if self._admin_token == token:
+                self._expires_at = 0.0
 
     async def runner_group_id(self, name: str) -> int:
         if not name or name.lower() == "default":

@@ -39,16 +39,17 @@ class ConfigURL:
             raise GitHubConfigError(f"invalid config URL {raw!r}: must be an absolute http(s) URL")
         segments = [s for s in parts.path.strip("/").split("/") if s] if parts.path.strip("/") else []
         scope = _scope(segments, raw)
-        host = parts.netloc.lower()
+        netloc = parts.netloc.lower()
+        host = parts.hostname or ""
         if force_ghes is None:
             force_ghes = FORCE_GHES_ENV in os.environ
         hosted = not force_ghes and (host in _HOSTED or host.endswith(".ghe.com"))
         scheme = parts.scheme.lower()
         if hosted:
-            api_host = "github.com" if host == "www.github.com" else parts.netloc
+            api_host = "github.com" if host == "www.github.com" else netloc
             api_url = f"{scheme}://api.{api_host}"
         else:
-            api_url = f"{scheme}://{parts.netloc}/api/v3"
+            api_url = f"{scheme}://{netloc}/api/v3"
         return cls(url=url, scope=scope, api_url=api_url, hosted=hosted)
 
     @property
