@@ -146,6 +146,8 @@ class AutoscalingListener:
         opened = await session.open(stale_session_id=self.session_id)
         self.session_id = opened.id
         self.metrics.listener["sessions"] += 1
+        self.metrics.listener["session_conflicts"] += session.conflicts
+        session.conflicts = 0
         self.scale = ScaleState()  # a new session starts ARC's sequence anew
         await self._apply(opened.statistics, assigned=opened.statistics.total_assigned_jobs, completed=0)
         self.phase, self.last_error = "Listening", ""
@@ -181,14 +183,14 @@ class AutoscalingListener:
                 len(available),
             )
         started, completed = message.of_type(JOB_STARTED), message.of_type(JOB_COMPLETED)
-        await self._apply(
-            message.statistics, assigned=message.statistics.total_assigned_jobs, completed=len(completed)
-        )
-        await session.delete_message(message.id)
         for job in started:
             self.metrics.job_started(job)
         for job in completed:
             self.metrics.job_completed(job)
+        await self._apply(
+            message.statistics, assigned=message.statistics.total_assigned_jobs, completed=len(completed)
+        )
+        await session.delete_message(message.id)
         if self._on_job_started is not None:
             for job in started:
                 await self._on_job_started(job)

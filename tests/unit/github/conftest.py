@@ -118,6 +118,11 @@ class ActionsWorld:
         self.sim.world.tick()
         self.sim.core.notify()
 
+    def poll_held(self, scale_set_id: int) -> bool:
+        """A long poll of the scale set's session is being held."""
+        sess = self.sim.actions.scale_sets[scale_set_id].session
+        return sess is not None and sess.polls_held > 0
+
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.advance(seconds)

@@ -38,15 +38,10 @@ async def scale_set(client: ActionsClient, name: str = "arc") -> int:
     return (await client.create_scale_set(name, 1, [])).id
 
 
-def held(world: ActionsWorld, scale_set_id: int) -> bool:
-    sess = world.sim.actions.scale_sets[scale_set_id].session
-    return sess is not None and sess.polls_held > 0
-
-
 async def idle_poll(world: ActionsWorld, session: MessageSession, last: int = 0, capacity: int = 10) -> Any:
     """A poll that nothing answers: held until the simulator's 50 s pass, then 202 (``None``)."""
     poll = asyncio.create_task(session.get_message(last, capacity))
-    await world.sim.wait_for(lambda: held(world, session.scale_set_id))
+    await world.sim.wait_for(lambda: world.poll_held(session.scale_set_id))
     world.advance(51)
     return await poll
 
@@ -174,7 +169,7 @@ async def test_scale_set_vanishing_under_a_poll(
     session = new_session(actions_world, actions_client, sid)
     await session.open()
     poll = asyncio.create_task(session.get_message(0, 10))
-    await actions_world.sim.wait_for(lambda: held(actions_world, sid))
+    await actions_world.sim.wait_for(lambda: actions_world.poll_held(sid))
     assert await actions_world.admin(f"/_sim/actions/scalesets/{sid}/vanish") == 204
     with pytest.raises(ScaleSetNotFound):
         await poll
