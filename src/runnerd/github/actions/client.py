@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
@@ -59,7 +60,11 @@ class ActionsClient:
         policy: RetryPolicy | None = None,
         transport: ActionsTransport | None = None,
         subsystem: str = "controller",
+        ssl_context: ssl.SSLContext | None = None,
+        trust_env: bool = True,
     ) -> None:
+        """``ssl_context``: extra trust for GitHub Enterprise Server (``githubServerTLS``);
+        ``trust_env``: take the proxy from ``HTTP(S)_PROXY``/``NO_PROXY`` (ARC's ``proxy``)."""
         self.config = config_url if isinstance(config_url, ConfigURL) else ConfigURL.parse(config_url)
         self._credentials = credentials
         self._clock = clock
@@ -70,6 +75,8 @@ class ActionsClient:
             policy=policy,
             sleep=sleep,
             draw=draw,
+            ssl_context=ssl_context,
+            trust_env=trust_env,
         )
         self._lock = asyncio.Lock()
         self._base_url = ""
