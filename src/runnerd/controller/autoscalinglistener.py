@@ -91,7 +91,10 @@ class AutoscalingListener:
         sleep: Sleep = asyncio.sleep,
         draw: Draw = random.random,
         conflicts: ConflictPolicy | None = None,
+        stale_session_id: str = "",
     ) -> None:
+        """``stale_session_id``: a session a previous listener of this scale set may have left behind
+        (from the AutoscalingListener's status): deleted before the first session is opened."""
         self.client = client
         self.settings = settings
         self._set_desired = set_desired
@@ -104,7 +107,7 @@ class AutoscalingListener:
         self.scale = ScaleState()
         self.phase = "Pending"
         self.last_error = ""
-        self.session_id = ""
+        self.session_id = stale_session_id
         self.metrics.publish_bounds(settings.min_runners, _capacity(settings.max_runners))
 
     async def run(self) -> NoReturn:

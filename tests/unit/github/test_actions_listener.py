@@ -57,7 +57,12 @@ class FakeRunnerSet:
 
 
 def make_listener(
-    world: ActionsWorld, client: ActionsClient, ers: FakeRunnerSet, scale_set_id: int, **settings: Any
+    world: ActionsWorld,
+    client: ActionsClient,
+    ers: FakeRunnerSet,
+    scale_set_id: int,
+    stale_session_id: str = "",
+    **settings: Any,
 ) -> AutoscalingListener:
     return AutoscalingListener(
         client,
@@ -68,6 +73,7 @@ def make_listener(
         clock=world.clock.now,
         sleep=world.sleep,
         draw=lambda: 0.5,
+        stale_session_id=stale_session_id,
     )
 
 
@@ -143,6 +149,21 @@ async def test_stale_session_at_start_is_taken_over(
         session = actions_world.sim.actions.scale_sets[scale_set.id].session
         assert session is not None
         assert session.owner == "arc-listener"
+
+
+async def test_previous_listeners_session_is_deleted_first(
+    actions_world: ActionsWorld, actions_client: ActionsClient
+) -> None:
+    scale_set = await actions_client.create_scale_set("arc", 1, [])
+    crashed = MessageSession(actions_client, scale_set.id, "arc-listener", clock=actions_world.clock.now)
+    stale = await crashed.open()  # the old leader died; its session id is in the listener's status
+    ers = FakeRunnerSet()
+    listener = make_listener(actions_world, actions_client, ers, scale_set.id, stale_session_id=stale.id)
+    async with running(listener):
+        await ers.wait(lambda e: e.patches == [(0, 0)])
+        assert listener.metrics.listener["session_conflicts"] == 0
+        assert actions_world.sleeps == []
+        assert listener.session_id not in ("", stale.id)
 
 
 async def test_vanished_scale_set_is_a_clear_signal(
