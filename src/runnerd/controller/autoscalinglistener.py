@@ -138,6 +138,8 @@ class AutoscalingListener:
             await self._sleep(self.settings.backoff(failures, self._draw()))
 
     async def _close(self, session: MessageSession) -> None:
+        if session.session is None:  # never opened: keep any stale id for the next try
+            return
         try:
             await session.close()
         except (ActionsServiceError, RuntimeError) as exc:
@@ -160,10 +162,12 @@ class AutoscalingListener:
             try:
                 message = await session.get_message(last_id, capacity)
             except ActionsServiceError as exc:
-                if not _poll_failure(exc) or failures + 1 >= self.settings.max_poll_failures:
+                if not _poll_failure(exc):
                     raise
                 failures += 1
                 self.metrics.listener["failed_polls"] += 1
+                if failures >= self.settings.max_poll_failures:
+                    raise
                 log.info("scale set %d: poll failed (%s), retrying", self.settings.scale_set_id, exc)
                 await self._sleep(self.settings.backoff(failures, self._draw()))
                 continue

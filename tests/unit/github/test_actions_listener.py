@@ -244,3 +244,26 @@ async def test_queue_token_expiry_keeps_the_session(
         actions_client.stats.snapshot().total("PATCH _apis/runtime/runnerscalesets/{id}/sessions/{sessionId}")
         >= 1
     )
+
+
+async def test_persistent_poll_failures_replace_the_session(
+    actions_world: ActionsWorld, actions_client: ActionsClient
+) -> None:
+    scale_set = await actions_client.create_scale_set("arc", 1, [])
+    ers = FakeRunnerSet()
+    listener = make_listener(actions_world, actions_client, ers, scale_set.id, max_poll_failures=3)
+    async with running(listener):
+        await ers.wait(lambda e: e.patches == [(0, 0)])
+        sim = actions_world.sim
+        await sim.wait_for(lambda: actions_world.poll_held(scale_set.id))
+        await actions_world.fault(op="message.get", kind="empty", times=3)
+        actions_world.advance(51)  # the held poll ends (202); the next three fail
+        await sim.wait_for(
+            lambda: not sim.actions_http.faults.faults and actions_world.poll_held(scale_set.id)
+        )
+        actions_world.enqueue(1)
+        await ers.wait(lambda e: e.replicas == 1)
+        counts = listener.metrics.listener
+        assert (counts["failed_polls"], counts["reconnects"], counts["sessions"]) == (3, 1, 2)
+        assert listener.phase == "Listening"
+        assert actions_world.sim.actions.scale_sets[scale_set.id].session is not None
