@@ -216,7 +216,7 @@ class ActionsClient:
     async def create_scale_set(
         self, name: str, runner_group_id: int, labels: Sequence[str]
     ) -> RunnerScaleSet:
-        names = list(dict.fromkeys(label for label in (*labels,) if label)) or [name]
+        names = list(dict.fromkeys(label for label in (name, *labels) if label))  # ARC: the name first
         body = {
             "name": name,
             "runnerGroupId": runner_group_id,
