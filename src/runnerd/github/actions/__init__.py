@@ -1,11 +1,17 @@
 """The Actions service's runner scale-set protocol (ARC's ``actions.github.com`` mode), client side.
 
 ``api`` states what the controllers need (:class:`ScaleSetAPI`, :class:`ScaleSetClients`), ``models`` and
-``errors`` the shapes both sides share. The protocol itself is described in the scale-set reference
-(bootstrap through ``/actions/runner-registration``, scale sets, sessions, the message queue, JIT configs).
+``errors`` the shapes both sides share. ``client`` (:class:`ActionsClient`, over ``transport`` and
+``config``) and ``clients`` (:class:`ActionsClients`) implement them; ``session``
+(:class:`MessageSession`) is the listener's side: sessions, the message queue, job acquisition.
+The protocol itself is described in the scale-set reference (bootstrap through
+``/actions/runner-registration``, scale sets, sessions, the message queue, JIT configs).
 """
 
 from runnerd.github.actions.api import ScaleSetAPI, ScaleSetClients
+from runnerd.github.actions.client import ActionsClient
+from runnerd.github.actions.clients import ActionsClients
+from runnerd.github.actions.config import ConfigURL
 from runnerd.github.actions.errors import (
     ActionsServiceError,
     JobStillRunning,
@@ -19,22 +25,34 @@ from runnerd.github.actions.errors import (
 from runnerd.github.actions.models import (
     RunnerScaleSet,
     ScaleSetJitConfig,
+    ScaleSetJob,
+    ScaleSetMessage,
     ScaleSetRunner,
+    ScaleSetSession,
     ScaleSetStatistics,
 )
+from runnerd.github.actions.session import ConflictPolicy, MessageSession
 
 __all__ = [
+    "ActionsClient",
+    "ActionsClients",
     "ActionsServiceError",
+    "ConfigURL",
+    "ConflictPolicy",
     "JobStillRunning",
     "MessageQueueTokenExpired",
+    "MessageSession",
     "RunnerExists",
     "RunnerNotFound",
     "RunnerScaleSet",
     "ScaleSetAPI",
     "ScaleSetClients",
     "ScaleSetJitConfig",
+    "ScaleSetJob",
+    "ScaleSetMessage",
     "ScaleSetNotFound",
     "ScaleSetRunner",
+    "ScaleSetSession",
     "ScaleSetStatistics",
     "SessionConflict",
     "SessionExpired",
