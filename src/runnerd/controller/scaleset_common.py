@@ -1,0 +1,96 @@
+"""What the scale-set controllers share: their resources, their Actions-service clients by
+configuration, finalizer patches, and their counters.
+
+:class:`ScaleSetAPIs` resolves an object's ``githubConfigUrl`` and ``githubConfigSecret`` (a Secret
+in the object's namespace, read on every call; :class:`~runnerd.github.actions.api.ScaleSetClients`
+keeps one client per configuration) into a :class:`~runnerd.github.actions.api.ScaleSetAPI`. A
+missing Secret is an :class:`~runnerd.github.actions.errors.ActionsServiceError` (status 0); the
+Secret's contents never appear in an error, event or log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from runnerd.api.scaleset import constants as c
+from runnerd.controller.common import StopSteps
+from runnerd.github.actions.api import ScaleSetAPI, ScaleSetClients
+from runnerd.github.actions.errors import ActionsServiceError
+from runnerd.kube.client import KubeClient
+from runnerd.kube.resources import SECRETS, Resource
+from runnerd.runtime import Conflict, NotFound, Result
+
+AUTOSCALING_RUNNER_SETS = Resource(c.GROUP, c.VERSION, "autoscalingrunnersets", "AutoscalingRunnerSet")
+EPHEMERAL_RUNNER_SETS = Resource(c.GROUP, c.VERSION, "ephemeralrunnersets", "EphemeralRunnerSet")
+EPHEMERAL_RUNNERS = Resource(c.GROUP, c.VERSION, "ephemeralrunners", "EphemeralRunner")
+AUTOSCALING_LISTENERS = Resource(c.GROUP, c.VERSION, "autoscalinglisteners", "AutoscalingListener")
+
+API_RETRY = 30.0
+"""Seconds before an object whose Actions service cannot be reached is tried again."""
+
+
+@dataclass
+class ScaleSetStats:
+    runners_created: int = 0
+    runners_deleted: int = 0
+    pods_created: int = 0
+    pods_deleted: int = 0
+    deregistrations: int = 0
+    busy_refusals: int = 0
+    scale_sets_created: int = 0
+    scale_sets_deleted: int = 0
+
+
+class ScaleSetAPIs:
+    """The Actions-service client of an object's configuration."""
+
+    def __init__(self, kube: KubeClient, clients: ScaleSetClients) -> None:
+        self.kube = kube
+        self.clients = clients
+
+    async def for_object(self, namespace: str, spec: Mapping[str, Any]) -> ScaleSetAPI:
+        url = str(spec.get("githubConfigUrl") or "")
+        name = str(spec.get("githubConfigSecret") or "")
+        try:
+            secret = await self.kube.get(SECRETS, name, namespace=namespace)
+        except NotFound:
+            raise ActionsServiceError(0, "SecretNotFound", f"secret {namespace}/{name} not found") from None
+        data: dict[str, str] = {}
+        for key, value in (secret.get("data") or {}).items():
+            try:
+                data[key] = base64.b64decode(value).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                raise ActionsServiceError(
+                    0, "SecretInvalid", f"secret {namespace}/{name}: key {key}"
+                ) from None
+        return await self.clients.for_config(url, data)
+
+
+async def set_finalizers(
+    kube: KubeClient, resource: Resource, obj: Mapping[str, Any], finalizers: Sequence[str]
+) -> None:
+    """Write ``finalizers`` (guarded by the object's resourceVersion: a conflict requeues)."""
+    meta = obj["metadata"]
+    try:
+        await kube.patch(
+            resource,
+            meta["name"],
+            {"metadata": {"finalizers": list(finalizers)}},
+            namespace=meta["namespace"],
+            resource_version=meta.get("resourceVersion"),
+        )
+    except NotFound:
+        return
+    except Conflict:
+        raise StopSteps(Result(requeue=True)) from None
+
+
+def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    return any(
+        ref.get("controller") and ref.get("uid") == uid
+        for ref in (obj.get("metadata") or {}).get("ownerReferences") or ()
+    )
