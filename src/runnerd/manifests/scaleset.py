@@ -69,11 +69,15 @@ def listener_name(ars: Mapping[str, Any]) -> str:
     FNV-32a, its decimal digits mapped onto Kubernetes' safe alphabet (by code point mod 27)."""
     meta, spec = ars["metadata"], ars.get("spec") or {}
     text = f"{meta['namespace']}@{spec.get('runnerGroup') or ''}@{spec.get('githubConfigUrl') or ''}"
+    return f"{meta['name']}-{hash8(text)}-listener"
+
+
+def hash8(text: str) -> str:
+    """ARC's short name hash: FNV-32a of ``text``, its decimal digits through the safe alphabet."""
     value = 0x811C9DC5
     for byte in text.encode():
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
-    encoded = "".join(LISTENER_NAME_ALPHABET[ord(ch) % 27] for ch in str(value))
-    return f"{meta['name']}-{encoded[:8]}-listener"
+    return "".join(LISTENER_NAME_ALPHABET[ord(ch) % 27] for ch in str(value))[:8]
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
