@@ -23,7 +23,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from runnerd.api import ApiParseError
 from runnerd.api.scaleset import EphemeralRunner
@@ -46,6 +46,7 @@ from runnerd.github.actions.errors import (
     RunnerNotFound,
     ScaleSetNotFound,
 )
+from runnerd.github.actions.models import ScaleSetJitConfig
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import SECRETS
 from runnerd.manifests.scaleset import SECRET_KEY_RUNNER_ID, build_jit_secret, build_runner_pod
@@ -62,6 +63,8 @@ from runnerd.runtime import AlreadyExists, EventRecorder, Informer, Invalid, Key
 logger = logging.getLogger(__name__)
 
 FINALIZERS = (c.FINALIZER_EPHEMERAL_RUNNER, c.FINALIZER_RUNNER_REGISTRATION)
+SEEN_GRACE = 30.0
+"""How long a Secret or pod this process created may be missing from the informer's cache."""
 
 
 class ScaleSetRegistry:
@@ -77,6 +80,8 @@ class ScaleSetRegistry:
 
     def forget(self, uid: str) -> None:
         self.ctl.gone.discard(uid)
+        self.ctl.pods_made.pop(uid, None)
+        self.ctl.secrets_made.pop(uid, None)
 
     async def deregister(self, ref: RunnerRef) -> None:
         """Remove the registration: done, or already gone; ``JobStillRunning`` stops the steps."""
@@ -122,6 +127,13 @@ class EphemeralRunnerController:
         self.stats = ScaleSetStats()
         self.gone: set[str] = set()
         """uids of EphemeralRunners whose registration the service no longer has."""
+        self.pods_made: dict[str, float] = {}
+        """uid -> when this process created its pod, until the informer shows it."""
+        self.secrets_made: dict[str, tuple[float, int]] = {}
+        """uid -> (when, runner id) this process created its JIT Secret, until the informer shows it."""
+
+    def recently(self, made: float | None) -> bool:
+        return made is not None and self.clock() - made < SEEN_GRACE
 
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.runners.store.get(key)
@@ -137,8 +149,16 @@ class EphemeralRunnerController:
         pod = pod if pod is not None and owned_by(pod, uid) else None
         secret = self.secrets.store.get(key)
         secret = secret if secret is not None and owned_by(secret, uid) else None
+        if pod is not None:
+            self.pods_made.pop(uid, None)
+        made = self.secrets_made.get(uid)
+        if secret is not None or (made is not None and not self.recently(made[0])):
+            self.secrets_made.pop(uid, None)
+            made = None
+        if er.metadata.deletion_timestamp is None and er.status.phase == c.PHASE_FAILED:
+            return None  # InvalidPod: failed for good, as in ARC (deleting it releases it)
         pod_state = runner_container_state(pod) if pod is not None else None
-        runner_id = er.status.runner_id or secret_runner_id(secret)
+        runner_id = er.status.runner_id or secret_runner_id(secret) or (made[1] if made else None)
         facts = runner_facts(er, pod_state, runner_id=runner_id, gone=uid in self.gone, now=self.clock())
         decision = decide(facts)
         result = Result(requeue_after=decision.requeue_after)
@@ -149,7 +169,7 @@ class EphemeralRunnerController:
             await perform_steps(decision.steps, ref, home, registry)
         except StopSteps as stop:
             result = stop.result
-        if not facts.deleting and Step.DELETE_RUNNER not in decision.steps:
+        if not facts.deleting and Step.DELETE_RUNNER not in decision.steps and not home.terminal:
             await self._write_status(home, er, decision, pod_state, home.runner_id or runner_id)
         return result
 
@@ -209,6 +229,9 @@ class EphemeralRunnerHome:
         self.pod = pod
         self.secret = secret
         self.runner_id: int | None = None
+        """Registered by this reconcile."""
+        self.terminal = False
+        """Failed for good (``InvalidPod``) by this reconcile: no other status is written."""
         meta = obj["metadata"]
         self.name: str = meta["name"]
         self.namespace: str = meta["namespace"]
@@ -228,33 +251,38 @@ class EphemeralRunnerHome:
         try:
             manifest = build_runner_pod(self.obj)
         except ValueError as exc:
-            await self.ctl.recorder.warning(self.obj, "InvalidPod", str(exc))
-            raise StopSteps(Result()) from None
-        if self.secret is None:
+            await self._invalid(str(exc))
+        ctl = self.ctl
+        if ctl.recently(ctl.pods_made.get(self.uid)):
+            raise StopSteps(Result(requeue_after=1.0))  # created a moment ago; the informer lags
+        made = ctl.secrets_made.get(self.uid)
+        if self.secret is None and not (made is not None and ctl.recently(made[0])):
             await self._register()
         try:
             await self.kube.create(PODS, manifest, namespace=self.namespace)
         except AlreadyExists:
             raise StopSteps(Result(requeue_after=5.0)) from None
         except Invalid as exc:
-            await self.ctl.recorder.warning(self.obj, "InvalidPod", str(exc))
-            await self.kube.patch_status(
-                EPHEMERAL_RUNNERS,
-                self.name,
-                {
-                    "status": {
-                        **(self.obj.get("status") or {}),
-                        "phase": c.PHASE_FAILED,
-                        "reason": "InvalidPod",
-                    }
-                },
-                namespace=self.namespace,
-            )
-            raise StopSteps(Result()) from None
-        self.ctl.stats.pods_created += 1
+            await self._invalid(str(exc))
+        ctl.pods_made[self.uid] = ctl.clock()
+        ctl.stats.pods_created += 1
         await self.ctl.recorder.normal(self.obj, "PodCreated", f"created pod {self.name}")
 
+    async def _invalid(self, message: str) -> NoReturn:
+        """ARC's ``InvalidPod``: the EphemeralRunner is ``Failed`` for good (it counts as failed in its
+        set until it is deleted; its finalizer removes the registration then)."""
+        self.terminal = True
+        await self.ctl.recorder.warning(self.obj, "InvalidPod", message)
+        status = {**(self.obj.get("status") or {}), "phase": c.PHASE_FAILED, "reason": "InvalidPod"}
+        status["message"] = message
+        with contextlib.suppress(NotFound):
+            await self.kube.patch_status(
+                EPHEMERAL_RUNNERS, self.name, {"status": status}, namespace=self.namespace
+            )
+        raise StopSteps(Result())
+
     async def _register(self) -> None:
+        """A JIT config into the Secret (its runner id is written to the status after the steps)."""
         spec = self.obj.get("spec") or {}
         scale_set_id = int(spec.get("runnerScaleSetId") or 0)
         try:
@@ -269,20 +297,11 @@ class EphemeralRunnerHome:
         )
         with contextlib.suppress(AlreadyExists):
             await self.kube.create(SECRETS, secret, namespace=self.namespace)
-        await self.kube.patch_status(
-            EPHEMERAL_RUNNERS,
-            self.name,
-            {
-                "status": {
-                    **(self.obj.get("status") or {}),
-                    "runnerId": config.runner.id,
-                    "runnerName": self.name,
-                }
-            },
-            namespace=self.namespace,
-        )
+        self.ctl.secrets_made[self.uid] = (self.ctl.clock(), config.runner.id)
 
-    async def _jit_config(self, api: ScaleSetAPI, scale_set_id: int, spec: Mapping[str, Any]) -> Any:
+    async def _jit_config(
+        self, api: ScaleSetAPI, scale_set_id: int, spec: Mapping[str, Any]
+    ) -> ScaleSetJitConfig:
         """ARC's §8.2: on a 409, a registration of the same name in this scale set is stale (no pod
         of ours uses it): remove it and retry next time; in another scale set: this runner is over."""
         work_folder = next(
