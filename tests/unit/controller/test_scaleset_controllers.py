@@ -8,12 +8,14 @@ from __future__ import annotations
 import pytest
 
 from runnerd.api.scaleset import constants as c
+from runnerd.controller.ephemeralrunnerset import EphemeralRunnerSetController
 from runnerd.controller.scaleset_common import AUTOSCALING_RUNNER_SETS, EPHEMERAL_RUNNERS
 from runnerd.github.actions.errors import RunnerExists, RunnerNotFound
 from runnerd.github.actions.models import ScaleSetRunner
 from runnerd.manifests.scaleset import ENV_JIT_CONFIG, SECRET_KEY_JIT
 from runnerd.runtime import Key
 from tests.unit.controller.conftest import LISTENER_NS, SCALE_SET_NS, ScaleSetWorld, autoscaling_runner_set
+from tests.unit.controller.fakes import FakeInformer, FakeKube, FakeStore
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -271,3 +273,23 @@ async def test_the_services_refusal_guards_a_runner_whose_job_the_listener_has_n
     await world.settle()
     assert world.runners() == []
     assert pods(world) == []
+
+
+async def test_a_runner_set_never_creates_twice_while_its_informer_lags(
+    scale_set_world: ScaleSetWorld,
+) -> None:
+    world = scale_set_world
+    await start(world)
+    (ers,) = world.names("ephemeralrunnersets")
+    world.scale(2, 1)
+    lagging = EphemeralRunnerSetController(
+        kube=world.kube,  # type: ignore[arg-type]
+        apis=world.ers.apis,
+        recorder=world.recorder,  # type: ignore[arg-type]
+        runner_sets=world.ers.runner_sets,
+        runners=FakeInformer(FakeStore(FakeKube(), "ephemeralrunners", world.ers.runners.store.indexers)),  # type: ignore[arg-type]
+        clock=world.clock,
+    )
+    for _ in range(3):
+        await lagging.reconcile(Key(SCALE_SET_NS, ers))
+    assert len(world.runners()) == 2
