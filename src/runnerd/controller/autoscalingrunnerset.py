@@ -16,7 +16,6 @@ sets (each runner's finalizer waits for its job), then the scale set in GitHub, 
 from __future__ import annotations
 
 import contextlib
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,7 +30,9 @@ from runnerd.controller.scaleset_common import (
     EPHEMERAL_RUNNER_SETS,
     ScaleSetAPIs,
     ScaleSetStats,
+    random_suffix,
     set_finalizers,
+    write_status,
 )
 from runnerd.github.actions.errors import ActionsServiceError, ScaleSetNotFound
 from runnerd.kube.client import KubeClient
@@ -72,10 +73,6 @@ def _int(value: Any) -> int | None:
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
-
-
-def random_suffix() -> str:
-    return "".join(secrets.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
 
 
 class AutoscalingRunnerSetController:
@@ -294,17 +291,4 @@ class AutoscalingRunnerSetController:
             total["currentRunners"] += int(status.get("currentReplicas") or 0)
             for k in ("pendingEphemeralRunners", "runningEphemeralRunners", "failedEphemeralRunners"):
                 total[k] += int(status.get(k) or 0)
-        current = dict(obj.get("status") or {})
-        want: dict[str, Any] = {**total, "phase": "Running"}
-        if all(current.get(k) == v for k, v in want.items()):
-            return
-        meta = obj["metadata"]
-        try:
-            await self.kube.patch_status(
-                AUTOSCALING_RUNNER_SETS,
-                meta["name"],
-                {"status": {**current, **want}},
-                namespace=meta["namespace"],
-            )
-        except NotFound:
-            return
+        await write_status(self.kube, AUTOSCALING_RUNNER_SETS, obj, {**total, "phase": "Running"})

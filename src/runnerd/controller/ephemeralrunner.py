@@ -37,6 +37,7 @@ from runnerd.controller.scaleset_common import (
     ScaleSetStats,
     owned_by,
     set_finalizers,
+    write_status,
 )
 from runnerd.github.actions.api import ScaleSetAPI
 from runnerd.github.actions.errors import (
@@ -192,15 +193,8 @@ class EphemeralRunnerController:
                 self.clock(), dt.UTC
             ).strftime("%Y-%m-%dT%H:%M:%SZ")
             want["failures"] = failures
-        if not status_differs(current, want):
-            return
-        meta = obj["metadata"]
-        try:
-            await self.kube.patch_status(
-                EPHEMERAL_RUNNERS, meta["name"], {"status": {**current, **want}}, namespace=meta["namespace"]
-            )
-        except NotFound:
-            return
+        if status_differs(current, want):
+            await write_status(self.kube, EPHEMERAL_RUNNERS, obj, want)
 
 
 def secret_runner_id(secret: Mapping[str, Any] | None) -> int | None:

@@ -12,7 +12,6 @@ so the set's finalizer never releases a busy runner either.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -27,20 +26,17 @@ from runnerd.controller.scaleset_common import (
     EPHEMERAL_RUNNERS,
     ScaleSetAPIs,
     ScaleSetStats,
+    random_suffix,
     set_finalizers,
+    write_status,
 )
 from runnerd.github.actions.errors import ActionsServiceError, JobStillRunning, RunnerNotFound
 from runnerd.kube.client import KubeClient
 from runnerd.manifests.scaleset import build_ephemeral_runner
 from runnerd.reconcile.ephemeralrunnerset import SetDecision, decide_set, runner_view
-from runnerd.runtime import AlreadyExists, EventRecorder, Informer, Key, NotFound, Result
+from runnerd.runtime import AlreadyExists, EventRecorder, Informer, Key, Result
 
-SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 DELETION_RECHECK = 5.0
-
-
-def random_suffix() -> str:
-    return "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(5))
 
 
 class EphemeralRunnerSetController:
@@ -100,7 +96,7 @@ class EphemeralRunnerSetController:
             requeue = Result(requeue_after=API_RETRY)
         for name in decision.delete_finished:
             await self._delete(key, name)
-        await self._write_status(obj, decision)
+        await write_status(self.kube, EPHEMERAL_RUNNER_SETS, obj, decision.status())
         return requeue
 
     async def _create(self, key: Key, obj: Mapping[str, Any], patch_id: int) -> None:
@@ -168,19 +164,3 @@ class EphemeralRunnerSetController:
         )
         self.expect.forget(key)
         return None
-
-    async def _write_status(self, obj: Mapping[str, Any], decision: SetDecision) -> None:
-        current = dict(obj.get("status") or {})
-        want = decision.status()
-        if all(current.get(k) == v for k, v in want.items()):
-            return
-        meta = obj["metadata"]
-        try:
-            await self.kube.patch_status(
-                EPHEMERAL_RUNNER_SETS,
-                meta["name"],
-                {"status": {**current, **want}},
-                namespace=meta["namespace"],
-            )
-        except NotFound:
-            return

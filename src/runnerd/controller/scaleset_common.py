@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from runnerd.github.actions.api import ScaleSetAPI, ScaleSetClients
 from runnerd.github.actions.errors import ActionsServiceError
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import SECRETS, Resource
+from runnerd.manifests.scaleset import SAFE_ALPHABET
 from runnerd.runtime import Conflict, NotFound, Result
 
 AUTOSCALING_RUNNER_SETS = Resource(c.GROUP, c.VERSION, "autoscalingrunnersets", "AutoscalingRunnerSet")
@@ -94,3 +96,26 @@ def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
         ref.get("controller") and ref.get("uid") == uid
         for ref in (obj.get("metadata") or {}).get("ownerReferences") or ()
     )
+
+
+def random_suffix() -> str:
+    """Five characters of Kubernetes' safe alphabet, as ``generateName`` would add."""
+    return "".join(secrets.choice(SAFE_ALPHABET) for _ in range(5))
+
+
+async def write_status(
+    kube: KubeClient, resource: Resource, obj: Mapping[str, Any], want: Mapping[str, Any]
+) -> bool:
+    """Merge ``want`` into the object's status when it differs (other writers' fields are kept);
+    False when nothing was written."""
+    current = dict(obj.get("status") or {})
+    if all(current.get(k) == v for k, v in want.items()):
+        return False
+    meta = obj["metadata"]
+    try:
+        await kube.patch_status(
+            resource, meta["name"], {"status": {**current, **want}}, namespace=meta["namespace"]
+        )
+    except NotFound:
+        return False
+    return True

@@ -31,7 +31,8 @@ SECRET_KEY_JIT = "jitToken"
 SECRET_KEY_RUNNER_NAME = "runnerName"
 SECRET_KEY_RUNNER_ID = "runnerId"
 SECRET_KEY_SCALE_SET_ID = "scaleSetId"
-LISTENER_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+"""Kubernetes' alphabet for generated name parts (no vowels, no look-alikes)."""
 
 
 def owner(obj: Mapping[str, Any]) -> JSON:
@@ -77,7 +78,7 @@ def hash8(text: str) -> str:
     value = 0x811C9DC5
     for byte in text.encode():
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return "".join(LISTENER_NAME_ALPHABET[ord(ch) % 27] for ch in str(value))[:8]
+    return "".join(SAFE_ALPHABET[ord(ch) % len(SAFE_ALPHABET)] for ch in str(value))[:8]
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
