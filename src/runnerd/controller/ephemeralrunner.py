@@ -71,22 +71,26 @@ SEEN_GRACE = 30.0
 class ScaleSetRegistry:
     """The GitHub side of the steps for scale-set runners (a :class:`RunnerRegistry`)."""
 
-    def __init__(self, ctl: EphemeralRunnerController, namespace: str, spec: Mapping[str, Any]) -> None:
+    def __init__(
+        self, ctl: EphemeralRunnerController, namespace: str, spec: Mapping[str, Any], runner_id: int | None
+    ) -> None:
         self.ctl = ctl
         self.namespace = namespace
         self.spec = spec
+        self.runner_id = runner_id
 
     async def drain(self, ref: RunnerRef) -> None:
         """Nothing to drain: a scale set routes jobs by the set, not by a runner's labels."""
 
     def forget(self, uid: str) -> None:
-        self.ctl.gone.discard(uid)
+        if self.runner_id is not None:
+            self.ctl.apis.forget_removed(self.spec, self.runner_id)
         self.ctl.pods_made.pop(uid, None)
         self.ctl.secrets_made.pop(uid, None)
 
     async def deregister(self, ref: RunnerRef) -> None:
         """Remove the registration: done, or already gone; ``JobStillRunning`` stops the steps."""
-        if ref.runner_id is None or ref.uid in self.ctl.gone:
+        if ref.runner_id is None or self.ctl.apis.removed(self.spec, ref.runner_id):
             return
         try:
             api = await self.ctl.apis.for_object(self.namespace, self.spec)
@@ -103,7 +107,7 @@ class ScaleSetRegistry:
             await self.ctl.recorder.warning(ref.target, "RemoveRunnerFailed", f"removing {ref.name}: {exc}")
             raise StopSteps(Result(requeue_after=API_RETRY)) from None
         self.ctl.stats.deregistrations += 1
-        self.ctl.gone.add(ref.uid)
+        self.ctl.apis.mark_removed(self.spec, ref.runner_id)
 
 
 class EphemeralRunnerController:
@@ -126,8 +130,6 @@ class EphemeralRunnerController:
         self.secrets = secrets
         self.clock = clock
         self.stats = ScaleSetStats()
-        self.gone: set[str] = set()
-        """uids of EphemeralRunners whose registration the service no longer has."""
         self.pods_made: dict[str, float] = {}
         """uid -> when this process created its pod, until the informer shows it."""
         self.secrets_made: dict[str, tuple[float, int]] = {}
@@ -160,12 +162,14 @@ class EphemeralRunnerController:
             return None  # InvalidPod: failed for good, as in ARC (deleting it releases it)
         pod_state = runner_container_state(pod) if pod is not None else None
         runner_id = er.status.runner_id or secret_runner_id(secret) or (made[1] if made else None)
-        facts = runner_facts(er, pod_state, runner_id=runner_id, gone=uid in self.gone, now=self.clock())
+        spec = obj.get("spec") or {}
+        gone = runner_id is not None and self.apis.removed(spec, runner_id)
+        facts = runner_facts(er, pod_state, runner_id=runner_id, gone=gone, now=self.clock())
         decision = decide(facts)
         result = Result(requeue_after=decision.requeue_after)
         home = EphemeralRunnerHome(self, obj, pod, secret)
         ref = RunnerRef(obj, key.name, uid, None, runner_id)
-        registry = ScaleSetRegistry(self, key.namespace, obj.get("spec") or {})
+        registry = ScaleSetRegistry(self, key.namespace, spec, runner_id)
         try:
             await perform_steps(decision.steps, ref, home, registry)
         except StopSteps as stop:

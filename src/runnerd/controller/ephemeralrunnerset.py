@@ -120,10 +120,9 @@ class EphemeralRunnerSetController:
         """Deregister each candidate, then delete it; one holding a job stays (False: the service
         could not be asked)."""
         by_name = {str(r["metadata"]["name"]): r for r in children}
+        runner_spec = (obj.get("spec") or {}).get("ephemeralRunnerSpec") or {}
         try:
-            api = await self.apis.for_object(
-                key.namespace, (obj.get("spec") or {}).get("ephemeralRunnerSpec") or {}
-            )
+            api = await self.apis.for_object(key.namespace, runner_spec)
         except ActionsServiceError as exc:
             await self.recorder.warning(obj, "ScaleDownFailed", str(exc))
             return False
@@ -134,10 +133,11 @@ class EphemeralRunnerSetController:
             except JobStillRunning:
                 continue  # it took a job meanwhile: it stays
             except RunnerNotFound:
-                pass
+                pass  # gone already
             except ActionsServiceError as exc:
                 await self.recorder.warning(obj, "ScaleDownFailed", f"removing {name}: {exc}")
                 return False
+            self.apis.mark_removed(runner_spec, runner_id)  # its finalizer needs no second call
             await self._delete(key, name)
         return True
 

@@ -48,11 +48,24 @@ class ScaleSetStats:
 
 
 class ScaleSetAPIs:
-    """The Actions-service client of an object's configuration."""
+    """The Actions-service client of an object's configuration, and the runner registrations this
+    process removed (or found gone) there, until their EphemeralRunner is finalized: the
+    EphemeralRunnerSet removes an idle runner before deleting its object, and that runner's
+    finalizer then needs no second call."""
 
     def __init__(self, kube: KubeClient, clients: ScaleSetClients) -> None:
         self.kube = kube
         self.clients = clients
+        self._removed: set[tuple[str, int]] = set()
+
+    def removed(self, spec: Mapping[str, Any], runner_id: int) -> bool:
+        return (str(spec.get("githubConfigUrl") or ""), runner_id) in self._removed
+
+    def mark_removed(self, spec: Mapping[str, Any], runner_id: int) -> None:
+        self._removed.add((str(spec.get("githubConfigUrl") or ""), runner_id))
+
+    def forget_removed(self, spec: Mapping[str, Any], runner_id: int) -> None:
+        self._removed.discard((str(spec.get("githubConfigUrl") or ""), runner_id))
 
     async def for_object(self, namespace: str, spec: Mapping[str, Any]) -> ScaleSetAPI:
         url = str(spec.get("githubConfigUrl") or "")

@@ -95,9 +95,11 @@ async def test_a_busy_runner_survives_a_scale_down_and_a_controller_restart(
     world, api = scale_set_world, scale_set_world.api
     await start(world, replicas=2)
     busy, idle = world.runners()
+    idle_id = api.runner_named(idle).id  # type: ignore[union-attr]
     world.take_job(busy)
     world.scale(0, 0)  # the listener's "trim to exactly 0" patch
     await world.settle()
+    assert api.calls.count(f"DELETE runner {idle_id}") == 1  # its finalizer needs no second call
     assert world.runners() == [busy]
     assert pods(world) == [busy]
     assert api.runner_named(idle) is None
