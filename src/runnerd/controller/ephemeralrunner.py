@@ -50,7 +50,13 @@ from runnerd.github.actions.errors import (
 from runnerd.github.actions.models import ScaleSetJitConfig
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import SECRETS
-from runnerd.manifests.scaleset import SECRET_KEY_RUNNER_ID, build_jit_secret, build_runner_pod
+from runnerd.manifests.scaleset import (
+    LABEL_RUNNER_POD,
+    SECRET_KEY_RUNNER_ID,
+    build_jit_secret,
+    build_runner_pod,
+    uses_container_hooks,
+)
 from runnerd.reconcile.ephemeralrunner import (
     JOB_STILL_RUNNING_RETRY,
     runner_facts,
@@ -343,8 +349,16 @@ class EphemeralRunnerHome:
         self.ctl.stats.runners_deleted += 1
 
     async def remove_finalizer(self) -> None:
-        """The JIT Secret goes first (single-use, useless now), then both finalizers."""
+        """The JIT Secret (single-use, useless now) and, in Kubernetes container mode, what the hooks
+        left of a job (pods and Secrets labelled ``runner-pod``), then both finalizers."""
         await self.kube.delete(SECRETS, self.name, namespace=self.namespace, missing_ok=True)
+        if uses_container_hooks(self.obj):
+            selector = f"{LABEL_RUNNER_POD}={self.name}"
+            for resource in (PODS, SECRETS):
+                found = await self.kube.list(resource, namespace=self.namespace, label_selector=selector)
+                for item in found.items:
+                    name = item["metadata"]["name"]
+                    await self.kube.delete(resource, name, namespace=self.namespace, missing_ok=True)
         present = self.obj["metadata"].get("finalizers") or ()
         await set_finalizers(
             self.kube, EPHEMERAL_RUNNERS, self.obj, [f for f in present if f not in FINALIZERS]

@@ -27,6 +27,9 @@ from runnerd.reconcile.hashing import template_hash
 ENV_JIT_CONFIG = "ACTIONS_RUNNER_INPUT_JITCONFIG"
 ENV_USER_AGENT = "GITHUB_ACTIONS_RUNNER_EXTRA_USER_AGENT"
 LABEL_EPHEMERAL_RUNNER = "actions-ephemeral-runner"
+LABEL_RUNNER_POD = "runner-pod"
+"""Kubernetes container mode: the hooks label a job's pods and Secrets with their runner's name."""
+ENV_CONTAINER_HOOKS = "ACTIONS_RUNNER_CONTAINER_HOOKS"
 SECRET_KEY_JIT = "jitToken"
 SECRET_KEY_RUNNER_NAME = "runnerName"
 SECRET_KEY_RUNNER_ID = "runnerId"
@@ -164,6 +167,13 @@ def build_jit_secret(er: Mapping[str, Any], *, encoded: str, runner_id: int, sca
             SECRET_KEY_SCALE_SET_ID: str(scale_set_id),
         },
     }
+
+
+def uses_container_hooks(er: Mapping[str, Any]) -> bool:
+    """The runner runs its jobs' containers through the hooks (``containerMode: kubernetes``)."""
+    containers = ((er.get("spec") or {}).get("spec") or {}).get("containers") or ()
+    runner: Mapping[str, Any] = next((x for x in containers if x.get("name") == c.RUNNER_CONTAINER_NAME), {})
+    return any(e.get("name") == ENV_CONTAINER_HOOKS for e in runner.get("env") or ())
 
 
 def build_runner_pod(er: Mapping[str, Any]) -> JSON:

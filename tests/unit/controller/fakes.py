@@ -18,6 +18,7 @@ from runnerd.github.actions.errors import JobStillRunning, RunnerExists, ScaleSe
 from runnerd.github.actions.models import RunnerScaleSet, ScaleSetJitConfig, ScaleSetRunner
 from runnerd.github.models import JitConfig, RegistrationToken
 from runnerd.github.models import Runner as GitHubRunner
+from runnerd.kube.client import ObjectList
 from runnerd.kube.resources import Resource
 from runnerd.runtime import Key, NotFound
 
@@ -122,6 +123,20 @@ class FakeKube:
         self.calls.append(("create", resource.plural, meta["name"]))
         self.objects[self._key(resource, meta["name"], namespace)] = obj
         return copy.deepcopy(obj)
+
+    async def list(
+        self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> ObjectList:
+        """Objects of ``resource`` (in ``namespace``) with every ``key=value`` of the selector."""
+        wanted = dict(term.split("=", 1) for term in (label_selector or "").split(",") if term)
+        items = [
+            copy.deepcopy(obj)
+            for (plural, ns, _), obj in self.objects.items()
+            if plural == resource.plural
+            and namespace in (None, ns)
+            and all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
+        ]
+        return ObjectList(items, str(next(self.versions)))
 
     async def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> dict[str, Any]:
         obj = self.objects.get(self._key(resource, name, namespace))

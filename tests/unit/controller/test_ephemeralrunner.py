@@ -8,8 +8,8 @@ import pytest
 
 from runnerd.api.scaleset import constants as c
 from runnerd.controller.ephemeralrunner import EphemeralRunnerController
-from runnerd.controller.scaleset_common import ScaleSetAPIs
-from runnerd.manifests.scaleset import build_ephemeral_runner
+from runnerd.controller.scaleset_common import EPHEMERAL_RUNNERS, ScaleSetAPIs
+from runnerd.manifests.scaleset import LABEL_RUNNER_POD, build_ephemeral_runner
 from runnerd.runtime import Key
 from tests.unit.controller.conftest import SCALE_SET_NS, ScaleSetWorld
 from tests.unit.controller.fakes import FakeInformer, FakeKube, FakeStore
@@ -107,3 +107,26 @@ async def test_the_jit_config_is_in_no_event(scale_set_world: ScaleSetWorld) -> 
     assert world.recorder.events
     assert "jit-config-of" not in repr(world.recorder.events)
     assert "jit-config-of" not in repr(world.get("ephemeralrunners", NAME))
+
+
+async def test_kubernetes_mode_job_pods_and_secrets_go_with_the_runner(
+    scale_set_world: ScaleSetWorld,
+) -> None:
+    world = scale_set_world
+    hooks = {"name": "ACTIONS_RUNNER_CONTAINER_HOOKS", "value": "/home/runner/k8s/index.js"}
+    add_runner(world, containers=[{"name": "runner", "image": "runner", "env": [hooks]}])  # type: ignore[list-item]
+    await world.er.reconcile(KEY)
+    world.kubelet()
+    for plural in ("pods", "secrets"):
+        labels = {LABEL_RUNNER_POD: NAME}
+        world.kube.objects[(plural, SCALE_SET_NS, f"{NAME}-workflow")] = {
+            "metadata": {"name": f"{NAME}-workflow", "namespace": SCALE_SET_NS, "labels": labels}
+        }
+    world.kube.objects[("pods", SCALE_SET_NS, "unrelated")] = {
+        "metadata": {"name": "unrelated", "namespace": SCALE_SET_NS, "labels": {LABEL_RUNNER_POD: "other"}}
+    }
+    await world.kube.delete(EPHEMERAL_RUNNERS, NAME, namespace=SCALE_SET_NS)
+    await world.er.reconcile(KEY)
+    assert world.runners() == []
+    assert world.names("pods") == ["unrelated"]
+    assert world.names("secrets") == ["pre-defined-secret"]
