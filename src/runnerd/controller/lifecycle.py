@@ -11,9 +11,10 @@ and deregistration (a 422 hints the runner directory that the runner is busy, fo
 :data:`~runnerd.reconcile.lifecycle.BUSY_RETRY` seconds: :meth:`Lifecycle.expire_refusal`; a 404 or
 204 marks it gone). The Kubernetes steps differ by where the runner's object, pod and credential Secret live:
 each kind implements :class:`RunnerHome` (the Runner controller: a Runner object and its pod; the
-RunnerSet controller: a StatefulSet of one pod). A new kind (scale-set mode's EphemeralRunner)
-plugs in by implementing :class:`RunnerHome` and calling :meth:`Lifecycle.perform` with its
-:class:`RunnerRef`; nothing here changes.
+RunnerSet controller: a StatefulSet of one pod; the EphemeralRunner controller: an EphemeralRunner,
+its pod and JIT Secret). A kind whose registrations live elsewhere (scale-set mode's runners, in the
+Actions service) brings its own :class:`RunnerRegistry` for the GitHub steps and calls
+:func:`perform_steps`; the order and the stop rule are the same.
 
 Guarantees: no step runs after one that stopped; a drained runner's drain time is remembered (keyed
 by its object's uid) until its finalizer is removed or :meth:`Lifecycle.forget`; no GitHub call is
@@ -80,6 +81,39 @@ class RunnerRef:
     runner_id: int | None
 
 
+class RunnerRegistry(Protocol):
+    """Where one runner's registration lives: the GitHub side of the steps (:class:`Lifecycle` for
+    repository/organization/enterprise runners). Each may raise :class:`StopSteps`."""
+
+    async def drain(self, ref: RunnerRef) -> None: ...
+    async def deregister(self, ref: RunnerRef) -> None: ...
+    def forget(self, uid: str) -> None: ...
+
+
+async def perform_steps(
+    steps: Sequence[Step], ref: RunnerRef, home: RunnerHome, registry: RunnerRegistry
+) -> None:
+    """Every step in order; raises :class:`StopSteps` from the first that cannot complete."""
+    for step in steps:
+        if step is Step.ADD_FINALIZER:
+            await home.add_finalizer()
+        elif step is Step.CREATE_POD:
+            await home.create_pod()
+        elif step is Step.CONSUME_CREDENTIALS:
+            await home.consume_credentials()
+        elif step is Step.DRAIN:
+            await registry.drain(ref)
+        elif step is Step.DEREGISTER:
+            await registry.deregister(ref)
+        elif step is Step.DELETE_POD:
+            await home.delete_pod()
+        elif step is Step.DELETE_RUNNER:
+            await home.delete_runner()
+        elif step is Step.REMOVE_FINALIZER:
+            await home.remove_finalizer()
+            registry.forget(ref.uid)
+
+
 def rate_limit_wait(exc: RateLimitedError) -> Result:
     return Result(requeue_after=max(1.0, exc.resume_at - time.time()))
 
@@ -128,24 +162,7 @@ class Lifecycle:
 
     async def perform(self, steps: Sequence[Step], ref: RunnerRef, home: RunnerHome) -> None:
         """Every step in order; raises :class:`StopSteps` from the first that cannot complete."""
-        for step in steps:
-            if step is Step.ADD_FINALIZER:
-                await home.add_finalizer()
-            elif step is Step.CREATE_POD:
-                await home.create_pod()
-            elif step is Step.CONSUME_CREDENTIALS:
-                await home.consume_credentials()
-            elif step is Step.DRAIN:
-                await self.drain(ref)
-            elif step is Step.DEREGISTER:
-                await self.deregister(ref)
-            elif step is Step.DELETE_POD:
-                await home.delete_pod()
-            elif step is Step.DELETE_RUNNER:
-                await home.delete_runner()
-            elif step is Step.REMOVE_FINALIZER:
-                await home.remove_finalizer()
-                self.forget(ref.uid)
+        await perform_steps(steps, ref, home, self)
 
     async def drain(self, ref: RunnerRef) -> None:
         """Replace the runner's custom labels so no new job is routed to it."""

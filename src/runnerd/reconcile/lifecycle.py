@@ -38,7 +38,14 @@ The kinds:
   by another pod, or that GitHub no longer lists, is over; so is one the kubelet restarted. The
   RunnerSet may also ask for a runner's removal (``remove``: scale-down, an old template).
 
-A third kind (scale-set mode's EphemeralRunner) adds a member here only if its rules differ.
+* :attr:`RunnerKind.EPHEMERAL` — scale-set mode's EphemeralRunner: the Runner rules, except where
+  ARC's differ. A scale set routes jobs to the set, not by a runner's labels, so there is nothing to
+  drain: a runner that may hold a job is removed only when no sign of a job shows (the listener's
+  ``jobId`` is ``BUSY``; a not-Ready pod) and the service accepts the removal (its
+  ``JobStillRunningException`` stops the steps). Its JIT config stays in its Secret for the next pod:
+  a pod that fails without a job is replaced after a back-off (``failures``), keeping its
+  registration; one that fails holding a job, or more than :data:`MAX_POD_FAILURES` times, ends the
+  EphemeralRunner (its finalizer deregisters it).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from runnerd.reconcile.replicas import RunnerPhase
 class RunnerKind(StrEnum):
     RUNNER = "Runner"
     STATEFULSET = "StatefulSet"
+    EPHEMERAL = "EphemeralRunner"
 
 
 class PodStatus(StrEnum):
@@ -112,6 +120,8 @@ class RunnerFacts:
     consumed_by: str | None = None  # the uid of the pod that used the credential
     pod_uid: str | None = None
     pod_restarted: bool = False  # its runner container exited before (restartPolicy: Always)
+    # --- the EphemeralRunner kind's own facts
+    failures: int = 0  # its pods that failed (ARC's status.failures)
 
 
 @dataclass(frozen=True)
@@ -135,12 +145,16 @@ POD_STATUS = {
 
 REGISTERING_RECHECK = 5.0
 BUSY_RETRY = 15.0
+MAX_POD_FAILURES = 5
+"""An EphemeralRunner whose pods failed more often than this is deleted (ARC 0.12+)."""
 
 
 def decide(f: RunnerFacts) -> RunnerDecision:
     """The next steps for one runner of any kind (the module docstring states the rules)."""
     if f.kind is RunnerKind.STATEFULSET:
         return _decide_unit(f)
+    if f.kind is RunnerKind.EPHEMERAL:
+        return _decide_ephemeral(f)
     decision = _decide(f)
     if not f.deleting and f.pod is not PodStatus.ABSENT and f.github in (GitHubState.IDLE, GitHubState.BUSY):
         # Online: its container has read the credential, which leaves its Secret (once).
@@ -256,6 +270,12 @@ def _finalize_live(f: RunnerFacts) -> RunnerDecision:
             return RunnerDecision(reason="RunnerBusy", requeue_after=BUSY_RETRY)
         if f.github is GitHubState.UNKNOWN:
             return RunnerDecision(reason="WaitingForGitHub", requeue_after=REGISTERING_RECHECK)
+        if f.kind is RunnerKind.EPHEMERAL:  # nothing to drain: the service's refusal is the guard
+            return RunnerDecision(
+                steps=(Step.DEREGISTER, Step.DELETE_POD, Step.REMOVE_FINALIZER),
+                reason="Deregistering",
+                requeue_after=BUSY_RETRY,
+            )
         if f.drained_at is None:
             return RunnerDecision(steps=(Step.DRAIN,), reason="Draining", requeue_after=f.drain_grace)
         if f.now < f.drained_at + f.drain_grace:
@@ -279,6 +299,32 @@ def _busy(f: RunnerFacts) -> bool:
     if f.github is GitHubState.BUSY:
         return True
     return f.github is GitHubState.IDLE and not f.pod_ready
+
+
+# --- the EphemeralRunner kind ----------------------------------------------------------------
+
+
+def _decide_ephemeral(f: RunnerFacts) -> RunnerDecision:
+    """The Runner rules with ARC's failure path: a failed pod without a job is replaced (after the
+    back-off) on the same registration; with a job, or after too many failures, the EphemeralRunner
+    is over. No credential is consumed: the JIT config stays in its Secret until the object goes."""
+    if f.deleting or not f.has_finalizer:
+        return _decide(f)
+    if f.github is GitHubState.ABSENT and f.runner_id is not None and f.pod is not PodStatus.EXITED:
+        # The service removed its registration (a scale-down, or it expired): no job can reach it.
+        return RunnerDecision(
+            steps=(Step.DELETE_RUNNER,), phase=RunnerPhase.COMPLETED, reason="RunnerRemoved"
+        )
+    if f.pod is PodStatus.ABSENT and f.failures > MAX_POD_FAILURES:
+        return RunnerDecision(
+            steps=(Step.DELETE_RUNNER,), phase=RunnerPhase.FAILED, reason="TooManyPodFailures"
+        )
+    if f.pod is PodStatus.EXITED and f.exit_code != 0:
+        reason = f"RunnerFailed(exit {f.exit_code})"
+        if f.github is GitHubState.BUSY:  # it held a job: the job failed with it, the runner is over
+            return RunnerDecision(steps=(Step.DELETE_RUNNER,), phase=RunnerPhase.FAILED, reason=reason)
+        return RunnerDecision(steps=(Step.DELETE_POD,), phase=RunnerPhase.FAILED, reason=reason, failed=True)
+    return _decide(f)
 
 
 # --- the StatefulSet kind: the object is the unit ---------------------------------------------

@@ -9,13 +9,16 @@ from __future__ import annotations
 import base64
 import copy
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from runnerd.github import Scope
+from runnerd.github.actions.errors import JobStillRunning, RunnerExists, ScaleSetNotFound
+from runnerd.github.actions.models import RunnerScaleSet, ScaleSetJitConfig, ScaleSetRunner
 from runnerd.github.models import JitConfig, RegistrationToken
 from runnerd.github.models import Runner as GitHubRunner
+from runnerd.kube.client import ObjectList
 from runnerd.kube.resources import Resource
 from runnerd.runtime import Key, NotFound
 
@@ -79,11 +82,26 @@ class FakeGitHub:
 
 @dataclass
 class FakeKube:
-    """Kubernetes objects by (plural, namespace, name), with the calls made on them."""
+    """Kubernetes objects by (plural, namespace, name), with the calls made on them. ``gc=True``
+    finishes deletions as the API server and its garbage collector do: an object being deleted goes
+    once its last finalizer is removed, and the objects it controls are deleted with it."""
 
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, str, str]] = field(default_factory=list)
     versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    gc: bool = False
+
+    def _collect(self, key: tuple[str, str, str]) -> None:
+        obj = self.objects.get(key)
+        if obj is None or obj["metadata"].get("finalizers") or not self.gc:
+            return
+        del self.objects[key]
+        uid = obj["metadata"].get("uid")
+        for other, child in list(self.objects.items()):
+            refs = child["metadata"].get("ownerReferences") or ()
+            if any(r.get("controller") and r.get("uid") == uid for r in refs):
+                child["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+                self._collect(other)
 
     def _key(self, resource: Resource, name: str, namespace: str | None) -> tuple[str, str, str]:
         return (resource.plural, namespace or "", name)
@@ -106,6 +124,20 @@ class FakeKube:
         self.objects[self._key(resource, meta["name"], namespace)] = obj
         return copy.deepcopy(obj)
 
+    async def list(
+        self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> ObjectList:
+        """Objects of ``resource`` (in ``namespace``) with every ``key=value`` of the selector."""
+        wanted = dict(term.split("=", 1) for term in (label_selector or "").split(",") if term)
+        items = [
+            copy.deepcopy(obj)
+            for (plural, ns, _), obj in self.objects.items()
+            if plural == resource.plural
+            and namespace in (None, ns)
+            and all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
+        ]
+        return ObjectList(items, str(next(self.versions)))
+
     async def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> dict[str, Any]:
         obj = self.objects.get(self._key(resource, name, namespace))
         if obj is None:
@@ -122,6 +154,8 @@ class FakeKube:
         if isinstance(body, dict):
             _merge(obj, body)
         obj["metadata"]["resourceVersion"] = str(next(self.versions))
+        if obj["metadata"].get("deletionTimestamp"):
+            self._collect(self._key(resource, name, namespace))
         return copy.deepcopy(obj)
 
     async def patch_status(
@@ -143,6 +177,10 @@ class FakeKube:
         if obj["metadata"].get("finalizers"):
             obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
             return copy.deepcopy(obj)
+        if self.gc:
+            obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+            self._collect(self._key(resource, name, namespace))
+            return None
         del self.objects[self._key(resource, name, namespace)]
         return None
 
@@ -199,3 +237,96 @@ class FakeStore:
 @dataclass
 class FakeInformer:
     store: FakeStore
+
+
+@dataclass
+class FakeScaleSetAPI:
+    """The Actions service's scale sets and runners. ``busy`` holds the ids of runners holding a
+    job (their removal answers JobStillRunning); ``errors[call]`` as in :class:`FakeGitHub`."""
+
+    scale_sets: dict[int, RunnerScaleSet] = field(default_factory=dict)
+    runners: dict[int, ScaleSetRunner] = field(default_factory=dict)
+    busy: set[int] = field(default_factory=set)
+    calls: list[str] = field(default_factory=list)
+    errors: dict[str, list[Exception]] = field(default_factory=dict)
+    configs: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def _fail(self, call: str) -> None:
+        queued = self.errors.get(call)
+        if queued:
+            raise queued.pop(0)
+
+    async def for_config(self, config_url: str, secret: Mapping[str, str]) -> FakeScaleSetAPI:
+        self.configs.append((config_url, dict(secret)))
+        return self
+
+    async def runner_group_id(self, name: str) -> int:
+        return 1 if name.lower() in ("", "default") else 2
+
+    async def get_scale_set(self, runner_group_id: int, name: str) -> RunnerScaleSet | None:
+        self.calls.append(f"GET scaleset {name}")
+        found = [
+            s for s in self.scale_sets.values() if s.name == name and s.runner_group_id == runner_group_id
+        ]
+        return found[0] if found else None
+
+    async def get_scale_set_by_id(self, scale_set_id: int) -> RunnerScaleSet | None:
+        return self.scale_sets.get(scale_set_id)
+
+    async def create_scale_set(
+        self, name: str, runner_group_id: int, labels: Sequence[str]
+    ) -> RunnerScaleSet:
+        self.calls.append(f"POST scaleset {name}")
+        self._fail("create_scale_set")
+        group = "Default" if runner_group_id == 1 else "other"
+        made = RunnerScaleSet(next(self.ids), name, runner_group_id, group, tuple(labels))
+        self.scale_sets[made.id] = made
+        return made
+
+    async def update_scale_set(
+        self, scale_set_id: int, *, name: str | None = None, runner_group_id: int | None = None
+    ) -> RunnerScaleSet:
+        self.calls.append(f"PATCH scaleset {scale_set_id}")
+        old = self.scale_sets.get(scale_set_id)
+        if old is None:
+            raise ScaleSetNotFound(404, "RunnerScaleSetNotFoundException", str(scale_set_id))
+        group = runner_group_id or old.runner_group_id
+        new = RunnerScaleSet(
+            old.id, name or old.name, group, "Default" if group == 1 else "other", old.labels
+        )
+        self.scale_sets[old.id] = new
+        return new
+
+    async def delete_scale_set(self, scale_set_id: int) -> None:
+        self.calls.append(f"DELETE scaleset {scale_set_id}")
+        self.scale_sets.pop(scale_set_id, None)
+        self.runners = {k: r for k, r in self.runners.items() if r.scale_set_id != scale_set_id}
+
+    async def generate_jit_config(
+        self, scale_set_id: int, name: str, work_folder: str = ""
+    ) -> ScaleSetJitConfig:
+        self.calls.append(f"JIT {name}")
+        self._fail("jit")
+        if any(r.name == name for r in self.runners.values()):
+            raise RunnerExists(409, "AgentExistsException", name)
+        runner = ScaleSetRunner(next(self.ids) + 100, name, scale_set_id)
+        self.runners[runner.id] = runner
+        return ScaleSetJitConfig(runner, f"jit-config-of-{name}")
+
+    async def get_runner(self, runner_id: int) -> ScaleSetRunner | None:
+        return self.runners.get(runner_id)
+
+    async def get_runner_by_name(self, name: str) -> ScaleSetRunner | None:
+        self.calls.append(f"GET runner {name}")
+        return next((r for r in self.runners.values() if r.name == name), None)
+
+    async def remove_runner(self, runner_id: int) -> None:
+        self.calls.append(f"DELETE runner {runner_id}")
+        self._fail("remove")
+        if runner_id in self.busy:
+            raise JobStillRunning(400, "JobStillRunningException", str(runner_id))
+        self.runners.pop(runner_id, None)  # one already gone: 204 (reference §8.3)
+
+    def runner_named(self, name: str) -> ScaleSetRunner | None:
+        return next((r for r in self.runners.values() if r.name == name), None)

@@ -299,32 +299,43 @@ GRID = [
 ]
 """Every pod that may hold a job, against every signal (the kind's own facts are added per test)."""
 
-KIND_FACTS = [
-    pytest.param({"kind": RunnerKind.RUNNER, "deleting": deleting}, id=f"runner-deleting={deleting}")
-    for deleting in (True, False)
-] + [
-    pytest.param(
-        {
-            "kind": RunnerKind.STATEFULSET,
-            "pod_uid": "pod-1",
-            "credentials": credentials,
-            "consumed_by": consumed_by,
-            "remove": remove,
-            "deleting": deleting,
-            "pod_restarted": restarted,
-        },
-        id=f"statefulset-{credentials}-{consumed_by}-remove={remove}-deleting={deleting}-restarted={restarted}",
-    )
-    for credentials, consumed_by in (
-        (Credentials.FRESH, None),
-        (Credentials.CONSUMED, "pod-1"),
-        (Credentials.CONSUMED, "pod-0"),
-        (Credentials.MISSING, None),
-    )
-    for remove in (True, False)
-    for deleting in (True, False)
-    for restarted in (True, False)
-]
+KIND_FACTS = (
+    [
+        pytest.param({"kind": RunnerKind.RUNNER, "deleting": deleting}, id=f"runner-deleting={deleting}")
+        for deleting in (True, False)
+    ]
+    + [
+        pytest.param(
+            {
+                "kind": RunnerKind.STATEFULSET,
+                "pod_uid": "pod-1",
+                "credentials": credentials,
+                "consumed_by": consumed_by,
+                "remove": remove,
+                "deleting": deleting,
+                "pod_restarted": restarted,
+            },
+            id=f"statefulset-{credentials}-{consumed_by}-remove={remove}-deleting={deleting}-restarted={restarted}",
+        )
+        for credentials, consumed_by in (
+            (Credentials.FRESH, None),
+            (Credentials.CONSUMED, "pod-1"),
+            (Credentials.CONSUMED, "pod-0"),
+            (Credentials.MISSING, None),
+        )
+        for remove in (True, False)
+        for deleting in (True, False)
+        for restarted in (True, False)
+    ]
+    + [
+        pytest.param(
+            {"kind": RunnerKind.EPHEMERAL, "deleting": deleting, "failures": failures},
+            id=f"ephemeral-deleting={deleting}-failures={failures}",
+        )
+        for deleting in (True, False)
+        for failures in (0, 6)
+    ]
+)
 
 
 @pytest.mark.parametrize("kind_facts", KIND_FACTS)
@@ -370,6 +381,12 @@ def _check_release(f: RunnerFacts, steps: tuple[Step, ...]) -> None:
     if f.runner_id is not None:
         assert Step.DEREGISTER in steps, f
         assert steps.index(Step.DEREGISTER) < steps.index(release), f
+        if f.kind is RunnerKind.EPHEMERAL:
+            # no drain (a scale set routes by the set): no sign of a job, and the service's
+            # acceptance of the removal (JobStillRunning stops the steps before the release)
+            assert f.github in (G.IDLE, G.OFFLINE, G.ABSENT), f
+            assert f.pod_ready or f.github is not G.IDLE, f
+            return
         assert f.drained_at is not None, f
         assert f.now >= f.drained_at + f.drain_grace, f
         assert f.github in (G.IDLE, G.OFFLINE, G.ABSENT), f
@@ -378,3 +395,65 @@ def _check_release(f: RunnerFacts, steps: tuple[Step, ...]) -> None:
         # only after the registration timeout, when a listing shows it never registered
         assert f.now - since > f.registration_timeout, f
         assert f.github is G.ABSENT, f
+
+
+E = RunnerFacts(now=NOW, kind=RunnerKind.EPHEMERAL, runner_id=7)
+
+
+@pytest.mark.parametrize(
+    ("facts", "steps", "phase"),
+    [
+        pytest.param(replace(E, runner_id=None), (S.CREATE_POD,), RunnerPhase.PENDING, id="create"),
+        pytest.param(
+            replace(E, pod=PodStatus.RUNNING, github=G.IDLE), (), RunnerPhase.IDLE, id="idle-keeps-secret"
+        ),
+        pytest.param(replace(E, pod=PodStatus.RUNNING, github=G.BUSY), (), RunnerPhase.BUSY, id="busy"),
+        pytest.param(
+            replace(E, pod=PodStatus.EXITED, exit_code=0, github=G.IDLE),
+            (S.DELETE_RUNNER,),
+            RunnerPhase.COMPLETED,
+            id="done",
+        ),
+        pytest.param(
+            replace(E, pod=PodStatus.EXITED, exit_code=1, github=G.IDLE),
+            (S.DELETE_POD,),  # the registration stays for the next pod
+            RunnerPhase.FAILED,
+            id="failed-without-job-new-pod",
+        ),
+        pytest.param(
+            replace(E, pod=PodStatus.EXITED, exit_code=1, github=G.BUSY),
+            (S.DELETE_RUNNER,),
+            RunnerPhase.FAILED,
+            id="failed-with-job-over",
+        ),
+        pytest.param(replace(E, failures=6), (S.DELETE_RUNNER,), RunnerPhase.FAILED, id="too-many-failures"),
+        pytest.param(replace(E, failures=5), (S.CREATE_POD,), RunnerPhase.PENDING, id="five-failures-retry"),
+        pytest.param(
+            replace(E, pod=PodStatus.RUNNING, github=G.ABSENT),
+            (S.DELETE_RUNNER,),
+            RunnerPhase.COMPLETED,
+            id="removed-by-the-service",
+        ),
+        pytest.param(
+            replace(E, deleting=True, pod=PodStatus.RUNNING, github=G.IDLE),
+            (S.DEREGISTER, S.DELETE_POD, S.REMOVE_FINALIZER),  # no drain: the refusal guards
+            None,
+            id="deleting-idle",
+        ),
+        pytest.param(
+            replace(E, deleting=True, pod=PodStatus.RUNNING, github=G.BUSY), (), None, id="deleting-busy"
+        ),
+        pytest.param(
+            replace(E, deleting=True, github=G.ABSENT),
+            (S.REMOVE_FINALIZER,),
+            None,
+            id="deleting-gone-in-github-never-wedges",
+        ),
+    ],
+)
+def test_decide_ephemeral_runner(
+    facts: RunnerFacts, steps: tuple[Step, ...], phase: RunnerPhase | None
+) -> None:
+    decision = decide(facts)
+    assert decision.steps == steps
+    assert decision.phase == phase

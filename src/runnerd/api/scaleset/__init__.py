@@ -1,7 +1,7 @@
 """Pure scale-set API layer: ARC's ``actions.github.com/v1alpha1`` types and their CRDs.
 
 No I/O, no asyncio, no Kubernetes client (the ``api`` import-linter contract covers this package).
-Controllers and the listener for these kinds are not implemented yet (see docs/scale-sets.md).
+The controllers are :mod:`runnerd.controller.scaleset`'s; the listener is not implemented yet.
 """
 
 from collections.abc import Mapping

@@ -1,0 +1,120 @@
+"""Scale-set mode's controllers (ARC's ``actions.github.com/v1alpha1``), added to a controller process.
+
+:func:`install` mirrors the legacy controllers' installers (:func:`runnerd.controller.runnerset.install`):
+it adds the AutoscalingRunnerSet, EphemeralRunnerSet and EphemeralRunner controllers and their
+informers to a process built by :func:`runnerd.controller.app.build`. The Actions-service clients come
+from the caller (one per configuration URL and Secret). Not wired into the CLI yet (``--scale-sets``).
+
+Watches: an AutoscalingRunnerSet on itself, its EphemeralRunnerSets (controller owner) and its
+listener (labels ``actions.github.com/scale-set-name``/``-namespace``: the listener lives in the
+controller's namespace); an EphemeralRunnerSet on itself and its EphemeralRunners; an
+EphemeralRunner on itself, its pod and its JIT Secret (owner). Runner pods and Secrets are listed
+by the label every scale-set object carries, so other pods and Secrets never reach the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runnerd.api.scaleset import constants as c
+from runnerd.controller.app import Controllers
+from runnerd.controller.autoscalingrunnerset import AutoscalingRunnerSetController
+from runnerd.controller.common import INDEX_CONTROLLER
+from runnerd.controller.ephemeralrunner import EphemeralRunnerController
+from runnerd.controller.ephemeralrunnerset import EphemeralRunnerSetController
+from runnerd.controller.scaleset_common import (
+    AUTOSCALING_LISTENERS,
+    AUTOSCALING_RUNNER_SETS,
+    EPHEMERAL_RUNNER_SETS,
+    EPHEMERAL_RUNNERS,
+    ScaleSetAPIs,
+)
+from runnerd.github.actions.api import ScaleSetClients
+from runnerd.kube.resources import PODS, SECRETS
+from runnerd.runtime import Controller, Informer, Key, Mapper, Obj, controller_owner, index_by_controller_uid
+from runnerd.runtime.controller import Reconcile
+
+
+@dataclass(frozen=True)
+class ScaleSetControllers:
+    autoscaling_runner_set: AutoscalingRunnerSetController
+    ephemeral_runner_set: EphemeralRunnerSetController
+    ephemeral_runner: EphemeralRunnerController
+
+
+def listener_owner(obj: Obj) -> list[Key]:
+    """Mapper: a listener's AutoscalingRunnerSet (named by its labels; it lives in another namespace)."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    name, namespace = labels.get(c.LABEL_SCALE_SET_NAME), labels.get(c.LABEL_SCALE_SET_NAMESPACE)
+    return [Key(namespace, name)] if name and namespace else []
+
+
+def install(controllers: Controllers, clients: ScaleSetClients) -> ScaleSetControllers:
+    """Add the scale-set controllers (and their informers) to a process built by ``build()``; the
+    listeners are created in the process's namespace (``options.namespace``, or ``default``)."""
+    kube, ns = controllers.kube, controllers.options.namespace
+    owned = {INDEX_CONTROLLER: index_by_controller_uid}
+    scale_sets = Informer("autoscalingrunnersets", kube.list_watcher(AUTOSCALING_RUNNER_SETS, namespace=ns))
+    runner_sets = Informer(
+        "ephemeralrunnersets", kube.list_watcher(EPHEMERAL_RUNNER_SETS, namespace=ns), indexers=owned
+    )
+    runners = Informer("ephemeralrunners", kube.list_watcher(EPHEMERAL_RUNNERS, namespace=ns), indexers=owned)
+    listeners = Informer("autoscalinglisteners", kube.list_watcher(AUTOSCALING_LISTENERS, namespace=ns))
+    selector = c.LABEL_SCALE_SET_NAME
+    pods = Informer("scaleset-pods", kube.list_watcher(PODS, namespace=ns, label_selector=selector))
+    secrets = Informer("scaleset-secrets", kube.list_watcher(SECRETS, namespace=ns, label_selector=selector))
+    apis = ScaleSetAPIs(kube, clients)
+    recorder = controllers.recorder
+    ars = AutoscalingRunnerSetController(
+        kube=kube,
+        apis=apis,
+        recorder=recorder,
+        scale_sets=scale_sets,
+        runner_sets=runner_sets,
+        listeners=listeners,
+        listener_namespace=ns or "default",
+    )
+    ers = EphemeralRunnerSetController(
+        kube=kube, apis=apis, recorder=recorder, runner_sets=runner_sets, runners=runners
+    )
+    er = EphemeralRunnerController(
+        kube=kube, apis=apis, recorder=recorder, runners=runners, pods=pods, secrets=secrets
+    )
+    workers = controllers.options.workers
+    wiring: list[tuple[str, Reconcile, Informer, list[tuple[Informer, Mapper]]]] = [
+        (
+            "autoscalingrunnerset",
+            ars.reconcile,
+            scale_sets,
+            [
+                (runner_sets, controller_owner("AutoscalingRunnerSet", c.GROUP)),
+                (listeners, listener_owner),
+            ],
+        ),
+        (
+            "ephemeralrunnerset",
+            ers.reconcile,
+            runner_sets,
+            [
+                (runners, controller_owner("EphemeralRunnerSet", c.GROUP)),
+            ],
+        ),
+        (
+            "ephemeralrunner",
+            er.reconcile,
+            runners,
+            [
+                (pods, controller_owner("EphemeralRunner", c.GROUP)),
+                (secrets, controller_owner("EphemeralRunner", c.GROUP)),
+            ],
+        ),
+    ]
+    for name, reconcile, primary, secondaries in wiring:
+        ctl = Controller(name, reconcile, workers=workers)
+        ctl.watch(primary)
+        for informer, mapper in secondaries:
+            ctl.watch(informer, mapper)
+        controllers.manager.add_controller(ctl)
+    for informer in (scale_sets, runner_sets, runners, listeners, pods, secrets):
+        controllers.informers[informer.name] = informer
+    return ScaleSetControllers(ars, ers, er)

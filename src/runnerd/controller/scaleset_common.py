@@ -1,0 +1,134 @@
+"""What the scale-set controllers share: their resources, their Actions-service clients by
+configuration, finalizer patches, and their counters.
+
+:class:`ScaleSetAPIs` resolves an object's ``githubConfigUrl`` and ``githubConfigSecret`` (a Secret
+in the object's namespace, read on every call; :class:`~runnerd.github.actions.api.ScaleSetClients`
+keeps one client per configuration) into a :class:`~runnerd.github.actions.api.ScaleSetAPI`. A
+missing Secret is an :class:`~runnerd.github.actions.errors.ActionsServiceError` (status 0); the
+Secret's contents never appear in an error, event or log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from runnerd.api.scaleset import constants as c
+from runnerd.controller.common import StopSteps
+from runnerd.github.actions.api import ScaleSetAPI, ScaleSetClients
+from runnerd.github.actions.errors import ActionsServiceError
+from runnerd.kube.client import KubeClient
+from runnerd.kube.resources import SECRETS, Resource
+from runnerd.manifests.scaleset import SAFE_ALPHABET
+from runnerd.runtime import Conflict, NotFound, Result
+
+AUTOSCALING_RUNNER_SETS = Resource(c.GROUP, c.VERSION, "autoscalingrunnersets", "AutoscalingRunnerSet")
+EPHEMERAL_RUNNER_SETS = Resource(c.GROUP, c.VERSION, "ephemeralrunnersets", "EphemeralRunnerSet")
+EPHEMERAL_RUNNERS = Resource(c.GROUP, c.VERSION, "ephemeralrunners", "EphemeralRunner")
+AUTOSCALING_LISTENERS = Resource(c.GROUP, c.VERSION, "autoscalinglisteners", "AutoscalingListener")
+
+API_RETRY = 30.0
+"""Seconds before an object whose Actions service cannot be reached is tried again."""
+
+
+@dataclass
+class ScaleSetStats:
+    runners_created: int = 0
+    runners_deleted: int = 0
+    pods_created: int = 0
+    pods_deleted: int = 0
+    deregistrations: int = 0
+    busy_refusals: int = 0
+    scale_sets_created: int = 0
+    scale_sets_deleted: int = 0
+
+
+class ScaleSetAPIs:
+    """The Actions-service client of an object's configuration, and the runner registrations this
+    process removed (or found gone) there, until their EphemeralRunner is finalized: the
+    EphemeralRunnerSet removes an idle runner before deleting its object, and that runner's
+    finalizer then needs no second call."""
+
+    def __init__(self, kube: KubeClient, clients: ScaleSetClients) -> None:
+        self.kube = kube
+        self.clients = clients
+        self._removed: set[tuple[str, int]] = set()
+
+    def removed(self, spec: Mapping[str, Any], runner_id: int) -> bool:
+        return (str(spec.get("githubConfigUrl") or ""), runner_id) in self._removed
+
+    def mark_removed(self, spec: Mapping[str, Any], runner_id: int) -> None:
+        self._removed.add((str(spec.get("githubConfigUrl") or ""), runner_id))
+
+    def forget_removed(self, spec: Mapping[str, Any], runner_id: int) -> None:
+        self._removed.discard((str(spec.get("githubConfigUrl") or ""), runner_id))
+
+    async def for_object(self, namespace: str, spec: Mapping[str, Any]) -> ScaleSetAPI:
+        url = str(spec.get("githubConfigUrl") or "")
+        name = str(spec.get("githubConfigSecret") or "")
+        try:
+            secret = await self.kube.get(SECRETS, name, namespace=namespace)
+        except NotFound:
+            raise ActionsServiceError(0, "SecretNotFound", f"secret {namespace}/{name} not found") from None
+        data: dict[str, str] = {}
+        for key, value in (secret.get("data") or {}).items():
+            try:
+                data[key] = base64.b64decode(value).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                raise ActionsServiceError(
+                    0, "SecretInvalid", f"secret {namespace}/{name}: key {key}"
+                ) from None
+        return await self.clients.for_config(url, data)
+
+
+async def set_finalizers(
+    kube: KubeClient, resource: Resource, obj: Mapping[str, Any], finalizers: Sequence[str]
+) -> None:
+    """Write ``finalizers`` (guarded by the object's resourceVersion: a conflict requeues)."""
+    meta = obj["metadata"]
+    try:
+        await kube.patch(
+            resource,
+            meta["name"],
+            {"metadata": {"finalizers": list(finalizers)}},
+            namespace=meta["namespace"],
+            resource_version=meta.get("resourceVersion"),
+        )
+    except NotFound:
+        return
+    except Conflict:
+        raise StopSteps(Result(requeue=True)) from None
+
+
+def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    return any(
+        ref.get("controller") and ref.get("uid") == uid
+        for ref in (obj.get("metadata") or {}).get("ownerReferences") or ()
+    )
+
+
+def random_suffix() -> str:
+    """Five characters of Kubernetes' safe alphabet, as ``generateName`` would add."""
+    return "".join(secrets.choice(SAFE_ALPHABET) for _ in range(5))
+
+
+async def write_status(
+    kube: KubeClient, resource: Resource, obj: Mapping[str, Any], want: Mapping[str, Any]
+) -> bool:
+    """Merge ``want`` into the object's status when it differs (other writers' fields are kept);
+    False when nothing was written."""
+    current = dict(obj.get("status") or {})
+    if all(current.get(k) == v for k, v in want.items()):
+        return False
+    meta = obj["metadata"]
+    try:
+        await kube.patch_status(
+            resource, meta["name"], {"status": {**current, **want}}, namespace=meta["namespace"]
+        )
+    except NotFound:
+        return False
+    return True
