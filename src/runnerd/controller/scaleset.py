@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runnerd.api.scaleset import constants as c
-from runnerd.controller.app import Controllers
 from runnerd.controller.autoscalingrunnerset import AutoscalingRunnerSetController
 from runnerd.controller.common import INDEX_CONTROLLER
 from runnerd.controller.ephemeralrunner import EphemeralRunnerController
 from runnerd.controller.ephemeralrunnerset import EphemeralRunnerSetController
+from runnerd.controller.process import Controllers
 from runnerd.controller.scaleset_common import (
     AUTOSCALING_LISTENERS,
     AUTOSCALING_RUNNER_SETS,
