@@ -222,3 +222,59 @@ def install_init_container(runner: Mapping[str, Any]) -> JSON:
     if runner.get("imagePullPolicy"):
         out["imagePullPolicy"] = runner["imagePullPolicy"]
     return out
+
+
+def dind_gpu(
+    runner: Mapping[str, Any], dockerd: Mapping[str, Any], gpu: GpuOptions
+) -> tuple[JSON, JSON, bool | None]:
+    """A runner container and the Docker daemon's container beside it (the legacy ``docker``
+    sidecar, a scale set's ``dind``), with the runner's GPUs moved to the daemon unless the daemon
+    asks for its own, and the daemon set up for CDI.
+
+    Returns ``(runner, dockerd, wrap)``: ``wrap`` is None when the daemon holds no GPU (nothing was
+    set up), else whether its command became the wrapper that runs runnerd-gpu-setup (not when the
+    user gave the daemon a command of their own): then the pod also needs
+    :func:`add_gpu_volumes` and, with ``wrap``, :func:`add_install_container`.
+    """
+    runner_out, dockerd_out = with_gpu_limits(runner, gpu), with_gpu_limits(dockerd, gpu)
+    if gpu_resources(runner_out, gpu) and not gpu_resources(dockerd_out, gpu):
+        runner_out, dockerd_out = move_gpus(runner_out, dockerd_out, gpu)
+    wrap: bool | None = None
+    if gpu_resources(dockerd_out, gpu):
+        wrap = not dockerd_out.get("command")
+        dockerd_out = setup_dockerd_gpu(dockerd_out, gpu, wrap=wrap)
+    if gpu_resources(runner_out, gpu):  # the user gave both containers GPUs
+        runner_out["env"] = add_env_defaults(runner_out.get("env") or [], runner_gpu_env(gpu))
+    return runner_out, dockerd_out, wrap
+
+
+def add_install_container(
+    init_containers: Sequence[Mapping[str, Any]], runner: Mapping[str, Any]
+) -> list[JSON]:
+    """``init_containers`` with :func:`install_init_container` first (before a native ``dind``
+    sidecar starts). An init container of that name already there is merged over ours (its fields
+    win: e.g. an ``image`` that has runnerd-gpu-setup while the runner's image has not) and moved first."""
+    user = next((ic for ic in init_containers if ic.get("name") == INSTALL_CONTAINER), {})
+    first: JSON = {**install_init_container(runner), **copy.deepcopy(dict(user))}
+    rest = [copy.deepcopy(dict(ic)) for ic in init_containers if ic.get("name") != INSTALL_CONTAINER]
+    return [first, *rest]
+
+
+def uses_gpu(pod_spec: Mapping[str, Any], gpu: GpuOptions) -> bool:
+    """Whether a container or init container of the pod asks for a GPU."""
+    containers = [*(pod_spec.get("containers") or ()), *(pod_spec.get("initContainers") or ())]
+    return any(gpu_resources(ct, gpu) for ct in containers)
+
+
+def gpu_pod_fields(pod_spec: Mapping[str, Any], gpu: GpuOptions) -> JSON:
+    """A GPU pod's pod-level fields: the GPU toleration unless one already covers it, and
+    ``gpu.runtime_class_name`` unless the pod sets a runtime class; other pods unchanged."""
+    out = copy.deepcopy(dict(pod_spec))
+    if not uses_gpu(out, gpu):
+        return out
+    tolerations = out.get("tolerations") or []
+    if not tolerates(tolerations, gpu.toleration):
+        out["tolerations"] = [*tolerations, dict(gpu.toleration)]
+    if gpu.runtime_class_name and not out.get("runtimeClassName"):
+        out["runtimeClassName"] = gpu.runtime_class_name
+    return out

@@ -204,6 +204,7 @@ def build_runner_pod(
     if volumes:
         pod_spec["volumes"] = volumes
     _pod_fields(pod_spec, runner_name, spec, mode, options)
+    pod_spec = g.gpu_pod_fields(pod_spec, options.gpu)
 
     metadata = _pod_metadata(runner_name, namespace, spec, registration, options, labels, annotations)
     if owner_references:
@@ -515,23 +516,19 @@ def _apply_gpu(
     index = {ct["name"]: i for i, ct in enumerate(containers)}
     ri = index[RUNNER_CONTAINER]
     di = index.get(DOCKER_CONTAINER) if mode is RunnerPodMode.DIND_SIDECAR else None
-    for i in (ri, di):
-        if i is not None:
-            containers[i] = g.with_gpu_limits(containers[i], gpu)
-    if di is not None and g.gpu_resources(containers[ri], gpu) and not g.gpu_resources(containers[di], gpu):
-        containers[ri], containers[di] = g.move_gpus(containers[ri], containers[di], gpu)
-
-    host = di if mode is RunnerPodMode.DIND_SIDECAR else ri if mode is RunnerPodMode.DIND_IN_RUNNER else None
-    if host is not None and g.gpu_resources(containers[host], gpu):
-        # In the sidecar, a command of the user's own replaces the wrapper (and the helper it runs).
-        wrap = host == di and not containers[host].get("command")
-        containers[host] = g.setup_dockerd_gpu(containers[host], gpu, wrap=wrap)
+    wrap: bool | None = None
+    if di is not None:
+        containers[ri], containers[di], wrap = g.dind_gpu(containers[ri], containers[di], gpu)
+    else:
+        containers[ri] = runner = g.with_gpu_limits(containers[ri], gpu)
+        if g.gpu_resources(runner, gpu) and mode is RunnerPodMode.DIND_IN_RUNNER:
+            containers[ri], wrap = g.setup_dockerd_gpu(runner, gpu, wrap=False), False
+        elif g.gpu_resources(runner, gpu):
+            runner["env"] = add_env_defaults(runner.get("env") or [], g.runner_gpu_env(gpu))
+    if wrap is not None:
         volumes = g.add_gpu_volumes(volumes, wrap=wrap)
         if wrap:
-            init_containers = [g.install_init_container(containers[ri]), *init_containers]
-    if host != ri and g.gpu_resources(containers[ri], gpu):
-        runner = containers[ri]
-        runner["env"] = add_env_defaults(runner.get("env") or [], g.runner_gpu_env(gpu))
+            init_containers = g.add_install_container(init_containers, containers[ri])
     return containers, volumes, init_containers
 
 
@@ -555,15 +552,8 @@ def _pod_fields(
         pod_spec["imagePullSecrets"] = [{"name": n} for n in options.runner_image_pull_secrets]
     if spec.affinity:
         pod_spec["affinity"] = copy.deepcopy(spec.affinity)
-    tolerations = copy.deepcopy(spec.tolerations)
-    uses_gpu = any(
-        g.gpu_resources(ct, options.gpu)
-        for ct in [*pod_spec["containers"], *pod_spec.get("initContainers", [])]
-    )
-    if uses_gpu and not g.tolerates(tolerations, options.gpu.toleration):
-        tolerations.append(dict(options.gpu.toleration))
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
+    if spec.tolerations:
+        pod_spec["tolerations"] = copy.deepcopy(spec.tolerations)
     if spec.priority_class_name:
         pod_spec["priorityClassName"] = spec.priority_class_name
     if spec.termination_grace_period_seconds is not None:
@@ -576,8 +566,6 @@ def _pod_fields(
         pod_spec["topologySpreadConstraints"] = copy.deepcopy(spec.topology_spread_constraints)
     if spec.runtime_class_name:
         pod_spec["runtimeClassName"] = spec.runtime_class_name
-    elif uses_gpu and options.gpu.runtime_class_name:
-        pod_spec["runtimeClassName"] = options.gpu.runtime_class_name
     if spec.dns_policy:
         pod_spec["dnsPolicy"] = spec.dns_policy
     if spec.dns_config is not None:

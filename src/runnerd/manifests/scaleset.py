@@ -8,7 +8,11 @@ Names, labels and annotations are ARC's (``../shared/reference/scale-set-protoco
   ``patchID`` it was created for and carrying both EphemeralRunner finalizers from the start;
 * an EphemeralRunner owns its JIT Secret and its pod, both named as the EphemeralRunner; the pod's
   ``runner`` container reads ``ACTIONS_RUNNER_INPUT_JITCONFIG`` from the Secret (the credential is
-  never in the pod spec).
+  never in the pod spec);
+* a runner pod that asks for GPUs gets the legacy mode's GPU treatment (:mod:`runnerd.manifests.gpu`):
+  with ``containerMode: dind`` the runner's GPUs move to the ``dind`` container (a native sidecar or
+  a plain one) and runnerd-gpu-setup runs there before dockerd; the GPU toleration and runtime class
+  are added as for legacy runner pods.
 
 Suffixes are chosen by the caller (so its expectations know the name before the create).
 """
@@ -22,6 +26,8 @@ from typing import Any
 from runnerd import __version__
 from runnerd.api import JSON
 from runnerd.api.scaleset import constants as c
+from runnerd.manifests import gpu as g
+from runnerd.manifests.containers import add_env_defaults
 from runnerd.reconcile.hashing import template_hash
 
 ENV_JIT_CONFIG = "ACTIONS_RUNNER_INPUT_JITCONFIG"
@@ -30,6 +36,9 @@ LABEL_EPHEMERAL_RUNNER = "actions-ephemeral-runner"
 LABEL_RUNNER_POD = "runner-pod"
 """Kubernetes container mode: the hooks label a job's pods and Secrets with their runner's name."""
 ENV_CONTAINER_HOOKS = "ACTIONS_RUNNER_CONTAINER_HOOKS"
+DIND = "dind"
+"""The Docker daemon's container of ``containerMode: dind`` (ARC's name; an init container with
+``restartPolicy: Always`` on Kubernetes >= 1.29, else a container)."""
 SECRET_KEY_JIT = "jitToken"
 SECRET_KEY_RUNNER_NAME = "runnerName"
 SECRET_KEY_RUNNER_ID = "runnerId"
@@ -176,9 +185,9 @@ def uses_container_hooks(er: Mapping[str, Any]) -> bool:
     return any(e.get("name") == ENV_CONTAINER_HOOKS for e in runner.get("env") or ())
 
 
-def build_runner_pod(er: Mapping[str, Any]) -> JSON:
-    """The runner pod from the EphemeralRunner's inlined template; raises ValueError without a
-    ``runner`` container."""
+def build_runner_pod(er: Mapping[str, Any], gpu: g.GpuOptions | None = None) -> JSON:
+    """The runner pod from the EphemeralRunner's inlined template, GPUs set up as ``gpu`` says;
+    raises ValueError without a ``runner`` container."""
     meta, spec = er["metadata"], er.get("spec") or {}
     template_meta = spec.get("metadata") or {}
     pod_spec = copy.deepcopy(spec.get("spec") or {})
@@ -196,6 +205,7 @@ def build_runner_pod(er: Mapping[str, Any]) -> JSON:
         {"name": ENV_USER_AGENT, "value": f"runnerd/{__version__}"},
     ]
     pod_spec.setdefault("restartPolicy", "Never")
+    pod_spec = apply_gpu(pod_spec, gpu or g.GpuOptions())
     labels = {
         **_labels(er),
         **(template_meta.get("labels") or {}),
@@ -214,6 +224,27 @@ def build_runner_pod(er: Mapping[str, Any]) -> JSON:
         },
         "spec": pod_spec,
     }
+
+
+def apply_gpu(pod_spec: Mapping[str, Any], gpu: g.GpuOptions) -> JSON:
+    """The runner pod's spec with its GPUs where dockerd runs (see the module docstring)."""
+    out = copy.deepcopy(dict(pod_spec))
+    containers, inits = out.get("containers") or [], out.get("initContainers") or []
+    ri = next(i for i, ct in enumerate(containers) if ct.get("name") == c.RUNNER_CONTAINER_NAME)
+    dind = [(lst, i) for lst in (inits, containers) for i, x in enumerate(lst) if x.get("name") == DIND]
+    wrap: bool | None = None
+    if dind:
+        lst, di = dind[0]
+        containers[ri], lst[di], wrap = g.dind_gpu(containers[ri], lst[di], gpu)
+    else:
+        containers[ri] = runner = g.with_gpu_limits(containers[ri], gpu)
+        if g.gpu_resources(runner, gpu):
+            runner["env"] = add_env_defaults(runner.get("env") or [], g.runner_gpu_env(gpu))
+    if wrap is not None:
+        out["volumes"] = g.add_gpu_volumes(out.get("volumes") or [], wrap=wrap)
+        if wrap:
+            out["initContainers"] = g.add_install_container(inits, containers[ri])
+    return g.gpu_pod_fields(out, gpu)
 
 
 def build_listener(ars: Mapping[str, Any], *, namespace: str, ers_name: str, scale_set_id: int) -> JSON:
