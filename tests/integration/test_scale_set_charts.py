@@ -1,8 +1,9 @@
 """The scale-set charts installed for real: docs/scale-sets.md's commands (ARC's quickstart with our
 chart directories), word for word, with the real helm against the local control plane; the App
 variant; and the RBAC as the API server decides it for the chart's ServiceAccounts (impersonated):
-the controller may do what scale-set mode needs where it needs it and nothing else, it can grant a
-listener's Role (RBAC lets only a holder grant a right), and the runner pods' account has no rights.
+the controller may do what scale-set mode needs where it needs it and nothing else (no listener pods,
+Roles or ServiceAccounts: the listeners run in the controller process), and the runner pods' account
+has no rights.
 
 The scale-set controllers are not implemented yet: nothing here runs them.
 """
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from devcluster.cluster import Cluster
 from runnerd.api.scaleset import AutoscalingRunnerSet, parse
@@ -32,20 +32,6 @@ DOC = REPO / "docs" / "scale-sets.md"
 CONTROLLER_NS, RUNNERS_NS = "arc-systems", "arc-runners"
 CONTROLLER_SA = f"system:serviceaccount:{CONTROLLER_NS}:arc-gha-rs-controller"
 RUNNER_SA = f"system:serviceaccount:{RUNNERS_NS}:arc-runner-set-gha-rs-no-permission"
-# ARC's listener Role (reference §10.3), which the controller creates in the scale set's namespace.
-LISTENER_RULES = [
-    {
-        "apiGroups": ["actions.github.com"],
-        "resources": ["ephemeralrunnersets"],
-        "resourceNames": ["arc-runner-set-x7k2p"],
-        "verbs": ["patch"],
-    },
-    {
-        "apiGroups": ["actions.github.com"],
-        "resources": ["ephemeralrunners", "ephemeralrunners/status"],
-        "verbs": ["patch"],
-    },
-]
 
 
 def documented_commands() -> list[list[str]]:
@@ -139,7 +125,8 @@ def can_i(cluster: Cluster, who: str, verb: str, resource: str, *where: str) -> 
         # the scale-set kinds, wherever they are
         ("create", "ephemeralrunners.actions.github.com", ("-n", RUNNERS_NS), True),
         ("patch", "ephemeralrunnersets.actions.github.com", ("-A",), True),
-        ("update", "autoscalingrunnersets.actions.github.com/status", ("-n", RUNNERS_NS), True),
+        ("patch", "autoscalingrunnersets.actions.github.com/status", ("-n", RUNNERS_NS), True),
+        ("update", "autoscalingrunnersets.actions.github.com", ("-n", RUNNERS_NS), False),
         ("create", "autoscalinglisteners.actions.github.com", ("-n", CONTROLLER_NS), True),
         ("create", "autoscalingrunnersets.actions.github.com", ("-n", RUNNERS_NS), False),
         ("delete", "autoscalingrunnersets.actions.github.com", ("-n", RUNNERS_NS), False),
@@ -148,9 +135,10 @@ def can_i(cluster: Cluster, who: str, verb: str, resource: str, *where: str) -> 
         ("watch", "secrets", ("-A",), True),
         ("create", "pods", ("-n", RUNNERS_NS), True),
         ("create", "secrets", ("-n", RUNNERS_NS), True),
-        ("create", "roles", ("-n", RUNNERS_NS), True),
-        ("create", "pods", ("-n", CONTROLLER_NS), True),
-        ("create", "serviceaccounts", ("-n", CONTROLLER_NS), True),
+        ("patch", "roles", ("-n", RUNNERS_NS), True),  # the chart's cleanup-protection finalizer
+        ("create", "roles", ("-n", RUNNERS_NS), False),
+        ("create", "pods", ("-n", CONTROLLER_NS), False),
+        ("create", "serviceaccounts", ("-n", CONTROLLER_NS), False),
         ("create", "pods", ("-n", "default"), False),
         ("get", "secrets", ("-n", "default"), False),
         ("create", "roles", ("-n", "default"), False),
@@ -162,29 +150,6 @@ def test_controller_rights(
     cluster: Cluster, installed: Path, verb: str, resource: str, where: tuple[str, ...], allowed: bool
 ) -> None:
     assert can_i(cluster, CONTROLLER_SA, verb, resource, *where) is allowed
-
-
-def _role(name: str, rules: list[dict[str, Any]]) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": name},
-            "rules": rules,
-        }
-    )
-
-
-def test_controller_can_grant_a_listener_role_and_nothing_more(cluster: Cluster, installed: Path) -> None:
-    create = ("create", "-n", RUNNERS_NS, "--dry-run=server", f"--as={CONTROLLER_SA}", "-f", "-")
-    proc = cluster.kubectl(*create, input=_role("arc-runner-set-listener", LISTENER_RULES), check=False)
-    assert proc.returncode == 0, proc.stderr
-    more = [
-        {"apiGroups": ["actions.github.com"], "resources": ["autoscalingrunnersets"], "verbs": ["delete"]}
-    ]
-    proc = cluster.kubectl(*create, input=_role("too-much", more), check=False)
-    assert proc.returncode != 0
-    assert "permissions not currently held" in proc.stderr
 
 
 def test_runner_pods_have_no_rights(cluster: Cluster, installed: Path) -> None:

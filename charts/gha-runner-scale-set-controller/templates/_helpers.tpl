@@ -56,42 +56,41 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- (.Values.flags | default dict).watchSingleNamespace | default "" -}}
 {{- end -}}
 
-{{/* The rules on the scale-set kinds the controller reconciles (all but the listeners). */}}
+{{/* The rules on the scale-set kinds the controller reconciles (all but the listeners): exactly the
+requests of its code (tests/unit/chart/test_scale_set_rbac.py). Finalizers are written with patch;
+`update` on the finalizers subresources is what blockOwnerDeletion on an owner reference needs. */}}
 {{- define "gha-rs-controller.runnerRules" -}}
 - apiGroups: [actions.github.com]
   resources: [autoscalingrunnersets]
-  verbs: [get, list, watch, update, patch]
+  verbs: [list, watch, patch]
 - apiGroups: [actions.github.com]
   resources: [ephemeralrunnersets, ephemeralrunners]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [actions.github.com]
   resources: [autoscalingrunnersets/status, ephemeralrunnersets/status, ephemeralrunners/status]
-  verbs: [get, update, patch]
+  verbs: [patch]
 - apiGroups: [actions.github.com]
   resources: [autoscalingrunnersets/finalizers, ephemeralrunnersets/finalizers, ephemeralrunners/finalizers]
   verbs: [update]
 {{- end -}}
 
+{{/* The AutoscalingListener objects (in the controller's namespace; the listeners themselves run in
+the controller process, docs/scale-sets-listener.md): created and deleted with their scale set, their
+status written by the listener. */}}
 {{- define "gha-rs-controller.listenerRules" -}}
 - apiGroups: [actions.github.com]
   resources: [autoscalinglisteners]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [list, watch, create, delete]
 - apiGroups: [actions.github.com]
   resources: [autoscalinglisteners/status]
-  verbs: [get, update, patch]
-- apiGroups: [actions.github.com]
-  resources: [autoscalinglisteners/finalizers]
-  verbs: [update]
+  verbs: [patch]
 {{- end -}}
 
-{{/* Reading (the informers' caches); writes come from the per-namespace Roles (the scale-set chart's
-manager Role in each runner namespace, the listener Role here). */}}
+{{/* Reading (the informers' caches: runner pods and JIT Secrets); writes come from the scale-set
+chart's manager Role in each runner namespace. */}}
 {{- define "gha-rs-controller.readRules" -}}
 - apiGroups: [""]
-  resources: [pods, secrets, serviceaccounts]
-  verbs: [list, watch]
-- apiGroups: [rbac.authorization.k8s.io]
-  resources: [roles, rolebindings]
+  resources: [pods, secrets]
   verbs: [list, watch]
 - apiGroups: [""]
   resources: [events]

@@ -21,16 +21,25 @@ import yaml
 
 from devcluster import binaries
 from runnerd.controller import common
-from runnerd.kube.resources import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, Resource
+from runnerd.kube.resources import PODS, ROLE_BINDINGS, ROLES, SECRETS, SERVICE_ACCOUNTS, Resource
 
 pytestmark = [pytest.mark.timeout(60)]
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "actions-runner-controller"
 SRC = ROOT / "src"
+# Scale-set mode's modules (`runnerd controller --scale-sets`, the gha-runner-scale-set-controller
+# chart; tests/unit/chart/test_scale_set_rbac.py), by file name.
+SCALE_SET_PREFIXES = ("autoscaling", "ephemeral", "scaleset", "listener")
+CONTROLLER_DIR = SRC / "runnerd" / "controller"
+CONTROLLER_FILES = sorted(p for p in CONTROLLER_DIR.rglob("*.py") if p.name != "__init__.py")
 # What `runnerd controller` runs: its controllers, and the lease and event clients of the adapter.
 CONTROLLER_MODULES = [
-    *sorted(p for p in (SRC / "runnerd" / "controller").rglob("*.py") if p.name != "__init__.py"),
+    *(p for p in CONTROLLER_FILES if not p.name.startswith(SCALE_SET_PREFIXES)),
+    SRC / "runnerd" / "kube" / "client.py",
+]
+SCALE_SET_MODULES = [
+    *(p for p in CONTROLLER_FILES if p.name.startswith(SCALE_SET_PREFIXES)),
     SRC / "runnerd" / "kube" / "client.py",
 ]
 # What `runnerd webhook-server` runs: the reservation sink and its writer.
@@ -50,6 +59,12 @@ METHODS: dict[str, list[tuple[str, str | None]]] = {
     "delete": [("delete", None)],
 }
 RECEIVERS = {"self.kube", "kube", "self.client", "controllers.kube"}
+# Functions called with a KubeClient and the resource they write: name -> (verb, subresource)
+# (runnerd.controller.scaleset_common's; counted where they are called, with the caller's resource).
+HELPERS: dict[str, list[tuple[str, str | None]]] = {
+    "set_finalizers": [("patch", None)],
+    "write_status": [("patch", "status")],
+}
 
 # Calls whose resource is a variable: where it comes from.
 DYNAMIC = {
@@ -61,6 +76,12 @@ DYNAMIC = {
     ("runner_objects.py", "resource"): [SERVICE_ACCOUNTS, ROLES, ROLE_BINDINGS],
     # KubeListWatcher: the resource of each list_watcher() call, found above
     ("client.py", "self.resource"): [],
+    # the scale-set chart's objects whose cleanup-protection finalizer an AutoscalingRunnerSet removes
+    ("autoscalingrunnerset.py", "resource"): [SECRETS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS],
+    # what the container hooks left of a job (kubernetes container mode)
+    ("ephemeralrunner.py", "resource"): [PODS, SECRETS],
+    # inside HELPERS: counted at their callers
+    ("scaleset_common.py", "resource"): [],
 }
 
 # Granted without a request of their own: where the OwnerReferencesPermissionEnforcement admission
@@ -124,13 +145,30 @@ def _resources(path: Path, arg: ast.expr, module: Any) -> list[Resource]:
     )
 
 
+def _helper_call(node: ast.Call) -> str | None:
+    """The HELPERS name ``node`` calls with a KubeClient, if it does."""
+    name = node.func.id if isinstance(node.func, ast.Name) else None
+    if name in HELPERS and len(node.args) >= 2 and ast.unparse(node.args[0]) in RECEIVERS:
+        return name
+    return None
+
+
 def requests_in(paths: list[Path]) -> set[Call]:
     """Every (verb, group, resource) a KubeClient call in these files can request."""
     found: set[Call] = set()
     for path in paths:
         module = importlib.import_module(_module_name(path))
         for node in ast.walk(ast.parse(path.read_text())):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            if not isinstance(node, ast.Call):
+                continue
+            helper = _helper_call(node)
+            if helper is not None:
+                for resource in _resources(path, node.args[1], module):
+                    for verb, sub in HELPERS[helper]:
+                        name = resource.plural + (f"/{sub}" if sub else "")
+                        found.add(Call(f"{path.name}:{node.lineno}", verb, resource.group, name))
+                continue
+            if not isinstance(node.func, ast.Attribute):
                 continue
             if node.func.attr not in METHODS or ast.unparse(node.func.value) not in RECEIVERS:
                 continue
