@@ -224,6 +224,15 @@ def install_init_container(runner: Mapping[str, Any]) -> JSON:
     return out
 
 
+def gpu_runner(runner: Mapping[str, Any], gpu: GpuOptions) -> JSON:
+    """A runner container that keeps its GPUs (no dockerd beside it): limits for GPUs given only in
+    ``requests``, and :func:`runner_gpu_env` defaults when it holds one."""
+    out = with_gpu_limits(runner, gpu)
+    if gpu_resources(out, gpu):
+        out["env"] = add_env_defaults(out.get("env") or [], runner_gpu_env(gpu))
+    return out
+
+
 def dind_gpu(
     runner: Mapping[str, Any], dockerd: Mapping[str, Any], gpu: GpuOptions
 ) -> tuple[JSON, JSON, bool | None]:
@@ -243,9 +252,7 @@ def dind_gpu(
     if gpu_resources(dockerd_out, gpu):
         wrap = not dockerd_out.get("command")
         dockerd_out = setup_dockerd_gpu(dockerd_out, gpu, wrap=wrap)
-    if gpu_resources(runner_out, gpu):  # the user gave both containers GPUs
-        runner_out["env"] = add_env_defaults(runner_out.get("env") or [], runner_gpu_env(gpu))
-    return runner_out, dockerd_out, wrap
+    return gpu_runner(runner_out, gpu), dockerd_out, wrap  # the user may have given both GPUs
 
 
 def add_install_container(

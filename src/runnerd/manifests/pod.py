@@ -20,7 +20,6 @@ from runnerd.api import JSON, RunnerConfig, RunnerSpec
 from runnerd.api import constants as c
 from runnerd.manifests import gpu as g
 from runnerd.manifests.containers import (
-    add_env_defaults,
     by_name,
     env_var,
     field_ref_env,
@@ -520,11 +519,11 @@ def _apply_gpu(
     if di is not None:
         containers[ri], containers[di], wrap = g.dind_gpu(containers[ri], containers[di], gpu)
     else:
-        containers[ri] = runner = g.with_gpu_limits(containers[ri], gpu)
-        if g.gpu_resources(runner, gpu) and mode is RunnerPodMode.DIND_IN_RUNNER:
+        runner = g.with_gpu_limits(containers[ri], gpu)
+        if mode is RunnerPodMode.DIND_IN_RUNNER and g.gpu_resources(runner, gpu):
             containers[ri], wrap = g.setup_dockerd_gpu(runner, gpu, wrap=False), False
-        elif g.gpu_resources(runner, gpu):
-            runner["env"] = add_env_defaults(runner.get("env") or [], g.runner_gpu_env(gpu))
+        else:
+            containers[ri] = g.gpu_runner(runner, gpu)
     if wrap is not None:
         volumes = g.add_gpu_volumes(volumes, wrap=wrap)
         if wrap:

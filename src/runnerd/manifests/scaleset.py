@@ -27,7 +27,6 @@ from runnerd import __version__
 from runnerd.api import JSON
 from runnerd.api.scaleset import constants as c
 from runnerd.manifests import gpu as g
-from runnerd.manifests.containers import add_env_defaults
 from runnerd.reconcile.hashing import template_hash
 
 ENV_JIT_CONFIG = "ACTIONS_RUNNER_INPUT_JITCONFIG"
@@ -237,9 +236,7 @@ def apply_gpu(pod_spec: Mapping[str, Any], gpu: g.GpuOptions) -> JSON:
         lst, di = dind[0]
         containers[ri], lst[di], wrap = g.dind_gpu(containers[ri], lst[di], gpu)
     else:
-        containers[ri] = runner = g.with_gpu_limits(containers[ri], gpu)
-        if g.gpu_resources(runner, gpu):
-            runner["env"] = add_env_defaults(runner.get("env") or [], g.runner_gpu_env(gpu))
+        containers[ri] = g.gpu_runner(containers[ri], gpu)
     if wrap is not None:
         out["volumes"] = g.add_gpu_volumes(out.get("volumes") or [], wrap=wrap)
         if wrap:
