@@ -42,7 +42,7 @@ from runnerd.github.actions.session import MessageSession
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import SECRETS
 from runnerd.runtime import NotFound
-from tests.integration.support import ORG, REPO, RUNNER_IMAGE, pod_agent, seed
+from tests.integration.support import ORG, REPO, RUNNER_IMAGE, pod_agent, seed, wait_established
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
@@ -57,7 +57,7 @@ NAME = "arc-runner-set"
 @pytest.fixture(scope="module")
 def scale_set_crds(cluster: Cluster) -> list[str]:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in CRD_NAMES))
+    wait_established(cluster, CRD_NAMES)
     return CRD_NAMES
 
 
@@ -200,8 +200,12 @@ async def test_quickstart_scales_from_zero_and_back(
             )
 
         await wait_until("the scale set back at 0 runners", scaled_to_zero, within=30)
-        listener = await wait_until("the listener listening", env.listening)
-        assert listener["status"]["desiredRunners"] == 0
+
+        async def desires_none() -> bool:
+            found = await env.listening()
+            return found is not None and found["status"].get("desiredRunners") == 0
+
+        await wait_until("the listener's status to say 0 desired", desires_none)
         # ARC's listener metrics on the process's /metrics registry
         text = process.metrics.render().decode()
         assert 'gha_max_runners{enterprise="",name="arc-runner-set"' in text
