@@ -110,6 +110,12 @@ class Env:
     async def count(self, resource: Any) -> int:
         return len((await self.kube.list(resource, namespace=self.namespace)).items)
 
+    async def scaled_to_zero(self) -> bool:
+        """One EphemeralRunnerSet, at 0 replicas, and no EphemeralRunner left."""
+        sets = (await self.kube.list(EPHEMERAL_RUNNER_SETS, namespace=self.namespace)).items
+        idle = len(sets) == 1 and not sets[0]["spec"].get("replicas")
+        return idle and not await self.count(EPHEMERAL_RUNNERS)
+
     def scale_sets(self) -> list[Any]:
         return list(self.sim.actions.scale_sets.values())
 
@@ -191,15 +197,7 @@ async def test_quickstart_scales_from_zero_and_back(
         await wait_until("all 3 jobs to complete", lambda: env.completed(jobs), within=45)
         assert all(env.sim.world.jobs[j].conclusion == "success" for j in jobs)
 
-        async def scaled_to_zero() -> bool:
-            ers = (await env.kube.list(EPHEMERAL_RUNNER_SETS, namespace=namespace)).items
-            return (
-                len(ers) == 1
-                and not ers[0]["spec"].get("replicas")
-                and not await env.count(EPHEMERAL_RUNNERS)
-            )
-
-        await wait_until("the scale set back at 0 runners", scaled_to_zero, within=30)
+        await wait_until("the scale set back at 0 runners", env.scaled_to_zero, within=30)
 
         async def desires_none() -> bool:
             found = await env.listening()
@@ -261,6 +259,7 @@ async def test_a_vanished_scale_set_is_registered_again(
         assert listeners.gone_total == 1
         jobs = env.run_jobs(1, duration=0.5)
         await wait_until("a job on the new scale set to complete", lambda: env.completed(jobs), within=30)
+        await wait_until("the scale set back at 0 runners", env.scaled_to_zero, within=30)
 
 
 async def test_a_session_held_by_another_listener_is_taken_over(
@@ -286,3 +285,4 @@ async def test_a_session_held_by_another_listener_is_taken_over(
             assert sum(m.listener["session_conflicts"] for m in listeners.metrics()) >= 1
             jobs = env.run_jobs(1, duration=0.5)
             await wait_until("the job to complete", lambda: env.completed(jobs), within=30)
+            await wait_until("the scale set back at 0 runners", env.scaled_to_zero, within=30)
