@@ -5,7 +5,8 @@ chart's CRDs, ghsim's Actions service (broker and GHES modes) and virtual runner
 ARC's quickstart (an AutoscalingRunnerSet with ``minRunners: 0``, ``maxRunners: 5``, a PAT in
 ``githubConfigSecret``, jobs with ``runs-on: <name>``) scales 0 → N → 0; the in-process listener's
 state is on its AutoscalingListener; deleting the AutoscalingRunnerSet cleans both sides; a vanished
-scale set is registered again; a session another listener holds is taken over.
+scale set is registered again; a session another listener holds is taken over; a busy runner
+survives a controller restart, a scale-down and a template roll.
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ class Env:
         world = self.sim.world
         specs = [JobSpec((NAME,), f"job-{i}", duration) for i in range(n)]
         return list(world.enqueue_run(world.repo_by_name(REPO), specs).job_ids)
+
+    def running(self, job_ids: list[int]) -> bool:
+        return all(self.sim.world.jobs[j].status == "in_progress" for j in job_ids)
 
     def completed(self, job_ids: list[int]) -> bool:
         return all(self.sim.world.jobs[j].status == "completed" for j in job_ids)
@@ -286,3 +290,64 @@ async def test_a_session_held_by_another_listener_is_taken_over(
             jobs = env.run_jobs(1, duration=0.5)
             await wait_until("the job to complete", lambda: env.completed(jobs), within=30)
             await wait_until("the scale set back at 0 runners", env.scaled_to_zero, within=30)
+
+
+async def test_a_busy_runner_survives_a_controller_restart_and_a_scale_down(
+    cluster: Cluster, scale_set_crds: list[str], namespace: str
+) -> None:
+    async with world(cluster, namespace) as env:
+        async with scale_set_controller(cluster, namespace):
+            await env.create_scale_set()
+            await wait_until("the listener listening", env.listening, within=30)
+            jobs = env.run_jobs(1, duration=8.0)
+            await wait_until("the job running", lambda: env.running(jobs), within=30)
+
+            async def job_written() -> dict[str, Any] | None:
+                items = (await env.kube.list(EPHEMERAL_RUNNERS, namespace=namespace)).items
+                busy = [r for r in items if (r.get("status") or {}).get("jobDisplayName") == "job-0"]
+                return busy[0] if busy else None  # the listener writes the job at JobStarted
+
+            runner = await wait_until("the job on its EphemeralRunner", job_written, within=30)
+        # the controller is gone (its listener deleted its session); a new one takes over
+        async with scale_set_controller(cluster, namespace):
+            await wait_until("the new listener listening", env.listening, within=30)
+            name = runner["metadata"]["name"]
+            kept = await env.kube.get(EPHEMERAL_RUNNERS, name, namespace=namespace)
+            assert kept["metadata"]["uid"] == runner["metadata"]["uid"]
+            sets = (await env.kube.list(EPHEMERAL_RUNNER_SETS, namespace=namespace)).items
+            exactly_none = {"spec": {"replicas": 0, "patchID": 0}}  # "exactly 0": idle runners go
+            await env.kube.patch(
+                EPHEMERAL_RUNNER_SETS, sets[0]["metadata"]["name"], exactly_none, namespace=namespace
+            )
+            assert env.running(jobs)
+            await wait_until("the job to complete", lambda: env.completed(jobs), within=30)
+            assert env.sim.world.jobs[jobs[0]].conclusion == "success"  # its runner was never killed
+            await wait_until("the scale set back at 0 runners", env.scaled_to_zero, within=30)
+
+
+async def test_a_template_roll_lets_the_running_job_finish(
+    cluster: Cluster, scale_set_crds: list[str], namespace: str
+) -> None:
+    async with world(cluster, namespace) as env, scale_set_controller(cluster, namespace):
+        await env.create_scale_set()
+        first = await wait_until("the listener listening", env.listening, within=30)
+        old_set = first["spec"]["ephemeralRunnerSetName"]
+        jobs = env.run_jobs(1, duration=6.0)
+        await wait_until("the job running", lambda: env.running(jobs), within=30)
+
+        roll = {"spec": {"template": {"metadata": {"labels": {"rolled": "yes"}}}}}
+        await env.kube.patch(AUTOSCALING_RUNNER_SETS, NAME, roll, namespace=namespace)
+
+        async def rolled() -> bool:
+            found = await env.listening()
+            return found is not None and found["spec"]["ephemeralRunnerSetName"] != old_set
+
+        await wait_until("the listener on the new set", rolled, within=30)
+        await wait_until("the job to complete", lambda: env.completed(jobs), within=30)
+        assert env.sim.world.jobs[jobs[0]].conclusion == "success"
+
+        async def old_set_gone() -> bool:
+            sets = (await env.kube.list(EPHEMERAL_RUNNER_SETS, namespace=namespace)).items
+            return [s["metadata"]["name"] for s in sets if s["metadata"]["name"] == old_set] == []
+
+        await wait_until("the old set deleted once its runner finished", old_set_gone, within=30)
