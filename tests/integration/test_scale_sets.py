@@ -14,12 +14,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from devcluster.cluster import Cluster
@@ -351,3 +357,73 @@ async def test_a_template_roll_lets_the_running_job_finish(
             return [s["metadata"]["name"] for s in sets if s["metadata"]["name"] == old_set] == []
 
         await wait_until("the old set deleted once its runner finished", old_set_gone, within=30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_the_chart_command_line_runs_scale_set_mode_without_credentials(
+    cluster: Cluster, scale_set_crds: list[str], namespace: str, tmp_path: Path
+) -> None:
+    """``runnerd controller`` with the flags the controller chart renders (leader election, metrics),
+    as a process, with no GitHub credentials in its environment."""
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "runnerd.cli", "controller", "--scale-sets",
+        "--enable-leader-election", "--leader-election-id=arc-gha-rs-controller",
+        "--log-level=debug", "--log-format=json", f"--watch-namespace={namespace}",
+        f"--metrics-addr=127.0.0.1:{port}", f"--kubeconfig={cluster.kubeconfig}",
+    ]  # fmt: skip
+    log_path = tmp_path / "controller.log"
+
+    def tail() -> str:
+        return log_path.read_text(errors="replace")[-3000:]
+
+    async with world(cluster, namespace) as env:
+        proc = start_process(argv, log_path, namespace)
+
+        def alive() -> None:
+            assert proc.poll() is None, tail()
+
+        try:
+            await env.create_scale_set()
+            await wait_until("the listener listening", env.listening, within=30, guard=alive)
+            jobs = env.run_jobs(1, duration=0.5)
+            await wait_until("the job to complete", lambda: env.completed(jobs), within=30, guard=alive)
+
+            async def scraped() -> str | None:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(f"http://127.0.0.1:{port}/metrics") as response,
+                ):
+                    text = await response.text()
+                return text if "gha_completed_jobs_total{" in text else None
+
+            text = await wait_until("the listener's metrics on /metrics", scraped, guard=alive)
+            assert 'gha_max_runners{enterprise="",name="arc-runner-set"' in text
+        finally:
+            proc.send_signal(signal.SIGTERM)  # while GitHub is up: the listener deletes its session
+            code = await asyncio.to_thread(stop_process, proc)
+        assert code == 0, tail()
+        assert not env.sim.actions.sessions
+
+
+def start_process(argv: list[str], log_path: Path, namespace: str) -> subprocess.Popen[bytes]:
+    """The process with no GitHub credentials in its environment, its output in ``log_path``."""
+    secrets = {"GITHUB_TOKEN", "GITHUB_APP_ID", "GITHUB_APP_INSTALLATION_ID", "GITHUB_APP_PRIVATE_KEY"}
+    env = {k: v for k, v in os.environ.items() if k not in secrets}
+    env.update(POD_NAME="controller-0", POD_NAMESPACE=namespace, PYTHONUNBUFFERED="1")
+    with log_path.open("wb") as log:
+        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> int:
+    try:
+        return proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

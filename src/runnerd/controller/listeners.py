@@ -19,6 +19,8 @@ The AutoscalingListener objects the AutoscalingRunnerSet controller creates stay
   AutoscalingRunnerSet's ``runner-scale-set-id`` annotation is cleared, and the listener object and
   the EphemeralRunnerSet it fed are deleted (their runners were registered in the vanished scale set),
   so the AutoscalingRunnerSet controller registers a new scale set, a new set and a new listener.
+* a listener that stopped on an unexpected error (phase ``Failed``) is started again after
+  ``API_RETRY`` seconds; so is one that could not be started (its Secret missing, say).
 * the object's status is the listener's true state, refreshed every :data:`STATUS_PERIOD` seconds
   while it changes: ``phase`` (Pending, Listening, Reconnecting, Gone, Failed), ``sessionId``,
   ``lastError``, ``desiredRunners``.
@@ -168,7 +170,12 @@ class ListenerManager:
                 )
                 return Result(requeue_after=API_RETRY)
         await write_status(self.kube, AUTOSCALING_LISTENERS, obj, listener_status(running.listener))
-        return None if running.task.done() else Result(requeue_after=STATUS_PERIOD)
+        if not running.task.done():
+            return Result(requeue_after=STATUS_PERIOD)
+        if running.listener.phase == "Failed":  # a bug stopped it: start it again after a while
+            self.running.pop(key, None)
+            return Result(requeue_after=API_RETRY)
+        return None  # gone: the listener object is being replaced
 
     async def _start(self, key: Key, obj: Obj) -> RunningListener:
         spec = obj.get("spec") or {}
