@@ -53,7 +53,7 @@ from runnerd.github.actions.config import ConfigURL
 from runnerd.github.actions.errors import ActionsServiceError
 from runnerd.github.actions.models import ScaleSetJob
 from runnerd.github.budget import Clock
-from runnerd.github.errors import GitHubConfigError
+from runnerd.github.errors import CredentialsError, GitHubConfigError
 from runnerd.kube.client import KubeClient
 from runnerd.runtime import Controller, Informer, Key, NotFound, Obj, Result
 
@@ -163,7 +163,7 @@ class ListenerManager:
         if running is None:
             try:
                 running = await self._start(key, obj)
-            except (ActionsServiceError, GitHubConfigError, ValueError) as exc:
+            except (ActionsServiceError, CredentialsError, ValueError) as exc:  # ValueError: config URL
                 error = f"{type(exc).__name__}: {exc}"
                 await write_status(
                     self.kube, AUTOSCALING_LISTENERS, obj, {"phase": "Failed", "lastError": error}
