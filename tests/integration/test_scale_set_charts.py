@@ -4,7 +4,7 @@ variant; and the RBAC as the API server decides it for the chart's ServiceAccoun
 the controller may do what scale-set mode needs where it needs it and nothing else, it can grant a
 listener's Role (RBAC lets only a holder grant a right), and the runner pods' account has no rights.
 
-The scale-set controllers are not implemented yet: nothing here runs them.
+The controller process is not run here (tests/integration/test_scale_sets.py runs scale-set mode).
 """
 
 from __future__ import annotations
