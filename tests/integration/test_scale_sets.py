@@ -6,7 +6,8 @@ ARC's quickstart (an AutoscalingRunnerSet with ``minRunners: 0``, ``maxRunners: 
 ``githubConfigSecret``, jobs with ``runs-on: <name>``) scales 0 → N → 0; the in-process listener's
 state is on its AutoscalingListener; deleting the AutoscalingRunnerSet cleans both sides; a vanished
 scale set is registered again; a session another listener holds is taken over; a busy runner
-survives a controller restart, a scale-down and a template roll.
+survives a controller restart, a scale-down and a template roll; the chart's command line runs as a
+process without GitHub credentials; ``--scale-sets --legacy`` runs both modes in one process.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
 from ghsim.config import SimConfig
 from runnerd.api.scaleset import constants as c
-from runnerd.controller.app import build_scale_set_process
+from runnerd.controller.app import build_scale_set_process, install_scale_sets
 from runnerd.controller.common import ControllerOptions
-from runnerd.controller.process import ScaleSetProcess
+from runnerd.controller.process import Controllers, ScaleSetProcess
 from runnerd.controller.scaleset_common import (
     AUTOSCALING_LISTENERS,
     AUTOSCALING_RUNNER_SETS,
@@ -49,7 +50,15 @@ from runnerd.github.actions.session import MessageSession
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import SECRETS
 from runnerd.runtime import NotFound
-from tests.integration.support import ORG, REPO, RUNNER_IMAGE, pod_agent, seed, wait_established
+from tests.integration.support import (
+    ORG,
+    REPO,
+    RUNNER_IMAGE,
+    controller_process,
+    pod_agent,
+    seed,
+    wait_established,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
@@ -427,3 +436,32 @@ def stop_process(proc: subprocess.Popen[bytes]) -> int:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+async def test_both_modes_in_one_process(
+    cluster: Cluster, crds: list[str], scale_set_crds: list[str], namespace: str
+) -> None:
+    """``--scale-sets --legacy``: the legacy process with scale-set mode installed next to it (one
+    manager, one ``/metrics``) runs a scale set's job."""
+    async with world(cluster, namespace) as env:
+        clients = ActionsClients(trust_env=False)
+
+        def add_scale_sets(controllers: Controllers) -> None:
+            assert controllers.autoscaling is not None
+            controllers.scale_sets = install_scale_sets(
+                controllers, clients=clients, metrics=controllers.autoscaling.metrics
+            )
+
+        try:
+            async with controller_process(
+                cluster, env.sim, env.pat, namespace, configure=add_scale_sets
+            ) as both:
+                await env.create_scale_set()
+                await wait_until("the listener listening", env.listening, within=30)
+                jobs = env.run_jobs(1, duration=0.5)
+                await wait_until("the job to complete", lambda: env.completed(jobs), within=30)
+                assert both.autoscaling is not None
+                assert "gha_completed_jobs_total{" in both.autoscaling.metrics.render().decode()
+                await wait_until("the scale set back at 0 runners", env.scaled_to_zero, within=30)
+        finally:
+            await clients.close()
