@@ -1,6 +1,8 @@
 """The ``runnerd`` command line.
 
   runnerd controller [flags]      the controller (ARC's flag names; credentials from the environment)
+  runnerd controller --scale-sets the scale-set controllers and listeners only (credentials per
+                                  AutoscalingRunnerSet); add --legacy to run both modes
   runnerd webhook-server [flags]  only the GitHub webhook endpoint (ARC's github-webhook-server)
   runnerd status [flags]          the runner fleet as tables (also: kubectl runnerd status)
   runnerd --version
@@ -29,11 +31,12 @@ from aiohttp import web
 
 from runnerd import __version__, migrate, status
 from runnerd.api import parse_go_duration
-from runnerd.controller.app import build, build_webhook_process
+from runnerd.controller.app import build, build_scale_set_process, build_webhook_process, install_scale_sets
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.orphans import resolve_installation_label
 from runnerd.controller.process import Controllers
 from runnerd.github import GitHubClient, GitHubConfig, load_credentials
+from runnerd.github.actions.clients import ActionsClients
 from runnerd.github.errors import CredentialsError, GitHubConfigError
 from runnerd.kube.client import KubeClient
 from runnerd.manifests.pod import PodOptions
@@ -110,6 +113,13 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
     add_endpoint_flags(p, metrics="0", health="0")
     p.add_argument("--webhook-addr", default="0", help="serve GitHub webhooks in this process (0: off)")
     _add_autoscaling_flags(p)
+    p.add_argument(
+        "--scale-sets",
+        action="store_true",
+        help="run scale-set mode (actions.github.com: controllers and in-process listeners) instead of "
+        "the legacy controllers; the legacy flags and GitHub credentials are then not used",
+    )
+    p.add_argument("--legacy", action="store_true", help="with --scale-sets: run the legacy controllers too")
 
 
 def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
@@ -275,7 +285,52 @@ def ready_webhook(server: WebhookServer, ready: Callable[[], bool]) -> web.Appli
     return server.app()
 
 
+def listener_namespace(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """Where AutoscalingListeners live: the controller's namespace, as ARC's chart says it."""
+    return env.get("CONTROLLER_MANAGER_POD_NAMESPACE") or env.get("POD_NAMESPACE") or args.watch_namespace
+
+
+async def run_scale_set_controller(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``--scale-sets``: the scale-set controllers and listeners only; every AutoscalingRunnerSet
+    names its own credentials Secret, so the process needs none and never watches the legacy kinds."""
+    addresses = endpoints(args)
+    if addresses is None:
+        return 2
+    options = ControllerOptions(namespace=args.watch_namespace, sync_period=args.sync_period)
+    identity = env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    async with await KubeClient.connect(args.kubeconfig) as kube:
+        clients = ActionsClients()
+        process = build_scale_set_process(
+            kube=kube,
+            options=options,
+            clients=clients,
+            elector=leader_elector(args, kube, identity),
+            identity=identity,
+            listener_namespace=listener_namespace(args, env),
+        )
+        manager, metrics = process.manager, process.metrics
+        remove = manager.install_signal_handlers()
+        log.info(
+            "runnerd %s scale-set controller starting (namespace %s)", __version__, options.namespace or "all"
+        )
+        apps: dict[str, Callable[[], web.Application]] = {
+            "metrics": lambda: health_app(ready=lambda: manager.ready, metrics=metrics),
+            "health": lambda: health_app(ready=lambda: manager.ready),
+        }
+        try:
+            async with Servers() as servers:
+                await serve(servers, {**addresses, "webhook": None}, apps)
+                await manager.run()
+        finally:
+            remove()
+            await clients.close()
+    log.info("runnerd controller stopped")
+    return 0
+
+
 async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if args.scale_sets and not args.legacy:
+        return await run_scale_set_controller(args, env)
     try:
         credentials = load_credentials(credentials_from_env(env))
         config = GitHubConfig.resolve(
@@ -310,6 +365,13 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         autoscaling = controllers.autoscaling
         assert autoscaling is not None
         configure_autoscaling(controllers, args)
+        if args.scale_sets:
+            controllers.scale_sets = install_scale_sets(
+                controllers,
+                clients=ActionsClients(),
+                metrics=autoscaling.metrics,
+                listener_namespace=listener_namespace(args, env),
+            )
         remove = controllers.manager.install_signal_handlers()
         log.info(
             "runnerd %s controller starting (namespace %s, leader election %s, GitHub %s)",
@@ -326,6 +388,8 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
             remove()
             await autoscaling.close()
             await controllers.clients.close()
+            if controllers.scale_sets is not None:
+                await controllers.scale_sets.close()
     log.info("runnerd controller stopped")
     return 0
 

@@ -3,7 +3,7 @@ simulated GitHub, one controller process in-process, and the pod agent that play
 kwok pods.
 
 - :func:`install_crds`: the chart's CRDs applied (client-side, so each must fit the last-applied
-  annotation) and Established.
+  annotation) and Established (:func:`wait_established`).
 - :func:`seed`: the organization and repository the tests use, and an admin PAT.
 - :func:`controller_process`: what ``runnerd controller`` runs (clients, informers, controllers,
   the manager) against a cluster and the simulator; stopped and closed on exit.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,21 @@ def install_crds(cluster: Cluster) -> list[str]:
     cluster.kubectl("apply", "-f", str(CRD_DIR))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in CRD_NAMES))
     return CRD_NAMES
+
+
+def wait_established(cluster: Cluster, names: list[str], within: float = 60.0) -> None:
+    """``kubectl wait --for=condition=Established``, again while a just-created CRD has no
+    ``status.conditions`` yet (kubectl wait then fails at once: "accessor error: <nil>")."""
+    deadline = time.monotonic() + within
+    while True:
+        proc = cluster.kubectl(
+            "wait", "--for=condition=Established", f"--timeout={within:.0f}s", *(f"crd/{n}" for n in names),
+            check=False, timeout=within + 10,
+        )  # fmt: skip
+        if proc.returncode == 0:
+            return
+        assert "accessor error" in proc.stderr, proc.stderr
+        assert time.monotonic() < deadline, f"CRDs not Established within {within}s: {proc.stderr}"
 
 
 def seed(sim: Simulator) -> str:

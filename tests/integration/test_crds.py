@@ -6,7 +6,6 @@ status/scale subresources work, and ``kubectl get`` prints the columns."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +16,7 @@ import yaml
 from devcluster.cluster import Cluster
 from runnerd import api
 from runnerd.api import RESOURCES, RunnerDeployment, parse, scaleset, validate
+from tests.integration.support import wait_established
 from tests.unit.api.manifests import CRD_DIR, MANIFESTS, SCALE_SET_CRD_DIR, Manifest, manifests
 
 pytestmark = pytest.mark.cluster
@@ -36,21 +36,6 @@ def crds(cluster: Cluster) -> list[str]:
     names = [f"{r.PLURAL}.actions.summerwind.dev" for r in RESOURCES]
     wait_established(cluster, names)
     return names
-
-
-def wait_established(cluster: Cluster, names: list[str], within: float = 60.0) -> None:
-    """``kubectl wait --for=condition=Established``, again while a just-created CRD has no
-    ``status.conditions`` yet (kubectl wait then fails at once: "accessor error: <nil>")."""
-    deadline = time.monotonic() + within
-    while True:
-        proc = cluster.kubectl(
-            "wait", "--for=condition=Established", f"--timeout={within:.0f}s", *(f"crd/{n}" for n in names),
-            check=False, timeout=within + 10,
-        )  # fmt: skip
-        if proc.returncode == 0:
-            return
-        assert "accessor error" in proc.stderr, proc.stderr
-        assert time.monotonic() < deadline, f"CRDs not Established within {within}s: {proc.stderr}"
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ the controller may do what scale-set mode needs where it needs it and nothing el
 Roles or ServiceAccounts: the listeners run in the controller process), and the runner pods' account
 has no rights.
 
-The scale-set controllers are not implemented yet: nothing here runs them.
+The controller process is not run here (tests/integration/test_scale_sets.py runs scale-set mode).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 orphan sweep, the RunnerSet controller (:func:`runnerd.controller.runnerset.install`) and HRA
 autoscaling (:func:`install_autoscaling`: the HRA informer and controller, the webhook reservation
 sink served by :mod:`runnerd.web`, the safety-net poll and the metrics).
+:func:`install_scale_sets` adds scale-set mode (``--scale-sets --legacy``: next to the legacy
+controllers); :func:`build_scale_set_process` makes a scale-set-only process (``--scale-sets``).
 :func:`build_webhook_process` makes the standalone webhook server (``runnerd webhook-server``).
 Wiring lives here only: the controllers this module builds never import it.
 """
@@ -31,9 +33,10 @@ from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.hra.controller import HRAController
 from runnerd.controller.hra.options import AutoscalingOptions
 from runnerd.controller.latency import PodCreateLatency, RunnerStartup
+from runnerd.controller.listener_export import ListenerCollector
 from runnerd.controller.orphans import OrphanSweeper, sweep_key
 from runnerd.controller.poller import POLL_KEY, SafetyNetPoller
-from runnerd.controller.process import Autoscaling, Controllers, WebhookProcess
+from runnerd.controller.process import Autoscaling, Controllers, ScaleSetProcess, ScaleSets, WebhookProcess
 from runnerd.controller.reservation_writer import ReservationWriter
 from runnerd.controller.reservations import ReservationSink
 from runnerd.controller.runner import RunnerController
@@ -41,9 +44,12 @@ from runnerd.controller.runnerdeployment import DeploymentController
 from runnerd.controller.runnerreplicaset import ReplicaSetController
 from runnerd.controller.runnerset import install as install_runnersets
 from runnerd.controller.runwatch import RunObserver
+from runnerd.controller.scaleset import ScaleSetHost
+from runnerd.controller.scaleset import install as install_scale_set_controllers
 from runnerd.controller.targets import HRA_INFORMER, RD_INFORMER, RUNNERSET_INFORMER, TargetResolver
 from runnerd.controller.visibility import GroupVisibility
 from runnerd.github import GitHubClient, Scope
+from runnerd.github.actions.clients import ActionsClients
 from runnerd.github.budget import CallWindow
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.runnerpod import LABEL_RUNNER
@@ -381,6 +387,53 @@ def _watch_for_metrics(
         runner_sets=runner_sets.store.objects if runner_sets is not None else None,
     )
     metrics.watch_github(lambda: budget_snapshot(github))
+
+
+# --- scale-set mode ----------------------------------------------------------------------------------
+
+
+def install_scale_sets(
+    host: ScaleSetHost,
+    *,
+    clients: ActionsClients,
+    metrics: Metrics,
+    listener_namespace: str | None = None,
+) -> ScaleSets:
+    """Add the scale-set controllers and the in-process listeners to a process; the listeners'
+    metrics join ``metrics`` (ARC's names)."""
+    controllers = install_scale_set_controllers(
+        host, clients, listener_clients=clients, listener_namespace=listener_namespace
+    )
+    listeners = controllers.listeners
+    assert listeners is not None
+    metrics.registry.register(ListenerCollector(listeners.metrics))
+    return ScaleSets(controllers=controllers, clients=clients, metrics=metrics)
+
+
+def build_scale_set_process(
+    *,
+    kube: KubeClient,
+    options: ControllerOptions,
+    clients: ActionsClients,
+    elector: LeaderElector | None = None,
+    identity: str = "",
+    listener_namespace: str | None = None,
+) -> ScaleSetProcess:
+    """A process running scale-set mode only: no legacy informers (their CRDs may be absent)."""
+    process = ScaleSetProcess(
+        manager=Manager(elector=elector),
+        kube=kube,
+        options=options,
+        recorder=EventRecorder(kube.event_sink(), component=COMPONENT, instance=identity),
+        informers={},
+        metrics=Metrics(),
+    )
+    process.scale_sets = install_scale_sets(
+        process, clients=clients, metrics=process.metrics, listener_namespace=listener_namespace
+    )
+    manager = process.manager
+    process.metrics.watch_process(leading=lambda: manager.leading, orphans=lambda: (0, 0))
+    return process
 
 
 # --- the standalone webhook server ------------------------------------------------------------------

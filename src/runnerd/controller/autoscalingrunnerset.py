@@ -146,6 +146,9 @@ class AutoscalingRunnerSetController:
             self.expect.forget(key)
             return None
         facts = self.observe(obj)
+        # a creation the informer has shown is no longer expected, even once that set is gone again
+        # (else a set deleted since would hold up the next creation until the expectation expires)
+        self.expect.pending_creations(key, {s.name for s in facts.runner_sets})
         decision = decide_scale_set(facts)
         try:
             for step in decision.steps:

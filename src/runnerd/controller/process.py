@@ -22,8 +22,10 @@ from runnerd.controller.reservations import ReservationSink
 from runnerd.controller.runner import RunnerController
 from runnerd.controller.runnerdeployment import DeploymentController
 from runnerd.controller.runnerreplicaset import ReplicaSetController
+from runnerd.controller.scaleset import ScaleSetControllers
 from runnerd.controller.targets import TargetResolver
 from runnerd.github import GitHubClient
+from runnerd.github.actions.clients import ActionsClients
 from runnerd.kube.client import KubeClient
 from runnerd.runtime import Controller, EventRecorder, Informer, Manager
 from runnerd.web.metrics import Metrics
@@ -60,6 +62,33 @@ class Autoscaling:
 
 
 @dataclass
+class ScaleSets:
+    """What :func:`runnerd.controller.app.install_scale_sets` added to a process (``--scale-sets``):
+    the scale-set controllers, the listener manager, the Actions-service clients."""
+
+    controllers: ScaleSetControllers
+    clients: ActionsClients
+    metrics: Metrics
+
+    async def close(self) -> None:
+        await self.clients.close()
+
+
+@dataclass
+class ScaleSetProcess:
+    """A scale-set-only controller process (``runnerd controller --scale-sets``): no legacy
+    controllers, no legacy GitHub credentials (each AutoscalingRunnerSet names its own Secret)."""
+
+    manager: Manager
+    kube: KubeClient
+    options: ControllerOptions
+    recorder: EventRecorder
+    informers: MutableMapping[str, Informer]
+    metrics: Metrics
+    scale_sets: ScaleSets | None = None
+
+
+@dataclass
 class Controllers:
     """Everything one process runs, for tests and metrics to look at."""
 
@@ -80,6 +109,8 @@ class Controllers:
     autoscaling: Autoscaling | None = None
     """HRA autoscaling, the webhook sink and the safety-net poll (added by
     :func:`runnerd.controller.app.install_autoscaling`)."""
+    scale_sets: ScaleSets | None = None
+    """Scale-set mode next to the legacy one (``--scale-sets --legacy``)."""
 
 
 @dataclass

@@ -2,8 +2,11 @@
 
 :func:`install` mirrors the legacy controllers' installers (:func:`runnerd.controller.runnerset.install`):
 it adds the AutoscalingRunnerSet, EphemeralRunnerSet and EphemeralRunner controllers and their
-informers to a process built by :func:`runnerd.controller.app.build`. The Actions-service clients come
-from the caller (one per configuration URL and Secret). Not wired into the CLI yet (``--scale-sets``).
+informers to a process (:class:`ScaleSetHost`: the legacy process :func:`runnerd.controller.app.build`
+makes, or the scale-set-only one of :func:`runnerd.controller.app.build_scale_set_process`). The
+Actions-service clients come from the caller (one per configuration URL and Secret); with
+``listener_clients`` it also adds the listener manager (:mod:`runnerd.controller.listeners`): one
+in-process listener per AutoscalingListener, on the leader only.
 
 Watches: an AutoscalingRunnerSet on itself, its EphemeralRunnerSets (controller owner) and its
 listener (labels ``actions.github.com/scale-set-name``/``-namespace``: the listener lives in the
@@ -14,14 +17,16 @@ by the label every scale-set object carries, so other pods and Secrets never rea
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from runnerd.api.scaleset import constants as c
 from runnerd.controller.autoscalingrunnerset import AutoscalingRunnerSetController
-from runnerd.controller.common import INDEX_CONTROLLER
+from runnerd.controller.common import INDEX_CONTROLLER, ControllerOptions
 from runnerd.controller.ephemeralrunner import EphemeralRunnerController
 from runnerd.controller.ephemeralrunnerset import EphemeralRunnerSetController
-from runnerd.controller.process import Controllers
+from runnerd.controller.listeners import ListenerController, ListenerManager
 from runnerd.controller.scaleset_common import (
     AUTOSCALING_LISTENERS,
     AUTOSCALING_RUNNER_SETS,
@@ -30,9 +35,31 @@ from runnerd.controller.scaleset_common import (
     ScaleSetAPIs,
 )
 from runnerd.github.actions.api import ScaleSetClients
+from runnerd.github.actions.clients import ActionsClients
+from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, SECRETS
-from runnerd.runtime import Controller, Informer, Key, Mapper, Obj, controller_owner, index_by_controller_uid
+from runnerd.runtime import (
+    Controller,
+    EventRecorder,
+    Informer,
+    Key,
+    Manager,
+    Mapper,
+    Obj,
+    controller_owner,
+    index_by_controller_uid,
+)
 from runnerd.runtime.controller import Reconcile
+
+
+class ScaleSetHost(Protocol):
+    """What :func:`install` extends: a process's client, options, event recorder, manager and informers."""
+
+    kube: KubeClient
+    options: ControllerOptions
+    recorder: EventRecorder
+    manager: Manager
+    informers: MutableMapping[str, Informer]
 
 
 @dataclass(frozen=True)
@@ -40,6 +67,7 @@ class ScaleSetControllers:
     autoscaling_runner_set: AutoscalingRunnerSetController
     ephemeral_runner_set: EphemeralRunnerSetController
     ephemeral_runner: EphemeralRunnerController
+    listeners: ListenerManager | None = None
 
 
 def listener_owner(obj: Obj) -> list[Key]:
@@ -49,17 +77,27 @@ def listener_owner(obj: Obj) -> list[Key]:
     return [Key(namespace, name)] if name and namespace else []
 
 
-def install(controllers: Controllers, clients: ScaleSetClients) -> ScaleSetControllers:
-    """Add the scale-set controllers (and their informers) to a process built by ``build()``; the
-    listeners are created in the process's namespace (``options.namespace``, or ``default``)."""
+def install(
+    controllers: ScaleSetHost,
+    clients: ScaleSetClients,
+    *,
+    listener_clients: ActionsClients | None = None,
+    listener_namespace: str | None = None,
+) -> ScaleSetControllers:
+    """Add the scale-set controllers (and their informers) to a process; the AutoscalingListeners
+    live in ``listener_namespace`` (default: the process's namespace, ``options.namespace``, or
+    ``default``). ``listener_clients``: also run the listeners, in this process."""
     kube, ns = controllers.kube, controllers.options.namespace
+    listener_ns = listener_namespace or ns or "default"
     owned = {INDEX_CONTROLLER: index_by_controller_uid}
     scale_sets = Informer("autoscalingrunnersets", kube.list_watcher(AUTOSCALING_RUNNER_SETS, namespace=ns))
     runner_sets = Informer(
         "ephemeralrunnersets", kube.list_watcher(EPHEMERAL_RUNNER_SETS, namespace=ns), indexers=owned
     )
     runners = Informer("ephemeralrunners", kube.list_watcher(EPHEMERAL_RUNNERS, namespace=ns), indexers=owned)
-    listeners = Informer("autoscalinglisteners", kube.list_watcher(AUTOSCALING_LISTENERS, namespace=ns))
+    listeners = Informer(
+        "autoscalinglisteners", kube.list_watcher(AUTOSCALING_LISTENERS, namespace=listener_ns)
+    )
     selector = c.LABEL_SCALE_SET_NAME
     pods = Informer("scaleset-pods", kube.list_watcher(PODS, namespace=ns, label_selector=selector))
     secrets = Informer("scaleset-secrets", kube.list_watcher(SECRETS, namespace=ns, label_selector=selector))
@@ -72,7 +110,7 @@ def install(controllers: Controllers, clients: ScaleSetClients) -> ScaleSetContr
         scale_sets=scale_sets,
         runner_sets=runner_sets,
         listeners=listeners,
-        listener_namespace=ns or "default",
+        listener_namespace=listener_ns,
     )
     ers = EphemeralRunnerSetController(
         kube=kube, apis=apis, recorder=recorder, runner_sets=runner_sets, runners=runners
@@ -117,4 +155,8 @@ def install(controllers: Controllers, clients: ScaleSetClients) -> ScaleSetContr
         controllers.manager.add_controller(ctl)
     for informer in (scale_sets, runner_sets, runners, listeners, pods, secrets):
         controllers.informers[informer.name] = informer
-    return ScaleSetControllers(ars, ers, er)
+    manager: ListenerManager | None = None
+    if listener_clients is not None:
+        manager = ListenerManager(kube=kube, listeners=listeners, apis=apis, clients=listener_clients)
+        controllers.manager.add_controller(ListenerController(manager))
+    return ScaleSetControllers(ars, ers, er, manager)

@@ -69,7 +69,11 @@ class ScaleSetAPIs:
 
     async def for_object(self, namespace: str, spec: Mapping[str, Any]) -> ScaleSetAPI:
         url = str(spec.get("githubConfigUrl") or "")
-        name = str(spec.get("githubConfigSecret") or "")
+        data = await self.secret_data(namespace, str(spec.get("githubConfigSecret") or ""))
+        return await self.clients.for_config(url, data)
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        """The decoded keys of the credentials Secret ``namespace/name`` (never logged)."""
         try:
             secret = await self.kube.get(SECRETS, name, namespace=namespace)
         except NotFound:
@@ -82,7 +86,7 @@ class ScaleSetAPIs:
                 raise ActionsServiceError(
                     0, "SecretInvalid", f"secret {namespace}/{name}: key {key}"
                 ) from None
-        return await self.clients.for_config(url, data)
+        return data
 
 
 async def set_finalizers(

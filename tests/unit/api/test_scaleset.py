@@ -258,7 +258,14 @@ def test_names_scope_and_subresources(kind: str) -> None:
         ),
         (
             "AutoscalingListener",
-            ["GitHub Configure URL", "AutoscalingRunnerSet Namespace", "AutoscalingRunnerSet Name", "Age"],
+            [
+                "GitHub Configure URL",
+                "AutoscalingRunnerSet Namespace",
+                "AutoscalingRunnerSet Name",
+                "Phase",  # runnerd's: the in-process listener's state
+                "Desired Runners",
+                "Age",
+            ],
         ),
     ],
 )

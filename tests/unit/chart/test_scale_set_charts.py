@@ -248,13 +248,14 @@ def test_controller_crds_are_the_generated_ones() -> None:
 # --- what values render to ----------------------------------------------------------------------------
 
 
-def test_controller_flags_are_runnerds_but_scale_sets(tmp_path: Path) -> None:
+def test_controller_flags_are_runnerds(tmp_path: Path) -> None:
     objects = render(tmp_path, CONTROLLER, CONTROLLER_MATRIX["ha-single-namespace-metrics"])
     c = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert c["command"] == ["runnerd"]
     assert c["args"][:2] == ["controller", "--scale-sets"]
-    # --scale-sets is the one flag runnerd does not have yet (docs/scale-sets.md); the rest parse
-    args = cli.build_parser().parse_args([a for a in c["args"] if a != "--scale-sets"])
+    # every rendered flag is runnerd's: scale-set mode only (the legacy controllers need --legacy)
+    args = cli.build_parser().parse_args(c["args"])
+    assert (args.scale_sets, args.legacy) == (True, False)
     assert args.enable_leader_election is True
     assert args.leader_election_id == "rel-gha-rs-controller"
     assert (args.watch_namespace, args.log_level, args.log_format, args.metrics_addr) == (

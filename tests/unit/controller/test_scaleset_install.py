@@ -11,10 +11,12 @@ import pytest
 
 from runnerd.api.scaleset import constants as c
 from runnerd.controller.common import ControllerOptions
+from runnerd.controller.listeners import ListenerController
 from runnerd.controller.scaleset import install, listener_owner
 from runnerd.controller.scaleset_common import ScaleSetAPIs
+from runnerd.github.actions.clients import ActionsClients
 from runnerd.github.actions.errors import ActionsServiceError
-from runnerd.runtime import Key, Manager
+from runnerd.runtime import Controller, Key, Manager
 from tests.unit.controller.conftest import NoListWatcher
 from tests.unit.controller.fakes import FakeKube, FakeRecorder, FakeScaleSetAPI
 
@@ -26,6 +28,16 @@ class ListWatchingKube(FakeKube):
         return NoListWatcher()
 
 
+class RecordingManager(Manager):
+    def __init__(self) -> None:
+        super().__init__()
+        self.added: list[Controller] = []
+
+    def add_controller(self, controller: Controller) -> Controller:
+        self.added.append(controller)
+        return super().add_controller(controller)
+
+
 class Process:
     """The parts of a built controller process that an installer uses."""
 
@@ -33,7 +45,7 @@ class Process:
         self.kube = ListWatchingKube()
         self.options = ControllerOptions(namespace="arc-systems")
         self.recorder = FakeRecorder()
-        self.manager = Manager()
+        self.manager = RecordingManager()
         self.informers: dict[str, Any] = {}
 
 
@@ -50,6 +62,28 @@ def test_install_adds_three_controllers_and_their_informers() -> None:
         "scaleset-secrets",
     }
     assert set(process.informers) == {i.name for i in process.manager.informers}
+
+
+def test_install_with_listener_clients_adds_the_listener_manager_in_the_listener_namespace() -> None:
+    process = Process()
+    installed = install(
+        process,  # type: ignore[arg-type]
+        FakeScaleSetAPI(),
+        listener_clients=ActionsClients(),
+        listener_namespace="controller-ns",
+    )
+    assert installed.listeners is not None
+    assert installed.autoscaling_runner_set.listener_namespace == "controller-ns"
+    listener_controllers = [ctl for ctl in process.manager.added if isinstance(ctl, ListenerController)]
+    assert [ctl.listener_manager for ctl in listener_controllers] == [installed.listeners]
+    assert installed.listeners.listeners is process.informers["autoscalinglisteners"]
+
+
+def test_install_without_listener_clients_runs_no_listener() -> None:
+    process = Process()
+    installed = install(process, FakeScaleSetAPI())  # type: ignore[arg-type]
+    assert installed.listeners is None
+    assert not [ctl for ctl in process.manager.added if isinstance(ctl, ListenerController)]
 
 
 @pytest.mark.parametrize(

@@ -327,7 +327,12 @@ class AutoscalingListenerSpec(ApiObject):
 
 @dataclass(kw_only=True)
 class AutoscalingListenerStatus(ApiObject):
-    """Empty in ARC."""
+    """Empty in ARC; runnerd's in-process listener writes its state here (runnerd.controller.listeners)."""
+
+    phase: str | None = field("phase", "Pending, Listening, Reconnecting, Gone or Failed.")
+    session_id: str | None = field("sessionId", "The message session this listener holds (or left behind).")
+    last_error: str | None = field("lastError", "The listener's last failure; empty while it listens.")
+    desired_runners: int | None = field("desiredRunners", "The last replicas sent to the EphemeralRunnerSet.")
 
 
 # --- top-level resources ---------------------------------------------------------------------
@@ -428,6 +433,9 @@ class AutoscalingListener(ScaleSetResource):
         PrinterColumn("GitHub Configure URL", ".spec.githubConfigUrl", "string"),
         PrinterColumn("AutoscalingRunnerSet Namespace", ".spec.autoscalingRunnerSetNamespace", "string"),
         PrinterColumn("AutoscalingRunnerSet Name", ".spec.autoscalingRunnerSetName", "string"),
+        # runnerd's: the in-process listener's state (ARC's listener pod has none to show)
+        PrinterColumn("Phase", ".status.phase", "string"),
+        PrinterColumn("Desired Runners", ".status.desiredRunners", "integer"),
         AGE,
     )
 
