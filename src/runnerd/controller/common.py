@@ -13,6 +13,7 @@ from runnerd.github import DEFAULT_RUNNER_GROUP_ID, GitHubClient, NotFoundError,
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, Resource
 from runnerd.manifests.pod import PodOptions
+from runnerd.reconcile.credentials import owner_reference
 from runnerd.runtime import Conflict, NotFound, Result
 
 T = TypeVar("T")
@@ -160,15 +161,7 @@ class RunnerGroups:
 
 
 def controller_ref(obj: Mapping[str, Any]) -> dict[str, Any]:
-    meta = obj["metadata"]
-    return {
-        "apiVersion": obj.get("apiVersion", c.API_VERSION),
-        "kind": obj["kind"],
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return owner_reference(obj, c.API_VERSION, obj["kind"])
 
 
 def epoch(value: dt.datetime | None, default: float | None = None) -> float | None:

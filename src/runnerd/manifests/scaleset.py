@@ -22,6 +22,7 @@ from typing import Any
 from runnerd import __version__
 from runnerd.api import JSON
 from runnerd.api.scaleset import constants as c
+from runnerd.reconcile.credentials import owner_reference
 from runnerd.reconcile.hashing import template_hash
 
 ENV_JIT_CONFIG = "ACTIONS_RUNNER_INPUT_JITCONFIG"
@@ -40,15 +41,7 @@ SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 def owner(obj: Mapping[str, Any]) -> JSON:
     """A controller ownerReference to ``obj`` (its apiVersion and kind as stored)."""
-    meta = obj["metadata"]
-    return {
-        "apiVersion": obj.get("apiVersion", c.API_VERSION),
-        "kind": obj["kind"],
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return owner_reference(obj, c.API_VERSION, obj["kind"])
 
 
 def runner_spec_hash(spec: Mapping[str, Any]) -> str:

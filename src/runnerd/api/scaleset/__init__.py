@@ -7,7 +7,7 @@ The controllers are :mod:`runnerd.controller.scaleset`'s; the listener is not im
 from collections.abc import Mapping
 from typing import Any
 
-from runnerd.api import ApiParseError
+from runnerd.api import ApiParseError, validation
 from runnerd.api.scaleset.constants import API_VERSION, GROUP, VERSION
 from runnerd.api.scaleset.crds import build_scale_set_crds
 from runnerd.api.scaleset.types import (
@@ -38,7 +38,6 @@ from runnerd.api.scaleset.types import (
     TLSConfig,
     VaultConfig,
 )
-from runnerd.api.validation import rule_violations
 
 
 def parse(obj: Mapping[str, Any]) -> ScaleSetResource:
@@ -52,11 +51,7 @@ def parse(obj: Mapping[str, Any]) -> ScaleSetResource:
 
 def validate(obj: Mapping[str, Any]) -> list[str]:
     """CEL rule violations of a raw ``actions.github.com`` object, evaluated in Python."""
-    kind = obj.get("kind")
-    cls = RESOURCE_BY_KIND.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        return [f".kind: unknown kind {kind!r}"]
-    return rule_violations(cls, obj)
+    return validation.validate(obj, RESOURCE_BY_KIND)
 
 
 __all__ = [
