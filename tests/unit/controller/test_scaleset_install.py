@@ -15,8 +15,7 @@ from runnerd.controller.scaleset import install, listener_owner
 from runnerd.controller.scaleset_common import ScaleSetAPIs
 from runnerd.github.actions.errors import ActionsServiceError
 from runnerd.runtime import Key, Manager
-from tests.unit.controller.conftest import NoListWatcher
-from tests.unit.controller.fakes import FakeKube, FakeRecorder, FakeScaleSetAPI
+from tests.unit.controller.fakes import FakeKube, FakeRecorder, FakeScaleSetAPI, NoListWatcher
 
 pytestmark = pytest.mark.timeout(10)
 
