@@ -14,7 +14,7 @@ from .auth import Need
 from .clock import iso, iso_ms
 from .entities import Installation, Repo, Run, RunnerGroup, Scope
 from .errors import Conflict, Forbidden, NotFound, ValidationFailed
-from .httputil import Ctx, Reply, Route, json_list, paginate
+from .httputil import Ctx, Handler, Reply, Route, json_list, paginate
 from .model import JobSnapshot
 
 RUNNERS_DOCS = "https://docs.github.com/rest/actions/self-hosted-runners"
@@ -377,118 +377,65 @@ _RUNNER_NEED: dict[str, Need] = {
 }
 
 
+_REGISTRATION: dict[str, Any] = {"resource": "actions_runner_registration"}
+
+#: the runner operations of every scope: method, path below ``.../actions/runners``, operationId
+#: (``{tag}``, ``{for_}`` and ``{from_}`` are the scope's), handler and the Route's other fields;
+#: GitHub files the enterprise JIT operation under ``actions/``
+_RUNNER_OPERATIONS: list[tuple[str, str, str, Handler, dict[str, Any]]] = [
+    ("GET", "", "{tag}/list-self-hosted-runners-{for_}", list_runners, {"etag": True}),
+    ("GET", "/{runner_id}", "{tag}/get-self-hosted-runner-{for_}", get_runner, {}),
+    ("DELETE", "/{runner_id}", "{tag}/delete-self-hosted-runner-{from_}", delete_runner, {}),
+    ("GET", "/{runner_id}/labels", "{tag}/list-labels-for-self-hosted-runner-{for_}", list_labels, {}),
+    ("POST", "/{runner_id}/labels", "{tag}/add-custom-labels-to-self-hosted-runner-{for_}", add_labels, {}),
+    ("PUT", "/{runner_id}/labels", "{tag}/set-custom-labels-for-self-hosted-runner-{for_}", set_labels, {}),
+    (
+        "DELETE",
+        "/{runner_id}/labels",
+        "{tag}/remove-all-custom-labels-from-self-hosted-runner-{for_}",
+        remove_all_labels,
+        {},
+    ),
+    (
+        "DELETE",
+        "/{runner_id}/labels/{name}",
+        "{tag}/remove-custom-label-from-self-hosted-runner-{for_}",
+        remove_label,
+        {},
+    ),
+    (
+        "POST",
+        "/registration-token",
+        "{tag}/create-registration-token-{for_}",
+        registration_token,
+        _REGISTRATION,
+    ),
+    ("POST", "/remove-token", "{tag}/create-remove-token-{for_}", remove_token, _REGISTRATION),
+    (
+        "POST",
+        "/generate-jitconfig",
+        "actions/generate-runner-jitconfig-{for_}",
+        generate_jitconfig,
+        _REGISTRATION,
+    ),
+]
+
+
 def _runner_routes() -> list[Route]:
-    routes: list[Route] = []
-    for kind, (base, tag, for_, from_) in _SCOPES.items():
-        need = _RUNNER_NEED[kind]
-        r = f"{base}/actions/runners"
-        jit_tag = "actions"  # GitHub files the enterprise JIT operation under actions/
-        routes += [
-            Route(
-                "GET",
-                r,
-                f"{tag}/list-self-hosted-runners-{for_}",
-                list_runners,
-                need,
-                kind,
-                etag=True,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "GET",
-                r + "/{runner_id}",
-                f"{tag}/get-self-hosted-runner-{for_}",
-                get_runner,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "DELETE",
-                r + "/{runner_id}",
-                f"{tag}/delete-self-hosted-runner-{from_}",
-                delete_runner,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "GET",
-                r + "/{runner_id}/labels",
-                f"{tag}/list-labels-for-self-hosted-runner-{for_}",
-                list_labels,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "POST",
-                r + "/{runner_id}/labels",
-                f"{tag}/add-custom-labels-to-self-hosted-runner-{for_}",
-                add_labels,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "PUT",
-                r + "/{runner_id}/labels",
-                f"{tag}/set-custom-labels-for-self-hosted-runner-{for_}",
-                set_labels,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "DELETE",
-                r + "/{runner_id}/labels",
-                f"{tag}/remove-all-custom-labels-from-self-hosted-runner-{for_}",
-                remove_all_labels,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "DELETE",
-                r + "/{runner_id}/labels/{name}",
-                f"{tag}/remove-custom-label-from-self-hosted-runner-{for_}",
-                remove_label,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "POST",
-                r + "/registration-token",
-                f"{tag}/create-registration-token-{for_}",
-                registration_token,
-                need,
-                kind,
-                resource="actions_runner_registration",
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "POST",
-                r + "/remove-token",
-                f"{tag}/create-remove-token-{for_}",
-                remove_token,
-                need,
-                kind,
-                resource="actions_runner_registration",
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "POST",
-                r + "/generate-jitconfig",
-                f"{jit_tag}/generate-runner-jitconfig-{for_}",
-                generate_jitconfig,
-                need,
-                kind,
-                resource="actions_runner_registration",
-                docs=RUNNERS_DOCS,
-            ),
-        ]
-    return routes
+    return [
+        Route(
+            method,
+            f"{base}/actions/runners{path}",
+            operation.format(tag=tag, for_=for_, from_=from_),
+            handler,
+            _RUNNER_NEED[kind],
+            kind,
+            docs=RUNNERS_DOCS,
+            **extra,
+        )
+        for kind, (base, tag, for_, from_) in _SCOPES.items()
+        for method, path, operation, handler, extra in _RUNNER_OPERATIONS
+    ]
 
 
 ROUTES: list[Route] = [
