@@ -38,10 +38,11 @@ from runnerd.controller.common import (
     Backoff,
     StopSteps,
     created_at,
+    random_suffix,
 )
 from runnerd.controller.expectations import Expectations, ReplacementHolds
 from runnerd.controller.lifecycle import LifecycleController, LifecycleDeps, RunnerRef
-from runnerd.controller.runnerset_home import StatefulSetHome, StatefulSetRunners, owner_uid, random_suffix
+from runnerd.controller.runnerset_home import StatefulSetHome, StatefulSetRunners, owner_uid
 from runnerd.controller.runnerset_volumes import (
     ANNOTATION_RECYCLE_FOR,
     LABEL_RECYCLE,

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from runnerd.api.scaleset import constants as c
-from runnerd.controller.common import StopSteps
+from runnerd.controller.common import StopSteps, random_suffix
 from runnerd.controller.expectations import Expectations
 from runnerd.github.actions.api import ScaleSetAPI, ScaleSetClients
 from runnerd.github.actions.errors import ActionsServiceError
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import SECRETS, Resource
-from runnerd.manifests.scaleset import SAFE_ALPHABET
 from runnerd.runtime import Conflict, EventRecorder, NotFound, Result
 
 AUTOSCALING_RUNNER_SETS = Resource(c.GROUP, c.VERSION, "autoscalingrunnersets", "AutoscalingRunnerSet")
@@ -111,11 +109,6 @@ def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
         ref.get("controller") and ref.get("uid") == uid
         for ref in (obj.get("metadata") or {}).get("ownerReferences") or ()
     )
-
-
-def random_suffix() -> str:
-    """Five characters of Kubernetes' safe alphabet, as ``generateName`` would add."""
-    return "".join(secrets.choice(SAFE_ALPHABET) for _ in range(5))
 
 
 @dataclass(eq=False, repr=False, kw_only=True)

@@ -23,7 +23,7 @@ from runnerd import __version__
 from runnerd.api import JSON
 from runnerd.api.scaleset import constants as c
 from runnerd.reconcile.credentials import owner_reference
-from runnerd.reconcile.hashing import template_hash
+from runnerd.reconcile.hashing import SUFFIX_ALPHABET, template_hash
 
 ENV_JIT_CONFIG = "ACTIONS_RUNNER_INPUT_JITCONFIG"
 ENV_USER_AGENT = "GITHUB_ACTIONS_RUNNER_EXTRA_USER_AGENT"
@@ -35,8 +35,6 @@ SECRET_KEY_JIT = "jitToken"
 SECRET_KEY_RUNNER_NAME = "runnerName"
 SECRET_KEY_RUNNER_ID = "runnerId"
 SECRET_KEY_SCALE_SET_ID = "scaleSetId"
-SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-"""Kubernetes' alphabet for generated name parts (no vowels, no look-alikes)."""
 
 
 def owner(obj: Mapping[str, Any]) -> JSON:
@@ -74,7 +72,7 @@ def hash8(text: str) -> str:
     value = 0x811C9DC5
     for byte in text.encode():
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return "".join(SAFE_ALPHABET[ord(ch) % len(SAFE_ALPHABET)] for ch in str(value))[:8]
+    return "".join(SUFFIX_ALPHABET[ord(ch) % len(SUFFIX_ALPHABET)] for ch in str(value))[:8]
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
