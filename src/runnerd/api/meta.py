@@ -17,7 +17,7 @@ import datetime as dt
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from runnerd.api import constants as c
 from runnerd.api._codec import (
@@ -155,6 +155,18 @@ class CustomResource(ApiObject):
     @property
     def namespace(self) -> str:
         return self.metadata.namespace or ""
+
+
+R = TypeVar("R", bound=CustomResource)
+
+
+def parse_kind(obj: Mapping[str, Any], kinds: Mapping[str, type[R]], api_version: str) -> R:
+    """Parse a raw object into the class its ``kind`` names in ``kinds`` (the kinds of ``api_version``)."""
+    kind = obj.get("kind")
+    cls = kinds.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ApiParseError(".kind", f"not a kind of {api_version}: {kind!r}")
+    return cls.from_dict(obj)
 
 
 def scope_columns(prefix: str, priority: int) -> tuple[PrinterColumn, ...]:
