@@ -1,5 +1,6 @@
 """What the scale-set controllers share: their resources, their Actions-service clients by
-configuration, finalizer patches, and their counters.
+configuration, finalizer patches, their counters, and what the two set controllers are built from
+(:class:`SetController`).
 
 :class:`ScaleSetAPIs` resolves an object's ``githubConfigUrl`` and ``githubConfigSecret`` (a Secret
 in the object's namespace, read on every call; :class:`~runnerd.github.actions.api.ScaleSetClients`
