@@ -18,7 +18,7 @@ from .clock import ManualClock
 from .core import Core
 from .entities import Scope
 from .errors import BadRequest, NotFound, SimError, ValidationFailed
-from .httputil import dumps
+from .httputil import dumps, json_object
 from .model import World
 from .trace import parse_trace
 
@@ -33,16 +33,7 @@ def _reply(status: int, body: Any = None) -> web.Response:
 
 
 async def _body(request: web.Request) -> JSON:
-    raw = await request.read()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise BadRequest("Problems parsing JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
+    return await json_object(request, required=False, not_object="the body must be a JSON object")
 
 
 def _int(request: web.Request, name: str) -> int:

@@ -42,7 +42,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import aiohttp
 
@@ -308,26 +308,18 @@ class VirtualRunner:
                 await resp.read()
 
 
-async def run_virtual_runner(
-    base_url: str,
-    env: Mapping[str, str],
-    *,
-    boot_delay: float = 0.0,
-    session: aiohttp.ClientSession | None = None,
-    sleep: Sleep = asyncio.sleep,
-    poll_wait: float = 20.0,
-    time_scale: float = 1.0,
-    job_hook: JobHook | None = None,
-) -> int:
+class RunnerOptions(TypedDict, total=False):
+    """The keyword options of :class:`VirtualRunner` that :func:`run_virtual_runner` passes on."""
+
+    boot_delay: float
+    session: aiohttp.ClientSession | None
+    sleep: Sleep
+    poll_wait: float
+    time_scale: float
+    job_hook: JobHook | None
+
+
+async def run_virtual_runner(base_url: str, env: Mapping[str, str], **options: Unpack[RunnerOptions]) -> int:
     """Run one virtual runner until it exits; returns its exit code (see the module docstring)."""
-    result = await VirtualRunner(
-        base_url,
-        env,
-        boot_delay=boot_delay,
-        session=session,
-        sleep=sleep,
-        poll_wait=poll_wait,
-        time_scale=time_scale,
-        job_hook=job_hook,
-    ).run()
+    result = await VirtualRunner(base_url, env, **options).run()
     return result.exit_code

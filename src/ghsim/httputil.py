@@ -52,18 +52,7 @@ class Ctx:
             raise BadRequest(f"{name} must be an integer") from None
 
     async def json(self, *, required: bool = True) -> dict[str, Any]:
-        raw = await self.request.read()
-        if not raw:
-            if required:
-                raise BadRequest("Problems parsing JSON")
-            return {}
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise BadRequest("Problems parsing JSON") from None
-        if not isinstance(body, dict):
-            raise BadRequest("Problems parsing JSON")
-        return body
+        return await json_object(self.request, required=required)
 
 
 Handler = Callable[[Ctx], Awaitable[Reply]]
@@ -116,6 +105,25 @@ def page_params(request: web.Request) -> tuple[int, int]:
     per_page = max(1, min(100, number("per_page", 30)))
     page = max(1, number("page", 1))
     return per_page, page
+
+
+async def json_object(
+    request: web.Request, *, required: bool = True, not_object: str = "Problems parsing JSON"
+) -> dict[str, Any]:
+    """The request's body as a JSON object (``{}`` when empty and not ``required``); a body that
+    is not JSON, or absent when required, is GitHub's 400 ``Problems parsing JSON``."""
+    raw = await request.read()
+    if not raw:
+        if required:
+            raise BadRequest("Problems parsing JSON")
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise BadRequest("Problems parsing JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest(not_object)
+    return body
 
 
 def paginate(request: web.Request, items: list[Any]) -> tuple[list[Any], dict[str, str]]:

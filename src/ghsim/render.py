@@ -216,43 +216,31 @@ class Renderer:
 
     def runner_group(self, group: RunnerGroup, *, for_org: str | None = None) -> JSON:
         scope = group.scope
-        if scope.kind == "org" or for_org is not None:
-            owner = for_org or scope.name
-            base = f"{self.api}/orgs/{owner}/actions/runner-groups/{group.id}"
-            inherited = scope.kind == "enterprise"
-            out: JSON = {
-                "id": group.id,
-                "name": group.name,
-                "visibility": group.visibility,
-                "default": group.default,
-                "runners_url": f"{base}/runners",
-                "hosted_runners_url": f"{base}/hosted-runners",
-                "inherited": inherited,
-                "allows_public_repositories": group.allows_public_repositories,
-                "restricted_to_workflows": group.restricted_to_workflows,
-                "selected_workflows": [],
-                "workflow_restrictions_read_only": inherited,
-            }
-            if inherited:
-                out["inherited_allows_public_repositories"] = group.allows_public_repositories
-            if group.visibility == "selected" and not inherited:
-                out["selected_repositories_url"] = f"{base}/repositories"
-            return out
-        base = f"{self.api}/enterprises/{scope.name}/actions/runner-groups/{group.id}"
-        out = {
+        as_org = scope.kind == "org" or for_org is not None
+        inherited = as_org and scope.kind == "enterprise"
+        if as_org:
+            base = f"{self.api}/orgs/{for_org or scope.name}/actions/runner-groups/{group.id}"
+        else:
+            base = f"{self.api}/enterprises/{scope.name}/actions/runner-groups/{group.id}"
+        out: JSON = {
             "id": group.id,
             "name": group.name,
             "visibility": group.visibility,
             "default": group.default,
             "runners_url": f"{base}/runners",
             "hosted_runners_url": f"{base}/hosted-runners",
-            "allows_public_repositories": group.allows_public_repositories,
-            "restricted_to_workflows": group.restricted_to_workflows,
-            "selected_workflows": [],
-            "workflow_restrictions_read_only": False,
         }
-        if group.visibility == "selected":
-            out["selected_organizations_url"] = f"{base}/organizations"
+        if as_org:
+            out["inherited"] = inherited
+        out["allows_public_repositories"] = group.allows_public_repositories
+        out["restricted_to_workflows"] = group.restricted_to_workflows
+        out["selected_workflows"] = []
+        out["workflow_restrictions_read_only"] = inherited
+        if inherited:
+            out["inherited_allows_public_repositories"] = group.allows_public_repositories
+        if group.visibility == "selected" and not inherited:
+            selected = "repositories" if as_org else "organizations"
+            out[f"selected_{selected}_url"] = f"{base}/{selected}"
         return out
 
     # ---- runs and jobs ---------------------------------------------------------------------------

@@ -7,13 +7,14 @@ walk the same list.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .auth import Need
 from .clock import iso, iso_ms
-from .entities import Installation, Repo, Run, Scope
+from .entities import Installation, Repo, Run, RunnerGroup, Scope
 from .errors import Conflict, Forbidden, NotFound, ValidationFailed
-from .httputil import Ctx, Reply, Route, json_list, paginate
+from .httputil import Ctx, Handler, Reply, Route, json_list, paginate
 from .model import JobSnapshot
 
 RUNNERS_DOCS = "https://docs.github.com/rest/actions/self-hosted-runners"
@@ -23,10 +24,22 @@ JOBS_DOCS = "https://docs.github.com/rest/actions/workflow-jobs"
 APPS_DOCS = "https://docs.github.com/rest/apps/apps"
 RATE_DOCS = "https://docs.github.com/rest/rate-limit/rate-limit"
 
+T = TypeVar("T")
+
 
 def _scope(ctx: Ctx) -> Scope:
     assert ctx.scope is not None
     return ctx.scope
+
+
+def _listing(ctx: Ctx, key: str, items: list[T], render: Callable[[T], dict[str, Any]]) -> Reply:
+    """One page of ``items`` rendered under ``key``, with GitHub's ``total_count`` and ``Link`` header."""
+    page, headers = paginate(ctx.request, items)
+    return Reply(200, {"total_count": len(items), key: [render(x) for x in page]}, headers)
+
+
+def _group(ctx: Ctx) -> RunnerGroup:
+    return ctx.core.world.group(_scope(ctx), ctx.int_param("runner_group_id"))
 
 
 def _labels_body(body: dict[str, Any], *, allow_empty: bool) -> list[str]:
@@ -48,9 +61,7 @@ def _labels_body(body: dict[str, Any], *, allow_empty: bool) -> list[str]:
 async def list_runners(ctx: Ctx) -> Reply:
     name = ctx.request.query.get("name")
     runners = sorted(ctx.core.world.runners_in(_scope(ctx), name=name), key=lambda r: r.id)
-    page, headers = paginate(ctx.request, runners)
-    render = ctx.core.renderer.runner
-    return Reply(200, {"total_count": len(runners), "runners": [render(r) for r in page]}, headers)
+    return _listing(ctx, "runners", runners, ctx.core.renderer.runner)
 
 
 async def get_runner(ctx: Ctx) -> Reply:
@@ -127,60 +138,41 @@ async def generate_jitconfig(ctx: Ctx) -> Reply:
 async def list_org_groups(ctx: Ctx) -> Reply:
     scope = _scope(ctx)
     groups = ctx.core.world.org_groups(scope.name, ctx.request.query.get("visible_to_repository"))
-    page, headers = paginate(ctx.request, groups)
     render = ctx.core.renderer.runner_group
-    return Reply(
-        200,
-        {"total_count": len(groups), "runner_groups": [render(g, for_org=scope.name) for g in page]},
-        headers,
-    )
+    return _listing(ctx, "runner_groups", groups, lambda g: render(g, for_org=scope.name))
 
 
 async def get_org_group(ctx: Ctx) -> Reply:
-    scope = _scope(ctx)
-    group = ctx.core.world.group(scope, ctx.int_param("runner_group_id"))
-    return Reply(200, ctx.core.renderer.runner_group(group, for_org=scope.name))
+    return Reply(200, ctx.core.renderer.runner_group(_group(ctx), for_org=_scope(ctx).name))
 
 
 async def list_org_group_repos(ctx: Ctx) -> Reply:
-    group = ctx.core.world.group(_scope(ctx), ctx.int_param("runner_group_id"))
-    repos = ctx.core.world.group_repositories(group)
-    page, headers = paginate(ctx.request, repos)
-    render = ctx.core.renderer.repository
-    return Reply(200, {"total_count": len(repos), "repositories": [render(r) for r in page]}, headers)
+    repos = ctx.core.world.group_repositories(_group(ctx))
+    return _listing(ctx, "repositories", repos, ctx.core.renderer.repository)
 
 
 async def list_group_runners(ctx: Ctx) -> Reply:
-    scope = _scope(ctx)
-    group = ctx.core.world.group(scope, ctx.int_param("runner_group_id"))
+    group = _group(ctx)
     runners = sorted(
         (r for r in ctx.core.world.runners_in(group.scope) if r.group is group), key=lambda r: r.id
     )
-    page, headers = paginate(ctx.request, runners)
-    render = ctx.core.renderer.runner
-    return Reply(200, {"total_count": len(runners), "runners": [render(r) for r in page]}, headers)
+    return _listing(ctx, "runners", runners, ctx.core.renderer.runner)
 
 
 async def list_enterprise_groups(ctx: Ctx) -> Reply:
     groups = ctx.core.world.enterprise_groups(
         _scope(ctx).name, ctx.request.query.get("visible_to_organization")
     )
-    page, headers = paginate(ctx.request, groups)
-    render = ctx.core.renderer.runner_group
-    return Reply(200, {"total_count": len(groups), "runner_groups": [render(g) for g in page]}, headers)
+    return _listing(ctx, "runner_groups", groups, ctx.core.renderer.runner_group)
 
 
 async def get_enterprise_group(ctx: Ctx) -> Reply:
-    group = ctx.core.world.group(_scope(ctx), ctx.int_param("runner_group_id"))
-    return Reply(200, ctx.core.renderer.runner_group(group))
+    return Reply(200, ctx.core.renderer.runner_group(_group(ctx)))
 
 
 async def list_enterprise_group_orgs(ctx: Ctx) -> Reply:
-    group = ctx.core.world.group(_scope(ctx), ctx.int_param("runner_group_id"))
-    orgs = ctx.core.world.group_organizations(group)
-    page, headers = paginate(ctx.request, orgs)
-    render = ctx.core.renderer.organization
-    return Reply(200, {"total_count": len(orgs), "organizations": [render(o) for o in page]}, headers)
+    orgs = ctx.core.world.group_organizations(_group(ctx))
+    return _listing(ctx, "organizations", orgs, ctx.core.renderer.organization)
 
 
 # ---- workflow runs and jobs --------------------------------------------------------------------
@@ -385,118 +377,65 @@ _RUNNER_NEED: dict[str, Need] = {
 }
 
 
+_REGISTRATION: dict[str, Any] = {"resource": "actions_runner_registration"}
+
+#: the runner operations of every scope: method, path below ``.../actions/runners``, operationId
+#: (``{tag}``, ``{for_}`` and ``{from_}`` are the scope's), handler and the Route's other fields;
+#: GitHub files the enterprise JIT operation under ``actions/``
+_RUNNER_OPERATIONS: list[tuple[str, str, str, Handler, dict[str, Any]]] = [
+    ("GET", "", "{tag}/list-self-hosted-runners-{for_}", list_runners, {"etag": True}),
+    ("GET", "/{runner_id}", "{tag}/get-self-hosted-runner-{for_}", get_runner, {}),
+    ("DELETE", "/{runner_id}", "{tag}/delete-self-hosted-runner-{from_}", delete_runner, {}),
+    ("GET", "/{runner_id}/labels", "{tag}/list-labels-for-self-hosted-runner-{for_}", list_labels, {}),
+    ("POST", "/{runner_id}/labels", "{tag}/add-custom-labels-to-self-hosted-runner-{for_}", add_labels, {}),
+    ("PUT", "/{runner_id}/labels", "{tag}/set-custom-labels-for-self-hosted-runner-{for_}", set_labels, {}),
+    (
+        "DELETE",
+        "/{runner_id}/labels",
+        "{tag}/remove-all-custom-labels-from-self-hosted-runner-{for_}",
+        remove_all_labels,
+        {},
+    ),
+    (
+        "DELETE",
+        "/{runner_id}/labels/{name}",
+        "{tag}/remove-custom-label-from-self-hosted-runner-{for_}",
+        remove_label,
+        {},
+    ),
+    (
+        "POST",
+        "/registration-token",
+        "{tag}/create-registration-token-{for_}",
+        registration_token,
+        _REGISTRATION,
+    ),
+    ("POST", "/remove-token", "{tag}/create-remove-token-{for_}", remove_token, _REGISTRATION),
+    (
+        "POST",
+        "/generate-jitconfig",
+        "actions/generate-runner-jitconfig-{for_}",
+        generate_jitconfig,
+        _REGISTRATION,
+    ),
+]
+
+
 def _runner_routes() -> list[Route]:
-    routes: list[Route] = []
-    for kind, (base, tag, for_, from_) in _SCOPES.items():
-        need = _RUNNER_NEED[kind]
-        r = f"{base}/actions/runners"
-        jit_tag = "actions"  # GitHub files the enterprise JIT operation under actions/
-        routes += [
-            Route(
-                "GET",
-                r,
-                f"{tag}/list-self-hosted-runners-{for_}",
-                list_runners,
-                need,
-                kind,
-                etag=True,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "GET",
-                r + "/{runner_id}",
-                f"{tag}/get-self-hosted-runner-{for_}",
-                get_runner,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "DELETE",
-                r + "/{runner_id}",
-                f"{tag}/delete-self-hosted-runner-{from_}",
-                delete_runner,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "GET",
-                r + "/{runner_id}/labels",
-                f"{tag}/list-labels-for-self-hosted-runner-{for_}",
-                list_labels,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "POST",
-                r + "/{runner_id}/labels",
-                f"{tag}/add-custom-labels-to-self-hosted-runner-{for_}",
-                add_labels,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "PUT",
-                r + "/{runner_id}/labels",
-                f"{tag}/set-custom-labels-for-self-hosted-runner-{for_}",
-                set_labels,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "DELETE",
-                r + "/{runner_id}/labels",
-                f"{tag}/remove-all-custom-labels-from-self-hosted-runner-{for_}",
-                remove_all_labels,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "DELETE",
-                r + "/{runner_id}/labels/{name}",
-                f"{tag}/remove-custom-label-from-self-hosted-runner-{for_}",
-                remove_label,
-                need,
-                kind,
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "POST",
-                r + "/registration-token",
-                f"{tag}/create-registration-token-{for_}",
-                registration_token,
-                need,
-                kind,
-                resource="actions_runner_registration",
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "POST",
-                r + "/remove-token",
-                f"{tag}/create-remove-token-{for_}",
-                remove_token,
-                need,
-                kind,
-                resource="actions_runner_registration",
-                docs=RUNNERS_DOCS,
-            ),
-            Route(
-                "POST",
-                r + "/generate-jitconfig",
-                f"{jit_tag}/generate-runner-jitconfig-{for_}",
-                generate_jitconfig,
-                need,
-                kind,
-                resource="actions_runner_registration",
-                docs=RUNNERS_DOCS,
-            ),
-        ]
-    return routes
+    return [
+        Route(
+            method,
+            f"{base}/actions/runners{path}",
+            operation.format(tag=tag, for_=for_, from_=from_),
+            handler,
+            _RUNNER_NEED[kind],
+            kind,
+            docs=RUNNERS_DOCS,
+            **extra,
+        )
+        for kind, (base, tag, for_, from_) in _SCOPES.items()
+        for method, path, operation, handler, extra in _RUNNER_OPERATIONS
+    ]
 
 
 ROUTES: list[Route] = [

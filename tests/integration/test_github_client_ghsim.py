@@ -11,7 +11,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
@@ -32,6 +31,7 @@ from runnerd.github import (
     RunnerBusyError,
     Scope,
 )
+from tests.unit.github.conftest import ClientFactory, client_factory
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,32 +97,19 @@ async def world(app_key: tuple[str, str], sim_config: SimConfig) -> AsyncIterato
 
 
 @pytest.fixture
-async def make_client(world: World) -> AsyncIterator[Callable[..., GitHubClient]]:
-    clients: list[GitHubClient] = []
-
+async def make_client(world: World) -> AsyncIterator[ClientFactory]:
     async def sleep(seconds: float) -> None:  # waiting moves the shared clock
         world.clock.advance(max(seconds, 0.0))
         await asyncio.sleep(0)
 
-    def make(
-        credentials: PersonalAccessToken | GitHubAppCredentials | None = None, **kwargs: Any
-    ) -> GitHubClient:
-        kwargs.setdefault("config", GitHubConfig(api_url=world.sim.base_url))
-        client = GitHubClient(
-            credentials or PersonalAccessToken(world.pat),
-            clock=world.clock.now,
-            sleep=sleep,
-            trust_env=False,
-            **kwargs,
-        )
-        clients.append(client)
-        return client
-
-    try:
+    async with client_factory(
+        PersonalAccessToken(world.pat),
+        config=GitHubConfig(api_url=world.sim.base_url),
+        clock=world.clock.now,
+        sleep=sleep,
+        trust_env=False,
+    ) as make:
         yield make
-    finally:
-        for client in clients:
-            await client.close()
 
 
 def _app(world: World) -> GitHubAppCredentials:

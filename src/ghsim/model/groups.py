@@ -13,11 +13,29 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, TypedDict
 
 from ..entities import Org, Repo, RunnerGroup, Scope
 from ..errors import Conflict, NotFound, ValidationFailed
 from .registry import Registry
+
+
+class NewGroupPolicy(TypedDict, total=False):
+    """The keyword options of :meth:`RunnerGroups.create_group` (for facades that pass them on)."""
+
+    visibility: Literal["all", "selected", "private"]
+    allows_public_repositories: bool
+    selected_repositories: Iterable[str]
+    selected_organizations: Iterable[str]
+
+
+class GroupPolicyChange(TypedDict, total=False):
+    """The keyword options of :meth:`RunnerGroups.update_group`: ``None`` leaves a setting as it is."""
+
+    visibility: str | None
+    allows_public_repositories: bool | None
+    selected_repositories: Iterable[str] | None
+    selected_organizations: Iterable[str] | None
 
 
 class RunnerGroups:

@@ -17,7 +17,8 @@ import base64
 import itertools
 import json
 import secrets
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
 
 from ..clock import Clock
@@ -75,38 +76,27 @@ def encode_jit(runner: Runner, scope: Scope, work_folder: str) -> str:
     return b64({".runner": b64(dot_runner), ".credentials": b64(credentials)})
 
 
+@dataclass(eq=False, repr=False)
 class RunnerPool:
     """The runners table, by scope, by session and by JIT secret; label ids."""
 
-    def __init__(
-        self,
-        clock: Clock,
-        config: SimConfig,
-        registry: Registry,
-        groups: RunnerGroups,
-        credentials: Credentials,
-        events: Events,
-        router: Router,
-        runs: Runs,
-        *,
-        runners: dict[int, Runner],
-    ) -> None:
-        self.clock = clock
-        self.config = config
-        self.registry = registry
-        self.groups = groups
-        self.credentials = credentials
-        self.events = events
-        self.router = router
-        self.runs = runs
-        self._runner_ids = itertools.count(1)
-        self._label_ids: dict[str, int] = {}
-        self.runners = runners
-        self._by_scope: dict[tuple[str, str], dict[int, Runner]] = {}
-        self._sessions: dict[str, int] = {}
-        self._jit: dict[str, int] = {}
-        #: sessions of removed runners, so that the runner learns it was removed
-        self._removed_sessions: set[str] = set()
+    clock: Clock
+    config: SimConfig
+    registry: Registry
+    groups: RunnerGroups
+    credentials: Credentials
+    events: Events
+    router: Router
+    runs: Runs
+    _: KW_ONLY
+    runners: dict[int, Runner]
+    _runner_ids: Iterator[int] = field(init=False, default_factory=lambda: itertools.count(1))
+    _label_ids: dict[str, int] = field(init=False, default_factory=dict)
+    _by_scope: dict[tuple[str, str], dict[int, Runner]] = field(init=False, default_factory=dict)
+    _sessions: dict[str, int] = field(init=False, default_factory=dict)
+    _jit: dict[str, int] = field(init=False, default_factory=dict)
+    #: sessions of removed runners, so that the runner learns it was removed
+    _removed_sessions: set[str] = field(init=False, default_factory=set)
 
     # ----------------------------------------------------------------------------------------
     # the REST side

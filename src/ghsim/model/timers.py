@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import KW_ONLY, dataclass, field
 
 from ..clock import Clock
 from ..config import SimConfig
@@ -26,32 +27,23 @@ from .runs import Runs
 from .specs import JobSpec, TraceEntry
 
 
+@dataclass(eq=False, repr=False)
 class Timers:
     """The trace schedule, the timeouts and the periodic sweep."""
 
-    def __init__(
-        self,
-        clock: Clock,
-        config: SimConfig,
-        registry: Registry,
-        credentials: Credentials,
-        router: Router,
-        runs: Runs,
-        *,
-        runners: dict[int, Runner],
-    ) -> None:
-        self.clock = clock
-        self.config = config
-        self.registry = registry
-        self.credentials = credentials
-        self.router = router
-        self.runs = runs
-        self.runners = runners
-        self._trace: list[tuple[float, int, TraceEntry]] = []
-        self._trace_seq = itertools.count()
-        self._last_sweep = -1.0e18
-        #: called with the time at the end of every :meth:`tick`
-        self.tick_hooks: list[Callable[[float], None]] = []
+    clock: Clock
+    config: SimConfig
+    registry: Registry
+    credentials: Credentials
+    router: Router
+    runs: Runs
+    _: KW_ONLY
+    runners: dict[int, Runner]
+    _trace: list[tuple[float, int, TraceEntry]] = field(init=False, default_factory=list)
+    _trace_seq: Iterator[int] = field(init=False, default_factory=itertools.count)
+    _last_sweep: float = field(init=False, default=-1.0e18)
+    #: called with the time at the end of every :meth:`tick`
+    tick_hooks: list[Callable[[float], None]] = field(init=False, default_factory=list)
 
     def schedule_trace(self, entries: Iterable[TraceEntry], start: float | None = None) -> int:
         base = self.clock.now() if start is None else start

@@ -19,8 +19,7 @@ What this class adds:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Unpack
 
 from ..clock import Clock
 from ..config import SimConfig
@@ -28,7 +27,7 @@ from ..entities import Enterprise, Job, Org, Repo, Runner, RunnerGroup, Scope
 from .credentials import Credentials
 from .dispatch import Dispatch
 from .events import Events, EventSink
-from .groups import RunnerGroups
+from .groups import GroupPolicyChange, NewGroupPolicy, RunnerGroups
 from .hooks import Hooks
 from .registry import Registry
 from .routing import Router
@@ -204,24 +203,8 @@ class World:
         self.router.invalidate()
         return repo
 
-    def create_group(
-        self,
-        scope: Scope,
-        name: str,
-        *,
-        visibility: Literal["all", "selected", "private"] = "all",
-        allows_public_repositories: bool = False,
-        selected_repositories: Iterable[str] = (),
-        selected_organizations: Iterable[str] = (),
-    ) -> RunnerGroup:
-        group = self.runner_groups.create_group(
-            scope,
-            name,
-            visibility=visibility,
-            allows_public_repositories=allows_public_repositories,
-            selected_repositories=selected_repositories,
-            selected_organizations=selected_organizations,
-        )
+    def create_group(self, scope: Scope, name: str, **policy: Unpack[NewGroupPolicy]) -> RunnerGroup:
+        group = self.runner_groups.create_group(scope, name, **policy)
         self.router.invalidate()
         return group
 
@@ -236,25 +219,9 @@ class World:
         self.router.invalidate()
         self.router.rematch_all()
 
-    def update_group(
-        self,
-        scope: Scope,
-        group_id: int,
-        *,
-        visibility: str | None = None,
-        allows_public_repositories: bool | None = None,
-        selected_repositories: Iterable[str] | None = None,
-        selected_organizations: Iterable[str] | None = None,
-    ) -> RunnerGroup:
+    def update_group(self, scope: Scope, group_id: int, **change: Unpack[GroupPolicyChange]) -> RunnerGroup:
         """Change a group's policy; queued jobs are re-matched at once."""
-        group = self.runner_groups.update_group(
-            scope,
-            group_id,
-            visibility=visibility,
-            allows_public_repositories=allows_public_repositories,
-            selected_repositories=selected_repositories,
-            selected_organizations=selected_organizations,
-        )
+        group = self.runner_groups.update_group(scope, group_id, **change)
         self.router.invalidate()
         self.router.rematch_all()
         return group

@@ -55,6 +55,7 @@ from runnerd.api.meta import (
     PrinterColumn,
     SecretReference,
     WorkVolumeClaimTemplate,
+    parse_kind,
 )
 from runnerd.api.runner import (
     Runner,
@@ -73,11 +74,7 @@ from runnerd.api.validation import validate
 
 def parse(obj: Mapping[str, Any]) -> CustomResource:
     """Parse a raw ``actions.summerwind.dev/v1alpha1`` object into the class of its ``kind``."""
-    kind = obj.get("kind")
-    cls = RESOURCE_BY_KIND.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise ApiParseError(".kind", f"not a kind of {API_VERSION}: {kind!r}")
-    return cls.from_dict(obj)
+    return parse_kind(obj, RESOURCE_BY_KIND, API_VERSION)
 
 
 __all__ = [

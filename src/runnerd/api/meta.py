@@ -17,7 +17,7 @@ import datetime as dt
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from runnerd.api import constants as c
 from runnerd.api._codec import (
@@ -125,6 +125,7 @@ AGE = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
 class CustomResource(ApiObject):
     """A top-level object: ``apiVersion``/``kind`` are implied by the class."""
 
+    API_VERSION: ClassVar[str] = c.API_VERSION
     KIND: ClassVar[str]
     PLURAL: ClassVar[str]
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ()
@@ -137,15 +138,15 @@ class CustomResource(ApiObject):
     def from_dict(cls, data: Mapping[str, Any] | None, path: str = "") -> typing.Self:
         if isinstance(data, Mapping):
             api_version, kind = data.get("apiVersion"), data.get("kind")
-            if api_version is not None and api_version != c.API_VERSION:
-                raise ApiParseError(f"{path}.apiVersion", f"expected {c.API_VERSION}, got {api_version!r}")
+            if api_version is not None and api_version != cls.API_VERSION:
+                raise ApiParseError(f"{path}.apiVersion", f"expected {cls.API_VERSION}, got {api_version!r}")
             if kind is not None and kind != cls.KIND:
                 raise ApiParseError(f"{path}.kind", f"expected {cls.KIND}, got {kind!r}")
             data = {k: v for k, v in data.items() if k not in ("apiVersion", "kind")}
         return super().from_dict(data, path)
 
     def to_dict(self) -> JSON:
-        return {"apiVersion": c.API_VERSION, "kind": self.KIND, **super().to_dict()}
+        return {"apiVersion": self.API_VERSION, "kind": self.KIND, **super().to_dict()}
 
     @property
     def name(self) -> str:
@@ -154,6 +155,18 @@ class CustomResource(ApiObject):
     @property
     def namespace(self) -> str:
         return self.metadata.namespace or ""
+
+
+R = TypeVar("R", bound=CustomResource)
+
+
+def parse_kind(obj: Mapping[str, Any], kinds: Mapping[str, type[R]], api_version: str) -> R:
+    """Parse a raw object into the class its ``kind`` names in ``kinds`` (the kinds of ``api_version``)."""
+    kind = obj.get("kind")
+    cls = kinds.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ApiParseError(".kind", f"not a kind of {api_version}: {kind!r}")
+    return cls.from_dict(obj)
 
 
 def scope_columns(prefix: str, priority: int) -> tuple[PrinterColumn, ...]:

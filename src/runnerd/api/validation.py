@@ -40,10 +40,11 @@ def rule_violations(cls: type[ApiObject], data: Any, path: str = "") -> list[str
     return out
 
 
-def validate(obj: Mapping[str, Any]) -> list[str]:
-    """Rule violations of a raw ``actions.summerwind.dev`` object (its ``kind`` picks the type)."""
+def validate(obj: Mapping[str, Any], kinds: Mapping[str, type[ApiObject]] = RESOURCE_BY_KIND) -> list[str]:
+    """Rule violations of a raw object whose ``kind`` picks its type in ``kinds`` (by default the
+    ``actions.summerwind.dev`` kinds)."""
     kind = obj.get("kind")
-    cls = RESOURCE_BY_KIND.get(kind) if isinstance(kind, str) else None
+    cls = kinds.get(kind) if isinstance(kind, str) else None
     if cls is None:
         return [f".kind: unknown kind {kind!r}"]
     return rule_violations(cls, obj)

@@ -16,26 +16,22 @@ sets (each runner's finalizer waits for its job), then the scale set in GitHub, 
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from runnerd.api.scaleset import constants as c
 from runnerd.controller.common import INDEX_CONTROLLER, StopSteps, created_at
-from runnerd.controller.expectations import Expectations
 from runnerd.controller.scaleset_common import (
     API_RETRY,
     AUTOSCALING_LISTENERS,
     AUTOSCALING_RUNNER_SETS,
     EPHEMERAL_RUNNER_SETS,
-    ScaleSetAPIs,
-    ScaleSetStats,
-    random_suffix,
+    SetController,
     set_finalizers,
     write_status,
 )
 from runnerd.github.actions.errors import ActionsServiceError, ScaleSetNotFound
-from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import ROLE_BINDINGS, ROLES, SECRETS, SERVICE_ACCOUNTS, Resource
 from runnerd.manifests.scaleset import (
     build_ephemeral_runner_set,
@@ -52,7 +48,7 @@ from runnerd.reconcile.autoscalingrunnerset import (
     SetStep,
     decide_scale_set,
 )
-from runnerd.runtime import AlreadyExists, EventRecorder, Informer, Key, NotFound, Result
+from runnerd.runtime import AlreadyExists, Informer, Key, NotFound, Result
 
 CLEANUP_ANNOTATIONS: dict[str, Resource] = {
     "actions.github.com/cleanup-github-secret-name": SECRETS,
@@ -75,30 +71,12 @@ def _int(value: Any) -> int | None:
         return None
 
 
-class AutoscalingRunnerSetController:
-    def __init__(
-        self,
-        *,
-        kube: KubeClient,
-        apis: ScaleSetAPIs,
-        recorder: EventRecorder,
-        scale_sets: Informer,
-        runner_sets: Informer,
-        listeners: Informer,
-        listener_namespace: str,
-        clock: Callable[[], float] = time.monotonic,
-        suffix: Callable[[], str] = random_suffix,
-    ) -> None:
-        self.kube = kube
-        self.apis = apis
-        self.recorder = recorder
-        self.scale_sets = scale_sets
-        self.runner_sets = runner_sets
-        self.listeners = listeners
-        self.listener_namespace = listener_namespace
-        self.suffix = suffix
-        self.expect = Expectations(clock)
-        self.stats = ScaleSetStats()
+@dataclass(eq=False, repr=False, kw_only=True)
+class AutoscalingRunnerSetController(SetController):
+    scale_sets: Informer
+    runner_sets: Informer
+    listeners: Informer
+    listener_namespace: str
 
     def observe(self, obj: Mapping[str, Any]) -> ScaleSetFacts:
         meta, spec = obj["metadata"], obj.get("spec") or {}

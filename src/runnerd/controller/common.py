@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from runnerd.github import DEFAULT_RUNNER_GROUP_ID, GitHubClient, NotFoundError,
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PODS, Resource
 from runnerd.manifests.pod import PodOptions
+from runnerd.reconcile.credentials import owner_reference
+from runnerd.reconcile.hashing import SUFFIX_ALPHABET, SUFFIX_LENGTH
 from runnerd.runtime import Conflict, NotFound, Result
 
 T = TypeVar("T")
@@ -34,6 +37,7 @@ __all__ = [
     "ControllerOptions",
     "controller_ref",
     "epoch",
+    "random_suffix",
 ]
 
 INDEX_CONTROLLER = "controller"
@@ -160,15 +164,12 @@ class RunnerGroups:
 
 
 def controller_ref(obj: Mapping[str, Any]) -> dict[str, Any]:
-    meta = obj["metadata"]
-    return {
-        "apiVersion": obj.get("apiVersion", c.API_VERSION),
-        "kind": obj["kind"],
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return owner_reference(obj, c.API_VERSION, obj["kind"])
+
+
+def random_suffix() -> str:
+    """What ``generateName`` would add: :data:`SUFFIX_LENGTH` characters of its alphabet."""
+    return "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(SUFFIX_LENGTH))
 
 
 def epoch(value: dt.datetime | None, default: float | None = None) -> float | None:

@@ -12,53 +12,32 @@ so the set's finalizer never releases a busy runner either.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from runnerd.api.scaleset import constants as c
 from runnerd.controller.common import INDEX_CONTROLLER, StopSteps, created_at
-from runnerd.controller.expectations import Expectations
 from runnerd.controller.scaleset_common import (
     API_RETRY,
     EPHEMERAL_RUNNER_SETS,
     EPHEMERAL_RUNNERS,
-    ScaleSetAPIs,
-    ScaleSetStats,
-    random_suffix,
+    SetController,
     set_finalizers,
     write_status,
 )
 from runnerd.github.actions.errors import ActionsServiceError, JobStillRunning, RunnerNotFound
-from runnerd.kube.client import KubeClient
 from runnerd.manifests.scaleset import build_ephemeral_runner
 from runnerd.reconcile.ephemeralrunnerset import SetDecision, decide_set, runner_view
-from runnerd.runtime import AlreadyExists, EventRecorder, Informer, Key, Result
+from runnerd.runtime import AlreadyExists, Informer, Key, Result
 
 DELETION_RECHECK = 5.0
 
 
-class EphemeralRunnerSetController:
-    def __init__(
-        self,
-        *,
-        kube: KubeClient,
-        apis: ScaleSetAPIs,
-        recorder: EventRecorder,
-        runner_sets: Informer,
-        runners: Informer,
-        clock: Callable[[], float] = time.monotonic,
-        suffix: Callable[[], str] = random_suffix,
-    ) -> None:
-        self.kube = kube
-        self.apis = apis
-        self.recorder = recorder
-        self.runner_sets = runner_sets
-        self.runners = runners
-        self.suffix = suffix
-        self.expect = Expectations(clock)
-        self.stats = ScaleSetStats()
+@dataclass(eq=False, repr=False, kw_only=True)
+class EphemeralRunnerSetController(SetController):
+    runner_sets: Informer
+    runners: Informer
 
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.runner_sets.store.get(key)

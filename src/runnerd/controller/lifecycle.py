@@ -14,7 +14,9 @@ each kind implements :class:`RunnerHome` (the Runner controller: a Runner object
 RunnerSet controller: a StatefulSet of one pod; the EphemeralRunner controller: an EphemeralRunner,
 its pod and JIT Secret). A kind whose registrations live elsewhere (scale-set mode's runners, in the
 Actions service) brings its own :class:`RunnerRegistry` for the GitHub steps and calls
-:func:`perform_steps`; the order and the stop rule are the same.
+:func:`perform_steps`; the order and the stop rule are the same. The Runner and RunnerSet
+controllers are built alike (:class:`LifecycleDeps`): :class:`LifecycleController` holds their
+clients and their :class:`Lifecycle`.
 
 Guarantees: no step runs after one that stopped; a drained runner's drain time is remembered (keyed
 by its object's uid) until its finalizer is removed or :meth:`Lifecycle.forget`; no GitHub call is
@@ -28,10 +30,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NotRequired, Protocol, TypedDict, Unpack
 
-from runnerd.controller.clients import GitHubClients
+from runnerd.controller.clients import GitHubAPI, GitHubClients
 from runnerd.controller.common import ControllerOptions, RunnerGroups, StopSteps, drain_labels
+from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.orphans import carries
 from runnerd.github import GitHubClient, Scope
 from runnerd.github import JitConfig as JitRunnerConfig
@@ -42,6 +45,7 @@ from runnerd.github.errors import (
     RateLimitedError,
     RunnerBusyError,
 )
+from runnerd.kube.client import KubeClient
 from runnerd.reconcile.credentials import JitConfig, Registration, RegistrationToken
 from runnerd.reconcile.lifecycle import BUSY_RETRY, Step
 from runnerd.runtime import EventRecorder, Result
@@ -274,3 +278,41 @@ class Lifecycle:
                 await asyncio.shield(self.github.delete_runner(scope, registration.runner_id))
             except GitHubError as exc:
                 logger.warning("could not remove unused registration %s: %s", registration.runner_id, exc)
+
+
+class LifecycleDeps(TypedDict):
+    """What a controller of registered runners (Runner, RunnerSet) is built from. With ``clients``
+    each object's client follows its credentials Secret; without, every object uses ``github``."""
+
+    kube: KubeClient
+    github: GitHubClient
+    directory: RunnerDirectory
+    recorder: EventRecorder
+    options: ControllerOptions
+    clock: NotRequired[Callable[[], float]]
+    clients: NotRequired[GitHubClients | None]
+
+
+class LifecycleController:
+    """What the Runner and RunnerSet controllers share: their clients and one :class:`Lifecycle`."""
+
+    def __init__(self, stats: LifecycleStats, **deps: Unpack[LifecycleDeps]) -> None:
+        self.kube = deps["kube"]
+        self.recorder = deps["recorder"]
+        self.options = deps["options"]
+        self.clock = deps.get("clock", time.time)
+        self.clients = deps.get("clients") or GitHubClients(
+            None, GitHubAPI(deps["github"], deps["directory"])
+        )
+        self.lifecycle = Lifecycle(
+            clients=self.clients, recorder=self.recorder, options=self.options, stats=stats, clock=self.clock
+        )
+
+    @property
+    def github(self) -> GitHubClient:
+        """The client of the object being reconciled (its githubAPICredentialsFrom, or the default)."""
+        return self.clients.current().github
+
+    @property
+    def directory(self) -> RunnerDirectory:
+        return self.clients.current().directory

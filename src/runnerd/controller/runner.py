@@ -10,16 +10,13 @@ that cannot complete (a busy runner answers 422 to its removal: nothing after th
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from runnerd.api import ApiParseError, Runner
 from runnerd.controller.clients import (
     CREDENTIALS_RETRY,
-    GitHubAPI,
-    GitHubClients,
     credentials_secret,
     using,
 )
@@ -29,17 +26,14 @@ from runnerd.controller.common import (
     RUNNER_FINALIZER,
     RUNNERS,
     Backoff,
-    ControllerOptions,
     StopSteps,
     controller_ref,
     epoch,
 )
-from runnerd.controller.directory import RunnerDirectory
-from runnerd.controller.lifecycle import Lifecycle, RunnerRef, rate_limit_wait
+from runnerd.controller.lifecycle import LifecycleController, LifecycleDeps, RunnerRef, rate_limit_wait
 from runnerd.controller.runner_objects import RunnerObjects
-from runnerd.github import GitHubClient, Scope
+from runnerd.github import Scope
 from runnerd.github.errors import GitHubError, RateLimitedError, RunnerBusyError
-from runnerd.kube.client import KubeClient
 from runnerd.manifests.pod import RunnerPodError, build_runner_pod, runner_labels
 from runnerd.reconcile.credentials import JitConfig
 from runnerd.reconcile.lifecycle import (
@@ -58,7 +52,6 @@ from runnerd.reconcile.runner import runner_status, uses_jit
 from runnerd.runtime import (
     AlreadyExists,
     Conflict,
-    EventRecorder,
     Informer,
     Invalid,
     Key,
@@ -97,36 +90,17 @@ class Observed:
         return self.runner.metadata.uid or ""
 
 
-class RunnerController:
-    def __init__(
-        self,
-        *,
-        kube: KubeClient,
-        github: GitHubClient,
-        directory: RunnerDirectory,
-        recorder: EventRecorder,
-        runners: Informer,
-        pods: Informer,
-        options: ControllerOptions,
-        clock: Callable[[], float] = time.time,
-        clients: GitHubClients | None = None,
-    ) -> None:
-        self.kube = kube
-        self.clients = clients or GitHubClients(None, GitHubAPI(github, directory))
-        self.recorder = recorder
+class RunnerController(LifecycleController):
+    def __init__(self, *, runners: Informer, pods: Informer, **deps: Unpack[LifecycleDeps]) -> None:
+        self.stats = RunnerStats()
+        super().__init__(self.stats, **deps)
         self.runners = runners
         self.pods = pods
-        self.options = options
-        self.clock = clock
-        self.stats = RunnerStats()
-        self.lifecycle = Lifecycle(
-            clients=self.clients, recorder=recorder, options=options, stats=self.stats, clock=clock
-        )
         self._backoff: dict[str, Backoff] = {}
         self.deletes_sent: dict[str, float] = {}  # Runner uid -> when this process asked to delete it
         self.finalized: dict[str, float] = {}  # Runner uid -> when its finalizer was removed
         self.pods_made: dict[str, float] = {}  # Runner uid -> when its pod was created, until seen
-        self.objects = RunnerObjects(kube, recorder, conflict_retry=options.max_backoff)
+        self.objects = RunnerObjects(self.kube, self.recorder, conflict_retry=self.options.max_backoff)
 
     # ------------------------------------------------------------------------------- observe
     def uses_jit(self, runner: Runner) -> bool:
@@ -136,15 +110,6 @@ class RunnerController:
             mode=self.options.registration_mode,
             default_image=self.options.pod.runner_image,
         )
-
-    @property
-    def github(self) -> GitHubClient:
-        """The client of the Runner being reconciled (its githubAPICredentialsFrom, or the default)."""
-        return self.clients.current().github
-
-    @property
-    def directory(self) -> RunnerDirectory:
-        return self.clients.current().directory
 
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.runners.store.get(key)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,6 +34,7 @@ from runnerd.controller.common import (
     controller_ref,
     created_at,
     patch_status,
+    random_suffix,
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.expectations import REPLACEMENT_HOLD, Expectations, ReplacementHolds
@@ -51,12 +51,6 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 64
 """Runners created at once (the last slow-start batch size)."""
-SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the API server's generateName alphabet
-
-
-def random_suffix() -> str:
-    """Five characters, as ``generateName`` adds."""
-    return "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(5))
 
 
 def observe_phase(
@@ -241,4 +235,4 @@ class ReplicaSetController:
         raise AlreadyExists(409, "AlreadyExists", f"{rrs.name}: five random runner names were all taken")
 
 
-__all__ = ["MAX_BATCH", "ReplicaSetController", "observe_phase", "random_suffix"]
+__all__ = ["MAX_BATCH", "ReplicaSetController", "observe_phase"]

@@ -25,36 +25,32 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from runnerd.api import ApiParseError, RunnerSet
 from runnerd.controller.clients import (
     CREDENTIALS_RETRY,
-    GitHubAPI,
-    GitHubClients,
     credentials_secret,
     using,
 )
 from runnerd.controller.common import (
     RUNNER_SETS,
     Backoff,
-    ControllerOptions,
     StopSteps,
     created_at,
+    random_suffix,
 )
-from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.expectations import Expectations, ReplacementHolds
-from runnerd.controller.lifecycle import Lifecycle, RunnerRef
-from runnerd.controller.runnerset_home import StatefulSetHome, StatefulSetRunners, owner_uid, random_suffix
+from runnerd.controller.lifecycle import LifecycleController, LifecycleDeps, RunnerRef
+from runnerd.controller.runnerset_home import StatefulSetHome, StatefulSetRunners, owner_uid
 from runnerd.controller.runnerset_volumes import (
     ANNOTATION_RECYCLE_FOR,
     LABEL_RECYCLE,
     PERSISTENT_VOLUMES,
     VolumeRecycler,
 )
-from runnerd.github import GitHubClient, Scope
+from runnerd.github import Scope
 from runnerd.github.errors import GitHubError, RateLimitedError
-from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import PERSISTENT_VOLUME_CLAIMS, SECRETS, STATEFUL_SETS
 from runnerd.manifests.pod import ANNOTATION_GITHUB_API_CREDS_SECRET
 from runnerd.reconcile.lifecycle import (
@@ -82,7 +78,6 @@ from runnerd.reconcile.runnerset import (
 from runnerd.runtime import (
     Conflict,
     Controller,
-    EventRecorder,
     Informer,
     InformerEvent,
     Key,
@@ -153,41 +148,31 @@ class SetPass:
     requeue: list[float] = field(default_factory=list)
 
 
-class RunnerSetController:
+class RunnerSetController(LifecycleController):
     def __init__(
         self,
         *,
-        kube: KubeClient,
-        github: GitHubClient,
-        directory: RunnerDirectory,
-        recorder: EventRecorder,
         runner_sets: Informer,
         stateful_sets: Informer,
         pods: Informer,
         secrets: Informer,
-        options: ControllerOptions,
         claims: Informer | None = None,
         volumes: Informer | None = None,
-        clock: Callable[[], float] = time.time,
         suffix: Callable[[], str] = random_suffix,
-        clients: GitHubClients | None = None,
+        **deps: Unpack[LifecycleDeps],
     ) -> None:
-        self.kube = kube
-        self.clients = clients or GitHubClients(None, GitHubAPI(github, directory))
-        self.recorder = recorder
+        self.stats = RunnerSetStats()
+        super().__init__(self.stats, **deps)
         self.runner_sets = runner_sets
         self.stateful_sets = stateful_sets
         self.pods = pods
         self.secrets = secrets
         self.claims = claims
         self.volumes = volumes
-        self.options = options
-        self.clock = clock
         self.suffix = suffix
-        self.stats = RunnerSetStats()
         self.recycler = VolumeRecycler(
-            kube=kube,
-            recorder=recorder,
+            kube=self.kube,
+            recorder=self.recorder,
             claims=claims,
             volumes=volumes,
             index=INDEX_RUNNERSET,
@@ -196,31 +181,19 @@ class RunnerSetController:
         self.expect = Expectations(time.monotonic)
         self.holds = ReplacementHolds(time.monotonic)
         self._backoff: dict[Key, Backoff] = {}
-        self.lifecycle = Lifecycle(
-            clients=self.clients, recorder=recorder, options=options, stats=self.stats, clock=clock
-        )
         self.runners = StatefulSetRunners(
-            kube=kube,
-            recorder=recorder,
+            kube=self.kube,
+            recorder=self.recorder,
             lifecycle=self.lifecycle,
             pods=pods,
             secrets=secrets,
-            options=options,
+            options=self.options,
             stats=self.stats,
             expect=self.expect,
             suffix=suffix,
         )
 
     # ------------------------------------------------------------------------------- reconcile
-    @property
-    def github(self) -> GitHubClient:
-        """The client of the RunnerSet being reconciled (its githubAPICredentialsFrom, or the default)."""
-        return self.clients.current().github
-
-    @property
-    def directory(self) -> RunnerDirectory:
-        return self.clients.current().directory
-
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.runner_sets.store.get(key)
         if obj is not None:

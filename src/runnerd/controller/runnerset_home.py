@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from runnerd.api import ApiParseError, RunnerSet
-from runnerd.controller.common import ANNOTATION_REGISTRATION, ControllerOptions, StopSteps, controller_ref
+from runnerd.controller.common import (
+    ANNOTATION_REGISTRATION,
+    ControllerOptions,
+    StopSteps,
+    controller_ref,
+    random_suffix,
+)
 from runnerd.controller.expectations import Expectations
 from runnerd.controller.lifecycle import Lifecycle
 from runnerd.github import Scope
@@ -32,8 +37,6 @@ from runnerd.reconcile.credentials import JitConfig
 from runnerd.reconcile.lifecycle import Credentials
 from runnerd.reconcile.runnerset import (
     FINALIZER,
-    SUFFIX_ALPHABET,
-    SUFFIX_LENGTH,
     CredentialKind,
     PodObservation,
     RunnerStatefulSet,
@@ -58,10 +61,6 @@ from runnerd.runtime import (
 
 SECRET_GRACE = 30.0
 """How long a write of this process may be missing from the informer before it counts as not done."""
-
-
-def random_suffix() -> str:
-    return "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(SUFFIX_LENGTH))
 
 
 def owner_uid(obj: Mapping[str, Any]) -> str | None:

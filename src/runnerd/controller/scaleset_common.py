@@ -1,5 +1,6 @@
 """What the scale-set controllers share: their resources, their Actions-service clients by
-configuration, finalizer patches, and their counters.
+configuration, finalizer patches, their counters, and what the two set controllers are built from
+(:class:`SetController`).
 
 :class:`ScaleSetAPIs` resolves an object's ``githubConfigUrl`` and ``githubConfigSecret`` (a Secret
 in the object's namespace, read on every call; :class:`~runnerd.github.actions.api.ScaleSetClients`
@@ -12,19 +13,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import secrets
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from runnerd.api.scaleset import constants as c
-from runnerd.controller.common import StopSteps
+from runnerd.controller.common import StopSteps, random_suffix
+from runnerd.controller.expectations import Expectations
 from runnerd.github.actions.api import ScaleSetAPI, ScaleSetClients
 from runnerd.github.actions.errors import ActionsServiceError
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import SECRETS, Resource
-from runnerd.manifests.scaleset import SAFE_ALPHABET
-from runnerd.runtime import Conflict, NotFound, Result
+from runnerd.runtime import Conflict, EventRecorder, NotFound, Result
 
 AUTOSCALING_RUNNER_SETS = Resource(c.GROUP, c.VERSION, "autoscalingrunnersets", "AutoscalingRunnerSet")
 EPHEMERAL_RUNNER_SETS = Resource(c.GROUP, c.VERSION, "ephemeralrunnersets", "EphemeralRunnerSet")
@@ -115,9 +116,21 @@ def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     )
 
 
-def random_suffix() -> str:
-    """Five characters of Kubernetes' safe alphabet, as ``generateName`` would add."""
-    return "".join(secrets.choice(SAFE_ALPHABET) for _ in range(5))
+@dataclass(eq=False, repr=False, kw_only=True)
+class SetController:
+    """What the AutoscalingRunnerSet and EphemeralRunnerSet controllers hold alike: the clients,
+    the expectations of the children they create (on ``clock``), the names' ``suffix`` and counters."""
+
+    kube: KubeClient
+    apis: ScaleSetAPIs
+    recorder: EventRecorder
+    clock: Callable[[], float] = time.monotonic
+    suffix: Callable[[], str] = random_suffix
+    expect: Expectations = field(init=False)
+    stats: ScaleSetStats = field(init=False, default_factory=ScaleSetStats)
+
+    def __post_init__(self) -> None:
+        self.expect = Expectations(self.clock)
 
 
 async def write_status(

@@ -1,41 +1,14 @@
-"""Kubernetes API errors: the runtime's taxonomy, and the translation from HTTP responses to it."""
+"""Kubernetes API errors: from HTTP responses to the runtime's taxonomy (:mod:`runnerd.runtime.errors`)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 
-from runnerd.runtime.errors import (
-    AlreadyExists,
-    ApiError,
-    BadRequest,
-    Conflict,
-    Forbidden,
-    Invalid,
-    NotFound,
-    ResourceExpired,
-    ServerError,
-    TooManyRequests,
-    Unauthorized,
-    api_error,
-    from_status,
-)
+from runnerd.runtime.errors import ApiError, api_error, from_status
 from runnerd.runtime.redact import redact
 
-__all__ = [
-    "AlreadyExists",
-    "ApiError",
-    "BadRequest",
-    "Conflict",
-    "Forbidden",
-    "Invalid",
-    "NotFound",
-    "ResourceExpired",
-    "ServerError",
-    "TooManyRequests",
-    "Unauthorized",
-    "error_from_response",
-]
+__all__ = ["error_from_response"]
 
 
 def error_from_response(status: int, reason: str, headers: Mapping[str, str], body: bytes) -> ApiError:

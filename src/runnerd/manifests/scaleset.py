@@ -27,7 +27,8 @@ from runnerd import __version__
 from runnerd.api import JSON
 from runnerd.api.scaleset import constants as c
 from runnerd.manifests import gpu as g
-from runnerd.reconcile.hashing import template_hash
+from runnerd.reconcile.credentials import owner_reference
+from runnerd.reconcile.hashing import SUFFIX_ALPHABET, template_hash
 
 ENV_JIT_CONFIG = "ACTIONS_RUNNER_INPUT_JITCONFIG"
 ENV_USER_AGENT = "GITHUB_ACTIONS_RUNNER_EXTRA_USER_AGENT"
@@ -42,21 +43,11 @@ SECRET_KEY_JIT = "jitToken"
 SECRET_KEY_RUNNER_NAME = "runnerName"
 SECRET_KEY_RUNNER_ID = "runnerId"
 SECRET_KEY_SCALE_SET_ID = "scaleSetId"
-SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-"""Kubernetes' alphabet for generated name parts (no vowels, no look-alikes)."""
 
 
 def owner(obj: Mapping[str, Any]) -> JSON:
     """A controller ownerReference to ``obj`` (its apiVersion and kind as stored)."""
-    meta = obj["metadata"]
-    return {
-        "apiVersion": obj.get("apiVersion", c.API_VERSION),
-        "kind": obj["kind"],
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return owner_reference(obj, c.API_VERSION, obj["kind"])
 
 
 def runner_spec_hash(spec: Mapping[str, Any]) -> str:
@@ -89,7 +80,7 @@ def hash8(text: str) -> str:
     value = 0x811C9DC5
     for byte in text.encode():
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return "".join(SAFE_ALPHABET[ord(ch) % len(SAFE_ALPHABET)] for ch in str(value))[:8]
+    return "".join(SUFFIX_ALPHABET[ord(ch) % len(SUFFIX_ALPHABET)] for ch in str(value))[:8]
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:

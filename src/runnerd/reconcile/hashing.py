@@ -15,6 +15,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+"""The alphabet of the API server's ``generateName`` suffixes (no vowels, no look-alikes)."""
+SUFFIX_LENGTH = 5
+"""Characters ``generateName`` adds."""
+
 HASH_LENGTH = 10
 """Hex digits kept (40 bits): a collision needs ~10^6 distinct templates of one owner."""
 

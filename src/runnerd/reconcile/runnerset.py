@@ -30,7 +30,7 @@ from typing import Any
 
 from runnerd.api import JSON, RunnerScopeKind, RunnerSetSpec
 from runnerd.reconcile.credentials import ANNOTATION_RUNNER_ID, ENV_JIT_CONFIG, CredentialKind, secret_key
-from runnerd.reconcile.hashing import template_hash
+from runnerd.reconcile.hashing import SUFFIX_ALPHABET, SUFFIX_LENGTH, template_hash
 from runnerd.reconcile.lifecycle import (
     POD_STATUS,
     Credentials,
@@ -61,9 +61,6 @@ ANNOTATION_CONSUMED_BY = "runnerd.dev/credentials-consumed-by"
 
 STATEFULSET_NAME_MAX = 52
 """The StatefulSet controller labels pods ``controller-revision-hash: <name>-<hash>`` (<= 63)."""
-SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-"""The alphabet of the API server's ``generateName`` suffixes."""
-SUFFIX_LENGTH = 5
 
 # --- names -----------------------------------------------------------------------------------
 

@@ -11,13 +11,17 @@ local wording differs, ``# expect-local: <substring of the local error>``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+import importlib.util
+import shutil
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import jsonschema
+import pytest
 import yaml
 
 from runnerd.api import validate
@@ -28,6 +32,30 @@ REPO = Path(__file__).resolve().parents[3]
 CRD_DIR = REPO / "charts" / "actions-runner-controller" / "crds"
 SCALE_SET_CRD_DIR = REPO / "charts" / "gha-runner-scale-set-controller" / "crds"
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
+
+
+def gen_crds_module() -> ModuleType:
+    """``hack/gen_crds.py`` (a script, not a package) loaded as a module."""
+    spec = importlib.util.spec_from_file_location("gen_crds", REPO / "hack" / "gen_crds.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def stale_committed_crds(render: Callable[[Any], dict[str, str]], directory: Path) -> list[str]:
+    """The CRD files of ``directory`` that differ from (or are missing in) what ``render(gen_crds)``
+    writes; skips the test where the Kubernetes OpenAPI documents cannot be located (no Go)."""
+    gen = gen_crds_module()
+    if shutil.which("go") is None and not gen.os.environ.get(gen.ENV_DIR):
+        pytest.skip(f"needs Go (or {gen.ENV_DIR}) to locate the Kubernetes OpenAPI documents")
+    try:
+        expected = render(gen)
+    except gen.OpenAPINotFound as e:
+        pytest.fail(f"cannot load the Kubernetes OpenAPI documents: {e}")
+    committed = {p.name: p.read_text() for p in directory.glob("*.yaml")}
+    return sorted(n for n in expected.keys() | committed.keys() if expected.get(n) != committed.get(n))
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,10 @@ subresources and the webhook validations as CEL."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,30 +22,19 @@ from runnerd.api import (
     crd_to_yaml,
 )
 from runnerd.api.crds import GENERATED_HEADER, K8sSchemas, SchemaBuildError, build_crds, structural_problems
-from tests.unit.api.manifests import CRD_DIR, REPO, committed_crds, openapi_schema
+from tests.unit.api.manifests import (
+    CRD_DIR,
+    committed_crds,
+    gen_crds_module,
+    openapi_schema,
+    stale_committed_crds,
+)
 
 KINDS = [r.KIND for r in RESOURCES]
 
 
-def _gen_crds_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_crds", REPO / "hack" / "gen_crds.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_committed_crds_are_up_to_date() -> None:
-    gen = _gen_crds_module()
-    if shutil.which("go") is None and not gen.os.environ.get(gen.ENV_DIR):
-        pytest.skip(f"needs Go (or {gen.ENV_DIR}) to locate the Kubernetes OpenAPI documents")
-    try:
-        expected = gen.rendered_crds()
-    except gen.OpenAPINotFound as e:
-        pytest.fail(f"cannot load the Kubernetes OpenAPI documents: {e}")
-    committed = {p.name: p.read_text() for p in CRD_DIR.glob("*.yaml")}
-    stale = sorted(n for n in expected.keys() | committed.keys() if expected.get(n) != committed.get(n))
+    stale = stale_committed_crds(lambda gen: gen.rendered_crds(), CRD_DIR)
     assert not stale, f"CRDs are stale ({', '.join(stale)}): run .venv/bin/python hack/gen_crds.py"
 
 
@@ -396,19 +383,19 @@ def test_generated_yaml_is_stable() -> None:
 
 
 def test_load_openapi_names_a_missing_document(tmp_path: Path) -> None:
-    gen = _gen_crds_module()
+    gen = gen_crds_module()
     with pytest.raises(gen.OpenAPINotFound, match=r"api__v1_openapi\.json does not exist"):
         gen.load_openapi(tmp_path)
 
 
 def test_locate_openapi_dir_honours_the_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    gen = _gen_crds_module()
+    gen = gen_crds_module()
     monkeypatch.setenv(gen.ENV_DIR, str(tmp_path))
     assert gen.locate_openapi_dir() == tmp_path
 
 
 def test_gen_crds_check_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    gen = _gen_crds_module()
+    gen = gen_crds_module()
     if shutil.which("go") is None and not gen.os.environ.get(gen.ENV_DIR):
         pytest.skip(f"needs Go (or {gen.ENV_DIR}) to locate the Kubernetes OpenAPI documents")
     (tmp_path / "actions.summerwind.dev_leftover.yaml").write_text("{}")

@@ -5,7 +5,6 @@ fixtures in ``manifests/scaleset-good`` / ``manifests/scaleset-bad``."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,13 @@ from runnerd.api.scaleset import (
     parse,
 )
 from tests.unit.api.manifests import (
-    REPO,
     SCALE_SET_CRD_DIR,
     Manifest,
     committed_crds,
+    gen_crds_module,
     local_errors,
     manifests,
+    stale_committed_crds,
 )
 
 GOOD = manifests("scaleset-good")
@@ -169,22 +169,8 @@ def test_every_kind_has_good_fixtures_and_bad_ones_where_rules_exist() -> None:
 # --- CRDs ------------------------------------------------------------------------------------
 
 
-def _gen_crds() -> Any:
-    spec = importlib.util.spec_from_file_location("gen_crds", REPO / "hack" / "gen_crds.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_committed_crds_are_up_to_date() -> None:
-    gen = _gen_crds()
-    if shutil.which("go") is None and not gen.os.environ.get(gen.ENV_DIR):
-        pytest.skip(f"needs Go (or {gen.ENV_DIR}) to locate the Kubernetes OpenAPI documents")
-    expected = gen.rendered_scale_set_crds()
-    committed = {p.name: p.read_text() for p in SCALE_SET_CRD_DIR.glob("*.yaml")}
-    stale = sorted(n for n in expected.keys() | committed.keys() if expected.get(n) != committed.get(n))
+    stale = stale_committed_crds(lambda gen: gen.rendered_scale_set_crds(), SCALE_SET_CRD_DIR)
     assert not stale, f"CRDs are stale ({', '.join(stale)}): run .venv/bin/python hack/gen_crds.py"
 
 
@@ -326,7 +312,7 @@ def test_buckets_are_numbers_and_min_max_not_negative() -> None:
 
 
 def test_gen_crds_check_mode_covers_the_scale_set_group(tmp_path: Path) -> None:
-    gen = _gen_crds()
+    gen = gen_crds_module()
     if shutil.which("go") is None and not gen.os.environ.get(gen.ENV_DIR):
         pytest.skip(f"needs Go (or {gen.ENV_DIR}) to locate the Kubernetes OpenAPI documents")
     out = tmp_path / "ss"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -27,35 +26,9 @@ from tests.unit.controller.fakes import (
     FakeRecorder,
     FakeScaleSetAPI,
     FakeStore,
+    KeptEvents,
+    NoListWatcher,
 )
-
-
-class NoListWatcher:
-    """An informer's source that is never started: the tests fill the store themselves."""
-
-    async def list(self) -> tuple[list[Any], str]:
-        raise AssertionError("not used")
-
-    def watch(self, resource_version: str, *, timeout_seconds: int) -> Any:
-        raise AssertionError("not used")
-
-
-@dataclass
-class KeptEvents:
-    """An event sink that keeps what the recorder sends."""
-
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    async def create(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
-        self.events.append(event)
-        return event
-
-    async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return patch
-
-    def reasons(self) -> list[str]:
-        return [e["reason"] for e in self.events]
-
 
 InformerFactory = Callable[..., Informer]
 

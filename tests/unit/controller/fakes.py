@@ -18,6 +18,7 @@ from runnerd.github.actions.errors import JobStillRunning, RunnerExists, ScaleSe
 from runnerd.github.actions.models import RunnerScaleSet, ScaleSetJitConfig, ScaleSetRunner
 from runnerd.github.models import JitConfig, RegistrationToken
 from runnerd.github.models import Runner as GitHubRunner
+from runnerd.github.sansio import RateLimit
 from runnerd.kube.client import ObjectList
 from runnerd.kube.resources import Resource
 from runnerd.runtime import Key, NotFound
@@ -330,3 +331,57 @@ class FakeScaleSetAPI:
 
     def runner_named(self, name: str) -> ScaleSetRunner | None:
         return next((r for r in self.runners.values() if r.name == name), None)
+
+
+class NoListWatcher:
+    """An informer's source that is never started: the tests fill the store themselves."""
+
+    async def list(self) -> tuple[list[Any], str]:
+        raise AssertionError("not used")
+
+    def watch(self, resource_version: str, *, timeout_seconds: int) -> Any:
+        raise AssertionError("not used")
+
+
+@dataclass
+class KeptEvents:
+    """An event sink that keeps what the recorder sends."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    async def create(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
+        self.events.append(event)
+        return event
+
+    async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return patch
+
+    def reasons(self) -> list[str]:
+        return [e["reason"] for e in self.events]
+
+
+class RateLimitsOf:
+    """A GitHub client fake's ``rate_limits``: every resource answers with the fake's ``core``."""
+
+    core: RateLimit | None
+
+    @property
+    def rate_limits(self) -> Any:
+        github = self
+
+        class Limits:
+            def get(self, resource: str = "core") -> RateLimit | None:
+                return github.core
+
+        return Limits()
+
+
+def running_pod_status(*, ready: bool) -> dict[str, Any]:
+    """The status of a runner pod whose ``runner`` container runs (Ready as ``ready`` says)."""
+    return {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        "containerStatuses": [
+            {"name": "runner", "ready": ready, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}
+        ],
+    }

@@ -19,6 +19,7 @@ from runnerd.github.sansio import RateLimit
 from runnerd.kube.resources import Resource
 from runnerd.runtime import Conflict, EventRecorder, Informer, Invalid, Key, NotFound, index_by_controller_uid
 from runnerd.web.metrics import Metrics
+from tests.unit.controller.fakes import KeptEvents, NoListWatcher, RateLimitsOf
 
 NS = "ns"
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)
@@ -104,46 +105,13 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
 
 
 @dataclass
-class FakeEvents:
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    async def create(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
-        self.events.append(event)
-        return event
-
-    async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return patch
-
-    def reasons(self) -> list[str]:
-        return [e["reason"] for e in self.events]
-
-
-class NoListWatcher:
-    async def list(self) -> tuple[list[Any], str]:
-        raise AssertionError("not used")
-
-    def watch(self, resource_version: str, *, timeout_seconds: int) -> Any:
-        raise AssertionError("not used")
-
-
-@dataclass
-class FakeGitHub:
+class FakeGitHub(RateLimitsOf):
     runs: list[WorkflowRun] = field(default_factory=list)
     jobs: dict[int, list[WorkflowJob]] = field(default_factory=dict)
     limited: bool = False
     calls: int = 0
     listed: list[GitHubRunner] = field(default_factory=list)
     core: RateLimit | None = None
-
-    @property
-    def rate_limits(self) -> Any:
-        github = self
-
-        class Limits:
-            def get(self, resource: str = "core") -> RateLimit | None:
-                return github.core
-
-        return Limits()
 
     def paused_until(self, resource: str | None = None) -> float | None:
         return None
@@ -207,7 +175,7 @@ def reservation(job: int, replicas: int = 1, minutes: int = 10) -> dict[str, Any
 class World:
     kube: FakeKube
     github: FakeGitHub
-    events: FakeEvents
+    events: KeptEvents
     informers: dict[str, Informer]
     controller: HRAController
     metrics: Metrics
@@ -229,7 +197,7 @@ class World:
 
 
 def make_world(*objs: tuple[str, dict[str, Any]], options: AutoscalingOptions | None = None) -> World:
-    kube, github, events = FakeKube(), FakeGitHub(), FakeEvents()
+    kube, github, events = FakeKube(), FakeGitHub(), KeptEvents()
     informers = {
         plural: informer(plural)
         for plural in (

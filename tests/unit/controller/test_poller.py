@@ -17,6 +17,7 @@ from runnerd.github.sansio import RateLimit
 from runnerd.reconcile.matching import JobEvent
 from runnerd.runtime import Key
 from runnerd.web.metrics import Metrics
+from tests.unit.controller.fakes import RateLimitsOf
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -91,23 +92,13 @@ def job(job_id: int, run_id: int, status: str = "queued") -> WorkflowJob:
 
 
 @dataclass
-class FakeGitHub:
+class FakeGitHub(RateLimitsOf):
     runs: dict[str, list[WorkflowRun]] = field(default_factory=lambda: {"queued": [], "in_progress": []})
     jobs: dict[int, list[WorkflowJob]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     limited_until: float | None = None
     paused: float | None = None
     core: RateLimit | None = None
-
-    @property
-    def rate_limits(self) -> Any:
-        github = self
-
-        class Limits:
-            def get(self, resource: str = "core") -> RateLimit | None:
-                return github.core
-
-        return Limits()
 
     def paused_until(self, resource: str | None = None) -> float | None:
         return self.paused

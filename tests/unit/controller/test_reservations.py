@@ -18,7 +18,8 @@ from runnerd.reconcile.matching import JobEvent
 from runnerd.runtime import EventRecorder, Key
 from runnerd.web.metrics import Metrics
 from runnerd.web.payload import WorkflowJobEvent
-from tests.unit.controller.hrakit import NOW, NS, TRIGGER, FakeEvents, FakeKube, hra, informer, rd
+from tests.unit.controller.fakes import KeptEvents
+from tests.unit.controller.hrakit import NOW, NS, TRIGGER, FakeKube, hra, informer, rd
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -28,7 +29,7 @@ HRAS = "horizontalrunnerautoscalers"
 class Env:
     def __init__(self, *hras: dict[str, Any], deployments: tuple[dict[str, Any], ...] = (rd(),)) -> None:
         self.kube = FakeKube()
-        self.events = FakeEvents()
+        self.events = KeptEvents()
         self.informers = {
             HRAS: informer(HRAS),
             "runnerdeployments": informer("runnerdeployments"),

@@ -17,7 +17,15 @@ from runnerd.manifests.pod import PodOptions
 from runnerd.reconcile.credentials import ENV_JIT_CONFIG
 from runnerd.reconcile.lifecycle import BUSY_RETRY, GitHubState
 from runnerd.runtime import Key
-from tests.unit.controller.fakes import Clock, FakeGitHub, FakeInformer, FakeKube, FakeRecorder, FakeStore
+from tests.unit.controller.fakes import (
+    Clock,
+    FakeGitHub,
+    FakeInformer,
+    FakeKube,
+    FakeRecorder,
+    FakeStore,
+    running_pod_status,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -59,17 +67,7 @@ def add_running_pod(kube: FakeKube, runner_id: int, *, ready: bool = True) -> No
             "uid": "pod-uid",
             "annotations": {"actions-runner/id": str(runner_id)},
         },
-        "status": {
-            "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-            "containerStatuses": [
-                {
-                    "name": "runner",
-                    "ready": ready,
-                    "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
-                }
-            ],
-        },
+        "status": running_pod_status(ready=ready),
     }
 
 

@@ -14,7 +14,7 @@ from runnerd.github.errors import NotFoundError
 from runnerd.github.models import Runner as GitHubRunner
 from runnerd.reconcile.credentials import ANNOTATION_RUNNER_ID
 from runnerd.runtime import Key
-from tests.unit.controller.fakes import Clock, FakeGitHub, FakeKube, FakeRecorder
+from tests.unit.controller.fakes import Clock, FakeGitHub, FakeKube, FakeRecorder, running_pod_status
 
 NS = "ci"
 NAME = "example-abc-1"
@@ -52,13 +52,7 @@ def exited_pod(code: int) -> dict[str, Any]:
 def running_pod() -> dict[str, Any]:
     return {
         "metadata": {"name": NAME, "namespace": NS, "uid": "p-1", "annotations": {ANNOTATION_RUNNER_ID: "7"}},
-        "status": {
-            "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True"}],
-            "containerStatuses": [
-                {"name": "runner", "ready": True, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}
-            ],
-        },
+        "status": running_pod_status(ready=True),
     }
 
 

@@ -14,7 +14,8 @@ from runnerd.controller.common import LABEL_DEPLOYMENT_NAME, LABEL_TEMPLATE_HASH
 from runnerd.controller.runnerdeployment import DeploymentController
 from runnerd.kube.resources import Resource
 from runnerd.runtime import EventRecorder, Informer, Key, NotFound, Result
-from tests.unit.controller.conftest import InformerFactory, KeptEvents
+from tests.unit.controller.conftest import InformerFactory
+from tests.unit.controller.fakes import KeptEvents
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -18,7 +18,15 @@ from runnerd.reconcile.credentials import ENV_JIT_CONFIG
 from runnerd.reconcile.lifecycle import BUSY_RETRY, GitHubState
 from runnerd.reconcile.runnerset import ANNOTATION_CONSUMED_BY, FINALIZER
 from runnerd.runtime import Key
-from tests.unit.controller.fakes import Clock, FakeGitHub, FakeInformer, FakeKube, FakeRecorder, FakeStore
+from tests.unit.controller.fakes import (
+    Clock,
+    FakeGitHub,
+    FakeInformer,
+    FakeKube,
+    FakeRecorder,
+    FakeStore,
+    running_pod_status,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -59,17 +67,7 @@ def add_running_pod(kube: FakeKube, *, ready: bool = True) -> None:
             "labels": labels,
             "ownerReferences": [{"kind": "StatefulSet", "uid": sts["metadata"]["uid"], "controller": True}],
         },
-        "status": {
-            "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-            "containerStatuses": [
-                {
-                    "name": "runner",
-                    "ready": ready,
-                    "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
-                }
-            ],
-        },
+        "status": running_pod_status(ready=ready),
     }
 
 

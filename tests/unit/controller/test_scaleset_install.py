@@ -17,8 +17,7 @@ from runnerd.controller.scaleset_common import ScaleSetAPIs
 from runnerd.github.actions.clients import ActionsClients
 from runnerd.github.actions.errors import ActionsServiceError
 from runnerd.runtime import Controller, Key, Manager
-from tests.unit.controller.conftest import NoListWatcher
-from tests.unit.controller.fakes import FakeKube, FakeRecorder, FakeScaleSetAPI
+from tests.unit.controller.fakes import FakeKube, FakeRecorder, FakeScaleSetAPI, NoListWatcher
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -4,6 +4,7 @@ ghsim's Actions service on a manual clock for the scale-set client (``actions_wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -59,18 +60,14 @@ async def github(fake_time: FakeTime) -> AsyncIterator[FakeGitHub]:
 ClientFactory = Callable[..., GitHubClient]
 
 
-@pytest.fixture
-async def make_client(github: FakeGitHub, fake_time: FakeTime) -> AsyncIterator[ClientFactory]:
-    """Builds clients against the fake GitHub with the fake clock (closed after the test)."""
+@contextlib.asynccontextmanager
+async def client_factory(default: Credentials, **defaults: Any) -> AsyncIterator[ClientFactory]:
+    """Builds clients with the ``default`` credentials and ``defaults`` (a call's own arguments
+    win), and closes every client it built on exit."""
     clients: list[GitHubClient] = []
 
     def make(credentials: Credentials | None = None, **kwargs: Any) -> GitHubClient:
-        kwargs.setdefault("config", GitHubConfig(api_url=github.base_url))
-        kwargs.setdefault("clock", fake_time.clock)
-        kwargs.setdefault("sleep", fake_time.sleep)
-        kwargs.setdefault("draw", lambda: 0.5)
-        kwargs.setdefault("trust_env", False)
-        client = GitHubClient(credentials or PersonalAccessToken(PAT), **kwargs)
+        client = GitHubClient(credentials or default, **{**defaults, **kwargs})
         clients.append(client)
         return client
 
@@ -79,6 +76,20 @@ async def make_client(github: FakeGitHub, fake_time: FakeTime) -> AsyncIterator[
     finally:
         for client in clients:
             await client.close()
+
+
+@pytest.fixture
+async def make_client(github: FakeGitHub, fake_time: FakeTime) -> AsyncIterator[ClientFactory]:
+    """Builds clients against the fake GitHub with the fake clock (closed after the test)."""
+    async with client_factory(
+        PersonalAccessToken(PAT),
+        config=GitHubConfig(api_url=github.base_url),
+        clock=fake_time.clock,
+        sleep=fake_time.sleep,
+        draw=lambda: 0.5,
+        trust_env=False,
+    ) as make:
+        yield make
 
 
 @pytest.fixture(autouse=True)

@@ -7,21 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from runnerd.kube import (
-    CONFIGMAPS,
-    LEASES,
-    NAMESPACES,
-    AlreadyExists,
-    ConfigError,
-    Conflict,
-    Resource,
-    ServerError,
-    TooManyRequests,
-    load_config,
-)
+from runnerd.kube import CONFIGMAPS, LEASES, NAMESPACES, ConfigError, Resource, load_config
 from runnerd.kube.client import _lease_body, _lease_record, _with_resource_version, format_micro_time
 from runnerd.kube.config import _kubeconfig_path
 from runnerd.kube.errors import error_from_response
+from runnerd.runtime import AlreadyExists, Conflict, ServerError, TooManyRequests
 from runnerd.runtime.types import LeaseRecord
 
 RUNNERS = Resource("actions.summerwind.dev", "v1alpha1", "runners", "Runner")

@@ -7,7 +7,8 @@ The controllers are :mod:`runnerd.controller.scaleset`'s; the listener is not im
 from collections.abc import Mapping
 from typing import Any
 
-from runnerd.api import ApiParseError
+from runnerd.api import validation
+from runnerd.api.meta import parse_kind
 from runnerd.api.scaleset.constants import API_VERSION, GROUP, VERSION
 from runnerd.api.scaleset.crds import build_scale_set_crds
 from runnerd.api.scaleset.types import (
@@ -38,25 +39,16 @@ from runnerd.api.scaleset.types import (
     TLSConfig,
     VaultConfig,
 )
-from runnerd.api.validation import rule_violations
 
 
 def parse(obj: Mapping[str, Any]) -> ScaleSetResource:
     """Parse a raw ``actions.github.com/v1alpha1`` object into the class of its ``kind``."""
-    kind = obj.get("kind")
-    cls = RESOURCE_BY_KIND.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise ApiParseError(".kind", f"not a kind of {API_VERSION}: {kind!r}")
-    return cls.from_dict(obj)
+    return parse_kind(obj, RESOURCE_BY_KIND, API_VERSION)
 
 
 def validate(obj: Mapping[str, Any]) -> list[str]:
     """CEL rule violations of a raw ``actions.github.com`` object, evaluated in Python."""
-    kind = obj.get("kind")
-    cls = RESOURCE_BY_KIND.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        return [f".kind: unknown kind {kind!r}"]
-    return rule_violations(cls, obj)
+    return validation.validate(obj, RESOURCE_BY_KIND)
 
 
 __all__ = [

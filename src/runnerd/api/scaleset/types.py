@@ -18,12 +18,11 @@ container, a config URL and secret) is a CEL rule here, enforced by the API serv
 from __future__ import annotations
 
 import datetime as dt
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from runnerd.api import JSON, ApiObject, ApiParseError, CustomResource, PrinterColumn, Rule
+from runnerd.api import JSON, ApiObject, CustomResource, PrinterColumn, Rule
 from runnerd.api._codec import field
 from runnerd.api.scaleset import constants as c
 
@@ -351,21 +350,7 @@ _RUNNER_COUNT_COLUMNS = (
 class ScaleSetResource(CustomResource):
     """A top-level ``actions.github.com/v1alpha1`` object (apiVersion/kind implied by the class)."""
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, path: str = "") -> typing.Self:
-        if isinstance(data, Mapping):
-            api_version, kind = data.get("apiVersion"), data.get("kind")
-            if api_version is not None and api_version != c.API_VERSION:
-                raise ApiParseError(f"{path}.apiVersion", f"expected {c.API_VERSION}, got {api_version!r}")
-            if kind is not None and kind != cls.KIND:
-                raise ApiParseError(f"{path}.kind", f"expected {cls.KIND}, got {kind!r}")
-            data = {k: v for k, v in data.items() if k not in ("apiVersion", "kind")}
-        # Skip CustomResource's legacy apiVersion check: the field codec of ApiObject does the rest.
-        return super(CustomResource, cls).from_dict(data, path)
-
-    def to_dict(self) -> JSON:
-        body = super(CustomResource, self).to_dict()
-        return {"apiVersion": c.API_VERSION, "kind": self.KIND, **body}
+    API_VERSION = c.API_VERSION
 
 
 @dataclass(kw_only=True)
