@@ -17,10 +17,12 @@ Measured per job, **from the job's ``queued_at``** (what users feel), jobs and o
 come, first served (the jobs are long enough that no runner is reused during the burst): the
 EphemeralRunnerSet's ``spec.replicas`` reaching the job's rank (the listener's decision written),
 the EphemeralRunner created, the runner pod created, and the job started (GitHub's ``started_at``,
-per job). GitHub calls: every request the controller process made from the burst, by endpoint,
-split into Actions-service calls and REST calls (the runners' own protocol calls are not counted),
-until every job started and until every job was done and the scale set back at zero. Controller
-CPU over the same two windows, peak RSS (``VmHWM``) at the end; pods created per job.
+per job). GitHub calls: every request the controller process made from the burst, by endpoint
+and HTTP status, split into Actions-service calls and REST calls (the runners' own protocol calls
+are not counted), until every job started and until every job was done and the scale set back at
+zero. Controller
+CPU over the same two windows, peak RSS (``VmHWM``) at the end; pods created per job, and the
+EphemeralRunner and pod creation rates over the burst.
 
     .venv/bin/python bench/scaleset_bench.py [--jobs 200] [--jobs-per-run 10] [--job-seconds 60]
         [--json]
@@ -51,6 +53,7 @@ from devcluster import binaries  # noqa: E402
 from devcluster.cluster import Cluster, ClusterConfig, GpuShape  # noqa: E402
 from devcluster.wait import wait_until  # noqa: E402
 from ghsim import JobSpec, SimConfig, Simulator  # noqa: E402
+from ghsim.core import Stats  # noqa: E402
 from ghsim.podagent import connect  # noqa: E402
 from runnerd.api.scaleset import constants as c  # noqa: E402
 from runnerd.controller.scaleset_common import (  # noqa: E402
@@ -77,12 +80,20 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    """p50/p99/max in milliseconds."""
+    """min/p50/p99/max in milliseconds."""
     return {
+        "min": round(min(values, default=float("nan")) * 1000, 1),
         "p50": round(pct(values, 0.5) * 1000, 1),
         "p99": round(pct(values, 0.99) * 1000, 1),
         "max": round(max(values, default=float("nan")) * 1000, 1),
     }
+
+
+def rate(times: list[float]) -> float | None:
+    """Creations per second from the first to the last."""
+    if len(times) < 2 or times[-1] <= times[0]:
+        return None
+    return round((len(times) - 1) / (times[-1] - times[0]), 1)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -195,21 +206,36 @@ def stop_controller(proc: subprocess.Popen[bytes]) -> int:
             proc.wait(5)
 
 
-def calls_since(sim: Simulator, before: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
-    """The controller's requests since ``before``, by endpoint: Actions service and REST."""
+class StatusStats(Stats):
+    """ghsim's request counts, plus one per (endpoint, principal, status): a call answered 404 is
+    one for something GitHub had already removed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_endpoint_principal_status: Counter[tuple[str, str, int]] = Counter()
+
+    def count(self, endpoint: str, principal: str, status: int) -> None:
+        super().count(endpoint, principal, status)
+        self.by_endpoint_principal_status[(endpoint, principal, status)] += 1
+
+
+def calls_since(stats: StatusStats, before: Counter[tuple[str, str, int]]) -> dict[str, dict[str, int]]:
+    """The controller's requests since ``before``, by endpoint and status: Actions service and REST."""
     out: dict[str, dict[str, int]] = {"actions": {}, "rest": {}}
-    for (endpoint, principal), n in sorted(sim.core.stats.by_endpoint_principal.items()):
-        n -= before.get((endpoint, principal), 0)
+    for (endpoint, principal, status), n in sorted(stats.by_endpoint_principal_status.items()):
+        n -= before.get((endpoint, principal, status), 0)
         if not n or principal == "runner" or endpoint.startswith("_runner/"):
             continue
         side = "actions" if endpoint.startswith("actions/") else "rest"
-        out[side][endpoint] = out[side].get(endpoint, 0) + n
+        out[side][f"{endpoint} {status}"] = n
     return out
 
 
 class Bench:
     def __init__(self, cluster: Cluster, sim: Simulator, kube: KubeClient, args: argparse.Namespace) -> None:
         self.cluster, self.sim, self.kube, self.args = cluster, sim, kube, args
+        self.stats = StatusStats()
+        sim.core.stats = self.stats  # before the first request: every part reads ``core.stats``
         self.timeline = Timeline()
         self.informers = [
             Informer("sets", kube.list_watcher(EPHEMERAL_RUNNER_SETS, namespace=NAMESPACE)),
@@ -258,7 +284,7 @@ class Bench:
 
     async def burst(self, pid: int, guard: Callable[[], None]) -> dict[str, Any]:
         args, world = self.args, self.sim.world
-        before = Counter(self.sim.core.stats.by_endpoint_principal)
+        before = Counter(self.stats.by_endpoint_principal_status)
         cpu0 = cpu_seconds(pid)
         t0 = time.time()
         ids = self.enqueue(args.jobs, args.jobs_per_run, args.job_seconds)
@@ -266,10 +292,10 @@ class Bench:
             "every job started", lambda: all(world.jobs[j].started_at for j in ids), within=300, guard=guard
         )
         t_started, cpu_started = time.time(), cpu_seconds(pid)
-        calls_started = calls_since(self.sim, before)
+        calls_started = calls_since(self.stats, before)
         await wait_until("every job done", lambda: self.done(ids), within=args.job_seconds + 180, guard=guard)
         await wait_until("the scale set back at 0", self.timeline.at_zero, within=180, guard=guard)
-        calls_done = calls_since(self.sim, before)
+        calls_done = calls_since(self.stats, before)
         return self.result(
             ids, t0, t_started,
             calls_started, calls_done,
@@ -316,6 +342,8 @@ class Bench:
             "github_calls_per_job_until_done": per_job(calls_done),
             "github_calls_by_endpoint_until_started": calls_started,
             "github_calls_by_endpoint_until_done": calls_done,
+            "runner_object_create_rate_per_s": rate(runners[:n]),
+            "pod_create_rate_per_s": rate(pods[:n]),
             "pods_created": len(pods),
             "pods_per_job": round(len(pods) / n, 3),
             "controller_cpu_s_until_started": round(cpu_started, 2),
@@ -402,6 +430,8 @@ def table(r: dict[str, Any]) -> str:
         ("job queued → job started p50 / p99 (ms)", pp(r["queued_to_job_started_ms"])),
         ("GitHub calls per job, until all started", calls("github_calls_per_job_until_started")),
         ("GitHub calls per job, until done and back to 0", calls("github_calls_per_job_until_done")),
+        ("EphemeralRunners / runner pods created per second",
+         f"{r['runner_object_create_rate_per_s']} / {r['pod_create_rate_per_s']}"),
         ("pods per job", r["pods_per_job"]),
         ("controller + listener CPU per job (ms), until back to 0", r["controller_cpu_ms_per_job"]),
         ("controller + listener peak RSS (MiB)", r["controller_peak_rss_mib"]),
