@@ -275,6 +275,23 @@ class Cluster:
         """Run the real kubectl against this cluster."""
         return self._tool(self.binaries.kubectl, self.env, args, check=check, input=input, timeout=timeout)
 
+    def wait_established(self, crds: Sequence[str] = (), within: float = 60.0) -> None:
+        """``kubectl wait --for=condition=Established`` on the named CRDs (all without names), asked
+        again while a just-created CRD has no ``status.conditions`` yet: kubectl then fails at once
+        ("accessor error: <nil>") instead of waiting."""
+        targets = [f"crd/{name}" for name in crds] or ["crd", "--all"]
+        deadline = time.monotonic() + within
+        while True:
+            left = max(deadline - time.monotonic(), 1.0)
+            proc = self.kubectl(
+                "wait", "--for=condition=Established", f"--timeout={left:.0f}s", *targets,
+                check=False, timeout=left + 10,
+            )  # fmt: skip
+            if proc.returncode == 0:
+                return
+            if "accessor error" not in proc.stderr or time.monotonic() >= deadline:
+                raise ClusterError(f"CRDs not Established within {within:.0f}s: {proc.stderr.strip()}")
+
     def helm(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the real helm against this cluster."""
         env = {**self.env, "HELM_CACHE_HOME": str(self.state_dir / "helm" / "cache")}

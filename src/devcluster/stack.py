@@ -263,7 +263,7 @@ class Stack:
             self.chart_applied = True
         else:
             self.cluster.kubectl("apply", "--server-side", "-f", str(CHART_DIR / "crds"))
-        self.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        self.cluster.wait_established()
 
     def _seed_world(self) -> None:
         world = self.sim.world

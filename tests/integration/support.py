@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -89,23 +88,13 @@ CRD_NAMES = [f"{r.PLURAL}.actions.summerwind.dev" for r in RESOURCES]
 def install_crds(cluster: Cluster) -> list[str]:
     """Apply the chart's CRDs and wait until they are Established; their names."""
     cluster.kubectl("apply", "-f", str(CRD_DIR))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in CRD_NAMES))
+    cluster.wait_established(CRD_NAMES)
     return CRD_NAMES
 
 
 def wait_established(cluster: Cluster, names: list[str], within: float = 60.0) -> None:
-    """``kubectl wait --for=condition=Established``, again while a just-created CRD has no
-    ``status.conditions`` yet (kubectl wait then fails at once: "accessor error: <nil>")."""
-    deadline = time.monotonic() + within
-    while True:
-        proc = cluster.kubectl(
-            "wait", "--for=condition=Established", f"--timeout={within:.0f}s", *(f"crd/{n}" for n in names),
-            check=False, timeout=within + 10,
-        )  # fmt: skip
-        if proc.returncode == 0:
-            return
-        assert "accessor error" in proc.stderr, proc.stderr
-        assert time.monotonic() < deadline, f"CRDs not Established within {within}s: {proc.stderr}"
+    """The named CRDs are Established (see :meth:`devcluster.cluster.Cluster.wait_established`)."""
+    cluster.wait_established(names, within)
 
 
 def seed(sim: Simulator) -> str:
