@@ -3,8 +3,10 @@ configuration, so a test can check the shapes without a cluster.
 
 GPU nodes look as the NVIDIA device plugin and GPU Feature Discovery make them: allocatable
 ``nvidia.com/gpu`` (whole GPUs) and, with MIG slices, ``nvidia.com/mig-<profile>`` (the ``mixed``
-strategy), the labels ``nvidia.com/gpu.product``/``.count``/``.present``, ``nvidia.com/mig.strategy``
-and ``nvidia.com/mig-<profile>.count``, and the ``nvidia.com/gpu`` NoSchedule taint."""
+strategy; a profile's ``+`` becomes ``.``, as the device plugin writes it: ``1g.10gb+me`` is
+``nvidia.com/mig-1g.10gb.me``), the labels ``nvidia.com/gpu.product``, ``.count``, ``.present``,
+``nvidia.com/mig.strategy`` and ``nvidia.com/mig-<profile>.count``, and the ``nvidia.com/gpu``
+NoSchedule taint."""
 
 from __future__ import annotations
 
@@ -65,8 +67,9 @@ def node_manifests(cfg: ClusterConfig) -> list[dict[str, Any]]:
             if shape.mig:
                 labels["nvidia.com/mig.strategy"] = "mixed"
             for profile, count in shape.mig:
-                labels[f"{MIG_RESOURCE_PREFIX}{profile}.count"] = str(count)
-                resources[f"{MIG_RESOURCE_PREFIX}{profile}"] = str(count)
+                name = MIG_RESOURCE_PREFIX + profile.replace("+", ".")  # no "+" in resource names
+                labels[f"{name}.count"] = str(count)
+                resources[name] = str(count)
             nodes.append(
                 node(
                     f"gpu-node-{index}",

@@ -120,3 +120,11 @@ def test_mixed_gpu_fleet_places_every_sizing_label() -> None:
         GpuShape.parse(t) for t in ("NVIDIA-H100-80GB-HBM3:8:2", f"{A100}:4:1", f"{A100}:0:1:1g.10gb=7")
     ]
     assert tuple(shapes) == MIXED_GPU_SHAPES
+
+
+def test_media_extension_profiles_become_valid_resource_names() -> None:
+    shape = GpuShape.parse(f"{A100}:0:1:1g.10gb+me=1")
+    (node,) = node_manifests(ClusterConfig(state_dir=Path("/x"), cpu_nodes=0, gpu_shapes=(shape,)))
+    assert node["status"]["allocatable"]["nvidia.com/mig-1g.10gb.me"] == "1"
+    assert node["metadata"]["labels"]["nvidia.com/mig-1g.10gb.me.count"] == "1"
+    assert not [k for k in node["status"]["allocatable"] if "+" in k]
