@@ -23,7 +23,7 @@ from runnerd.reconcile.cost import (
     ledger_configmap,
 )
 from runnerd.runtime import Forbidden, NotFound
-from runnerd.views.cost import cost_json, cost_rows, cost_table
+from runnerd.views.cost import cost_json, cost_rows, cost_table, dashboard_cost
 
 D = Decimal
 H100, V100 = "NVIDIA-H100-80GB-HBM3", "Tesla-V100"
@@ -179,3 +179,19 @@ async def test_errors(
     code, text = await _run_async(FakeKube(answer), monkeypatch)
     assert (code, text) == (1, "")
     assert message in capsys.readouterr().err
+
+
+def test_dashboard_cost_windows() -> None:
+    model = dashboard_cost(LEDGER, PRICES, now=T)
+    assert model["currency"] == "USD"
+    assert model["windows"] == ["24h", "7d", "30d"]
+    rows = {(r["repository"], r["workflow"]): r for r in model["rows"]}
+    assert next(iter(rows)) == ("octo/ml", "train")  # most expensive first
+    train, lint = rows[("octo/ml", "train")], rows[("octo/web", "lint")]
+    assert (train["gpuHours24h"], train["cost24h"], train["cost30d"]) == (2.0, 6.32, 6.32)
+    assert (lint["cost24h"], lint["cost7d"], lint["cost30d"]) == (None, None, 0.08) or (
+        lint["cost24h"],
+        lint["cost7d"],
+        lint["cost30d"],
+    ) == (0.0, 0.0, 0.08)
+    assert dashboard_cost(LEDGER, None, now=T)["rows"][0]["cost30d"] is None

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from runnerd.reconcile.cost import HOUR, CostRow, Ledger, PriceTable, report
+from runnerd.reconcile.cost import DAY, HOUR, CostRow, Ledger, PriceTable, report
 
 GROUP_BY = ("repository", "workflow", "pool")
 
@@ -69,3 +69,33 @@ def cost_json(rows: Sequence[CostRow], prices: PriceTable | None, *, since: int 
     ]
     doc = {"since": since, "currency": prices.currency if prices else None, "rows": items}
     return json.dumps(doc, indent=2) + "\n"
+
+
+DASHBOARD_WINDOWS: tuple[tuple[str, int], ...] = (("24h", DAY), ("7d", 7 * DAY), ("30d", 30 * DAY))
+"""The dashboard's "Cost" table columns (docs/gpu-sizing.md): money per window."""
+MAX_DASHBOARD_ROWS = 50
+
+
+def dashboard_cost(ledger: Ledger, prices: PriceTable | None, *, now: int) -> dict[str, Any]:
+    """The dashboard's "Cost" table model: per repository, workflow and pool, GPU-hours and money
+    over the last 24 h, 7 d and 30 d (the 30-day order, most expensive first, at most
+    :data:`MAX_DASHBOARD_ROWS` rows). Not served yet: ``web/dashboard.py`` adds it once the
+    controller holds the ledger (docs/gpu-sizing.md, "Wiring")."""
+    per_window = {
+        name: {r.group: r for r in cost_rows(ledger, prices, since=now - span)}
+        for name, span in DASHBOARD_WINDOWS
+    }
+    order = list(per_window[DASHBOARD_WINDOWS[-1][0]].values())[:MAX_DASHBOARD_ROWS]
+    rows = []
+    for r in order:
+        row: dict[str, Any] = dict(zip(GROUP_BY, r.group, strict=True))
+        for name, _span in DASHBOARD_WINDOWS:
+            hit = per_window[name].get(r.group)
+            row[f"gpuHours{name}"] = float(hit.usage.gpu_seconds / HOUR) if hit else 0.0
+            row[f"cost{name}"] = None if prices is None else float(hit.money) if hit else 0.0
+        rows.append(row)
+    return {
+        "currency": prices.currency if prices else None,
+        "windows": [n for n, _ in DASHBOARD_WINDOWS],
+        "rows": rows,
+    }
