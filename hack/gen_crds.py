@@ -4,8 +4,9 @@
     .venv/bin/python hack/gen_crds.py            # write both charts' crds/ directories
     .venv/bin/python hack/gen_crds.py --check    # exit 1 if the committed files are stale
 
-actions.summerwind.dev (legacy) goes to charts/actions-runner-controller/crds/, actions.github.com
-(scale sets, runnerd.api.scaleset) to charts/gha-runner-scale-set-controller/crds/.
+actions.summerwind.dev (legacy) and runnerd.dev (runnerd's own kinds: RunnerSizingPolicy) go to
+charts/actions-runner-controller/crds/, actions.github.com (scale sets, runnerd.api.scaleset) to
+charts/gha-runner-scale-set-controller/crds/.
 
 The Kubernetes OpenAPI v3 documents come from the pinned Go module k8s.io/kubernetes (located with
 ``go mod download -json``; the module is already in the Go module cache when the Kubernetes
@@ -30,8 +31,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from runnerd.api import constants  # noqa: E402
-from runnerd.api.crds import build_crds, crd_sizes, crd_to_yaml  # noqa: E402
+from runnerd.api import constants, sizing  # noqa: E402
+from runnerd.api.crds import build_crds, build_group_crds, crd_sizes, crd_to_yaml  # noqa: E402
 from runnerd.api.scaleset import GROUP as SCALE_SET_GROUP  # noqa: E402
 from runnerd.api.scaleset import build_scale_set_crds  # noqa: E402
 
@@ -89,9 +90,16 @@ def load_openapi(directory: Path | None = None) -> list[dict[str, Any]]:
     return docs
 
 
+def build_runnerd_crds(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The runnerd.dev CRDs (shipped next to the legacy ones, in the same chart)."""
+    return build_group_crds(docs, sizing.RESOURCES, sizing.GROUP)
+
+
 def rendered_crds(docs: list[dict[str, Any]] | None = None) -> dict[str, str]:
-    """File name -> YAML text of every legacy CRD, as this script writes them."""
-    crds = build_crds(docs if docs is not None else load_openapi())
+    """File name -> YAML text of every CRD of the legacy chart (actions.summerwind.dev and
+    runnerd.dev), as this script writes them."""
+    docs = docs if docs is not None else load_openapi()
+    crds = build_crds(docs) | build_runnerd_crds(docs)
     return {name: crd_to_yaml(crd) for name, crd in crds.items()}
 
 
@@ -146,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     docs = load_openapi()
     stale = sync(build_crds(docs), args.out, constants.GROUP, args.check)
+    stale += sync(build_runnerd_crds(docs), args.out, sizing.GROUP, args.check)
     stale += sync(build_scale_set_crds(docs), args.scale_set_out, SCALE_SET_GROUP, args.check)
     if args.check:
         if stale:

@@ -1,6 +1,6 @@
 """``runnerd-dev``: developer tools.
 
-runnerd-dev cluster up [--foreground] [--name N] [--cpu-nodes 2] [--gpu-shape PRODUCT:GPUS:NODES ...]
+runnerd-dev cluster up [--foreground] [--name N] [--cpu-nodes 2] [--gpu-shape PRODUCT:GPUS:NODES[:MIG] ...]
                       [--real-nodes 0]
 runnerd-dev cluster down [--name N]
 runnerd-dev cluster status [--name N]
@@ -223,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--gpu-shape",
         action="append",
-        metavar="PRODUCT:GPUS:NODES",
-        help="GPU node shape (repeatable); replaces --gpu-nodes/--gpus-per-node/--gpu-product",
+        metavar="PRODUCT:GPUS:NODES[:MIG]",
+        help="GPU node shape (repeatable); replaces --gpu-nodes/--gpus-per-node/--gpu-product; MIG: "
+        "slices per node as PROFILE=COUNT,... (e.g. NVIDIA-A100-SXM4-80GB:0:1:1g.10gb=7)",
     )
     up.add_argument("--max-pods", type=int, default=110, help="pods per node")
     up.add_argument(

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -51,27 +52,61 @@ class ClusterError(RuntimeError):
     """The control plane failed to start or to answer; the message names the component and its log."""
 
 
+MIG_PROFILE = re.compile(r"^[1-9][0-9]?g\.[1-9][0-9]{0,3}gb(\+me)?$")
+"""A MIG profile as the device plugin names its resource ``nvidia.com/mig-<profile>`` (``1g.10gb``)."""
+
+
 @dataclass(frozen=True)
 class GpuShape:
-    """``nodes`` GPU nodes, each with ``gpus`` devices of ``product``."""
+    """``nodes`` GPU nodes, each with ``gpus`` whole devices of ``product`` and, per node, the MIG
+    slices ``mig`` (profile, count), as the device plugin's ``mixed`` strategy advertises them."""
 
     product: str = "NVIDIA-H100-80GB-HBM3"
     gpus: int = 8
     nodes: int = 2
+    mig: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> GpuShape:
-        """``PRODUCT:GPUS_PER_NODE:NODES``, e.g. ``NVIDIA-A100-SXM4-40GB:4:1``."""
+        """``PRODUCT:GPUS_PER_NODE:NODES[:MIG]``, e.g. ``NVIDIA-A100-SXM4-40GB:4:1``, or with MIG
+        slices per node ``NVIDIA-A100-SXM4-80GB:0:1:1g.10gb=7`` (``PROFILE=COUNT``, comma-separated)."""
         parts = text.split(":")
-        if len(parts) != 3 or not parts[0]:
-            raise ValueError(f"GPU shape {text!r} is not PRODUCT:GPUS_PER_NODE:NODES")
+        if len(parts) not in (3, 4) or not parts[0]:
+            raise ValueError(f"GPU shape {text!r} is not PRODUCT:GPUS_PER_NODE:NODES[:MIG]")
         try:
             gpus, nodes = int(parts[1]), int(parts[2])
         except ValueError:
             raise ValueError(f"GPU shape {text!r}: GPUS_PER_NODE and NODES must be integers") from None
-        if gpus < 1 or nodes < 0:
-            raise ValueError(f"GPU shape {text!r}: need at least 1 GPU per node and 0 or more nodes")
-        return cls(parts[0], gpus, nodes)
+        mig = _parse_mig(text, parts[3]) if len(parts) == 4 else ()
+        if (gpus < 1 and not mig) or gpus < 0 or nodes < 0:
+            raise ValueError(
+                f"GPU shape {text!r}: need at least 1 GPU per node (0 with MIG slices) and 0 or more nodes"
+            )
+        return cls(parts[0], gpus, nodes, mig)
+
+
+def _parse_mig(text: str, spec: str) -> tuple[tuple[str, int], ...]:
+    out: dict[str, int] = {}
+    for item in spec.split(","):
+        profile, _, count = item.partition("=")
+        if not MIG_PROFILE.fullmatch(profile) or not count.isdigit() or int(count) < 1:
+            raise ValueError(
+                f"GPU shape {text!r}: MIG slices are PROFILE=COUNT,... (e.g. 1g.10gb=7), got {item!r}"
+            )
+        if profile in out:
+            raise ValueError(f"GPU shape {text!r}: MIG profile {profile} is listed twice")
+        out[profile] = int(count)
+    return tuple(out.items())
+
+
+MIXED_GPU_SHAPES: tuple[GpuShape, ...] = (
+    GpuShape("NVIDIA-H100-80GB-HBM3", 8, 2),
+    GpuShape("NVIDIA-A100-SXM4-80GB", 4, 1),
+    GpuShape("NVIDIA-A100-SXM4-80GB", 0, 1, (("1g.10gb", 7),)),
+)
+"""A mixed fleet for GPU sizing tests (docs/gpu-sizing.md): 2 x 8 H100 for ``gpu=N``/``gpu-type=h100``,
+one 4 x A100 node for ``gpu-type=a100``, one A100 split into seven ``1g.10gb`` slices for ``mig=1g.10gb``.
+``runnerd-dev cluster up --gpu-shape ...`` with the same three shapes makes it from the command line."""
 
 
 @dataclass(frozen=True)

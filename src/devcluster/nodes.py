@@ -1,5 +1,12 @@
 """The simulated (kwok) nodes of a dev cluster as Node manifests: a pure function of its
-configuration, so a test can check the shapes without a cluster."""
+configuration, so a test can check the shapes without a cluster.
+
+GPU nodes look as the NVIDIA device plugin and GPU Feature Discovery make them: allocatable
+``nvidia.com/gpu`` (whole GPUs) and, with MIG slices, ``nvidia.com/mig-<profile>`` (the ``mixed``
+strategy; a profile's ``+`` becomes ``.``, as the device plugin writes it: ``1g.10gb+me`` is
+``nvidia.com/mig-1g.10gb.me``), the labels ``nvidia.com/gpu.product``, ``.count``, ``.present``,
+``nvidia.com/mig.strategy`` and ``nvidia.com/mig-<profile>.count``, and the ``nvidia.com/gpu``
+NoSchedule taint."""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ if TYPE_CHECKING:
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
+MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
 
 
 def node_manifests(cfg: ClusterConfig) -> list[dict[str, Any]]:
@@ -50,17 +58,25 @@ def node_manifests(cfg: ClusterConfig) -> list[dict[str, Any]]:
     index = 0
     for shape in cfg.gpu_shapes:
         for _ in range(shape.nodes):
+            labels = {
+                "nvidia.com/gpu.present": "true",
+                "nvidia.com/gpu.product": shape.product,
+                "nvidia.com/gpu.count": str(shape.gpus),
+            }
+            resources = {GPU_RESOURCE: str(shape.gpus)}
+            if shape.mig:
+                labels["nvidia.com/mig.strategy"] = "mixed"
+            for profile, count in shape.mig:
+                name = MIG_RESOURCE_PREFIX + profile.replace("+", ".")  # no "+" in resource names
+                labels[f"{name}.count"] = str(count)
+                resources[name] = str(count)
             nodes.append(
                 node(
                     f"gpu-node-{index}",
                     cfg.gpu_node_cpu,
                     cfg.gpu_node_memory,
-                    {
-                        "nvidia.com/gpu.present": "true",
-                        "nvidia.com/gpu.product": shape.product,
-                        "nvidia.com/gpu.count": str(shape.gpus),
-                    },
-                    {GPU_RESOURCE: str(shape.gpus)},
+                    labels,
+                    resources,
                     [dict(GPU_TAINT)],
                 )
             )

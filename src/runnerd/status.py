@@ -3,7 +3,9 @@
 From the Kubernetes API: RunnerDeployments and RunnerSets (desired, current, ready, busy, queued
 jobs, runners by state), HorizontalRunnerAutoscalers (min, max, desired, schedule) and recent
 Warning events. With ``--metrics-url`` (the controller's ``/metrics``, e.g. through ``kubectl
-port-forward``) also the job queue wait p50/p95, GPU-hours and the GitHub API budget. The numbers
+port-forward``) also the job queue wait p50/p95, GPU-hours and the GitHub API budget. With ``--cost
+[--since DURATION]`` it prints the cost ledger instead (:mod:`runnerd.views.cost`), read from the
+ConfigMap the controller keeps it in (docs/gpu-sizing.md, "Cost"). The numbers
 are defined once, in :mod:`runnerd.reconcile.fleet` and :mod:`runnerd.views.dashboard`,
 so they are the dashboard's numbers.
 
@@ -38,6 +40,7 @@ from runnerd.reconcile.fleet import STATES, FleetSnapshot, HraInfo, TargetInfo, 
 from runnerd.reconcile.runnerpod import LABEL_RUNNER
 from runnerd.reconcile.runnerset import LABEL_RUNNERSET_NAME
 from runnerd.runtime import ApiError, Forbidden, NotFound, redact
+from runnerd.status_cost import add_cost_arguments, run_cost
 from runnerd.views import dashboard as dm
 
 RUNNERS = Resource(c.GROUP, c.VERSION, "runners", "Runner")
@@ -495,6 +498,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the controller's metrics endpoint, e.g. http://127.0.0.1:8080/metrics (after kubectl "
         "port-forward): adds queue wait, GPU-hours and the GitHub API budget",
     )
+    add_cost_arguments(p)
 
 
 def add_status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -504,6 +508,8 @@ def add_status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 async def run_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     now = dt.datetime.now(dt.UTC)
+    if getattr(args, "cost", False):
+        return await run_cost(args, out, now, table)
     namespace = (
         None
         if args.all_namespaces

@@ -1,5 +1,5 @@
-"""The generated actions.summerwind.dev and actions.github.com (scale-set) CRDs on the real
-kube-apiserver: they install with plain ``kubectl apply``, the article's manifests apply unchanged,
+"""The generated actions.summerwind.dev, runnerd.dev and actions.github.com (scale-set) CRDs on the
+real kube-apiserver: they install with plain ``kubectl apply``, the article's manifests apply unchanged,
 every good fixture is accepted and every bad one rejected with its expected message (CEL included),
 status/scale subresources work, and ``kubectl get`` prints the columns."""
 
@@ -15,7 +15,8 @@ import yaml
 
 from devcluster.cluster import Cluster
 from runnerd import api
-from runnerd.api import RESOURCES, RunnerDeployment, parse, scaleset, validate
+from runnerd.api import RESOURCES, RunnerDeployment, parse, scaleset, sizing, validate
+from runnerd.api.validation import rule_violations
 from tests.integration.support import wait_established
 from tests.unit.api.manifests import CRD_DIR, MANIFESTS, SCALE_SET_CRD_DIR, Manifest, manifests
 
@@ -25,6 +26,8 @@ GOOD = manifests("good")
 BAD = manifests("bad")
 SCALE_SET_GOOD = manifests("scaleset-good")
 SCALE_SET_BAD = manifests("scaleset-bad")
+SIZING_GOOD = manifests("sizing-good")
+SIZING_BAD = manifests("sizing-bad")
 ARTICLE_NAMESPACE = "actions-runner-system"
 
 
@@ -34,6 +37,7 @@ def crds(cluster: Cluster) -> list[str]:
     annotation) and Established. They stay installed: other tests of the session use them."""
     cluster.kubectl("apply", "-f", str(CRD_DIR))
     names = [f"{r.PLURAL}.actions.summerwind.dev" for r in RESOURCES]
+    names += [f"{r.PLURAL}.{sizing.GROUP}" for r in sizing.RESOURCES]  # runnerd.dev, same directory
     wait_established(cluster, names)
     return names
 
@@ -332,3 +336,44 @@ def test_scale_set_printer_columns(cluster: Cluster, scale_set_crds: list[str], 
     ]
     assert out[1].split()[:8] == ["ars-quickstart", "0", "5", "3", "Running", "1", "2", "0"]
     assert api.GROUP != scaleset.GROUP  # both groups served side by side
+
+
+@pytest.mark.parametrize("manifest", SIZING_GOOD, ids=lambda m: m.id)
+def test_good_sizing_policy_is_accepted(cluster: Cluster, crd_namespace: str, manifest: Manifest) -> None:
+    code, out = _apply(cluster, manifest.text_in_namespace(crd_namespace))
+    assert code == 0, out
+    stored = _get(cluster, crd_namespace, "runnersizingpolicy", manifest.path.stem)
+    assert _is_subset(manifest.obj["spec"], stored["spec"]), (manifest.obj["spec"], stored["spec"])
+    policy = sizing.RunnerSizingPolicy.from_dict(stored)
+    assert sizing.policy_errors(policy.spec) == []
+    assert rule_violations(sizing.RunnerSizingPolicy, stored) == []
+
+
+@pytest.mark.parametrize("manifest", SIZING_BAD, ids=lambda m: m.id)
+def test_bad_sizing_policy_is_rejected(cluster: Cluster, crd_namespace: str, manifest: Manifest) -> None:
+    assert manifest.expect_error
+    code, out = _apply(cluster, manifest.text_in_namespace(crd_namespace), "--dry-run=server")
+    assert code != 0, f"accepted: {out}"
+    assert manifest.expect_error in out
+
+
+def test_sizing_policy_printer_columns(cluster: Cluster, namespace: str, crds: list[str]) -> None:
+    ns = ("-n", namespace)
+    policy = next(m for m in SIZING_GOOD if m.path.name == "rsp-gpu-runners.yaml")
+    cluster.kubectl("apply", *ns, "-f", "-", input=policy.text_in_namespace(namespace))
+    condition = {"type": "Accepted", "status": "True", "reason": "Valid", "message": "usable"}
+    condition["lastTransitionTime"] = "2026-01-01T00:00:00Z"
+    status = {"waiting": 2, "pending": 0, "placed": 1, "refused": 1, "conditions": [condition]}
+    status["waitingJobs"] = [{"jobId": 41, "repository": "acme/ml", "size": "8 x GPU", "reason": "waiting"}]
+    patch = json.dumps({"status": status})
+    cluster.kubectl(
+        "patch", *ns, "rsp", "rsp-gpu-runners", "--subresource=status", "--type=merge", "-p", patch
+    )
+    out = cluster.kubectl("get", *ns, "runnersizingpolicies").stdout.splitlines()
+    assert out[0].split() == [
+        *("NAME", "TARGET", "MAX", "GPUS", "ORDER", "ACCEPTED", "WAITING", "REFUSED", "AGE"),
+    ]
+    assert out[1].split()[:7] == ["rsp-gpu-runners", "gpu-runners", "8", "Backfill", "True", "2", "1"]
+    wide = cluster.kubectl("get", *ns, "rsp", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-6:] == ["WAITING", "PENDING", "PLACED", "REFUSED", "REASON", "AGE"]
+    assert wide[1].split()[5:10] == ["2", "0", "1", "1", "usable"]

@@ -9,12 +9,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devcluster.cluster import EXIT_CODE_ANNOTATION, Cluster
-from devcluster.nodes import GPU_RESOURCE
+from devcluster.cluster import EXIT_CODE_ANNOTATION, Cluster, ClusterConfig, GpuShape
+from devcluster.nodes import GPU_RESOURCE, node_manifests
 
 pytestmark = pytest.mark.cluster
 
@@ -210,6 +211,43 @@ def test_gpu_pod_scheduled_to_gpu_node_and_oversized_pod_unschedulable(
     assert cond["reason"] == "Unschedulable"
     assert "nvidia.com/gpu" in cond["message"]
     assert cluster.request("GET", f"{pods}/nine-gpus")["status"]["phase"] == "Pending"
+
+
+def test_mig_slices_are_schedulable(cluster: Cluster, namespace: str) -> None:
+    """A MIG-only node of the devcluster shapes (``--gpu-shape ...:0:1:1g.10gb=2,1g.10gb+me=1``),
+    added beside the session's nodes and removed after: the API server takes its resources, and a
+    pod asking for one slice is bound to it."""
+    shape = GpuShape.parse("NVIDIA-A100-SXM4-80GB:0:1:1g.10gb=2,1g.10gb+me=1")
+    (node,) = node_manifests(ClusterConfig(state_dir=Path("/nonexistent"), cpu_nodes=0, gpu_shapes=(shape,)))
+    name = f"mig-{namespace}"
+    node["metadata"]["name"] = node["metadata"]["labels"]["kubernetes.io/hostname"] = name
+    cluster.request("POST", "/api/v1/nodes", node)
+    pods = f"/api/v1/namespaces/{namespace}/pods"
+    try:
+        stored = cluster.request("GET", f"/api/v1/nodes/{name}")
+        assert stored["status"]["capacity"]["nvidia.com/mig-1g.10gb.me"] == "1"
+        for pod_name, resource in (
+            ("slice", "nvidia.com/mig-1g.10gb"),
+            ("slice-me", "nvidia.com/mig-1g.10gb.me"),
+        ):
+            pod = _pod(pod_name)
+            pod["spec"]["containers"][0]["resources"] = {"limits": {resource: "1"}}
+            pod["spec"]["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+            cluster.request("POST", pods, pod)
+
+        def bound(pod_name: str) -> Callable[[], str | None]:
+            return lambda: cluster.request("GET", f"{pods}/{pod_name}")["spec"].get("nodeName")
+
+        assert wait_for("the 1g.10gb pod to be bound", bound("slice")) == name
+        assert wait_for("the 1g.10gb+me pod to be bound", bound("slice-me")) == name
+    finally:
+        for pod_name in ("slice", "slice-me"):
+            try:
+                cluster.request("DELETE", f"{pods}/{pod_name}", {"gracePeriodSeconds": 0})
+            except urllib.error.HTTPError as e:
+                if e.code != 404:
+                    raise
+        cluster.request("DELETE", f"/api/v1/nodes/{name}")
 
 
 def test_cpu_pod_avoids_gpu_nodes(cluster: Cluster, namespace: str) -> None:

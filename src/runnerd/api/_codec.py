@@ -80,6 +80,8 @@ class FieldInfo:
     minimum: int | None = None
     min_length: int | None = None
     max_items: int | None = None
+    list_map_keys: tuple[str, ...] | None = None  # x-kubernetes-list-type: map with these keys
+    list_set: bool = False  # x-kubernetes-list-type: set (no duplicates)
     nullable: bool = False
     required: bool = False
     int64: bool = False
@@ -101,6 +103,8 @@ def field(
     minimum: int | None = None,
     min_length: int | None = None,
     max_items: int | None = None,
+    list_map_keys: tuple[str, ...] | None = None,
+    list_set: bool = False,
     nullable: bool = False,
     required: bool = False,
     int64: bool = False,
@@ -117,6 +121,8 @@ def field(
         minimum=minimum,
         min_length=min_length,
         max_items=max_items,
+        list_map_keys=list_map_keys,
+        list_set=list_set,
         nullable=nullable,
         required=required,
         int64=int64,

@@ -254,8 +254,15 @@ def schema_for_field(tp: Any, info: FieldInfo, k8s: K8sSchemas, where: str) -> J
     schema = _schema_for_type(strip_optional(tp), info, k8s, where)
     if info.description:
         schema["description"] = info.description
+    if schema.get("type") == "array" and info.pattern is not None:
+        schema["items"]["pattern"] = info.pattern  # a list of strings: each item must match
+    if info.list_map_keys is not None:
+        schema["x-kubernetes-list-type"] = "map"
+        schema["x-kubernetes-list-map-keys"] = list(info.list_map_keys)
+    if info.list_set:
+        schema["x-kubernetes-list-type"] = "set"
     for key, value in (
-        ("pattern", info.pattern),
+        ("pattern", None if schema.get("type") == "array" else info.pattern),
         ("minimum", info.minimum),
         ("minLength", info.min_length),
         ("maxItems", info.max_items),

@@ -16,11 +16,13 @@ policy can be compiled by :func:`runnerd.reconcile.sizing.PoolSizing.from_spec`)
 from __future__ import annotations
 
 import re
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
-from runnerd.api._codec import JSON, ApiObject, Quantity, field, parse_quantity
-from runnerd.api.meta import ObjectMeta
+from runnerd.api._codec import JSON, ApiObject, ApiParseError, Quantity, Rule, field, parse_quantity
+from runnerd.api.meta import AGE, CustomResource, PrinterColumn
 
 GROUP: Final = "runnerd.dev"
 VERSION: Final = "v1alpha1"
@@ -39,8 +41,41 @@ PRODUCT_NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9._-]{0,30}[a-z0-9])?$"
 """A product as jobs write it in ``gpu-type=<name>`` (lower case; labels compare case-insensitively)."""
 MIG_PROFILE_PATTERN: Final = r"^[1-9][0-9]?g\.[1-9][0-9]{0,3}gb(\+me)?$"
 """A MIG profile as the device plugin names its resource ``nvidia.com/mig-<profile>`` (``1g.10gb``)."""
-# A Kubernetes label value: at most 63 characters, alphanumeric at both ends.
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+LABEL_VALUE_PATTERN: Final = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+"""A non-empty Kubernetes label value: at most 63 characters, alphanumeric at both ends."""
+_LABEL_VALUE = re.compile(LABEL_VALUE_PATTERN)
+MAX_PRODUCTS: Final = 32
+MAX_MIG_PROFILES: Final = 16
+MAX_LISTED_JOBS: Final = 50
+"""``status.waitingJobs`` and ``status.refusedJobs`` hold at most this many (oldest first)."""
+K8S_CONDITION: Final = "io.k8s.apimachinery.pkg.apis.meta.v1.Condition"
+
+
+def _present(data: Mapping[str, Any], key: str) -> bool:
+    return data.get(key) is not None
+
+
+def _positive(value: Any) -> bool:
+    try:
+        return value is None or parse_quantity(value) > 0
+    except ValueError:
+        return False
+
+
+def _products_within_cap(spec: Mapping[str, Any]) -> bool:
+    cap = (spec.get("max") or {}).get("gpu")
+    if cap is None:
+        return True
+    return all(p.get("maxGpus") is None or p["maxGpus"] <= cap for p in spec.get("gpuProducts") or ())
+
+
+def _positive_rule(key: str, what: str) -> Rule:
+    # string() accepts both arms of int-or-string; the schema's pattern already made it a quantity.
+    return Rule(
+        cel=f"!has(self.{key}) || quantity(string(self.{key})).isGreaterThan(quantity('0'))",
+        message=f"{what} must be greater than 0",
+        check=lambda d: _positive(d.get(key)),
+    )
 
 
 @dataclass(kw_only=True)
@@ -55,7 +90,10 @@ class GpuProduct(ApiObject):
         "name", "The value jobs write in gpu-type=<name>.", pattern=PRODUCT_NAME_PATTERN, required=True
     )
     node_label_value: str | None = field(
-        "nodeLabelValue", "The GPU product node label's value on nodes of this product.", required=True
+        "nodeLabelValue",
+        "The GPU product node label's value on nodes of this product.",
+        pattern=LABEL_VALUE_PATTERN,
+        required=True,
     )
     max_gpus: int | None = field(
         "maxGpus", "Cap on gpu=N for this product (default: spec.max.gpu).", minimum=1
@@ -67,6 +105,11 @@ class GpuProduct(ApiObject):
 
 @dataclass(kw_only=True)
 class SizeCaps(ApiObject):
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        _positive_rule("cpu", "max.cpu"),
+        _positive_rule("memory", "max.memory"),
+    )
+
     cpu: Quantity | None = field("cpu", "Largest cpu=<cores> a job may ask for; unset: cpu= is refused.")
     memory: Quantity | None = field(
         "memory", "Largest mem=<bytes> a job may ask for; unset: mem= is refused."
@@ -78,6 +121,14 @@ class SizeCaps(ApiObject):
 
 @dataclass(kw_only=True)
 class AdmissionSettings(ApiObject):
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.backfillLimitSeconds) || (has(self.order) && self.order == 'Backfill')",
+            message="backfillLimitSeconds is only meaningful with order Backfill",
+            check=lambda d: not _present(d, "backfillLimitSeconds") or d.get("order") == ORDER_BACKFILL,
+        ),
+    )
+
     order: str | None = field(
         "order",
         "Fifo (default): a waiting job keeps the nodes it could use from later jobs; Backfill: later "
@@ -98,12 +149,38 @@ class AdmissionSettings(ApiObject):
 
 @dataclass(kw_only=True)
 class RunnerSizingPolicySpec(ApiObject):
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.gpuProducts) || size(self.gpuProducts) == 0"
+            " || (has(self.max) && has(self.max.gpu))",
+            message="gpuProducts are listed but no GPU cap (max.gpu) is set",
+            check=lambda d: not d.get("gpuProducts") or _present(d.get("max") or {}, "gpu"),
+        ),
+        Rule(
+            cel="!has(self.gpuProducts) || !has(self.max) || !has(self.max.gpu)"
+            " || self.gpuProducts.all(p, !has(p.maxGpus) || p.maxGpus <= self.max.gpu)",
+            message="a product's maxGpus is above max.gpu",
+            check=_products_within_cap,
+        ),
+    )
+
     scale_target_ref: ScaleTargetRef = field("scaleTargetRef", required=True, factory=ScaleTargetRef)
     max: SizeCaps = field("max", "Per-job caps; a label whose cap is unset is refused.", factory=SizeCaps)
     gpu_products: list[GpuProduct] = field(
-        "gpuProducts", "Products jobs may name with gpu-type=.", factory=list
+        "gpuProducts",
+        "Products jobs may name with gpu-type= (names unique).",
+        max_items=MAX_PRODUCTS,
+        list_map_keys=("name",),
+        factory=list,
     )
-    mig_profiles: list[str] = field("migProfiles", "MIG profiles jobs may name with mig=.", factory=list)
+    mig_profiles: list[str] = field(
+        "migProfiles",
+        "MIG profiles jobs may name with mig= (e.g. 1g.10gb).",
+        pattern=MIG_PROFILE_PATTERN,
+        max_items=MAX_MIG_PROFILES,
+        list_set=True,
+        factory=list,
+    )
     gpu_product_label: str | None = field(
         "gpuProductLabel", f"Node label holding the GPU product (default {DEFAULT_GPU_PRODUCT_LABEL})."
     )
@@ -123,15 +200,77 @@ class RunnerSizingPolicySpec(ApiObject):
 
 
 @dataclass(kw_only=True)
-class RunnerSizingPolicy(ApiObject):
+class ListedJob(ApiObject):
+    """A waiting or refused sized job, as the policy's status lists it."""
+
+    job_id: int | None = field("jobId", "The workflow job's id.", int64=True)
+    repository: str | None = field("repository", "owner/name.")
+    size: str | None = field("size", "The size the job asks for, e.g. 2 x GPU (h100) cpu 8.")
+    since: str | None = field("since", "When the job was queued (RFC 3339).")
+    reason: str | None = field("reason", "Why it waits or was refused.")
+
+
+@dataclass(kw_only=True)
+class RunnerSizingPolicyStatus(ApiObject):
+    observed_generation: int | None = field("observedGeneration", int64=True)
+    waiting: int | None = field("waiting", "Sized jobs waiting for capacity (no pod, no registration).")
+    pending: int | None = field("pending", "Runner pods admitted to wait Pending for a node autoscaler.")
+    placed: int | None = field("placed", "Sized jobs whose runner pod was placed.")
+    refused: int | None = field("refused", "Sized jobs refused (over a cap, unknown product, ...).")
+    waiting_jobs: list[ListedJob] = field(
+        "waitingJobs", "The oldest waiting jobs and their reasons.", max_items=MAX_LISTED_JOBS, factory=list
+    )
+    refused_jobs: list[ListedJob] = field(
+        "refusedJobs", "The latest refused jobs and their reasons.", max_items=MAX_LISTED_JOBS, factory=list
+    )
+    conditions: list[JSON] = field(
+        "conditions", "Accepted (the spec is usable and the only policy of its pool), JobsRefused.",
+        k8s=K8S_CONDITION, factory=list,
+    )  # fmt: skip
+
+
+@dataclass(kw_only=True)
+class RunnerSizingPolicy(CustomResource):
+    KIND: ClassVar[str] = KIND
+    PLURAL: ClassVar[str] = "runnersizingpolicies"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("rsp",)
     DESCRIPTION: ClassVar[str] = (
         "Per-job sizing labels a RunnerDeployment or RunnerSet accepts, and their caps."
     )
+    PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
+        PrinterColumn("Target", ".spec.scaleTargetRef.name", "string", "The pool."),
+        PrinterColumn("Max GPUs", ".spec.max.gpu", "integer"),
+        PrinterColumn("Order", ".spec.admission.order", "string"),
+        PrinterColumn("Accepted", '.status.conditions[?(@.type=="Accepted")].status', "string"),
+        PrinterColumn("Waiting", ".status.waiting", "integer"),
+        PrinterColumn("Pending", ".status.pending", "integer", priority=1),
+        PrinterColumn("Placed", ".status.placed", "integer", priority=1),
+        PrinterColumn("Refused", ".status.refused", "integer"),
+        PrinterColumn("Reason", '.status.conditions[?(@.type=="Accepted")].message', "string", priority=1),
+        AGE,
+    )
 
-    api_version: str | None = field("apiVersion")
-    kind: str | None = field("kind")
-    metadata: ObjectMeta = field("metadata", factory=ObjectMeta)
     spec: RunnerSizingPolicySpec = field("spec", required=True, factory=RunnerSizingPolicySpec)
+    status: RunnerSizingPolicyStatus = field("status", factory=RunnerSizingPolicyStatus)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, path: str = "") -> typing.Self:
+        if isinstance(data, Mapping):
+            api_version, kind = data.get("apiVersion"), data.get("kind")
+            if api_version is not None and api_version != API_VERSION:
+                raise ApiParseError(f"{path}.apiVersion", f"expected {API_VERSION}, got {api_version!r}")
+            if kind is not None and kind != KIND:
+                raise ApiParseError(f"{path}.kind", f"expected {KIND}, got {kind!r}")
+            data = {k: v for k, v in data.items() if k not in ("apiVersion", "kind")}
+        # Skip CustomResource's actions.summerwind.dev check: the field codec does the rest.
+        return super(CustomResource, cls).from_dict(data, path)
+
+    def to_dict(self) -> JSON:
+        return {"apiVersion": API_VERSION, "kind": KIND, **super(CustomResource, self).to_dict()}
+
+
+RESOURCES: Final[tuple[type[CustomResource], ...]] = (RunnerSizingPolicy,)
+"""Every kind of the runnerd.dev group, in CRD generation order."""
 
 
 def _positive_quantity(path: str, value: Quantity | None) -> list[str]:

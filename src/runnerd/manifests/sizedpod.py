@@ -35,6 +35,13 @@ from runnerd.reconcile.sizing import PoolSizing, SizeRequest, runner_labels_for_
 MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
 
 
+def mig_resource(profile: str) -> str:
+    """The extended resource the NVIDIA device plugin advertises for a MIG profile (``mixed``
+    strategy): ``nvidia.com/mig-<profile>`` with ``+`` turned into ``.``, because a resource name
+    cannot hold a ``+`` (``1g.10gb+me`` is ``nvidia.com/mig-1g.10gb.me``)."""
+    return MIG_RESOURCE_PREFIX + profile.replace("+", ".")
+
+
 def size_resources(size: SizeRequest, gpu: g.GpuOptions) -> dict[str, str]:
     """The resources a size sets (the same map goes into requests and limits)."""
     out: dict[str, str] = {}
@@ -43,7 +50,7 @@ def size_resources(size: SizeRequest, gpu: g.GpuOptions) -> dict[str, str]:
     if size.memory:
         out["memory"] = size.memory
     if size.mig_profile:
-        out[MIG_RESOURCE_PREFIX + size.mig_profile] = "1"
+        out[mig_resource(size.mig_profile)] = "1"
     elif size.gpus:
         out[gpu.resource_name] = str(size.gpus)
     return out

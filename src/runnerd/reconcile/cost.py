@@ -16,15 +16,24 @@ totals survive restarts and leader changes). This module is its pure arithmetic:
   under ``(other)``. Metrics built from :func:`all_time` therefore have a bounded label set.
 * :func:`report` sums buckets overlapping ``[since, now]`` (a bucket counts whole: the resolution is
   an hour for the last ``hourly_for_s``, a day before) grouped by any dimensions, with money.
+* :func:`fold` is one writer pass (accrue, forget, compact); :func:`ledger_configmap` and
+  :func:`read_ledger_configmap` are the stored form: the ConfigMap :data:`LEDGER_CONFIGMAP` with the
+  ledger gzip-compressed (``binaryData``) and the price table as plain JSON (``data``), so
+  ``runnerd status --cost`` prices without the chart's values. Encoding is deterministic (gzip mtime
+  0, sorted keys): an unchanged ledger encodes to the same bytes.
 
 Times are whole seconds since the epoch (Kubernetes timestamps have second resolution).
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 HOUR, DAY = 3600, 86400
@@ -291,3 +300,133 @@ def from_json(data: Mapping[str, Any]) -> Ledger:
         )
     except (TypeError, ValueError, ArithmeticError) as e:
         raise ValueError(f"malformed cost ledger: {e}") from None
+
+
+# --- one writer pass, the ConfigMap form and durations ------------------------------------------
+
+LEDGER_CONFIGMAP = "runnerd-cost-ledger"
+LEDGER_KEY = "ledger.json.gz"
+PRICES_KEY = "prices.json"
+
+
+def fold(
+    ledger: Ledger,
+    runners: Iterable[RunnerFacts],
+    live_uids: Collection[str],
+    now: int,
+    limits: CardinalityLimits | None = None,
+) -> Ledger:
+    """One writer pass: :func:`accrue`, then :func:`forget` what is gone, then :func:`compact`.
+
+    Idempotent: ``fold(fold(l, f, u, t), f, u, t) == fold(l, f, u, t)``, so a writer that lost a
+    conditional write can reread the ledger and fold the same facts again."""
+    return compact(forget(accrue(ledger, runners, now, limits), live_uids, now), now)
+
+
+def prices_to_json(prices: PriceTable) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "currency": prices.currency,
+        "cpuHour": str(prices.cpu_hour),
+        "gpuHour": {k: str(v) for k, v in sorted(prices.gpu_hour.items())},
+    }
+    if prices.default_gpu_hour is not None:
+        out["defaultGpuHour"] = str(prices.default_gpu_hour)
+    return out
+
+
+def _price(value: Any, where: str) -> Decimal:
+    try:
+        price = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{where}: {value!r} is not a number") from None
+    if not price.is_finite() or price < 0:
+        raise ValueError(f"{where}: {value!r} must be a number of 0 or more")
+    return price
+
+
+def prices_from_json(data: Mapping[str, Any]) -> PriceTable:
+    """Parse :func:`prices_to_json`'s form (also the chart's ``cost`` values); ``ValueError`` if bad."""
+    gpu = data.get("gpuHour") or {}
+    if not isinstance(gpu, Mapping):
+        raise ValueError(f"gpuHour: expected a map of product -> price, got {gpu!r}")
+    default = data.get("defaultGpuHour")
+    return PriceTable(
+        currency=str(data.get("currency") or "USD"),
+        cpu_hour=_price(data.get("cpuHour", 0), "cpuHour"),
+        gpu_hour={str(k): _price(v, f"gpuHour[{k}]") for k, v in gpu.items()},
+        default_gpu_hour=None if default is None else _price(default, "defaultGpuHour"),
+    )
+
+
+def encode_ledger(ledger: Ledger) -> str:
+    """Base64 of the gzip-compressed JSON (deterministic), as ``binaryData`` holds it."""
+    raw = json.dumps(to_json(ledger), separators=(",", ":"), sort_keys=True).encode()
+    return base64.b64encode(gzip.compress(raw, mtime=0)).decode()
+
+
+def decode_ledger(text: str) -> Ledger:
+    try:
+        raw = gzip.decompress(base64.b64decode(text, validate=True))
+        data = json.loads(raw)
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"malformed cost ledger: {e}") from None
+    if not isinstance(data, Mapping):
+        raise ValueError("malformed cost ledger: not a JSON object")
+    return from_json(data)
+
+
+def ledger_configmap(
+    namespace: str,
+    ledger: Ledger,
+    prices: PriceTable,
+    *,
+    name: str = LEDGER_CONFIGMAP,
+    resource_version: str | None = None,
+) -> dict[str, Any]:
+    """The ConfigMap holding ``ledger`` and ``prices`` (``resource_version``: the write's precondition)."""
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {"app.kubernetes.io/component": "cost-ledger", "app.kubernetes.io/managed-by": "runnerd"},
+    }
+    if resource_version is not None:
+        metadata["resourceVersion"] = resource_version
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata,
+        "data": {PRICES_KEY: json.dumps(prices_to_json(prices), sort_keys=True)},
+        "binaryData": {LEDGER_KEY: encode_ledger(ledger)},
+    }
+
+
+def read_ledger_configmap(configmap: Mapping[str, Any]) -> tuple[Ledger, PriceTable | None]:
+    """The ledger (empty if the ConfigMap has none yet) and the prices it carries (``None``: none).
+    Raises ``ValueError`` on a malformed ledger: a writer must then not overwrite it."""
+    binary = configmap.get("binaryData") or {}
+    ledger = decode_ledger(binary[LEDGER_KEY]) if LEDGER_KEY in binary else Ledger()
+    text = (configmap.get("data") or {}).get(PRICES_KEY)
+    if text is None:
+        return ledger, None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"malformed {PRICES_KEY}: {e}") from None
+    if not isinstance(data, Mapping):
+        raise ValueError(f"malformed {PRICES_KEY}: not a JSON object")
+    return ledger, prices_from_json(data)
+
+
+_DURATION = re.compile(r"(\d+)([wdhms])")
+_UNIT_S = {"w": 7 * DAY, "d": DAY, "h": HOUR, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds of ``30m``, ``24h``, ``7d``, ``1w``, ``1h30m`` (``--since``); ``ValueError`` if not one."""
+    value = text.strip().lower()
+    if not value or _DURATION.sub("", value):
+        raise ValueError(f"not a duration: {text!r} (e.g. 30m, 24h, 7d, 1h30m)")
+    seconds = sum(int(n) * _UNIT_S[u] for n, u in _DURATION.findall(value))
+    if seconds <= 0:
+        raise ValueError(f"not a positive duration: {text!r}")
+    return seconds

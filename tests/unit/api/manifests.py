@@ -24,9 +24,10 @@ import jsonschema
 import pytest
 import yaml
 
-from runnerd.api import validate
+from runnerd.api import sizing, validate
 from runnerd.api.scaleset import API_VERSION as SCALE_SET_API_VERSION
 from runnerd.api.scaleset import validate as validate_scale_set
+from runnerd.api.validation import rule_violations
 
 REPO = Path(__file__).resolve().parents[3]
 CRD_DIR = REPO / "charts" / "actions-runner-controller" / "crds"
@@ -89,7 +90,8 @@ def _load(path: Path) -> Manifest:
 
 
 def manifests(kind: str) -> list[Manifest]:
-    """``kind`` is ``good`` or ``bad`` (legacy kinds), ``scaleset-good`` or ``scaleset-bad``."""
+    """``kind`` is ``good`` or ``bad`` (legacy kinds), ``scaleset-good``/``scaleset-bad`` or
+    ``sizing-good``/``sizing-bad`` (runnerd.dev)."""
     return [_load(p) for p in sorted((MANIFESTS / kind).glob("*.yaml"))]
 
 
@@ -151,7 +153,8 @@ def prune_nulls(value: Any, schema: Mapping[str, Any]) -> Any:
 
 
 def duplicate_map_keys(value: Any, schema: Mapping[str, Any], path: str = "") -> Iterator[str]:
-    """``x-kubernetes-list-type: map`` entries whose keys repeat (missing keys take their default)."""
+    """``x-kubernetes-list-type: map`` entries whose keys repeat (missing keys take their default),
+    and ``set`` items that repeat."""
     if isinstance(value, dict):
         props = schema.get("properties", {})
         for k, v in value.items():
@@ -159,6 +162,10 @@ def duplicate_map_keys(value: Any, schema: Mapping[str, Any], path: str = "") ->
                 yield from duplicate_map_keys(v, props[k], f"{path}.{k}")
     elif isinstance(value, list):
         items = schema.get("items", {})
+        if schema.get("x-kubernetes-list-type") == "set":
+            for i, item in enumerate(value):
+                if item in value[:i]:
+                    yield f"{path}[{i}]: Duplicate value: {item!r}"
         if schema.get("x-kubernetes-list-type") == "map":
             keys = schema.get("x-kubernetes-list-map-keys", [])
             seen = set()
@@ -190,6 +197,10 @@ def local_errors(obj: Mapping[str, Any]) -> list[str]:
         for e in _validator(kind).iter_errors(pruned)
     ]
     errors.extend(duplicate_map_keys(pruned, schema))
-    scale_set = obj.get("apiVersion") == SCALE_SET_API_VERSION
-    errors.extend(validate_scale_set(pruned) if scale_set else validate(pruned))
+    if obj.get("apiVersion") == SCALE_SET_API_VERSION:
+        errors.extend(validate_scale_set(pruned))
+    elif obj.get("apiVersion") == sizing.API_VERSION:
+        errors.extend(rule_violations(sizing.RunnerSizingPolicy, pruned))
+    else:
+        errors.extend(validate(pruned))
     return errors

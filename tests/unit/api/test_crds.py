@@ -44,8 +44,12 @@ def test_committed_files_are_marked_generated() -> None:
 
 
 def test_one_crd_per_kind_named_as_arc_names_them() -> None:
+    # ARC's kinds, plus runnerd's own group (runnerd.dev) in the same chart.
     assert sorted(p.name for p in CRD_DIR.glob("*.yaml")) == sorted(
-        f"actions.summerwind.dev_{r.PLURAL}.yaml" for r in RESOURCES
+        [
+            *(f"actions.summerwind.dev_{r.PLURAL}.yaml" for r in RESOURCES),
+            "runnerd.dev_runnersizingpolicies.yaml",
+        ]
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from runnerd.api import RunnerSpec
 from runnerd.manifests import gpu as g
 from runnerd.manifests.pod import build_runner_pod
-from runnerd.manifests.sizedpod import size_resources, sized_runner_spec, unsupported_reason
+from runnerd.manifests.sizedpod import mig_resource, size_resources, sized_runner_spec, unsupported_reason
 from runnerd.reconcile.sizing import SizeRequest, parse_size
 from tests.unit.manifests.podkit import (
     ARTICLE_DIND,
@@ -162,6 +162,17 @@ def test_empty_size_is_todays_pod() -> None:
 )
 def test_size_resources(labels: list[str], resources: dict[str, str]) -> None:
     assert size_resources(_size(labels), g.GpuOptions()) == resources
+
+
+@pytest.mark.parametrize(
+    ("profile", "resource"),
+    [("1g.10gb", "nvidia.com/mig-1g.10gb"), ("1g.10gb+me", "nvidia.com/mig-1g.10gb.me")],
+)
+def test_mig_resource_is_a_valid_resource_name(profile: str, resource: str) -> None:
+    assert mig_resource(profile) == resource
+    assert size_resources(SizeRequest(mig_profile=profile, labels=(f"mig={profile}",)), g.GpuOptions()) == {
+        resource: "1"
+    }
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,109 @@
+"""Cost facts from Kubernetes objects: one :class:`~runnerd.reconcile.cost.RunnerFacts` per runner pod.
+
+Guarantees: pure (no I/O). A pod yields facts only once its runner container has started, and they
+are keyed by the pod's ``uid``, so the ledger counts each runner pod once however often it is seen
+(an informer resync, a restart, a second leader). The finish is the runner container's
+``finishedAt``; while it runs the writer's ``now`` closes the interval.
+
+Where each fact comes from:
+
+* **repository, workflow**: the pod's annotations :data:`ANNOTATION_REPOSITORY` and
+  :data:`ANNOTATION_WORKFLOW` (set on a sized runner from its job), else the Runner's
+  ``status.workflow`` (``repository``, ``name``), else :data:`UNKNOWN`;
+* **pool**: the pod's ``runner-deployment-name`` or ``runnerset-name`` label, else :data:`UNKNOWN`;
+* **cpu, GPUs**: what the scheduler reserves for the pod (``admission.pod_requests``); MIG slices
+  (``nvidia.com/mig-*``) count as GPUs of the node's product;
+* **product**: the node's GPU product label (``node_products``), else the pod's node selector for
+  that label; ``""`` for pods without GPUs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+from runnerd.api import parse_time
+from runnerd.api.sizing import DEFAULT_GPU_PRODUCT_LABEL
+from runnerd.reconcile.admission import pod_requests
+from runnerd.reconcile.cost import RunnerFacts
+from runnerd.reconcile.fleet import LABEL_DEPLOYMENT_NAME
+from runnerd.reconcile.runnerpod import GPU_RESOURCE, RUNNER_CONTAINER
+from runnerd.reconcile.runnerset import LABEL_RUNNERSET_NAME
+
+ANNOTATION_REPOSITORY: Final = "runnerd.dev/repository"
+ANNOTATION_WORKFLOW: Final = "runnerd.dev/workflow"
+UNKNOWN: Final = "(unknown)"
+MIG_PREFIX: Final = "nvidia.com/mig-"
+
+
+def _epoch(value: Any) -> int | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return int(parse_time(value).timestamp())
+    except ValueError:
+        return None
+
+
+def _runner_times(pod: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(startedAt, finishedAt) of the runner container (the first container if none is named so)."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    chosen = next((s for s in statuses if s.get("name") == RUNNER_CONTAINER), statuses[0] if statuses else {})
+    state = chosen.get("state") or {}
+    if "running" in state:
+        return _epoch((state["running"] or {}).get("startedAt")), None
+    terminated = state.get("terminated") or {}
+    return _epoch(terminated.get("startedAt")), _epoch(terminated.get("finishedAt"))
+
+
+def _gpus(requests: Mapping[str, Decimal]) -> Decimal:
+    return sum((v for k, v in requests.items() if k == GPU_RESOURCE or k.startswith(MIG_PREFIX)), Decimal(0))
+
+
+def runner_facts(
+    pod: Mapping[str, Any],
+    *,
+    runner: Mapping[str, Any] | None = None,
+    node_products: Mapping[str, str] | None = None,
+    product_label: str = DEFAULT_GPU_PRODUCT_LABEL,
+) -> RunnerFacts | None:
+    """The cost facts of one runner pod (``runner``: its Runner object, if any); ``None`` until the
+    runner container has started, or for a pod without a ``uid``."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    uid = meta.get("uid")
+    started, finished = _runner_times(pod)
+    if not uid or started is None:
+        return None
+    annotations, labels = meta.get("annotations") or {}, meta.get("labels") or {}
+    workflow = ((runner or {}).get("status") or {}).get("workflow") or {}
+    requests = pod_requests(spec)
+    gpus = _gpus(requests)
+    product = ""
+    if gpus:
+        node = str(spec.get("nodeName") or "")
+        product = (node_products or {}).get(node) or (spec.get("nodeSelector") or {}).get(product_label) or ""
+    return RunnerFacts(
+        uid=str(uid),
+        repository=str(annotations.get(ANNOTATION_REPOSITORY) or workflow.get("repository") or UNKNOWN),
+        workflow=str(annotations.get(ANNOTATION_WORKFLOW) or workflow.get("name") or UNKNOWN),
+        pool=str(labels.get(LABEL_DEPLOYMENT_NAME) or labels.get(LABEL_RUNNERSET_NAME) or UNKNOWN),
+        started_at=started,
+        finished_at=None if finished is None else max(finished, started),
+        cpu=requests.get("cpu", Decimal(0)),
+        gpus=gpus,
+        gpu_product=str(product),
+    )
+
+
+def node_products(
+    nodes: list[Mapping[str, Any]], product_label: str = DEFAULT_GPU_PRODUCT_LABEL
+) -> dict[str, str]:
+    """Node name -> GPU product label value, for nodes that have one."""
+    out: dict[str, str] = {}
+    for node in nodes:
+        meta = node.get("metadata") or {}
+        value = (meta.get("labels") or {}).get(product_label)
+        if value and meta.get("name"):
+            out[str(meta["name"])] = str(value)
+    return out
