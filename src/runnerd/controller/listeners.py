@@ -181,7 +181,8 @@ class ListenerManager:
         spec = obj.get("spec") or {}
         namespace = str(spec.get("autoscalingRunnerSetNamespace") or key.namespace)
         data = await self.apis.secret_data(namespace, str(spec.get("githubConfigSecret") or ""))
-        client = await self.clients.for_config(str(spec.get("githubConfigUrl") or ""), data)
+        connection = await self.apis.connection(namespace, spec)
+        client = await self.clients.for_config(str(spec.get("githubConfigUrl") or ""), data, connection)
         runner_set = str(spec["ephemeralRunnerSetName"])
 
         async def set_desired(replicas: int, patch_id: int) -> None:
