@@ -6,7 +6,8 @@ ARC's quickstart (an AutoscalingRunnerSet with ``minRunners: 0``, ``maxRunners: 
 ``githubConfigSecret``, jobs with ``runs-on: <name>``) scales 0 → N → 0; the in-process listener's
 state is on its AutoscalingListener; deleting the AutoscalingRunnerSet cleans both sides; a vanished
 scale set is registered again; a session another listener holds is taken over; a busy runner
-survives a controller restart, a scale-down and a template roll; the listener keeps its session
+survives a controller restart, a scale-down and a template roll; ARC's controller gauges
+(``gha_controller_*``) follow the scale set; the listener keeps its session
 through an expired queue token and keeps jobs running while one long poll in three fails; the
 chart's command line runs as a process without GitHub credentials; ``--scale-sets --legacy`` runs
 both modes in one process.
@@ -210,12 +211,24 @@ async def test_quickstart_scales_from_zero_and_back(
     async with world(cluster, namespace, mode) as env, scale_set_controller(cluster, namespace) as process:
         await env.create_scale_set()
         listener = await wait_until("the listener listening", env.listening, within=30)
+        scale_set = f'enterprise="",name="{NAME}",namespace="{namespace}",organization="{ORG}",repository=""'
+        assert f"gha_controller_running_listeners{{{scale_set}}} 1.0" in process.metrics.render().decode()
         assert listener["spec"]["minRunners"] == 0
         assert listener["spec"]["maxRunners"] == 5
         assert [ss.name for ss in env.scale_sets()] == [NAME]
 
         jobs = env.run_jobs(3, duration=2.0)
         await wait_until("runners created for the jobs", lambda: env.count(EPHEMERAL_RUNNERS))
+
+        def runners_counted() -> bool:  # ARC's controller gauges, from the EphemeralRunnerSet's status
+            text = process.metrics.render().decode()
+            return any(
+                f"gha_controller_{state}_ephemeral_runners{{{scale_set}}} {n}.0" in text
+                for state in ("pending", "running")
+                for n in range(1, 4)
+            )
+
+        await wait_until("the controller's runner gauges counting", runners_counted)
         await wait_until("all 3 jobs to complete", lambda: env.completed(jobs), within=45)
         assert all(env.sim.world.jobs[j].conclusion == "success" for j in jobs)
 

@@ -148,6 +148,13 @@ class ListenerManager:
         for running in list(self.running.values()):
             yield running.listener.metrics
 
+    def running_scale_sets(self) -> Iterator[dict[str, str]]:
+        """ARC's scale-set labels of each listener whose task runs (``gha_controller_running_listeners``)."""
+        for key, running in list(self.running.items()):
+            obj = self.listeners.store.get(key)
+            if obj is not None and not running.task.done():
+                yield scale_set_labels(obj.get("spec") or {})
+
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.listeners.store.get(key)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
