@@ -3,8 +3,9 @@ directories; the config URL and the PAT point at ghsim), then ``runnerd controll
 run as the controller chart's Deployment would run it (its command, args and env) but as a local
 process authenticated with a token of the chart's ServiceAccount, through a proxy that notes every
 API request and its answer: a job runs 0 → 1 → 0 with a PAT and with a GitHub App in
-``githubConfigSecret``, the API server refused the controller nothing, and the only Secret it read
-by name is the scale set's.
+``githubConfigSecret`` (the App's release also names a ``githubServerTLS`` CA ConfigMap, which the
+controller reads for its Actions-service connections), the API server refused the controller
+nothing, and the only Secret it read by name is the scale set's.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from runnerd.controller.scaleset_common import (
     EPHEMERAL_RUNNERS,
 )
 from runnerd.kube.client import KubeClient
-from runnerd.kube.resources import DEPLOYMENTS, SECRETS
+from runnerd.kube.resources import CONFIGMAPS, DEPLOYMENTS, SECRETS
 from runnerd.runtime import NotFound
 from tests.integration.support import ORG, REPO, pod_agent, seed
 from tests.integration.test_chart import (
@@ -56,6 +57,7 @@ __all__ = ["helm_bin"]  # the fixture
 RELEASE, CONTROLLER = "arc-runner-set", "arc-gha-rs-controller"
 APP_ID, INSTALLATION_ID = 123456, 654321
 KEYS = ("id", "installation_id", "private_key")
+CA_CONFIG_MAP = "ghes-ca"
 
 
 def app_key(sim: Simulator, tmp_path: Path) -> Path:
@@ -78,7 +80,7 @@ def app_key(sim: Simulator, tmp_path: Path) -> Path:
 
 def install_commands(sim: Simulator, auth: str, tmp_path: Path) -> list[list[str]]:
     """The documented commands with ghsim's URL and PAT; for the App, ARC's ``--set`` of the ids
-    and ``--set-file`` of the key in place of the PAT's ``--set``."""
+    and ``--set-file`` of the key in place of the PAT's ``--set``, and a ``githubServerTLS``."""
     pat = seed(sim)
     commands = documented_commands({"GITHUB_CONFIG_URL": f"{sim.base_url}/{ORG}", "GITHUB_PAT": pat})
     if auth == "app":
@@ -88,6 +90,8 @@ def install_commands(sim: Simulator, auth: str, tmp_path: Path) -> list[list[str
             "--set", f"githubConfigSecret.github_app_id={APP_ID}",
             "--set", f"githubConfigSecret.github_app_installation_id={INSTALLATION_ID}",
             "--set-file", f"githubConfigSecret.github_app_private_key={app_key(sim, tmp_path)}",
+            "--set", f"githubServerTLS.certificateFrom.configMapKeyRef.name={CA_CONFIG_MAP}",
+            "--set", "githubServerTLS.certificateFrom.configMapKeyRef.key=ca.crt",
         ]  # fmt: skip
     return commands
 
@@ -136,9 +140,15 @@ class Watch:
         return world.enqueue_run(world.repo_by_name(REPO), [JobSpec((RELEASE,), "build", 0.5)]).job_ids[0]
 
 
+@pytest.fixture
+def ca_pem(cluster: Cluster) -> str:
+    """A CA certificate (PEM) for the ``githubServerTLS`` ConfigMap: the cluster's."""
+    return Path(ca_file(cluster)).read_text()
+
+
 @pytest.mark.parametrize("auth", ["pat", "app"])
 async def test_the_charts_run_a_job_as_the_controllers_service_account(
-    cluster: Cluster, helm_bin: Path, tmp_path: Path, auth: str
+    cluster: Cluster, helm_bin: Path, tmp_path: Path, auth: str, ca_pem: str
 ) -> None:
     await free_namespaces(cluster)
     home, log, ca = tmp_path / "helm", tmp_path / "controller.log", ca_file(cluster)
@@ -154,6 +164,9 @@ async def test_the_charts_run_a_job_as_the_controllers_service_account(
             secret = await kube.get(SECRETS, f"{RELEASE}-gha-rs-github-secret", namespace=RUNNERS_NS)
             keys = {"pat": {"github_token"}, "app": {f"github_app_{k}" for k in KEYS}}[auth]
             assert set(secret["data"]) == keys
+            if auth == "app":  # any CA will do: ghsim speaks plain HTTP, the bundle is only loaded
+                config_map = {"metadata": {"name": CA_CONFIG_MAP}, "data": {"ca.crt": ca_pem}}
+                await kube.create(CONFIGMAPS, config_map, namespace=RUNNERS_NS)
             deployment = await kube.get(DEPLOYMENTS, CONTROLLER, namespace=CONTROLLER_NS)
             token = service_account_token(cluster, CONTROLLER_NS, CONTROLLER)
             async with (
@@ -188,6 +201,8 @@ async def test_the_charts_run_a_job_as_the_controllers_service_account(
             assert "Forbidden" not in output
             secrets = {(a.verb, a.namespace) for a in proxy.accesses if a.resource == "secrets"}
             assert {ns for verb, ns in secrets if verb == "get"} <= {RUNNERS_NS}, secrets
+            config_maps = {(a.verb, a.namespace) for a in proxy.accesses if a.resource == "configmaps"}
+            assert config_maps == ({("get", RUNNERS_NS)} if auth == "app" else set())
         finally:
             uninstall_all(cluster, helm_bin, home)
     await free_namespaces(cluster)
