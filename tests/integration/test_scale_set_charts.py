@@ -14,7 +14,7 @@ import base64
 import re
 import shlex
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,9 @@ CONTROLLER_SA = f"system:serviceaccount:{CONTROLLER_NS}:arc-gha-rs-controller"
 RUNNER_SA = f"system:serviceaccount:{RUNNERS_NS}:arc-runner-set-gha-rs-no-permission"
 
 
-def documented_commands() -> list[list[str]]:
-    """The ``helm install`` commands of the Install section, variables expanded, as argv."""
+def documented_commands(values: Mapping[str, str] | None = None) -> list[list[str]]:
+    """The ``helm install`` commands of the Install section, variables expanded, as argv; ``values``
+    replaces what the block assigns to those variables (``GITHUB_PAT``, ``GITHUB_CONFIG_URL``)."""
     section = DOC.read_text().split("## Install", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S)
     assert block, "no bash block in the Install section"
@@ -43,7 +44,7 @@ def documented_commands() -> list[list[str]]:
     commands = []
     for chunk in block.group(1).replace("\\\n", " ").splitlines():
         if m := re.fullmatch(r'(\w+)="(.*)"', chunk.strip()):
-            env[m.group(1)] = m.group(2)
+            env[m.group(1)] = (values or {}).get(m.group(1), m.group(2))
         elif chunk.startswith("helm "):
             argv = shlex.split(re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], chunk))
             commands.append([str(REPO / a) if a.startswith("./charts/") else a for a in argv[1:]])

@@ -6,8 +6,11 @@ ARC's quickstart (an AutoscalingRunnerSet with ``minRunners: 0``, ``maxRunners: 
 ``githubConfigSecret``, jobs with ``runs-on: <name>``) scales 0 → N → 0; the in-process listener's
 state is on its AutoscalingListener; deleting the AutoscalingRunnerSet cleans both sides; a vanished
 scale set is registered again; a session another listener holds is taken over; a busy runner
-survives a controller restart, a scale-down and a template roll; the chart's command line runs as a
-process without GitHub credentials; ``--scale-sets --legacy`` runs both modes in one process.
+survives a controller restart, a scale-down and a template roll; ARC's controller gauges
+(``gha_controller_*``) follow the scale set; the listener keeps its session
+through an expired queue token and keeps jobs running while one long poll in three fails; the
+chart's command line runs as a process without GitHub credentials; ``--scale-sets --legacy`` runs
+both modes in one process.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -22,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -207,12 +211,24 @@ async def test_quickstart_scales_from_zero_and_back(
     async with world(cluster, namespace, mode) as env, scale_set_controller(cluster, namespace) as process:
         await env.create_scale_set()
         listener = await wait_until("the listener listening", env.listening, within=30)
+        scale_set = f'enterprise="",name="{NAME}",namespace="{namespace}",organization="{ORG}",repository=""'
+        assert f"gha_controller_running_listeners{{{scale_set}}} 1.0" in process.metrics.render().decode()
         assert listener["spec"]["minRunners"] == 0
         assert listener["spec"]["maxRunners"] == 5
         assert [ss.name for ss in env.scale_sets()] == [NAME]
 
         jobs = env.run_jobs(3, duration=2.0)
         await wait_until("runners created for the jobs", lambda: env.count(EPHEMERAL_RUNNERS))
+
+        def runners_counted() -> bool:  # ARC's controller gauges, from the EphemeralRunnerSet's status
+            text = process.metrics.render().decode()
+            return any(
+                f"gha_controller_{state}_ephemeral_runners{{{scale_set}}} {n}.0" in text
+                for state in ("pending", "running")
+                for n in range(1, 4)
+            )
+
+        await wait_until("the controller's runner gauges counting", runners_counted)
         await wait_until("all 3 jobs to complete", lambda: env.completed(jobs), within=45)
         assert all(env.sim.world.jobs[j].conclusion == "success" for j in jobs)
 
@@ -366,6 +382,72 @@ async def test_a_template_roll_lets_the_running_job_finish(
             return [s["metadata"]["name"] for s in sets if s["metadata"]["name"] == old_set] == []
 
         await wait_until("the old set deleted once its runner finished", old_set_gone, within=30)
+
+
+@dataclass
+class FailingPolls:
+    """Fails one of every ``one_in`` long polls ghsim answers (alternately an empty 200, ARC#4285's
+    "EOF", and a 503 the client's retry absorbs) while :meth:`inject` runs."""
+
+    sim: Simulator
+    one_in: int = 3
+    added: list[int] = field(default_factory=list)
+    start: int = 0
+
+    def polls(self) -> int:
+        return int(self.sim.core.stats.by_endpoint["actions/message.get"])
+
+    def failed(self) -> int:
+        pending = {f.id for f in self.sim.actions_http.faults.faults}
+        return len([i for i in self.added if i not in pending])
+
+    def share(self) -> float:
+        return self.failed() / max(self.polls() - self.start, 1)
+
+    async def inject(self) -> None:
+        faults = self.sim.actions_http.faults
+        self.start = self.polls()
+        kinds = itertools.cycle(({"kind": "empty"}, {"kind": "error", "status": 503}))
+        try:
+            while True:
+                at = self.polls()
+                self.added.append(faults.add({"op": "message.get", "times": 1, **next(kinds)}).id)
+                await self.sim.wait_for(lambda at=at: self.polls() >= at + self.one_in)  # type: ignore[misc]
+        finally:
+            for fault_id in self.added:
+                faults.remove(fault_id)
+
+
+async def test_the_listener_survives_an_expired_queue_token_and_failing_polls(
+    cluster: Cluster, scale_set_crds: list[str], namespace: str
+) -> None:
+    async with world(cluster, namespace) as env, scale_set_controller(cluster, namespace) as process:
+        await env.create_scale_set()
+        await wait_until("the listener listening", env.listening, within=30)
+        calls = env.sim.core.stats.by_endpoint
+        env.sim.actions.mint.revoke("queue")  # the session's queue token expires: 401 on the queue
+        jobs = env.run_jobs(1, duration=0.5)
+        await wait_until("the job to complete", lambda: env.completed(jobs), within=30)
+        assert calls["actions/session.refresh"] >= 1
+
+        failing = FailingPolls(env.sim)
+        injector = asyncio.create_task(failing.inject(), name="failing-polls")
+        try:
+            jobs = env.run_jobs(3, duration=1.0)
+            await wait_until("3 jobs to complete", lambda: env.completed(jobs), within=40)
+            await wait_until("5 polls failed", lambda: failing.failed() >= 5, within=30)
+        finally:
+            injector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await injector
+        assert failing.share() >= 0.3, (failing.failed(), failing.polls() - failing.start)
+        assert all(env.sim.world.jobs[j].conclusion == "success" for j in jobs)
+        listeners = process.scale_sets.controllers.listeners if process.scale_sets else None
+        assert listeners is not None
+        (metrics,) = listeners.metrics()
+        assert metrics.listener["failed_polls"] >= 2  # the empty answers; the 503s were retried
+        assert metrics.listener["sessions"] == 1  # the token refreshed, the session kept throughout
+        await wait_until("the scale set back at 0 runners", env.scaled_to_zero, within=30)
 
 
 def free_port() -> int:

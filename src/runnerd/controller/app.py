@@ -29,6 +29,7 @@ from runnerd.controller.common import (
     ControllerOptions,
     matching_labels,
 )
+from runnerd.controller.controller_metrics import ControllerCollector
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.hra.controller import HRAController
 from runnerd.controller.hra.options import AutoscalingOptions
@@ -399,14 +400,16 @@ def install_scale_sets(
     metrics: Metrics,
     listener_namespace: str | None = None,
 ) -> ScaleSets:
-    """Add the scale-set controllers and the in-process listeners to a process; the listeners'
-    metrics join ``metrics`` (ARC's names)."""
+    """Add the scale-set controllers and the in-process listeners to a process; the listeners' and
+    the controller's metrics join ``metrics`` (ARC's names)."""
     controllers = install_scale_set_controllers(
         host, clients, listener_clients=clients, listener_namespace=listener_namespace
     )
     listeners = controllers.listeners
     assert listeners is not None
     metrics.registry.register(ListenerCollector(listeners.metrics))
+    runner_sets = host.informers["ephemeralrunnersets"].store
+    metrics.registry.register(ControllerCollector(runner_sets.objects, listeners.running_scale_sets))
     return ScaleSets(controllers=controllers, clients=clients, metrics=metrics)
 
 

@@ -148,6 +148,13 @@ class ListenerManager:
         for running in list(self.running.values()):
             yield running.listener.metrics
 
+    def running_scale_sets(self) -> Iterator[dict[str, str]]:
+        """ARC's scale-set labels of each listener whose task runs (``gha_controller_running_listeners``)."""
+        for key, running in list(self.running.items()):
+            obj = self.listeners.store.get(key)
+            if obj is not None and not running.task.done():
+                yield scale_set_labels(obj.get("spec") or {})
+
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.listeners.store.get(key)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
@@ -181,7 +188,8 @@ class ListenerManager:
         spec = obj.get("spec") or {}
         namespace = str(spec.get("autoscalingRunnerSetNamespace") or key.namespace)
         data = await self.apis.secret_data(namespace, str(spec.get("githubConfigSecret") or ""))
-        client = await self.clients.for_config(str(spec.get("githubConfigUrl") or ""), data)
+        connection = await self.apis.connection(namespace, spec)
+        client = await self.clients.for_config(str(spec.get("githubConfigUrl") or ""), data, connection)
         runner_set = str(spec["ephemeralRunnerSetName"])
 
         async def set_desired(replicas: int, patch_id: int) -> None:

@@ -4,9 +4,12 @@ configuration, finalizer patches, their counters, and what the two set controlle
 
 :class:`ScaleSetAPIs` resolves an object's ``githubConfigUrl`` and ``githubConfigSecret`` (a Secret
 in the object's namespace, read on every call; :class:`~runnerd.github.actions.api.ScaleSetClients`
-keeps one client per configuration) into a :class:`~runnerd.github.actions.api.ScaleSetAPI`. A
-missing Secret is an :class:`~runnerd.github.actions.errors.ActionsServiceError` (status 0); the
-Secret's contents never appear in an error, event or log line.
+keeps one client per configuration) into a :class:`~runnerd.github.actions.api.ScaleSetAPI`,
+connecting as the object's ``proxy`` and ``githubServerTLS`` say (:meth:`ScaleSetAPIs.connection`:
+the CA bundle from its ConfigMap key, each proxy's ``username``/``password`` from its
+``credentialSecretRef``, all in the object's namespace). A missing Secret, ConfigMap or key is an
+:class:`~runnerd.github.actions.errors.ActionsServiceError` (status 0); the Secrets' contents never
+appear in an error, event or log line.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from runnerd.api.scaleset import constants as c
 from runnerd.controller.common import StopSteps, random_suffix
 from runnerd.controller.expectations import Expectations
 from runnerd.github.actions.api import ScaleSetAPI, ScaleSetClients
+from runnerd.github.actions.connection import Connection, ProxyServer
 from runnerd.github.actions.errors import ActionsServiceError
 from runnerd.kube.client import KubeClient
-from runnerd.kube.resources import SECRETS, Resource
+from runnerd.kube.resources import CONFIGMAPS, SECRETS, Resource
 from runnerd.runtime import Conflict, EventRecorder, NotFound, Result
 
 AUTOSCALING_RUNNER_SETS = Resource(c.GROUP, c.VERSION, "autoscalingrunnersets", "AutoscalingRunnerSet")
@@ -71,7 +75,48 @@ class ScaleSetAPIs:
     async def for_object(self, namespace: str, spec: Mapping[str, Any]) -> ScaleSetAPI:
         url = str(spec.get("githubConfigUrl") or "")
         data = await self.secret_data(namespace, str(spec.get("githubConfigSecret") or ""))
-        return await self.clients.for_config(url, data)
+        return await self.clients.for_config(url, data, await self.connection(namespace, spec))
+
+    async def connection(self, namespace: str, spec: Mapping[str, Any]) -> Connection | None:
+        """The object's ``proxy`` and ``githubServerTLS``, resolved (``None``: neither is set)."""
+        proxy, tls = spec.get("proxy") or {}, spec.get("githubServerTLS") or {}
+        if not proxy and not tls:
+            return None
+        ref = (tls.get("certificateFrom") or {}).get("configMapKeyRef") or {}
+        ca = await self.config_map_key(namespace, str(ref.get("name") or ""), str(ref.get("key") or ""))
+        servers: dict[str, ProxyServer] = {}
+        for scheme in ("http", "https"):
+            server = proxy.get(scheme) or {}
+            if not server.get("url"):
+                continue
+            creds: dict[str, str] = {}
+            if server.get("credentialSecretRef"):
+                creds = await self.secret_data(namespace, str(server["credentialSecretRef"]))
+            servers[scheme] = ProxyServer(
+                str(server["url"]), creds.get("username", ""), creds.get("password", "")
+            )
+        return Connection(
+            ca_bundle=ca,
+            http_proxy=servers.get("http"),
+            https_proxy=servers.get("https"),
+            no_proxy=tuple(str(host) for host in proxy.get("noProxy") or ()),
+            proxied=bool(proxy),
+        )
+
+    async def config_map_key(self, namespace: str, name: str, key: str) -> str:
+        """The value of ``key`` in the ConfigMap ``namespace/name`` (``""`` when no name is given)."""
+        if not name:
+            return ""
+        try:
+            config_map = await self.kube.get(CONFIGMAPS, name, namespace=namespace)
+        except NotFound:
+            raise ActionsServiceError(
+                0, "ConfigMapNotFound", f"configmap {namespace}/{name} not found"
+            ) from None
+        value = (config_map.get("data") or {}).get(key)
+        if not value:
+            raise ActionsServiceError(0, "ConfigMapInvalid", f"configmap {namespace}/{name}: no key {key!r}")
+        return str(value)
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
         """The decoded keys of the credentials Secret ``namespace/name`` (never logged)."""

@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.timeout(60)]
 GROUP = "actions.github.com"
 RBAC = "rbac.authorization.k8s.io"
 SCALE_SET_VALUES = {"githubConfigUrl": "https://github.com/octo-org", "githubConfigSecret": "gh"}
+GHES_TLS = {"certificateFrom": {"configMapKeyRef": {"name": "ghes-ca", "key": "ca.crt"}}}
 # replicaCount 2: leader election (and its Lease Role) is on, as the chart does it
 CONTROLLER_VALUES = {"replicaCount": 2}
 CONTROLLER_ROLES = {"rel-gha-rs-controller", "rel-gha-rs-controller-leader-election"}
@@ -58,7 +59,8 @@ def objects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
     return {
         "controller": render(tmp, CONTROLLER, CONTROLLER_VALUES),
         "single": render(tmp, CONTROLLER, {**CONTROLLER_VALUES, "flags": {"watchSingleNamespace": "ci"}}),
-        "scale-set": render(tmp, SCALE_SET, SCALE_SET_VALUES),
+        # with githubServerTLS: the controller reads the CA's ConfigMap, which the chart then grants
+        "scale-set": render(tmp, SCALE_SET, {**SCALE_SET_VALUES, "githubServerTLS": GHES_TLS}),
     }
 
 
@@ -115,8 +117,7 @@ def test_reads_are_cluster_wide_and_core_writes_only_where_a_scale_set_is(
 
 
 def test_the_ghes_ca_is_the_only_config_map_and_only_by_name(tmp_path: Path) -> None:
-    tls = {"certificateFrom": {"configMapKeyRef": {"name": "ghes-ca", "key": "ca.crt"}}}
-    objects = render(tmp_path, SCALE_SET, {**SCALE_SET_VALUES, "githubServerTLS": tls})
+    objects = render(tmp_path, SCALE_SET, {**SCALE_SET_VALUES, "githubServerTLS": GHES_TLS})
     manager = next(o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == MANAGER_ROLE)
     plain = rules_of(render(tmp_path, SCALE_SET, SCALE_SET_VALUES), {"Role"}, {MANAGER_ROLE})
     assert rules_of(objects, {"Role"}, {MANAGER_ROLE}) - plain == {("get", "", "configmaps")}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runnerd.github import Scope
+from runnerd.github.actions.connection import Connection
 from runnerd.github.actions.errors import JobStillRunning, RunnerExists, ScaleSetNotFound
 from runnerd.github.actions.models import RunnerScaleSet, ScaleSetJitConfig, ScaleSetRunner
 from runnerd.github.models import JitConfig, RegistrationToken
@@ -251,6 +252,7 @@ class FakeScaleSetAPI:
     calls: list[str] = field(default_factory=list)
     errors: dict[str, list[Exception]] = field(default_factory=dict)
     configs: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    connections: list[Connection | None] = field(default_factory=list)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def _fail(self, call: str) -> None:
@@ -258,8 +260,11 @@ class FakeScaleSetAPI:
         if queued:
             raise queued.pop(0)
 
-    async def for_config(self, config_url: str, secret: Mapping[str, str]) -> FakeScaleSetAPI:
+    async def for_config(
+        self, config_url: str, secret: Mapping[str, str], connection: Connection | None = None
+    ) -> FakeScaleSetAPI:
         self.configs.append((config_url, dict(secret)))
+        self.connections.append(connection)
         return self
 
     async def runner_group_id(self, name: str) -> int:

@@ -2,7 +2,8 @@
 
 ``api`` states what the controllers need (:class:`ScaleSetAPI`, :class:`ScaleSetClients`), ``models`` and
 ``errors`` the shapes both sides share. ``client`` (:class:`ActionsClient`, over ``transport`` and
-``config``) and ``clients`` (:class:`ActionsClients`) implement them; ``session``
+``config``, ``connection``: a scale set's ``proxy`` and ``githubServerTLS`` as a :class:`Connection`)
+and ``clients`` (:class:`ActionsClients`) implement them; ``session``
 (:class:`MessageSession`) is the listener's side: sessions, the message queue, job acquisition.
 The protocol itself is described in the scale-set reference (bootstrap through
 ``/actions/runner-registration``, scale sets, sessions, the message queue, JIT configs).
@@ -12,6 +13,7 @@ from runnerd.github.actions.api import ScaleSetAPI, ScaleSetClients
 from runnerd.github.actions.client import ActionsClient
 from runnerd.github.actions.clients import ActionsClients
 from runnerd.github.actions.config import ConfigURL
+from runnerd.github.actions.connection import Connection, ProxyServer
 from runnerd.github.actions.errors import (
     ActionsServiceError,
     JobStillRunning,
@@ -39,9 +41,11 @@ __all__ = [
     "ActionsServiceError",
     "ConfigURL",
     "ConflictPolicy",
+    "Connection",
     "JobStillRunning",
     "MessageQueueTokenExpired",
     "MessageSession",
+    "ProxyServer",
     "RunnerExists",
     "RunnerNotFound",
     "RunnerScaleSet",

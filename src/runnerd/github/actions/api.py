@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from runnerd.github.actions.connection import Connection
 from runnerd.github.actions.models import RunnerScaleSet, ScaleSetJitConfig, ScaleSetRunner
 
 
@@ -54,7 +55,10 @@ class ScaleSetAPI(Protocol):
 class ScaleSetClients(Protocol):
     """Clients by configuration: one per (``githubConfigUrl``, contents of ``githubConfigSecret``)."""
 
-    async def for_config(self, config_url: str, secret: Mapping[str, str]) -> ScaleSetAPI:
+    async def for_config(
+        self, config_url: str, secret: Mapping[str, str], connection: Connection | None = None
+    ) -> ScaleSetAPI:
         """``secret``: the Secret's decoded data (``github_token``, or ``github_app_id``,
-        ``github_app_installation_id``, ``github_app_private_key``)."""
+        ``github_app_installation_id``, ``github_app_private_key``); ``connection``: the object's
+        ``proxy`` and ``githubServerTLS``, resolved (a different one is a different client)."""
         ...

@@ -29,6 +29,7 @@ import jwt
 
 from runnerd import __version__
 from runnerd.github.actions.config import ConfigURL
+from runnerd.github.actions.connection import Connection
 from runnerd.github.actions.errors import ActionsServiceError, ScaleSetNotFound
 from runnerd.github.actions.models import RunnerScaleSet, ScaleSetJitConfig, ScaleSetRunner
 from runnerd.github.actions.transport import ActionsTransport, Answer, RetryPolicy
@@ -62,9 +63,11 @@ class ActionsClient:
         subsystem: str = "controller",
         ssl_context: ssl.SSLContext | None = None,
         trust_env: bool = True,
+        connection: Connection | None = None,
     ) -> None:
-        """``ssl_context``: extra trust for GitHub Enterprise Server (``githubServerTLS``);
-        ``trust_env``: take the proxy from ``HTTP(S)_PROXY``/``NO_PROXY`` (ARC's ``proxy``)."""
+        """``ssl_context``: the TLS context (else ``connection``'s, else the defaults);
+        ``trust_env``: take the proxy from ``HTTP(S)_PROXY``/``NO_PROXY`` unless ``connection``
+        configures one; ``connection``: ARC's ``proxy`` and ``githubServerTLS``, resolved."""
         self.config = config_url if isinstance(config_url, ConfigURL) else ConfigURL.parse(config_url)
         self._credentials = credentials
         self._clock = clock
@@ -77,6 +80,7 @@ class ActionsClient:
             draw=draw,
             ssl_context=ssl_context,
             trust_env=trust_env,
+            connection=connection,
         )
         self._lock = asyncio.Lock()
         self._base_url = ""

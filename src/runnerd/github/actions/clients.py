@@ -1,9 +1,11 @@
 """Actions-service clients by configuration: implements :class:`ScaleSetClients`.
 
-One :class:`ActionsClient` per (``githubConfigUrl``, contents of ``githubConfigSecret``): scale sets
-that share both share the admin token and the connection pool; a rotated Secret gets a new client
+One :class:`ActionsClient` per (``githubConfigUrl``, contents of ``githubConfigSecret``, resolved
+``proxy``/``githubServerTLS``): scale sets that share all three share the admin token and the
+connection pool; a rotated Secret gets a new client
 (the old one stays until :meth:`ActionsClients.close`, since callers may still hold it). The cache key
-is a digest of the Secret's contents, so no credential is kept outside the client that uses it.
+holds digests of the Secret's and the connection's contents, so no credential is kept outside the
+client that uses it.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from runnerd.github.actions.client import ActionsClient
 from runnerd.github.actions.config import ConfigURL
+from runnerd.github.actions.connection import Connection
+from runnerd.github.actions.errors import ActionsServiceError
 from runnerd.github.budget import CallStats, Clock, Draw, Sleep
 from runnerd.github.credentials import load_credentials
 
@@ -45,26 +50,39 @@ class ActionsClients:
         self._sleep = sleep
         self._draw = draw
         self._options = client_options
-        self._clients: dict[tuple[str, str], ActionsClient] = {}
+        self._clients: dict[tuple[str, str, str], ActionsClient] = {}
 
-    async def for_config(self, config_url: str, secret: Mapping[str, str]) -> ActionsClient:
-        """The client of ``config_url`` with the credentials in ``secret`` (raises
-        :class:`~runnerd.github.errors.GitHubConfigError` or a credentials error when unusable)."""
+    async def for_config(
+        self, config_url: str, secret: Mapping[str, str], connection: Connection | None = None
+    ) -> ActionsClient:
+        """The client of ``config_url`` with the credentials in ``secret``, connecting as
+        ``connection`` says (raises :class:`~runnerd.github.errors.GitHubConfigError`, a credentials
+        error, or :class:`ActionsServiceError` ``CertificateInvalid`` for an unusable CA bundle)."""
         config = ConfigURL.parse(config_url)
-        key = (config.url, secret_digest(secret))
+        connection = connection or Connection()
+        key = (config.url, secret_digest(secret), connection.digest())
         client = self._clients.get(key)
         if client is None:
-            client = ActionsClient(
+            client = self._new(config, secret, connection)
+            self._clients[key] = client
+        return client
+
+    def _new(self, config: ConfigURL, secret: Mapping[str, str], connection: Connection) -> ActionsClient:
+        try:
+            return ActionsClient(
                 config,
                 load_credentials(secret),
                 clock=self._clock,
                 sleep=self._sleep,
                 draw=self._draw,
                 stats=self.stats,
+                connection=connection,
                 **self._options,
             )
-            self._clients[key] = client
-        return client
+        except ssl.SSLError:
+            raise ActionsServiceError(
+                0, "CertificateInvalid", "githubServerTLS: the CA bundle holds no usable certificate"
+            ) from None
 
     def __len__(self) -> int:
         return len(self._clients)

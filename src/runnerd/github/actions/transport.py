@@ -13,7 +13,10 @@ Contract:
 * every answer is counted in :class:`~runnerd.github.budget.CallStats` under the endpoint name the
   caller gives (a template, never a URL with ids), retries too;
 * nothing is logged but the endpoint name, the status and the service's ``ActivityId``: never a
-  header value, a token or a body.
+  header value, a token or a body;
+* a :class:`~runnerd.github.actions.connection.Connection` adds its CA bundle to the trusted roots
+  and routes each request through its proxy (with basic credentials) unless the URL bypasses it;
+  a configured proxy replaces the environment's.
 
 ``sleep`` and ``draw`` are injectable so retry tests take no real time.
 """
@@ -31,6 +34,7 @@ from typing import Any, Final
 
 import aiohttp
 
+from runnerd.github.actions.connection import Connection
 from runnerd.github.actions.errors import (
     ActionsServiceError,
     JobStillRunning,
@@ -126,14 +130,16 @@ class ActionsTransport:
         ssl_context: ssl_module.SSLContext | None = None,
         trust_env: bool = True,
         timeout_s: float = REQUEST_TIMEOUT_S,
+        connection: Connection | None = None,
     ) -> None:
         self.user_agent = user_agent
         self.stats = stats or CallStats()
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
         self._draw = draw
-        self._ssl = ssl_context
-        self._trust_env = trust_env
+        self.connection = connection or Connection()
+        self._ssl = ssl_context or self.connection.ssl_context()
+        self._trust_env = trust_env and not self.connection.proxied
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -190,10 +196,24 @@ class ActionsTransport:
             self.stats.record_retry(endpoint)
             await self._sleep(self.policy.delay(retry, self._draw()))
 
+    def _proxy(self, url: str, headers: Mapping[str, str]) -> dict[str, Any]:
+        """The request's headers and proxy arguments: the proxy's credentials go on the CONNECT of
+        an ``https://`` request (never to GitHub), on the request itself for ``http://``."""
+        route = self.connection.proxy_for(url)
+        if route is None:
+            return {"headers": headers}
+        if not route.username:
+            return {"headers": headers, "proxy": route.proxy}
+        auth = {"Proxy-Authorization": aiohttp.encode_basic_auth(route.username, route.password)}
+        if url.startswith("https:"):
+            return {"headers": headers, "proxy": route.proxy, "proxy_headers": auth}
+        return {"headers": {**headers, **auth}, "proxy": route.proxy}
+
     async def _send(
         self, method: str, url: str, endpoint: str, headers: Mapping[str, str], data: bytes | None
     ) -> Answer:
-        async with self._http().request(method, url, data=data, headers=headers) as resp:
+        proxy = self._proxy(url, headers)
+        async with self._http().request(method, url, data=data, **proxy) as resp:
             raw = await resp.read()
             self.stats.record_call(endpoint, resp.status)
             return Answer(
