@@ -1,9 +1,11 @@
 """The EphemeralRunnerSet controller: EphemeralRunners toward ``spec.replicas``.
 
 Thin: it observes the set and its runners (by controller uid), asks
-:func:`runnerd.reconcile.ephemeralrunnerset.decide_set`, and acts: creates runners (each name
-remembered in :class:`~runnerd.controller.expectations.Expectations` until the informer shows it,
-so a quick second reconcile never creates twice), removes idle ones (the service's removal first:
+:func:`runnerd.reconcile.ephemeralrunnerset.decide_set`, and acts: creates runners concurrently in
+slow-start batches (:mod:`runnerd.controller.slowstart`, shared with the RunnerReplicaSet; each
+name drawn and remembered in :class:`~runnerd.controller.expectations.Expectations` before its
+create is sent and until the informer shows it, so a quick second reconcile never creates twice,
+nor does one after a create failed mid-batch), removes idle ones (the service's removal first:
 ``JobStillRunning`` leaves the runner be; then its object), deletes finished ones, writes the counts.
 
 Deleting the set deletes its runners and waits for them: each runner's finalizer waits for its job,
@@ -26,10 +28,11 @@ from runnerd.controller.scaleset_common import (
     set_finalizers,
     write_status,
 )
+from runnerd.controller.slowstart import create_in_batches
 from runnerd.github.actions.errors import ActionsServiceError, JobStillRunning, RunnerNotFound
 from runnerd.manifests.scaleset import build_ephemeral_runner
 from runnerd.reconcile.ephemeralrunnerset import SetDecision, decide_set, runner_view
-from runnerd.runtime import AlreadyExists, Informer, Key, Result
+from runnerd.runtime import AlreadyExists, ApiError, Informer, Key, Result
 
 DELETION_RECHECK = 5.0
 
@@ -68,8 +71,7 @@ class EphemeralRunnerSetController(SetController):
         views = [replace(v, deleting=True) if v.name in deleting else v for v in views]
         patch_id = int(spec.get("patchID") or 0)
         decision = decide_set(int(spec.get("replicas") or 0), patch_id, views, expected=len(expected))
-        for _ in range(decision.create):
-            await self._create(key, obj, patch_id)
+        await create_in_batches(decision.create, lambda: self._create(key, obj, patch_id))
         requeue = None
         if decision.remove and not await self._remove_idle(key, obj, decision, children):
             requeue = Result(requeue_after=API_RETRY)
@@ -88,8 +90,8 @@ class EphemeralRunnerSetController(SetController):
         except AlreadyExists:
             self.expect.cancel(key, name)
             raise StopSteps(Result(requeue=True)) from None
-        except Exception:
-            self.expect.cancel(key, name)
+        except ApiError:
+            self.expect.cancel(key, name)  # refused: nothing was created
             raise
         self.stats.runners_created += 1
 

@@ -8,9 +8,10 @@ each Runner below it is :mod:`runnerd.controller.runner`.
 Informers lag behind writes, so objects this process just created (or deleted) are remembered until
 the informer shows them ("expectations"): a quick second reconcile never creates a runner twice.
 A runner's name is drawn and expected before its create is sent, and runners are created
-concurrently in slow-start batches (1, 2, 4, ...), so a burst reaches the API server at the rate it
-accepts. A controller killed mid-batch leaves only runners that exist in the API server; the next
-leader counts them from its informer, so the count never exceeds ``replicas``.
+concurrently in slow-start batches (1, 2, 4, ...; :mod:`runnerd.controller.slowstart`), so a burst
+reaches the API server at the rate it accepts. A controller killed mid-batch leaves only runners
+that exist in the API server; the next leader counts them from its informer, so the count never
+exceeds ``replicas``.
 
 Ephemeral runners that finished their job are not replaced until the autoscaler decides again
 (``effectiveTime``, see :func:`runnerd.reconcile.runnerreplicaset.replacement_hold`).
@@ -18,7 +19,6 @@ Ephemeral runners that finished their job are not replaced until the autoscaler 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +38,7 @@ from runnerd.controller.common import (
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.expectations import REPLACEMENT_HOLD, Expectations, ReplacementHolds
+from runnerd.controller.slowstart import MAX_BATCH, create_in_batches
 from runnerd.github import Scope
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.lifecycle import GitHubState
@@ -48,9 +49,6 @@ from runnerd.reconcile.runnerset import selector_string
 from runnerd.runtime import AlreadyExists, ApiError, EventRecorder, Informer, Key, Result
 
 logger = logging.getLogger(__name__)
-
-MAX_BATCH = 64
-"""Runners created at once (the last slow-start batch size)."""
 
 
 def observe_phase(
@@ -176,26 +174,8 @@ class ReplicaSetController:
         create, until = self.holds.check(
             key, rrs.spec.template.spec.effective_ephemeral, rrs.spec.effective_time, desired, missing
         )
-        await self._create_batches(key, obj, rrs, create)
+        await create_in_batches(create, lambda: self._create_runner(key, obj, rrs))
         return until
-
-    async def _create_batches(
-        self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet, count: int
-    ) -> None:
-        """Create ``count`` runners concurrently in slow-start batches (1, 2, 4, ... at most
-        :data:`MAX_BATCH`, as Kubernetes' ReplicaSet controller does): a failing API server costs
-        one call, not ``count``; the first failure stops the rest (the next reconcile retries)."""
-        batch = 1
-        while count > 0:
-            n = min(batch, count, MAX_BATCH)
-            results = await asyncio.gather(
-                *(self._create_runner(key, obj, rrs) for _ in range(n)), return_exceptions=True
-            )
-            count -= n
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            batch *= 2
 
     async def _create_runner(self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet) -> None:
         template = rrs.spec.template

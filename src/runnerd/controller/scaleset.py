@@ -11,8 +11,10 @@ in-process listener per AutoscalingListener, on the leader only.
 Watches: an AutoscalingRunnerSet on itself, its EphemeralRunnerSets (controller owner) and its
 listener (labels ``actions.github.com/scale-set-name``/``-namespace``: the listener lives in the
 controller's namespace); an EphemeralRunnerSet on itself and its EphemeralRunners; an
-EphemeralRunner on itself, its pod and its JIT Secret (owner). Runner pods and Secrets are listed
-by the label every scale-set object carries, so other pods and Secrets never reach the cache.
+EphemeralRunner on itself, its pod and its JIT Secret (owner). The EphemeralRunner controller runs
+``options.runner_workers`` workers (as the legacy Runner controller does), the others
+``options.workers``. Runner pods and Secrets are listed by the label every scale-set object
+carries, so other pods and Secrets never reach the cache.
 """
 
 from __future__ import annotations
@@ -118,11 +120,12 @@ def install(
     er = EphemeralRunnerController(
         kube=kube, apis=apis, recorder=recorder, runners=runners, pods=pods, secrets=secrets
     )
-    workers = controllers.options.workers
-    wiring: list[tuple[str, Reconcile, Informer, list[tuple[Informer, Mapper]]]] = [
+    workers, runner_workers = controllers.options.workers, controllers.options.runner_workers
+    wiring: list[tuple[str, Reconcile, int, Informer, list[tuple[Informer, Mapper]]]] = [
         (
             "autoscalingrunnerset",
             ars.reconcile,
+            workers,
             scale_sets,
             [
                 (runner_sets, controller_owner("AutoscalingRunnerSet", c.GROUP)),
@@ -132,6 +135,7 @@ def install(
         (
             "ephemeralrunnerset",
             ers.reconcile,
+            workers,
             runner_sets,
             [
                 (runners, controller_owner("EphemeralRunnerSet", c.GROUP)),
@@ -140,6 +144,7 @@ def install(
         (
             "ephemeralrunner",
             er.reconcile,
+            runner_workers,  # as many as the legacy Runner controller: each waits on a JIT config
             runners,
             [
                 (pods, controller_owner("EphemeralRunner", c.GROUP)),
@@ -147,8 +152,8 @@ def install(
             ],
         ),
     ]
-    for name, reconcile, primary, secondaries in wiring:
-        ctl = Controller(name, reconcile, workers=workers)
+    for name, reconcile, n, primary, secondaries in wiring:
+        ctl = Controller(name, reconcile, workers=n)
         ctl.watch(primary)
         for informer, mapper in secondaries:
             ctl.watch(informer, mapper)
