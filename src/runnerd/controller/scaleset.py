@@ -79,18 +79,22 @@ def listener_owner(obj: Obj) -> list[Key]:
     return [Key(namespace, name)] if name and namespace else []
 
 
-def install(
-    controllers: ScaleSetHost,
-    clients: ScaleSetClients,
-    *,
-    listener_clients: ActionsClients | None = None,
-    listener_namespace: str | None = None,
-) -> ScaleSetControllers:
-    """Add the scale-set controllers (and their informers) to a process; the AutoscalingListeners
-    live in ``listener_namespace`` (default: the process's namespace, ``options.namespace``, or
-    ``default``). ``listener_clients``: also run the listeners, in this process."""
-    kube, ns = controllers.kube, controllers.options.namespace
-    listener_ns = listener_namespace or ns or "default"
+@dataclass(frozen=True)
+class ScaleSetInformers:
+    """The caches the scale-set controllers read (runner pods and Secrets by the scale-set label)."""
+
+    scale_sets: Informer
+    runner_sets: Informer
+    runners: Informer
+    listeners: Informer
+    pods: Informer
+    secrets: Informer
+
+    def all(self) -> tuple[Informer, ...]:
+        return (self.scale_sets, self.runner_sets, self.runners, self.listeners, self.pods, self.secrets)
+
+
+def scale_set_informers(kube: KubeClient, ns: str | None, listener_ns: str) -> ScaleSetInformers:
     owned = {INDEX_CONTROLLER: index_by_controller_uid}
     scale_sets = Informer("autoscalingrunnersets", kube.list_watcher(AUTOSCALING_RUNNER_SETS, namespace=ns))
     runner_sets = Informer(
@@ -103,6 +107,38 @@ def install(
     selector = c.LABEL_SCALE_SET_NAME
     pods = Informer("scaleset-pods", kube.list_watcher(PODS, namespace=ns, label_selector=selector))
     secrets = Informer("scaleset-secrets", kube.list_watcher(SECRETS, namespace=ns, label_selector=selector))
+    return ScaleSetInformers(scale_sets, runner_sets, runners, listeners, pods, secrets)
+
+
+Wiring = list[tuple[str, Reconcile, int, Informer, list[tuple[Informer, Mapper]]]]
+
+
+def add_controllers(manager: Manager, wiring: Wiring) -> None:
+    """One controller per row: its name, reconcile, workers, primary informer and the informers it
+    watches through a mapper to the primary's keys."""
+    for name, reconcile, n, primary, secondaries in wiring:
+        ctl = Controller(name, reconcile, workers=n)
+        ctl.watch(primary)
+        for informer, mapper in secondaries:
+            ctl.watch(informer, mapper)
+        manager.add_controller(ctl)
+
+
+def install(
+    controllers: ScaleSetHost,
+    clients: ScaleSetClients,
+    *,
+    listener_clients: ActionsClients | None = None,
+    listener_namespace: str | None = None,
+) -> ScaleSetControllers:
+    """Add the scale-set controllers (and their informers) to a process; the AutoscalingListeners
+    live in ``listener_namespace`` (default: the process's namespace, ``options.namespace``, or
+    ``default``). ``listener_clients``: also run the listeners, in this process."""
+    kube, ns = controllers.kube, controllers.options.namespace
+    listener_ns = listener_namespace or ns or "default"
+    inf = scale_set_informers(kube, ns, listener_ns)
+    scale_sets, runner_sets, runners = inf.scale_sets, inf.runner_sets, inf.runners
+    listeners, pods, secrets = inf.listeners, inf.pods, inf.secrets
     apis = ScaleSetAPIs(kube, clients)
     recorder = controllers.recorder
     ars = AutoscalingRunnerSetController(
@@ -121,7 +157,7 @@ def install(
         kube=kube, apis=apis, recorder=recorder, runners=runners, pods=pods, secrets=secrets
     )
     workers, runner_workers = controllers.options.workers, controllers.options.runner_workers
-    wiring: list[tuple[str, Reconcile, int, Informer, list[tuple[Informer, Mapper]]]] = [
+    wiring: Wiring = [
         (
             "autoscalingrunnerset",
             ars.reconcile,
@@ -152,13 +188,8 @@ def install(
             ],
         ),
     ]
-    for name, reconcile, n, primary, secondaries in wiring:
-        ctl = Controller(name, reconcile, workers=n)
-        ctl.watch(primary)
-        for informer, mapper in secondaries:
-            ctl.watch(informer, mapper)
-        controllers.manager.add_controller(ctl)
-    for informer in (scale_sets, runner_sets, runners, listeners, pods, secrets):
+    add_controllers(controllers.manager, wiring)
+    for informer in inf.all():
         controllers.informers[informer.name] = informer
     manager: ListenerManager | None = None
     if listener_clients is not None:
