@@ -18,6 +18,12 @@ do they hold), so they share one :class:`RunObserver`. Guarantees:
 * Every call is spent in one :class:`~runnerd.github.budget.CallWindow`, the budget that the poll and
   the runner listings spend from too; a reader that finds the window over its ceiling gets the last
   observation (possibly stale) instead of a refresh, and :attr:`RunObserver.limited` says so.
+* With a :class:`~runnerd.controller.deliveries.DeliveryLedger` attached (the safety-net poll attaches
+  the webhook intake's), a run that applied deliveries announced is not listed (its snapshot says
+  ``listed=False`` and holds no jobs) until :func:`runnerd.reconcile.pollpace.list_jobs` says so; every
+  reader then knows such a run's announced jobs from their reservations, not from the observation.
+* :attr:`RunObserver.backstop_age` is how old an observation may be for a reader backed by webhooks
+  (the metric of an HRA with a ``workflowJob`` trigger): the poll's adaptive interval.
 * Memory is bounded: at most ``max_repositories`` observations (least recently used dropped).
 """
 
@@ -29,8 +35,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from runnerd.controller.deliveries import DeliveryLedger
 from runnerd.github import GitHubClient, Scope, WorkflowJob, WorkflowRun
 from runnerd.github.budget import CallWindow, pages
+from runnerd.reconcile.pollpace import LONGEST, list_jobs
 
 MAX_REPOSITORIES = 1024
 
@@ -41,6 +49,8 @@ class RunSnapshot:
     signature: tuple[object, ...]
     jobs: tuple[WorkflowJob, ...]
     jobs_at: float  # monotonic, when the jobs were listed
+    first_seen: float = 0.0  # monotonic, when the run was first observed active
+    listed: bool = True  # False: deferred (the deliveries announced it); ``jobs`` is empty
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,10 @@ class RepoObservation:
 
     def job_ids(self) -> set[int]:
         return {j.id for s in self.runs.values() for j in s.jobs}
+
+    def unlisted(self) -> set[int]:
+        """Active runs whose jobs were not listed (the deliveries announced them)."""
+        return {run_id for run_id, s in self.runs.items() if not s.listed}
 
 
 def _stale(snap: RunSnapshot, now: float, jobs_max_age: float) -> bool:
@@ -89,6 +103,14 @@ class RunObserver:
         self._max = max_repositories
         self._seen: OrderedDict[str, RepoObservation] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[RepoObservation]] = {}
+        self.ledger: DeliveryLedger | None = None
+        """What the deliveries announced (attached by the safety-net poll); ``None``: list every run."""
+        self.defer_bound = LONGEST
+        """An announced run's jobs are listed once it has been active this long unlisted."""
+        self.backstop_age = 0.0
+        """How old an observation a webhook-backed reader accepts (the poll's current interval)."""
+        self.deferred = 0
+        """Job listings not made because the deliveries announced the run."""
         self.refreshes = 0
         self.limited = 0
         """Reads answered from a stale observation because the window was over its ceiling."""
@@ -162,9 +184,7 @@ class RunObserver:
             fetch = [
                 run
                 for run in listed.values()
-                if (known := old.get(run.id)) is None
-                or known.signature != signature(run)
-                or (jobs_max_age is not None and _stale(known, started, jobs_max_age))
+                if self._due(repository, run, old.get(run.id), started, jobs_max_age)
             ]
 
             async def jobs_of(run: WorkflowRun) -> tuple[WorkflowRun, list[WorkflowJob]]:
@@ -179,11 +199,38 @@ class RunObserver:
         extra = 0
         for run, jobs in fetched:
             extra += pages(len(jobs))
-            runs[run.id] = RunSnapshot(run, signature(run), tuple(jobs), started)
+            first = old[run.id].first_seen if run.id in old else started
+            runs[run.id] = RunSnapshot(run, signature(run), tuple(jobs), started, first)
         self.window.spend(extra)
         for run_id, run in listed.items():
-            if run_id not in runs:
-                known = old[run_id]
-                runs[run_id] = RunSnapshot(run, known.signature, known.jobs, known.jobs_at)
+            if run_id in runs:
+                continue
+            known = old.get(run_id)
+            if known is None or not known.listed:  # deferred: the deliveries announced it
+                first = known.first_seen if known is not None else started
+                runs[run_id] = RunSnapshot(run, signature(run), (), started, first, listed=False)
+            else:
+                runs[run_id] = RunSnapshot(run, known.signature, known.jobs, known.jobs_at, known.first_seen)
         self.refreshes += 1
         return RepoObservation(repository, started, wall, runs, calls + extra)
+
+    def _due(
+        self,
+        repository: str,
+        run: WorkflowRun,
+        known: RunSnapshot | None,
+        now: float,
+        jobs_max_age: float | None,
+    ) -> bool:
+        """Whether to list ``run``'s jobs in this refresh."""
+        if known is not None and known.listed:
+            return known.signature != signature(run) or (
+                jobs_max_age is not None and _stale(known, now, jobs_max_age)
+            )
+        if self.ledger is None:
+            return True
+        unlisted_for = now - known.first_seen if known is not None else 0.0
+        due, _ = list_jobs(self.ledger.facts(repository, run.id, unlisted_for), self.defer_bound)
+        if not due:
+            self.deferred += 1
+        return due
