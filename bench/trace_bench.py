@@ -559,9 +559,19 @@ def _main(argv: list[str] | None) -> int:
             "hook's events 16 at a time, as GitHub does)",
         )
         p.add_argument("--json", type=Path, help="write the results here")
+        p.add_argument(
+            "--tracemalloc",
+            type=Path,
+            help="profile the controller's heap (bench/memprofile): the profile at its peak goes here; "
+            "slows the controller, so its CPU and latency numbers do not compare with an untraced run",
+        )
     args = parser.parse_args(argv)
     if args.command == "generate":
         return _generate(args)
+    if getattr(args, "tracemalloc", None) is not None:
+        profile = Path(__file__).resolve().parent / "memprofile"
+        os.environ["RUNNERD_TRACEMALLOC"] = str(args.tracemalloc.resolve())
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(profile), os.environ.get("PYTHONPATH"))))
     if args.command == "run":
         return _run(args)
     return _suite(args)
