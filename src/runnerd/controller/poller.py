@@ -179,6 +179,7 @@ class SafetyNetPoller:
         self._refused_seen = self._refused()
         self._round_missed = 0
         self._round_unannounced = 0
+        self._since_reset = 0
 
     def budget_limited(self) -> tuple[str, str] | None:
         """``(reason, message)`` while the budget (not the bound) decides how often the poll runs."""
@@ -330,17 +331,21 @@ class SafetyNetPoller:
     def _adapt(self, short: float) -> None:
         """After a round of polls: the next interval (:func:`runnerd.reconcile.pollpace.next_interval`)."""
         applied, refused = self.ledger.applied, self._refused()
+        self._since_reset += applied - self._applied_seen
         evidence = PollEvidence(
             applied=applied - self._applied_seen,
             refused=refused - self._refused_seen,
             missed=self._round_missed,
             unannounced_queued=self._round_unannounced,
+            since_reset=self._since_reset,
         )
         self._applied_seen, self._refused_seen = applied, refused
         self._round_missed = self._round_unannounced = 0
         longest = self.options.poll_max_interval
         pace, step, why = next_interval(self.pace or short, evidence, Pace(short, longest))
         self.pace_steps[step] += 1
+        if step == "reset":
+            self._since_reset = 0
         if step == "reset" and (self.pace or short) > short:
             log.info("safety-net poll: back to every %.0fs: %s", short, why)
             soon = self._monotonic() + short

@@ -11,7 +11,10 @@ promise. So the interval adapts, within a bound:
   delivery arrived since the last poll while GitHub shows a queued run that no delivery announced,
   holding a queued job an HRA serves (a run of GitHub-hosted jobs only proves nothing);
 * **stretch** by ``growth`` (at most to ``longest``) when deliveries were applied since the last
-  poll and the poll found none of the above;
+  poll, the poll found none of the above, and at least ``evidence`` deliveries were applied since the
+  last reset (or the start): a handful of deliveries proves little, and a hook that loses a share of
+  them is caught long before that many arrive without a loss (at 30 % loss, 20 in a row arrive
+  clean less than once in a thousand tries);
 * **keep** it otherwise (an idle period proves nothing either way).
 
 Guarantee: a queued job whose delivery was lost gets a reservation within ``longest`` seconds (plus
@@ -38,6 +41,8 @@ LONGEST = 300.0
 """The default bound of a stretched interval (seconds)."""
 GROWTH = 4.0
 """Two clean polls in a row take the default short interval (55 s) to the bound."""
+EVIDENCE = 20
+"""Deliveries applied since the last reset before the interval may stretch."""
 
 Step = Literal["reset", "stretch", "keep"]
 
@@ -47,6 +52,7 @@ class Pace:
     short: float
     longest: float = LONGEST
     growth: float = GROWTH
+    evidence: int = EVIDENCE
 
     def __post_init__(self) -> None:
         if self.short <= 0 or self.growth < 1:
@@ -65,6 +71,8 @@ class PollEvidence:
     """Queued jobs the polls found that no delivery announced and no live reservation held."""
     unannounced_queued: int
     """Active runs of which no delivery named a job, holding a queued job an HRA serves."""
+    since_reset: int = 0
+    """Deliveries applied since the last reset (or the start), this round's included."""
 
 
 def next_interval(current: float, evidence: PollEvidence, pace: Pace) -> tuple[float, Step, str]:
@@ -76,10 +84,11 @@ def next_interval(current: float, evidence: PollEvidence, pace: Pace) -> tuple[f
         return pace.short, "reset", f"{evidence.refused} delivery(ies) refused since the last poll"
     if evidence.unannounced_queued and not evidence.applied:
         return pace.short, "reset", "no delivery arrived while GitHub shows a queued run"
-    if evidence.applied:
+    if evidence.applied and evidence.since_reset >= pace.evidence:
         stretched = min(max(current, pace.short) * pace.growth, longest)
-        return stretched, "stretch", f"{evidence.applied} delivery(ies) applied and none missed"
-    return min(max(current, pace.short), longest), "keep", "no delivery and nothing missed"
+        return stretched, "stretch", f"{evidence.since_reset} delivery(ies) applied and none missed"
+    why = "nothing missed, too few deliveries yet" if evidence.applied else "no delivery and nothing missed"
+    return min(max(current, pace.short), longest), "keep", why
 
 
 @dataclass(frozen=True)

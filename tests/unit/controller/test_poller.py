@@ -363,7 +363,8 @@ async def stretched(github: FakeGitHub, sink: FakeSink, clock: Clock) -> SafetyN
     poller = make(github, sink, clock, poll_max_interval=60.0)
     assert await poll(poller) == pytest.approx(7.5)  # no evidence yet: the short interval
     for step, expected in enumerate((30.0, 60.0, 60.0)):
-        sink.deliveries.record("octo-org/app", 900 + step, 9000 + step, "queued")
+        for n in range(20 if step == 0 else 1):  # the evidence a stretch needs first (20 deliveries)
+            sink.deliveries.record("octo-org/app", 900 + step, 9000 + 100 * step + n, "queued")
         clock.now += await poll(poller) if step else 7.5
         assert await poll(poller) == pytest.approx(expected)
     return poller
@@ -394,6 +395,16 @@ async def test_a_lost_queued_delivery_gets_its_reservation_within_the_bound_and_
     assert poller.recovered == 1
     assert poller.pace == pytest.approx(7.5)  # back to the short interval
     assert poller.observer.backstop_age == pytest.approx(7.5)
+
+
+async def test_a_few_deliveries_do_not_stretch_the_interval() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = make(github, sink, clock, poll_max_interval=60.0)
+    for n in range(19):
+        sink.deliveries.record("octo-org/app", 1, 10 + n, "queued")
+        assert await poll(poller) == pytest.approx(7.5)
+        clock.now += 7.5
+    assert poller.pace_steps["stretch"] == 0
 
 
 async def test_a_refused_delivery_resets_the_interval() -> None:

@@ -9,8 +9,12 @@ from runnerd.reconcile.pollpace import Pace, PollEvidence, RunFacts, list_jobs, 
 PACE = Pace(short=55.0, longest=300.0, growth=4.0)
 
 
-def ev(applied: int = 0, refused: int = 0, missed: int = 0, unannounced: int = 0) -> PollEvidence:
-    return PollEvidence(applied=applied, refused=refused, missed=missed, unannounced_queued=unannounced)
+def ev(
+    applied: int = 0, refused: int = 0, missed: int = 0, unannounced: int = 0, since: int = 100
+) -> PollEvidence:
+    return PollEvidence(
+        applied=applied, refused=refused, missed=missed, unannounced_queued=unannounced, since_reset=since
+    )
 
 
 @pytest.mark.parametrize(
@@ -20,6 +24,9 @@ def ev(applied: int = 0, refused: int = 0, missed: int = 0, unannounced: int = 0
         (55.0, ev(applied=3), 220.0, "stretch"),
         (220.0, ev(applied=1), 300.0, "stretch"),
         (300.0, ev(applied=9), 300.0, "stretch"),
+        # too few deliveries since the last reset (or the start) to prove the hook: keep
+        (55.0, ev(applied=3, since=19), 55.0, "keep"),
+        (55.0, ev(applied=3, since=20), 220.0, "stretch"),
         # idle: proves nothing, keep
         (55.0, ev(), 55.0, "keep"),
         (220.0, ev(), 220.0, "keep"),
