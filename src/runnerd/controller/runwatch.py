@@ -118,9 +118,9 @@ class RunObserver:
     def cached(self, repository: str) -> RepoObservation | None:
         return self._seen.get(repository.casefold())
 
-    def _fresh(self, seen: RepoObservation, max_age: float, jobs_max_age: float | None) -> bool:
+    def _fresh(self, seen: RepoObservation, max_age: float, jobs_max_age: float | None, defer: bool) -> bool:
         now = self._clock()
-        if now - seen.fetched_at > max_age:
+        if now - seen.fetched_at > max_age or (not defer and seen.unlisted()):
             return False
         return jobs_max_age is None or not any(_stale(s, now, jobs_max_age) for s in seen.runs.values())
 
@@ -131,14 +131,16 @@ class RunObserver:
         max_age: float,
         jobs_max_age: float | None = None,
         ceiling: int | None = None,
+        defer: bool = True,
     ) -> RepoObservation:
         """An observation whose run listings are at most ``max_age`` seconds old and whose jobs are at
         most ``jobs_max_age`` old (``None``: listed again only when their run changed). With
         ``ceiling`` (calls per hour), the last observation instead of a refresh while the shared window
-        is over it (a first one is always made)."""
+        is over it (a first one is always made). ``defer=False``: every run's jobs listed, also the
+        runs the deliveries announced (a reader that counts jobs twice, as ARC does, needs them all)."""
         key = repository.casefold()
         seen = self._seen.get(key)
-        if seen is not None and self._fresh(seen, max_age, jobs_max_age):
+        if seen is not None and self._fresh(seen, max_age, jobs_max_age, defer):
             self._seen.move_to_end(key)
             return RepoObservation(seen.repository, seen.fetched_at, seen.fetched_wall, seen.runs, 0)
         if seen is not None and ceiling is not None:
@@ -153,7 +155,7 @@ class RunObserver:
         future: asyncio.Future[RepoObservation] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            observation = await self._refresh(repository, seen, jobs_max_age)
+            observation = await self._refresh(repository, seen, jobs_max_age, defer)
             self._seen[key] = observation
             self._seen.move_to_end(key)
             while len(self._seen) > self._max:
@@ -168,7 +170,7 @@ class RunObserver:
             self._inflight.pop(key, None)
 
     async def _refresh(
-        self, repository: str, seen: RepoObservation | None, jobs_max_age: float | None
+        self, repository: str, seen: RepoObservation | None, jobs_max_age: float | None, defer: bool
     ) -> RepoObservation:
         scope = Scope.repository(repository)
         started, wall = self._clock(), self._wall()
@@ -184,7 +186,7 @@ class RunObserver:
             fetch = [
                 run
                 for run in listed.values()
-                if self._due(repository, run, old.get(run.id), started, jobs_max_age)
+                if self._due(repository, run, old.get(run.id), started, jobs_max_age, defer)
             ]
 
             async def jobs_of(run: WorkflowRun) -> tuple[WorkflowRun, list[WorkflowJob]]:
@@ -221,13 +223,14 @@ class RunObserver:
         known: RunSnapshot | None,
         now: float,
         jobs_max_age: float | None,
+        defer: bool,
     ) -> bool:
         """Whether to list ``run``'s jobs in this refresh."""
         if known is not None and known.listed:
             return known.signature != signature(run) or (
                 jobs_max_age is not None and _stale(known, now, jobs_max_age)
             )
-        if self.ledger is None:
+        if self.ledger is None or not defer:
             return True
         unlisted_for = now - known.first_seen if known is not None else 0.0
         due, _ = list_jobs(self.ledger.facts(repository, run.id, unlisted_for), self.defer_bound)

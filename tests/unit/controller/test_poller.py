@@ -11,6 +11,7 @@ from runnerd.api import HorizontalRunnerAutoscaler, RunnerConfig
 from runnerd.controller.deliveries import DeliveryLedger
 from runnerd.controller.hra.options import AutoscalingOptions
 from runnerd.controller.poller import POLL_KEY, SafetyNetPoller, plan
+from runnerd.controller.runwatch import RunObserver
 from runnerd.controller.targets import ScaleTarget, WebhookTarget
 from runnerd.github import RateLimitedError, WorkflowJob, WorkflowRun
 from runnerd.github.budget import CallWindow, pages
@@ -458,3 +459,16 @@ async def test_a_run_whose_announced_jobs_completed_while_it_is_still_active_is_
     assert github.calls.count("jobs/8") == 1
     assert (82, "octo-org/app") in sink.reserved
     assert poller.pace == pytest.approx(7.5)
+
+
+async def test_a_reader_that_counts_jobs_twice_gets_the_announced_runs_jobs_too() -> None:
+    github, clock = FakeGitHub(), Clock()
+    observer = RunObserver(github, CallWindow(clock), clock=clock)  # type: ignore[arg-type]
+    observer.ledger = DeliveryLedger()
+    observer.ledger.record("octo-org/app", 7, 71, "queued")
+    github.runs["queued"] = [run(7)]
+    github.jobs[7] = [job(71, 7)]
+    deferred = await observer.observe("octo-org/app", max_age=60.0)
+    assert (deferred.unlisted(), deferred.job_ids(), github.calls.count("jobs/7")) == ({7}, set(), 0)
+    everything = await observer.observe("octo-org/app", max_age=60.0, defer=False)  # not fresh for it
+    assert (everything.unlisted(), everything.job_ids(), github.calls.count("jobs/7")) == (set(), {71}, 1)

@@ -2,7 +2,9 @@
 
 * ``TotalNumberOfQueuedAndInProgressWorkflowRuns``: workflow runs and their jobs from GitHub, read
   from the observations shared with the safety-net poll (:mod:`runnerd.controller.runwatch`: keyed
-  by repository, at most a sync period old, never refreshed because a reservation was written);
+  by repository, at most a sync period old, never refreshed because a reservation was written;
+  for an HRA with a ``workflowJob`` trigger as old as the poll's adaptive interval, and without the
+  runs the deliveries announced, whose jobs its reservations hold);
   none at all when ``PercentageRunnersBusy`` comes first and suggests a scale-up. A job whose
   ``completed`` delivery came since counts as completed, whatever the observation says.
 * ``PercentageRunnersBusy``: the target's runners (informer caches) and GitHub's busy flags (the
@@ -194,7 +196,11 @@ class MetricObserver:
         sync = max(self.sync_period, observer.backstop_age) if backed else self.sync_period
         for repo in repos:
             seen = await observer.observe(
-                repo, max_age=sync, jobs_max_age=sync, ceiling=self.options.observe_max_calls_per_hour
+                repo,
+                max_age=sync,
+                jobs_max_age=sync,
+                ceiling=self.options.observe_max_calls_per_hour,
+                defer=not self.options.count_jobs_twice,  # ARC's sum counts the announced jobs too
             )
             if seen.calls:
                 self.github_observations += 1
