@@ -10,12 +10,15 @@ read it through :func:`runnerd.reconcile.pollpace.list_jobs` and
   metric must still list that job's run).
 * Memory is bounded: at most ``max_runs`` runs (the least recently announced dropped, with their
   jobs); a run dropped is simply listed again, as if no delivery had come.
-* ``applied`` only grows (the poll compares it between rounds).
+* ``applied`` only grows (the poll compares it between rounds); ``in_progress`` deliveries (which
+  reserve nothing) only mark a known job as started, so a queued announced job whose reservation is
+  gone is told apart from a running one.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from runnerd.reconcile.pollpace import RunFacts
@@ -23,9 +26,12 @@ from runnerd.reconcile.pollpace import RunFacts
 MAX_RUNS = 4096
 
 
+QUEUED, RUNNING, DONE = 0, 1, 2
+
+
 @dataclass
 class _Run:
-    jobs: dict[int, bool] = field(default_factory=dict)  # job id -> still open (no completed yet)
+    jobs: dict[int, int] = field(default_factory=dict)  # job id -> QUEUED, RUNNING or DONE
 
 
 class DeliveryLedger:
@@ -51,19 +57,28 @@ class DeliveryLedger:
         if run is None:
             run = self._runs[key] = _Run()
         self._runs.move_to_end(key)
-        was_open = run.jobs.get(job_id, True)
-        run.jobs[job_id] = was_open and action != "completed"
+        step = DONE if action == "completed" else RUNNING if action == "in_progress" else QUEUED
+        run.jobs[job_id] = max(run.jobs.get(job_id, QUEUED), step)  # a late delivery never goes back
         self._job_run[(repo, job_id)] = run_id
         while len(self._runs) > self._max:
             (old_repo, _), dropped = self._runs.popitem(last=False)
             for old_job in dropped.jobs:
                 self._job_run.pop((old_repo, old_job), None)
 
-    def facts(self, repository: str, run_id: int, unlisted_for: float) -> RunFacts:
+    def started(self, repository: str, run_id: int | None, job_id: int) -> None:
+        """An ``in_progress`` delivery for a job the ledger knows (not counted as applied)."""
+        run = self._runs.get((repository.casefold(), run_id)) if run_id is not None else None
+        if run is not None and job_id in run.jobs:
+            run.jobs[job_id] = max(run.jobs[job_id], RUNNING)
+
+    def facts(self, repository: str, run_id: int, unlisted_for: float, live: Container[int] = ()) -> RunFacts:
+        """What the deliveries said about the run; ``live``: the jobs live reservations hold."""
         run = self._runs.get((repository.casefold(), run_id))
         if run is None:
             return RunFacts(0, 0, unlisted_for)
-        return RunFacts(len(run.jobs), sum(run.jobs.values()), unlisted_for)
+        open_jobs = sum(1 for s in run.jobs.values() if s != DONE)
+        uncovered = sum(1 for j, s in run.jobs.items() if s == QUEUED and j not in live)
+        return RunFacts(len(run.jobs), open_jobs, unlisted_for, uncovered)
 
     def run_of(self, repository: str, job_id: int) -> int | None:
         """The run of an announced job (``None``: no delivery named it, or it was dropped)."""

@@ -172,6 +172,7 @@ class SafetyNetPoller:
         """Reconciles that put polls off until a rate limit resets (no call made)."""
         self.ledger = sink.deliveries
         self.observer.ledger = self.ledger
+        self.observer.live = lambda repository: self.sink.reservations_of(repository).keys()
         self.pace: float | None = None
         """The adaptive interval (``None``: the short one, until a round of polls says otherwise)."""
         self.pace_steps: dict[str, int] = {"reset": 0, "stretch": 0, "keep": 0}

@@ -188,6 +188,8 @@ class ReservationSink:
         self._hint(event)
         who = f"workflow_job {event.action} for job {event.job_id}"
         if event.action not in ("queued", "completed"):
+            if event.action == "in_progress":
+                self.deliveries.started(event.repository, event.run_id, event.job_id)
             return SinkReply(200, f"{who}: nothing to scale", "ignored")
         action: Literal["queued", "completed"] = "queued" if event.action == "queued" else "completed"
         op = JobOp(action, event.job_id, event.conclusion, event.runner_id, event.repository)

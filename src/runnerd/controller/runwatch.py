@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from runnerd.controller.deliveries import DeliveryLedger
@@ -107,6 +107,8 @@ class RunObserver:
         """What the deliveries announced (attached by the safety-net poll); ``None``: list every run."""
         self.defer_bound = LONGEST
         """An announced run's jobs are listed once it has been active this long unlisted."""
+        self.live: Callable[[str], Collection[int]] = lambda repository: ()
+        """The jobs of a repository that live reservations hold (set by the safety-net poll)."""
         self.backstop_age = 0.0
         """How old an observation a webhook-backed reader accepts (the poll's current interval)."""
         self.deferred = 0
@@ -183,10 +185,11 @@ class RunObserver:
                 for run in page:
                     listed.setdefault(run.id, run)
             old = seen.runs if seen is not None else {}
+            live = self.live(repository) if self.ledger is not None and defer else ()
             fetch = [
                 run
                 for run in listed.values()
-                if self._due(repository, run, old.get(run.id), started, jobs_max_age, defer)
+                if self._due(repository, run, old.get(run.id), started, jobs_max_age, defer, live)
             ]
 
             async def jobs_of(run: WorkflowRun) -> tuple[WorkflowRun, list[WorkflowJob]]:
@@ -224,6 +227,7 @@ class RunObserver:
         now: float,
         jobs_max_age: float | None,
         defer: bool,
+        live: Collection[int],
     ) -> bool:
         """Whether to list ``run``'s jobs in this refresh."""
         if known is not None and known.listed:
@@ -233,7 +237,8 @@ class RunObserver:
         if self.ledger is None or not defer:
             return True
         unlisted_for = now - known.first_seen if known is not None else 0.0
-        due, _ = list_jobs(self.ledger.facts(repository, run.id, unlisted_for), self.defer_bound)
+        facts = self.ledger.facts(repository, run.id, unlisted_for, live)
+        due, _ = list_jobs(facts, self.defer_bound)
         if not due:
             self.deferred += 1
         return due

@@ -24,6 +24,10 @@ Which runs' jobs are listed (one call per run): a run that no delivery announced
 (that is the poll's purpose). A run that deliveries did announce is not listed, because the jobs the
 deliveries named are already reserved, unless
 
+* an announced job is still queued (as far as the deliveries say) while no live reservation holds
+  it (its reservation expired, or the runner made for it took another job): the poll reserves it
+  again, as it does for any queued job of a listed run, or
+
 * every job the deliveries named has completed while GitHub still shows the run active (a job of it
   that no delivery named is queued or running: a ``needs:`` successor whose delivery was lost), or
 * the run has been active ``longest`` seconds without its jobs being listed (GitHub's run objects do
@@ -101,12 +105,17 @@ class RunFacts:
     """Of those, the ones no ``completed`` delivery has closed."""
     unlisted_for: float
     """Seconds since the run was first seen active without its jobs being listed."""
+    uncovered: int = 0
+    """Announced jobs still queued (no ``in_progress`` or ``completed`` delivery) that no live
+    reservation holds: theirs expired, or a runner made for one took another job."""
 
 
 def list_jobs(facts: RunFacts, longest: float) -> tuple[bool, str]:
     """Whether to list the run's jobs now (one call), and why."""
     if facts.announced <= 0:
         return True, "no delivery announced a job of this run"
+    if facts.uncovered > 0:
+        return True, "an announced job is still queued and no live reservation holds it"
     if facts.open <= 0:
         return True, "every announced job completed while the run is still active"
     if facts.unlisted_for >= longest:

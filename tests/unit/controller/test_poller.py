@@ -447,6 +447,32 @@ async def test_an_announced_run_is_not_listed_until_the_bound_and_its_reservatio
     assert 71 not in sink.completed
 
 
+async def test_an_announced_job_still_queued_without_a_live_reservation_gets_its_run_listed() -> None:
+    """A run of 4 jobs, one delivery applied: its runner took another job, its reservation expired,
+    and the 3 other deliveries were lost. The run is listed at once and all 4 are reserved again."""
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = make(github, sink, clock)
+    github.runs["queued"] = [run(4)]
+    github.jobs[4] = [job(40 + i, 4) for i in range(4)]
+    sink.deliveries.record("octo-org/app", 4, 40, "queued")
+    sink.held[40] = ("octo-org/app", clock.now + 1_700_000_000)
+    await poll(poller)
+    assert "jobs/4" not in github.calls  # covered: deferred
+    del sink.held[40]  # expired while the job is still queued
+    clock.now += 7.5
+    await poll(poller)
+    assert github.calls.count("jobs/4") == 1
+    assert sorted(j for j, _ in sink.reserved) == [40, 41, 42, 43]
+    # a job the deliveries say started needs no reservation: its run stays deferred
+    sink.deliveries.record("octo-org/app", 5, 50, "queued")
+    sink.deliveries.started("octo-org/app", 5, 50)
+    github.runs["queued"] = [run(4), run(5)]
+    github.jobs[5] = [job(50, 5)]
+    clock.now += 7.5
+    await poll(poller)
+    assert "jobs/5" not in github.calls
+
+
 async def test_a_run_whose_announced_jobs_completed_while_it_is_still_active_is_listed() -> None:
     github, sink, clock = FakeGitHub(), FakeSink(), Clock()
     poller = await stretched(github, sink, clock)
@@ -466,6 +492,7 @@ async def test_a_reader_that_counts_jobs_twice_gets_the_announced_runs_jobs_too(
     observer = RunObserver(github, CallWindow(clock), clock=clock)  # type: ignore[arg-type]
     observer.ledger = DeliveryLedger()
     observer.ledger.record("octo-org/app", 7, 71, "queued")
+    observer.live = lambda repository: {71}  # its reservation holds it
     github.runs["queued"] = [run(7)]
     github.jobs[7] = [job(71, 7)]
     deferred = await observer.observe("octo-org/app", max_age=60.0)

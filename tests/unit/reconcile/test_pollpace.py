@@ -67,6 +67,8 @@ def test_invalid_pace_is_refused() -> None:
         (RunFacts(announced=2, open=1, unlisted_for=299.0), False),
         (RunFacts(announced=1, open=1, unlisted_for=300.0), True),  # unlisted long enough: siblings?
         (RunFacts(announced=1, open=0, unlisted_for=0.0), True),  # announced jobs done, run still active
+        # an announced job still queued whose reservation is gone (expired, or its runner took another)
+        (RunFacts(announced=2, open=2, unlisted_for=0.0, uncovered=1), True),
     ],
 )
 def test_list_jobs(facts: RunFacts, listed: bool) -> None:
