@@ -61,6 +61,7 @@ TUNING_FLAGS = (
     "--log-level",
     "--runner-workers",
     "--default-scale-down-delay",
+    "--registration-mode",
 )
 
 
@@ -120,6 +121,8 @@ class RunConfig:
     boot_delay_s: float = 0.0
     timeout_s: float = 1800.0
     state_dir: Path | None = None
+    registration_mode: str | None = None
+    """the controller's ``--registration-mode`` (``None``: its default, JIT configs)"""
     hook_per_repo: bool = True
     """one webhook per repository: GitHub delivers webhooks in parallel, ghsim sends each hook's
     deliveries one at a time, so a single organization hook would measure ghsim's queue"""
@@ -228,6 +231,7 @@ async def _replay(cluster: Cluster, cfg: RunConfig, state: Path, started: float)
         sim_config=off,
         log_level="warn",
         hook_per_repo=cfg.hook_per_repo,
+        controller_args=(f"--registration-mode={cfg.registration_mode}",) if cfg.registration_mode else (),
     )
     entries = list(workload.scaled(cfg.trace, cfg.time_scale)) if cfg.time_scale != 1.0 else cfg.trace
     async with Stack(cluster, opts) as stack:
@@ -466,6 +470,7 @@ def _config(args: argparse.Namespace, trace: list[TraceEntry], name: str, runner
         scale_down_delay_s=args.scale_down_delay,
         boot_delay_s=args.boot_delay,
         hook_per_repo=args.repo_hooks,
+        registration_mode=args.registration_mode,
     )
 
 
@@ -559,10 +564,26 @@ def _main(argv: list[str] | None) -> int:
             help="one webhook per repository instead of one organization hook (ghsim delivers a "
             "hook's events 16 at a time, as GitHub does)",
         )
+        p.add_argument(
+            "--registration-mode",
+            choices=("jit", "token"),
+            default=None,
+            help="the controller's --registration-mode (default: its own, JIT configs)",
+        )
         p.add_argument("--json", type=Path, help="write the results here")
+        p.add_argument(
+            "--tracemalloc",
+            type=Path,
+            help="profile the controller's heap (bench/memprofile): the profile at its peak goes here; "
+            "slows the controller, so its CPU and latency numbers do not compare with an untraced run",
+        )
     args = parser.parse_args(argv)
     if args.command == "generate":
         return _generate(args)
+    if getattr(args, "tracemalloc", None) is not None:
+        profile = Path(__file__).resolve().parent / "memprofile"
+        os.environ["RUNNERD_TRACEMALLOC"] = str(args.tracemalloc.resolve())
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(profile), os.environ.get("PYTHONPATH"))))
     if args.command == "run":
         return _run(args)
     return _suite(args)

@@ -39,6 +39,14 @@ calls per hour (``--webhook-poll-max-calls-per-hour``, default 1000) and ``R`` t
     interval         = max(wanted, budget)
     idle calls/hour  = 2 * R * 3600 / interval <= C
 
+That interval is the poll's *short* interval. While ``workflow_job`` deliveries demonstrably arrive
+and the polls find nothing they missed, the poll stretches it (up to ``poll_max_interval``, default
+300 s), and goes back to it the moment a poll finds a job no delivery announced, a delivery is refused,
+or GitHub shows a queued run while no delivery came: the rules and the guarantee are in
+:mod:`runnerd.reconcile.pollpace`. The metric of a webhook-backed HRA reads observations as old as
+that interval (:attr:`~runnerd.controller.runwatch.RunObserver.backstop_age`), and runs that applied
+deliveries announced are not listed job by job (:attr:`~runnerd.controller.runwatch.RunObserver.ledger`).
+
 e.g. B = 60 s, C = 1000: up to 7 repositories are polled every 55 s (7 * 2 * 3600 / 55 = 916
 calls/hour); 20 repositories are polled every 144 s, and the ``GitHubAPIBudget`` condition says the
 bound cannot be kept. The ceiling also holds when busy: calls are counted in a sliding one-hour
@@ -61,6 +69,7 @@ from runnerd.github import GitHubClient, GitHubError, RateLimitedError
 from runnerd.github.budget import CallWindow
 from runnerd.reconcile.hra import TOTAL_JOBS, AutoscaleError, metric_repositories
 from runnerd.reconcile.matching import JobEvent
+from runnerd.reconcile.pollpace import Pace, PollEvidence, next_interval
 from runnerd.runtime import Key, Result
 from runnerd.web.metrics import Metrics
 
@@ -74,12 +83,15 @@ FINISHED_GRACE = 30.0
 """A reserved job missing from a listing made this much later is finished (listings lag a little)."""
 IDLE_CALLS_PER_REPOSITORY = 2
 LEARNED_TTL = 86_400.0
+REFUSED_OUTCOMES = frozenset({"bad_signature", "malformed", "failed"})
+"""Webhook outcomes that mean a delivery was lost to the intake (the poll's interval resets)."""
 
 
 class PollOptions(Protocol):
     poll: bool
     poll_bound: float
     poll_max_calls_per_hour: int
+    poll_max_interval: float
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,17 @@ class SafetyNetPoller:
         """Polls that GitHub (or the client's gate) refused with a rate limit."""
         self.deferred = 0
         """Reconciles that put polls off until a rate limit resets (no call made)."""
+        self.ledger = sink.deliveries
+        self.observer.ledger = self.ledger
+        self.observer.live = lambda repository: self.sink.reservations_of(repository).keys()
+        self.pace: float | None = None
+        """The adaptive interval (``None``: the short one, until a round of polls says otherwise)."""
+        self.pace_steps: dict[str, int] = {"reset": 0, "stretch": 0, "keep": 0}
+        self._applied_seen = self.ledger.applied
+        self._refused_seen = self._refused()
+        self._round_missed = 0
+        self._round_unannounced = 0
+        self._since_reset = 0
 
     def budget_limited(self) -> tuple[str, str] | None:
         """``(reason, message)`` while the budget (not the bound) decides how often the poll runs."""
@@ -223,7 +246,8 @@ class SafetyNetPoller:
         bound, ceiling = self.options.poll_bound, self.options.poll_max_calls_per_hour
         the_plan = plan(bound, ceiling, len(self._repos))
         self.last_plan = the_plan
-        self.metrics.poll_interval.set(the_plan.interval)
+        interval = max(the_plan.interval, self.pace or 0.0)
+        self.metrics.poll_interval.set(interval)
         self.metrics.poll_repositories.set(len(self._repos))
         self.metrics.poll_budget_per_hour.set(ceiling)
         limited: tuple[str, str] | None = None
@@ -251,6 +275,7 @@ class SafetyNetPoller:
                 f"GitHub's core rate limit is (nearly) spent: the safety-net poll waits until {_fmt(paused)}",
             )
 
+        polled: list[tuple[_Repo, float]] = []
         for repo in sorted(self._repos.values(), key=lambda r: r.next_due):
             if repo.next_due > self._monotonic():
                 break
@@ -265,7 +290,8 @@ class SafetyNetPoller:
                 )
                 break
             try:
-                await self._poll(repo, the_plan.interval)
+                await self._poll(repo, interval)
+                polled.append((repo, self._monotonic()))
             except RateLimitedError as exc:
                 self.rate_limited += 1
                 self.metrics.poll_runs.labels("rate_limited").inc()
@@ -283,10 +309,52 @@ class SafetyNetPoller:
                 self.metrics.poll_runs.labels("failed").inc()
                 repo.next_due = self._monotonic() + min(the_plan.interval, 30.0)
                 continue
-            repo.next_due = self._monotonic() + the_plan.interval
+            repo.next_due = self._monotonic() + interval
+        if polled:
+            self._adapt(the_plan.interval)
+            interval = max(the_plan.interval, self.pace or 0.0)
+            self.metrics.poll_interval.set(interval)
+            for repo, at in polled:
+                repo.next_due = at + interval
         self._limited = limited
         wake = min(r.next_due for r in self._repos.values()) - self._monotonic()
         return Result(requeue_after=max(wake, 0.01))
+
+    def _refused(self) -> int:
+        """Deliveries the webhook endpoint refused so far (bad signature, malformed, failed)."""
+        total = 0.0
+        for family in self.metrics.webhook_deliveries.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels.get("outcome") in REFUSED_OUTCOMES:
+                    total += sample.value
+        return int(total)
+
+    def _adapt(self, short: float) -> None:
+        """After a round of polls: the next interval (:func:`runnerd.reconcile.pollpace.next_interval`)."""
+        applied, refused = self.ledger.applied, self._refused()
+        self._since_reset += applied - self._applied_seen
+        evidence = PollEvidence(
+            applied=applied - self._applied_seen,
+            refused=refused - self._refused_seen,
+            missed=self._round_missed,
+            unannounced_queued=self._round_unannounced,
+            since_reset=self._since_reset,
+        )
+        self._applied_seen, self._refused_seen = applied, refused
+        self._round_missed = self._round_unannounced = 0
+        longest = self.options.poll_max_interval
+        pace, step, why = next_interval(self.pace or short, evidence, Pace(short, longest))
+        self.pace_steps[step] += 1
+        if step == "reset":
+            self._since_reset = 0
+        if step == "reset" and (self.pace or short) > short:
+            log.info("safety-net poll: back to every %.0fs: %s", short, why)
+            soon = self._monotonic() + short
+            for repo in self._repos.values():
+                repo.next_due = min(repo.next_due, soon)
+        self.pace = pace
+        self.observer.backstop_age = pace
+        self.observer.defer_bound = max(longest, short)
 
     async def _poll(self, repo: _Repo, interval: float) -> int:
         # an observation the metric made in the last half interval serves the poll too
@@ -320,6 +388,8 @@ class SafetyNetPoller:
             organization = repo.organization or (
                 repo.repository.split("/", 1)[0] if owner_type == "Organization" else None
             )
+            unannounced = not self.ledger.facts(repo.repository, run.id, 0.0).announced
+            counted = False
             for job in snap.jobs:
                 if job.status != "queued" or job.id in live:
                     continue
@@ -333,8 +403,12 @@ class SafetyNetPoller:
                 effect, hra = await self.sink.reserve_polled(event, job.id, repo.repository)
                 if hra is not None:
                     repo.reserved[job.id] = hra
+                    if unannounced and not counted and effect in ("reserved", "unchanged"):
+                        counted = True  # a queued job an HRA serves, in a run no delivery announced
+                        self._round_unannounced += 1
                 if effect == "reserved":
                     self.recovered += 1
+                    self._round_missed += 1
                     self.metrics.poll_jobs_recovered.inc()
                     log.info(
                         "safety-net poll: job %s of %s was queued without a webhook; reserved a runner on %s",
@@ -350,10 +424,14 @@ class SafetyNetPoller:
     async def _release_finished(self, obs: RepoObservation) -> None:
         """Release every live reservation of this repository's jobs that GitHub shows finished: the
         job is listed as completed, or it is in no active run although the listing was made more than
-        :data:`FINISHED_GRACE` seconds after the reservation (whoever made it, before a restart too)."""
+        :data:`FINISHED_GRACE` seconds after the reservation (whoever made it, before a restart too).
+        A job the deliveries announced in a run whose jobs were not listed is in an active run."""
         listed = {j.id: j.status for j in obs.jobs()}
+        unlisted = obs.unlisted()
         for job_id, (hra, since) in self.sink.reservations_of(obs.repository).items():
             status = listed.get(job_id)
+            if status is None and self.ledger.run_of(obs.repository, job_id) in unlisted:
+                continue  # its run is active, its jobs were not listed (the deliveries announced it)
             if status == "completed" or (status is None and obs.fetched_wall - since > FINISHED_GRACE):
                 repo = self._repos.get(obs.repository.casefold())
                 if repo is not None:

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from runnerd.api import parse_time
 from runnerd.controller.clients import GitHubClients, credentials_secret
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS
+from runnerd.controller.deliveries import DeliveryLedger
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.latency import PodCreateLatency
 from runnerd.controller.reservation_writer import JobOp, ReservationWriter, utcnow
@@ -122,6 +123,8 @@ class ReservationSink:
         self.repositories: dict[str, RepoContext] = {}
         """Repositories webhooks came from, by ``owner/name`` (casefolded): the poll covers them too."""
         self._reported: dict[tuple[Key, str], float] = {}
+        self.deliveries = DeliveryLedger()
+        """The runs and jobs applied deliveries announced: the safety-net poll paces itself by them."""
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -185,6 +188,8 @@ class ReservationSink:
         self._hint(event)
         who = f"workflow_job {event.action} for job {event.job_id}"
         if event.action not in ("queued", "completed"):
+            if event.action == "in_progress":
+                self.deliveries.started(event.repository, event.run_id, event.job_id)
             return SinkReply(200, f"{who}: nothing to scale", "ignored")
         action: Literal["queued", "completed"] = "queued" if event.action == "queued" else "completed"
         op = JobOp(action, event.job_id, event.conclusion, event.runner_id, event.repository)
@@ -214,6 +219,7 @@ class ReservationSink:
         name = f"{key.namespace}/{key.name}"
         if result.update is None:
             return SinkReply(200, f"{NO_TARGET}: {result.reason}", "no_match")
+        self.deliveries.record(event.repository, event.run_id, event.job_id, event.action)
         effect = _effect(result.update)
         self.metrics.reservation_events.labels("webhook", effect).inc()
         if result.delta > 0 and self.pod_latency is not None and target is not None:

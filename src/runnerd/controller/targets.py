@@ -2,8 +2,9 @@
 
 A RunnerDeployment target is always available; a RunnerSet target only when the process has a
 ``runnersets`` informer (until then an HRA naming a RunnerSet reports that it cannot be resolved).
-Parsed targets are cached by ``uid``/``resourceVersion``: the webhook path resolves every
-webhook-scaled HRA's target for each delivery.
+Parsed targets and HRAs are cached per object (``uid``), its latest ``resourceVersion`` only (an HRA
+holding 1,000 reservations parses to about a megabyte, and each reservation write is a new version):
+the webhook path resolves every webhook-scaled HRA's target for each delivery.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class WebhookTarget:
         return Target(hra=f"{self.hra.namespace}/{self.hra.name}", config=self.target.config)
 
 
+MAX_CACHED = 4096
+"""Objects (not versions) whose latest parse is kept."""
+
+
 def _version(obj: Mapping[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
@@ -82,8 +87,10 @@ def _version(obj: Mapping[str, Any]) -> tuple[str, str]:
 class TargetResolver:
     def __init__(self, informers: Mapping[str, Informer]) -> None:
         self._informers = informers
-        self._parsed: dict[tuple[str, str, str], ScaleTarget | str] = {}
-        self._hras: dict[tuple[str, str], HorizontalRunnerAutoscaler | None] = {}
+        # one entry per object (uid): its latest parsed version; an HRA holding 1,000 reservations
+        # parses to about a megabyte, and every reservation write makes a new version
+        self._parsed: dict[tuple[str, str], tuple[str, ScaleTarget | str]] = {}
+        self._hras: dict[str, tuple[str, HorizontalRunnerAutoscaler | None]] = {}
 
     @property
     def supports_runner_sets(self) -> bool:
@@ -102,13 +109,13 @@ class TargetResolver:
         if obj is None:
             return f"{kind} {namespace}/{ref.name} not found"
         uid, version = _version(obj)
-        cache_key = (kind, uid, version)
-        hit = self._parsed.get(cache_key)
-        if hit is None:
-            hit = self._parse(kind, namespace, obj)
-            if len(self._parsed) > 4096:
-                self._parsed.clear()
-            self._parsed[cache_key] = hit
+        cached = self._parsed.get((kind, uid))
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        hit = self._parse(kind, namespace, obj)
+        if len(self._parsed) > MAX_CACHED:
+            self._parsed.clear()
+        self._parsed[(kind, uid)] = (version, hit)
         return hit
 
     @staticmethod
@@ -131,18 +138,23 @@ class TargetResolver:
         except ApiParseError as exc:
             return f"{kind} {namespace}/{name} is invalid: {exc}"
 
+    def cached(self) -> int:
+        """Parsed objects held (one per object, whatever the number of versions seen)."""
+        return len(self._parsed) + len(self._hras)
+
     def parse_hra(self, obj: Obj) -> HorizontalRunnerAutoscaler | None:
         """The HRA (cached by uid/resourceVersion); ``None`` when it does not parse."""
-        version = _version(obj)
-        if version in self._hras:
-            return self._hras[version]
+        uid, version = _version(obj)
+        cached = self._hras.get(uid)
+        if cached is not None and cached[0] == version:
+            return cached[1]
         try:
             hra: HorizontalRunnerAutoscaler | None = HorizontalRunnerAutoscaler.from_dict(obj)
         except ApiParseError:
             hra = None
-        if len(self._hras) > 4096:
+        if len(self._hras) > MAX_CACHED:
             self._hras.clear()
-        self._hras[version] = hra
+        self._hras[uid] = (version, hra)
         return hra
 
     def webhook_targets(self, hras: Iterable[Obj]) -> list[WebhookTarget]:

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from runnerd.api import HorizontalRunnerAutoscaler, RunnerConfig
+from runnerd.controller.deliveries import DeliveryLedger
 from runnerd.controller.hra.options import AutoscalingOptions
 from runnerd.controller.poller import POLL_KEY, SafetyNetPoller, plan
+from runnerd.controller.runwatch import RunObserver
 from runnerd.controller.targets import ScaleTarget, WebhookTarget
 from runnerd.github import RateLimitedError, WorkflowJob, WorkflowRun
 from runnerd.github.budget import CallWindow, pages
@@ -129,6 +131,7 @@ class FakeSink:
     known: set[int] = field(default_factory=set)
     repositories: dict[str, Any] = field(default_factory=dict)
     resolver: FakeResolver = field(default_factory=FakeResolver)
+    deliveries: DeliveryLedger = field(default_factory=DeliveryLedger)
 
     def targets(self) -> list[WebhookTarget]:
         obj = {"metadata": {"name": "hra", "namespace": "ns"}, "spec": {"maxReplicas": 3}}
@@ -335,3 +338,155 @@ async def test_a_finished_jobs_reservation_is_released_after_a_restart(
     assert "runs?status=queued" in github.calls  # the repository named by the reservation is polled
     assert (31 in sink.completed) is released
     assert poller.released_finished == (1 if released else 0)
+
+
+# --- the adaptive interval (virtual time) -----------------------------------------------------------
+
+
+async def poll(poller: SafetyNetPoller) -> float:
+    result = await poller.reconcile(POLL_KEY)
+    assert result is not None
+    assert result.requeue_after is not None
+    return result.requeue_after
+
+
+async def stretched(github: FakeGitHub, sink: FakeSink, clock: Clock) -> SafetyNetPoller:
+    """A poller whose deliveries flowed until its interval reached the bound (60 s; short: 7.5 s)."""
+    poller = make(github, sink, clock, poll_max_interval=60.0)
+    assert await poll(poller) == pytest.approx(7.5)  # no evidence yet: the short interval
+    for step, expected in enumerate((30.0, 60.0, 60.0)):
+        for n in range(20 if step == 0 else 1):  # the evidence a stretch needs first (20 deliveries)
+            sink.deliveries.record("octo-org/app", 900 + step, 9000 + 100 * step + n, "queued")
+        clock.now += await poll(poller) if step else 7.5
+        assert await poll(poller) == pytest.approx(expected)
+    return poller
+
+
+async def test_the_interval_stretches_while_deliveries_flow_and_is_kept_while_idle() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = await stretched(github, sink, clock)
+    calls = len(github.calls)
+    clock.now += 60
+    assert await poll(poller) == pytest.approx(60.0)  # idle: kept
+    assert len(github.calls) == calls + 2
+    assert poller.pace_steps["stretch"] >= 2
+    assert poller.observer.backstop_age == pytest.approx(60.0)
+
+
+async def test_a_lost_queued_delivery_gets_its_reservation_within_the_bound_and_resets_the_interval() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = await stretched(github, sink, clock)
+    wake = clock.now + 60.0  # the stretched poll just ran and asked to run again in 60 s
+    queued_at = clock.now + 1  # just after a poll: the worst case
+    github.runs["queued"] = [run(5)]
+    github.jobs[5] = [job(51, 5)]  # its queued delivery never comes
+    while (51, "octo-org/app") not in sink.reserved:
+        clock.now = wake
+        assert clock.now - queued_at <= 60.0, "not reserved within the stretched bound"
+        wake = clock.now + await poll(poller)
+    assert poller.recovered == 1
+    assert poller.pace == pytest.approx(7.5)  # back to the short interval
+    assert poller.observer.backstop_age == pytest.approx(7.5)
+
+
+async def test_a_few_deliveries_do_not_stretch_the_interval() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = make(github, sink, clock, poll_max_interval=60.0)
+    for n in range(19):
+        sink.deliveries.record("octo-org/app", 1, 10 + n, "queued")
+        assert await poll(poller) == pytest.approx(7.5)
+        clock.now += 7.5
+    assert poller.pace_steps["stretch"] == 0
+
+
+async def test_a_refused_delivery_resets_the_interval() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = await stretched(github, sink, clock)
+    poller.metrics.webhook_deliveries.labels("workflow_job", "bad_signature").inc()
+    sink.deliveries.record("octo-org/app", 950, 9500, "queued")  # others still arrive
+    clock.now += 60
+    assert await poll(poller) == pytest.approx(7.5)
+    assert poller.pace_steps["reset"] == 1
+
+
+async def test_a_queued_run_while_no_delivery_comes_resets_the_interval() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = await stretched(github, sink, clock)
+    github.runs["queued"] = [run(6)]
+    github.jobs[6] = [job(61, 6)]
+    sink.known.add(61)  # its reservation exists (it expired), but no delivery announced the job here
+    clock.now += 60
+    assert await poll(poller) == pytest.approx(7.5)
+    assert poller.recovered == 0
+
+
+async def test_an_announced_run_is_not_listed_until_the_bound_and_its_reservation_is_kept() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = await stretched(github, sink, clock)
+    github.runs["queued"] = [run(7)]
+    github.jobs[7] = [job(71, 7)]
+    sink.deliveries.record("octo-org/app", 7, 71, "queued")
+    sink.held[71] = ("octo-org/app", clock.now + 1_700_000_000 - 120)  # the delivery's reservation
+    clock.now += 60
+    await poll(poller)
+    assert "jobs/7" not in github.calls
+    assert poller.observer.deferred == 1
+    assert 71 not in sink.completed  # in an active run whose jobs were not listed: kept
+    clock.now += 60  # unlisted for the bound: listed once, for siblings whose delivery was lost
+    await poll(poller)
+    assert github.calls.count("jobs/7") == 1
+    assert 71 not in sink.completed
+
+
+async def test_an_announced_job_still_queued_without_a_live_reservation_gets_its_run_listed() -> None:
+    """A run of 4 jobs, one delivery applied: its runner took another job, its reservation expired,
+    and the 3 other deliveries were lost. The run is listed at once and all 4 are reserved again."""
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = make(github, sink, clock)
+    github.runs["queued"] = [run(4)]
+    github.jobs[4] = [job(40 + i, 4) for i in range(4)]
+    sink.deliveries.record("octo-org/app", 4, 40, "queued")
+    sink.held[40] = ("octo-org/app", clock.now + 1_700_000_000)
+    await poll(poller)
+    assert "jobs/4" not in github.calls  # covered: deferred
+    del sink.held[40]  # expired while the job is still queued
+    clock.now += 7.5
+    await poll(poller)
+    assert github.calls.count("jobs/4") == 1
+    assert sorted(j for j, _ in sink.reserved) == [40, 41, 42, 43]
+    # a job the deliveries say started needs no reservation: its run stays deferred
+    sink.deliveries.record("octo-org/app", 5, 50, "queued")
+    sink.deliveries.started("octo-org/app", 5, 50)
+    github.runs["queued"] = [run(4), run(5)]
+    github.jobs[5] = [job(50, 5)]
+    clock.now += 7.5
+    await poll(poller)
+    assert "jobs/5" not in github.calls
+
+
+async def test_a_run_whose_announced_jobs_completed_while_it_is_still_active_is_listed() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = await stretched(github, sink, clock)
+    github.runs["in_progress"] = [run(8, "in_progress")]
+    github.jobs[8] = [job(81, 8, "completed"), job(82, 8)]  # 82's queued delivery was lost
+    sink.deliveries.record("octo-org/app", 8, 81, "queued")
+    sink.deliveries.record("octo-org/app", 8, 81, "completed")
+    clock.now += 60
+    await poll(poller)
+    assert github.calls.count("jobs/8") == 1
+    assert (82, "octo-org/app") in sink.reserved
+    assert poller.pace == pytest.approx(7.5)
+
+
+async def test_a_reader_that_counts_jobs_twice_gets_the_announced_runs_jobs_too() -> None:
+    github, clock = FakeGitHub(), Clock()
+    observer = RunObserver(github, CallWindow(clock), clock=clock)  # type: ignore[arg-type]
+    observer.ledger = DeliveryLedger()
+    observer.ledger.record("octo-org/app", 7, 71, "queued")
+    observer.live = lambda repository: {71}  # its reservation holds it
+    github.runs["queued"] = [run(7)]
+    github.jobs[7] = [job(71, 7)]
+    deferred = await observer.observe("octo-org/app", max_age=60.0)
+    assert (deferred.unlisted(), deferred.job_ids(), github.calls.count("jobs/7")) == ({7}, set(), 0)
+    everything = await observer.observe("octo-org/app", max_age=60.0, defer=False)  # not fresh for it
+    assert (everything.unlisted(), everything.job_ids(), github.calls.count("jobs/7")) == (set(), {71}, 1)

@@ -299,3 +299,26 @@ async def test_the_poll_reserves_through_the_same_path() -> None:
     env.sync()
     assert await env.sink.complete_polled(Key(NS, "hra"), 7) == "released"
     assert env.reservations() == []
+
+
+async def test_applied_deliveries_announce_their_run_and_unmatched_ones_do_not() -> None:
+    env = Env(hra(scaleUpTriggers=TRIGGER))
+    await env.sink.workflow_job(event(job_id=1, run_id=7))
+    env.sync()
+    await env.sink.workflow_job(event(job_id=2, run_id=8, labels=("self-hosted", "gpu")))  # no HRA
+    ledger = env.sink.deliveries
+    assert (ledger.facts("octo/app", 7, 0.0).announced, ledger.facts("octo/app", 7, 0.0).open) == (1, 1)
+    assert ledger.facts("octo/app", 8, 0.0).announced == 0  # a pull-only HRA's metric still lists it
+    await env.sink.workflow_job(event("completed", job_id=1, run_id=7, conclusion="success"))
+    assert ledger.facts("octo/app", 7, 0.0).open == 0
+    assert ledger.applied == 2
+
+
+async def test_the_resolver_keeps_one_parse_per_object_whatever_the_versions() -> None:
+    env = Env(hra(scaleUpTriggers=TRIGGER))
+    resolver = env.writer.resolver
+    obj = env.informers[HRAS].store.objects()[0]
+    for version in range(50):  # every reservation write is a new version of the HRA
+        meta = {**obj["metadata"], "resourceVersion": str(1000 + version)}
+        assert resolver.parse_hra({**obj, "metadata": meta}) is not None
+    assert resolver.cached() == 1

@@ -190,7 +190,8 @@ class HRAController:
         now = self.clock()
         try:
             check_metrics(hra.spec.metrics)
-            observed = await self.metric.observe(key, hra.spec.metrics, target)
+            backed = workflow_job_trigger(hra.spec) is not None
+            observed = await self.metric.observe(key, hra.spec.metrics, target, backed=backed)
             decision = self._decide(hra, target, observed, now)
         except AutoscaleError as exc:
             await self.recorder.warning(obj, "InvalidMetricSpec", str(exc))

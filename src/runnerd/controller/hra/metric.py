@@ -2,7 +2,9 @@
 
 * ``TotalNumberOfQueuedAndInProgressWorkflowRuns``: workflow runs and their jobs from GitHub, read
   from the observations shared with the safety-net poll (:mod:`runnerd.controller.runwatch`: keyed
-  by repository, at most a sync period old, never refreshed because a reservation was written);
+  by repository, at most a sync period old, never refreshed because a reservation was written;
+  for an HRA with a ``workflowJob`` trigger as old as the poll's adaptive interval, and without the
+  runs the deliveries announced, whose jobs its reservations hold);
   none at all when ``PercentageRunnersBusy`` comes first and suggests a scale-up. A job whose
   ``completed`` delivery came since counts as completed, whatever the observation says.
 * ``PercentageRunnersBusy``: the target's runners (informer caches) and GitHub's busy flags (the
@@ -93,8 +95,13 @@ class MetricObserver:
     def default_labels(self) -> tuple[str, ...]:
         return matching_labels(self.controller_options)
 
-    async def observe(self, key: Key, metrics: Sequence[MetricSpec], target: ScaleTarget) -> Observed:
-        """What ``metrics`` need for the HRA ``key`` scaling ``target``."""
+    async def observe(
+        self, key: Key, metrics: Sequence[MetricSpec], target: ScaleTarget, *, backed: bool = False
+    ) -> Observed:
+        """What ``metrics`` need for the HRA ``key`` scaling ``target``; ``backed``: the HRA has a
+        ``workflowJob`` trigger, so its jobs come as reservations and the metric is a backstop, read
+        from observations as old as the safety-net poll's interval (never older than it would let
+        a lost delivery wait)."""
         obs = Observations(target=target.config, target_replicas=target.replicas)
         observed = Observed(obs)
         types = [m.type for m in metrics]
@@ -111,7 +118,7 @@ class MetricObserver:
                 index = types.index(TOTAL_JOBS)
                 needed = index == 0 or suggest_by_busy_runners(metrics[0], obs).suggested <= 0
                 if needed:
-                    jobs, counts = await self._jobs(metrics[index], target.config, api)
+                    jobs, counts = await self._jobs(metrics[index], target.config, api, backed)
                     obs = dataclasses.replace(obs, jobs=jobs)
                     observed.jobs_counts = counts
         except GitHubError as exc:
@@ -178,17 +185,22 @@ class MetricObserver:
         return found
 
     async def _jobs(
-        self, metric: MetricSpec, config: RunnerConfig, api: GitHubAPI
+        self, metric: MetricSpec, config: RunnerConfig, api: GitHubAPI, backed: bool = False
     ) -> tuple[dict[str, list[JobObservation]], dict[str, int]]:
         """The metric's jobs, from the shared observations (see :mod:`runnerd.controller.runwatch`):
         at most a sync period old, whatever caused this reconcile (a reservation write included)."""
         repos = metric_repositories(metric, config)
         result: dict[str, list[JobObservation]] = {}
         counts = {"completed": 0, "in_progress": 0, "queued": 0, "unknown": 0}
-        sync = self.sync_period
+        observer = self._observer(api)
+        sync = max(self.sync_period, observer.backstop_age) if backed else self.sync_period
         for repo in repos:
-            seen = await self._observer(api).observe(
-                repo, max_age=sync, jobs_max_age=sync, ceiling=self.options.observe_max_calls_per_hour
+            seen = await observer.observe(
+                repo,
+                max_age=sync,
+                jobs_max_age=sync,
+                ceiling=self.options.observe_max_calls_per_hour,
+                defer=not self.options.count_jobs_twice,  # ARC's sum counts the announced jobs too
             )
             if seen.calls:
                 self.github_observations += 1

@@ -19,6 +19,9 @@ class AutoscalingOptions:
     """A queued job whose webhook never came gets a runner within about this many seconds."""
     poll_max_calls_per_hour: int = 1000
     """The most GitHub calls the safety-net poll spends per hour (counted: 304s too)."""
+    poll_max_interval: float = 300.0
+    """The longest the safety-net poll stretches its interval to while deliveries flow and it finds
+    nothing they missed (:mod:`runnerd.reconcile.pollpace`); at most the short interval: no stretching."""
     runner_groups_visibility: bool = False
     """Ask GitHub which runner groups a repository may use before routing a webhook (ARC's
     ``useRunnerGroupsVisibility``); only consulted when a candidate is in a non-default group."""
