@@ -259,21 +259,7 @@ class SafetyNetPoller:
                 f"{the_plan.interval:.0f}s instead of {bound:g}s",
             )
 
-        paused = self.github.paused_until("core")
-        core = self.github.rate_limits.get("core")
-        if paused is None and core is not None and core.reset_at > self._wall():
-            reserve = max(10, core.limit // 50)
-            if core.remaining <= reserve:
-                paused = core.reset_at
-        if paused is not None:
-            self.deferred += 1
-            resume = self._mono_of(paused)
-            for repo in self._repos.values():
-                repo.next_due = max(repo.next_due, resume)
-            limited = (
-                "RateLimited",
-                f"GitHub's core rate limit is (nearly) spent: the safety-net poll waits until {_fmt(paused)}",
-            )
+        limited = self._defer_while_rate_limited() or limited
 
         polled: list[tuple[_Repo, float]] = []
         for repo in sorted(self._repos.values(), key=lambda r: r.next_due):
@@ -319,6 +305,26 @@ class SafetyNetPoller:
         self._limited = limited
         wake = min(r.next_due for r in self._repos.values()) - self._monotonic()
         return Result(requeue_after=max(wake, 0.01))
+
+    def _defer_while_rate_limited(self) -> tuple[str, str] | None:
+        """While GitHub's core limit is spent (or down to its last 2 %), every repository's next poll
+        waits for its reset; the condition that says so."""
+        paused = self.github.paused_until("core")
+        core = self.github.rate_limits.get("core")
+        if paused is None and core is not None and core.reset_at > self._wall():
+            reserve = max(10, core.limit // 50)
+            if core.remaining <= reserve:
+                paused = core.reset_at
+        if paused is None:
+            return None
+        self.deferred += 1
+        resume = self._mono_of(paused)
+        for repo in self._repos.values():
+            repo.next_due = max(repo.next_due, resume)
+        return (
+            "RateLimited",
+            f"GitHub's core rate limit is (nearly) spent: the safety-net poll waits until {_fmt(paused)}",
+        )
 
     def _refused(self) -> int:
         """Deliveries the webhook endpoint refused so far (bad signature, malformed, failed)."""
