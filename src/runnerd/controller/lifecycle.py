@@ -30,8 +30,9 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NotRequired, Protocol, TypedDict, Unpack
+from typing import Any, NotRequired, Protocol, TypedDict, TypeVar, Unpack
 
+from runnerd.api import ApiParseError, CustomResource, RunnerScope
 from runnerd.controller.clients import GitHubAPI, GitHubClients
 from runnerd.controller.common import ControllerOptions, RunnerGroups, StopSteps, drain_labels
 from runnerd.controller.directory import RunnerDirectory
@@ -280,6 +281,9 @@ class Lifecycle:
                 logger.warning("could not remove unused registration %s: %s", registration.runner_id, exc)
 
 
+R = TypeVar("R", bound=CustomResource)
+
+
 class LifecycleDeps(TypedDict):
     """What a controller of registered runners (Runner, RunnerSet) is built from. With ``clients``
     each object's client follows its credentials Secret; without, every object uses ``github``."""
@@ -316,3 +320,20 @@ class LifecycleController:
     @property
     def directory(self) -> RunnerDirectory:
         return self.clients.current().directory
+
+    async def parse_scoped(
+        self, obj: Mapping[str, Any], kind: type[R], scope_of: Callable[[R], RunnerScope | None]
+    ) -> R | None:
+        """The object as ``kind`` if it parses and names a GitHub scope; else ``None`` and an
+        ``InvalidSpec`` warning on it saying why."""
+        try:
+            parsed = kind.from_dict(obj)
+        except ApiParseError as exc:
+            await self.recorder.warning(obj, "InvalidSpec", str(exc))
+            return None
+        if scope_of(parsed) is None:
+            await self.recorder.warning(
+                obj, "InvalidSpec", "spec needs enterprise, organization or repository"
+            )
+            return None
+        return parsed

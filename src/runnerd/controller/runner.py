@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Unpack
 
-from runnerd.api import ApiParseError, Runner
+from runnerd.api import Runner
 from runnerd.controller.clients import (
     CREDENTIALS_RETRY,
     credentials_secret,
@@ -125,15 +125,8 @@ class RunnerController(LifecycleController):
             return None if seen is None else await self._act(seen)
 
     async def _observe(self, key: Key, obj: Mapping[str, Any]) -> Observed | None:
-        try:
-            runner = Runner.from_dict(obj)
-        except ApiParseError as exc:
-            await self.recorder.warning(obj, "InvalidSpec", str(exc))
-            return None
-        if runner.spec.scope is None:
-            await self.recorder.warning(
-                obj, "InvalidSpec", "spec needs enterprise, organization or repository"
-            )
+        runner = await self.parse_scoped(obj, Runner, lambda r: r.spec.scope)
+        if runner is None or runner.spec.scope is None:
             return None
         scope = Scope.from_runner_scope(runner.spec.scope)
         uid = runner.metadata.uid or ""

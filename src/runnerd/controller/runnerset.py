@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Unpack
 
-from runnerd.api import ApiParseError, RunnerSet
+from runnerd.api import RunnerSet
 from runnerd.controller.clients import (
     CREDENTIALS_RETRY,
     credentials_secret,
@@ -260,15 +260,8 @@ class RunnerSetController(LifecycleController):
 
     async def _load(self, key: Key, obj: Mapping[str, Any], labelled: list[Obj]) -> SetPass | None:
         """The RunnerSet, if it can be reconciled (else a warning says why)."""
-        try:
-            rs = RunnerSet.from_dict(obj)
-        except ApiParseError as exc:
-            await self.recorder.warning(obj, "InvalidSpec", str(exc))
-            return None
-        if rs.spec.scope is None:
-            await self.recorder.warning(
-                obj, "InvalidSpec", "spec needs enterprise, organization or repository"
-            )
+        rs = await self.parse_scoped(obj, RunnerSet, lambda r: r.spec.scope)
+        if rs is None or rs.spec.scope is None:
             return None
         if len(labelled) > MAX_RUNNER_STATEFULSETS:
             await self.recorder.warning(
