@@ -205,6 +205,11 @@ def _add_autoscaling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--webhook-poll-max-calls-per-hour", type=int, default=1000)
     p.add_argument("--disable-webhook-poll", action="store_true", help="no safety-net poll")
     p.add_argument(
+        "--enable-sizing",
+        action="store_true",
+        help="watch RunnerSizingPolicy objects and size jobs whose labels ask for it (needs the CRD)",
+    )
+    p.add_argument(
         "--github-observe-max-calls-per-hour",
         type=int,
         default=3000,
@@ -417,6 +422,7 @@ def controller_options(args: argparse.Namespace, config: GitHubConfig) -> Contro
         github_default_labels=tuple(x for x in args.github_default_labels.split(",") if x),
         runner_group_ttl=args.runner_group_ttl,
         credentials_refresh=args.credentials_refresh,
+        enable_sizing=args.enable_sizing,
         pod=pod_options,
     )
 

@@ -406,7 +406,7 @@ class SafetyNetPoller:
                     organization=organization,
                     enterprise=repo.enterprise,
                 )
-                effect, hra = await self.sink.reserve_polled(event, job.id, repo.repository)
+                effect, hra = await self.sink.reserve_polled(event, job.id, repo.repository, job=job)
                 if hra is not None:
                     repo.reserved[job.id] = hra
                     if unannounced and not counted and effect in ("reserved", "unchanged"):

@@ -23,6 +23,8 @@ from runnerd.controller.runner import RunnerController
 from runnerd.controller.runnerdeployment import DeploymentController
 from runnerd.controller.runnerreplicaset import ReplicaSetController
 from runnerd.controller.scaleset import ScaleSetControllers
+from runnerd.controller.sizedintake import SizedIntake
+from runnerd.controller.sizingpolicy import SizingPolicies
 from runnerd.controller.targets import TargetResolver
 from runnerd.github import GitHubClient
 from runnerd.github.actions.clients import ActionsClients
@@ -111,6 +113,19 @@ class Controllers:
     :func:`runnerd.controller.app.install_autoscaling`)."""
     scale_sets: ScaleSets | None = None
     """Scale-set mode next to the legacy one (``--scale-sets --legacy``)."""
+    sizing: Sizing | None = None
+    """The policy controller and the sized-job intake (``--enable-sizing``)."""
+
+
+@dataclass
+class Sizing:
+    """Per-job sizing: the RunnerSizingPolicy informer and controller, and the intake the webhook
+    sink and the safety-net poll hand sized jobs to (:func:`runnerd.controller.app.install_sizing`)."""
+
+    policies: SizingPolicies
+    informer: Informer
+    controller: Controller
+    intake: SizedIntake
 
 
 @dataclass

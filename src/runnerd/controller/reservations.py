@@ -38,8 +38,9 @@ from runnerd.controller.deliveries import DeliveryLedger
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.latency import PodCreateLatency
 from runnerd.controller.reservation_writer import JobOp, ReservationWriter, utcnow
+from runnerd.controller.sizedintake import CREATED, REFUSED, SizedIntake
 from runnerd.controller.targets import TargetResolver, WebhookTarget
-from runnerd.github import Scope
+from runnerd.github import Scope, WorkflowJob
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.matching import (
     SELF_HOSTED,
@@ -125,6 +126,8 @@ class ReservationSink:
         self._reported: dict[tuple[Key, str], float] = {}
         self.deliveries = DeliveryLedger()
         """The runs and jobs applied deliveries announced: the safety-net poll paces itself by them."""
+        self.intake: SizedIntake | None = None
+        """With ``--enable-sizing``: queued jobs that ask for a size go there, not to an HRA."""
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -160,7 +163,8 @@ class ReservationSink:
 
     def reserved_repositories(self) -> set[str]:
         """Repositories named by live job reservations (the safety net polls them, after a restart too)."""
-        return {repo for _, _, repo, r in self._job_reservations() if repo and (r.get("replicas") or 0) > 0}
+        found = {repo for _, _, repo, r in self._job_reservations() if repo and (r.get("replicas") or 0) > 0}
+        return found | (self.intake.repositories() if self.intake is not None else set())
 
     def reservations_of(self, repository: str) -> dict[int, tuple[Key, float]]:
         """Live job reservations of ``repository``'s jobs: job id -> (HRA, effective time as epoch).
@@ -179,6 +183,9 @@ class ReservationSink:
             if until is not None and until <= now:
                 continue
             found[job_id] = (key, since)
+        if self.intake is not None:  # a sized job's Runner or refusal holds it like a reservation
+            for job_id, held in self.intake.live(repository).items():
+                found.setdefault(job_id, held)
         return found
 
     # --- the webhook -----------------------------------------------------------------------------
@@ -191,6 +198,10 @@ class ReservationSink:
             if event.action == "in_progress":
                 self.deliveries.started(event.repository, event.run_id, event.job_id)
             return SinkReply(200, f"{who}: nothing to scale", "ignored")
+        if self.intake is not None:
+            sized = await self._sized(event)
+            if sized is not None:
+                return sized
         action: Literal["queued", "completed"] = "queued" if event.action == "queued" else "completed"
         op = JobOp(action, event.job_id, event.conclusion, event.runner_id, event.repository)
         if event.action == "completed":
@@ -212,6 +223,21 @@ class ReservationSink:
             self.metrics.jobs_unmatched.labels(event.runs_on).inc()
         return SinkReply(200, f"{NO_TARGET}: {result.reason}", "no_match")
 
+    async def _sized(self, event: WorkflowJobEvent) -> SinkReply | None:
+        """A sized job's delivery, if the intake takes it (``None``: today's path)."""
+        assert self.intake is not None
+        if event.action == "completed":
+            outcome = await self.intake.completed(event.job_id)
+        else:
+            outcome = await self.intake.queued(
+                event.routing(), event.job_id, event.workflow_name, event.created_at
+            )
+        if outcome is None:
+            return None
+        self.deliveries.record(event.repository, event.run_id, event.job_id, event.action)
+        label = {CREATED: "sized", REFUSED: "sized_refused"}.get(outcome.effect, outcome.effect)
+        return SinkReply(200, outcome.message, label)
+
     async def _apply(
         self, key: Key, op: JobOp, event: WorkflowJobEvent, target: WebhookTarget | None
     ) -> SinkReply:
@@ -231,9 +257,16 @@ class ReservationSink:
         return SinkReply(200, f"{name}: {result.reason}", "unchanged")
 
     async def reserve_polled(
-        self, event: JobEvent, job_id: int, repository: str | None = None
+        self, event: JobEvent, job_id: int, repository: str | None = None, job: WorkflowJob | None = None
     ) -> tuple[str, Key | None]:
-        """The safety-net poll found ``job_id`` queued: reserve for it (a no-op if a webhook did)."""
+        """The safety-net poll found ``job_id`` queued: reserve for it (a no-op if a webhook did);
+        a sized job goes to the intake."""
+        if self.intake is not None:
+            queued_at = _created_at(job)
+            outcome = await self.intake.queued(event, job_id, job.workflow_name if job else None, queued_at)
+            if outcome is not None:
+                self.metrics.reservation_events.labels("poll", outcome.effect).inc()
+                return outcome.effect, outcome.pool
         result, by_route = await self.route(event)
         if isinstance(result, Ambiguous):
             await self.report_ambiguity(result, by_route)
@@ -247,7 +280,12 @@ class ReservationSink:
         return effect, key
 
     async def complete_polled(self, key: Key, job_id: int) -> str:
-        """The poll saw the job's run finish: release its reservation (a no-op if a webhook did)."""
+        """The poll saw the job's run finish: release its reservation (a no-op if a webhook did), or
+        delete its sized Runner."""
+        if self.intake is not None and self.intake.holds(job_id):
+            await self.intake.completed(job_id)
+            self.metrics.reservation_events.labels("poll", "released").inc()
+            return "released"
         op_result = await self.writer.apply(key, JobOp("completed", job_id, "unknown"))
         effect = _effect(op_result.update) if op_result.update is not None else "not_applied"
         self.metrics.reservation_events.labels("poll", effect).inc()
@@ -353,6 +391,15 @@ class ReservationSink:
                 namespace=key.namespace,
                 resource_version=str(obj["metadata"].get("resourceVersion") or "") or None,
             )
+
+
+def _created_at(job: WorkflowJob | None) -> float | None:
+    """When a listed job was queued (its ``created_at``), if the listing says."""
+    text = job.raw.get("created_at") if job is not None else None
+    try:
+        return parse_time(str(text)).timestamp() if text else None
+    except ValueError:
+        return None
 
 
 def _effect(update: ReservationUpdate) -> str:

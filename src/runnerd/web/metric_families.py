@@ -249,3 +249,11 @@ POLL_BUDGET_PER_HOUR = Family(
     "runnerd_safety_net_budget_calls_per_hour",
     "The configured ceiling of safety-net API calls per hour",
 )
+
+# runnerd: sized jobs (docs/gpu-sizing.md, "Wiring"); the runnerd_sized_jobs gauge is read at scrape time
+SIZED_JOBS_REFUSED = Family(
+    Counter,
+    "runnerd_sized_jobs_refused_total",
+    "Sized jobs the intake refused, by pool and rule (grammar, cap, product, mig, unsupported, no_policy)",
+    ("namespace", "pool", "rule"),
+)

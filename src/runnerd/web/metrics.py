@@ -218,6 +218,30 @@ class _ProcessGauges(Collector):
         return [leader, seen, removed]
 
 
+SizedJobCounts = Mapping[tuple[str, str, str], int]
+"""``(namespace, pool, state) -> jobs`` of ``runnerd_sized_jobs``."""
+
+
+class _SizedJobs(Collector):
+    """``runnerd_sized_jobs``: the sized jobs of each pool by state, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], SizedJobCounts] = dict
+
+    def describe(self) -> Iterable[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "runnerd_sized_jobs",
+            "Sized jobs by pool and state (waiting, pending, placed, refused)",
+            labels=("namespace", "pool", "state"),
+        )
+        for (namespace, pool, state), value in sorted(self.source().items()):
+            family.add_metric((namespace, pool, state), value)
+        yield family
+
+
 class Metrics:
     """Every metric of a runnerd process (controller or webhook server) in one registry."""
 
@@ -227,7 +251,8 @@ class Metrics:
         self._objects = _ObjectGauges()
         self._github = _GitHubBudget()
         self._process = _ProcessGauges()
-        for collector in (self._objects, self._github, self._process):
+        self._sized = _SizedJobs()
+        for collector in (self._objects, self._github, self._process, self._sized):
             r.register(collector)
 
         self.replicas_desired = f.REPLICAS_DESIRED.build(r)
@@ -261,6 +286,7 @@ class Metrics:
         self.poll_interval = f.POLL_INTERVAL.build(r)
         self.poll_repositories = f.POLL_REPOSITORIES.build(r)
         self.poll_budget_per_hour = f.POLL_BUDGET_PER_HOUR.build(r)
+        self.sized_jobs_refused = f.SIZED_JOBS_REFUSED.build(r)
         self._hra_series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
     # sources read at scrape time
@@ -281,6 +307,10 @@ class Metrics:
 
     def watch_github(self, source: Callable[[], BudgetSnapshot]) -> None:
         self._github.source = source
+
+    def watch_sized_jobs(self, source: Callable[[], SizedJobCounts]) -> None:
+        """``runnerd_sized_jobs`` from ``source`` at scrape time."""
+        self._sized.source = source
 
     def watch_process(self, *, leading: Callable[[], bool], orphans: Callable[[], tuple[int, int]]) -> None:
         """``orphans``: registrations seen with no Runner in the last sweep, and removed so far."""

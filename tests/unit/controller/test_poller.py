@@ -150,7 +150,7 @@ class FakeSink:
         return {j: (HRA, t) for j, (repo, t) in self.held.items() if repo.casefold() == repository.casefold()}
 
     async def reserve_polled(
-        self, event: JobEvent, job_id: int, repository: str | None = None
+        self, event: JobEvent, job_id: int, repository: str | None = None, job: Any = None
     ) -> tuple[str, Key | None]:
         self.reserved.append((job_id, event.repository))
         effect = "unchanged" if job_id in self.known else "reserved"
