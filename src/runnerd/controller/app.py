@@ -63,6 +63,7 @@ from runnerd.github.actions.clients import ActionsClients
 from runnerd.github.budget import CallWindow
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.runnerpod import LABEL_RUNNER
+from runnerd.reconcile.sizedjob import is_sized_runner
 from runnerd.runtime import (
     Controller,
     EventRecorder,
@@ -444,6 +445,11 @@ def install_sizing(controllers: Controllers) -> Sizing:
     )
     autoscaling.sink.intake = intake
     autoscaling.metrics.watch_sized_jobs(policies.counts)
+    # the safety-net poll also covers sized pools without an HRA and the jobs the intake holds
+    autoscaling.poll_controller.watch(informer, lambda obj: [POLL_KEY])
+    autoscaling.poll_controller.watch(
+        informers["runners"], lambda obj: [POLL_KEY] if is_sized_runner(obj) else []
+    )
     return Sizing(policies=policies, informer=informer, controller=ctl, intake=intake)
 
 

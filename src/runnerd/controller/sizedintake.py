@@ -248,8 +248,12 @@ class SizedIntake:
         return out
 
     def repositories(self) -> set[str]:
-        """Repositories with a job the intake holds (the safety-net poll covers them)."""
+        """Repositories the safety-net poll covers for the intake: those of the jobs it holds, and
+        those of repository-scoped pools with an Accepted policy (an HRA is not needed)."""
         out = {r.repository for _, r in self.refusals.all() if r.repository}
+        for policy in self.policies.accepted().values():
+            if policy.target.config.repository:
+                out.add(policy.target.config.repository)
         for obj in self.policies.runners.store.objects():
             runner = SizedRunner.read(obj)
             if runner is not None and runner.repository:
