@@ -671,6 +671,7 @@ NOT_REACHED = {
     ("get", GROUP, "horizontalrunnerautoscalers"): "webhook sink, before its cache has the HRA",
     ("patch", GROUP, "horizontalrunnerautoscalers"): "webhook sink: capacity reservations",
     ("patch", "", "events"): "an Event that repeats",
+    ("patch", "runnerd.dev", "runnersizingpolicies/status"): "sizing: a RunnerSizingPolicy's status",
     **{
         (
             "update",
