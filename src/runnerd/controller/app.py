@@ -37,14 +37,7 @@ from runnerd.controller.latency import PodCreateLatency, RunnerStartup
 from runnerd.controller.listener_export import ListenerCollector
 from runnerd.controller.orphans import OrphanSweeper, sweep_key
 from runnerd.controller.poller import POLL_KEY, SafetyNetPoller
-from runnerd.controller.process import (
-    Autoscaling,
-    Controllers,
-    ScaleSetProcess,
-    ScaleSets,
-    Sizing,
-    WebhookProcess,
-)
+from runnerd.controller.process import Autoscaling, Controllers, ScaleSetProcess, ScaleSets, WebhookProcess
 from runnerd.controller.reservation_writer import ReservationWriter
 from runnerd.controller.reservations import ReservationSink
 from runnerd.controller.runner import RunnerController
@@ -54,8 +47,7 @@ from runnerd.controller.runnerset import install as install_runnersets
 from runnerd.controller.runwatch import RunObserver
 from runnerd.controller.scaleset import ScaleSetHost
 from runnerd.controller.scaleset import install as install_scale_set_controllers
-from runnerd.controller.sizedintake import SizedIntake
-from runnerd.controller.sizingpolicy import POLICY_INFORMER, SIZING_POLICIES, SizingPolicies
+from runnerd.controller.sizing import install as install_sizing
 from runnerd.controller.targets import HRA_INFORMER, RD_INFORMER, RUNNERSET_INFORMER, TargetResolver
 from runnerd.controller.visibility import GroupVisibility
 from runnerd.github import GitHubClient, Scope
@@ -63,7 +55,6 @@ from runnerd.github.actions.clients import ActionsClients
 from runnerd.github.budget import CallWindow
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.runnerpod import LABEL_RUNNER
-from runnerd.reconcile.sizedjob import is_sized_runner
 from runnerd.runtime import (
     Controller,
     EventRecorder,
@@ -162,8 +153,6 @@ def build(
     if runner_sets:
         install_runnersets(controllers, recycle_volumes=recycle_volumes)
     controllers.autoscaling = install_autoscaling(controllers)
-    if options.enable_sizing:
-        controllers.sizing = install_sizing(controllers)
     controllers.autoscaling.metrics.watch_process(
         leading=lambda: manager.leading, orphans=lambda: (sweeper.suspected, sweeper.removed_total)
     )
@@ -327,7 +316,7 @@ def install_autoscaling(
     controllers.manager.add_controller(hra_ctl)
     controllers.manager.add_controller(poll_ctl)
     _watch_for_metrics(metrics, informers, github)
-    return Autoscaling(
+    autoscaling = Autoscaling(
         options=options,
         metrics=metrics,
         hras=hras,
@@ -341,6 +330,9 @@ def install_autoscaling(
         pod_latency=pod_latency,
         runner_startup=startup,
     )
+    if controllers.options.enable_sizing:  # per-job sizing: its intake sits in this webhook sink
+        controllers.sizing = install_sizing(controllers, autoscaling)
+    return autoscaling
 
 
 def _latency_watches(
@@ -400,57 +392,6 @@ def _watch_for_metrics(
         runner_sets=runner_sets.store.objects if runner_sets is not None else None,
     )
     metrics.watch_github(lambda: budget_snapshot(github))
-
-
-# --- per-job sizing --------------------------------------------------------------------------------
-
-
-def install_sizing(controllers: Controllers) -> Sizing:
-    """Add the RunnerSizingPolicy informer and controller, and hand sized jobs from the webhook sink
-    and the safety-net poll to the intake (``--enable-sizing``; needs :func:`install_autoscaling`)."""
-    autoscaling = controllers.autoscaling
-    assert autoscaling is not None, "install_autoscaling first: the intake sits in its webhook sink"
-    kube, informers = controllers.kube, controllers.informers
-    informer = Informer(
-        POLICY_INFORMER, kube.list_watcher(SIZING_POLICIES, namespace=controllers.options.namespace)
-    )
-    informers[POLICY_INFORMER] = informer
-    controllers.manager.add_informer(informer)
-    policies = SizingPolicies(
-        kube=kube,
-        policies=informer,
-        runners=informers["runners"],
-        resolver=autoscaling.resolver,
-        recorder=controllers.recorder,
-    )
-    ctl = Controller("runnersizingpolicy", policies.reconcile, workers=1)
-    ctl.watch(informer, policies.keys_of_policy)
-    ctl.watch(informers["runners"], policies.keys_of_runner)
-    ctl.watch(informers[RD_INFORMER], policies.keys_of_pool)
-    controllers.manager.add_controller(ctl)
-
-    def changed(pool: tuple[str, str, str]) -> None:
-        for key in policies.naming(pool):
-            ctl.enqueue(key)
-
-    intake = SizedIntake(
-        kube=kube,
-        policies=policies,
-        recorder=controllers.recorder,
-        metrics=autoscaling.metrics,
-        hra_targets=autoscaling.sink.targets,
-        default_labels=matching_labels(controllers.options),
-        gpu=controllers.options.pod.gpu,
-        on_change=changed,
-    )
-    autoscaling.sink.intake = intake
-    autoscaling.metrics.watch_sized_jobs(policies.counts)
-    # the safety-net poll also covers sized pools without an HRA and the jobs the intake holds
-    autoscaling.poll_controller.watch(informer, lambda obj: [POLL_KEY])
-    autoscaling.poll_controller.watch(
-        informers["runners"], lambda obj: [POLL_KEY] if is_sized_runner(obj) else []
-    )
-    return Sizing(policies=policies, informer=informer, controller=ctl, intake=intake)
 
 
 # --- scale-set mode ----------------------------------------------------------------------------------

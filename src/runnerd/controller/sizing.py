@@ -1,0 +1,64 @@
+"""Installs per-job sizing into a controller process (``--enable-sizing``; docs/gpu-sizing.md).
+
+:func:`install` adds the ``RunnerSizingPolicy`` informer and its controller
+(:class:`~runnerd.controller.sizingpolicy.SizingPolicies`), puts the sized-job intake
+(:class:`~runnerd.controller.sizedintake.SizedIntake`) into the autoscaling's webhook sink (the
+safety-net poll reaches it through the sink too), registers ``runnerd_sized_jobs``, and wakes the
+safety-net poll on policy and sized-Runner changes, so sized pools without an HRA are polled.
+:func:`runnerd.controller.app.install_autoscaling` calls it; nothing here imports the app.
+"""
+
+from __future__ import annotations
+
+from runnerd.controller.common import matching_labels
+from runnerd.controller.poller import POLL_KEY
+from runnerd.controller.process import Autoscaling, Controllers, Sizing
+from runnerd.controller.sizedintake import SizedIntake
+from runnerd.controller.sizingpolicy import POLICY_INFORMER, SIZING_POLICIES, SizingPolicies
+from runnerd.controller.targets import RD_INFORMER
+from runnerd.reconcile.sizedjob import is_sized_runner
+from runnerd.reconcile.sizingpolicy import PoolKey
+from runnerd.runtime import Controller, Informer
+
+
+def install(controllers: Controllers, autoscaling: Autoscaling) -> Sizing:
+    """The policy informer and controller, and the intake in ``autoscaling``'s webhook sink."""
+    kube, informers = controllers.kube, controllers.informers
+    informer = Informer(
+        POLICY_INFORMER, kube.list_watcher(SIZING_POLICIES, namespace=controllers.options.namespace)
+    )
+    informers[POLICY_INFORMER] = informer
+    controllers.manager.add_informer(informer)
+    runners = informers["runners"]
+    policies = SizingPolicies(
+        kube=kube,
+        policies=informer,
+        runners=runners,
+        resolver=autoscaling.resolver,
+        recorder=controllers.recorder,
+    )
+    ctl = Controller("runnersizingpolicy", policies.reconcile, workers=1)
+    ctl.watch(informer, policies.keys_of_policy)
+    ctl.watch(runners, policies.keys_of_runner)
+    ctl.watch(informers[RD_INFORMER], policies.keys_of_pool)
+    controllers.manager.add_controller(ctl)
+
+    def changed(pool: PoolKey) -> None:
+        for key in policies.naming(pool):
+            ctl.enqueue(key)
+
+    intake = SizedIntake(
+        kube=kube,
+        policies=policies,
+        recorder=controllers.recorder,
+        metrics=autoscaling.metrics,
+        hra_targets=autoscaling.sink.targets,
+        default_labels=matching_labels(controllers.options),
+        gpu=controllers.options.pod.gpu,
+        on_change=changed,
+    )
+    autoscaling.sink.intake = intake
+    autoscaling.metrics.watch_sized_jobs(policies.counts)
+    autoscaling.poll_controller.watch(informer, lambda obj: [POLL_KEY])
+    autoscaling.poll_controller.watch(runners, lambda obj: [POLL_KEY] if is_sized_runner(obj) else [])
+    return Sizing(policies=policies, informer=informer, controller=ctl, intake=intake)
