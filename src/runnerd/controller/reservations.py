@@ -234,6 +234,8 @@ class ReservationSink:
             )
         if outcome is None:
             return None
+        if event.action == "queued" and outcome.pool is not None:
+            self._learn(event, outcome.pool)  # the poll covers its repository (organization pools too)
         self.deliveries.record(event.repository, event.run_id, event.job_id, event.action)
         label = {CREATED: "sized", REFUSED: "sized_refused"}.get(outcome.effect, outcome.effect)
         return SinkReply(200, outcome.message, label)

@@ -269,6 +269,11 @@ async def test_the_policy_status_counts_and_lists_and_is_written_on_change_only(
     await env.policies.reconcile(Key(NS, "gpu"))
     assert env.policies.status_writes == writes  # nothing changed, nothing written
     assert env.policies.counts() == {(NS, "rd", "waiting"): 1, (NS, "rd", "refused"): 1}
+    env.metrics.watch_sized_jobs(env.policies.counts)
+    for state, jobs in (("waiting", 1), ("refused", 1), ("placed", None)):
+        assert (
+            env.metrics.sample("runnerd_sized_jobs", {"namespace": NS, "pool": "rd", "state": state}) == jobs
+        )
 
 
 async def test_a_second_policy_for_the_same_pool_is_not_accepted() -> None:
