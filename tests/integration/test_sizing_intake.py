@@ -188,6 +188,12 @@ async def test_policies_are_accepted_one_per_pool(cluster: Cluster, policy_crd: 
             "TargetNotFound",
             f"RunnerDeployment {namespace}/nowhere not found",
         )
+        # a RunnerSet pool: the CRD takes the kind, the intake does not size its pods
+        await env.create(POLICY.replace(f"{{name: {POOL}}}", "{kind: RunnerSet, name: rs}"), name="set")
+        unsupported = await wait_until(
+            "set is refused", lambda: env.accepted("set").get("status") == "False" and env.accepted("set")
+        )
+        assert unsupported["reason"] == "UnsupportedTarget"
         await env.kube.delete(SIZING_POLICIES, "second", namespace=namespace)
         await wait_until("Accepted again", lambda: env.accepted().get("status") == "True")
         assert env.policy()["status"]["observedGeneration"] == env.policy()["metadata"]["generation"]
