@@ -35,6 +35,7 @@ from runnerd.controller.app import build, build_scale_set_process, build_webhook
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.orphans import resolve_installation_label
 from runnerd.controller.process import Controllers
+from runnerd.controller.sizing import served as sizing_served
 from runnerd.github import GitHubClient, GitHubConfig, load_credentials
 from runnerd.github.actions.clients import ActionsClients
 from runnerd.github.errors import CredentialsError, GitHubConfigError
@@ -357,6 +358,8 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
     ):
         label = await resolve_installation_label(kube, args.installation_id, options.namespace)
         options = dataclasses.replace(options, pod=dataclasses.replace(options.pod, installation_label=label))
+        if options.enable_sizing and not await sizing_served(kube, options.namespace):
+            options = dataclasses.replace(options, enable_sizing=False)
         elector = leader_elector(args, kube, identity)
         controllers = build(
             kube=kube,

@@ -6,9 +6,15 @@
 safety-net poll reaches it through the sink too), registers ``runnerd_sized_jobs``, and wakes the
 safety-net poll on policy and sized-Runner changes, so sized pools without an HRA are polled.
 :func:`runnerd.controller.app.install_autoscaling` calls it; nothing here imports the app.
+
+:func:`served` is asked first (``runnerd controller``): without the CRD (a chart upgrade does not
+install new CRDs) or the right to list policies, the policy informer would never sync and the whole
+process would never become ready; sizing is then left off, with an error in the log.
 """
 
 from __future__ import annotations
+
+import logging
 
 from runnerd.controller.common import matching_labels
 from runnerd.controller.poller import POLL_KEY
@@ -16,9 +22,27 @@ from runnerd.controller.process import Autoscaling, Controllers, Sizing
 from runnerd.controller.sizedintake import SizedIntake
 from runnerd.controller.sizingpolicy import POLICY_INFORMER, SIZING_POLICIES, SizingPolicies
 from runnerd.controller.targets import RD_INFORMER
+from runnerd.kube.client import KubeClient
 from runnerd.reconcile.sizedjob import is_sized_runner
 from runnerd.reconcile.sizingpolicy import PoolKey
-from runnerd.runtime import Controller, Informer
+from runnerd.runtime import ApiError, Controller, Informer
+
+log = logging.getLogger(__name__)
+
+
+async def served(kube: KubeClient, namespace: str | None) -> bool:
+    """Whether RunnerSizingPolicies can be listed (the CRD is installed, the RBAC allows it)."""
+    try:
+        await kube.list(SIZING_POLICIES, namespace=namespace)
+    except ApiError as exc:
+        log.error(
+            "--enable-sizing: cannot list %s (%s): per-job sizing stays off until a restart; apply the "
+            "chart's crds/ (a chart upgrade does not install new CRDs) or set sizing.enabled=false",
+            SIZING_POLICIES.plural,
+            exc,
+        )
+        return False
+    return True
 
 
 def install(controllers: Controllers, autoscaling: Autoscaling) -> Sizing:

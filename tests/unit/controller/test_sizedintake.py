@@ -11,6 +11,7 @@ import pytest
 from runnerd.controller.reservation_writer import ReservationWriter
 from runnerd.controller.reservations import ReservationSink
 from runnerd.controller.sizedintake import SizedIntake
+from runnerd.controller.sizing import served
 from runnerd.controller.sizingpolicy import SizingPolicies
 from runnerd.controller.targets import TargetResolver
 from runnerd.github import WorkflowJob
@@ -305,3 +306,18 @@ async def test_runner_events_map_to_their_policy_and_pools_to_theirs() -> None:
     assert env.policies.keys_of_pool(env.informers["runnerdeployments"].store.objects()[0]) == [
         Key(NS, "gpu")
     ]
+
+
+async def test_sizing_stays_off_when_policies_cannot_be_listed(caplog: pytest.LogCaptureFixture) -> None:
+    class Kube:
+        def __init__(self, error: Exception | None) -> None:
+            self.error = error
+
+        async def list(self, resource: Resource, *, namespace: str | None = None) -> Any:
+            if self.error is not None:
+                raise self.error
+            return []
+
+    assert await served(Kube(None), NS)  # type: ignore[arg-type]
+    assert not await served(Kube(NotFound(404, "NotFound", "the server could not find it")), NS)  # type: ignore[arg-type]
+    assert "a chart upgrade does not install new CRDs" in caplog.text
