@@ -19,6 +19,10 @@ releases it once GitHub's listing shows the job finished (see :mod:`runnerd.cont
 
 :class:`~runnerd.controller.reservation_writer.ReservationWriter` writes the list: conditional writes,
 group commit per HRA, and the finished-jobs memory.
+
+With ``--enable-sizing`` a job whose labels ask for a size goes to the sized-job intake first
+(:mod:`runnerd.controller.sizedintake`): no reservation, a waiting Runner or a refusal; its Runner or
+refusal counts as its reservation for the safety-net poll (:meth:`ReservationSink.reservations_of`).
 """
 
 from __future__ import annotations
