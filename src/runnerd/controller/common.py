@@ -103,6 +103,9 @@ class ControllerOptions:
     runner_workers: int = 32
     workers: int = 4
     pod: PodOptions = field(default_factory=PodOptions)
+    enable_sizing: bool = False
+    """``--enable-sizing``: watch RunnerSizingPolicy objects, size jobs and admit them by capacity
+    (docs/gpu-sizing.md); needs the CRD installed."""
 
 
 def drain_labels(options: ControllerOptions) -> list[str]:

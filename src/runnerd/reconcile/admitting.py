@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from runnerd.api.sizing import ORDER_BACKFILL, RunnerSizingPolicySpec
 from runnerd.reconcile.admission import (
+    NodeFacts,
     Order,
     Place,
     PlacePending,
@@ -291,4 +292,46 @@ def prefer_node(affinity: Mapping[str, Any] | None, node: str) -> dict[str, Any]
     preferred = node_affinity.setdefault("preferredDuringSchedulingIgnoredDuringExecution", [])
     term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
     preferred.append({"weight": 100, "preference": term})
+    return out
+
+
+def slim_node(obj: dict[str, Any]) -> dict[str, Any]:
+    """The node informer's cache transform: what :func:`~runnerd.reconcile.admission.node_facts`
+    reads (name, labels, taints, cordon, allocatable, the Ready condition); no images, addresses or
+    other conditions (a node's image list alone can be tens of kilobytes)."""
+    meta, spec, status = _meta(obj), obj.get("spec") or {}, obj.get("status") or {}
+    slim_meta = {k: meta[k] for k in ("name", "uid", "resourceVersion", "labels") if k in meta}
+    slim_spec = {k: spec[k] for k in ("taints", "unschedulable") if k in spec}
+    ready = [c for c in status.get("conditions") or [] if isinstance(c, dict) and c.get("type") == "Ready"]
+    slim_status: dict[str, Any] = {"allocatable": status.get("allocatable") or {}}
+    if ready:
+        slim_status["conditions"] = [{"type": "Ready", "status": ready[0].get("status")}]
+    return {"metadata": slim_meta, "spec": slim_spec, "status": slim_status}
+
+
+def is_gpu_resource(resource: str) -> bool:
+    return resource == "nvidia.com/gpu" or resource.startswith("nvidia.com/mig-")
+
+
+def gpu_totals(
+    nodes: Sequence[NodeFacts], pods: Iterable[PodFacts], product_label: str
+) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
+    """``(resource, gpu_product) -> (allocatable, requested)`` over the nodes, for the GPU gauges; a
+    pod counts on the node it is bound to (or admitted to, until bound). Nodes without the product
+    label count under ``""``."""
+    product = {n.name: n.labels.get(product_label, "") for n in nodes}
+    out: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+    for n in nodes:
+        for resource, amount in n.allocatable.items():
+            if is_gpu_resource(resource):
+                alloc, req = out.get((resource, product[n.name]), (Decimal(0), Decimal(0)))
+                out[(resource, product[n.name])] = (alloc + amount, req)
+    for pod in pods:
+        where = pod.node or pod.hint
+        if where not in product:
+            continue
+        for resource, amount in pod.requests.items():
+            if is_gpu_resource(resource):
+                alloc, req = out.get((resource, product[where]), (Decimal(0), Decimal(0)))
+                out[(resource, product[where])] = (alloc, req + amount)
     return out

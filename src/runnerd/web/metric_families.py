@@ -249,3 +249,24 @@ POLL_BUDGET_PER_HOUR = Family(
     "runnerd_safety_net_budget_calls_per_hour",
     "The configured ceiling of safety-net API calls per hour",
 )
+
+# runnerd: capacity-aware admission of sized jobs (docs/gpu-sizing.md)
+ADMISSION_WAIT = Family(
+    Histogram,
+    "runnerd_admission_wait_seconds",
+    "From a sized job being queued to admission giving it a runner pod (placed or admitted Pending)",
+    ("namespace", "pool"),
+    JOB_DURATION_BUCKETS,
+)
+GPU_ALLOCATABLE = Family(
+    Gauge,
+    "runnerd_gpu_allocatable",
+    "GPUs (nvidia.com/gpu, and MIG slices per resource) the nodes offer, by resource and GPU product",
+    ("resource", "gpu_product"),
+)
+GPU_REQUESTED = Family(
+    Gauge,
+    "runnerd_gpu_requested",
+    "GPUs requested by the pods bound (or admitted) to the nodes, by resource and GPU product",
+    ("resource", "gpu_product"),
+)
