@@ -671,6 +671,12 @@ NOT_REACHED = {
     ("get", GROUP, "horizontalrunnerautoscalers"): "webhook sink, before its cache has the HRA",
     ("patch", GROUP, "horizontalrunnerautoscalers"): "webhook sink: capacity reservations",
     ("patch", "", "events"): "an Event that repeats",
+    # sizing.enabled (the default): capacity admission's informers, with --enable-sizing
+    **{(verb, "", "nodes"): "sizing: capacity admission's node informer" for verb in ("list", "watch")},
+    **{
+        (verb, "runnerd.dev", "runnersizingpolicies"): "sizing: the pools' policies"
+        for verb in ("list", "watch")
+    },
     **{
         (
             "update",
@@ -860,9 +866,15 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
             used = {(a.verb, a.group, a.resource) for a in proxy.accesses}
             places = {(a.namespace, a.resource) for a in proxy.accesses}
             assert {ns for ns, _ in places} <= {runners_ns, namespace, None}
-            # cluster-wide: volumes, and the kube-system Namespace (the installation id; the rule
-            # names that one Namespace, so any other would have been refused above)
-            assert {r for ns, r in places if ns is None} <= {"persistentvolumes", "namespaces"}
+            # cluster-wide: volumes, the kube-system Namespace (the installation id; the rule
+            # names that one Namespace, so any other would have been refused above), and with
+            # sizing the nodes and pods capacity admission counts (read-only)
+            assert {r for ns, r in places if ns is None} <= {
+                "persistentvolumes",
+                "namespaces",
+                "nodes",
+                "pods",
+            }
             assert {r for ns, r in places if ns == namespace} == {"leases"}
             assert {
                 ("update", "coordination.k8s.io", "leases"),
