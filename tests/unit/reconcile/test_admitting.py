@@ -13,6 +13,7 @@ from runnerd.api import RunnerSpec
 from runnerd.api.sizing import RunnerSizingPolicySpec
 from runnerd.manifests.sizedpod import sized_pod_spec, sized_runner_spec
 from runnerd.reconcile.admission import (
+    NodeFacts,
     Order,
     Place,
     PlacePending,
@@ -22,6 +23,7 @@ from runnerd.reconcile.admission import (
     Refuse,
     Wait,
     WaitingJob,
+    node_facts,
 )
 from runnerd.reconcile.admitting import (
     ADMISSION_ANNOTATION,
@@ -32,6 +34,7 @@ from runnerd.reconcile.admitting import (
     RunnerWrite,
     admission_of,
     awaiting_admission,
+    gpu_totals,
     parse_time,
     pod_facts,
     pool_rules,
@@ -39,13 +42,14 @@ from runnerd.reconcile.admitting import (
     queued_at,
     reservation,
     slim_cluster_pod,
+    slim_node,
     unique_keys,
     waiting_job,
     writes,
 )
 from runnerd.reconcile.sizing import TIMES, SizeRequest, parse_size
 from tests.unit.manifests.podkit import ARTICLE_DIND, OPTIONS
-from tests.unit.reconcile.sizingkit import H100, POLICY, POOL, PRODUCT_LABEL
+from tests.unit.reconcile.sizingkit import A100, H100, POLICY, POOL, PRODUCT_LABEL
 
 GPU = "nvidia.com/gpu"
 D = Decimal
@@ -348,3 +352,56 @@ def test_prefer_node_adds_one_term_and_keeps_the_rest(affinity: dict[str, Any] |
     for key, value in (affinity or {}).items():
         if key != "nodeAffinity":
             assert out[key] == value
+
+
+def test_slim_node_keeps_what_node_facts_read() -> None:
+    node = {
+        "metadata": {"name": "n1", "uid": "u", "labels": {PRODUCT_LABEL: H100}, "managedFields": [{}]},
+        "spec": {"taints": [{"key": GPU, "effect": "NoSchedule"}], "unschedulable": True, "podCIDR": "x"},
+        "status": {
+            "allocatable": {GPU: "8"},
+            "capacity": {GPU: "8"},
+            "images": [{"names": ["a" * 100]}] * 50,
+            "conditions": [
+                {"type": "MemoryPressure", "status": "False"},
+                {"type": "Ready", "status": "True"},
+            ],
+        },
+    }
+    slim = slim_node(copy.deepcopy(node))
+    assert slim == {
+        "metadata": {"name": "n1", "uid": "u", "labels": {PRODUCT_LABEL: H100}},
+        "spec": {"taints": [{"key": GPU, "effect": "NoSchedule"}], "unschedulable": True},
+        "status": {"allocatable": {GPU: "8"}, "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    assert node_facts(slim) == node_facts(node)
+
+
+MIG = "nvidia.com/mig-1g.10gb"
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        ([], {(GPU, H100): (D(16), D(0)), (GPU, A100): (D(4), D(0)), (MIG, A100): (D(7), D(0))}),
+        (
+            [
+                PodFacts("a", {GPU: D(2)}, node="h1"),
+                PodFacts("b", {GPU: D(3)}, hint="h2"),  # admitted, not bound: counted on its node
+                PodFacts("c", {GPU: D(1)}),  # Pending, no node: not requested from any node
+                PodFacts("d", {MIG: D(1), "cpu": D(1)}, node="a1"),
+                PodFacts("e", {"cpu": D(4)}, node="cpu1"),
+            ],
+            {(GPU, H100): (D(16), D(5)), (GPU, A100): (D(4), D(0)), (MIG, A100): (D(7), D(1))},
+        ),
+    ],
+    ids=["idle", "busy"],
+)
+def test_gpu_totals_by_resource_and_product(pods: list[PodFacts], expected: dict[Any, Any]) -> None:
+    nodes = [
+        NodeFacts("h1", {GPU: D(8), "cpu": D(96)}, {PRODUCT_LABEL: H100}),
+        NodeFacts("h2", {GPU: D(8)}, {PRODUCT_LABEL: H100}),
+        NodeFacts("a1", {GPU: D(4), MIG: D(7)}, {PRODUCT_LABEL: A100}),
+        NodeFacts("cpu1", {"cpu": D(16)}),
+    ]
+    assert gpu_totals(nodes, pods, PRODUCT_LABEL) == expected
