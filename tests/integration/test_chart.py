@@ -944,9 +944,9 @@ def test_without_runner_sets_nothing_outside_the_namespace_and_no_secrets_or_vol
     """Issue 13 finding 6 on a real API server: ``scope.singleNamespace`` grants nothing outside its
     namespace once RunnerSets are off but the read of the cluster's id (the kube-system Namespace, by
     name) and capacity admission's reads of nodes and pods, and cluster-wide without RunnerSets no
-    StatefulSet, claim or PersistentVolume right and no
-    Secret listing is left anywhere (kube-system included). A Runner's credentials Secret is created,
-    read and patched by name, wherever Runners may live."""
+    StatefulSet, claim or PersistentVolume right and no Secret listing is left anywhere (kube-system
+    included). A Runner's credentials Secret is created, read and patched by name, wherever Runners
+    may live."""
     cluster_id = {("get", "", "namespaces")}  # resourceNames: [kube-system] (tests/unit/chart)
     # sizing.enabled (the default): capacity admission reads nodes and pods everywhere (read-only)
     cluster_id |= {(verb, "", kind) for verb in ("list", "watch") for kind in ("nodes", "pods")}
