@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,15 +25,27 @@ from typing import Any
 from devcluster.cluster import Cluster
 from ghsim import Simulator
 from ghsim.podagent import PodAgent, connect, container_env, required_refs
-from runnerd.api import RESOURCES
+from runnerd.api import RESOURCES, RunnerSpec
+from runnerd.api.sizing import RunnerSizingPolicySpec
+from runnerd.controller.admission import RUNNER_SIZING_POLICIES
 from runnerd.controller.app import build
-from runnerd.controller.common import ControllerOptions
+from runnerd.controller.common import RUNNER_DEPLOYMENTS, ControllerOptions
 from runnerd.controller.orphans import resolve_installation_label
 from runnerd.controller.process import Controllers
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import CONFIGMAPS, SECRETS
 from runnerd.manifests.pod import PodOptions
+from runnerd.manifests.sizedpod import sized_runner_spec
+from runnerd.reconcile.sizedjob import (
+    QUEUED_AT_ANNOTATION,
+    REPOSITORY_ANNOTATION,
+    SIZE_ANNOTATION,
+    SIZED_JOB_LABEL,
+    SIZING_POLICY_LABEL,
+    WORKFLOW_ANNOTATION,
+)
+from runnerd.reconcile.sizing import PoolSizing, SizeRequest, parse_size
 from runnerd.runtime import NotFound
 
 ORG = "octo-org"
@@ -184,3 +197,75 @@ async def resolve_env(
 
     env = await container_env(pod, read, container)
     return env if required_refs(pod, container) <= env.keys() else None
+
+
+# --- sized jobs (issue #16): a pool, its policy and the sized Runners the intake makes ---------------
+
+SIZED_POOL = "gpu-runners"
+SIZED_POLICY = "gpu"
+
+
+async def sizing_pool(kube: KubeClient, namespace: str, policy: Mapping[str, Any]) -> dict[str, Any]:
+    """A RunnerDeployment with no replicas of its own (the pool sized Runners belong to) and the
+    RunnerSizingPolicy ``policy`` (its spec, less ``scaleTargetRef``) naming it; the pool object."""
+    rd = {
+        "apiVersion": "actions.summerwind.dev/v1alpha1",
+        "kind": "RunnerDeployment",
+        "metadata": {"name": SIZED_POOL, "namespace": namespace},
+        "spec": {"replicas": 0, "template": {"spec": {"repository": REPO}}},
+    }
+    pool = await kube.create(RUNNER_DEPLOYMENTS, rd, namespace=namespace)
+    body = {
+        "apiVersion": "runnerd.dev/v1alpha1",
+        "kind": "RunnerSizingPolicy",
+        "metadata": {"name": SIZED_POLICY, "namespace": namespace},
+        "spec": {"scaleTargetRef": {"kind": "RunnerDeployment", "name": SIZED_POOL}, **policy},
+    }
+    await kube.create(RUNNER_SIZING_POLICIES, body, namespace=namespace)
+    return pool
+
+
+def sized_runner(
+    pool: Mapping[str, Any],
+    policy: Mapping[str, Any],
+    job_id: int,
+    labels: list[str],
+    queued_at: float,
+    template: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A sized job's waiting Runner as the intake makes it (the sized-job contract): named
+    ``<pool>-job-<id>``, owned by the pool, the sized-job labels and annotations, the pool's template
+    with the job's size applied, exactly the job's labels, ephemeral."""
+    sizing = PoolSizing.from_spec(
+        RunnerSizingPolicySpec.from_dict({"scaleTargetRef": {"name": SIZED_POOL}, **policy})
+    )
+    size = parse_size(labels, sizing)
+    assert isinstance(size, SizeRequest), size
+    base = RunnerSpec.from_dict(dict(template or {"repository": REPO, "dockerEnabled": False}))
+    spec = sized_runner_spec(base, labels, size, sizing).to_dict()
+    meta = pool["metadata"]
+    when = dt.datetime.fromtimestamp(queued_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "actions.summerwind.dev/v1alpha1",
+        "kind": "Runner",
+        "metadata": {
+            "name": f"{meta['name']}-job-{job_id}",
+            "namespace": meta["namespace"],
+            "labels": {SIZED_JOB_LABEL: str(job_id), SIZING_POLICY_LABEL: SIZED_POLICY},
+            "annotations": {
+                QUEUED_AT_ANNOTATION: when,
+                REPOSITORY_ANNOTATION: REPO,
+                WORKFLOW_ANNOTATION: "train",
+                SIZE_ANNOTATION: size.describe(),
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "actions.summerwind.dev/v1alpha1",
+                    "kind": "RunnerDeployment",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                }
+            ],
+        },
+        "spec": {**spec, "ephemeral": True},
+    }

@@ -672,6 +672,12 @@ NOT_REACHED = {
     ("patch", GROUP, "horizontalrunnerautoscalers"): "webhook sink: capacity reservations",
     ("patch", "", "events"): "an Event that repeats",
     ("patch", "runnerd.dev", "runnersizingpolicies/status"): "sizing: a RunnerSizingPolicy's status",
+    # sizing.enabled (the default): capacity admission's informers, with --enable-sizing
+    **{(verb, "", "nodes"): "sizing: capacity admission's node informer" for verb in ("list", "watch")},
+    **{
+        (verb, "runnerd.dev", "runnersizingpolicies"): "sizing: the pools' policies"
+        for verb in ("list", "watch")
+    },
     **{
         (
             "update",
@@ -861,9 +867,15 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
             used = {(a.verb, a.group, a.resource) for a in proxy.accesses}
             places = {(a.namespace, a.resource) for a in proxy.accesses}
             assert {ns for ns, _ in places} <= {runners_ns, namespace, None}
-            # cluster-wide: volumes, and the kube-system Namespace (the installation id; the rule
-            # names that one Namespace, so any other would have been refused above)
-            assert {r for ns, r in places if ns is None} <= {"persistentvolumes", "namespaces"}
+            # cluster-wide: volumes, the kube-system Namespace (the installation id; the rule
+            # names that one Namespace, so any other would have been refused above), and with
+            # sizing the nodes and pods capacity admission counts (read-only)
+            assert {r for ns, r in places if ns is None} <= {
+                "persistentvolumes",
+                "namespaces",
+                "nodes",
+                "pods",
+            }
             assert {r for ns, r in places if ns == namespace} == {"leases"}
             assert {
                 ("update", "coordination.k8s.io", "leases"),
@@ -932,10 +944,13 @@ def test_without_runner_sets_nothing_outside_the_namespace_and_no_secrets_or_vol
 ) -> None:
     """Issue 13 finding 6 on a real API server: ``scope.singleNamespace`` grants nothing outside its
     namespace once RunnerSets are off but the read of the cluster's id (the kube-system Namespace, by
-    name), and cluster-wide without RunnerSets no StatefulSet, claim or PersistentVolume right and no
-    Secret listing is left anywhere (kube-system included). A Runner's credentials Secret is created,
-    read and patched by name, wherever Runners may live."""
+    name) and capacity admission's reads of nodes and pods, and cluster-wide without RunnerSets no
+    StatefulSet, claim or PersistentVolume right and no Secret listing is left anywhere (kube-system
+    included). A Runner's credentials Secret is created, read and patched by name, wherever Runners
+    may live."""
     cluster_id = {("get", "", "namespaces")}  # resourceNames: [kube-system] (tests/unit/chart)
+    # sizing.enabled (the default): capacity admission reads nodes and pods everywhere (read-only)
+    cluster_id |= {(verb, "", kind) for verb in ("list", "watch") for kind in ("nodes", "pods")}
     by_name = {("create", "", "secrets"), ("get", "", "secrets"), ("patch", "", "secrets")}
     runners_ns, other_ns = namespaces
     single, wide = f"{namespace}-one", f"{namespace}-all"

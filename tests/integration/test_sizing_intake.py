@@ -3,16 +3,15 @@ sized-job intake (``--enable-sizing``; docs/gpu-sizing.md, "Wiring").
 
 The controller runs in-process with its webhook server on 127.0.0.1 and a ghsim hook posting
 ``workflow_job`` deliveries to it. No admission controller runs here, so a sized job's Runner stays
-waiting; until the admission side's gate is in the Runner controller (``controller/runner.py``),
-:func:`contract_gate` puts the contract's gate in front of it (a sized Runner without
-``runnerd.dev/admission`` in {placed, pending} is not acted on).
+waiting, and the Runner controller's gate (a sized Runner without ``runnerd.dev/admission`` in
+{placed, pending} is not acted on) keeps it without a pod or a registration.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from runnerd.controller.process import Controllers
 from runnerd.controller.sizingpolicy import SIZING_POLICIES
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import EVENTS, PODS
-from runnerd.reconcile.sizedjob import ADMISSION_ANNOTATION, ADMITTED, SIZED_JOB_LABEL
+from runnerd.reconcile.sizedjob import SIZED_JOB_LABEL
 from runnerd.runtime import Key
 from runnerd.web.server import Address, Servers
 from tests.integration.support import REPO, controller_process, seed
@@ -64,23 +63,6 @@ spec:
 """
 SIZED = ("self-hosted", "gpu", "gpu=2", "gpu-type=h100")
 GITHUB_REGISTRATION = ("generate-jitconfig", "registration-token")
-
-
-def contract_gate(controllers: Controllers) -> None:
-    """TODO(merge): drop once controller/runner.py carries the admission side's gate."""
-    runner = controllers.runner
-    parse: Callable[..., Awaitable[Any]] = runner.parse_scoped
-
-    async def gated(obj: Any, *args: Any) -> Any:
-        meta = obj.get("metadata") or {}
-        if (
-            SIZED_JOB_LABEL in (meta.get("labels") or {})
-            and (meta.get("annotations") or {}).get(ADMISSION_ANNOTATION) not in ADMITTED
-        ):
-            return None
-        return await parse(obj, *args)
-
-    runner.parse_scoped = gated  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +118,6 @@ async def running(
     cluster: Cluster, namespace: str, sim: Simulator, token: str, *, hook: bool = True
 ) -> AsyncIterator[Env]:
     def configure(controllers: Controllers) -> None:
-        contract_gate(controllers)
         autoscaling = controllers.autoscaling
         assert autoscaling is not None
         autoscaling.options.poll_bound = 2.0

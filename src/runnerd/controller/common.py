@@ -101,8 +101,9 @@ class ControllerOptions:
     """How often GitHub registrations that no Runner owns are looked for (one listing per scope)."""
     max_backoff: float = 300.0
     enable_sizing: bool = False
-    """Watch ``RunnerSizingPolicy`` objects and size jobs that ask for it (``--enable-sizing``; the
-    CRD must be installed). Off: sizing labels are plain labels, as before."""
+    """Watch ``RunnerSizingPolicy`` objects, size jobs that ask for it and admit them by capacity
+    (``--enable-sizing``, docs/gpu-sizing.md; the CRD must be installed). Off: sizing labels are
+    plain labels, as before."""
     runner_workers: int = 32
     workers: int = 4
     pod: PodOptions = field(default_factory=PodOptions)

@@ -35,6 +35,7 @@ from runnerd.controller.runner_objects import RunnerObjects
 from runnerd.github import Scope
 from runnerd.github.errors import GitHubError, RateLimitedError, RunnerBusyError
 from runnerd.manifests.pod import RunnerPodError, build_runner_pod, runner_labels
+from runnerd.reconcile.admitting import admitted_node, awaiting_admission, prefer_node
 from runnerd.reconcile.credentials import JitConfig
 from runnerd.reconcile.lifecycle import (
     BUSY_RETRY,
@@ -113,7 +114,7 @@ class RunnerController(LifecycleController):
 
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.runners.store.get(key)
-        if obj is None:
+        if obj is None or self._gated(key, obj):
             return None
         try:
             api = await self.clients.get(key.namespace, credentials_secret(obj))
@@ -123,6 +124,12 @@ class RunnerController(LifecycleController):
         async with using(api):
             seen = await self._observe(key, obj)
             return None if seen is None else await self._act(seen)
+
+    def _gated(self, key: Key, obj: Mapping[str, Any]) -> bool:
+        """A sized job's Runner not admitted yet, with no pod and not being deleted: nothing to do,
+        not even a credentials read (the gate of :func:`runnerd.reconcile.lifecycle.decide`)."""
+        deleting = bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+        return awaiting_admission(obj) and not deleting and self.pods.store.get(key) is None
 
     async def _observe(self, key: Key, obj: Mapping[str, Any]) -> Observed | None:
         runner = await self.parse_scoped(obj, Runner, lambda r: r.spec.scope)
@@ -174,6 +181,7 @@ class RunnerController(LifecycleController):
             registration_timeout=self.options.registration_timeout,
             next_attempt_at=self._backoff.get(uid, Backoff()).next_attempt_at,
             job_finished_at=None if finished_age is None or runner_id != known_id else now - finished_age,
+            awaiting_admission=awaiting_admission(obj),
         )
         return Observed(obj, runner, scope, pod, pod_state, facts)
 
@@ -378,6 +386,9 @@ class RunnerPodHome:
             await ctl.lifecycle.abandon(scope, registration)
             await ctl.recorder.warning(obj, "InvalidRunnerPod", str(exc))
             raise StopSteps(Result()) from None
+        node = admitted_node(obj)
+        if node is not None:  # admission's choice, preferred; the scheduler still decides
+            manifest["spec"]["affinity"] = prefer_node(manifest["spec"].get("affinity"), node)
         try:
             await ctl.objects.store_credentials(obj, runner, registration)
             if (

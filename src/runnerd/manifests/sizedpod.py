@@ -29,6 +29,8 @@ from typing import Any
 
 from runnerd.api import JSON, RunnerSpec
 from runnerd.manifests import gpu as g
+from runnerd.manifests.pod import PodOptions, build_runner_pod
+from runnerd.reconcile.credentials import JitConfig
 from runnerd.reconcile.runnerpod import RUNNER_CONTAINER
 from runnerd.reconcile.sizing import PoolSizing, SizeRequest, runner_labels_for_job
 
@@ -134,3 +136,16 @@ def unsupported_reason(spec: RunnerSpec, size: SizeRequest) -> str | None:
             "job pods get their GPUs from the container hooks' pod template, which runnerd does not size"
         )
     return None
+
+
+PLACEHOLDER_REGISTRATION = JitConfig(encoded_jit_config="", runner_id=0)
+"""Stands in for a registration where only the pod's shape matters (no credential goes anywhere)."""
+
+
+def sized_pod_spec(name: str, namespace: str, spec: RunnerSpec, options: PodOptions) -> JSON:
+    """The ``spec`` of the pod the Runner controller will build for a (sized) Runner, built by the same
+    builder, so admission counts exactly what the scheduler will (``RunnerPodError`` if none can be
+    built). The registration does not change the pod's resources, selector or tolerations."""
+    pod = build_runner_pod(name, namespace, spec, PLACEHOLDER_REGISTRATION, options)
+    out: JSON = pod["spec"]
+    return out

@@ -25,6 +25,11 @@ moments too (``../shared/reference/peer-autoscalers.md`` §0.5), so neither is t
   to exit on its own for ``drain_grace`` (its process is reporting and cleaning up; nothing is
   gained by cutting that short, and nothing is routed to it), then its runner is completed.
 
+**Admission gate.** A sized job's Runner (``awaiting_admission``: docs/gpu-sizing.md, "Admission")
+gets nothing until capacity admission admits it: no finalizer, no registration, no pod, no status
+(admission writes its status). A Runner being deleted is finalized as always, and a pod that exists
+is handled as always (the gate only keeps a new one from being made).
+
 The kinds:
 
 * :attr:`RunnerKind.RUNNER` — a Runner object outlives its pods: a failed pod is replaced
@@ -114,6 +119,7 @@ class RunnerFacts:
     next_attempt_at: float = 0.0  # backoff after failures: no new pod before this time
     job_finished_at: float | None = None  # a `completed` webhook named this registration (when)
     kind: RunnerKind = RunnerKind.RUNNER
+    awaiting_admission: bool = False  # a sized job's Runner that capacity admission has not admitted
     # --- the StatefulSet kind's own facts
     remove: bool = False  # its RunnerSet wants it gone (scale-down, old template)
     credentials: Credentials = Credentials.FRESH
@@ -155,6 +161,8 @@ def decide(f: RunnerFacts) -> RunnerDecision:
         return _decide_unit(f)
     if f.kind is RunnerKind.EPHEMERAL:
         return _decide_ephemeral(f)
+    if f.awaiting_admission and not f.deleting and f.pod is PodStatus.ABSENT:
+        return RunnerDecision(reason="AwaitingAdmission")  # the admission gate: nothing at all
     decision = _decide(f)
     if not f.deleting and f.pod is not PodStatus.ABSENT and f.github in (GitHubState.IDLE, GitHubState.BUSY):
         # Online: its container has read the credential, which leaves its Secret (once).

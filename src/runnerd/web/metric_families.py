@@ -257,3 +257,24 @@ SIZED_JOBS_REFUSED = Family(
     "Sized jobs the intake refused, by pool and rule (grammar, cap, product, mig, unsupported, no_policy)",
     ("namespace", "pool", "rule"),
 )
+
+# runnerd: capacity-aware admission of sized jobs (docs/gpu-sizing.md)
+ADMISSION_WAIT = Family(
+    Histogram,
+    "runnerd_admission_wait_seconds",
+    "From a sized job being queued to admission giving it a runner pod (placed or admitted Pending)",
+    ("namespace", "pool"),
+    JOB_DURATION_BUCKETS,
+)
+GPU_ALLOCATABLE = Family(
+    Gauge,
+    "runnerd_gpu_allocatable",
+    "GPUs (nvidia.com/gpu, and MIG slices per resource) the nodes offer, by resource and GPU product",
+    ("resource", "gpu_product"),
+)
+GPU_REQUESTED = Family(
+    Gauge,
+    "runnerd_gpu_requested",
+    "GPUs requested by the pods bound (or admitted) to the nodes, by resource and GPU product",
+    ("resource", "gpu_product"),
+)

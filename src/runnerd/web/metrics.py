@@ -287,6 +287,9 @@ class Metrics:
         self.poll_repositories = f.POLL_REPOSITORIES.build(r)
         self.poll_budget_per_hour = f.POLL_BUDGET_PER_HOUR.build(r)
         self.sized_jobs_refused = f.SIZED_JOBS_REFUSED.build(r)
+        self.admission_wait = f.ADMISSION_WAIT.build(r)
+        self.gpu_allocatable = f.GPU_ALLOCATABLE.build(r)
+        self.gpu_requested = f.GPU_REQUESTED.build(r)
         self._hra_series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
     # sources read at scrape time
@@ -316,6 +319,14 @@ class Metrics:
         """``orphans``: registrations seen with no Runner in the last sweep, and removed so far."""
         self._process.leading = leading
         self._process.orphans = orphans
+
+    def set_gpu_capacity(self, totals: Mapping[tuple[str, str], tuple[float, float]]) -> None:
+        """``(resource, gpu_product) -> (allocatable, requested)``; series no longer present vanish."""
+        for gauge in (self.gpu_allocatable, self.gpu_requested):
+            gauge.clear()
+        for (resource, product), (allocatable, requested) in totals.items():
+            self.gpu_allocatable.labels(resource, product).set(allocatable)
+            self.gpu_requested.labels(resource, product).set(requested)
 
     # per-HRA series
 

@@ -224,6 +224,7 @@ MANAGER_ROLES = {
     "rel-actions-runner-controller-volumes",
     "rel-actions-runner-controller-cluster-identity",
     "rel-actions-runner-controller-leader-election",
+    "rel-actions-runner-controller-capacity",
 }
 
 
@@ -312,3 +313,33 @@ def test_kubernetes_mode_value_grants_the_runner_identity_requests_and_the_role_
     role = {(v, g, r) for rule in KUBERNETES_MODE_RULES for v in rule["verbs"] for g in rule["apiGroups"]
             for r in rule["resources"]}  # fmt: skip
     assert role <= on
+
+
+SIZING_REQUESTS = {
+    ("list", "", "nodes"),
+    ("watch", "", "nodes"),
+    ("list", "runnerd.dev", "runnersizingpolicies"),
+    ("watch", "runnerd.dev", "runnersizingpolicies"),
+}
+
+
+@pytest.mark.parametrize("watch_namespace", [None, "ci"])
+def test_capacity_admission_reads_nodes_and_every_pod_cluster_wide(
+    tmp_path: Path, watch_namespace: str | None
+) -> None:
+    """Sizing (the default, ``sizing.enabled``): nodes and pods are listed and watched cluster-wide
+    by a ClusterRole even in single-namespace mode (a node's GPUs are shared by all namespaces);
+    ``sizing.enabled=false`` grants none of what only admission needs."""
+    extra = (
+        ["scope.singleNamespace=true", f"scope.watchNamespace={watch_namespace}"] if watch_namespace else []
+    )
+    objects = render(tmp_path, *extra)
+    capacity = [o for o in objects if o["kind"] == "ClusterRole" and "-capacity" in o["metadata"]["name"]]
+    assert len(capacity) == 1
+    assert capacity[0]["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list", "watch"]}
+    ]
+    off = render(tmp_path, "sizing.enabled=false", *extra)
+    names = {o["metadata"]["name"] for o in off if o["kind"] in ("ClusterRole", "Role")}
+    granted = rules_of(off, {"ClusterRole", "Role"}, names)
+    assert not granted & SIZING_REQUESTS

@@ -16,6 +16,12 @@ from runnerd.github.models import Runner as GitHubRunner
 from runnerd.manifests.pod import PodOptions
 from runnerd.reconcile.credentials import ENV_JIT_CONFIG
 from runnerd.reconcile.lifecycle import BUSY_RETRY, GitHubState
+from runnerd.reconcile.sizedjob import (
+    ADMISSION_ANNOTATION,
+    ADMITTED_NODE_ANNOTATION,
+    SIZED_JOB_LABEL,
+    SIZING_POLICY_LABEL,
+)
 from runnerd.runtime import Key
 from tests.unit.controller.fakes import (
     Clock,
@@ -234,3 +240,77 @@ async def test_a_failed_pod_is_replaced_after_a_back_off(
     clock.now += 5.0
     await ctl.reconcile(KEY)
     assert ("create", "pods", NAME) in kube.calls
+
+
+def _sized(kube: FakeKube, **annotations: str) -> None:
+    meta = kube.objects[("runners", NS, NAME)]["metadata"]
+    meta["labels"] = {SIZED_JOB_LABEL: "41", SIZING_POLICY_LABEL: "gpu"}
+    meta["annotations"] = dict(annotations)
+
+
+@pytest.mark.parametrize("finalizers", [(), (RUNNER_FINALIZER,)], ids=["new", "with-finalizer"])
+@pytest.mark.parametrize("admission", [None, "waiting", ""], ids=["none", "other-value", "empty"])
+async def test_a_sized_runner_not_admitted_gets_nothing(
+    kube: FakeKube,
+    github: FakeGitHub,
+    recorder: FakeRecorder,
+    clock: Clock,
+    finalizers: tuple[str, ...],
+    admission: str | None,
+) -> None:
+    """The admission gate: no finalizer, no GitHub call (not even credentials), no pod, no status."""
+    add_runner(kube, finalizers=finalizers)
+    _sized(kube, **({} if admission is None else {ADMISSION_ANNOTATION: admission}))
+    before = dict(kube.objects[("runners", NS, NAME)])
+    result = await controller(kube, github, recorder, clock).reconcile(KEY)
+    assert result is None
+    assert kube.calls == []
+    assert github.calls == []
+    assert recorder.reasons() == []
+    assert kube.objects[("runners", NS, NAME)] == before
+
+
+async def test_a_sized_runner_not_admitted_is_still_finalized_when_deleted(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    add_runner(kube, deleting=True)
+    _sized(kube)
+    await controller(kube, github, recorder, clock).reconcile(KEY)
+    assert ("patch", "runners", NAME) in kube.calls  # the finalizer is removed: never stuck
+    assert ("create", "pods", NAME) not in kube.calls
+
+
+@pytest.mark.parametrize(
+    ("annotations", "node"),
+    [
+        ({ADMISSION_ANNOTATION: "placed", ADMITTED_NODE_ANNOTATION: "gpu-node-1"}, "gpu-node-1"),
+        ({ADMISSION_ANNOTATION: "pending"}, None),
+    ],
+    ids=["placed", "pending"],
+)
+async def test_an_admitted_sized_runner_runs_as_today_its_pod_carrying_the_node(
+    kube: FakeKube,
+    github: FakeGitHub,
+    recorder: FakeRecorder,
+    clock: Clock,
+    annotations: dict[str, str],
+    node: str | None,
+) -> None:
+    add_runner(kube)
+    _sized(kube, **annotations)
+    await controller(kube, github, recorder, clock).reconcile(KEY)
+    assert github.calls == [f"JIT {NAME}"]
+    pod = kube.objects[("pods", NS, NAME)]
+    assert pod["metadata"]["annotations"][ADMISSION_ANNOTATION] == annotations[ADMISSION_ANNOTATION]
+    assert pod["metadata"]["annotations"].get(ADMITTED_NODE_ANNOTATION) == node
+    preferred = pod["spec"].get("affinity", {}).get("nodeAffinity", {})
+    terms = preferred.get("preferredDuringSchedulingIgnoredDuringExecution", [])
+    if node is None:
+        assert terms == []
+    else:
+        assert terms == [
+            {
+                "weight": 100,
+                "preference": {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]},
+            }
+        ]

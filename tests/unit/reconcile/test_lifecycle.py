@@ -301,8 +301,12 @@ GRID = [
 
 KIND_FACTS = (
     [
-        pytest.param({"kind": RunnerKind.RUNNER, "deleting": deleting}, id=f"runner-deleting={deleting}")
+        pytest.param(
+            {"kind": RunnerKind.RUNNER, "deleting": deleting, "awaiting_admission": awaiting},
+            id=f"runner-deleting={deleting}-awaiting-admission={awaiting}",
+        )
         for deleting in (True, False)
+        for awaiting in (True, False)
     ]
     + [
         pytest.param(
@@ -457,3 +461,31 @@ def test_decide_ephemeral_runner(
     decision = decide(facts)
     assert decision.steps == steps
     assert decision.phase == phase
+
+
+@pytest.mark.parametrize("pod", list(PodStatus))
+@pytest.mark.parametrize("deleting", [True, False])
+@pytest.mark.parametrize("has_finalizer", [True, False])
+@pytest.mark.parametrize("next_attempt_at", [0.0, NOW + 10])
+def test_admission_gate(pod: PodStatus, deleting: bool, has_finalizer: bool, next_attempt_at: float) -> None:
+    """A sized job's Runner not admitted gets nothing (no finalizer, no pod, no registration, no
+    status) until admitted; deletion and an existing pod are handled exactly as without the gate."""
+    for rid in (None, 7):
+        for gh in GitHubState:
+            facts = replace(
+                F,
+                pod=pod,
+                deleting=deleting,
+                has_finalizer=has_finalizer,
+                next_attempt_at=next_attempt_at,
+                runner_id=rid,
+                github=gh,
+                exit_code=0 if pod is PodStatus.EXITED else None,
+            )
+            gated = decide(replace(facts, awaiting_admission=True))
+            if pod is PodStatus.ABSENT and not deleting:
+                assert gated.steps == (), facts
+                assert gated.phase is None, facts
+                assert gated.requeue_after is None, facts
+            else:
+                assert gated == decide(facts), facts

@@ -1,0 +1,260 @@
+"""Capacity-aware admission on the real control plane (issue #16): sized Runners made as the intake
+makes them, the session cluster's 2 GPU nodes of 8 H100 each, the real scheduler and kwok.
+
+- a ``gpu=2`` job's pod lands on a GPU node requesting exactly 2 GPUs, on the node admission chose;
+- a job larger than every node is ``Refused`` with the reason and never gets a pod;
+- 40 jobs of 1/2/4/8 GPUs: no pod is ever Pending for capacity, FIFO is never violated, the next job
+  is admitted as soon as a finished one frees room, and a controller restart half-way loses no
+  waiting job and admits none twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import statistics
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from devcluster.cluster import EXIT_CODE_ANNOTATION, Cluster
+from devcluster.wait import wait_until
+from ghsim import Simulator
+from runnerd.controller.admission import NON_TERMINAL
+from runnerd.controller.common import RUNNERS
+from runnerd.kube.client import KubeClient
+from runnerd.kube.resources import NODES, PODS
+from runnerd.reconcile.sizedjob import ADMISSION_ANNOTATION, ADMITTED_NODE_ANNOTATION, SIZED_JOB_LABEL
+from runnerd.runtime import NotFound
+from tests.integration.support import controller_process, seed, sized_runner, sizing_pool
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+
+GPU = "nvidia.com/gpu"
+H100 = "NVIDIA-H100-80GB-HBM3"
+POLICY: dict[str, Any] = {
+    "max": {"gpu": 16},
+    "gpuProducts": [{"name": "h100", "nodeLabelValue": H100}],
+    "admission": {"order": "Fifo", "maxPending": 0},
+}
+
+
+def _gpus(pod: dict[str, Any]) -> int:
+    return sum(
+        int((c.get("resources") or {}).get("requests", {}).get(GPU, 0)) for c in pod["spec"]["containers"]
+    )
+
+
+def _unschedulable(pod: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "PodScheduled" and c.get("status") == "False"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+@contextlib.asynccontextmanager
+async def _world(cluster: Cluster, namespace: str) -> AsyncIterator[tuple[Simulator, str, KubeClient]]:
+    async with Simulator(tick_interval=0.05) as sim:
+        token = seed(sim)
+        kube = await KubeClient.connect(str(cluster.kubeconfig))
+        try:
+            yield sim, token, kube
+        finally:
+            await kube.close()
+
+
+async def test_a_gpu_job_gets_exactly_its_gpus_and_a_job_too_large_for_every_node_is_refused(
+    cluster: Cluster, crds: list[str], namespace: str
+) -> None:
+    async with _world(cluster, namespace) as (sim, token, kube):
+        pool = await sizing_pool(kube, namespace, POLICY)
+        now = time.time()
+        big = await kube.create(
+            RUNNERS, sized_runner(pool, POLICY, 1, ["self-hosted", "gpu=16"], now - 2), namespace=namespace
+        )
+        job = await kube.create(
+            RUNNERS, sized_runner(pool, POLICY, 2, ["self-hosted", "gpu=2"], now - 1), namespace=namespace
+        )
+        async with controller_process(cluster, sim, token, namespace, enable_sizing=True):
+
+            async def placed_pod() -> dict[str, Any] | None:
+                try:
+                    pod = await kube.get(PODS, job["metadata"]["name"], namespace=namespace)
+                except NotFound:
+                    return None
+                return pod if pod["spec"].get("nodeName") else None
+
+            pod = await wait_until("the gpu=2 job's pod bound to a node", placed_pod, within=60)
+            refused = await kube.get(RUNNERS, big["metadata"]["name"], namespace=namespace)
+        status = refused.get("status") or {}
+        assert status.get("phase") == "Refused", status
+        assert status.get("reason") == "SizeRefused"
+        assert "the largest matching node has 8" in status.get("message", ""), status
+        assert ADMISSION_ANNOTATION not in (refused["metadata"].get("annotations") or {})
+        pods = (await kube.list(PODS, namespace=namespace)).items
+        assert [p["metadata"]["name"] for p in pods] == [job["metadata"]["name"]]  # none for the refused job
+        assert pod["spec"]["nodeName"].startswith("gpu-node-")
+        assert _gpus(pod) == 2
+        assert pod["metadata"]["annotations"][ADMITTED_NODE_ANNOTATION] == pod["spec"]["nodeName"]
+        node = await kube.get(NODES, pod["spec"]["nodeName"])
+        assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == H100
+
+
+@dataclass
+class Watch:
+    """What the test saw of the namespace, polled from the API: violations of the invariants."""
+
+    order: list[str]
+    size: dict[str, int]
+    capacity: dict[str, int]  # GPU node -> its GPUs
+    admitted: dict[str, str] = field(default_factory=dict)  # runner -> its admitted node (never changes)
+    pod_uids: dict[str, set[str]] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    polls: int = 0
+    runners: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    elsewhere: dict[str, int] = field(default_factory=dict)  # GPUs other namespaces' pods hold, per node
+    finished: set[str] = field(default_factory=set)
+
+    async def poll(self, kube: KubeClient, namespace: str) -> None:
+        runners = (await kube.list(RUNNERS, namespace=namespace, label_selector=SIZED_JOB_LABEL)).items
+        everywhere = (await kube.list(PODS, field_selector=NON_TERMINAL)).items
+        pods = [p for p in everywhere if p["metadata"]["namespace"] == namespace]
+        self.elsewhere = {}
+        for pod in everywhere:
+            node = pod["spec"].get("nodeName")
+            if pod["metadata"]["namespace"] != namespace and node:
+                self.elsewhere[node] = self.elsewhere.get(node, 0) + _gpus(pod)
+        self.polls += 1
+        self.runners = {r["metadata"]["name"]: r for r in runners}
+        self.pods = {p["metadata"]["name"]: p for p in pods}
+        for name, runner in self.runners.items():
+            annotations = runner["metadata"].get("annotations") or {}
+            if ADMISSION_ANNOTATION in annotations:
+                node = annotations.get(ADMITTED_NODE_ANNOTATION, "")
+                if self.admitted.setdefault(name, node) != node:
+                    self.violations.append(f"{name} admitted twice: {self.admitted[name]} then {node}")
+        ever = [name in self.admitted or name in self.finished for name in self.order]
+        if ever != sorted(ever, reverse=True):
+            self.violations.append(
+                f"FIFO violated: admitted {[n for n, e in zip(self.order, ever, strict=True) if e]}"
+            )
+        for name, pod in self.pods.items():
+            self.pod_uids.setdefault(name, set()).add(pod["metadata"]["uid"])
+            if len(self.pod_uids[name]) > 1:
+                self.violations.append(f"{name} got a second pod")
+            if _unschedulable(pod):
+                self.violations.append(f"pod {name} Pending for capacity: {pod['status']}")
+
+    def describe(self) -> str:
+        live = [n for n in self.admitted if n in self.runners]
+        phases = {n: ((self.pods.get(n) or {}).get("status") or {}).get("phase") for n in live}
+        statuses = {n: (self.runners[n].get("status") or {}).get("message") for n in self.waiting()[:2]}
+        return f"admitted {phases}, free {self.free()}, head {self.waiting()[:3]} {statuses}"
+
+    def waiting(self) -> list[str]:
+        return [n for n in self.order if n in self.runners and n not in self.admitted]
+
+    def free(self) -> dict[str, int]:
+        """GPUs free per node, from the admitted Runners still here (where their pod is bound, else
+        their admitted node)."""
+        free = {n: gpus - self.elsewhere.get(n, 0) for n, gpus in self.capacity.items()}
+        for name in self.admitted:
+            if name not in self.runners:
+                continue
+            pod = self.pods.get(name)
+            if pod is not None and (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            node = (pod or {}).get("spec", {}).get("nodeName") or self.admitted[name]
+            free[node] = free.get(node, 0) - self.size[name]
+        return free
+
+    def head_fits(self) -> bool:
+        waiting = self.waiting()
+        return bool(waiting) and self.size[waiting[0]] <= max(self.free().values())
+
+
+async def test_forty_gpu_jobs_on_two_nodes_fifo_never_pending_and_a_restart_loses_nothing(
+    cluster: Cluster, crds: list[str], namespace: str
+) -> None:
+    rng = random.Random(16)
+    sizes = [1, 2, 4, 8] * 10
+    rng.shuffle(sizes)
+    async with _world(cluster, namespace) as (sim, token, kube):
+        pool = await sizing_pool(kube, namespace, POLICY)
+        start = time.time() - 100
+        nodes = (await kube.list(NODES)).items
+        capacity = {
+            n["metadata"]["name"]: int(n["status"]["allocatable"][GPU])
+            for n in nodes
+            if int((n["status"].get("allocatable") or {}).get(GPU, 0)) > 0
+        }
+        assert sorted(capacity.values()) == [8, 8], capacity  # the session cluster's 2 x 8 H100
+        watch = Watch(order=[], size={}, capacity=capacity)
+        for i, gpus in enumerate(sizes, start=1):
+            obj = sized_runner(pool, POLICY, 1000 + i, ["self-hosted", f"gpu={gpus}"], start + i)
+            await kube.create(RUNNERS, obj, namespace=namespace)
+            watch.order.append(obj["metadata"]["name"])
+            watch.size[obj["metadata"]["name"]] = gpus
+        delays: list[float] = []
+
+        async def guard_poll() -> bool:
+            await watch.poll(kube, namespace)
+            assert not watch.violations, watch.violations[:5]
+            return True
+
+        async def settled() -> bool:
+            """Every admitted Runner's pod runs, and the oldest waiting job does not fit."""
+            await guard_poll()
+            running = all(
+                (watch.pods.get(n) or {}).get("status", {}).get("phase") == "Running"
+                for n in watch.admitted
+                if n in watch.runners
+            )
+            return running and not watch.head_fits()
+
+        async def finish(count: int) -> None:
+            for _ in range(count):
+                await wait_until("admissions settled", settled, within=60, step=0.2, state=watch.describe)
+                name = next(n for n in watch.order if n in watch.admitted and n not in watch.finished)
+                await kube.patch(
+                    PODS,
+                    name,
+                    {"metadata": {"annotations": {EXIT_CODE_ANNOTATION: "0"}}},
+                    namespace=namespace,
+                )
+                watch.finished.add(name)
+
+                async def gone(name: str = name) -> bool:
+                    await guard_poll()
+                    return name not in watch.runners
+
+                await wait_until(f"{name} finished and deleted", gone, within=60, step=0.05)
+                t_gone = time.monotonic()
+
+                async def next_admitted() -> bool:
+                    await guard_poll()
+                    return not watch.head_fits()
+
+                await wait_until(
+                    "the next job admitted", next_admitted, within=10, step=0.05, state=watch.describe
+                )
+                delays.append(time.monotonic() - t_gone)
+
+        async with controller_process(cluster, sim, token, namespace, enable_sizing=True):
+            await finish(20)
+        # restart: a new process (new caches, no memory of the first) finds every waiting job
+        async with controller_process(cluster, sim, token, namespace, enable_sizing=True):
+            await finish(20)
+        await guard_poll()
+        assert watch.finished == set(watch.order)
+        assert watch.runners == {}
+        assert all(len(uids) == 1 for uids in watch.pod_uids.values()), watch.pod_uids
+        print(  # the numbers for docs/benchmarks.md (pytest -s)
+            f"admission after capacity freed: p50 {statistics.median(delays):.3f}s, "
+            f"max {max(delays):.3f}s over {len(delays)} jobs; {watch.polls} polls"
+        )
+        assert statistics.median(delays) < 2.0, delays
