@@ -4,6 +4,7 @@
 orphan sweep, the RunnerSet controller (:func:`runnerd.controller.runnerset.install`) and HRA
 autoscaling (:func:`install_autoscaling`: the HRA informer and controller, the webhook reservation
 sink served by :mod:`runnerd.web`, the safety-net poll and the metrics).
+:func:`install_cost` adds the cost ledger's writer (leader only; ``runnerd controller`` always).
 :func:`install_scale_sets` adds scale-set mode (``--scale-sets --legacy``: next to the legacy
 controllers); :func:`build_scale_set_process` makes a scale-set-only process (``--scale-sets``).
 :func:`build_webhook_process` makes the standalone webhook server (``runnerd webhook-server``).
@@ -30,6 +31,14 @@ from runnerd.controller.common import (
     matching_labels,
 )
 from runnerd.controller.controller_metrics import ControllerCollector
+from runnerd.controller.cost import (
+    COST_KEY,
+    CostController,
+    CostLedgerWriter,
+    CostSettings,
+    KubeConfigMaps,
+    RunnerPodFacts,
+)
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.hra.controller import HRAController
 from runnerd.controller.hra.options import AutoscalingOptions
@@ -58,6 +67,7 @@ from runnerd.runtime import (
     Controller,
     EventRecorder,
     Informer,
+    InformerEvent,
     Key,
     LeaderElector,
     Manager,
@@ -70,6 +80,8 @@ from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
 
 COMPONENT = "runnerd-controller"
 INDEX_NAME = "name"
+COST_POKE_DELAY_S = 1.0
+"""A runner that finished is in the cost ledger this soon (a burst of them shares one write)."""
 
 
 def index_by_name(obj: dict[str, Any]) -> list[str]:
@@ -388,6 +400,36 @@ def _watch_for_metrics(
         runner_sets=runner_sets.store.objects if runner_sets is not None else None,
     )
     metrics.watch_github(lambda: budget_snapshot(github))
+
+
+def install_cost(controllers: Controllers, settings: CostSettings) -> CostController:
+    """The cost ledger's writer: a leader-only controller with one key, written every
+    ``settings.interval_s`` and when a runner pod's runner container terminates or a started one is
+    deleted; the cost counters and the dashboard's Cost table read the ledger it last wrote."""
+    informers, manager = controllers.informers, controllers.manager
+    pods, runners = informers["pods"], informers["runners"]
+    writer = CostLedgerWriter(
+        KubeConfigMaps(controllers.kube), settings.namespace, settings.prices, settings.limits
+    )
+    source = RunnerPodFacts(pods, runners, informers)
+    cost = CostController(writer, source, settings.interval_s, settings.prices)
+    ctl = Controller("cost-ledger", cost.reconcile, workers=1)
+    ctl.reads(pods, runners)
+    ctl.seed(COST_KEY)
+
+    def on_pod(event: InformerEvent) -> None:
+        if source.on_pod(event):
+            ctl.enqueue(COST_KEY, after=COST_POKE_DELAY_S)  # a no-op unless this process leads
+
+    pods.add_handler(on_pod)
+    manager.add_controller(ctl)
+    if controllers.autoscaling is not None:
+        prices = settings.prices
+        controllers.autoscaling.metrics.watch_cost(
+            lambda: (writer.last, prices) if manager.leading and writer.last is not None else None
+        )
+    controllers.cost = cost
+    return cost
 
 
 # --- scale-set mode ----------------------------------------------------------------------------------

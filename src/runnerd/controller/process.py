@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from runnerd.controller.clients import GitHubClients
 from runnerd.controller.common import ControllerOptions
+from runnerd.controller.cost import CostController
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.hra.controller import HRAController
 from runnerd.controller.hra.options import AutoscalingOptions
@@ -111,6 +112,8 @@ class Controllers:
     :func:`runnerd.controller.app.install_autoscaling`)."""
     scale_sets: ScaleSets | None = None
     """Scale-set mode next to the legacy one (``--scale-sets --legacy``)."""
+    cost: CostController | None = None
+    """The cost ledger's writer (added by :func:`runnerd.controller.app.install_cost`)."""
 
 
 @dataclass

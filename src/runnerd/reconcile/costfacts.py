@@ -7,9 +7,10 @@ are keyed by the pod's ``uid``, so the ledger counts each runner pod once howeve
 
 Where each fact comes from:
 
-* **repository, workflow**: the pod's annotations :data:`ANNOTATION_REPOSITORY` and
-  :data:`ANNOTATION_WORKFLOW` (set on a sized runner from its job), else the Runner's
-  ``status.workflow`` (``repository``, ``name``), else :data:`UNKNOWN`;
+* **repository, workflow**: the annotations :data:`ANNOTATION_REPOSITORY` and
+  :data:`ANNOTATION_WORKFLOW` of the pod, else of its Runner (a sized job's Runner carries them
+  from its job), else the Runner's ``status.workflow`` (``repository``, ``name``), else
+  :data:`UNKNOWN`;
 * **pool**: the pod's ``runner-deployment-name`` or ``runnerset-name`` label, else :data:`UNKNOWN`;
 * **cpu, GPUs**: what the scheduler reserves for the pod (``admission.pod_requests``); MIG slices
   (``nvidia.com/mig-*``) count as GPUs of the node's product;
@@ -19,7 +20,7 @@ Where each fact comes from:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
@@ -75,7 +76,11 @@ def runner_facts(
     started, finished = _runner_times(pod)
     if not uid or started is None:
         return None
-    annotations, labels = meta.get("annotations") or {}, meta.get("labels") or {}
+    labels = meta.get("labels") or {}
+    annotations = {
+        **(((runner or {}).get("metadata") or {}).get("annotations") or {}),
+        **(meta.get("annotations") or {}),
+    }
     workflow = ((runner or {}).get("status") or {}).get("workflow") or {}
     requests = pod_requests(spec)
     gpus = _gpus(requests)
@@ -97,7 +102,7 @@ def runner_facts(
 
 
 def node_products(
-    nodes: list[Mapping[str, Any]], product_label: str = DEFAULT_GPU_PRODUCT_LABEL
+    nodes: Iterable[Mapping[str, Any]], product_label: str = DEFAULT_GPU_PRODUCT_LABEL
 ) -> dict[str, str]:
     """Node name -> GPU product label value, for nodes that have one."""
     out: dict[str, str] = {}
@@ -107,3 +112,30 @@ def node_products(
         if value and meta.get("name"):
             out[str(meta["name"])] = str(value)
     return out
+
+
+def runner_terminated(pod: Mapping[str, Any]) -> bool:
+    """Whether the pod's runner container has finished (its facts are final)."""
+    return _runner_times(pod)[1] is not None
+
+
+def cost_facts(
+    pods: Iterable[Mapping[str, Any]],
+    runner_of: Callable[[Mapping[str, Any]], Mapping[str, Any] | None],
+    node_products: Mapping[str, str] | None = None,
+    product_label: str = DEFAULT_GPU_PRODUCT_LABEL,
+) -> tuple[list[RunnerFacts], set[str]]:
+    """The facts of every runner pod that has started (``runner_of``: a pod's Runner, if any) and
+    the uids of all of ``pods`` (the pods that still exist, for ``cost.forget``)."""
+    facts: list[RunnerFacts] = []
+    live: set[str] = set()
+    for pod in pods:
+        uid = (pod.get("metadata") or {}).get("uid")
+        if uid:
+            live.add(str(uid))
+        found = runner_facts(
+            pod, runner=runner_of(pod), node_products=node_products, product_label=product_label
+        )
+        if found is not None:
+            facts.append(found)
+    return facts, live

@@ -224,6 +224,7 @@ MANAGER_ROLES = {
     "rel-actions-runner-controller-volumes",
     "rel-actions-runner-controller-cluster-identity",
     "rel-actions-runner-controller-leader-election",
+    "rel-actions-runner-controller-cost-ledger",
 }
 
 

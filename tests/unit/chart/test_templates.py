@@ -11,18 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from devcluster import binaries
 from runnerd import cli
 
 pytestmark = [pytest.mark.timeout(60)]
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "actions-runner-controller"
 GROUP = "actions.summerwind.dev"
-
-
-@pytest.fixture(scope="module")
-def helm_bin() -> Path:
-    return binaries.ensure().path("helm")
 
 
 def render_raw(
@@ -114,7 +108,7 @@ def test_defaults_render_the_controller_only(
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"metrics-port": 8080, "health": 8081}
     assert r.one("Service")["spec"]["ports"][0]["targetPort"] == "metrics-port"
-    lease_role = r.one("Role")
+    lease_role = r.one("Role", "rel-actions-runner-controller-leader-election")
     assert lease_role["metadata"]["namespace"] == "arc"
     assert {n for rule in lease_role["rules"] for n in rule.get("resourceNames", ())} == {
         "actions-runner-controller"
@@ -226,7 +220,7 @@ def test_controller_values_become_flags_runnerd_accepts(helm_bin: Path, tmp_path
     assert (args.metrics_addr, args.health_probe_bind_address) == (":9090", ":9440")
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics-port": 9090, "health": 9440}
-    lease_role = r.one("Role")
+    lease_role = r.one("Role", "rel-actions-runner-controller-leader-election")
     assert {n for rule in lease_role["rules"] for n in rule.get("resourceNames", ())} == {"my-arc"}
 
 
