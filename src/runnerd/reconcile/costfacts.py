@@ -9,9 +9,11 @@ Where each fact comes from:
 
 * **repository, workflow**: the annotations :data:`ANNOTATION_REPOSITORY` and
   :data:`ANNOTATION_WORKFLOW` of the pod, else of its Runner (a sized job's Runner carries them
-  from its job), else the Runner's ``status.workflow`` (``repository``, ``name``), else
+  from its job), else the Runner's ``status.workflow`` (``repository``, ``name``), else (the
+  repository only) the Runner's ``spec.repository`` (a repository-scoped pool's runners), else
   :data:`UNKNOWN`;
-* **pool**: the pod's ``runner-deployment-name`` or ``runnerset-name`` label, else :data:`UNKNOWN`;
+* **pool**: the pod's ``runner-deployment-name`` or ``runnerset-name`` label, else the
+  RunnerDeployment or RunnerSet that owns its Runner (a sized job's), else :data:`UNKNOWN`;
 * **cpu, GPUs**: what the scheduler reserves for the pod (``admission.pod_requests``); MIG slices
   (``nvidia.com/mig-*``) count as GPUs of the node's product;
 * **product**: the node's GPU product label (``node_products``), else the pod's node selector for
@@ -36,6 +38,7 @@ ANNOTATION_REPOSITORY: Final = "runnerd.dev/repository"
 ANNOTATION_WORKFLOW: Final = "runnerd.dev/workflow"
 UNKNOWN: Final = "(unknown)"
 MIG_PREFIX: Final = "nvidia.com/mig-"
+POOL_KINDS: Final = ("RunnerDeployment", "RunnerSet")
 
 
 def _epoch(value: Any) -> int | None:
@@ -62,6 +65,14 @@ def _gpus(requests: Mapping[str, Decimal]) -> Decimal:
     return sum((v for k, v in requests.items() if k == GPU_RESOURCE or k.startswith(MIG_PREFIX)), Decimal(0))
 
 
+def _owner_pool(runner_meta: Mapping[str, Any]) -> str:
+    """A sized job's Runner is owned by its pool (outside every replica set's selector)."""
+    for ref in runner_meta.get("ownerReferences") or ():
+        if ref.get("kind") in POOL_KINDS and ref.get("name"):
+            return str(ref["name"])
+    return UNKNOWN
+
+
 def runner_facts(
     pod: Mapping[str, Any],
     *,
@@ -77,11 +88,10 @@ def runner_facts(
     if not uid or started is None:
         return None
     labels = meta.get("labels") or {}
-    annotations = {
-        **(((runner or {}).get("metadata") or {}).get("annotations") or {}),
-        **(meta.get("annotations") or {}),
-    }
+    runner_meta = (runner or {}).get("metadata") or {}
+    annotations = {**(runner_meta.get("annotations") or {}), **(meta.get("annotations") or {})}
     workflow = ((runner or {}).get("status") or {}).get("workflow") or {}
+    scope = ((runner or {}).get("spec") or {}).get("repository")
     requests = pod_requests(spec)
     gpus = _gpus(requests)
     product = ""
@@ -90,9 +100,13 @@ def runner_facts(
         product = (node_products or {}).get(node) or (spec.get("nodeSelector") or {}).get(product_label) or ""
     return RunnerFacts(
         uid=str(uid),
-        repository=str(annotations.get(ANNOTATION_REPOSITORY) or workflow.get("repository") or UNKNOWN),
+        repository=str(
+            annotations.get(ANNOTATION_REPOSITORY) or workflow.get("repository") or scope or UNKNOWN
+        ),
         workflow=str(annotations.get(ANNOTATION_WORKFLOW) or workflow.get("name") or UNKNOWN),
-        pool=str(labels.get(LABEL_DEPLOYMENT_NAME) or labels.get(LABEL_RUNNERSET_NAME) or UNKNOWN),
+        pool=str(
+            labels.get(LABEL_DEPLOYMENT_NAME) or labels.get(LABEL_RUNNERSET_NAME) or _owner_pool(runner_meta)
+        ),
         started_at=started,
         finished_at=None if finished is None else max(finished, started),
         cpu=requests.get("cpu", Decimal(0)),

@@ -96,6 +96,17 @@ TERMINATED = {"terminated": {"startedAt": START, "finishedAt": FINISH}}
             id="pod-annotations-win",
         ),
         pytest.param(
+            pod(metadata__annotations={}, metadata__labels={}),
+            {
+                "runner": {
+                    "metadata": {"ownerReferences": [{"kind": "RunnerDeployment", "name": "sized-pool"}]},
+                    "spec": {"repository": "octo/scope"},
+                }
+            },
+            replace(GPU, repository="octo/scope", workflow=UNKNOWN, pool="sized-pool"),
+            id="pool-from-owner-repository-from-scope",
+        ),
+        pytest.param(
             pod(metadata__annotations={}, metadata__labels={"runnerset-name": "rs"}),
             {},
             replace(GPU, repository=UNKNOWN, workflow=UNKNOWN, pool="rs"),
