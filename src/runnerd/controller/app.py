@@ -33,6 +33,7 @@ from runnerd.controller.common import (
 from runnerd.controller.controller_metrics import ControllerCollector
 from runnerd.controller.cost import (
     COST_KEY,
+    NODES_INFORMER,
     CostController,
     CostLedgerWriter,
     CostSettings,
@@ -62,6 +63,7 @@ from runnerd.github import GitHubClient, Scope
 from runnerd.github.actions.clients import ActionsClients
 from runnerd.github.budget import CallWindow
 from runnerd.kube.client import KubeClient
+from runnerd.kube.resources import NODES
 from runnerd.reconcile.runnerpod import LABEL_RUNNER
 from runnerd.runtime import (
     Controller,
@@ -74,6 +76,7 @@ from runnerd.runtime import (
     Obj,
     controller_owner,
     index_by_controller_uid,
+    slim_node,
     slim_pod,
 )
 from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
@@ -405,9 +408,14 @@ def _watch_for_metrics(
 def install_cost(controllers: Controllers, settings: CostSettings) -> CostController:
     """The cost ledger's writer: a leader-only controller with one key, written every
     ``settings.interval_s`` and when a runner pod's runner container terminates or a started one is
-    deleted; the cost counters and the dashboard's Cost table read the ledger it last wrote."""
+    deleted; the cost counters and the dashboard's Cost table read the ledger it last wrote. A
+    runner's GPU product is its node's label: the process gets a node informer (cluster-wide
+    ``list``/``watch`` on nodes; optional: without it, the pod's node selector names the product)."""
     informers, manager = controllers.informers, controllers.manager
     pods, runners = informers["pods"], informers["runners"]
+    if NODES_INFORMER not in informers:  # TODO(merge): admission makes the same informer
+        nodes = Informer(NODES_INFORMER, controllers.kube.list_watcher(NODES), transform=slim_node)
+        informers[NODES_INFORMER] = manager.add_informer(nodes, required=False)
     writer = CostLedgerWriter(
         KubeConfigMaps(controllers.kube), settings.namespace, settings.prices, settings.limits
     )

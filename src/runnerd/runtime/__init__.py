@@ -42,6 +42,7 @@ from runnerd.runtime.store import (
     index_by_label,
     index_by_namespace,
     index_by_owner_uid,
+    slim_node,
     slim_pod,
     strip_unused,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "index_by_owner_uid",
     "own_key",
     "redact",
+    "slim_node",
     "slim_pod",
     "strip_unused",
 ]

@@ -167,3 +167,17 @@ def slim_pod(obj: Obj) -> Obj:
                 ]
         obj["spec"] = slim
     return obj
+
+
+NODE_STATUS_KEPT = ("allocatable", "capacity", "conditions")
+
+
+def slim_node(obj: Obj) -> Obj:
+    """The nodes' cache transform: :func:`strip_unused`, and of the status only what placement and
+    the cost ledger read (``allocatable``, ``capacity``, ``conditions``; not ``images``, which can
+    be most of a node). Metadata and spec (taints, ``unschedulable``) are kept whole."""
+    strip_unused(obj)
+    status = obj.get("status")
+    if isinstance(status, dict):
+        obj["status"] = {k: status[k] for k in NODE_STATUS_KEPT if k in status}
+    return obj

@@ -225,6 +225,7 @@ MANAGER_ROLES = {
     "rel-actions-runner-controller-cluster-identity",
     "rel-actions-runner-controller-leader-election",
     "rel-actions-runner-controller-cost-ledger",
+    "rel-actions-runner-controller-nodes",
 }
 
 

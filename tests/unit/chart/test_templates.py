@@ -124,8 +124,9 @@ def test_single_namespace_binds_a_role_there_and_only_volumes_and_cluster_id_clu
     assert manager["metadata"]["namespace"] == "arc"
     cluster_roles = [d for d in r.objects if d["kind"] == "ClusterRole"]
     cluster_rules = [rule for d in cluster_roles for rule in d["rules"]]
-    assert [rule["resources"] for rule in cluster_rules] == [["persistentvolumes"], ["namespaces"]]
+    assert [rule["resources"] for rule in cluster_rules] == [["persistentvolumes"], ["namespaces"], ["nodes"]]
     assert cluster_rules[1]["resourceNames"] == ["kube-system"]  # the cluster's id, nothing else
+    assert cluster_rules[2]["verbs"] == ["list", "watch"]  # the GPU products that price the cost ledger
 
     r = render(helm_bin, tmp_path, "scope.singleNamespace=true", "scope.watchNamespace=ci")
     assert parse(container(r.one("Deployment"))).watch_namespace == "ci"
@@ -137,6 +138,7 @@ def test_single_namespace_binds_a_role_there_and_only_volumes_and_cluster_id_clu
     assert r.named("ClusterRole") == {
         "rel-actions-runner-controller-volumes-ci",
         "rel-actions-runner-controller-cluster-identity-ci",
+        "rel-actions-runner-controller-nodes-ci",
     }
 
 
@@ -179,11 +181,14 @@ def test_runner_sets_off_take_their_rights_and_the_cluster_wide_volumes_away(
             assert not {res for res in resources if res.startswith("runnersets/")}
         else:
             assert runner_set_only <= resources
-        if scope:  # nothing but the cluster's id and the volumes (when recycled) outside the namespace
+        if scope:  # nothing but the cluster's id, the nodes (read) and the volumes (when recycled)
             cluster_wide = [d for d in r.objects if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
             assert {d["metadata"]["name"] for d in cluster_wide} == (
                 {"rel-actions-runner-controller-volumes-arc"} if volumes else set()
-            ) | {"rel-actions-runner-controller-cluster-identity-arc"}
+            ) | {
+                "rel-actions-runner-controller-cluster-identity-arc",
+                "rel-actions-runner-controller-nodes-arc",
+            }
 
 
 def test_watch_namespace_without_single_namespace_is_ignored_as_in_arc(

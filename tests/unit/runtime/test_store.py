@@ -132,3 +132,28 @@ def test_slim_pod_keeps_what_decisions_read() -> None:
         },
         "status": {"phase": "Running", "containerStatuses": [{"name": "runner"}]},
     }
+
+
+def test_slim_node_keeps_labels_taints_and_capacity() -> None:
+    from runnerd.runtime import slim_node
+
+    node = {
+        "metadata": {"name": "gpu-0", "labels": {"nvidia.com/gpu.product": "H100"}, "managedFields": [{}]},
+        "spec": {"taints": [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}], "unschedulable": True},
+        "status": {
+            "allocatable": {"nvidia.com/gpu": "8"},
+            "capacity": {"nvidia.com/gpu": "8"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "images": [{"names": ["a"], "sizeBytes": 1}],
+            "nodeInfo": {"kubeletVersion": "v1.36"},
+        },
+    }
+    assert slim_node(node) == {
+        "metadata": {"name": "gpu-0", "labels": {"nvidia.com/gpu.product": "H100"}},
+        "spec": {"taints": [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}], "unschedulable": True},
+        "status": {
+            "allocatable": {"nvidia.com/gpu": "8"},
+            "capacity": {"nvidia.com/gpu": "8"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
