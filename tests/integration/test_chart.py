@@ -860,10 +860,12 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
             used = {(a.verb, a.group, a.resource) for a in proxy.accesses}
             places = {(a.namespace, a.resource) for a in proxy.accesses}
             assert {ns for ns, _ in places} <= {runners_ns, namespace, None}
-            # cluster-wide: volumes, and the kube-system Namespace (the installation id; the rule
-            # names that one Namespace, so any other would have been refused above)
-            assert {r for ns, r in places if ns is None} <= {"persistentvolumes", "namespaces"}
-            assert {r for ns, r in places if ns == namespace} == {"leases"}
+            # cluster-wide: volumes, the kube-system Namespace (the installation id; the rule
+            # names that one Namespace, so any other would have been refused above) and the nodes
+            # (read: the GPU product that prices the cost ledger)
+            assert {r for ns, r in places if ns is None} <= {"persistentvolumes", "namespaces", "nodes"}
+            # in its own namespace: its Lease and the cost ledger ConfigMap
+            assert {r for ns, r in places if ns == namespace} == {"leases", "configmaps"}
             assert {
                 ("update", "coordination.k8s.io", "leases"),
                 ("create", "", "pods"),
@@ -931,10 +933,12 @@ def test_without_runner_sets_nothing_outside_the_namespace_and_no_secrets_or_vol
 ) -> None:
     """Issue 13 finding 6 on a real API server: ``scope.singleNamespace`` grants nothing outside its
     namespace once RunnerSets are off but the read of the cluster's id (the kube-system Namespace, by
-    name), and cluster-wide without RunnerSets no StatefulSet, claim or PersistentVolume right and no
-    Secret listing is left anywhere (kube-system included). A Runner's credentials Secret is created,
-    read and patched by name, wherever Runners may live."""
+    name) and of the nodes (their GPU products price the cost ledger), and cluster-wide without
+    RunnerSets no StatefulSet, claim or PersistentVolume right and no Secret listing is left
+    anywhere (kube-system included). A Runner's credentials Secret is created, read and patched by
+    name, wherever Runners may live."""
     cluster_id = {("get", "", "namespaces")}  # resourceNames: [kube-system] (tests/unit/chart)
+    cluster_id |= {("list", "", "nodes"), ("watch", "", "nodes")}  # GPU products, for the cost ledger
     by_name = {("create", "", "secrets"), ("get", "", "secrets"), ("patch", "", "secrets")}
     runners_ns, other_ns = namespaces
     single, wide = f"{namespace}-one", f"{namespace}-all"
