@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from devcluster import binaries, workload
-from devcluster.cluster import Cluster, ClusterError
+from devcluster.cluster import MIXED_GPU_SHAPES, Cluster, ClusterError
 from devcluster.observe import Feeder, Snapshot
 from devcluster.ports import bindable
 from devcluster.stack import (
@@ -66,7 +66,7 @@ class DemoArgs:
     seed: int = 7
     time_scale: float = 1.0
     interval: float = 5.0
-    shape: ClusterShape = dataclasses.field(default_factory=ClusterShape)
+    shape: ClusterShape = dataclasses.field(default_factory=lambda: ClusterShape(gpu_shapes=MIXED_GPU_SHAPES))
     stack: StackOptions | None = None
 
 
@@ -140,11 +140,31 @@ async def run_stack(cluster: Cluster, args: DemoArgs, out: TextIO) -> int:
                 feed_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await feed_task
+                await _cost_table(stack, out)
                 say(out, "runnerd demo: stopping (controller, pod agent, GitHub simulator, control plane)")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return 0
+
+
+DEMO_PRICES = (
+    "--cost-currency=USD",
+    "--cost-cpu-hour=0.04",
+    "--cost-gpu-hour=NVIDIA-H100-80GB-HBM3=3.00",
+    "--cost-gpu-hour=NVIDIA-A100-SXM4-80GB=1.50",
+    "--cost-ledger-interval=5s",
+)
+"""The controller's cost flags in the demo (example prices; the chart's ``cost.*`` values)."""
+
+
+async def _cost_table(stack: Stack, out: TextIO) -> None:
+    """The demo ends with the cost ledger, as ``runnerd status --cost`` prints it."""
+    if stack.controller_failed():
+        return
+    say(out, "runnerd demo: " + " ".join(shlex.quote(a) for a in stack.cost_command()))
+    for line in (await stack.cost_report()).splitlines():
+        say(out, "  " + line)
 
 
 def finished(snap: Snapshot, feeder: Feeder) -> str | None:
@@ -178,6 +198,7 @@ async def _banner(stack: Stack, description: str, out: TextIO) -> None:
         f"  dashboard      {dashboard}" if dashboard else f"  metrics        {stack.metrics_url}",
         f"  status         runnerd status --kubeconfig {stack.cluster.kubeconfig} -n {opts.namespace} "
         f"--metrics-url {stack.metrics_url}",
+        f"  cost           {' '.join(stack.cost_command())} (printed again when the demo stops)",
         "Ctrl-C stops everything.",
     ]
     say(out, "runnerd demo: running")
@@ -199,11 +220,7 @@ def run_demo(args: DemoArgs, out: TextIO = sys.stdout) -> int:
     shutil.rmtree(state / "logs", ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(cluster_config(state, shape), bins)
-    say(
-        out,
-        f"runnerd demo: starting the control plane ({shape.cpu_nodes} CPU nodes, {shape.gpu_nodes} GPU nodes "
-        f"with {shape.gpus_per_node} x {shape.gpu_product})",
-    )
+    say(out, f"runnerd demo: starting the control plane ({shape.describe()})")
     started = time.monotonic()
     try:
         cluster.start()
@@ -283,6 +300,8 @@ def args_from(ns: argparse.Namespace) -> DemoArgs:
         boot_delay_s=ns.boot_delay,
         hra_metric=not ns.webhook_only,
     )
+    # the cost ledger lives in the controller's namespace: the demo's
+    stack.controller_args = (*DEMO_PRICES, f"--leader-election-namespace={stack.namespace}")
     return DemoArgs(
         state_dir=state_dir,
         workload=ns.workload,

@@ -92,13 +92,30 @@ class ClusterShape:
     gpus_per_node: int = 8
     max_pods: int = 110
     gpu_product: str = "NVIDIA-H100-80GB-HBM3"
+    gpu_shapes: tuple[GpuShape, ...] = ()
+    """When given, the GPU nodes instead of ``gpu_nodes`` x ``gpus_per_node`` ``gpu_product``
+    (the demo's: :data:`devcluster.cluster.MIXED_GPU_SHAPES`)."""
+
+    def shapes(self) -> tuple[GpuShape, ...]:
+        return self.gpu_shapes or (GpuShape(self.gpu_product, self.gpus_per_node, self.gpu_nodes),)
+
+    def describe(self) -> str:
+        """``2 CPU nodes, GPU nodes: 2 x 8 NVIDIA-H100-80GB-HBM3, 1 x 7 1g.10gb (NVIDIA-A100-SXM4-80GB)``"""
+        parts = []
+        for g in self.shapes():
+            if not g.nodes:
+                continue
+            what = [f"{g.gpus} {g.product}"] if g.gpus else []
+            what += [f"{count} {profile} ({g.product})" for profile, count in g.mig]
+            parts.append(f"{g.nodes} x " + " + ".join(what))
+        return f"{self.cpu_nodes} CPU nodes, GPU nodes: {', '.join(parts) or 'none'}"
 
 
 def cluster_config(state_dir: Path, shape: ClusterShape) -> ClusterConfig:
     return ClusterConfig(
         state_dir=state_dir / "cluster",
         cpu_nodes=shape.cpu_nodes,
-        gpu_shapes=(GpuShape(shape.gpu_product, shape.gpus_per_node, shape.gpu_nodes),),
+        gpu_shapes=shape.shapes(),
         max_pods=shape.max_pods,
     )
 
@@ -347,6 +364,35 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
         await asyncio.to_thread(proc.wait)
+
+    def cost_command(self) -> list[str]:
+        """``runnerd status --cost`` for the demo's ledger (the controller's namespace)."""
+        return [
+            "runnerd",
+            "status",
+            "--cost",
+            f"--kubeconfig={self.cluster.kubeconfig}",
+            f"--ledger-namespace={self.opts.namespace}",
+        ]
+
+    async def cost_report(self, within: float = 30.0) -> str:
+        """What ``runnerd status --cost`` prints now (or why it printed nothing)."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runnerd.cli",
+            *self.cost_command()[1:],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            output, _ = await asyncio.wait_for(proc.communicate(), within)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return f"runnerd status --cost did not answer within {within:g}s"
+        return output.decode(errors="replace").rstrip("\n")
 
     def controller_failed(self) -> str | None:
         proc = self.controller

@@ -31,7 +31,14 @@ from aiohttp import web
 
 from runnerd import __version__, migrate, status
 from runnerd.api import parse_go_duration
-from runnerd.controller.app import build, build_scale_set_process, build_webhook_process, install_scale_sets
+from runnerd.cli_cost import add_cost_flags, cost_settings
+from runnerd.controller.app import (
+    build,
+    build_scale_set_process,
+    build_webhook_process,
+    install_cost,
+    install_scale_sets,
+)
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.orphans import resolve_installation_label
 from runnerd.controller.process import Controllers
@@ -121,6 +128,7 @@ def add_controller_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
         "the legacy controllers; the legacy flags and GitHub credentials are then not used",
     )
     p.add_argument("--legacy", action="store_true", help="with --scale-sets: run the legacy controllers too")
+    add_cost_flags(p)
 
 
 def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
@@ -373,6 +381,8 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         autoscaling = controllers.autoscaling
         assert autoscaling is not None
         configure_autoscaling(controllers, args)
+        if (cost := cost_settings(args, args.leader_election_namespace)) is not None:
+            install_cost(controllers, cost)
         if args.scale_sets:
             controllers.scale_sets = install_scale_sets(
                 controllers,

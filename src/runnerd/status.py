@@ -1,11 +1,13 @@
 """``runnerd status`` (and ``kubectl runnerd status``): the fleet as terminal tables.
 
 From the Kubernetes API: RunnerDeployments and RunnerSets (desired, current, ready, busy, queued
-jobs, runners by state), HorizontalRunnerAutoscalers (min, max, desired, schedule) and recent
-Warning events. With ``--metrics-url`` (the controller's ``/metrics``, e.g. through ``kubectl
-port-forward``) also the job queue wait p50/p95, GPU-hours and the GitHub API budget. With ``--cost
-[--since DURATION]`` it prints the cost ledger instead (:mod:`runnerd.views.cost`), read from the
-ConfigMap the controller keeps it in (docs/gpu-sizing.md, "Cost"). The numbers
+jobs, runners by state), HorizontalRunnerAutoscalers (min, max, desired, schedule), recent
+Warning events and sized jobs waiting for capacity or refused, with their reasons
+(:mod:`runnerd.views.sizedjobs`). With ``--metrics-url`` (the controller's ``/metrics``, e.g.
+through ``kubectl port-forward``) also the job queue wait p50/p95, GPU-hours and the GitHub API
+budget. With ``--cost [--since DURATION]`` it prints the cost ledger instead
+(:mod:`runnerd.views.cost`), read from the ConfigMap the controller keeps it in
+(docs/gpu-sizing.md, "Cost"). The numbers
 are defined once, in :mod:`runnerd.reconcile.fleet` and :mod:`runnerd.views.dashboard`,
 so they are the dashboard's numbers.
 
@@ -42,6 +44,8 @@ from runnerd.reconcile.runnerset import LABEL_RUNNERSET_NAME
 from runnerd.runtime import ApiError, Forbidden, NotFound, redact
 from runnerd.status_cost import add_cost_arguments, run_cost
 from runnerd.views import dashboard as dm
+from runnerd.views.sizedjobs import MAX_ROWS as MAX_SIZED_ROWS
+from runnerd.views.sizedjobs import SizedJob, open_jobs, sized_job_json, sized_jobs_table
 
 RUNNERS = Resource(c.GROUP, c.VERSION, "runners", "Runner")
 RUNNER_DEPLOYMENTS = Resource(c.GROUP, c.VERSION, "runnerdeployments", "RunnerDeployment")
@@ -72,6 +76,8 @@ class StatusData:
     metrics_url: str | None = None
     notes: list[str] = field(default_factory=list)
     """What could not be read (missing CRDs, forbidden lists, an unreachable metrics endpoint)."""
+    sized_jobs: list[SizedJob] = field(default_factory=list)
+    """Sized jobs waiting for capacity or refused by admission, oldest first."""
 
 
 def samples_from_text(text: str) -> list[dm.Sample]:
@@ -322,6 +328,14 @@ def render_text(data: StatusData, *, now: dt.datetime, wide: bool = False) -> st
     out.append("")
     out.append("RECENT WARNING EVENTS")
     out.append(table(*_event_rows(data, now, wide)) if data.events else "none")
+    if data.sized_jobs:
+        out.append("")
+        out.append("SIZED JOBS WAITING OR REFUSED (oldest first)")
+        out.append(
+            table(*sized_jobs_table(data.sized_jobs, now, age=age, all_namespaces=data.namespace is None))
+        )
+        if len(data.sized_jobs) > MAX_SIZED_ROWS:
+            out.append(f"(and {len(data.sized_jobs) - MAX_SIZED_ROWS} more: -o json lists all)")
     if data.metrics is not None and data.metrics_url is not None:
         out.append("")
         out += _metrics_text(data.metrics, data.metrics_url, now, wide)
@@ -386,6 +400,7 @@ def render_json(data: StatusData, *, now: dt.datetime) -> str:
             }
             for e in data.events
         ],
+        "sizedJobs": [sized_job_json(j) for j in data.sized_jobs],
         "metricsUrl": data.metrics_url,
         "metrics": data.metrics,
         "notes": data.notes,
@@ -471,6 +486,7 @@ async def gather(
         namespace=namespace,
         metrics_url=metrics_url,
         notes=notes,
+        sized_jobs=open_jobs(runners),
     )
     if metrics_url:
         try:

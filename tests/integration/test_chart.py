@@ -868,15 +868,17 @@ async def test_controller_runs_a_job_with_the_charts_rbac_and_reads_no_other_sec
             places = {(a.namespace, a.resource) for a in proxy.accesses}
             assert {ns for ns, _ in places} <= {runners_ns, namespace, None}
             # cluster-wide: volumes, the kube-system Namespace (the installation id; the rule
-            # names that one Namespace, so any other would have been refused above), and with
-            # sizing the nodes and pods capacity admission counts (read-only)
+            # names that one Namespace, so any other would have been refused above), the nodes
+            # (capacity admission, and the GPU product that prices the cost ledger) and with sizing
+            # the pods capacity admission counts (read-only)
             assert {r for ns, r in places if ns is None} <= {
                 "persistentvolumes",
                 "namespaces",
                 "nodes",
                 "pods",
             }
-            assert {r for ns, r in places if ns == namespace} == {"leases"}
+            # in its own namespace: its Lease and the cost ledger ConfigMap
+            assert {r for ns, r in places if ns == namespace} == {"leases", "configmaps"}
             assert {
                 ("update", "coordination.k8s.io", "leases"),
                 ("create", "", "pods"),
@@ -944,12 +946,12 @@ def test_without_runner_sets_nothing_outside_the_namespace_and_no_secrets_or_vol
 ) -> None:
     """Issue 13 finding 6 on a real API server: ``scope.singleNamespace`` grants nothing outside its
     namespace once RunnerSets are off but the read of the cluster's id (the kube-system Namespace, by
-    name) and capacity admission's reads of nodes and pods, and cluster-wide without RunnerSets no
-    StatefulSet, claim or PersistentVolume right and no Secret listing is left anywhere (kube-system
-    included). A Runner's credentials Secret is created, read and patched by name, wherever Runners
-    may live."""
+    name), of the nodes (capacity admission; their GPU products price the cost ledger) and capacity
+    admission's read of pods, and cluster-wide without RunnerSets no StatefulSet, claim or
+    PersistentVolume right and no Secret listing is left anywhere (kube-system included). A Runner's
+    credentials Secret is created, read and patched by name, wherever Runners may live."""
     cluster_id = {("get", "", "namespaces")}  # resourceNames: [kube-system] (tests/unit/chart)
-    # sizing.enabled (the default): capacity admission reads nodes and pods everywhere (read-only)
+    # the nodes (cost ledger, admission) and, with sizing.enabled (the default), the pods (read-only)
     cluster_id |= {(verb, "", kind) for verb in ("list", "watch") for kind in ("nodes", "pods")}
     by_name = {("create", "", "secrets"), ("get", "", "secrets"), ("patch", "", "secrets")}
     runners_ns, other_ns = namespaces

@@ -137,6 +137,29 @@ def test_demo_runs_a_gpu_job_scales_to_zero_and_stops_on_ctrl_c(tmp_path: Path) 
         assert proc.wait(60) == 0, out.tail()
         out.rest(10)
         assert out.lines[-1] == "runnerd demo: stopped; nothing is left running"
+        # it ends with the cost ledger: every pool's runners charged, GPU time priced
+        cost = out.lines.index(
+            next(line for line in out.lines if line.startswith("runnerd demo: runnerd status --cost"))
+        )
+        assert out.lines[cost + 1] == "  COST (all time)", out.tail()
+        table = out.lines[
+            cost + 2 : next(i for i in range(cost, len(out.lines)) if out.lines[i].startswith("  TOTAL")) + 1
+        ]
+        assert table[0].split()[:7] == [
+            "REPOSITORY",
+            "WORKFLOW",
+            "POOL",
+            "RUNNER-H",
+            "CPU-H",
+            "GPU-H",
+            "COST",
+        ]
+        assert {row.split()[2] for row in table[1:-1]} == {
+            "example-runner-deployment",
+            "gpu-runner-deployment",
+        }
+        # no UNPRICED GPU-H value: every GPU product of the demo has a price
+        assert all(len(row.split()) == 7 for row in table[1:-1]), "\n".join(table)
         left = {pid: cmd for pid, cmd in procs.items() if alive(pid)}
         assert not left, f"processes left behind: {left}"
         assert time.monotonic() - started < 150

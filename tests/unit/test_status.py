@@ -13,6 +13,7 @@ import yaml
 from runnerd import cli, status
 from runnerd.reconcile.fleet import snapshot
 from runnerd.views import dashboard as dm
+from runnerd.views.sizedjobs import open_jobs
 from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
 from tests.unit.web import objects as o
 
@@ -270,3 +271,40 @@ def test_metrics_section_of_a_controller() -> None:
     assert "Jobs:          2 queued, 1 running, 0 completed" in text
     assert "GPU:           1 GPU runners (4 GPUs); 0.500 GPU-hours used of 1.000 reserved" in text
     assert "Queue wait:    last 5 min: p50 -" in text
+
+
+def test_sized_jobs_waiting_or_refused_are_listed_with_their_reasons() -> None:
+    waiting = "waiting for 2 x nvidia.com/gpu (NVIDIA-H100-80GB-HBM3): 0 of 16 free"
+    refused = "asks for 16 x nvidia.com/gpu (NVIDIA-H100-80GB-HBM3); the largest matching node has 8"
+    runners = [
+        {
+            "metadata": {
+                "name": f"gpu-job-{job}",
+                "namespace": "ci",
+                "labels": {"runnerd.dev/sized-job": job},
+                "annotations": {"runnerd.dev/queued-at": queued, "runnerd.dev/size": size},
+                "ownerReferences": [{"kind": "RunnerDeployment", "name": "gpu"}],
+            },
+            "status": {"phase": phase, "message": message},
+        }
+        for job, queued, size, phase, message in [
+            ("42", "2026-01-01T12:03:00Z", "2 x GPU", "Waiting", waiting),
+            ("41", "2026-01-01T11:05:00Z", "16 x GPU", "Refused", refused),
+        ]
+    ]
+    sized = open_jobs(runners)
+    text = status.render_text(data(sized_jobs=sized), now=NOW)
+    header, first, second = lines_of(text, "SIZED JOBS WAITING OR REFUSED")
+    assert header.split() == ["JOB", "POOL", "SIZE", "STATE", "WAITING", "REASON"]
+    assert first.split()[:5] == ["41", "gpu", "16", "x", "GPU"]
+    state, reason = header.index("STATE"), header.index("REASON")
+    assert first[state:reason].split() == ["refused", "60m"]  # oldest first
+    assert first[reason:] == refused
+    assert second[state:reason].split() == ["waiting", "2m"]
+    assert second[reason:] == waiting
+    doc = json.loads(status.render_json(data(sized_jobs=sized), now=NOW))
+    assert [(j["job"], j["state"], j["reason"]) for j in doc["sizedJobs"]] == [
+        ("41", "refused", refused),
+        ("42", "waiting", waiting),
+    ]
+    assert "SIZED JOBS" not in status.render_text(data(), now=NOW)  # no section without sized jobs

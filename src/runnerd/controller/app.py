@@ -4,6 +4,7 @@
 orphan sweep, the RunnerSet controller (:func:`runnerd.controller.runnerset.install`) and HRA
 autoscaling (:func:`install_autoscaling`: the HRA informer and controller, the webhook reservation
 sink served by :mod:`runnerd.web`, the safety-net poll and the metrics).
+:func:`install_cost` adds the cost ledger's writer (leader only; ``runnerd controller`` always).
 :func:`install_scale_sets` adds scale-set mode (``--scale-sets --legacy``: next to the legacy
 controllers); :func:`build_scale_set_process` makes a scale-set-only process (``--scale-sets``).
 :func:`build_webhook_process` makes the standalone webhook server (``runnerd webhook-server``).
@@ -31,6 +32,15 @@ from runnerd.controller.common import (
     matching_labels,
 )
 from runnerd.controller.controller_metrics import ControllerCollector
+from runnerd.controller.cost import (
+    COST_KEY,
+    NODES_INFORMER,
+    CostController,
+    CostLedgerWriter,
+    CostSettings,
+    KubeConfigMaps,
+    RunnerPodFacts,
+)
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.hra.controller import HRAController
 from runnerd.controller.hra.options import AutoscalingOptions
@@ -55,11 +65,14 @@ from runnerd.github import GitHubClient, Scope
 from runnerd.github.actions.clients import ActionsClients
 from runnerd.github.budget import CallWindow
 from runnerd.kube.client import KubeClient
+from runnerd.kube.resources import NODES
+from runnerd.reconcile.admitting import slim_node
 from runnerd.reconcile.runnerpod import LABEL_RUNNER
 from runnerd.runtime import (
     Controller,
     EventRecorder,
     Informer,
+    InformerEvent,
     Key,
     LeaderElector,
     Manager,
@@ -72,6 +85,8 @@ from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
 
 COMPONENT = "runnerd-controller"
 INDEX_NAME = "name"
+COST_POKE_DELAY_S = 1.0
+"""A runner that finished is in the cost ledger this soon (a burst of them shares one write)."""
 
 
 def index_by_name(obj: dict[str, Any]) -> list[str]:
@@ -403,6 +418,41 @@ def _watch_for_metrics(
         runner_sets=runner_sets.store.objects if runner_sets is not None else None,
     )
     metrics.watch_github(lambda: budget_snapshot(github))
+
+
+def install_cost(controllers: Controllers, settings: CostSettings) -> CostController:
+    """The cost ledger's writer: a leader-only controller with one key, written every
+    ``settings.interval_s`` and when a runner pod's runner container terminates or a started one is
+    deleted; the cost counters and the dashboard's Cost table read the ledger it last wrote. A
+    runner's GPU product is its node's label: the process gets a node informer (cluster-wide
+    ``list``/``watch`` on nodes; optional: without it, the pod's node selector names the product)."""
+    informers, manager = controllers.informers, controllers.manager
+    pods, runners = informers["pods"], informers["runners"]
+    if NODES_INFORMER not in informers:  # with --enable-sizing, admission made it already
+        nodes = Informer(NODES_INFORMER, controllers.kube.list_watcher(NODES), transform=slim_node)
+        informers[NODES_INFORMER] = manager.add_informer(nodes, required=False)
+    writer = CostLedgerWriter(
+        KubeConfigMaps(controllers.kube), settings.namespace, settings.prices, settings.limits
+    )
+    source = RunnerPodFacts(pods, runners, informers)
+    cost = CostController(writer, source, settings.interval_s, settings.prices)
+    ctl = Controller("cost-ledger", cost.reconcile, workers=1)
+    ctl.reads(pods, runners)
+    ctl.seed(COST_KEY)
+
+    def on_pod(event: InformerEvent) -> None:
+        if source.on_pod(event):
+            ctl.enqueue(COST_KEY, after=COST_POKE_DELAY_S)  # a no-op unless this process leads
+
+    pods.add_handler(on_pod)
+    manager.add_controller(ctl)
+    if controllers.autoscaling is not None:
+        prices = settings.prices
+        controllers.autoscaling.metrics.watch_cost(
+            lambda: (writer.last, prices) if manager.leading and writer.last is not None else None
+        )
+    controllers.cost = cost
+    return cost
 
 
 # --- scale-set mode ----------------------------------------------------------------------------------

@@ -1,7 +1,11 @@
 """The cost ledger's writer: folds runner facts into the ledger ConfigMap, conditionally.
 
-Design: docs/gpu-sizing.md, "Cost". Only the leader runs :meth:`CostLedgerWriter.run`; it is not
-wired into ``controller/app.py`` yet (that file's "Wiring" entry in docs/gpu-sizing.md has the call).
+Design: docs/gpu-sizing.md, "Cost". Only the leader writes: ``controller/app.py``'s
+``install_cost`` runs :class:`CostController` as a leader-only controller with one key
+(:data:`COST_KEY`), reconciled every ``interval_s`` and about a second after a runner pod's runner
+container terminates. :class:`RunnerPodFacts` is its facts source: the runner pods and Runners of the
+informer caches, the nodes' GPU products when a node informer exists, and the facts of runner pods
+deleted since (so a pod removed right after its runner finished is still charged to the second).
 
 Guarantees:
 
@@ -17,6 +21,8 @@ Guarantees:
   logs it and tries again next interval), so a bad edit by hand cannot silently reset the totals.
 * Writes happen every ``interval_s`` and at once after :meth:`CostLedgerWriter.poke` (a runner
   finished); one pass at a time.
+* :attr:`CostLedgerWriter.last` is the ledger of the last successful write (``None`` before the
+  first): the metrics and the dashboard read it, never the API server.
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Protocol
 
+from runnerd.api import constants as c
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import CONFIGMAPS
 from runnerd.reconcile.cost import (
@@ -41,9 +48,24 @@ from runnerd.reconcile.cost import (
     ledger_configmap,
     read_ledger_configmap,
 )
-from runnerd.runtime import AlreadyExists, Conflict, NotFound, Obj
+from runnerd.reconcile.costfacts import cost_facts, node_products, runner_facts, runner_terminated
+from runnerd.runtime import (
+    AlreadyExists,
+    Conflict,
+    EventType,
+    Informer,
+    InformerEvent,
+    Key,
+    NotFound,
+    Obj,
+    Result,
+    controller_owner,
+)
 
 logger = logging.getLogger(__name__)
+
+NODES_INFORMER: Final = "nodes"
+RUNNER_OWNER = controller_owner("Runner", c.GROUP)
 
 FactsSource = Callable[[], tuple[Sequence[RunnerFacts], Collection[str]]]
 """Returns the facts of every runner pod seen now and the uids of the pods that still exist."""
@@ -73,19 +95,19 @@ class ConfigMaps(Protocol):
 
 class KubeConfigMaps:
     def __init__(self, kube: KubeClient) -> None:
-        self._kube = kube
+        self.kube = kube
 
     async def get(self, namespace: str, name: str) -> Obj | None:
         try:
-            return await self._kube.get(CONFIGMAPS, name, namespace=namespace)
+            return await self.kube.get(CONFIGMAPS, name, namespace=namespace)
         except NotFound:
             return None
 
     async def create(self, namespace: str, body: Obj) -> Obj:
-        return await self._kube.create(CONFIGMAPS, body, namespace=namespace)
+        return await self.kube.create(CONFIGMAPS, body, namespace=namespace)
 
     async def replace(self, body: Obj) -> Obj:
-        return await self._kube.replace(CONFIGMAPS, body)
+        return await self.kube.replace(CONFIGMAPS, body)
 
 
 @dataclass
@@ -97,6 +119,8 @@ class CostLedgerWriter:
     name: str = LEDGER_CONFIGMAP
     clock: Callable[[], float] = time.time
     attempts: int = 5
+    last: Ledger | None = field(default=None, init=False)
+    """The ledger as last written (``None`` before the first write)."""
     _poked: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     async def write(self, runners: Sequence[RunnerFacts], live_uids: Collection[str]) -> Ledger:
@@ -120,6 +144,7 @@ class CostLedgerWriter:
             except (Conflict, AlreadyExists):
                 logger.debug("cost ledger %s/%s changed meanwhile; folding again", self.namespace, self.name)
                 continue
+            self.last = new
             return new
         raise WriteConflicts(f"{self.namespace}/{self.name}: {self.attempts} conflicting writes in a row")
 
@@ -127,16 +152,103 @@ class CostLedgerWriter:
         """Write soon (a runner finished)."""
         self._poked.set()
 
+    async def write_logged(self, source: FactsSource) -> bool:
+        """One pass over ``source``'s facts; a failure is logged (the next pass retries), not raised."""
+        runners, live = source()
+        try:
+            await self.write(runners, live)
+            return True
+        except (LedgerUnreadable, WriteConflicts) as e:
+            logger.error("cost ledger not written: %s", e)
+        except Exception:  # an API outage must not end the writer: the next interval retries
+            logger.exception("cost ledger not written")
+        return False
+
     async def run(self, source: FactsSource, *, interval_s: float = 60.0) -> None:
         """Write every ``interval_s`` and after each :meth:`poke`, until cancelled."""
         while True:
             self._poked.clear()
-            runners, live = source()
-            try:
-                await self.write(runners, live)
-            except (LedgerUnreadable, WriteConflicts) as e:
-                logger.error("cost ledger not written: %s", e)
-            except Exception:  # an API outage must not end the writer: the next interval retries
-                logger.exception("cost ledger not written")
+            await self.write_logged(source)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poked.wait(), timeout=interval_s)
+
+
+COST_KEY = Key("", "cost-ledger")
+"""The cost controller's one work-queue key."""
+DEPARTED_KEEP_S = 600.0
+"""How long the facts of a deleted runner pod are kept for the next passes (well under the hour the
+ledger remembers a finished runner, so a late fold of them is still recognised as counted)."""
+
+
+@dataclass
+class RunnerPodFacts:
+    """The writer's facts source over the informer caches (:data:`FactsSource`).
+
+    Feed :meth:`on_pod` every event of the runner pod informer: a pod that is deleted leaves the
+    cache, so its last facts are kept here for :data:`DEPARTED_KEEP_S` (a pod deleted while its
+    runner still ran is taken as finished when it was seen deleted)."""
+
+    pods: Informer
+    runners: Informer
+    informers: Mapping[str, Informer] = field(default_factory=dict)
+    """Where a ``nodes`` informer is looked up at each pass (its GPU product labels win over the
+    pods' node selectors)."""
+    clock: Callable[[], float] = time.time
+    _departed: dict[str, tuple[float, RunnerFacts]] = field(default_factory=dict, init=False, repr=False)
+
+    def _runner_of(self, pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        keys = list(RUNNER_OWNER(dict(pod)))
+        return self.runners.store.get(keys[0]) if keys else None
+
+    def _node_products(self) -> dict[str, str]:
+        nodes = self.informers.get(NODES_INFORMER)
+        return node_products(nodes.store.objects()) if nodes is not None else {}
+
+    def on_pod(self, event: InformerEvent) -> bool:
+        """Record a deleted pod's facts; whether a pass should run soon (a runner just finished)."""
+        if event.type is EventType.DELETED:
+            now = self.clock()
+            found = runner_facts(
+                event.obj, runner=self._runner_of(event.obj), node_products=self._node_products()
+            )
+            if found is not None:
+                if found.finished_at is None:
+                    found = replace(found, finished_at=max(int(now), found.started_at))
+                self._departed[found.uid] = (now, found)
+            return found is not None
+        if event.type is EventType.MODIFIED and event.old is not None:
+            return runner_terminated(event.obj) and not runner_terminated(event.old)
+        return False
+
+    def __call__(self) -> tuple[list[RunnerFacts], set[str]]:
+        now = self.clock()
+        self._departed = {u: v for u, v in self._departed.items() if now - v[0] < DEPARTED_KEEP_S}
+        facts, live = cost_facts(self.pods.store.objects(), self._runner_of, self._node_products())
+        seen = {f.uid for f in facts}
+        facts += [f for _, f in self._departed.values() if f.uid not in seen]
+        return facts, live
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    """What the controller flags (``--cost-*``) say about the ledger."""
+
+    namespace: str
+    """Where the ledger ConfigMap lives: the controller's own namespace."""
+    prices: PriceTable = field(default_factory=PriceTable)
+    limits: CardinalityLimits = field(default_factory=CardinalityLimits)
+    interval_s: float = 60.0
+
+
+@dataclass
+class CostController:
+    """The leader's ledger pass as a controller's reconcile of :data:`COST_KEY`."""
+
+    writer: CostLedgerWriter
+    source: FactsSource
+    interval_s: float = 60.0
+    prices: PriceTable = field(default_factory=PriceTable)
+
+    async def reconcile(self, key: Key) -> Result:
+        await self.writer.write_logged(self.source)
+        return Result(requeue_after=self.interval_s)

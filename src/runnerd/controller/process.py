@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from runnerd.controller.clients import GitHubClients
 from runnerd.controller.common import ControllerOptions
+from runnerd.controller.cost import CostController
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.hra.controller import HRAController
 from runnerd.controller.hra.options import AutoscalingOptions
@@ -115,6 +116,8 @@ class Controllers:
     """Scale-set mode next to the legacy one (``--scale-sets --legacy``)."""
     sizing: Sizing | None = None
     """The policy controller and the sized-job intake (``--enable-sizing``)."""
+    cost: CostController | None = None
+    """The cost ledger's writer (added by :func:`runnerd.controller.app.install_cost`)."""
 
 
 @dataclass

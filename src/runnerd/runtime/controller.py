@@ -110,6 +110,7 @@ class Controller:
         self._new_queue()  # validates the limits now rather than at the first run
         self._watches: list[tuple[Informer, Mapper]] = []
         self._reads: list[Informer] = []
+        self._seeds: list[Key] = []
         self._queue: WorkQueue[Key] | None = None
         self.reconciles = 0
         """Reconciles run so far (successful or not)."""
@@ -130,6 +131,11 @@ class Controller:
         for informer in informers:
             if informer not in self._reads:
                 self._reads.append(informer)
+
+    def seed(self, *keys: Key) -> None:
+        """Reconcile these keys at the start of every run, whatever the informers hold (a periodic
+        controller with no object of its own: one key that its reconcile requeues)."""
+        self._seeds += [key for key in keys if key not in self._seeds]
 
     @property
     def queue(self) -> WorkQueue[Key] | None:
@@ -165,6 +171,8 @@ class Controller:
             for informer, mapper in self._watches:
                 for obj in informer.store:
                     self._add(queue, mapper, obj)
+            for key in self._seeds:
+                queue.add(key)
             async with asyncio.TaskGroup() as group:
                 for index in range(self._workers):
                     group.create_task(self._work(queue), name=f"{self.name}-worker-{index}")

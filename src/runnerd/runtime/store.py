@@ -147,14 +147,15 @@ def strip_unused(obj: Obj) -> Obj:
     return obj
 
 
-POD_SPEC_KEPT = ("nodeName", "containers", "initContainers")
+POD_SPEC_KEPT = ("nodeName", "nodeSelector", "overhead", "containers", "initContainers")
 CONTAINER_KEPT = ("name", "image", "resources")
 
 
 def slim_pod(obj: Obj) -> Obj:
     """The runner pods' cache transform: :func:`strip_unused`, and of the spec only what the
-    controllers read (the node, each container's name, image and resources; no env, which holds
-    the runner's JIT config, no volumes, probes or scripts). Status and metadata are kept whole."""
+    controllers read (the node, the node selector and pod overhead that the cost ledger reads, each
+    container's name, image and resources; no env, which holds the runner's JIT config, no volumes,
+    probes or scripts). Status and metadata are kept whole."""
     strip_unused(obj)
     spec = obj.get("spec")
     if isinstance(spec, dict):

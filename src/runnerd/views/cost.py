@@ -79,8 +79,8 @@ MAX_DASHBOARD_ROWS = 50
 def dashboard_cost(ledger: Ledger, prices: PriceTable | None, *, now: int) -> dict[str, Any]:
     """The dashboard's "Cost" table model: per repository, workflow and pool, GPU-hours and money
     over the last 24 h, 7 d and 30 d (the 30-day order, most expensive first, at most
-    :data:`MAX_DASHBOARD_ROWS` rows). Not served yet: ``web/dashboard.py`` adds it once the
-    controller holds the ledger (docs/gpu-sizing.md, "Wiring")."""
+    :data:`MAX_DASHBOARD_ROWS` rows), served by ``web/dashboard.py`` from the ledger the leader
+    last wrote."""
     per_window = {
         name: {r.group: r for r in cost_rows(ledger, prices, since=now - span)}
         for name, span in DASHBOARD_WINDOWS

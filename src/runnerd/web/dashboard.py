@@ -56,6 +56,8 @@ from runnerd.reconcile.fleet import (
 from runnerd.reconcile.runnerset import LABEL_RUNNER_STATEFULSET_NAME, LABEL_RUNNERSET_NAME
 from runnerd.runtime import EventType, Informer, InformerEvent, Key, Obj
 from runnerd.views import dashboard as dm
+from runnerd.views.cost import dashboard_cost
+from runnerd.views.sizedjobs import dashboard_sized_jobs
 from runnerd.web.metrics import Metrics
 from runnerd.web.server import Servers, health_app, parse_address
 
@@ -98,6 +100,7 @@ class Fleet:
     ) -> None:
         # not the Metrics object itself: fleet_for() keys fleets weakly by it
         self.registry = metrics.registry
+        self._cost = weakref.WeakMethod(metrics.cost_snapshot)
         self._queue_histogram = metrics.job_queue_duration
         self.informers = informers
         self.interval = interval
@@ -212,15 +215,24 @@ class Fleet:
     # --- the page's data ------------------------------------------------------------------------
 
     def model(self) -> dict[str, Any]:
-        """``/dashboard/data.json``: the model over this registry's samples (what /metrics says)."""
+        """``/dashboard/data.json``: the model over this registry's samples (what /metrics says), the
+        sized jobs waiting or refused (from the runner cache) and the Cost table (from the ledger
+        this process last wrote; ``None`` where it does not lead)."""
         samples = [(s.name, s.labels, s.value) for family in self.registry.collect() for s in family.samples]
-        return dm.build(
+        now = self._clock()
+        model = dm.build(
             samples,
             points=list(self.series.points),
-            generated_at=self._clock(),
+            generated_at=now,
             interval=self.interval,
             window=self.window,
         )
+        when = dt.datetime.fromtimestamp(now, dt.UTC)
+        model["sized_jobs"] = dashboard_sized_jobs(self._objects(RUNNERS_INFORMER), when)
+        source = self._cost()
+        snapshot = source() if source is not None else None
+        model["cost"] = None if snapshot is None else dashboard_cost(*snapshot, now=int(now))
+        return model
 
 
 class _FleetCollector(Collector):

@@ -10,6 +10,8 @@ Three kinds of sources:
   vanish with their object;
 * the GitHub budget (rate-limit buckets, calls by endpoint and status, rate-limit waits) is read at
   scrape time from a :class:`BudgetSnapshot` callback (:meth:`Metrics.watch_github`);
+* the cost counters are read at scrape time from the leader's last written cost ledger
+  (:meth:`Metrics.watch_cost`, :mod:`runnerd.web.cost_metrics`);
 * everything else is recorded by the autoscaler and the webhook server as it happens; those
   families are declared in :mod:`runnerd.web.metric_families`.
 """
@@ -26,7 +28,9 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from runnerd.reconcile.cost import Ledger, PriceTable
 from runnerd.web import metric_families as f
+from runnerd.web.cost_metrics import CostCollector, CostSource
 from runnerd.web.metric_families import HRA_LABELS, JOB_LABELS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -252,7 +256,8 @@ class Metrics:
         self._github = _GitHubBudget()
         self._process = _ProcessGauges()
         self._sized = _SizedJobs()
-        for collector in (self._objects, self._github, self._process, self._sized):
+        self._cost = CostCollector()
+        for collector in (self._objects, self._github, self._process, self._sized, self._cost):
             r.register(collector)
 
         self.replicas_desired = f.REPLICAS_DESIRED.build(r)
@@ -314,6 +319,14 @@ class Metrics:
     def watch_sized_jobs(self, source: Callable[[], SizedJobCounts]) -> None:
         """``runnerd_sized_jobs`` from ``source`` at scrape time."""
         self._sized.source = source
+
+    def watch_cost(self, source: CostSource) -> None:
+        """The cost counters (and the dashboard's Cost table) from ``source``: the ledger as last
+        written and its prices, ``None`` while this process does not lead."""
+        self._cost.source = source
+
+    def cost_snapshot(self) -> tuple[Ledger, PriceTable] | None:
+        return self._cost.source()
 
     def watch_process(self, *, leading: Callable[[], bool], orphans: Callable[[], tuple[int, int]]) -> None:
         """``orphans``: registrations seen with no Runner in the last sweep, and removed so far."""

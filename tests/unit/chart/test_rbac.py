@@ -225,6 +225,8 @@ MANAGER_ROLES = {
     "rel-actions-runner-controller-cluster-identity",
     "rel-actions-runner-controller-leader-election",
     "rel-actions-runner-controller-capacity",
+    "rel-actions-runner-controller-cost-ledger",
+    "rel-actions-runner-controller-nodes",
 }
 
 

@@ -11,18 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from devcluster import binaries
 from runnerd import cli
 
 pytestmark = [pytest.mark.timeout(60)]
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "actions-runner-controller"
 GROUP = "actions.summerwind.dev"
-
-
-@pytest.fixture(scope="module")
-def helm_bin() -> Path:
-    return binaries.ensure().path("helm")
 
 
 def render_raw(
@@ -114,7 +108,7 @@ def test_defaults_render_the_controller_only(
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"metrics-port": 8080, "health": 8081}
     assert r.one("Service")["spec"]["ports"][0]["targetPort"] == "metrics-port"
-    lease_role = r.one("Role")
+    lease_role = r.one("Role", "rel-actions-runner-controller-leader-election")
     assert lease_role["metadata"]["namespace"] == "arc"
     assert {n for rule in lease_role["rules"] for n in rule.get("resourceNames", ())} == {
         "actions-runner-controller"
@@ -130,14 +124,17 @@ def test_single_namespace_binds_a_role_there_and_only_volumes_capacity_and_clust
     assert manager["metadata"]["namespace"] == "arc"
     cluster_roles = [d for d in r.objects if d["kind"] == "ClusterRole"]
     cluster_rules = [rule for d in cluster_roles for rule in d["rules"]]
-    # volumes, capacity admission's nodes and pods (sizing.enabled, read-only), the cluster's id
+    # volumes, capacity admission's pods (sizing.enabled, read-only), the cluster's id, the nodes (read:
+    # admission's capacity and the GPU products that price the cost ledger)
     assert [rule["resources"] for rule in cluster_rules] == [
         ["persistentvolumes"],
-        ["nodes", "pods"],
+        ["pods"],
         ["namespaces"],
+        ["nodes"],
     ]
     assert cluster_rules[1]["verbs"] == ["list", "watch"]
     assert cluster_rules[2]["resourceNames"] == ["kube-system"]  # the cluster's id, nothing else
+    assert cluster_rules[3]["verbs"] == ["list", "watch"]
 
     r = render(helm_bin, tmp_path, "scope.singleNamespace=true", "scope.watchNamespace=ci")
     assert parse(container(r.one("Deployment"))).watch_namespace == "ci"
@@ -150,6 +147,7 @@ def test_single_namespace_binds_a_role_there_and_only_volumes_capacity_and_clust
         "rel-actions-runner-controller-volumes-ci",
         "rel-actions-runner-controller-capacity-ci",
         "rel-actions-runner-controller-cluster-identity-ci",
+        "rel-actions-runner-controller-nodes-ci",
     }
 
 
@@ -192,13 +190,14 @@ def test_runner_sets_off_take_their_rights_and_the_cluster_wide_volumes_away(
             assert not {res for res in resources if res.startswith("runnersets/")}
         else:
             assert runner_set_only <= resources
-        if scope:  # nothing but the cluster's id, capacity reads and the volumes (when recycled) outside
+        if scope:  # nothing but the cluster's id, the nodes and pods (read) and the volumes (when recycled)
             cluster_wide = [d for d in r.objects if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
             assert {d["metadata"]["name"] for d in cluster_wide} == (
                 {"rel-actions-runner-controller-volumes-arc"} if volumes else set()
             ) | {
                 "rel-actions-runner-controller-cluster-identity-arc",
                 "rel-actions-runner-controller-capacity-arc",
+                "rel-actions-runner-controller-nodes-arc",
             }
 
 
@@ -236,7 +235,7 @@ def test_controller_values_become_flags_runnerd_accepts(helm_bin: Path, tmp_path
     assert (args.metrics_addr, args.health_probe_bind_address) == (":9090", ":9440")
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics-port": 9090, "health": 9440}
-    lease_role = r.one("Role")
+    lease_role = r.one("Role", "rel-actions-runner-controller-leader-election")
     assert {n for rule in lease_role["rules"] for n in rule.get("resourceNames", ())} == {"my-arc"}
 
 

@@ -6,6 +6,7 @@ of them does I/O or sleeps. GitHub's answers can be scripted per call (``errors`
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import itertools
@@ -22,7 +23,8 @@ from runnerd.github.models import Runner as GitHubRunner
 from runnerd.github.sansio import RateLimit
 from runnerd.kube.client import ObjectList
 from runnerd.kube.resources import Resource
-from runnerd.runtime import Key, NotFound
+from runnerd.reconcile.cost import LEDGER_CONFIGMAP, Ledger, read_ledger_configmap
+from runnerd.runtime import AlreadyExists, Conflict, Key, NotFound, Obj
 
 
 class Clock:
@@ -390,3 +392,49 @@ def running_pod_status(*, ready: bool) -> dict[str, Any]:
             {"name": "runner", "ready": ready, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}
         ],
     }
+
+
+class FakeConfigMaps:
+    """One namespace's ConfigMaps with resourceVersion preconditions; ``before_write`` runs just
+    before a write is checked (to let another writer in)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, Obj] = {}
+        self.version = 0
+        self.writes = 0
+        self.written = asyncio.Event()
+        self.before_write: Callable[[], Any] | None = None
+
+    async def get(self, namespace: str, name: str) -> Obj | None:
+        obj = self.objects.get(name)
+        return copy.deepcopy(obj) if obj is not None else None
+
+    async def _store(self, body: Obj) -> Obj:
+        self.version += 1
+        self.writes += 1
+        stored = copy.deepcopy(body)
+        stored["metadata"]["resourceVersion"] = str(self.version)
+        self.objects[stored["metadata"]["name"]] = stored
+        self.written.set()
+        return copy.deepcopy(stored)
+
+    async def _hook(self) -> None:
+        hook, self.before_write = self.before_write, None
+        if hook is not None:
+            await hook()
+
+    async def create(self, namespace: str, body: Obj) -> Obj:
+        await self._hook()
+        if body["metadata"]["name"] in self.objects:
+            raise AlreadyExists("exists")
+        return await self._store(body)
+
+    async def replace(self, body: Obj) -> Obj:
+        await self._hook()
+        current = self.objects[body["metadata"]["name"]]
+        if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            raise Conflict("the object has been modified")
+        return await self._store(body)
+
+    def ledger(self) -> Ledger:
+        return read_ledger_configmap(self.objects[LEDGER_CONFIGMAP])[0]

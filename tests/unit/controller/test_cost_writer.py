@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
@@ -23,7 +22,8 @@ from runnerd.reconcile.cost import (
     fold,
     read_ledger_configmap,
 )
-from runnerd.runtime import AlreadyExists, Conflict, Obj
+from runnerd.runtime import Conflict, Obj
+from tests.unit.controller.fakes import FakeConfigMaps
 
 D = Decimal
 T0 = 1_796_000_400
@@ -34,52 +34,6 @@ FACTS = [
     RunnerFacts("b", "octo/ml", "eval", "gpu", T0 + 600, None, D(2), D(1), H100),
 ]
 LIVE = {"a", "b"}
-
-
-class FakeConfigMaps:
-    """One namespace's ConfigMaps with resourceVersion preconditions; ``before_write`` runs just
-    before a write is checked (to let another writer in)."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, Obj] = {}
-        self.version = 0
-        self.writes = 0
-        self.written = asyncio.Event()
-        self.before_write: Callable[[], Any] | None = None
-
-    async def get(self, namespace: str, name: str) -> Obj | None:
-        obj = self.objects.get(name)
-        return copy.deepcopy(obj) if obj is not None else None
-
-    async def _store(self, body: Obj) -> Obj:
-        self.version += 1
-        self.writes += 1
-        stored = copy.deepcopy(body)
-        stored["metadata"]["resourceVersion"] = str(self.version)
-        self.objects[stored["metadata"]["name"]] = stored
-        self.written.set()
-        return copy.deepcopy(stored)
-
-    async def _hook(self) -> None:
-        hook, self.before_write = self.before_write, None
-        if hook is not None:
-            await hook()
-
-    async def create(self, namespace: str, body: Obj) -> Obj:
-        await self._hook()
-        if body["metadata"]["name"] in self.objects:
-            raise AlreadyExists("exists")
-        return await self._store(body)
-
-    async def replace(self, body: Obj) -> Obj:
-        await self._hook()
-        current = self.objects[body["metadata"]["name"]]
-        if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
-            raise Conflict("the object has been modified")
-        return await self._store(body)
-
-    def ledger(self) -> Ledger:
-        return read_ledger_configmap(self.objects[LEDGER_CONFIGMAP])[0]
 
 
 def writer(store: FakeConfigMaps, now: int) -> CostLedgerWriter:

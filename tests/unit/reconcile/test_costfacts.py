@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from runnerd.reconcile.cost import RunnerFacts
-from runnerd.reconcile.costfacts import UNKNOWN, node_products, runner_facts
+from runnerd.reconcile.costfacts import UNKNOWN, cost_facts, node_products, runner_facts, runner_terminated
 from tests.unit.reconcile.sizingkit import A100, H100, PRODUCT_LABEL
 
 D = Decimal
@@ -77,6 +77,36 @@ TERMINATED = {"terminated": {"startedAt": START, "finishedAt": FINISH}}
             id="from-runner-status",
         ),
         pytest.param(
+            pod(metadata__annotations={}),
+            {
+                "runner": {
+                    "metadata": {
+                        "annotations": {"runnerd.dev/repository": "octo/sized", "runnerd.dev/workflow": "w"}
+                    },
+                    "status": {"workflow": {"repository": "octo/x", "name": "ci"}},
+                }
+            },
+            replace(GPU, repository="octo/sized", workflow="w"),
+            id="from-sized-runner-annotations",
+        ),
+        pytest.param(
+            pod(),
+            {"runner": {"metadata": {"annotations": {"runnerd.dev/repository": "octo/other"}}}},
+            GPU,
+            id="pod-annotations-win",
+        ),
+        pytest.param(
+            pod(metadata__annotations={}, metadata__labels={}),
+            {
+                "runner": {
+                    "metadata": {"ownerReferences": [{"kind": "RunnerDeployment", "name": "sized-pool"}]},
+                    "spec": {"repository": "octo/scope"},
+                }
+            },
+            replace(GPU, repository="octo/scope", workflow=UNKNOWN, pool="sized-pool"),
+            id="pool-from-owner-repository-from-scope",
+        ),
+        pytest.param(
             pod(metadata__annotations={}, metadata__labels={"runnerset-name": "rs"}),
             {},
             replace(GPU, repository=UNKNOWN, workflow=UNKNOWN, pool="rs"),
@@ -121,3 +151,26 @@ def test_node_products() -> None:
         {"metadata": {"labels": {PRODUCT_LABEL: A100}}},
     ]
     assert node_products(nodes) == {"gpu-0": H100}
+
+
+def test_runner_terminated() -> None:
+    assert not runner_terminated(pod())
+    assert runner_terminated(pod(status__containerStatuses__0__state=TERMINATED))
+    assert not runner_terminated(pod(status__containerStatuses=None))
+
+
+def test_cost_facts_of_many_pods() -> None:
+    running = pod()
+    finished = pod(metadata__uid="u2", status__containerStatuses__0__state=TERMINATED)
+    waiting = pod(metadata__uid="u3", status__containerStatuses=WAITING)
+    runners = {"u2": {"metadata": {"annotations": {"runnerd.dev/repository": "ignored"}}}}
+    facts, live = cost_facts(
+        [running, finished, waiting],
+        lambda p: runners.get(p["metadata"]["uid"]),
+        {"gpu-0": A100},
+    )
+    assert facts == [
+        replace(GPU, gpu_product=A100),
+        replace(GPU, uid="u2", finished_at=T0 + 1800, gpu_product=A100),
+    ]
+    assert live == {"u1", "u2", "u3"}  # a pod not started yet still exists

@@ -257,6 +257,18 @@ async def test_enqueue_from_outside(harness: Harness) -> None:
     assert harness.count(Key("ns", "early")) == 0
 
 
+async def test_seeded_keys_are_reconciled_at_every_start(harness: Harness) -> None:
+    tick = Key("", "tick")
+    harness.controller.seed(tick, tick)
+    await harness.start()
+    await eventually(lambda: harness.count(tick) == 1)
+    assert [k for _, k in harness.calls] == [tick]  # no informer object, once although seeded twice
+    harness.controller.shutdown()
+    await harness.tasks.pop()
+    harness.tasks.append(asyncio.create_task(harness.controller.run()))
+    await eventually(lambda: harness.count(tick) == 2)  # a new leadership term seeds it again
+
+
 def test_workers_must_be_positive() -> None:
     async def reconcile(key: Key) -> None:
         return None

@@ -103,6 +103,8 @@ def test_slim_pod_keeps_what_decisions_read() -> None:
         "metadata": {"name": "r", "namespace": "ns", "managedFields": [{}], "labels": {"a": "b"}},
         "spec": {
             "nodeName": "node-1",
+            "nodeSelector": {"nvidia.com/gpu.product": "H100"},
+            "overhead": {"cpu": "250m"},
             "volumes": [{"name": "work"}],
             "containers": [
                 {
@@ -121,6 +123,8 @@ def test_slim_pod_keeps_what_decisions_read() -> None:
         "metadata": {"name": "r", "namespace": "ns", "labels": {"a": "b"}},
         "spec": {
             "nodeName": "node-1",
+            "nodeSelector": {"nvidia.com/gpu.product": "H100"},
+            "overhead": {"cpu": "250m"},
             "containers": [
                 {"name": "runner", "image": "img", "resources": {"limits": {"nvidia.com/gpu": "1"}}}
             ],

@@ -8,6 +8,7 @@ import datetime as dt
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from decimal import Decimal as D
 from typing import Any
 
 import aiohttp
@@ -15,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from runnerd.reconcile.cost import Ledger, PriceTable, RunnerFacts, fold
 from runnerd.runtime import Informer
 from runnerd.status import samples_from_text
 from runnerd.views import dashboard as dm
@@ -193,11 +195,64 @@ async def test_the_registry_and_its_text_give_the_same_model(world: World) -> No
     )
     fleet = dashboard.Fleet(world.metrics, world.informers, clock=Clock(NOW))
     fleet.sample()
-    from_registry = fleet.model()
+    # the sized jobs (runner cache) and the Cost table (the ledger) do not come from the samples
+    from_registry = {k: v for k, v in fleet.model().items() if k not in ("sized_jobs", "cost")}
     from_text = dm.build(
         samples_from_text(world.metrics.render().decode()), generated_at=NOW, interval=fleet.interval
     )
     assert from_text == {**from_registry, "queue_wait": {**from_registry["queue_wait"], "series": []}}
+    fleet.close()
+
+
+async def test_the_model_has_the_waiting_sized_jobs_and_the_leaders_cost_table(world: World) -> None:
+    world.put(
+        "runners",
+        {
+            "metadata": {
+                "name": "gpu-job-41",
+                "namespace": "ci",
+                "labels": {"runnerd.dev/sized-job": "41"},
+                "annotations": {
+                    "runnerd.dev/queued-at": "2026-01-01T12:00:00Z",
+                    "runnerd.dev/size": "2 x GPU",
+                },
+            },
+            "status": {"phase": "Waiting", "reason": "WaitingForCapacity", "message": "waiting for 2 GPUs"},
+        },
+    )
+    await settle(world)
+    fleet = dashboard.Fleet(world.metrics, world.informers, clock=Clock(NOW))
+    model = fleet.model()
+    [row] = model["sized_jobs"]["rows"]
+    assert (row["job"], row["size"], row["reason"], row["waitingSeconds"]) == (
+        "41",
+        "2 x GPU",
+        "waiting for 2 GPUs",
+        300.0,
+    )
+    assert model["cost"] is None  # no ledger here: this process does not write it
+    ledger = fold(
+        Ledger(),
+        [
+            RunnerFacts(
+                "u", "octo/ml", "train", "gpu", int(NOW) - 3600, int(NOW), gpus=D(2), gpu_product="H100"
+            )
+        ],
+        set(),
+        int(NOW),
+    )
+    world.metrics.watch_cost(lambda: (ledger, PriceTable("EUR", gpu_hour={"H100": D(3)})))
+    cost = fleet.model()["cost"]
+    assert cost["currency"] == "EUR"
+    assert cost["rows"] == [
+        {
+            "repository": "octo/ml",
+            "workflow": "train",
+            "pool": "gpu",
+            **{f"gpuHours{w}": 2.0 for w in ("24h", "7d", "30d")},
+            **{f"cost{w}": 6.0 for w in ("24h", "7d", "30d")},
+        }
+    ]
     fleet.close()
 
 
