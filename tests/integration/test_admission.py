@@ -137,6 +137,8 @@ class Watch:
                 node = annotations.get(ADMITTED_NODE_ANNOTATION, "")
                 if self.admitted.setdefault(name, node) != node:
                     self.violations.append(f"{name} admitted twice: {self.admitted[name]} then {node}")
+                if (runner.get("status") or {}).get("phase") in ("Waiting", "Refused"):
+                    self.violations.append(f"{name} admitted but its status says {runner['status']}")
         ever = [name in self.admitted or name in self.finished for name in self.order]
         if ever != sorted(ever, reverse=True):
             self.violations.append(

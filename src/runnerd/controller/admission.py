@@ -256,6 +256,14 @@ class AdmissionController:
         namespace, name = write.key.split("/", 1)
         obj = next((o for o in by_key.values() if runner_key(o) == write.key), None)
         try:
+            if write.status is not None:  # first: see RunnerWrite
+                await self.kube.patch_status(
+                    RUNNERS, name, {"status": dict(write.status)}, namespace=namespace
+                )
+                self.stats.status_writes += 1
+                refused = write.status.get("phase") == PHASE_REFUSED
+                if obj is not None and self.recorder is not None and refused:
+                    await self.recorder.warning(obj, REASON_REFUSED, str(write.status.get("message")))
             if write.annotations is not None:
                 await self.kube.patch(
                     RUNNERS, name, {"metadata": {"annotations": dict(write.annotations)}}, namespace=namespace
@@ -266,17 +274,6 @@ class AdmissionController:
                     self._observe_wait(namespace, obj, now - write.admitted_at)
                 if obj is not None and self.recorder is not None:
                     await self.recorder.normal(obj, "Admitted", _admitted_message(write.annotations))
-            if write.status is not None:
-                await self.kube.patch_status(
-                    RUNNERS, name, {"status": dict(write.status)}, namespace=namespace
-                )
-                self.stats.status_writes += 1
-                if (
-                    obj is not None
-                    and self.recorder is not None
-                    and write.status.get("phase") == PHASE_REFUSED
-                ):
-                    await self.recorder.warning(obj, REASON_REFUSED, str(write.status.get("message")))
         except NotFound:
             return  # deleted meanwhile (its job completed or was cancelled)
 

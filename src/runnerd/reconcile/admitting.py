@@ -18,8 +18,9 @@ Facts in:
 
 Steps out: :func:`writes`, per Runner, only what differs from what it already says: the annotations
 ``runnerd.dev/admission: placed`` and ``runnerd.dev/admitted-node: <node>`` (or ``pending``) for an
-admitted Runner; ``status`` ``{phase: Waiting, reason: WaitingForCapacity, message}`` or
-``{phase: Refused, reason: SizeRefused, message}`` for the others.
+admitted Runner (and the Waiting/Refused status it had removed); ``status`` ``{phase: Waiting,
+reason: WaitingForCapacity, message}`` or ``{phase: Refused, reason: SizeRefused, message}`` for the
+others.
 
 Guarantees: pure; an admitted Runner is never written again by admission (the decision is final:
 its status then belongs to the Runner controller); nothing is written that the Runner already says.
@@ -62,6 +63,8 @@ PLACED, PENDING = "placed", "pending"
 ADMITTED = frozenset((PLACED, PENDING))
 PHASE_WAITING, REASON_WAITING = "Waiting", "WaitingForCapacity"
 PHASE_REFUSED, REASON_REFUSED = "Refused", "SizeRefused"
+CLEARED_STATUS: Mapping[str, None] = {"phase": None, "reason": None, "message": None}
+"""A merge patch of ``status`` that removes what admission wrote."""
 
 POD_SPEC_KEPT = ("nodeName", "nodeSelector", "overhead", "containers", "initContainers")
 TERMINAL_PHASES = frozenset(("Succeeded", "Failed"))
@@ -226,8 +229,9 @@ def reservation(obj: Mapping[str, Any], requests: Mapping[str, Decimal]) -> PodF
 
 @dataclass(frozen=True)
 class RunnerWrite:
-    """What to write on one sized Runner: annotations (a merge patch of ``metadata.annotations``) or
-    its ``status`` (replaced fields)."""
+    """What to write on one sized Runner: annotations (a merge patch of ``metadata.annotations``)
+    and/or its ``status`` (a merge patch; written first, so admission's own status is gone before
+    the Runner controller, which the annotation lets in, writes one)."""
 
     key: str
     annotations: Mapping[str, str] | None = None
@@ -244,6 +248,14 @@ def _status_write(obj: Mapping[str, Any], phase: str, reason: str, message: str)
     return want
 
 
+def _cleared(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """On admission: remove the Waiting/Refused status admission wrote (a Runner without
+    ``status.phase`` is starting), so an admitted job does not read as waiting."""
+    if (obj.get("status") or {}).get("phase") in (PHASE_WAITING, PHASE_REFUSED):
+        return CLEARED_STATUS
+    return None
+
+
 def writes(plan: Plan, runners: Mapping[str, Mapping[str, Any]]) -> list[RunnerWrite]:
     """Per Runner (``runners`` by job key), what differs from what it already says."""
     out: list[RunnerWrite] = []
@@ -251,22 +263,15 @@ def writes(plan: Plan, runners: Mapping[str, Mapping[str, Any]]) -> list[RunnerW
         obj = runners.get(decision.job.key)
         if obj is None or admission_of(obj) is not None:
             continue
-        key = runner_key(obj)
+        key, queued = runner_key(obj), decision.job.queued_at
         if isinstance(decision, Place):
             annotations = {ADMISSION_ANNOTATION: PLACED, ADMITTED_NODE_ANNOTATION: decision.node}
-            out.append(RunnerWrite(key, annotations=annotations, admitted_at=decision.job.queued_at))
+            out.append(RunnerWrite(key, annotations, _cleared(obj), admitted_at=queued))
         elif isinstance(decision, PlacePending):
-            out.append(
-                RunnerWrite(
-                    key, annotations={ADMISSION_ANNOTATION: PENDING}, admitted_at=decision.job.queued_at
-                )
-            )
+            out.append(RunnerWrite(key, {ADMISSION_ANNOTATION: PENDING}, _cleared(obj), admitted_at=queued))
         else:
-            phase, reason = (
-                (PHASE_REFUSED, REASON_REFUSED)
-                if isinstance(decision, Refuse)
-                else (PHASE_WAITING, REASON_WAITING)
-            )
+            refused = isinstance(decision, Refuse)
+            phase, reason = (PHASE_REFUSED, REASON_REFUSED) if refused else (PHASE_WAITING, REASON_WAITING)
             status = _status_write(obj, phase, reason, decision.reason)
             if status is not None:
                 out.append(RunnerWrite(key, status=status))

@@ -164,6 +164,7 @@ async def test_jobs_wait_in_order_with_their_reasons_and_placed_runners_hold_the
     del kube.objects[("runners", NS, a)]
     await ctl.reconcile(ADMISSION_KEY)
     assert meta(kube, c)["annotations"][ADMITTED_NODE_ANNOTATION] == node_a
+    assert not any(status(kube, c).values())  # admitted: its Waiting status is gone
 
 
 async def test_a_hinted_pod_counts_on_its_node_until_bound_then_where_it_is_bound(kube: FakeKube) -> None:

@@ -28,6 +28,7 @@ from runnerd.reconcile.admission import (
 from runnerd.reconcile.admitting import (
     ADMISSION_ANNOTATION,
     ADMITTED_NODE_ANNOTATION,
+    CLEARED_STATUS,
     QUEUED_AT_ANNOTATION,
     SIZED_JOB_LABEL,
     SIZING_POLICY_LABEL,
@@ -284,6 +285,16 @@ REFUSED = {"phase": "Refused", "reason": "SizeRefused", "message": "too big"}
             runner(),
             [RunnerWrite(K, annotations={ADMISSION_ANNOTATION: "pending"}, admitted_at=T0)],
         ),
+        (  # admitted after waiting: its Waiting status goes
+            PlacePending(JOB, "may wait"),
+            runner(status=WAITING),
+            [RunnerWrite(K, {ADMISSION_ANNOTATION: "pending"}, CLEARED_STATUS, admitted_at=T0)],
+        ),
+        (
+            Place(JOB, "n1", "placed"),
+            runner(status=REFUSED),
+            [RunnerWrite(K, PLACED_N1, CLEARED_STATUS, admitted_at=T0)],
+        ),
         (Wait(JOB, WAITING["message"]), runner(), [RunnerWrite("ci/gpu-runners-job-41", status=WAITING)]),
         (Wait(JOB, WAITING["message"]), runner(status={**WAITING, "ready": False}), []),  # unchanged
         (
@@ -304,7 +315,8 @@ REFUSED = {"phase": "Refused", "reason": "SizeRefused", "message": "too big"}
         (Wait(JOB, "w"), runner(**{ADMISSION_ANNOTATION: "pending"}), []),
     ],
     ids=[
-        "place", "pending", "wait", "wait-unchanged", "wait-new-reason", "refuse", "refuse-unchanged",
+        "place", "pending", "waited-then-pending", "refused-then-placed", "wait", "wait-unchanged",
+        "wait-new-reason", "refuse", "refuse-unchanged",
         "refused-then-waits", "placed-already", "pending-already",
     ],
 )  # fmt: skip
