@@ -171,8 +171,9 @@ def waiting_job(obj: Mapping[str, Any], pod_spec: Mapping[str, Any], key: str | 
 
 def slim_cluster_pod(obj: dict[str, Any]) -> dict[str, Any]:
     """The cluster-wide pod view's cache transform: only what capacity needs (name, namespace, uid,
-    the two sized-job labels, the admitted-node annotation, the node, node selector, overhead, each
-    container's resources, the phase). A few hundred bytes per pod, whatever the pod carries."""
+    the two sized-job labels, the admission annotations, the node, node selector, overhead, each
+    container's resources, the phase, and a ``PodScheduled: False`` condition if there is one). A few
+    hundred bytes per pod, whatever the pod carries."""
     meta = _meta(obj)
     labels = {
         k: v for k, v in (meta.get("labels") or {}).items() if k in (SIZED_JOB_LABEL, SIZING_POLICY_LABEL)
@@ -200,9 +201,37 @@ def slim_cluster_pod(obj: dict[str, Any]) -> dict[str, Any]:
             ]
     status = obj.get("status") or {}
     out: dict[str, Any] = {"metadata": slim_meta, "spec": slim_spec}
-    if status.get("phase"):
-        out["status"] = {"phase": status["phase"]}
+    slim_status: dict[str, Any] = {"phase": status["phase"]} if status.get("phase") else {}
+    refused = [_slim_condition(c) for c in status.get("conditions") or [] if _unschedulable(c)]
+    if refused:
+        slim_status["conditions"] = refused
+    if slim_status:
+        out["status"] = slim_status
     return out
+
+
+def _unschedulable(condition: Any) -> bool:
+    return (
+        isinstance(condition, Mapping)
+        and condition.get("type") == "PodScheduled"
+        and condition.get("status") == "False"
+    )
+
+
+def _slim_condition(condition: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: condition[k] for k in ("type", "status", "reason", "message") if k in condition}
+
+
+def stranded(pod: Mapping[str, Any]) -> str | None:
+    """Why the scheduler cannot place a pod admission placed (hinted, unbound, ``PodScheduled`` False),
+    else ``None``: admission's view and the scheduler's disagree (another scheduler's pods, a node
+    that changed), which is reported on the Runner."""
+    if not is_sized(pod) or (pod.get("spec") or {}).get("nodeName") or admitted_node(pod) is None:
+        return None
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if _unschedulable(condition):
+            return str(condition.get("message") or condition.get("reason") or "Unschedulable")
+    return None
 
 
 def pod_facts(pod: Mapping[str, Any]) -> PodFacts | None:

@@ -44,6 +44,7 @@ from runnerd.reconcile.admitting import (
     reservation,
     slim_cluster_pod,
     slim_node,
+    stranded,
     unique_keys,
     waiting_job,
     writes,
@@ -417,3 +418,42 @@ def test_gpu_totals_by_resource_and_product(pods: list[PodFacts], expected: dict
         NodeFacts("cpu1", {"cpu": D(16)}),
     ]
     assert gpu_totals(nodes, pods, PRODUCT_LABEL) == expected
+
+
+UNSCHEDULABLE = {
+    "type": "PodScheduled",
+    "status": "False",
+    "reason": "Unschedulable",
+    "message": "0/4 nodes are available: 2 Insufficient nvidia.com/gpu.",
+    "lastTransitionTime": "2026-12-07T10:00:00Z",
+}
+
+
+def _stranded_pod(node: str | None, hint: str | None, sized: bool = True, **status: Any) -> dict[str, Any]:
+    pod = _pod(node=node, sized=sized, **({ADMITTED_NODE_ANNOTATION: hint} if hint else {}))
+    pod["status"] = {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}, UNSCHEDULABLE]}
+    pod["status"].update(status)
+    return slim_cluster_pod(pod)
+
+
+def test_the_pod_view_keeps_a_refused_scheduling_and_nothing_else_of_the_status() -> None:
+    slim = _stranded_pod(None, "n1")
+    assert slim["status"] == {
+        "phase": "Pending",
+        "conditions": [{k: v for k, v in UNSCHEDULABLE.items() if k != "lastTransitionTime"}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("pod", "reason"),
+    [
+        (_stranded_pod(None, "n1"), UNSCHEDULABLE["message"]),
+        (_stranded_pod("n1", "n1"), None),  # bound after all
+        (_stranded_pod(None, None), None),  # admitted Pending on purpose (no hint)
+        (_stranded_pod(None, "n1", sized=False), None),  # not ours
+        (_stranded_pod(None, "n1", conditions=[]), None),  # not refused (yet)
+    ],
+    ids=["stranded", "bound", "pending-allowance", "other-workload", "not-refused"],
+)
+def test_stranded(pod: dict[str, Any], reason: str | None) -> None:
+    assert stranded(pod) == reason
