@@ -14,13 +14,16 @@ import contextlib
 import random
 import statistics
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devcluster.cluster import EXIT_CODE_ANNOTATION, Cluster
+from devcluster.cluster import EXIT_CODE_ANNOTATION, MIXED_GPU_SHAPES, Cluster, ClusterConfig
+from devcluster.nodes import node_manifests
 from devcluster.wait import wait_until
 from ghsim import Simulator
 from runnerd.controller.admission import NON_TERMINAL
@@ -28,6 +31,7 @@ from runnerd.controller.common import RUNNERS
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import NODES, PODS
 from runnerd.reconcile.sizedjob import ADMISSION_ANNOTATION, ADMITTED_NODE_ANNOTATION, SIZED_JOB_LABEL
+from runnerd.reconcile.sizing import TIMES
 from runnerd.runtime import NotFound
 from tests.integration.support import controller_process, seed, sized_runner, sizing_pool
 
@@ -35,6 +39,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
 GPU = "nvidia.com/gpu"
 H100 = "NVIDIA-H100-80GB-HBM3"
+A100 = "NVIDIA-A100-SXM4-80GB"
+MIG = "nvidia.com/mig-1g.10gb"
 POLICY: dict[str, Any] = {
     "max": {"gpu": 16},
     "gpuProducts": [{"name": "h100", "nodeLabelValue": H100}],
@@ -137,6 +143,8 @@ class Watch:
                 node = annotations.get(ADMITTED_NODE_ANNOTATION, "")
                 if self.admitted.setdefault(name, node) != node:
                     self.violations.append(f"{name} admitted twice: {self.admitted[name]} then {node}")
+                if (runner.get("status") or {}).get("phase") in ("Waiting", "Refused"):
+                    self.violations.append(f"{name} admitted but its status says {runner['status']}")
         ever = [name in self.admitted or name in self.finished for name in self.order]
         if ever != sorted(ever, reverse=True):
             self.violations.append(
@@ -258,3 +266,88 @@ async def test_forty_gpu_jobs_on_two_nodes_fifo_never_pending_and_a_restart_lose
             f"max {max(delays):.3f}s over {len(delays)} jobs; {watch.polls} polls"
         )
         assert statistics.median(delays) < 2.0, delays
+
+
+@pytest.fixture
+def mixed_nodes(cluster: Cluster) -> Iterator[dict[str, str]]:
+    """The rest of devcluster's mixed fleet (``MIXED_GPU_SHAPES``: one 4 x A100 node, one A100 as
+    seven ``1g.10gb`` slices) added to the session cluster's 2 x 8 H100 for one test, then removed."""
+    shapes = [s for s in MIXED_GPU_SHAPES if s.product != H100]
+    manifests = node_manifests(
+        ClusterConfig(state_dir=Path("/unused"), cpu_nodes=0, gpu_shapes=tuple(shapes))
+    )
+    names = {"a100": f"a100-{uuid.uuid4().hex[:6]}", "mig": f"a100-mig-{uuid.uuid4().hex[:6]}"}
+    for manifest, name in zip(manifests, names.values(), strict=True):
+        manifest["metadata"]["name"] = name
+        manifest["metadata"]["labels"]["kubernetes.io/hostname"] = name
+        cluster.request("POST", "/api/v1/nodes", manifest)
+    try:
+        yield names
+    finally:
+        for name in names.values():
+            cluster.request("DELETE", f"/api/v1/nodes/{name}")
+
+
+async def test_product_and_mig_jobs_land_on_their_nodes_and_a_busy_product_waits_with_its_reason(
+    cluster: Cluster, crds: list[str], namespace: str, mixed_nodes: dict[str, str]
+) -> None:
+    policy: dict[str, Any] = {
+        "max": {"gpu": 8},
+        "gpuProducts": [{"name": "h100", "nodeLabelValue": H100}, {"name": "a100", "nodeLabelValue": A100}],
+        "migProfiles": ["1g.10gb"],
+        "admission": {"order": "Fifo"},
+    }
+    async with _world(cluster, namespace) as (sim, token, kube):
+
+        async def ready() -> bool:
+            nodes = {n["metadata"]["name"]: n for n in (await kube.list(NODES)).items}
+            return (
+                all(
+                    any(
+                        c["type"] == "Ready" and c["status"] == "True"
+                        for c in nodes[name]["status"].get("conditions", [])
+                    )
+                    for name in mixed_nodes.values()
+                    if name in nodes
+                )
+                and set(mixed_nodes.values()) <= nodes.keys()
+            )
+
+        await wait_until("the A100 nodes Ready", ready, within=30)
+        pool = await sizing_pool(kube, namespace, policy)
+        now = time.time()
+        jobs = {
+            "a100": (["self-hosted", "gpu=2", "gpu-type=a100"], now - 3),
+            "mig": (["self-hosted", "mig=1g.10gb"], now - 2),
+            "later": (["self-hosted", "gpu=4", "gpu-type=a100"], now - 1),
+        }
+        names = {}
+        for i, (key, (labels, queued)) in enumerate(jobs.items(), start=1):
+            obj = await kube.create(
+                RUNNERS, sized_runner(pool, policy, i, labels, queued), namespace=namespace
+            )
+            names[key] = obj["metadata"]["name"]
+        async with controller_process(cluster, sim, token, namespace, enable_sizing=True):
+
+            async def bound() -> dict[str, dict[str, Any]] | None:
+                pods = {p["metadata"]["name"]: p for p in (await kube.list(PODS, namespace=namespace)).items}
+                wanted = [pods.get(names[k]) for k in ("a100", "mig")]
+                return pods if all(p and p["spec"].get("nodeName") for p in wanted) else None
+
+            pods = await wait_until("the a100 and MIG pods bound", bound, within=60)
+
+            async def waiting() -> dict[str, Any] | None:
+                runner = await kube.get(RUNNERS, names["later"], namespace=namespace)
+                status: dict[str, Any] = runner.get("status") or {}
+                return status if status.get("phase") == "Waiting" else None
+
+            status = await wait_until("the second a100 job waiting", waiting, within=30)
+        a100, mig = pods[names["a100"]], pods[names["mig"]]
+        assert a100["spec"]["nodeName"] == mixed_nodes["a100"]
+        assert _gpus(a100) == 2
+        assert mig["spec"]["nodeName"] == mixed_nodes["mig"]
+        requests = [(c.get("resources") or {}).get("requests", {}) for c in mig["spec"]["containers"]]
+        assert sum(int(r.get(MIG, 0)) for r in requests) == 1
+        assert _gpus(mig) == 0
+        assert names["later"] not in pods
+        assert status["message"] == f"waiting for 4 {TIMES} nvidia.com/gpu ({A100}): 2 of 4 free", status

@@ -62,6 +62,7 @@ from runnerd.reconcile.admission import (
 from runnerd.reconcile.admitting import (
     RunnerWrite,
     admission_of,
+    admitted_node,
     gpu_totals,
     is_sized,
     pod_facts,
@@ -71,6 +72,7 @@ from runnerd.reconcile.admitting import (
     runner_key,
     slim_cluster_pod,
     slim_node,
+    stranded,
     unique_keys,
     waiting_job,
     writes,
@@ -152,6 +154,7 @@ class AdmissionController:
         self.stats = AdmissionStats()
         self._built: dict[str, _Built] = {}  # Runner uid -> its pod
         self._written: dict[str, dict[str, str]] = {}  # Runner key -> admission annotations written
+        self._stranded: set[str] = set()  # uids of admitted pods reported unschedulable
 
     # ------------------------------------------------------------------------------- observe
     def sized_runners(self) -> list[Obj]:
@@ -240,8 +243,30 @@ class AdmissionController:
         todo += [w for w in (self._refusal(obj, reason) for obj, reason in facts.broken) if w is not None]
         for write in todo:
             await self._write(write, facts.runners, now)
+        await self._report_stranded()
         self._gauges(facts.nodes, facts.pods)
         return self._next_pass(plan, rules, now)
+
+    async def _report_stranded(self) -> None:
+        """A Warning on the Runner of each admitted pod the scheduler cannot place (once per pod)."""
+        live: set[str] = set()
+        for pod in self.pods.store.objects():
+            uid = str(pod["metadata"].get("uid") or "")
+            reason = stranded(pod)
+            if reason is None:
+                continue
+            live.add(uid)
+            if uid in self._stranded:
+                continue
+            self._stranded.add(uid)
+            runner = self.runners.store.get(
+                Key(pod["metadata"].get("namespace"), pod["metadata"].get("name"))
+            )
+            if runner is not None and self.recorder is not None:
+                node = admitted_node(pod)
+                message = f"admitted to node {node}, but the scheduler cannot place its pod: {reason}"
+                await self.recorder.warning(runner, "AdmittedPodUnschedulable", message)
+        self._stranded &= live
 
     def _refusal(self, obj: Mapping[str, Any], reason: str) -> RunnerWrite | None:
         status = obj.get("status") or {}
@@ -254,6 +279,14 @@ class AdmissionController:
         namespace, name = write.key.split("/", 1)
         obj = next((o for o in by_key.values() if runner_key(o) == write.key), None)
         try:
+            if write.status is not None:  # first: see RunnerWrite
+                await self.kube.patch_status(
+                    RUNNERS, name, {"status": dict(write.status)}, namespace=namespace
+                )
+                self.stats.status_writes += 1
+                refused = write.status.get("phase") == PHASE_REFUSED
+                if obj is not None and self.recorder is not None and refused:
+                    await self.recorder.warning(obj, REASON_REFUSED, str(write.status.get("message")))
             if write.annotations is not None:
                 await self.kube.patch(
                     RUNNERS, name, {"metadata": {"annotations": dict(write.annotations)}}, namespace=namespace
@@ -264,17 +297,6 @@ class AdmissionController:
                     self._observe_wait(namespace, obj, now - write.admitted_at)
                 if obj is not None and self.recorder is not None:
                     await self.recorder.normal(obj, "Admitted", _admitted_message(write.annotations))
-            if write.status is not None:
-                await self.kube.patch_status(
-                    RUNNERS, name, {"status": dict(write.status)}, namespace=namespace
-                )
-                self.stats.status_writes += 1
-                if (
-                    obj is not None
-                    and self.recorder is not None
-                    and write.status.get("phase") == PHASE_REFUSED
-                ):
-                    await self.recorder.warning(obj, REASON_REFUSED, str(write.status.get("message")))
         except NotFound:
             return  # deleted meanwhile (its job completed or was cancelled)
 
@@ -320,15 +342,16 @@ def node_changed(event: InformerEvent) -> bool:
 
 
 def pod_changed(event: InformerEvent) -> bool:
-    """Bound, finished (it leaves the view) or deleted; a new pod that holds resources; not the
-    status churn of a running pod (the slim view drops it, so old and new compare equal)."""
+    """Bound, finished (it leaves the view) or deleted; a new pod that holds resources; refused by
+    the scheduler; not the status churn of a running pod (the slim view drops it, so old and new
+    compare equal)."""
     if event.type is EventType.SYNC:
         return False
     if event.type is not EventType.MODIFIED or event.old is None:
         return True
 
     def shape(pod: Obj) -> tuple[Any, ...]:
-        return (pod.get("spec"), (pod.get("status") or {}).get("phase"), pod["metadata"].get("annotations"))
+        return (pod.get("spec"), pod.get("status"), pod["metadata"].get("annotations"))
 
     return shape(event.obj) != shape(event.old)
 

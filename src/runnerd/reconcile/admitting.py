@@ -18,8 +18,9 @@ Facts in:
 
 Steps out: :func:`writes`, per Runner, only what differs from what it already says: the annotations
 ``runnerd.dev/admission: placed`` and ``runnerd.dev/admitted-node: <node>`` (or ``pending``) for an
-admitted Runner; ``status`` ``{phase: Waiting, reason: WaitingForCapacity, message}`` or
-``{phase: Refused, reason: SizeRefused, message}`` for the others.
+admitted Runner (and the Waiting/Refused status it had removed); ``status`` ``{phase: Waiting,
+reason: WaitingForCapacity, message}`` or ``{phase: Refused, reason: SizeRefused, message}`` for the
+others.
 
 Guarantees: pure; an admitted Runner is never written again by admission (the decision is final:
 its status then belongs to the Runner controller); nothing is written that the Runner already says.
@@ -63,6 +64,8 @@ from runnerd.reconcile.sizedjob import (
 )
 
 PLACED, PENDING = ADMISSION_PLACED, ADMISSION_PENDING
+CLEARED_STATUS: Mapping[str, None] = {"phase": None, "reason": None, "message": None}
+"""A merge patch of ``status`` that removes what admission wrote."""
 
 POD_SPEC_KEPT = ("nodeName", "nodeSelector", "overhead", "containers", "initContainers")
 TERMINAL_PHASES = frozenset(("Succeeded", "Failed"))
@@ -169,8 +172,9 @@ def waiting_job(obj: Mapping[str, Any], pod_spec: Mapping[str, Any], key: str | 
 
 def slim_cluster_pod(obj: dict[str, Any]) -> dict[str, Any]:
     """The cluster-wide pod view's cache transform: only what capacity needs (name, namespace, uid,
-    the two sized-job labels, the admitted-node annotation, the node, node selector, overhead, each
-    container's resources, the phase). A few hundred bytes per pod, whatever the pod carries."""
+    the two sized-job labels, the admission annotations, the node, node selector, overhead, each
+    container's resources, the phase, and a ``PodScheduled: False`` condition if there is one). A few
+    hundred bytes per pod, whatever the pod carries."""
     meta = _meta(obj)
     labels = {
         k: v for k, v in (meta.get("labels") or {}).items() if k in (SIZED_JOB_LABEL, SIZING_POLICY_LABEL)
@@ -198,9 +202,37 @@ def slim_cluster_pod(obj: dict[str, Any]) -> dict[str, Any]:
             ]
     status = obj.get("status") or {}
     out: dict[str, Any] = {"metadata": slim_meta, "spec": slim_spec}
-    if status.get("phase"):
-        out["status"] = {"phase": status["phase"]}
+    slim_status: dict[str, Any] = {"phase": status["phase"]} if status.get("phase") else {}
+    refused = [_slim_condition(c) for c in status.get("conditions") or [] if _unschedulable(c)]
+    if refused:
+        slim_status["conditions"] = refused
+    if slim_status:
+        out["status"] = slim_status
     return out
+
+
+def _unschedulable(condition: Any) -> bool:
+    return (
+        isinstance(condition, Mapping)
+        and condition.get("type") == "PodScheduled"
+        and condition.get("status") == "False"
+    )
+
+
+def _slim_condition(condition: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: condition[k] for k in ("type", "status", "reason", "message") if k in condition}
+
+
+def stranded(pod: Mapping[str, Any]) -> str | None:
+    """Why the scheduler cannot place a pod admission placed (hinted, unbound, ``PodScheduled`` False),
+    else ``None``: admission's view and the scheduler's disagree (another scheduler's pods, a node
+    that changed), which is reported on the Runner."""
+    if not is_sized(pod) or (pod.get("spec") or {}).get("nodeName") or admitted_node(pod) is None:
+        return None
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if _unschedulable(condition):
+            return str(condition.get("message") or condition.get("reason") or "Unschedulable")
+    return None
 
 
 def pod_facts(pod: Mapping[str, Any]) -> PodFacts | None:
@@ -227,8 +259,9 @@ def reservation(obj: Mapping[str, Any], requests: Mapping[str, Decimal]) -> PodF
 
 @dataclass(frozen=True)
 class RunnerWrite:
-    """What to write on one sized Runner: annotations (a merge patch of ``metadata.annotations``) or
-    its ``status`` (replaced fields)."""
+    """What to write on one sized Runner: annotations (a merge patch of ``metadata.annotations``)
+    and/or its ``status`` (a merge patch; written first, so admission's own status is gone before
+    the Runner controller, which the annotation lets in, writes one)."""
 
     key: str
     annotations: Mapping[str, str] | None = None
@@ -245,6 +278,14 @@ def _status_write(obj: Mapping[str, Any], phase: str, reason: str, message: str)
     return want
 
 
+def _cleared(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """On admission: remove the Waiting/Refused status admission wrote (a Runner without
+    ``status.phase`` is starting), so an admitted job does not read as waiting."""
+    if (obj.get("status") or {}).get("phase") in (PHASE_WAITING, PHASE_REFUSED):
+        return CLEARED_STATUS
+    return None
+
+
 def writes(plan: Plan, runners: Mapping[str, Mapping[str, Any]]) -> list[RunnerWrite]:
     """Per Runner (``runners`` by job key), what differs from what it already says."""
     out: list[RunnerWrite] = []
@@ -252,22 +293,15 @@ def writes(plan: Plan, runners: Mapping[str, Mapping[str, Any]]) -> list[RunnerW
         obj = runners.get(decision.job.key)
         if obj is None or admission_of(obj) is not None:
             continue
-        key = runner_key(obj)
+        key, queued = runner_key(obj), decision.job.queued_at
         if isinstance(decision, Place):
             annotations = {ADMISSION_ANNOTATION: PLACED, ADMITTED_NODE_ANNOTATION: decision.node}
-            out.append(RunnerWrite(key, annotations=annotations, admitted_at=decision.job.queued_at))
+            out.append(RunnerWrite(key, annotations, _cleared(obj), admitted_at=queued))
         elif isinstance(decision, PlacePending):
-            out.append(
-                RunnerWrite(
-                    key, annotations={ADMISSION_ANNOTATION: PENDING}, admitted_at=decision.job.queued_at
-                )
-            )
+            out.append(RunnerWrite(key, {ADMISSION_ANNOTATION: PENDING}, _cleared(obj), admitted_at=queued))
         else:
-            phase, reason = (
-                (PHASE_REFUSED, REASON_REFUSED)
-                if isinstance(decision, Refuse)
-                else (PHASE_WAITING, REASON_WAITING)
-            )
+            refused = isinstance(decision, Refuse)
+            phase, reason = (PHASE_REFUSED, REASON_REFUSED) if refused else (PHASE_WAITING, REASON_WAITING)
             status = _status_write(obj, phase, reason, decision.reason)
             if status is not None:
                 out.append(RunnerWrite(key, status=status))

@@ -164,6 +164,7 @@ async def test_jobs_wait_in_order_with_their_reasons_and_placed_runners_hold_the
     del kube.objects[("runners", NS, a)]
     await ctl.reconcile(ADMISSION_KEY)
     assert meta(kube, c)["annotations"][ADMITTED_NODE_ANNOTATION] == node_a
+    assert not any(status(kube, c).values())  # admitted: its Waiting status is gone
 
 
 async def test_a_hinted_pod_counts_on_its_node_until_bound_then_where_it_is_bound(kube: FakeKube) -> None:
@@ -181,6 +182,26 @@ async def test_a_hinted_pod_counts_on_its_node_until_bound_then_where_it_is_boun
     await ctl.reconcile(ADMISSION_KEY)
     # once bound, a counts where it runs, not on its hint: gpu-node-1 is free again
     assert meta(kube, c)["annotations"][ADMITTED_NODE_ANNOTATION] == "gpu-node-1"
+
+
+async def test_an_admitted_pod_the_scheduler_refuses_is_reported_once(kube: FakeKube) -> None:
+    add_node(kube, "gpu-node-1")
+    add_policy(kube)
+    placed = {ADMISSION_ANNOTATION: "placed", ADMITTED_NODE_ANNOTATION: "gpu-node-1"}
+    a = add_job(kube, 1, 8, 0, **placed)
+    add_pod(kube, a, None, 8, **placed)
+    kube.objects[("pods", NS, a)]["metadata"]["labels"] = {SIZED_JOB_LABEL: "1", SIZING_POLICY_LABEL: "gpu"}
+    kube.objects[("pods", NS, a)]["metadata"]["uid"] = "pod-1"
+    kube.objects[("pods", NS, a)]["status"]["conditions"] = [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/4 nodes fit"}
+    ]
+    recorder = FakeRecorder()
+    ctl = admission(kube, recorder=recorder)
+    await ctl.reconcile(ADMISSION_KEY)
+    await ctl.reconcile(ADMISSION_KEY)
+    assert recorder.reasons() == ["AdmittedPodUnschedulable"]
+    assert "gpu-node-1" in recorder.events[0][2]
+    assert "0/4 nodes fit" in recorder.events[0][2]
 
 
 async def test_a_job_larger_than_every_node_is_refused_and_reported(kube: FakeKube) -> None:
@@ -304,8 +325,16 @@ def test_node_events_that_matter(event: InformerEvent, changed: bool) -> None:
         (_event(EventType.MODIFIED, _with(POD, ("metadata", "resourceVersion"), "2"), POD), False),
         (_event(EventType.MODIFIED, _with(POD, ("spec", "nodeName"), "n"), POD), True),  # bound
         (_event(EventType.MODIFIED, _with(POD, ("status", "phase"), "Running"), POD), True),
+        (
+            _event(
+                EventType.MODIFIED,
+                _with(POD, ("status", "conditions"), [{"type": "PodScheduled", "status": "False"}]),
+                POD,
+            ),
+            True,
+        ),
     ],
-    ids=["added", "deleted", "sync", "status-churn", "bound", "phase"],
+    ids=["added", "deleted", "sync", "status-churn", "bound", "phase", "unschedulable"],
 )
 def test_pod_events_that_matter(event: InformerEvent, changed: bool) -> None:
     assert pod_changed(event) is changed

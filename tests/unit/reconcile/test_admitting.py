@@ -26,6 +26,7 @@ from runnerd.reconcile.admission import (
     node_facts,
 )
 from runnerd.reconcile.admitting import (
+    CLEARED_STATUS,
     RunnerWrite,
     admission_of,
     awaiting_admission,
@@ -38,6 +39,7 @@ from runnerd.reconcile.admitting import (
     reservation,
     slim_cluster_pod,
     slim_node,
+    stranded,
     unique_keys,
     waiting_job,
     writes,
@@ -286,6 +288,16 @@ REFUSED = {"phase": "Refused", "reason": "SizeRefused", "message": "too big"}
             runner(),
             [RunnerWrite(K, annotations={ADMISSION_ANNOTATION: "pending"}, admitted_at=T0)],
         ),
+        (  # admitted after waiting: its Waiting status goes
+            PlacePending(JOB, "may wait"),
+            runner(status=WAITING),
+            [RunnerWrite(K, {ADMISSION_ANNOTATION: "pending"}, CLEARED_STATUS, admitted_at=T0)],
+        ),
+        (
+            Place(JOB, "n1", "placed"),
+            runner(status=REFUSED),
+            [RunnerWrite(K, PLACED_N1, CLEARED_STATUS, admitted_at=T0)],
+        ),
         (Wait(JOB, WAITING["message"]), runner(), [RunnerWrite("ci/gpu-runners-job-41", status=WAITING)]),
         (Wait(JOB, WAITING["message"]), runner(status={**WAITING, "ready": False}), []),  # unchanged
         (
@@ -306,7 +318,8 @@ REFUSED = {"phase": "Refused", "reason": "SizeRefused", "message": "too big"}
         (Wait(JOB, "w"), runner(**{ADMISSION_ANNOTATION: "pending"}), []),
     ],
     ids=[
-        "place", "pending", "wait", "wait-unchanged", "wait-new-reason", "refuse", "refuse-unchanged",
+        "place", "pending", "waited-then-pending", "refused-then-placed", "wait", "wait-unchanged",
+        "wait-new-reason", "refuse", "refuse-unchanged",
         "refused-then-waits", "placed-already", "pending-already",
     ],
 )  # fmt: skip
@@ -407,3 +420,42 @@ def test_gpu_totals_by_resource_and_product(pods: list[PodFacts], expected: dict
         NodeFacts("cpu1", {"cpu": D(16)}),
     ]
     assert gpu_totals(nodes, pods, PRODUCT_LABEL) == expected
+
+
+UNSCHEDULABLE = {
+    "type": "PodScheduled",
+    "status": "False",
+    "reason": "Unschedulable",
+    "message": "0/4 nodes are available: 2 Insufficient nvidia.com/gpu.",
+    "lastTransitionTime": "2026-12-07T10:00:00Z",
+}
+
+
+def _stranded_pod(node: str | None, hint: str | None, sized: bool = True, **status: Any) -> dict[str, Any]:
+    pod = _pod(node=node, sized=sized, **({ADMITTED_NODE_ANNOTATION: hint} if hint else {}))
+    pod["status"] = {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}, UNSCHEDULABLE]}
+    pod["status"].update(status)
+    return slim_cluster_pod(pod)
+
+
+def test_the_pod_view_keeps_a_refused_scheduling_and_nothing_else_of_the_status() -> None:
+    slim = _stranded_pod(None, "n1")
+    assert slim["status"] == {
+        "phase": "Pending",
+        "conditions": [{k: v for k, v in UNSCHEDULABLE.items() if k != "lastTransitionTime"}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("pod", "reason"),
+    [
+        (_stranded_pod(None, "n1"), UNSCHEDULABLE["message"]),
+        (_stranded_pod("n1", "n1"), None),  # bound after all
+        (_stranded_pod(None, None), None),  # admitted Pending on purpose (no hint)
+        (_stranded_pod(None, "n1", sized=False), None),  # not ours
+        (_stranded_pod(None, "n1", conditions=[]), None),  # not refused (yet)
+    ],
+    ids=["stranded", "bound", "pending-allowance", "other-workload", "not-refused"],
+)
+def test_stranded(pod: dict[str, Any], reason: str | None) -> None:
+    assert stranded(pod) == reason
