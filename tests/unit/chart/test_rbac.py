@@ -317,9 +317,8 @@ def test_kubernetes_mode_value_grants_the_runner_identity_requests_and_the_role_
     assert role <= on
 
 
-SIZING_REQUESTS = {
-    ("list", "", "nodes"),
-    ("watch", "", "nodes"),
+SIZING_REQUESTS = {  # nodes are read in every case (the cost ledger); pods cluster-wide: below
+    ("patch", "runnerd.dev", "runnersizingpolicies/status"),
     ("list", "runnerd.dev", "runnersizingpolicies"),
     ("watch", "runnerd.dev", "runnersizingpolicies"),
 }
@@ -330,7 +329,8 @@ def test_capacity_admission_reads_nodes_and_every_pod_cluster_wide(
     tmp_path: Path, watch_namespace: str | None
 ) -> None:
     """Sizing (the default, ``sizing.enabled``): nodes and pods are listed and watched cluster-wide
-    by a ClusterRole even in single-namespace mode (a node's GPUs are shared by all namespaces);
+    by ClusterRoles even in single-namespace mode (a node's GPUs are shared by all namespaces): the
+    pods by the capacity role, the nodes by the nodes role the cost ledger needs in every case;
     ``sizing.enabled=false`` grants none of what only admission needs."""
     extra = (
         ["scope.singleNamespace=true", f"scope.watchNamespace={watch_namespace}"] if watch_namespace else []
@@ -338,10 +338,13 @@ def test_capacity_admission_reads_nodes_and_every_pod_cluster_wide(
     objects = render(tmp_path, *extra)
     capacity = [o for o in objects if o["kind"] == "ClusterRole" and "-capacity" in o["metadata"]["name"]]
     assert len(capacity) == 1
-    assert capacity[0]["rules"] == [
-        {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list", "watch"]}
+    assert capacity[0]["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
+    nodes = [o for o in objects if o["kind"] == "ClusterRole" and "-nodes" in o["metadata"]["name"]]
+    assert [o["rules"] for o in nodes] == [
+        [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]}]
     ]
     off = render(tmp_path, "sizing.enabled=false", *extra)
     names = {o["metadata"]["name"] for o in off if o["kind"] in ("ClusterRole", "Role")}
     granted = rules_of(off, {"ClusterRole", "Role"}, names)
     assert not granted & SIZING_REQUESTS
+    assert not [o for o in off if o["kind"] == "ClusterRole" and "-capacity" in o["metadata"]["name"]]
