@@ -1,11 +1,14 @@
 """Capacity-aware admission on the real control plane (issue #16): sized Runners made as the intake
 makes them, the session cluster's 2 GPU nodes of 8 H100 each, the real scheduler and kwok.
 
-- a ``gpu=2`` job's pod lands on a GPU node requesting exactly 2 GPUs, on the node admission chose;
+- a ``gpu=2`` job's pod lands on a GPU node requesting exactly 2 GPUs, on the node admission chose,
+  which is not the node whose GPUs another namespace's pod holds (the pod view is cluster-wide);
 - a job larger than every node is ``Refused`` with the reason and never gets a pod;
 - 40 jobs of 1/2/4/8 GPUs: no pod is ever Pending for capacity, FIFO is never violated, the next job
   is admitted as soon as a finished one frees room, and a controller restart half-way loses no
-  waiting job and admits none twice.
+  waiting job and admits none twice;
+- with devcluster's mixed fleet (``MIXED_GPU_SHAPES``), ``gpu-type=a100`` and ``mig=1g.10gb`` jobs
+  land on their nodes, and a second A100 job waits with the reason.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from runnerd.kube.resources import NODES, PODS
 from runnerd.reconcile.admitting import ADMISSION_ANNOTATION, ADMITTED_NODE_ANNOTATION, SIZED_JOB_LABEL
 from runnerd.reconcile.sizing import TIMES
 from runnerd.runtime import NotFound
+from tests.conftest import fresh_namespace
 from tests.integration.support import controller_process, seed, sized_runner, sizing_pool
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -72,10 +76,32 @@ async def _world(cluster: Cluster, namespace: str) -> AsyncIterator[tuple[Simula
             await kube.close()
 
 
+@pytest.fixture
+def other_namespace(cluster: Cluster) -> Iterator[str]:
+    yield from fresh_namespace(cluster)
+
+
 async def test_a_gpu_job_gets_exactly_its_gpus_and_a_job_too_large_for_every_node_is_refused(
-    cluster: Cluster, crds: list[str], namespace: str
+    cluster: Cluster, crds: list[str], namespace: str, other_namespace: str
 ) -> None:
+    """Also: the GPUs another namespace's pod holds count (the controller serves ``namespace`` only,
+    its pod view is cluster-wide): that pod fills the GPU node admission would pick first by name."""
     async with _world(cluster, namespace) as (sim, token, kube):
+        nodes = sorted(
+            n["metadata"]["name"]
+            for n in (await kube.list(NODES)).items
+            if n["metadata"]["name"].startswith("gpu-node-")
+        )
+        toleration = {"key": GPU, "operator": "Exists", "effect": "NoSchedule"}
+        foreign = {
+            "metadata": {"name": "training", "namespace": other_namespace},
+            "spec": {
+                "nodeName": nodes[0],
+                "tolerations": [toleration],
+                "containers": [{"name": "train", "image": "train", "resources": {"limits": {GPU: "8"}}}],
+            },
+        }
+        await kube.create(PODS, foreign, namespace=other_namespace)
         pool = await sizing_pool(kube, namespace, POLICY)
         now = time.time()
         big = await kube.create(
@@ -102,7 +128,7 @@ async def test_a_gpu_job_gets_exactly_its_gpus_and_a_job_too_large_for_every_nod
         assert ADMISSION_ANNOTATION not in (refused["metadata"].get("annotations") or {})
         pods = (await kube.list(PODS, namespace=namespace)).items
         assert [p["metadata"]["name"] for p in pods] == [job["metadata"]["name"]]  # none for the refused job
-        assert pod["spec"]["nodeName"].startswith("gpu-node-")
+        assert pod["spec"]["nodeName"] == nodes[1]  # nodes[0]'s GPUs are the other namespace's pod's
         assert _gpus(pod) == 2
         assert pod["metadata"]["annotations"][ADMITTED_NODE_ANNOTATION] == pod["spec"]["nodeName"]
         node = await kube.get(NODES, pod["spec"]["nodeName"])
