@@ -340,6 +340,8 @@ async def test_product_and_mig_jobs_land_on_their_nodes_and_a_busy_product_waits
             )
 
         await wait_until("the A100 nodes Ready", ready, within=30)
+        cordon = {"spec": {"unschedulable": True}}
+        await kube.patch(NODES, mixed_nodes["a100"], cordon)  # uncordoned below: the node trigger
         pool = await sizing_pool(kube, namespace, policy)
         now = time.time()
         jobs = {
@@ -355,19 +357,40 @@ async def test_product_and_mig_jobs_land_on_their_nodes_and_a_busy_product_waits
             names[key] = obj["metadata"]["name"]
         async with controller_process(cluster, sim, token, namespace, enable_sizing=True):
 
-            async def bound() -> dict[str, dict[str, Any]] | None:
+            async def bound(*keys: str) -> dict[str, dict[str, Any]] | None:
                 pods = {p["metadata"]["name"]: p for p in (await kube.list(PODS, namespace=namespace)).items}
-                wanted = [pods.get(names[k]) for k in ("a100", "mig")]
+                wanted = [pods.get(names[k]) for k in keys]
                 return pods if all(p and p["spec"].get("nodeName") for p in wanted) else None
 
-            pods = await wait_until("the a100 and MIG pods bound", bound, within=60)
+            seen: dict[str, Any] = {}
 
-            async def waiting() -> dict[str, Any] | None:
-                runner = await kube.get(RUNNERS, names["later"], namespace=namespace)
+            async def status_of(key: str, phase: str) -> dict[str, Any] | None:
+                runner = await kube.get(RUNNERS, names[key], namespace=namespace)
                 status: dict[str, Any] = runner.get("status") or {}
-                return status if status.get("phase") == "Waiting" else None
+                seen[key] = (status, runner["metadata"].get("annotations"))
+                return status if status.get("phase") == phase else None
 
-            status = await wait_until("the second a100 job waiting", waiting, within=30)
+            async def placed(key: str) -> bool:
+                runner = await kube.get(RUNNERS, names[key], namespace=namespace)
+                return (runner["metadata"].get("annotations") or {}).get(ADMISSION_ANNOTATION) == "placed"
+
+            await wait_until("the MIG pod bound", lambda: bound("mig"), within=60)
+            cordoned = await wait_until(
+                "the a100 job waiting", lambda: status_of("a100", "Waiting"), within=30, state=lambda: seen
+            )
+            uncordoned = time.monotonic()
+            await kube.patch(NODES, mixed_nodes["a100"], {"spec": {"unschedulable": False}})
+            await wait_until(
+                "the a100 job placed once uncordoned", lambda: placed("a100"), within=15, step=0.05
+            )
+            print(f"placed {time.monotonic() - uncordoned:.3f}s after its node was uncordoned")  # pytest -s
+            pods = await wait_until("the a100 and MIG pods bound", lambda: bound("a100", "mig"), within=60)
+
+            status = await wait_until(
+                "the second a100 job waiting", lambda: status_of("later", "Waiting"), within=30
+            )
+        assert cordoned["reason"] == "WaitingForCapacity"
+        assert cordoned["message"].startswith(f"waiting for 2 {TIMES} nvidia.com/gpu ({A100})"), cordoned
         a100, mig = pods[names["a100"]], pods[names["mig"]]
         assert a100["spec"]["nodeName"] == mixed_nodes["a100"]
         assert _gpus(a100) == 2
