@@ -102,37 +102,54 @@ async def test_a_gpu_job_gets_exactly_its_gpus_and_a_job_too_large_for_every_nod
             },
         }
         await kube.create(PODS, foreign, namespace=other_namespace)
-        pool = await sizing_pool(kube, namespace, POLICY)
-        now = time.time()
-        big = await kube.create(
-            RUNNERS, sized_runner(pool, POLICY, 1, ["self-hosted", "gpu=16"], now - 2), namespace=namespace
-        )
-        job = await kube.create(
-            RUNNERS, sized_runner(pool, POLICY, 2, ["self-hosted", "gpu=2"], now - 1), namespace=namespace
-        )
-        async with controller_process(cluster, sim, token, namespace, enable_sizing=True):
+        try:
+            await _place_and_refuse(cluster, sim, token, kube, namespace, nodes)
+        finally:  # its GPUs are free again before the next test
+            await kube.delete(
+                PODS, "training", namespace=other_namespace, grace_period_seconds=0, missing_ok=True
+            )
 
-            async def placed_pod() -> dict[str, Any] | None:
-                try:
-                    pod = await kube.get(PODS, job["metadata"]["name"], namespace=namespace)
-                except NotFound:
-                    return None
-                return pod if pod["spec"].get("nodeName") else None
+            async def gone() -> bool:
+                return not [p for p in (await kube.list(PODS, namespace=other_namespace)).items]
 
-            pod = await wait_until("the gpu=2 job's pod bound to a node", placed_pod, within=60)
-            refused = await kube.get(RUNNERS, big["metadata"]["name"], namespace=namespace)
-        status = refused.get("status") or {}
-        assert status.get("phase") == "Refused", status
-        assert status.get("reason") == "SizeRefused"
-        assert "the largest matching node has 8" in status.get("message", ""), status
-        assert ADMISSION_ANNOTATION not in (refused["metadata"].get("annotations") or {})
-        pods = (await kube.list(PODS, namespace=namespace)).items
-        assert [p["metadata"]["name"] for p in pods] == [job["metadata"]["name"]]  # none for the refused job
-        assert pod["spec"]["nodeName"] == nodes[1]  # nodes[0]'s GPUs are the other namespace's pod's
-        assert _gpus(pod) == 2
-        assert pod["metadata"]["annotations"][ADMITTED_NODE_ANNOTATION] == pod["spec"]["nodeName"]
-        node = await kube.get(NODES, pod["spec"]["nodeName"])
-        assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == H100
+            await wait_until("the other namespace's GPU pod gone", gone, within=30)
+
+
+async def _place_and_refuse(
+    cluster: Cluster, sim: Simulator, token: str, kube: KubeClient, namespace: str, nodes: list[str]
+) -> None:
+    """A gpu=16 job (Refused) and a gpu=2 job (placed on ``nodes[1]``), see the test above."""
+    pool = await sizing_pool(kube, namespace, POLICY)
+    now = time.time()
+    big = await kube.create(
+        RUNNERS, sized_runner(pool, POLICY, 1, ["self-hosted", "gpu=16"], now - 2), namespace=namespace
+    )
+    job = await kube.create(
+        RUNNERS, sized_runner(pool, POLICY, 2, ["self-hosted", "gpu=2"], now - 1), namespace=namespace
+    )
+    async with controller_process(cluster, sim, token, namespace, enable_sizing=True):
+
+        async def placed_pod() -> dict[str, Any] | None:
+            try:
+                pod = await kube.get(PODS, job["metadata"]["name"], namespace=namespace)
+            except NotFound:
+                return None
+            return pod if pod["spec"].get("nodeName") else None
+
+        pod = await wait_until("the gpu=2 job's pod bound to a node", placed_pod, within=60)
+        refused = await kube.get(RUNNERS, big["metadata"]["name"], namespace=namespace)
+    status = refused.get("status") or {}
+    assert status.get("phase") == "Refused", status
+    assert status.get("reason") == "SizeRefused"
+    assert "the largest matching node has 8" in status.get("message", ""), status
+    assert ADMISSION_ANNOTATION not in (refused["metadata"].get("annotations") or {})
+    pods = (await kube.list(PODS, namespace=namespace)).items
+    assert [p["metadata"]["name"] for p in pods] == [job["metadata"]["name"]]  # none for the refused job
+    assert pod["spec"]["nodeName"] == nodes[1]  # nodes[0]'s GPUs are the other namespace's pod's
+    assert _gpus(pod) == 2
+    assert pod["metadata"]["annotations"][ADMITTED_NODE_ANNOTATION] == pod["spec"]["nodeName"]
+    node = await kube.get(NODES, pod["spec"]["nodeName"])
+    assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == H100
 
 
 @dataclass
@@ -228,6 +245,14 @@ async def test_forty_gpu_jobs_on_two_nodes_fifo_never_pending_and_a_restart_lose
         }
         assert sorted(capacity.values()) == [8, 8], capacity  # the session cluster's 2 x 8 H100
         watch = Watch(order=[], size={}, capacity=capacity)
+
+        async def gpus_free() -> bool:  # what earlier tests left (namespaces deleted without waiting)
+            await watch.poll(kube, namespace)
+            return not any(watch.elsewhere.get(n) for n in capacity)
+
+        await wait_until(
+            "the GPU nodes free of other tests' pods", gpus_free, within=60, state=lambda: watch.elsewhere
+        )
         for i, gpus in enumerate(sizes, start=1):
             obj = sized_runner(pool, POLICY, 1000 + i, ["self-hosted", f"gpu={gpus}"], start + i)
             await kube.create(RUNNERS, obj, namespace=namespace)
@@ -253,7 +278,9 @@ async def test_forty_gpu_jobs_on_two_nodes_fifo_never_pending_and_a_restart_lose
         async def finish(count: int) -> None:
             for _ in range(count):
                 await wait_until("admissions settled", settled, within=60, step=0.2, state=watch.describe)
-                name = next(n for n in watch.order if n in watch.admitted and n not in watch.finished)
+                running = [n for n in watch.order if n in watch.admitted and n not in watch.finished]
+                assert running, f"settled with nothing running: {watch.describe()}"
+                name = running[0]
                 await kube.patch(
                     PODS,
                     name,
