@@ -1,11 +1,14 @@
 """Capacity-aware admission on the real control plane (issue #16): sized Runners made as the intake
 makes them, the session cluster's 2 GPU nodes of 8 H100 each, the real scheduler and kwok.
 
-- a ``gpu=2`` job's pod lands on a GPU node requesting exactly 2 GPUs, on the node admission chose;
+- a ``gpu=2`` job's pod lands on a GPU node requesting exactly 2 GPUs, on the node admission chose,
+  which is not the node whose GPUs another namespace's pod holds (the pod view is cluster-wide);
 - a job larger than every node is ``Refused`` with the reason and never gets a pod;
 - 40 jobs of 1/2/4/8 GPUs: no pod is ever Pending for capacity, FIFO is never violated, the next job
   is admitted as soon as a finished one frees room, and a controller restart half-way loses no
-  waiting job and admits none twice.
+  waiting job and admits none twice;
+- with devcluster's mixed fleet (``MIXED_GPU_SHAPES``), ``gpu-type=a100`` and ``mig=1g.10gb`` jobs
+  land on their nodes, and a second A100 job waits with the reason.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from runnerd.kube.resources import NODES, PODS
 from runnerd.reconcile.sizedjob import ADMISSION_ANNOTATION, ADMITTED_NODE_ANNOTATION, SIZED_JOB_LABEL
 from runnerd.reconcile.sizing import TIMES
 from runnerd.runtime import NotFound
+from tests.conftest import fresh_namespace
 from tests.integration.support import controller_process, seed, sized_runner, sizing_pool
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -72,41 +76,80 @@ async def _world(cluster: Cluster, namespace: str) -> AsyncIterator[tuple[Simula
             await kube.close()
 
 
+@pytest.fixture
+def other_namespace(cluster: Cluster) -> Iterator[str]:
+    yield from fresh_namespace(cluster)
+
+
 async def test_a_gpu_job_gets_exactly_its_gpus_and_a_job_too_large_for_every_node_is_refused(
-    cluster: Cluster, crds: list[str], namespace: str
+    cluster: Cluster, crds: list[str], namespace: str, other_namespace: str
 ) -> None:
+    """Also: the GPUs another namespace's pod holds count (the controller serves ``namespace`` only,
+    its pod view is cluster-wide): that pod fills the GPU node admission would pick first by name."""
     async with _world(cluster, namespace) as (sim, token, kube):
-        pool = await sizing_pool(kube, namespace, POLICY)
-        now = time.time()
-        big = await kube.create(
-            RUNNERS, sized_runner(pool, POLICY, 1, ["self-hosted", "gpu=16"], now - 2), namespace=namespace
+        nodes = sorted(
+            n["metadata"]["name"]
+            for n in (await kube.list(NODES)).items
+            if n["metadata"]["name"].startswith("gpu-node-")
         )
-        job = await kube.create(
-            RUNNERS, sized_runner(pool, POLICY, 2, ["self-hosted", "gpu=2"], now - 1), namespace=namespace
-        )
-        async with controller_process(cluster, sim, token, namespace, enable_sizing=True):
+        toleration = {"key": GPU, "operator": "Exists", "effect": "NoSchedule"}
+        foreign = {
+            "metadata": {"name": "training", "namespace": other_namespace},
+            "spec": {
+                "nodeName": nodes[0],
+                "tolerations": [toleration],
+                "containers": [{"name": "train", "image": "train", "resources": {"limits": {GPU: "8"}}}],
+            },
+        }
+        await kube.create(PODS, foreign, namespace=other_namespace)
+        try:
+            await _place_and_refuse(cluster, sim, token, kube, namespace, nodes)
+        finally:  # its GPUs are free again before the next test
+            await kube.delete(
+                PODS, "training", namespace=other_namespace, grace_period_seconds=0, missing_ok=True
+            )
 
-            async def placed_pod() -> dict[str, Any] | None:
-                try:
-                    pod = await kube.get(PODS, job["metadata"]["name"], namespace=namespace)
-                except NotFound:
-                    return None
-                return pod if pod["spec"].get("nodeName") else None
+            async def gone() -> bool:
+                return not [p for p in (await kube.list(PODS, namespace=other_namespace)).items]
 
-            pod = await wait_until("the gpu=2 job's pod bound to a node", placed_pod, within=60)
-            refused = await kube.get(RUNNERS, big["metadata"]["name"], namespace=namespace)
-        status = refused.get("status") or {}
-        assert status.get("phase") == "Refused", status
-        assert status.get("reason") == "SizeRefused"
-        assert "the largest matching node has 8" in status.get("message", ""), status
-        assert ADMISSION_ANNOTATION not in (refused["metadata"].get("annotations") or {})
-        pods = (await kube.list(PODS, namespace=namespace)).items
-        assert [p["metadata"]["name"] for p in pods] == [job["metadata"]["name"]]  # none for the refused job
-        assert pod["spec"]["nodeName"].startswith("gpu-node-")
-        assert _gpus(pod) == 2
-        assert pod["metadata"]["annotations"][ADMITTED_NODE_ANNOTATION] == pod["spec"]["nodeName"]
-        node = await kube.get(NODES, pod["spec"]["nodeName"])
-        assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == H100
+            await wait_until("the other namespace's GPU pod gone", gone, within=30)
+
+
+async def _place_and_refuse(
+    cluster: Cluster, sim: Simulator, token: str, kube: KubeClient, namespace: str, nodes: list[str]
+) -> None:
+    """A gpu=16 job (Refused) and a gpu=2 job (placed on ``nodes[1]``), see the test above."""
+    pool = await sizing_pool(kube, namespace, POLICY)
+    now = time.time()
+    big = await kube.create(
+        RUNNERS, sized_runner(pool, POLICY, 1, ["self-hosted", "gpu=16"], now - 2), namespace=namespace
+    )
+    job = await kube.create(
+        RUNNERS, sized_runner(pool, POLICY, 2, ["self-hosted", "gpu=2"], now - 1), namespace=namespace
+    )
+    async with controller_process(cluster, sim, token, namespace, enable_sizing=True):
+
+        async def placed_pod() -> dict[str, Any] | None:
+            try:
+                pod = await kube.get(PODS, job["metadata"]["name"], namespace=namespace)
+            except NotFound:
+                return None
+            return pod if pod["spec"].get("nodeName") else None
+
+        pod = await wait_until("the gpu=2 job's pod bound to a node", placed_pod, within=60)
+        refused = await kube.get(RUNNERS, big["metadata"]["name"], namespace=namespace)
+    status = refused.get("status") or {}
+    assert status.get("phase") == "Refused", status
+    assert status.get("reason") == "SizeRefused"
+    assert "the largest matching node has 8" in status.get("message", ""), status
+    assert ADMISSION_ANNOTATION not in (refused["metadata"].get("annotations") or {})
+    pods = (await kube.list(PODS, namespace=namespace)).items
+    assert [p["metadata"]["name"] for p in pods] == [job["metadata"]["name"]]  # none for the refused job
+    assert pod["spec"]["nodeName"] == nodes[1]  # nodes[0]'s GPUs are the other namespace's pod's
+    assert _gpus(pod) == 2
+    assert pod["metadata"]["annotations"][ADMITTED_NODE_ANNOTATION] == pod["spec"]["nodeName"]
+    node = await kube.get(NODES, pod["spec"]["nodeName"])
+    assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == H100
 
 
 @dataclass
@@ -202,6 +245,14 @@ async def test_forty_gpu_jobs_on_two_nodes_fifo_never_pending_and_a_restart_lose
         }
         assert sorted(capacity.values()) == [8, 8], capacity  # the session cluster's 2 x 8 H100
         watch = Watch(order=[], size={}, capacity=capacity)
+
+        async def gpus_free() -> bool:  # what earlier tests left (namespaces deleted without waiting)
+            await watch.poll(kube, namespace)
+            return not any(watch.elsewhere.get(n) for n in capacity)
+
+        await wait_until(
+            "the GPU nodes free of other tests' pods", gpus_free, within=60, state=lambda: watch.elsewhere
+        )
         for i, gpus in enumerate(sizes, start=1):
             obj = sized_runner(pool, POLICY, 1000 + i, ["self-hosted", f"gpu={gpus}"], start + i)
             await kube.create(RUNNERS, obj, namespace=namespace)
@@ -227,7 +278,9 @@ async def test_forty_gpu_jobs_on_two_nodes_fifo_never_pending_and_a_restart_lose
         async def finish(count: int) -> None:
             for _ in range(count):
                 await wait_until("admissions settled", settled, within=60, step=0.2, state=watch.describe)
-                name = next(n for n in watch.order if n in watch.admitted and n not in watch.finished)
+                running = [n for n in watch.order if n in watch.admitted and n not in watch.finished]
+                assert running, f"settled with nothing running: {watch.describe()}"
+                name = running[0]
                 await kube.patch(
                     PODS,
                     name,
@@ -314,6 +367,8 @@ async def test_product_and_mig_jobs_land_on_their_nodes_and_a_busy_product_waits
             )
 
         await wait_until("the A100 nodes Ready", ready, within=30)
+        cordon = {"spec": {"unschedulable": True}}
+        await kube.patch(NODES, mixed_nodes["a100"], cordon)  # uncordoned below: the node trigger
         pool = await sizing_pool(kube, namespace, policy)
         now = time.time()
         jobs = {
@@ -329,19 +384,40 @@ async def test_product_and_mig_jobs_land_on_their_nodes_and_a_busy_product_waits
             names[key] = obj["metadata"]["name"]
         async with controller_process(cluster, sim, token, namespace, enable_sizing=True):
 
-            async def bound() -> dict[str, dict[str, Any]] | None:
+            async def bound(*keys: str) -> dict[str, dict[str, Any]] | None:
                 pods = {p["metadata"]["name"]: p for p in (await kube.list(PODS, namespace=namespace)).items}
-                wanted = [pods.get(names[k]) for k in ("a100", "mig")]
+                wanted = [pods.get(names[k]) for k in keys]
                 return pods if all(p and p["spec"].get("nodeName") for p in wanted) else None
 
-            pods = await wait_until("the a100 and MIG pods bound", bound, within=60)
+            seen: dict[str, Any] = {}
 
-            async def waiting() -> dict[str, Any] | None:
-                runner = await kube.get(RUNNERS, names["later"], namespace=namespace)
+            async def status_of(key: str, phase: str) -> dict[str, Any] | None:
+                runner = await kube.get(RUNNERS, names[key], namespace=namespace)
                 status: dict[str, Any] = runner.get("status") or {}
-                return status if status.get("phase") == "Waiting" else None
+                seen[key] = (status, runner["metadata"].get("annotations"))
+                return status if status.get("phase") == phase else None
 
-            status = await wait_until("the second a100 job waiting", waiting, within=30)
+            async def placed(key: str) -> bool:
+                runner = await kube.get(RUNNERS, names[key], namespace=namespace)
+                return (runner["metadata"].get("annotations") or {}).get(ADMISSION_ANNOTATION) == "placed"
+
+            await wait_until("the MIG pod bound", lambda: bound("mig"), within=60)
+            cordoned = await wait_until(
+                "the a100 job waiting", lambda: status_of("a100", "Waiting"), within=30, state=lambda: seen
+            )
+            uncordoned = time.monotonic()
+            await kube.patch(NODES, mixed_nodes["a100"], {"spec": {"unschedulable": False}})
+            await wait_until(
+                "the a100 job placed once uncordoned", lambda: placed("a100"), within=15, step=0.05
+            )
+            print(f"placed {time.monotonic() - uncordoned:.3f}s after its node was uncordoned")  # pytest -s
+            pods = await wait_until("the a100 and MIG pods bound", lambda: bound("a100", "mig"), within=60)
+
+            status = await wait_until(
+                "the second a100 job waiting", lambda: status_of("later", "Waiting"), within=30
+            )
+        assert cordoned["reason"] == "WaitingForCapacity"
+        assert cordoned["message"].startswith(f"waiting for 2 {TIMES} nvidia.com/gpu ({A100})"), cordoned
         a100, mig = pods[names["a100"]], pods[names["mig"]]
         assert a100["spec"]["nodeName"] == mixed_nodes["a100"]
         assert _gpus(a100) == 2

@@ -176,22 +176,31 @@ def pod_requests(pod_spec: Mapping[str, Any]) -> dict[str, Decimal]:
     return {k: v for k, v in total.items() if v > 0}
 
 
+TRANSIENT_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/")
+"""Taints Kubernetes puts on a node for a while (cordoned, not ready, unreachable, under pressure,
+not yet initialised): they say the node cannot take pods *now*, not which pods it is for."""
+
+
 def node_facts(node: Mapping[str, Any]) -> NodeFacts:
-    """Facts of a Node object (``status.allocatable``, labels, taints, Ready and cordon)."""
+    """Facts of a Node object (``status.allocatable``, labels, taints, Ready and cordon). Transient
+    taints (:data:`TRANSIENT_TAINT_PREFIXES`) make a node unschedulable for now rather than never a
+    match, so a job waits for a cordoned or recovering node instead of being refused."""
     meta, spec, status = node.get("metadata") or {}, node.get("spec") or {}, node.get("status") or {}
     ready = any(
         c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
     )
-    taints = tuple(
+    all_taints = [
         Taint(str(t.get("key", "")), str(t.get("value", "")), str(t.get("effect", "")))
         for t in spec.get("taints") or []
-    )
+    ]
+    transient = [t for t in all_taints if t.key.startswith(TRANSIENT_TAINT_PREFIXES)]
+    blocked = any(t.effect in ("NoSchedule", "NoExecute") for t in transient)
     return NodeFacts(
         name=str(meta.get("name", "")),
         allocatable={k: _quantity(v) for k, v in (status.get("allocatable") or {}).items()},
         labels=dict(meta.get("labels") or {}),
-        taints=taints,
-        schedulable=ready and not spec.get("unschedulable"),
+        taints=tuple(t for t in all_taints if t not in transient),
+        schedulable=ready and not spec.get("unschedulable") and not blocked,
     )
 
 

@@ -364,6 +364,41 @@ def test_node_facts() -> None:
 
 
 @pytest.mark.parametrize(
+    ("taint", "schedulable"),
+    [
+        ({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}, False),  # cordoned
+        ({"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}, False),
+        ({"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"}, False),
+        (
+            {
+                "key": "node.cloudprovider.kubernetes.io/uninitialized",
+                "value": "true",
+                "effect": "NoSchedule",
+            },
+            False,
+        ),
+        ({"key": "node.kubernetes.io/network-unavailable", "effect": "PreferNoSchedule"}, True),
+    ],
+    ids=["cordoned", "not-ready", "memory-pressure", "uninitialized", "soft"],
+)
+def test_a_transient_taint_means_not_now_not_never(taint: dict[str, str], schedulable: bool) -> None:
+    """A job whose only node is cordoned (or recovering) waits for it; it is not refused."""
+    raw = {
+        "metadata": {"name": "gpu-1", "labels": {PRODUCT_LABEL: H100}},
+        "spec": {"taints": [{"key": GPU, "effect": "NoSchedule"}, taint]},
+        "status": {
+            "allocatable": {GPU: "8", "cpu": "96", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+    facts = node_facts(raw)
+    assert facts.taints == (Taint(GPU, "", "NoSchedule"),)
+    assert facts.schedulable is schedulable
+    (decision,) = admit([job("j", 2)], [facts], [], {"p": FIFO}, 0.0).decisions
+    assert isinstance(decision, Place if schedulable else Wait), decision
+
+
+@pytest.mark.parametrize(
     ("toleration", "ok"),
     [
         ({"key": GPU, "operator": "Exists"}, True),
