@@ -39,6 +39,7 @@ from runnerd.api import constants as c
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import CONFIGMAPS
 from runnerd.reconcile.cost import (
+    HOUR,
     LEDGER_CONFIGMAP,
     CardinalityLimits,
     Ledger,
@@ -176,8 +177,11 @@ class CostLedgerWriter:
 COST_KEY = Key("", "cost-ledger")
 """The cost controller's one work-queue key."""
 DEPARTED_KEEP_S = 600.0
-"""How long the facts of a deleted runner pod are kept for the next passes (well under the hour the
-ledger remembers a finished runner, so a late fold of them is still recognised as counted)."""
+"""How long the facts of a deleted runner pod are kept for the next passes."""
+DEPARTED_MAX_AGE_S = HOUR - DEPARTED_KEEP_S
+"""...and never once the runner finished this long ago: the ledger remembers a finished runner for
+an hour after its finish once its pod is gone (``cost.forget``), so a copy folded later could be
+counted again. The margin covers the clocks of two replicas."""
 
 
 @dataclass
@@ -185,8 +189,10 @@ class RunnerPodFacts:
     """The writer's facts source over the informer caches (:data:`FactsSource`).
 
     Feed :meth:`on_pod` every event of the runner pod informer: a pod that is deleted leaves the
-    cache, so its last facts are kept here for :data:`DEPARTED_KEEP_S` (a pod deleted while its
-    runner still ran is taken as finished when it was seen deleted)."""
+    cache, so its last facts are kept here for :data:`DEPARTED_KEEP_S`, and no longer than
+    :data:`DEPARTED_MAX_AGE_S` after its runner finished (a pod deleted while its runner still ran
+    is taken as finished when it was seen deleted). Their uids count as live meanwhile, so the
+    ledger keeps remembering them as counted."""
 
     pods: Informer
     runners: Informer
@@ -220,13 +226,17 @@ class RunnerPodFacts:
             return runner_terminated(event.obj) and not runner_terminated(event.old)
         return False
 
+    def _keep(self, seen_at: float, facts: RunnerFacts, now: float) -> bool:
+        finished = facts.finished_at if facts.finished_at is not None else seen_at
+        return now - seen_at < DEPARTED_KEEP_S and now - finished < DEPARTED_MAX_AGE_S
+
     def __call__(self) -> tuple[list[RunnerFacts], set[str]]:
         now = self.clock()
-        self._departed = {u: v for u, v in self._departed.items() if now - v[0] < DEPARTED_KEEP_S}
+        self._departed = {u: (t, f) for u, (t, f) in self._departed.items() if self._keep(t, f, now)}
         facts, live = cost_facts(self.pods.store.objects(), self._runner_of, self._node_products())
         seen = {f.uid for f in facts}
         facts += [f for _, f in self._departed.values() if f.uid not in seen]
-        return facts, live
+        return facts, live | self._departed.keys()
 
 
 @dataclass(frozen=True)
