@@ -202,6 +202,11 @@ class RunnerPodFacts:
     clock: Callable[[], float] = time.time
     _departed: dict[str, tuple[float, RunnerFacts]] = field(default_factory=dict, init=False, repr=False)
 
+    @property
+    def departed(self) -> int:
+        """How many deleted pods' facts are kept now."""
+        return len(self._departed)
+
     def _runner_of(self, pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
         keys = list(RUNNER_OWNER(dict(pod)))
         return self.runners.store.get(keys[0]) if keys else None
@@ -221,6 +226,7 @@ class RunnerPodFacts:
                 if found.finished_at is None:
                     found = replace(found, finished_at=max(int(now), found.started_at))
                 self._departed[found.uid] = (now, found)
+            self._prune(now)  # here too: a standby replica runs no pass
             return found is not None
         if event.type is EventType.MODIFIED and event.old is not None:
             return runner_terminated(event.obj) and not runner_terminated(event.old)
@@ -230,9 +236,11 @@ class RunnerPodFacts:
         finished = facts.finished_at if facts.finished_at is not None else seen_at
         return now - seen_at < DEPARTED_KEEP_S and now - finished < DEPARTED_MAX_AGE_S
 
-    def __call__(self) -> tuple[list[RunnerFacts], set[str]]:
-        now = self.clock()
+    def _prune(self, now: float) -> None:
         self._departed = {u: (t, f) for u, (t, f) in self._departed.items() if self._keep(t, f, now)}
+
+    def __call__(self) -> tuple[list[RunnerFacts], set[str]]:
+        self._prune(self.clock())
         facts, live = cost_facts(self.pods.store.objects(), self._runner_of, self._node_products())
         seen = {f.uid for f in facts}
         facts += [f for _, f in self._departed.values() if f.uid not in seen]

@@ -158,6 +158,15 @@ def test_a_pod_deleted_long_after_its_runner_finished_is_not_charged_again(sourc
         assert sum(ledger.buckets.values(), Usage()).runner_seconds == 1800, step
 
 
+def test_a_standby_keeps_no_more_than_the_last_minutes_of_deleted_pods(source: RunnerPodFacts) -> None:
+    """No pass runs on a standby replica: the deletions themselves drop the old copies."""
+    assert isinstance(source.clock, Now)
+    for i in range(5):
+        source.on_pod(InformerEvent(EventType.DELETED, runner_pod(f"u{i}")))
+        source.clock.t += DEPARTED_KEEP_S / 2
+    assert source.departed == 2
+
+
 def test_a_pod_in_the_cache_wins_over_a_departed_copy(source: RunnerPodFacts) -> None:
     source.on_pod(InformerEvent(EventType.DELETED, runner_pod("u1")))
     source.pods.store.upsert(runner_pod("u1", FINISHED))  # (a relist brought it back)
