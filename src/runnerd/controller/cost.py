@@ -211,17 +211,22 @@ class RunnerPodFacts:
         keys = list(RUNNER_OWNER(dict(pod)))
         return self.runners.store.get(keys[0]) if keys else None
 
-    def _node_products(self) -> dict[str, str]:
+    def _node_products(self, pod: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """Every node's GPU product (``pod``: only its node's)."""
         nodes = self.informers.get(NODES_INFORMER)
-        return node_products(nodes.store.objects()) if nodes is not None else {}
+        if nodes is None:
+            return {}
+        if pod is None:
+            return node_products(nodes.store.objects())
+        node = nodes.store.get(Key("", str((pod.get("spec") or {}).get("nodeName") or "")))
+        return node_products([node] if node is not None else [])
 
     def on_pod(self, event: InformerEvent) -> bool:
         """Record a deleted pod's facts; whether a pass should run soon (a runner just finished)."""
         if event.type is EventType.DELETED:
             now = self.clock()
-            found = runner_facts(
-                event.obj, runner=self._runner_of(event.obj), node_products=self._node_products()
-            )
+            pod = event.obj
+            found = runner_facts(pod, runner=self._runner_of(pod), node_products=self._node_products(pod))
             if found is not None:
                 if found.finished_at is None:
                     found = replace(found, finished_at=max(int(now), found.started_at))

@@ -135,6 +135,7 @@ def test_a_deleted_pods_facts_are_kept_for_the_next_passes(source: RunnerPodFact
     by_uid = {f.uid: f for f in facts}
     assert by_uid["u1"].finished_at == T0 + 1800
     assert by_uid["u1"].repository == "octo/ml"
+    assert by_uid["u1"].gpu_product == H100  # its node's
     assert by_uid["u2"].finished_at == T0 + 600  # when it was seen deleted
     assert by_uid["u2"].repository == "(unknown)"  # its Runner is gone too
     assert isinstance(source.clock, Now)
