@@ -2,7 +2,7 @@
 
 Design: docs/gpu-sizing.md, "Cost". Only the leader writes: ``controller/app.py``'s
 ``install_cost`` runs :class:`CostController` as a leader-only controller with one key
-(:data:`COST_KEY`), reconciled every ``interval_s`` and about a second after a runner pod's runner
+(:data:`COST_KEY`), reconciled every ``interval_s`` and 5 s after a runner pod's runner
 container terminates. :class:`RunnerPodFacts` is its facts source: the runner pods and Runners of the
 informer caches, the nodes' GPU products when a node informer exists, and the facts of runner pods
 deleted since (so a pod removed right after its runner finished is still charged to the second).
@@ -21,7 +21,8 @@ Guarantees:
   logs it and tries again next interval), so a bad edit by hand cannot silently reset the totals.
 * Writes happen every ``interval_s`` and at once after :meth:`CostLedgerWriter.poke` (a runner
   finished); one pass at a time. Decoding, folding and encoding run in a worker thread (about
-  0.3 s of CPU for a ledger of 10,000 hourly buckets), not on the event loop.
+  0.8 s of CPU for a ledger of 24,000 hourly buckets, bench/cost_ledger_bench.py), not on the
+  event loop.
 * :attr:`CostLedgerWriter.last` is the ledger of the last successful write (``None`` before the
   first): the metrics and the dashboard read it, never the API server.
 """
