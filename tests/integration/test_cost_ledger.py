@@ -41,6 +41,7 @@ from runnerd.reconcile.cost import (
 )
 from runnerd.reconcile.costfacts import runner_facts
 from runnerd.runtime import InformerEvent, LeaderElector, NotFound
+from runnerd.web import dashboard
 from tests.integration.support import REPO, controller_process, pod_agent, seed
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(150)]
@@ -253,10 +254,33 @@ async def test_gpu_runners_are_charged_once_across_a_leader_change(run: Run) -> 
             await kill(task_a)
             await wait_until("b leads", lambda: b.manager.leading, within=30)
             final = await run.until_eval_charged(b.kube, b)
+            check_metrics_and_dashboard(leader=b, standby=a)
         finally:
             await kill(task_a)
             await stop(b, task_b)
     assert all_time(final) == run.expected()
+
+
+def check_metrics_and_dashboard(*, leader: Controllers, standby: Controllers) -> None:
+    """The leader's counters and Cost table are its last written ledger; a standby exports none."""
+    assert leader.autoscaling is not None
+    assert standby.autoscaling is not None
+    metrics = leader.autoscaling.metrics
+    written = leader.cost.writer.last if leader.cost is not None else None
+    assert written is not None
+    for (repo, workflow, pool_name, product), usage in all_time(written).items():
+        labels = {"repository": repo, "workflow": workflow, "pool": pool_name}
+        assert metrics.sample("runnerd_runner_seconds_total", labels) == float(usage.runner_seconds)
+        gpu = metrics.sample("runnerd_gpu_seconds_total", {**labels, "gpu_product": product})
+        assert gpu == float(usage.gpu_seconds)
+        assert metrics.sample("runnerd_cost_total", {**labels, "currency": "EUR"}) is not None
+    assert standby.autoscaling.metrics.sample("runnerd_runner_seconds_total", labels) is None
+    table = dashboard.fleet_for(metrics, leader.informers).model()["cost"]
+    assert table["currency"] == "EUR"
+    assert {(r["repository"], r["workflow"], r["pool"]) for r in table["rows"]} == {
+        (REPO, w, POOL) for _, w, _, _ in JOBS
+    }
+    assert dashboard.fleet_for(standby.autoscaling.metrics, standby.informers).model()["cost"] is None
 
 
 async def check_status_cost(run: Run, expected: dict[Any, Usage]) -> None:

@@ -18,8 +18,8 @@ from runnerd.controller.cost import (
     CostSettings,
     RunnerPodFacts,
 )
-from runnerd.reconcile.cost import CardinalityLimits, PriceTable, Usage
-from runnerd.runtime import EventType, InformerEvent, Obj
+from runnerd.reconcile.cost import CardinalityLimits, Ledger, PriceTable, Usage, fold
+from runnerd.runtime import EventType, InformerEvent, Key, Obj
 from tests.unit.controller.conftest import InformerFactory
 from tests.unit.controller.fakes import FakeConfigMaps
 
@@ -131,15 +131,41 @@ def test_a_deleted_pods_facts_are_kept_for_the_next_passes(source: RunnerPodFact
     source.on_pod(InformerEvent(EventType.DELETED, runner_pod("u1", FINISHED)))
     source.on_pod(InformerEvent(EventType.DELETED, runner_pod("u2", runner="gone")))  # killed while running
     facts, live = source()
-    assert live == set()  # the pods are gone: the ledger forgets them once it has them
+    assert live == {"u1", "u2"}  # while a copy may still be folded, the ledger remembers them
     by_uid = {f.uid: f for f in facts}
     assert by_uid["u1"].finished_at == T0 + 1800
     assert by_uid["u1"].repository == "octo/ml"
+    assert by_uid["u1"].gpu_product == H100  # its node's
     assert by_uid["u2"].finished_at == T0 + 600  # when it was seen deleted
     assert by_uid["u2"].repository == "(unknown)"  # its Runner is gone too
     assert isinstance(source.clock, Now)
     source.clock.t += DEPARTED_KEEP_S
-    assert source() == ([], set())  # kept well under the hour the ledger remembers finished runners
+    assert source() == ([], set())
+
+
+def test_a_pod_deleted_long_after_its_runner_finished_is_not_charged_again(source: RunnerPodFacts) -> None:
+    """The ledger forgets a finished runner an hour after its finish once its pod is gone; a copy of
+    its facts folded after that would count it again."""
+    assert isinstance(source.clock, Now)
+    source.pods.store.upsert(runner_pod("u1", FINISHED))
+    ledger = fold(Ledger(), *source(), T0 + 600)  # charged while its finished pod lingers
+    source.clock.t = T0 + 2 * 3600
+    deleted = source.pods.store.delete(Key("ns", "r1-pod"))
+    assert deleted is not None
+    source.on_pod(InformerEvent(EventType.DELETED, deleted))
+    for step in range(3):  # the passes after its deletion
+        ledger = fold(ledger, *source(), int(source.clock.t))
+        source.clock.t += 60
+        assert sum(ledger.buckets.values(), Usage()).runner_seconds == 1800, step
+
+
+def test_a_standby_keeps_no_more_than_the_last_minutes_of_deleted_pods(source: RunnerPodFacts) -> None:
+    """No pass runs on a standby replica: the deletions themselves drop the old copies."""
+    assert isinstance(source.clock, Now)
+    for i in range(5):
+        source.on_pod(InformerEvent(EventType.DELETED, runner_pod(f"u{i}")))
+        source.clock.t += DEPARTED_KEEP_S / 2
+    assert source.departed == 2
 
 
 def test_a_pod_in_the_cache_wins_over_a_departed_copy(source: RunnerPodFacts) -> None:
