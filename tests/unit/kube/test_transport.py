@@ -133,3 +133,23 @@ async def test_watch_errors(api_server: FakeApiServer) -> None:
             await call
         assert caught.value.status == 410
         assert kube.transport.watches == 0
+
+
+@pytest.mark.parametrize("no_proxy", ["", "kube.test"])
+async def test_the_environment_proxy_is_read_once(
+    api_server: FakeApiServer, monkeypatch: pytest.MonkeyPatch, no_proxy: str
+) -> None:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", api_server.url)  # the stand-in server plays the proxy
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    async with KubeClient(KubeConfig(host="http://kube.test:1", source="test"), request_timeout=5) as kube:
+        if no_proxy:
+            with pytest.raises(ServerError):  # straight to kube.test, which does not exist
+                await kube.request("GET", "/version")
+            assert api_server.seen == []
+        else:
+            assert await kube.request("GET", "/version") == {"ok": True}
+            monkeypatch.setenv("NO_PROXY", "kube.test")  # read once: later changes are not seen
+            assert await kube.request("GET", "/version") == {"ok": True}
+            assert [seen.path for seen in api_server.seen] == ["/version", "/version"]
