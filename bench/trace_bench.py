@@ -577,13 +577,22 @@ def _main(argv: list[str] | None) -> int:
             help="profile the controller's heap (bench/memprofile): the profile at its peak goes here; "
             "slows the controller, so its CPU and latency numbers do not compare with an untraced run",
         )
+        p.add_argument(
+            "--cprofile",
+            type=Path,
+            help="profile the controller's CPU (cProfile, bench/memprofile): a pstats file written when it "
+            "exits; slows the controller, so its numbers do not compare with an unprofiled run",
+        )
     args = parser.parse_args(argv)
     if args.command == "generate":
         return _generate(args)
-    if getattr(args, "tracemalloc", None) is not None:
-        profile = Path(__file__).resolve().parent / "memprofile"
-        os.environ["RUNNERD_TRACEMALLOC"] = str(args.tracemalloc.resolve())
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(profile), os.environ.get("PYTHONPATH"))))
+    for option, variable in (("tracemalloc", "RUNNERD_TRACEMALLOC"), ("cprofile", "RUNNERD_CPROFILE")):
+        if getattr(args, option, None) is not None:
+            profile = Path(__file__).resolve().parent / "memprofile"
+            os.environ[variable] = str(getattr(args, option).resolve())
+            os.environ["PYTHONPATH"] = os.pathsep.join(
+                filter(None, (str(profile), os.environ.get("PYTHONPATH")))
+            )
     if args.command == "run":
         return _run(args)
     return _suite(args)

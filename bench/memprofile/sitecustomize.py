@@ -6,6 +6,11 @@ Then it traces allocations (8 frames) and, every 5 s, samples the resident set s
 tracemalloc itself uses; whenever the traced memory reaches a new peak (5 % above the last profile)
 it writes the profile (live bytes by the innermost ``runnerd`` line that allocated them, and by file)
 to that file, so the file ends holding the profile at the peak.
+
+``RUNNERD_CPROFILE`` (``trace_bench.py --cprofile``) names a file for a CPU profile instead: cProfile
+runs in the controller's main thread (its event loop) from start-up, and the ``pstats`` file is
+written when the process exits (the bench stops it with SIGTERM, a graceful exit). Read it with
+``python -m pstats FILE`` (``sort tottime``, ``stats 40``).
 """
 
 from __future__ import annotations
@@ -89,4 +94,22 @@ def _start() -> None:
     threading.Thread(target=_watch, args=(Path(target),), name="tracemalloc-profile", daemon=True).start()
 
 
+def _start_cprofile() -> None:
+    target = os.environ.get("RUNNERD_CPROFILE")
+    if not target or "runnerd.cli" not in getattr(sys, "orig_argv", ()):
+        return
+    import atexit
+    import cProfile
+
+    profile = cProfile.Profile()
+
+    def dump() -> None:
+        profile.disable()
+        profile.dump_stats(target)
+
+    atexit.register(dump)
+    profile.enable()
+
+
 _start()
+_start_cprofile()

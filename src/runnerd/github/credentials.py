@@ -12,10 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Final
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from typing import TYPE_CHECKING, Final
 
 from runnerd.github.errors import InvalidCredentialsError, MissingCredentialsError
 
@@ -23,6 +20,9 @@ TOKEN_KEY: Final = "github_token"
 APP_ID_KEY: Final = "github_app_id"
 INSTALLATION_ID_KEY: Final = "github_app_installation_id"
 PRIVATE_KEY_KEY: Final = "github_app_private_key"
+
+if TYPE_CHECKING:  # cryptography costs megabytes to import: only GitHub App credentials load it
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 APP_KEYS: Final = (APP_ID_KEY, INSTALLATION_ID_KEY, PRIVATE_KEY_KEY)
 
 _REDACTED = "***"
@@ -99,6 +99,9 @@ Credentials = PersonalAccessToken | GitHubAppCredentials
 
 
 def _load_rsa_key(pem: str | bytes) -> RSAPrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
     data = pem.encode() if isinstance(pem, str) else pem
     if not data.strip():
         raise MissingCredentialsError(f"{PRIVATE_KEY_KEY} is empty", missing=(PRIVATE_KEY_KEY,))

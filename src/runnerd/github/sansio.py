@@ -13,11 +13,11 @@ import email.utils
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import jwt
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+if TYPE_CHECKING:  # PyJWT and cryptography cost 9 MiB to import: only GitHub App credentials load them
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 # GitHub rejects App JWTs whose ``exp`` is more than 10 minutes after its own clock. ``iat`` is back-dated
 # to absorb clock drift between us and GitHub; ``exp`` stays well under the limit for the same reason.
@@ -272,6 +272,8 @@ def app_jwt_claims(app_id: str, now: float) -> dict[str, Any]:
 
 def make_app_jwt(app_id: str, private_key: RSAPrivateKey, now: float) -> str:
     """An RS256 JWT that authenticates as the GitHub App itself (to mint installation tokens)."""
+    import jwt  # only with App credentials (see the imports)
+
     token: str = jwt.encode(app_jwt_claims(app_id, now), private_key, algorithm="RS256")
     return token
 

@@ -1,4 +1,4 @@
-"""The Kubernetes adapter: a typed client over kubernetes_asyncio, and the runtime's Protocols on it."""
+"""The Kubernetes adapter: a typed client on our own aiohttp transport, and the runtime's Protocols on it."""
 
 from runnerd.kube.client import (
     KubeClient,

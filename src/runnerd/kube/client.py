@@ -1,10 +1,12 @@
-"""A small typed Kubernetes client over kubernetes_asyncio, for any resource, returning plain dicts.
+"""A small typed Kubernetes client for any resource, returning plain dicts.
 
-Requests go through kubernetes_asyncio's ``ApiClient`` (its aiohttp session, TLS, and token handling,
-including rotation of service-account tokens), by URL path: core, apps, coordination and custom
-resources are all addressed the same way, by :class:`~runnerd.kube.resources.Resource`. Responses are
-decoded JSON, not generated model classes. Failures raise the :mod:`runnerd.kube.errors` taxonomy;
-connection failures raise :class:`~runnerd.runtime.errors.ServerError` with status 0.
+Requests go through our own transport (:mod:`runnerd.kube.transport`: one aiohttp session, a
+bounded number of requests in flight, the credentials of :mod:`runnerd.kube.config`, including
+rotation of service-account tokens and exec plugins), by URL path: core, apps, coordination and
+custom resources are all addressed the same way, by :class:`~runnerd.kube.resources.Resource`.
+Responses are decoded JSON. Failures raise the :mod:`runnerd.kube.errors` taxonomy; connection
+failures (and credentials that cannot be obtained) raise :class:`~runnerd.runtime.errors.ServerError`
+with status 0.
 
 It also implements the runtime's Protocols: :meth:`KubeClient.list_watcher`,
 :meth:`KubeClient.lease_client` and :meth:`KubeClient.event_sink`.
@@ -23,12 +25,13 @@ from types import TracebackType
 from typing import Any, Literal, Self, TypeAlias
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient
 
 from runnerd import __version__
+from runnerd.kube.auth import AuthError
 from runnerd.kube.config import KubeConfig, load_config
 from runnerd.kube.errors import error_from_response
 from runnerd.kube.resources import EVENTS, LEASES, Resource
+from runnerd.kube.transport import DEFAULT_MAX_REQUESTS, Reply, Transport
 from runnerd.runtime.errors import NotFound, ServerError
 from runnerd.runtime.redact import describe_exception
 from runnerd.runtime.types import LeaseRecord, Obj, WatchEvent, WatchEventType
@@ -59,11 +62,18 @@ class ObjectList:
 class KubeClient:
     """See the module docstring. Use as ``async with KubeClient(config) as kube`` or call :meth:`close`."""
 
-    def __init__(self, config: KubeConfig, *, request_timeout: float = 30.0, page_size: int = 500) -> None:
+    def __init__(
+        self,
+        config: KubeConfig,
+        *,
+        request_timeout: float = 30.0,
+        page_size: int = 500,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
+    ) -> None:
         self.config = config
         self.request_timeout = request_timeout
         self.page_size = page_size
-        self._api: Any = None
+        self.transport = Transport(config, user_agent=f"runnerd/{__version__}", max_requests=max_requests)
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None, *, context: str | None = None) -> KubeClient:
@@ -79,45 +89,27 @@ class KubeClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._api is not None:
-            api, self._api = self._api, None
-            await api.close()
-            # aiohttp finishes closing TLS connections (close_notify) on later loop iterations; give
-            # them that moment, or a loop that ends right after leaves their sockets unclosed
-            await asyncio.sleep(0.25)
+        await self.transport.close()
+        # aiohttp finishes closing TLS connections (close_notify) on later loop iterations; give
+        # them that moment, or a loop that ends right after leaves their sockets unclosed
+        await asyncio.sleep(0.25)
 
     # Transport.
 
-    def _client(self) -> Any:
-        if self._api is None:
-            self._api = ApiClient(self.config.configuration)
-            self._api.user_agent = f"runnerd/{__version__}"
-        return self._api
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Sequence[tuple[str, str]] = (),
-        body: Any = None,
-        content_type: str = "application/json",
-        client_timeout: aiohttp.ClientTimeout | None = None,
-    ) -> aiohttp.ClientResponse:
+    async def _fetch(
+        self, method: str, path: str, query: Sequence[tuple[str, str]], body: Any, content_type: str
+    ) -> Reply:
         try:
-            response: aiohttp.ClientResponse = await self._client().call_api(
-                path,
+            return await self.transport.fetch(
                 method,
-                query_params=list(query),
-                header_params={"Accept": "application/json", "Content-Type": content_type},
+                path,
+                query=query,
                 body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=client_timeout or aiohttp.ClientTimeout(total=self.request_timeout),
+                content_type=content_type,
+                client_timeout=aiohttp.ClientTimeout(total=self.request_timeout),
             )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError, AuthError) as exc:
             raise ServerError(0, "ConnectionError", f"{method} {path}: {describe_exception(exc)}") from None
-        return response
 
     async def request(
         self,
@@ -129,18 +121,12 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> Obj:
         """One API call; the decoded JSON response (a ``Status`` for some deletes)."""
-        response = await self._send(method, path, query=query, body=body, content_type=content_type)
-        try:
-            data = await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ServerError(0, "ConnectionError", f"{method} {path}: {describe_exception(exc)}") from None
-        finally:
-            response.release()
-        if not 200 <= response.status < 300:
-            raise error_from_response(response.status, response.reason or "", response.headers, data)
-        decoded = json.loads(data) if data else {}
+        reply = await self._fetch(method, path, query, body, content_type)
+        if not 200 <= reply.status < 300:
+            raise error_from_response(reply.status, reply.reason, reply.headers, reply.data)
+        decoded = json.loads(reply.data) if reply.data else {}
         if not isinstance(decoded, dict):
-            raise ServerError(response.status, "BadResponse", f"{method} {path}: not a JSON object")
+            raise ServerError(reply.status, "BadResponse", f"{method} {path}: not a JSON object")
         return decoded
 
     # Reads.
@@ -200,7 +186,11 @@ class KubeClient:
         timeout = aiohttp.ClientTimeout(
             total=timeout_seconds + self.request_timeout, sock_connect=self.request_timeout
         )
-        response = await self._send("GET", resource.path(namespace), query=query, client_timeout=timeout)
+        path = resource.path(namespace)
+        try:
+            response = await self.transport.stream(path, query=query, client_timeout=timeout)
+        except (aiohttp.ClientError, TimeoutError, OSError, AuthError) as exc:
+            raise ServerError(0, "ConnectionError", f"GET {path}: {describe_exception(exc)}") from None
         try:
             if response.status != 200:
                 raise error_from_response(
@@ -220,6 +210,7 @@ class KubeClient:
                 event = json.loads(line)
                 yield WatchEvent(WatchEventType(event["type"]), event["object"])
         finally:
+            self.transport.stream_closed()
             if response.content.at_eof():
                 response.release()
             else:

@@ -1,5 +1,5 @@
 """docs/install.md's proxy advice, checked against the HTTP stack the controller uses (aiohttp with
-``trust_env``, for GitHub and, through kubernetes_asyncio, for the Kubernetes API)."""
+``trust_env``, for GitHub and, through runnerd.kube's transport, for the Kubernetes API)."""
 
 from __future__ import annotations
 

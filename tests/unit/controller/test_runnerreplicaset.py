@@ -1,4 +1,4 @@
-"""The RunnerReplicaSet controller's creation: slow-start batches, expectations, effectiveTime holds."""
+"""The RunnerReplicaSet controller: slow-start batches, expectations, effectiveTime holds, observations."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from runnerd.controller import runnerreplicaset
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.runnerreplicaset import ReplicaSetController
@@ -192,3 +193,44 @@ async def test_a_finished_ephemeral_runner_is_not_replaced_until_the_autoscaler_
     w.replica_sets.store.upsert(replica_set(3, effective="2026-12-07T04:00:05Z"))
     await w.controller.reconcile(KEY)
     assert len(w.kube.runners) == 3
+
+
+def runner_pod(name: str, version: str, runner_state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": NS, "resourceVersion": version},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "runner", "state": runner_state}]},
+    }
+
+
+async def test_pod_states_are_reused_while_the_pod_is_unchanged(
+    world: MakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    classified: list[str] = []
+    classify = runnerreplicaset.runner_container_state
+
+    def counting(pod: dict[str, Any]) -> Any:
+        classified.append(pod["metadata"]["name"])
+        return classify(pod)
+
+    monkeypatch.setattr(runnerreplicaset, "runner_container_state", counting)
+    w = world(replica_set(2))
+    await w.controller.reconcile(KEY)
+    w.show()
+    first, second = sorted(w.kube.runners)
+    for name in (first, second):
+        w.pods.store.upsert(runner_pod(name, "10", {"running": {"startedAt": "2026-12-07T04:00:00Z"}}))
+    await w.controller.reconcile(KEY)
+    await w.controller.reconcile(KEY)
+    assert sorted(classified) == [first, second]  # once each: the pods did not change
+    # the first runner's job ended: the new version of its pod is classified again
+    w.pods.store.upsert(runner_pod(first, "11", {"terminated": {"exitCode": 0}}))
+    await w.controller.reconcile(KEY)
+    assert sorted(classified) == [first, first, second]
+    assert w.controller.observed[KEY][first].pod_state.lifecycle == "Exited"  # type: ignore[union-attr]
+    # only the runners of the last reconcile are remembered
+    w.runners.store.delete(Key(NS, first))
+    await w.controller.reconcile(KEY)
+    assert set(w.controller.observed[KEY]) == {second}
+    w.replica_sets.store.delete(KEY)
+    await w.controller.reconcile(KEY)
+    assert KEY not in w.controller.observed

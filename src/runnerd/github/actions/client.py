@@ -25,8 +25,6 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlencode
 
-import jwt
-
 from runnerd import __version__
 from runnerd.github.actions.config import ConfigURL
 from runnerd.github.actions.connection import Connection
@@ -106,6 +104,8 @@ class ActionsClient:
     async def _bootstrap(self) -> None:
         registration = await self._registration_token(await self._rest_token())
         base_url, token = await self._admin_connection(registration)
+        import jwt  # PyJWT costs megabytes to import: loaded by scale-set clients only
+
         try:
             claims = jwt.decode(token, options={"verify_signature": False})
             expires_at = float(claims["exp"])
