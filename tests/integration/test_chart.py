@@ -671,6 +671,7 @@ NOT_REACHED = {
     ("get", GROUP, "horizontalrunnerautoscalers"): "webhook sink, before its cache has the HRA",
     ("patch", GROUP, "horizontalrunnerautoscalers"): "webhook sink: capacity reservations",
     ("patch", "", "events"): "an Event that repeats",
+    ("update", "", "configmaps"): "the cost ledger's later passes (its first write creates it)",
     ("patch", "runnerd.dev", "runnersizingpolicies/status"): "sizing: a RunnerSizingPolicy's status",
     # sizing.enabled (the default): capacity admission's informers, with --enable-sizing
     **{(verb, "", "nodes"): "sizing: capacity admission's node informer" for verb in ("list", "watch")},
