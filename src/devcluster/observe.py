@@ -29,6 +29,10 @@ class PodRecord:
     created: float
     ended: float | None = None
     deleted: float | None = None
+    bound: float | None = None
+    """first seen bound to a node (``spec.nodeName``)"""
+    unschedulable: float | None = None
+    """first seen refused by the scheduler (``PodScheduled`` False: Pending for capacity)"""
 
     def reserved_until(self, now: float) -> float:
         ends = [t for t in (self.ended, self.deleted) if t is not None]
@@ -43,6 +47,14 @@ def pod_gpus(pod: Mapping[str, Any]) -> int:
             with contextlib.suppress(TypeError, ValueError):
                 total += int(value)
     return total
+
+
+def unschedulable(pod: Mapping[str, Any]) -> bool:
+    """The scheduler found no node for ``pod`` (its ``PodScheduled`` condition is False)."""
+    return any(
+        c.get("type") == "PodScheduled" and c.get("status") == "False"
+        for c in (pod.get("status") or {}).get("conditions") or ()
+    )
 
 
 class TrackingPodAgent(PodAgent):
@@ -73,6 +85,10 @@ class TrackingPodAgent(PodAgent):
             record = self.pods[uid] = PodRecord(str(meta.get("name", "")), pod_gpus(pod), now)
         if record is not None:
             phase = (pod.get("status") or {}).get("phase")
+            if record.bound is None and (pod.get("spec") or {}).get("nodeName"):
+                record.bound = now
+            if record.unschedulable is None and record.bound is None and unschedulable(pod):
+                record.unschedulable = now
             if record.ended is None and (phase in ("Succeeded", "Failed") or meta.get("deletionTimestamp")):
                 record.ended = now
             if event_type == "DELETED" and record.deleted is None:

@@ -195,6 +195,27 @@ def test_tracking_agent_records_when_pods_appear_end_and_go() -> None:
     assert not agent.tasks  # no pod was Running: no virtual runner started
 
 
+def test_tracking_agent_records_when_a_pod_is_refused_by_the_scheduler_and_when_it_is_bound() -> None:
+    clock = ManualClock(1000.0)
+    agent = observe.TrackingPodAgent(None, "http://sim", watch=False, clock=clock.now)
+    refused = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+    waiting, direct = _pod("gpu-8", "u1", gpus=8), _pod("gpu-1", "u2", gpus=1)
+    agent.handle("ADDED", waiting)
+    agent.handle("ADDED", direct)
+    clock.advance(1)
+    agent.handle("MODIFIED", {**waiting, "status": {"phase": "Pending", "conditions": [refused]}})
+    agent.handle("MODIFIED", {**direct, "spec": {**direct["spec"], "nodeName": "gpu-node-0"}})
+    clock.advance(10)
+    bound = {**waiting, "spec": {**waiting["spec"], "nodeName": "gpu-node-1"}}
+    agent.handle("MODIFIED", {**bound, "status": {"phase": "Pending", "conditions": [refused]}})
+    pods = agent.by_name()
+    assert (pods["gpu-8"].unschedulable, pods["gpu-8"].bound) == (1001.0, 1011.0)
+    assert (pods["gpu-1"].unschedulable, pods["gpu-1"].bound) == (None, 1001.0)
+    assert observe.unschedulable({"status": {"conditions": [refused]}})
+    assert not observe.unschedulable({"status": {"conditions": [{**refused, "status": "True"}]}})
+    assert not observe.unschedulable({})
+
+
 async def test_tracking_agent_has_no_connection_limit() -> None:
     agent = observe.TrackingPodAgent(None, "http://sim", watch=False)
     await agent.start()
