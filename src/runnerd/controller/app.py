@@ -18,7 +18,6 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from runnerd.api import constants as c
-from runnerd.controller.admission import install as install_admission
 from runnerd.controller.clients import GitHubAPI, GitHubClients
 from runnerd.controller.common import (
     HORIZONTAL_RUNNER_AUTOSCALERS,
@@ -171,16 +170,6 @@ def build(
     if runner_sets:
         install_runnersets(controllers, recycle_volumes=recycle_volumes)
     controllers.autoscaling = install_autoscaling(controllers)
-    if options.enable_sizing:
-        install_admission(
-            kube=kube,
-            manager=manager,
-            informers=informers,
-            namespace=options.namespace,
-            pod_options=options.pod,
-            recorder=recorder,
-            metrics=controllers.autoscaling.metrics,
-        )
     controllers.autoscaling.metrics.watch_process(
         leading=lambda: manager.leading, orphans=lambda: (sweeper.suspected, sweeper.removed_total)
     )

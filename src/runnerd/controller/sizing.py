@@ -4,7 +4,8 @@
 (:class:`~runnerd.controller.sizingpolicy.SizingPolicies`), puts the sized-job intake
 (:class:`~runnerd.controller.sizedintake.SizedIntake`) into the autoscaling's webhook sink (the
 safety-net poll reaches it through the sink too), registers ``runnerd_sized_jobs``, and wakes the
-safety-net poll on policy and sized-Runner changes, so sized pools without an HRA are polled.
+safety-net poll on policy and sized-Runner changes, so sized pools without an HRA are polled; then
+capacity admission (:func:`runnerd.controller.admission.install`, sharing the policy informer).
 :func:`runnerd.controller.app.install_autoscaling` calls it; nothing here imports the app.
 
 :func:`served` is asked first (``runnerd controller``): without the CRD (a chart upgrade does not
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 
+from runnerd.controller.admission import install as install_admission
 from runnerd.controller.common import matching_labels
 from runnerd.controller.poller import POLL_KEY
 from runnerd.controller.process import Autoscaling, Controllers, Sizing
@@ -85,4 +87,13 @@ def install(controllers: Controllers, autoscaling: Autoscaling) -> Sizing:
     autoscaling.metrics.watch_sized_jobs(policies.counts)
     autoscaling.poll_controller.watch(informer, lambda obj: [POLL_KEY])
     autoscaling.poll_controller.watch(runners, lambda obj: [POLL_KEY] if is_sized_runner(obj) else [])
+    install_admission(
+        kube=kube,
+        manager=controllers.manager,
+        informers=informers,
+        namespace=controllers.options.namespace,
+        pod_options=controllers.options.pod,
+        recorder=controllers.recorder,
+        metrics=autoscaling.metrics,
+    )
     return Sizing(policies=policies, informer=informer, controller=ctl, intake=intake)
