@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -156,6 +157,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         return results
     finally:
         cluster.stop()
+        shutil.rmtree(state, ignore_errors=True)  # etcd data of a throwaway control plane
 
 
 def main() -> None:
