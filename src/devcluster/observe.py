@@ -96,6 +96,15 @@ class TrackingPodAgent(PodAgent):
                 record.ended = record.ended or now
         super().handle(event_type, pod)
 
+    def listed(self, pods: list[dict[str, Any]]) -> None:
+        """A pod recorded alive that a relist no longer shows was deleted while the watch was down."""
+        present = {str((pod.get("metadata") or {}).get("uid", "")) for pod in pods}
+        now = self.clock()
+        for uid, record in self.pods.items():
+            if uid not in present and record.deleted is None:
+                record.deleted = now
+                record.ended = record.ended or now
+
     def alive(self) -> list[PodRecord]:
         return [p for p in self.pods.values() if p.ended is None]
 

@@ -219,6 +219,10 @@ class PodAgent:
             self._play(key, pod), name=f"ghsim-runner-{key.namespace}/{key.name}"
         )
 
+    def listed(self, pods: list[JSON]) -> None:
+        """Every pod a (re)list found: a pod missing from it was deleted while no watch was open (a
+        watch that ended with 410 Gone misses those DELETED events). A hook for subclasses."""
+
     async def _play(self, key: PodKey, pod: Mapping[str, Any]) -> None:
         required = required_refs(pod, self.container)
         env = await container_env(pod, self._read_ref, self.container)
@@ -295,6 +299,7 @@ class PodAgent:
                 for pod in pods:
                     seen.add(PodKey.of(pod))
                     self.handle("ADDED", pod)
+                self.listed(pods)
                 self.synced.set()
                 for key in [k for k in self.tasks if k not in seen]:
                     gone = self.tasks.pop(key)

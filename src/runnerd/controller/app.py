@@ -110,6 +110,7 @@ def build(
     informers = _workload_informers(kube, options.namespace)
     recorder = EventRecorder(kube.event_sink(), component=COMPONENT, instance=identity)
     directory = RunnerDirectory(github)
+    directory.period = options.sync_period
     clients = GitHubClients(kube, GitHubAPI(github, directory), refresh=options.credentials_refresh)
     runners, pods = informers["runners"], informers["pods"]
     replica_sets, deployments = informers["runnerreplicasets"], informers["runnerdeployments"]

@@ -6,6 +6,17 @@ refresh. Runners still registering ask for a fresh listing (a few seconds old at
 else accepts an older one, so an idle installation polls slowly. With a ``budget`` (the autoscaler
 sets the call window its metric and safety-net poll spend from), every listing is spent there too.
 
+**Cost rule for large scopes.** A listing of ``P`` pages (100 runners a page) is not refreshed
+sooner than ``spacing * (P - 1)`` seconds after the previous one, and never held longer than
+``period`` (the sync period) for that reason: asking for freshness costs at most one call per
+``spacing`` seconds per scope, so a registration wave of 1,000 runners costs a listing per sync
+period, not one every few seconds. A scope of up to 100 runners is unaffected. What a stale listing
+cannot say is covered by the webhooks: a runner that a ``workflow_job`` delivery names as running a
+job is ``BUSY`` whatever the listing says, also when the listing (made before it registered) does
+not show it yet; that hint is dropped by a ``completed`` delivery, or by a listing started after it
+that no longer shows the runner. Nothing that removes a runner relies on freshness alone: a drain
+grace and GitHub's 422 on ``DELETE`` guard a runner that takes a job (:mod:`runnerd.reconcile.lifecycle`).
+
 Two bounded memories spare GitHub calls for runners GitHub has already removed (an ephemeral runner
 is removed by GitHub after its one job):
 
@@ -33,6 +44,13 @@ from runnerd.reconcile.lifecycle import GitHubState
 
 MEMORY = 10_000
 """Most entries in each memory of finished and gone registrations."""
+SPACING = 6.0
+"""Seconds per page beyond the first that a scope's listing is at least held (the cost rule)."""
+
+
+def held_for(max_age: float, runners: int, *, spacing: float, period: float) -> float:
+    """How old a listing of ``runners`` runners may be served when ``max_age`` was asked (the cost rule)."""
+    return max(max_age, min(period, spacing * (pages(runners) - 1)))
 
 
 @dataclass
@@ -55,12 +73,15 @@ class RunnerDirectory:
         self._clock = clock
         self._listings: dict[Scope, Listing] = {}
         self._inflight: dict[Scope, asyncio.Future[Listing]] = {}
-        self._busy_hints: dict[tuple[Scope, str], bool] = {}
+        self._busy_hints: dict[tuple[Scope, str], float] = {}  # -> when the webhook said it
         self._listeners: list[Callable[[Scope, str], None]] = []
         self._finished: OrderedDict[tuple[str, int], float] = OrderedDict()  # (name, id) -> when
         self._gone: OrderedDict[tuple[Scope, int], None] = OrderedDict()
         self.refreshes = 0
         self.budget: CallWindow | None = None
+        self.spacing = SPACING
+        self.period = 60.0
+        """The longest a listing is held by the cost rule (the controller sets its sync period)."""
 
     def cached(self, scope: Scope) -> Listing | None:
         return self._listings.get(scope)
@@ -74,9 +95,8 @@ class RunnerDirectory:
         if listing is None:
             return GitHubState.UNKNOWN
         state = listing.state(name)
-        hint = self._busy_hints.get((scope, name))
-        if hint is True and state in (GitHubState.IDLE, GitHubState.OFFLINE):
-            return GitHubState.BUSY
+        if (scope, name) in self._busy_hints and state is not GitHubState.BUSY:
+            return GitHubState.BUSY  # a webhook named it running a job (after this listing, if absent)
         return state
 
     def runner_id(self, scope: Scope, name: str) -> int | None:
@@ -87,7 +107,7 @@ class RunnerDirectory:
     def hint_busy(self, scope: Scope, name: str, busy: bool) -> None:
         """A webhook said this runner started (or finished) a job; faster than the next listing."""
         if busy:
-            self._busy_hints[(scope, name)] = True
+            self._busy_hints[(scope, name)] = self._clock()
         else:
             self._busy_hints.pop((scope, name), None)
         for listener in self._listeners:
@@ -98,6 +118,7 @@ class RunnerDirectory:
         listeners as this one's (the controllers re-reconcile the runner either way)."""
         other = RunnerDirectory(github, clock=self._clock)
         other._listeners = self._listeners
+        other.spacing, other.period = self.spacing, self.period
         return other
 
     def on_hint(self, listener: Callable[[Scope, str], None]) -> None:
@@ -141,10 +162,13 @@ class RunnerDirectory:
         return (scope, runner_id) in self._gone
 
     async def refresh(self, scope: Scope, *, max_age: float) -> Listing:
-        """A listing at most ``max_age`` seconds old (one shared request when several ask at once)."""
+        """A listing at most ``max_age`` seconds old, or as old as the cost rule holds a large one (one
+        shared request when several ask at once)."""
         listing = self._listings.get(scope)
-        if listing is not None and self._clock() - listing.fetched_at <= max_age:
-            return listing
+        if listing is not None:
+            held = held_for(max_age, len(listing.runners), spacing=self.spacing, period=self.period)
+            if self._clock() - listing.fetched_at <= held:
+                return listing
         inflight = self._inflight.get(scope)
         if inflight is not None:
             return await asyncio.shield(inflight)
@@ -163,8 +187,8 @@ class RunnerDirectory:
             listing = Listing(started, {r.name: r for r in runners})
             self._listings[scope] = listing
             self.refreshes += 1
-            for (hint_scope, name), _ in list(self._busy_hints.items()):
-                if hint_scope == scope and name not in listing.runners:
+            for (hint_scope, name), hinted_at in list(self._busy_hints.items()):
+                if hint_scope == scope and name not in listing.runners and hinted_at < started:
                     self._busy_hints.pop((hint_scope, name), None)
             future.set_result(listing)
             return listing

@@ -8,7 +8,12 @@ the poll, or the poll seeing a job the webhook already reserved, never counts th
 What is polled: every repository a webhook-scaled HRA covers: a repository-scoped target's
 repository, the ``repositoryNames`` of its ``TotalNumberOfQueuedAndInProgressWorkflowRuns`` metric,
 and every repository a ``workflow_job`` delivery for it came from in the last day (an organization's
-repositories are not listed: that would cost a call per repository).
+repositories are not listed: that would cost a call per repository). A repository known only from
+a delivery is first polled one interval after that delivery taught it: the delivery shows the hook
+reaches us for it, and a sibling delivery lost at the same time is found by that poll, within the
+bound every lost delivery has (counted from when the repository became known; before that nothing
+polls it). Polling it at once cost a burst's every new repository two listings while its
+deliveries were still arriving, and those polls took deliveries still in flight for lost ones.
 
 One poll of one repository::
 
@@ -43,9 +48,12 @@ That interval is the poll's *short* interval. While ``workflow_job`` deliveries 
 and the polls find nothing they missed, the poll stretches it (up to ``poll_max_interval``, default
 300 s), and goes back to it the moment a poll finds a job no delivery announced, a delivery is refused,
 or GitHub shows a queued run while no delivery came: the rules and the guarantee are in
-:mod:`runnerd.reconcile.pollpace`. The metric of a webhook-backed HRA reads observations as old as
-that interval (:attr:`~runnerd.controller.runwatch.RunObserver.backstop_age`), and runs that applied
-deliveries announced are not listed job by job (:attr:`~runnerd.controller.runwatch.RunObserver.ledger`).
+:mod:`runnerd.reconcile.pollpace`. When the budget spaces the short interval wider than wanted, the
+stretched bound widens by the same factor (e.g. 100 repositories: short 720 s, stretched up to
+3,927 s, a fifth of the budget while the hook is clean). The metric of a webhook-backed HRA reads
+observations as old as that interval (:attr:`~runnerd.controller.runwatch.RunObserver.backstop_age`),
+and runs that applied deliveries announced are not listed job by job
+(:attr:`~runnerd.controller.runwatch.RunObserver.ledger`).
 
 e.g. B = 60 s, C = 1000: up to 7 repositories are polled every 55 s (7 * 2 * 3600 / 55 = 916
 calls/hour); 20 repositories are polled every 144 s, and the ``GitHubAPIBudget`` condition says the
@@ -69,7 +77,7 @@ from runnerd.github import GitHubClient, GitHubError, RateLimitedError
 from runnerd.github.budget import CallWindow
 from runnerd.reconcile.hra import TOTAL_JOBS, AutoscaleError, metric_repositories
 from runnerd.reconcile.matching import JobEvent
-from runnerd.reconcile.pollpace import Pace, PollEvidence, next_interval
+from runnerd.reconcile.pollpace import Pace, PollEvidence, next_interval, stretched_bound
 from runnerd.runtime import Key, Result
 from runnerd.web.metrics import Metrics
 
@@ -181,6 +189,8 @@ class SafetyNetPoller:
         self._round_missed = 0
         self._round_unannounced = 0
         self._since_reset = 0
+        self._configured: set[str] = set()
+        """Repositories known without a delivery (targets, metrics, reservations): polled at once."""
 
     def budget_limited(self) -> tuple[str, str] | None:
         """``(reason, message)`` while the budget (not the bound) decides how often the poll runs."""
@@ -208,6 +218,7 @@ class SafetyNetPoller:
                     found.setdefault(repo.casefold(), (repo, "Organization" if org else None, org, None))
         for repository in self.sink.reserved_repositories():
             found.setdefault(repository.casefold(), (repository, None, None, None))
+        self._configured = set(found)
         now = self._monotonic()
         for key, ctx in list(self.sink.repositories.items()):
             if now - ctx.seen_at > LEARNED_TTL:
@@ -216,19 +227,25 @@ class SafetyNetPoller:
             found[key] = (ctx.repository, ctx.owner_type, ctx.organization, ctx.enterprise)
         return found
 
-    def _sync_repos(self, now: float) -> None:
+    def _sync_repos(self, now: float) -> list[_Repo]:
+        """Track the repositories to poll; the new ones known only from deliveries (:meth:`reconcile`
+        polls them one interval after they were learned)."""
         wanted = self.repositories()
+        learned: list[_Repo] = []
         for key in list(self._repos):
             if key not in wanted:
                 del self._repos[key]
         for key, (name, owner_type, org, enterprise) in wanted.items():
             repo = self._repos.get(key)
             if repo is None:
-                self._repos[key] = _Repo(name, owner_type, org, enterprise, next_due=now)
+                repo = self._repos[key] = _Repo(name, owner_type, org, enterprise, next_due=now)
+                if key not in self._configured:
+                    learned.append(repo)
             else:
                 repo.owner_type = owner_type or repo.owner_type
                 repo.organization = org or repo.organization
                 repo.enterprise = enterprise or repo.enterprise
+        return learned
 
     def _mono_of(self, epoch: float) -> float:
         return self._monotonic() + max(epoch - self._wall(), 0.0)
@@ -238,7 +255,7 @@ class SafetyNetPoller:
             self._limited = None
             return None
         now = self._monotonic()
-        self._sync_repos(now)
+        learned = self._sync_repos(now)
         if not self._repos:
             self._limited = None
             self.metrics.poll_repositories.set(0)
@@ -247,6 +264,8 @@ class SafetyNetPoller:
         the_plan = plan(bound, ceiling, len(self._repos))
         self.last_plan = the_plan
         interval = max(the_plan.interval, self.pace or 0.0)
+        for repo in learned:  # a delivery just came from it: its first poll is one interval later
+            repo.next_due = now + interval
         self.metrics.poll_interval.set(interval)
         self.metrics.poll_repositories.set(len(self._repos))
         self.metrics.poll_budget_per_hour.set(ceiling)
@@ -297,7 +316,7 @@ class SafetyNetPoller:
                 continue
             repo.next_due = self._monotonic() + interval
         if polled:
-            self._adapt(the_plan.interval)
+            self._adapt(the_plan.interval, spread=the_plan.interval / the_plan.wanted)
             interval = max(the_plan.interval, self.pace or 0.0)
             self.metrics.poll_interval.set(interval)
             for repo, at in polled:
@@ -335,8 +354,10 @@ class SafetyNetPoller:
                     total += sample.value
         return int(total)
 
-    def _adapt(self, short: float) -> None:
-        """After a round of polls: the next interval (:func:`runnerd.reconcile.pollpace.next_interval`)."""
+    def _adapt(self, short: float, spread: float = 1.0) -> None:
+        """After a round of polls: the next interval (:func:`runnerd.reconcile.pollpace.next_interval`);
+        ``spread``: how much wider than wanted the budget spaced the short interval (it widens the
+        stretched bound alike: :func:`runnerd.reconcile.pollpace.stretched_bound`)."""
         applied, refused = self.ledger.applied, self._refused()
         self._since_reset += applied - self._applied_seen
         evidence = PollEvidence(
@@ -348,7 +369,7 @@ class SafetyNetPoller:
         )
         self._applied_seen, self._refused_seen = applied, refused
         self._round_missed = self._round_unannounced = 0
-        longest = self.options.poll_max_interval
+        longest = stretched_bound(self.options.poll_max_interval, spread)
         pace, step, why = next_interval(self.pace or short, evidence, Pace(short, longest))
         self.pace_steps[step] += 1
         if step == "reset":

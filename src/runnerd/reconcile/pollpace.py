@@ -20,6 +20,12 @@ promise. So the interval adapts, within a bound:
 Guarantee: a queued job whose delivery was lost gets a reservation within ``longest`` seconds (plus
 one poll's duration) of being queued, and within ``short`` once a poll has seen any sign of trouble.
 
+When more repositories share the budget than it can poll at the wanted interval, the budget already
+spaces the short interval ``spread`` times wider than wanted; the stretched bound widens alike
+(:func:`stretched_bound`: ``longest * spread``), so a clean hook costs the same share of the budget
+(``wanted / longest``, about a fifth by default) whatever the number of repositories, instead of all
+of it. The guarantee above holds with that bound.
+
 Which runs' jobs are listed (one call per run): a run that no delivery announced is listed at once
 (that is the poll's purpose). A run that deliveries did announce is not listed, because the jobs the
 deliveries named are already reserved, unless
@@ -77,6 +83,12 @@ class PollEvidence:
     """Active runs of which no delivery named a job, holding a queued job an HRA serves."""
     since_reset: int = 0
     """Deliveries applied since the last reset (or the start), this round's included."""
+
+
+def stretched_bound(longest: float, spread: float) -> float:
+    """The bound of a stretched interval when the budget spaces the short interval ``spread`` (>= 1)
+    times wider than wanted: as much wider (see the module docstring)."""
+    return longest * max(1.0, spread)
 
 
 def next_interval(current: float, evidence: PollEvidence, pace: Pace) -> tuple[float, Step, str]:

@@ -11,6 +11,7 @@ from runnerd.api import HorizontalRunnerAutoscaler, RunnerConfig
 from runnerd.controller.deliveries import DeliveryLedger
 from runnerd.controller.hra.options import AutoscalingOptions
 from runnerd.controller.poller import POLL_KEY, SafetyNetPoller, plan
+from runnerd.controller.reservations import RepoContext
 from runnerd.controller.runwatch import RunObserver
 from runnerd.controller.targets import ScaleTarget, WebhookTarget
 from runnerd.github import RateLimitedError, WorkflowJob, WorkflowRun
@@ -490,3 +491,58 @@ async def test_a_reader_that_counts_jobs_twice_gets_the_announced_runs_jobs_too(
     assert (deferred.unlisted(), deferred.job_ids(), github.calls.count("jobs/7")) == ({7}, set(), 0)
     everything = await observer.observe("octo-org/app", max_age=60.0, defer=False)  # not fresh for it
     assert (everything.unlisted(), everything.job_ids(), github.calls.count("jobs/7")) == (set(), {71}, 1)
+
+
+# --- repositories learned from deliveries; many repositories sharing the budget ----------------------
+
+
+def learn(sink: FakeSink, repository: str, at: float) -> None:
+    """A ``workflow_job`` delivery from ``repository`` arrived (the sink learns it)."""
+    sink.repositories[repository.casefold()] = RepoContext(
+        repository, "Organization", "octo-org", None, HRA, at
+    )
+
+
+async def test_a_repository_learned_from_a_delivery_is_first_polled_one_interval_later() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = make(github, sink, clock)
+    learn(sink, "octo-org/new", clock.now)  # a delivery just came from it; a sibling's was lost
+    github.runs["queued"] = [run(5)]
+    github.jobs[5] = [job(51, 5)]
+    assert await poll(poller) == pytest.approx(7.5)
+    assert github.calls == ["runs?status=queued", "runs?status=in_progress", "jobs/5"]  # octo-org/app only
+    assert (51, "octo-org/new") not in sink.reserved
+    clock.now += 7.5
+    await poll(poller)
+    assert github.calls.count("runs?status=queued") == 3  # both repositories, one interval after learning
+    assert (51, "octo-org/new") in sink.reserved  # the lost sibling: within the bound of the repository
+
+
+async def test_a_repository_known_without_a_delivery_is_polled_at_once_even_when_a_delivery_came() -> None:
+    github, clock = FakeGitHub(), Clock()
+    sink = FakeSink(held={31: ("octo-org/other", clock.now + 1_700_000_000)})  # a reservation names it
+    poller = make(github, sink, clock)
+    learn(sink, "octo-org/other", clock.now)
+    learn(sink, "octo-org/app", clock.now)  # the target's own repository
+    await poll(poller)
+    assert github.calls.count("runs?status=queued") == 2  # both at once: neither is known only by delivery
+
+
+async def test_when_the_budget_spaces_the_polls_wider_the_stretch_widens_alike() -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    # bound 10 s: 7.5 s wanted; 480 calls an hour: 2 calls every 15 s, twice as wide as wanted
+    poller = make(github, sink, clock, poll_max_interval=60.0)
+    poller.options.poll_max_calls_per_hour = 480
+    assert await poll(poller) == pytest.approx(15.0)
+    intervals = []
+    for step in range(4):
+        for n in range(20 if step == 0 else 1):
+            sink.deliveries.record("octo-org/app", 900 + step, 9000 + 100 * step + n, "queued")
+        clock.now += intervals[-1] if intervals else 15.0
+        intervals.append(await poll(poller))
+    assert intervals == pytest.approx([60.0, 120.0, 120.0, 120.0])  # bound 60 s x 2, not 60 s
+    # a lost delivery still resets it to the short interval
+    github.runs["queued"] = [run(5)]
+    github.jobs[5] = [job(51, 5)]
+    clock.now += 120.0
+    assert await poll(poller) == pytest.approx(15.0)

@@ -216,6 +216,17 @@ def test_tracking_agent_records_when_a_pod_is_refused_by_the_scheduler_and_when_
     assert not observe.unschedulable({})
 
 
+def test_tracking_agent_ends_the_pods_a_relist_no_longer_shows() -> None:
+    clock = ManualClock(1000.0)
+    agent = observe.TrackingPodAgent(None, "http://sim", watch=False, clock=clock.now)
+    agent.handle("ADDED", _pod("cpu-1", "u1"))
+    agent.handle("ADDED", _pod("cpu-2", "u2"))
+    clock.advance(10)
+    agent.listed([_pod("cpu-2", "u2")])  # cpu-1 was deleted while the watch was down (410 Gone)
+    assert [p.name for p in agent.alive()] == ["cpu-2"]
+    assert (agent.by_name()["cpu-1"].ended, agent.by_name()["cpu-1"].deleted) == (1010.0, 1010.0)
+
+
 async def test_tracking_agent_has_no_connection_limit() -> None:
     agent = observe.TrackingPodAgent(None, "http://sim", watch=False)
     await agent.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runnerd.reconcile.pollpace import Pace, PollEvidence, RunFacts, list_jobs, next_interval
+from runnerd.reconcile.pollpace import Pace, PollEvidence, RunFacts, list_jobs, next_interval, stretched_bound
 
 PACE = Pace(short=55.0, longest=300.0, growth=4.0)
 
@@ -75,3 +75,18 @@ def test_list_jobs(facts: RunFacts, listed: bool) -> None:
     got, why = list_jobs(facts, 300.0)
     assert got is listed
     assert why
+
+
+@pytest.mark.parametrize(
+    ("longest", "spread", "bound"),
+    [
+        (300.0, 1.0, 300.0),
+        (300.0, 0.5, 300.0),
+        (300.0, 720.0 / 55.0, 300.0 * 720.0 / 55.0),
+        (60.0, 2.0, 120.0),
+    ],
+)
+def test_the_stretched_bound_widens_as_the_budget_spaces_the_short_interval(
+    longest: float, spread: float, bound: float
+) -> None:
+    assert stretched_bound(longest, spread) == pytest.approx(bound)
