@@ -10,7 +10,6 @@ controller's gate keeps it without a pod or a registration.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -25,7 +24,6 @@ from devcluster.cluster import Cluster, ClusterConfig, GpuShape
 from devcluster.nodes import GPU_RESOURCE, GPU_TAINT, node_manifests
 from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
-from ghsim.entities import Scope as SimScope
 from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS
 from runnerd.controller.process import Controllers
 from runnerd.controller.sizingpolicy import SIZING_POLICIES
@@ -34,8 +32,7 @@ from runnerd.kube.resources import EVENTS, PODS
 from runnerd.reconcile.sizedjob import SIZED_JOB_LABEL
 from runnerd.reconcile.sizing import TIMES
 from runnerd.runtime import Key
-from runnerd.web.server import Address, Servers
-from tests.integration.support import REPO, controller_process, seed
+from tests.integration.support import REPO, seed, webhook_controller
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
@@ -155,30 +152,8 @@ class Env:
 async def running(
     cluster: Cluster, namespace: str, sim: Simulator, token: str, *, hook: bool = True
 ) -> AsyncIterator[Env]:
-    def configure(controllers: Controllers) -> None:
-        autoscaling = controllers.autoscaling
-        assert autoscaling is not None
-        autoscaling.options.poll_bound = 2.0
-        autoscaling.options.poll_max_calls_per_hour = 100_000
-
-    async with (
-        controller_process(
-            cluster, sim, token, namespace, configure=configure, enable_sizing=True, sync_period=5.0
-        ) as controllers,
-        Servers() as servers,
-    ):
-        autoscaling = controllers.autoscaling
-        assert autoscaling is not None
-        host, port = await servers.start(
-            "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
-        )
-        if hook:
-            sim.world.create_hook(
-                f"http://{host}:{port}/webhook", scope=SimScope("repo", REPO), secret=SECRET
-            )
+    async with webhook_controller(cluster, sim, token, namespace, secret=SECRET, hook=hook) as controllers:
         yield Env(sim, controllers.kube, controllers, namespace)
-    # aiohttp closes TLS connections asynchronously: give them their moment before the loop ends
-    await asyncio.sleep(0.25)
 
 
 async def test_policies_are_accepted_one_per_pool(cluster: Cluster, policy_crd: str, namespace: str) -> None:
