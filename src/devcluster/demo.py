@@ -128,7 +128,7 @@ async def run_stack(cluster: Cluster, args: DemoArgs, out: TextIO) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with Stack(cluster, opts, out) as stack:
-            sized = stack.log_dir / "sized-gpu.yaml"
+            sized = stack.manifest_file.with_name("sized-gpu.yaml")
             sized.write_text(
                 yaml.safe_dump_all(sizeddemo.manifests(opts.namespace, opts.org), sort_keys=False)
             )
