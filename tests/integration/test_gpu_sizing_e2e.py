@@ -7,7 +7,9 @@ session cluster's 2 GPU nodes of 8 H100 each, with the pod agent playing the run
 - ``gpu=16`` (over the pool's cap of 8) is refused: an Event on the pool, the policy's status; it
   never gets a Runner, a pod or a GitHub registration;
 - a burst of 24 GPUs of jobs on 16 GPUs: no pod is ever Pending, each waiting job's reason is on its
-  Runner and in the policy's status, and every job runs in the end;
+  Runner and in the policy's status, and every job runs in the end, on the runner made for it (each
+  asks for its own ``cpu=N``: jobs with the same labels may swap runners, which the safety-net poll
+  repairs, :func:`runnerd.controller.sizing.recheck_if_lost`, but not on this test's clock);
 - the ledger charges the repository exactly the GPU-seconds its runner pods ran, and
   ``runnerd status --cost`` prints them.
 """
@@ -41,9 +43,11 @@ from runnerd.kube.resources import CONFIGMAPS, EVENTS, NODES, PODS
 from runnerd.reconcile.cost import (
     LEDGER_CONFIGMAP,
     Ledger,
+    PriceTable,
     RunnerFacts,
     Usage,
     all_time,
+    money,
     read_ledger_configmap,
 )
 from runnerd.reconcile.costfacts import runner_facts
@@ -76,7 +80,7 @@ kind: RunnerSizingPolicy
 metadata: {{name: gpu-policy}}
 spec:
   scaleTargetRef: {{name: {POOL}}}
-  max: {{gpu: 8}}
+  max: {{gpu: 8, cpu: "8"}}
   gpuProducts: [{{name: h100, nodeLabelValue: {H100}}}]
   admission: {{order: Fifo, maxPending: 0}}
 """
@@ -87,7 +91,7 @@ FLAGS = [
     f"--cost-gpu-hour={H100}=3.00",
     "--cost-ledger-interval=1s",
 ]
-BURST = 6  # jobs of 4 GPUs: 24 GPUs asked of 16
+BURST = 6  # jobs of 4 GPUs: 24 GPUs asked of 16; each with its own cpu=N, so no runner takes another's job
 WAITING = re.compile(rf"waiting for 4 {TIMES} nvidia\.com/gpu \({H100}\): \d+ of 16 free")
 
 
@@ -115,9 +119,12 @@ class E2E:
             found = dataclasses.replace(found, finished_at=max(int(time.time()), found.started_at))
         self.facts[found.uid] = found
 
-    def enqueue(self, workflow: str, labels: Iterable[str], seconds: float, count: int = 1) -> list[int]:
+    def enqueue(self, workflow: str, labels: Iterable[Iterable[str]], seconds: float) -> list[int]:
+        """One run of ``workflow`` with a job per entry of ``labels`` (its sizing labels)."""
         world = self.sim.world
-        jobs = [JobSpec(("self-hosted", "linux", *labels), f"{workflow}-{i}", seconds) for i in range(count)]
+        jobs = [
+            JobSpec(("self-hosted", "linux", *x), f"{workflow}-{i}", seconds) for i, x in enumerate(labels)
+        ]
         return list(world.enqueue_run(world.repo_by_name(REPO), jobs, workflow_name=workflow).job_ids)
 
     def done(self, job_ids: Iterable[int]) -> bool:
@@ -183,7 +190,7 @@ async def test_sized_gpu_jobs_from_github_run_wait_or_are_refused_and_are_charge
 
 
 async def one_job_on_an_h100(env: E2E) -> None:
-    [job] = env.enqueue("train", ["gpu=2", "gpu-type=h100"], 3.0)
+    [job] = env.enqueue("train", [("gpu=2", "gpu-type=h100")], 3.0)
     pod = await wait_until("the gpu=2 job's pod bound", lambda: env.bound_pod(job), within=60)
     node = await env.kube.get(NODES, pod["spec"]["nodeName"])
     assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == H100
@@ -201,7 +208,7 @@ async def one_job_on_an_h100(env: E2E) -> None:
 
 
 async def a_job_over_the_cap_is_refused(env: E2E) -> int:
-    [job] = env.enqueue("huge", ["gpu=16", "gpu-type=h100"], 1.0)
+    [job] = env.enqueue("huge", [("gpu=16", "gpu-type=h100")], 1.0)
     reason = "gpu=16: above the cap of 8 GPUs for this pool"
 
     def listed() -> bool:
@@ -222,7 +229,7 @@ async def a_job_over_the_cap_is_refused(env: E2E) -> int:
 
 
 async def a_burst_waits_for_capacity_and_runs(env: E2E) -> None:
-    jobs = env.enqueue("burst", ["gpu=4", "gpu-type=h100"], 6.0, count=BURST)
+    jobs = env.enqueue("burst", [("gpu=4", "gpu-type=h100", f"cpu={n}") for n in range(1, BURST + 1)], 6.0)
 
     async def reasons_shown() -> dict[int, str] | None:
         runners = await env.runners()
@@ -237,8 +244,16 @@ async def a_burst_waits_for_capacity_and_runs(env: E2E) -> None:
 
     waiting = await wait_until("the waiting jobs' reasons on their Runners and the policy", reasons_shown)
     assert 2 <= len(waiting) <= BURST - 1, waiting  # at most 4 of 4 GPUs run at once on 2 x 8
-    await wait_until("every burst job done on GitHub", lambda: _done_guarded(env, jobs), within=90)
-    assert all(env.sim.world.jobs[j].conclusion == "success" for j in jobs)
+
+    def where() -> str:
+        world = env.sim.world
+        return str({j: (world.jobs[j].status, world.jobs[j].runner_name) for j in jobs})
+
+    await wait_until(
+        "every burst job done on GitHub", lambda: _done_guarded(env, jobs), within=90, state=where
+    )
+    ran = {j: (env.sim.world.jobs[j].conclusion, env.sim.world.jobs[j].runner_name) for j in jobs}
+    assert ran == {j: ("success", f"{POOL}-job-{j}") for j in jobs}  # each on the runner made for it
 
     async def removed() -> bool:
         return not await env.runners()
@@ -270,12 +285,14 @@ async def the_ledger_charges_the_repository(cluster: Cluster, env: E2E) -> None:
     assert {k[1] for k in expected} == {"train", "burst"}
     assert all_time(ledger) == expected
     gpu_seconds = sum((u.gpu_seconds for u in expected.values()), Decimal(0))
-    cpu_seconds = sum((u.cpu_seconds for u in expected.values()), Decimal(0))
     assert gpu_seconds >= 2 * 3 + BURST * 4 * 6  # the jobs' own run time at least
 
     args = ["status", "--cost", "--kubeconfig", str(cluster.kubeconfig), "--ledger-namespace", env.namespace]
     out = io.StringIO()
     assert await status.run_status(cli.build_parser().parse_args([*args, "-o", "json"]), {}, out) == 0
-    rows = [r for r in json.loads(out.getvalue())["rows"] if r["repository"] == REPO]
-    assert sum(Decimal(r["gpuHours"]) for r in rows) * 3600 == gpu_seconds
-    assert sum(Decimal(r["cost"]) for r in rows) == (gpu_seconds * 3 + cpu_seconds * Decimal("0.04")) / 3600
+    rows = {r["workflow"]: r for r in json.loads(out.getvalue())["rows"] if r["repository"] == REPO}
+    assert rows.keys() == {"train", "burst"}
+    prices = PriceTable("EUR", Decimal("0.04"), {H100: Decimal("3.00")})  # the flags'
+    for (_, workflow, _, _), usage in expected.items():  # each row: the ledger's hours, priced by the flags
+        assert Decimal(rows[workflow]["gpuHours"]) == usage.gpu_seconds / 3600
+        assert Decimal(rows[workflow]["cost"]) == money(usage, H100, prices)[0]

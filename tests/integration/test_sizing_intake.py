@@ -100,6 +100,8 @@ def busy_node(cluster: Cluster) -> Iterator[str]:
         },
     }
     cluster.request("POST", "/api/v1/namespaces/default/pods", blocker)
+    # Ready before a test starts: admission counts a node that is not Ready as having nothing free
+    cluster.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=30s", timeout=40)
     try:
         yield name
     finally:
