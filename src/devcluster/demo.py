@@ -13,9 +13,13 @@ What it runs, in order:
 5. an organization webhook in the simulator that posts signed ``workflow_job`` deliveries to the
    controller;
 6. the pod agent: the runner process of every runner pod on the kwok nodes (ghsim's virtual runner);
-7. the article's RunnerDeployment + HorizontalRunnerAutoscaler and a GPU pair;
-8. a workload (``mlops``, ``smoke`` or a trace file) fed to the simulator, and a one-line summary
-   every few seconds.
+7. the article's RunnerDeployment + HorizontalRunnerAutoscaler and a GPU pair, and a sized GPU pool
+   with its ``RunnerSizingPolicy`` (the controller runs with ``--enable-sizing``;
+   :mod:`devcluster.sizeddemo`);
+8. a workload (``mlops``, ``smoke`` or a trace file) fed to the simulator (the built-in ones start
+   with two sized A100 jobs: one placed, one waiting for it), a one-line summary every few seconds
+   and a line each time a sized job is placed, waits (with admission's reason) or is refused;
+9. when it stops, the cost ledger as ``runnerd status --cost`` prints it.
 
 Ctrl-C (SIGINT) or SIGTERM stops everything in reverse order; every process it started is gone
 when it returns. The stack is :mod:`devcluster.stack` (reused by ``bench/trace_bench.py``), what it
@@ -28,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import heapq
 import os
 import shlex
 import shutil
@@ -39,7 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from devcluster import binaries, workload
+import yaml
+
+from devcluster import binaries, sizeddemo, workload
 from devcluster.cluster import MIXED_GPU_SHAPES, Cluster, ClusterError
 from devcluster.observe import Feeder, Snapshot
 from devcluster.ports import bindable
@@ -88,15 +95,18 @@ def load_workload(args: DemoArgs) -> tuple[Iterable[TraceEntry], tuple[str, ...]
                 what + f", time x{args.time_scale:g}",
             )
         return entries, repos, what
+    sized = sizeddemo.entries(workload.REPOS[0], args.time_scale)
     if args.workload == "smoke":
-        return workload.smoke(), workload.REPOS, "smoke: 4 short jobs, one on a GPU runner"
+        jobs = sorted([*workload.smoke(), *sized], key=lambda e: e.offset)
+        return jobs, workload.REPOS, "smoke: 4 short jobs, one on a GPU runner; 2 sized A100 jobs"
     entries_iter: Iterable[TraceEntry] = workload.mlops(args.seed)
     if args.time_scale != 1.0:
         entries_iter = workload.scaled(entries_iter, args.time_scale)
     return (
-        entries_iter,
+        heapq.merge(sized, entries_iter, key=lambda e: e.offset),
         workload.REPOS,
-        f"mlops (seed {args.seed}): bursts of lint and test jobs, GPU training tests, quiet gaps",
+        f"mlops (seed {args.seed}): bursts of lint and test jobs, GPU training tests, quiet gaps; "
+        "first 2 sized A100 jobs",
     )
 
 
@@ -118,7 +128,13 @@ async def run_stack(cluster: Cluster, args: DemoArgs, out: TextIO) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with Stack(cluster, opts, out) as stack:
+            sized = stack.manifest_file.with_name("sized-gpu.yaml")
+            sized.write_text(
+                yaml.safe_dump_all(sizeddemo.manifests(opts.namespace, opts.org), sort_keys=False)
+            )
+            await asyncio.to_thread(cluster.kubectl, "apply", "-f", str(sized))
             await _banner(stack, description, out)
+            report = sizeddemo.SizedReport()
             feeder = Feeder(stack.sim, entries)
             feed_task = asyncio.create_task(feeder.run(), name="demo-feeder")
             announced = False
@@ -130,6 +146,8 @@ async def run_stack(cluster: Cluster, args: DemoArgs, out: TextIO) -> int:
                         return 1
                     snap = await stack.snapshot()
                     say(out, snap.line())
+                    for line in report.lines(await stack.sized_runners(sizeddemo.SIZED_JOB_LABEL)):
+                        say(out, line)
                     done = finished(snap, feeder)
                     if done and not announced:
                         announced = True
@@ -194,6 +212,10 @@ async def _banner(stack: Stack, description: str, out: TextIO) -> None:
         f"  cpu pool       {CPU_RD} + {CPU_HRA}: 0..{opts.cpu_max} runners, [self-hosted, arc-runner]",
         f"  gpu pool       {GPU_RD} + {GPU_HRA}: 0..{opts.gpu_max} runners, [self-hosted, gpu], "
         f"{opts.gpus_per_runner} GPU each",
+        f"  sized pool     {sizeddemo.SIZED_RD} + RunnerSizingPolicy {sizeddemo.SIZING_POLICY}: "
+        "[self-hosted, linux, gpu=N, gpu-type=h100|a100], one pod per job, sized to it",
+        f"                 kubectl get runners -n {opts.namespace} -l {sizeddemo.SIZED_JOB_LABEL}; "
+        f"kubectl get runnersizingpolicies -n {opts.namespace} -o yaml",
         f"  workload       {description}",
         f"  dashboard      {dashboard}" if dashboard else f"  metrics        {stack.metrics_url}",
         f"  status         runnerd status --kubeconfig {stack.cluster.kubeconfig} -n {opts.namespace} "
@@ -301,7 +323,11 @@ def args_from(ns: argparse.Namespace) -> DemoArgs:
         hra_metric=not ns.webhook_only,
     )
     # the cost ledger lives in the controller's namespace: the demo's
-    stack.controller_args = (*DEMO_PRICES, f"--leader-election-namespace={stack.namespace}")
+    stack.controller_args = (
+        *DEMO_PRICES,
+        f"--leader-election-namespace={stack.namespace}",
+        "--enable-sizing",
+    )
     return DemoArgs(
         state_dir=state_dir,
         workload=ns.workload,

@@ -468,6 +468,13 @@ class Stack:
             out["gpu"] = self.opts.gpu_max
         return out
 
+    async def sized_runners(self, selector: str) -> list[dict[str, Any]]:
+        """The namespace's Runners with the label ``selector`` (the demo's sized jobs)."""
+        listed = await self._custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.opts.namespace, "runners", label_selector=selector
+        )
+        return list(listed.get("items") or ())
+
     def gpu_job_ids(self) -> list[int]:
         """Completed jobs that ran on a runner pod with a GPU."""
         assert self.agent is not None

@@ -7,6 +7,8 @@ kwok pods.
 - :func:`seed`: the organization and repository the tests use, and an admin PAT.
 - :func:`controller_process`: what ``runnerd controller`` runs (clients, informers, controllers,
   the manager) against a cluster and the simulator; stopped and closed on exit.
+- :func:`webhook_controller`: :func:`controller_process` with per-job sizing's safety-net poll made
+  quick, its webhook server on 127.0.0.1 and a ghsim repository hook posting to it.
 - :func:`pod_agent`: ghsim's pod agent (the project's one) over the cluster, for the runner pods of
   one namespace.
 The one wait helper is :func:`devcluster.wait.wait_until`.
@@ -24,6 +26,7 @@ from typing import Any
 
 from devcluster.cluster import Cluster
 from ghsim import Simulator
+from ghsim.entities import Scope as SimScope
 from ghsim.podagent import PodAgent, connect, container_env, required_refs
 from runnerd.api import RESOURCES, RunnerSpec
 from runnerd.api.sizing import RunnerSizingPolicySpec
@@ -47,6 +50,7 @@ from runnerd.reconcile.sizedjob import (
 )
 from runnerd.reconcile.sizing import PoolSizing, SizeRequest, parse_size
 from runnerd.runtime import NotFound
+from runnerd.web.server import Address, Servers
 
 ORG = "octo-org"
 REPO = f"{ORG}/app"
@@ -164,6 +168,48 @@ async def controller_process(
         await controllers.clients.close()
         await client.close()
         await kube.close()
+
+
+@contextlib.asynccontextmanager
+async def webhook_controller(
+    cluster: Cluster,
+    sim: Simulator,
+    token: str,
+    namespace: str,
+    *,
+    secret: str,
+    hook: bool = True,
+    configure: Callable[[Controllers], None] | None = None,
+    **options: Any,
+) -> AsyncIterator[Controllers]:
+    """:func:`controller_process` with ``--enable-sizing``, the safety-net poll every 2 s (no call
+    ceiling), its webhook server on 127.0.0.1 and, with ``hook``, a ghsim hook on :data:`REPO`
+    posting ``workflow_job`` deliveries signed with ``secret``; ``configure`` runs after that."""
+
+    def setup(controllers: Controllers) -> None:
+        autoscaling = controllers.autoscaling
+        assert autoscaling is not None
+        autoscaling.options.poll_bound = 2.0
+        autoscaling.options.poll_max_calls_per_hour = 100_000
+        if configure is not None:
+            configure(controllers)
+
+    options = {"enable_sizing": True, "sync_period": 5.0, **options}
+    async with (
+        controller_process(cluster, sim, token, namespace, configure=setup, **options) as controllers,
+        Servers() as servers,
+    ):
+        autoscaling = controllers.autoscaling
+        assert autoscaling is not None
+        host, port = await servers.start(
+            "webhook", autoscaling.webhook_server(secret).app(), Address("127.0.0.1", 0)
+        )
+        if hook:
+            url = f"http://{host}:{port}/webhook"
+            sim.world.create_hook(url, scope=SimScope("repo", REPO), secret=secret)
+        yield controllers
+    # aiohttp closes TLS connections asynchronously: give them their moment before the loop ends
+    await asyncio.sleep(0.25)
 
 
 def pod_agent(cluster: Cluster, sim: Simulator, namespace: str, **options: Any) -> Any:

@@ -1,5 +1,8 @@
 """Capacity-aware admission on the real control plane (issue #16): sized Runners made as the intake
-makes them, the session cluster's 2 GPU nodes of 8 H100 each, the real scheduler and kwok.
+makes them, the session cluster's 2 GPU nodes of 8 H100 each, the real scheduler and kwok. The
+40-job test backs each Runner with a job queued in ghsim and finishes it there before its pod exits,
+as a runner would: the safety-net poll deletes a sized Runner whose job GitHub shows finished (or
+does not list in an active run), and gives one whose job is still queued a new Runner.
 
 - a ``gpu=2`` job's pod lands on a GPU node requesting exactly 2 GPUs, on the node admission chose,
   which is not the node whose GPUs another namespace's pod holds (the pod view is cluster-wide);
@@ -28,7 +31,7 @@ import pytest
 from devcluster.cluster import EXIT_CODE_ANNOTATION, MIXED_GPU_SHAPES, Cluster, ClusterConfig
 from devcluster.nodes import node_manifests
 from devcluster.wait import wait_until
-from ghsim import Simulator
+from ghsim import JobSpec, Simulator
 from runnerd.controller.admission import NON_TERMINAL
 from runnerd.controller.common import RUNNERS
 from runnerd.kube.client import KubeClient
@@ -37,7 +40,7 @@ from runnerd.reconcile.sizedjob import ADMISSION_ANNOTATION, ADMITTED_NODE_ANNOT
 from runnerd.reconcile.sizing import TIMES
 from runnerd.runtime import NotFound
 from tests.conftest import fresh_namespace
-from tests.integration.support import controller_process, seed, sized_runner, sizing_pool
+from tests.integration.support import REPO, controller_process, seed, sized_runner, sizing_pool
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -253,11 +256,16 @@ async def test_forty_gpu_jobs_on_two_nodes_fifo_never_pending_and_a_restart_lose
         await wait_until(
             "the GPU nodes free of other tests' pods", gpus_free, within=60, state=lambda: watch.elsewhere
         )
+        runs: dict[str, int] = {}  # runner -> its job's run in ghsim
+        repo = sim.world.repo_by_name(REPO)
         for i, gpus in enumerate(sizes, start=1):
-            obj = sized_runner(pool, POLICY, 1000 + i, ["self-hosted", f"gpu={gpus}"], start + i)
+            labels = ["self-hosted", f"gpu={gpus}"]
+            run = sim.world.enqueue_run(repo, [JobSpec(tuple(labels), f"train-{i}", 600.0)])
+            obj = sized_runner(pool, POLICY, run.job_ids[0], labels, start + i)
             await kube.create(RUNNERS, obj, namespace=namespace)
             watch.order.append(obj["metadata"]["name"])
             watch.size[obj["metadata"]["name"]] = gpus
+            runs[obj["metadata"]["name"]] = run.id
         delays: list[float] = []
 
         async def guard_poll() -> bool:
@@ -281,13 +289,16 @@ async def test_forty_gpu_jobs_on_two_nodes_fifo_never_pending_and_a_restart_lose
                 running = [n for n in watch.order if n in watch.admitted and n not in watch.finished]
                 assert running, f"settled with nothing running: {watch.describe()}"
                 name = running[0]
-                await kube.patch(
-                    PODS,
-                    name,
-                    {"metadata": {"annotations": {EXIT_CODE_ANNOTATION: "0"}}},
-                    namespace=namespace,
-                )
+                name = running[0]
+                sim.world.cancel_run(runs[name])  # the job ends on GitHub, then its runner exits
                 watch.finished.add(name)
+                with contextlib.suppress(NotFound):  # the poll may have deleted the Runner already
+                    await kube.patch(
+                        PODS,
+                        name,
+                        {"metadata": {"annotations": {EXIT_CODE_ANNOTATION: "0"}}},
+                        namespace=namespace,
+                    )
 
                 async def gone(name: str = name) -> bool:
                     await guard_poll()

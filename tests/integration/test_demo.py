@@ -1,5 +1,6 @@
-"""``runnerd-dev demo`` as a newcomer runs it: it starts, a job completes on a GPU runner, every pool
-scales back to zero, Ctrl-C stops it, and no process it started is left."""
+"""``runnerd-dev demo`` as a newcomer runs it: it starts, a job completes on a GPU runner, a sized
+A100 job is placed while a second one waits for it with admission's reason, every pool scales back
+to zero, Ctrl-C stops it, it prints the cost table, and no process it started is left."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ SUMMARY = re.compile(
     r"\((?P<gpu_done>\d+) on GPU\) \| runners: (?P<runners>\d+) .*?, (?P<gpu_runners>\d+) GPU \| "
     r"desired: cpu (?P<cpu>\d+)/5 gpu (?P<gpu>\d+)/4 \| queue wait p50 "
 )
+A100 = "NVIDIA-A100-SXM4-80GB"
+SIZED = r"^runnerd demo: sized job (?P<job>\d+) \(gpu=4 gpu-type=a100\) "
+PLACED = re.compile(SIZED + r"placed on (?P<node>gpu-node-\d+)$")
+WAITING = re.compile(SIZED + rf"waiting: waiting for 4 \u00d7 nvidia\.com/gpu \({A100}\): \d of 4 free$")
 DONE = re.compile(
     r"workload done: (?P<jobs>\d+) jobs completed, (?P<gpu>\d+) on a GPU runner; every pool is back"
 )
@@ -120,8 +125,14 @@ def test_demo_runs_a_gpu_job_scales_to_zero_and_stops_on_ctrl_c(tmp_path: Path) 
         assert re.search(r"(dashboard|metrics) +http://127\.0\.0\.1:\d+/(dashboard|metrics)", banner)
 
         done = out.wait_for(DONE, 90)
-        assert int(done["jobs"]) == 4
+        assert int(done["jobs"]) == 6  # smoke's 4 and the 2 sized jobs
         assert int(done["gpu"]) >= 1
+        placed = {m["job"]: m["node"] for line in out.lines if (m := PLACED.search(line))}
+        waited = {m["job"] for line in out.lines if (m := WAITING.search(line))}
+        assert len(placed) == 2, out.tail()  # both sized jobs ran, on the A100 node, one after the other
+        assert len(set(placed.values())) == 1
+        assert waited, out.tail()  # the second waited for the first, with admission's reason
+        assert waited <= placed.keys()
         summaries = [m for line in out.lines if (m := SUMMARY.search(line))]
         assert any(int(m["gpu_runners"]) >= 1 for m in summaries), "a GPU runner pod appeared"
         assert any(int(m["cpu"]) >= 1 and int(m["gpu"]) >= 1 for m in summaries), "both pools scaled up"
@@ -157,6 +168,7 @@ def test_demo_runs_a_gpu_job_scales_to_zero_and_stops_on_ctrl_c(tmp_path: Path) 
         assert {row.split()[2] for row in table[1:-1]} == {
             "example-runner-deployment",
             "gpu-runner-deployment",
+            "sized-gpu-runners",
         }
         # no UNPRICED GPU-H value: every GPU product of the demo has a price
         assert all(len(row.split()) == 7 for row in table[1:-1]), "\n".join(table)

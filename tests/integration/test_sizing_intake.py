@@ -2,42 +2,45 @@
 sized-job intake (``--enable-sizing``; docs/gpu-sizing.md, "Wiring").
 
 The controller runs in-process with its webhook server on 127.0.0.1 and a ghsim hook posting
-``workflow_job`` deliveries to it. No admission controller runs here, so a sized job's Runner stays
-waiting, and the Runner controller's gate (a sized Runner without ``runnerd.dev/admission`` in
-{placed, pending} is not acted on) keeps it without a pod or a registration.
+``workflow_job`` deliveries to it. Admission runs too (``--enable-sizing``): this module's pool asks
+for a GPU product only one node has (:func:`busy_node`), and a pod outside the test holds all of that
+node's GPUs, so a sized job's Runner stays ``Waiting`` with admission's reason, and the Runner
+controller's gate keeps it without a pod or a registration.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from devcluster.cluster import Cluster
+from devcluster.cluster import Cluster, ClusterConfig, GpuShape
+from devcluster.nodes import GPU_RESOURCE, GPU_TAINT, node_manifests
 from devcluster.wait import wait_until
 from ghsim import JobSpec, Simulator
-from ghsim.entities import Scope as SimScope
 from runnerd.controller.common import RUNNER_DEPLOYMENTS, RUNNERS
 from runnerd.controller.process import Controllers
 from runnerd.controller.sizingpolicy import SIZING_POLICIES
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import EVENTS, PODS
 from runnerd.reconcile.sizedjob import SIZED_JOB_LABEL
+from runnerd.reconcile.sizing import TIMES
 from runnerd.runtime import Key
-from runnerd.web.server import Address, Servers
-from tests.integration.support import REPO, controller_process, seed
+from tests.integration.support import REPO, seed, webhook_controller
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
 SECRET = "webhook-secret-for-sizing"
 POLICY_CRD = "runnersizingpolicies.runnerd.dev"
 POOL = "gpu-runners"
-H100 = "NVIDIA-H100-80GB-HBM3"
+GH200 = "NVIDIA-GH200-480GB"
+"""The product of :func:`busy_node` only (the session cluster's GPU nodes are H100s)."""
 RD = f"""
 apiVersion: actions.summerwind.dev/v1alpha1
 kind: RunnerDeployment
@@ -59,9 +62,10 @@ metadata:
 spec:
   scaleTargetRef: {{name: {POOL}}}
   max: {{gpu: 8, cpu: "16", memory: 64Gi}}
-  gpuProducts: [{{name: h100, nodeLabelValue: {H100}}}]
+  gpuProducts: [{{name: gh200, nodeLabelValue: {GH200}}}]
 """
-SIZED = ("self-hosted", "gpu", "gpu=2", "gpu-type=h100")
+SIZED = ("self-hosted", "gpu", "gpu=2", "gpu-type=gh200")
+WAITING_REASON = f"waiting for 2 {TIMES} nvidia.com/gpu ({GH200}): 0 of 4 free"
 GITHUB_REGISTRATION = ("generate-jitconfig", "registration-token")
 
 
@@ -70,6 +74,39 @@ def policy_crd(cluster: Cluster, crds: list[str]) -> str:
     """The chart's CRDs (``crds`` applies the whole directory) with the policy's Established."""
     cluster.wait_established([POLICY_CRD])
     return POLICY_CRD
+
+
+@pytest.fixture(scope="module")
+def busy_node(cluster: Cluster) -> Iterator[str]:
+    """One GH200 node of 4 GPUs whose GPUs a pod in ``default`` holds (bound by name: it counts on
+    the node from the start): a job of this module's pool could run there, but not now."""
+    [node] = node_manifests(
+        ClusterConfig(state_dir=Path("/unused"), cpu_nodes=0, gpu_shapes=(GpuShape(GH200, 4, 1),))
+    )
+    name = node["metadata"]["name"] = f"gh200-{uuid.uuid4().hex[:6]}"
+    node["metadata"]["labels"]["kubernetes.io/hostname"] = name
+    cluster.request("POST", "/api/v1/nodes", node)
+    gpus = {GPU_RESOURCE: "4"}
+    blocker = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{name}-busy"},
+        "spec": {
+            "nodeName": name,
+            "tolerations": [{**GPU_TAINT, "operator": "Equal"}],
+            "containers": [
+                {"name": "train", "image": "busy", "resources": {"requests": gpus, "limits": gpus}}
+            ],
+        },
+    }
+    cluster.request("POST", "/api/v1/namespaces/default/pods", blocker)
+    # Ready before a test starts: admission counts a node that is not Ready as having nothing free
+    cluster.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=30s", timeout=40)
+    try:
+        yield name
+    finally:
+        cluster.request("DELETE", f"/api/v1/namespaces/default/pods/{name}-busy", {"gracePeriodSeconds": 0})
+        cluster.request("DELETE", f"/api/v1/nodes/{name}")
 
 
 @dataclass
@@ -117,30 +154,8 @@ class Env:
 async def running(
     cluster: Cluster, namespace: str, sim: Simulator, token: str, *, hook: bool = True
 ) -> AsyncIterator[Env]:
-    def configure(controllers: Controllers) -> None:
-        autoscaling = controllers.autoscaling
-        assert autoscaling is not None
-        autoscaling.options.poll_bound = 2.0
-        autoscaling.options.poll_max_calls_per_hour = 100_000
-
-    async with (
-        controller_process(
-            cluster, sim, token, namespace, configure=configure, enable_sizing=True, sync_period=5.0
-        ) as controllers,
-        Servers() as servers,
-    ):
-        autoscaling = controllers.autoscaling
-        assert autoscaling is not None
-        host, port = await servers.start(
-            "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
-        )
-        if hook:
-            sim.world.create_hook(
-                f"http://{host}:{port}/webhook", scope=SimScope("repo", REPO), secret=SECRET
-            )
+    async with webhook_controller(cluster, sim, token, namespace, secret=SECRET, hook=hook) as controllers:
         yield Env(sim, controllers.kube, controllers, namespace)
-    # aiohttp closes TLS connections asynchronously: give them their moment before the loop ends
-    await asyncio.sleep(0.25)
 
 
 async def test_policies_are_accepted_one_per_pool(cluster: Cluster, policy_crd: str, namespace: str) -> None:
@@ -181,7 +196,7 @@ async def test_policies_are_accepted_one_per_pool(cluster: Cluster, policy_crd: 
 
 
 async def test_sized_jobs_wait_or_are_refused_and_completed_deletes(
-    cluster: Cluster, policy_crd: str, namespace: str
+    cluster: Cluster, policy_crd: str, namespace: str, busy_node: str
 ) -> None:
     async with Simulator(tick_interval=0.05) as sim, running(cluster, namespace, sim, seed(sim)) as env:
         await env.create(RD)
@@ -195,7 +210,7 @@ async def test_sized_jobs_wait_or_are_refused_and_completed_deletes(
         assert runner["metadata"]["name"] == f"{POOL}-job-{sized}"
         assert spec["labels"] == list(SIZED)
         assert spec["resources"] == {"limits": {"nvidia.com/gpu": "2"}, "requests": {"nvidia.com/gpu": "2"}}
-        assert spec["nodeSelector"] == {"nvidia.com/gpu.product": H100}
+        assert spec["nodeSelector"] == {"nvidia.com/gpu.product": GH200}
         assert spec["ephemeral"] is True
         assert runner["metadata"]["annotations"]["runnerd.dev/repository"] == REPO
 
@@ -207,9 +222,18 @@ async def test_sized_jobs_wait_or_are_refused_and_completed_deletes(
         )
         by_job = {j["jobId"]: j["reason"] for j in refused["refusedJobs"]}
         assert by_job[over] == "gpu=64: above the cap of 8 GPUs for this pool"
-        assert by_job[unknown] == "gpu-type=unknown: not offered by this pool (offered: h100)"
-        assert (refused["waiting"], refused["refused"]) == (1, 2)
-        assert refused["waitingJobs"][0]["jobId"] == sized
+        assert by_job[unknown] == "gpu-type=unknown: not offered by this pool (offered: gh200)"
+        status = await wait_until(
+            "the job waiting for capacity",
+            lambda: env.policy()["status"].get("waiting") == 1 and env.policy()["status"],
+        )
+        assert status["refused"] == 2
+        assert (status["waitingJobs"][0]["jobId"], status["waitingJobs"][0]["reason"]) == (
+            sized,
+            WAITING_REASON,
+        )
+        [runner] = await env.runners(sized)
+        assert (runner["status"]["phase"], runner["status"]["message"]) == ("Waiting", WAITING_REASON)
         events = await wait_until("refusal events on the pool", lambda: _two(env.events("SizedJobRefused")))
         assert {e["involvedObject"]["name"] for e in events} == {POOL}
         assert [r["metadata"]["name"] for r in await env.runners()] == [
@@ -235,7 +259,9 @@ async def test_sized_jobs_wait_or_are_refused_and_completed_deletes(
         assert status["refusedJobs"] == []
 
 
-async def test_a_restart_creates_no_second_runner(cluster: Cluster, policy_crd: str, namespace: str) -> None:
+async def test_a_restart_creates_no_second_runner(
+    cluster: Cluster, policy_crd: str, namespace: str, busy_node: str
+) -> None:
     async with Simulator(tick_interval=0.05) as sim:
         token = seed(sim)
         async with running(cluster, namespace, sim, token) as env:

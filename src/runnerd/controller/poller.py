@@ -142,6 +142,8 @@ class _Repo:
     runs: dict[int, _Run] = field(default_factory=dict)
     reserved: dict[int, Key] = field(default_factory=dict)  # job id -> the HRA its reservation is on
     polls: int = 0
+    recheck: bool = False
+    """Poll at the next pass with every active run's jobs listed afresh (:meth:`SafetyNetPoller.recheck`)."""
 
 
 class SafetyNetPoller:
@@ -226,6 +228,16 @@ class SafetyNetPoller:
                 continue
             found[key] = (ctx.repository, ctx.owner_type, ctx.organization, ctx.enterprise)
         return found
+
+    def recheck(self, repository: str) -> None:
+        """List ``repository``'s jobs afresh at the next pass, however slow the pace: a sized job's
+        Runner went before its job finished (its runner ran another job with the same labels, or its
+        pod failed), so a job may be queued with no runner; the webhooks announced it, so a paced
+        poll would not list it. The caller enqueues the poll's key."""
+        repo = self._repos.get(repository.casefold())
+        if repo is not None:
+            repo.next_due = min(repo.next_due, self._monotonic())
+            repo.recheck = True
 
     def _sync_repos(self, now: float) -> list[_Repo]:
         """Track the repositories to poll; the new ones known only from deliveries (:meth:`reconcile`
@@ -385,7 +397,11 @@ class SafetyNetPoller:
 
     async def _poll(self, repo: _Repo, interval: float) -> int:
         # an observation the metric made in the last half interval serves the poll too
-        obs = await self.observer.observe(repo.repository, max_age=interval / 2)
+        recheck, repo.recheck = repo.recheck, False
+        if recheck:
+            obs = await self.observer.observe(repo.repository, max_age=0.0, jobs_max_age=0.0, defer=False)
+        else:
+            obs = await self.observer.observe(repo.repository, max_age=interval / 2)
         self.polls += 1
         repo.polls += 1
         for run_id in [r for r in repo.runs if r not in obs.runs]:
@@ -435,7 +451,7 @@ class SafetyNetPoller:
                         self._round_unannounced += 1
                 if effect == "reserved":
                     self.recovered += 1
-                    self._round_missed += 1
+                    self._round_missed += 0 if recheck else 1  # a recheck finds no lost webhook
                     self.metrics.poll_jobs_recovered.inc()
                     log.info(
                         "safety-net poll: job %s of %s was queued without a webhook; reserved a runner on %s",

@@ -4,8 +4,10 @@
 (:class:`~runnerd.controller.sizingpolicy.SizingPolicies`), puts the sized-job intake
 (:class:`~runnerd.controller.sizedintake.SizedIntake`) into the autoscaling's webhook sink (the
 safety-net poll reaches it through the sink too), registers ``runnerd_sized_jobs``, and wakes the
-safety-net poll on policy and sized-Runner changes, so sized pools without an HRA are polled; then
-capacity admission (:func:`runnerd.controller.admission.install`, sharing the policy informer).
+safety-net poll on policy and sized-Runner changes, so sized pools without an HRA are polled; a
+sized Runner that goes before its job finished makes the poll recheck its repository
+(:func:`recheck_if_lost`); then capacity admission (:func:`runnerd.controller.admission.install`,
+sharing the policy informer).
 :func:`runnerd.controller.app.install_autoscaling` calls it; nothing here imports the app.
 
 :func:`served` is asked first (``runnerd controller``): without the CRD (a chart upgrade does not
@@ -16,6 +18,7 @@ process would never become ready; sizing is then left off, with an error in the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Container
 
 from runnerd.controller.admission import install as install_admission
 from runnerd.controller.common import matching_labels
@@ -25,9 +28,9 @@ from runnerd.controller.sizedintake import SizedIntake
 from runnerd.controller.sizingpolicy import POLICY_INFORMER, SIZING_POLICIES, SizingPolicies
 from runnerd.controller.targets import RD_INFORMER
 from runnerd.kube.client import KubeClient
-from runnerd.reconcile.sizedjob import is_sized_runner
+from runnerd.reconcile.sizedjob import SizedRunner, is_sized_runner
 from runnerd.reconcile.sizingpolicy import PoolKey
-from runnerd.runtime import ApiError, Controller, Informer
+from runnerd.runtime import ApiError, Controller, EventType, Informer, InformerEvent
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ def install(controllers: Controllers, autoscaling: Autoscaling) -> Sizing:
     autoscaling.sink.intake = intake
     autoscaling.metrics.watch_sized_jobs(policies.counts)
     autoscaling.poll_controller.watch(informer, lambda obj: [POLL_KEY])
+    runners.add_handler(lambda event: recheck_if_lost(event, intake.finished, autoscaling.poller.recheck))
     autoscaling.poll_controller.watch(runners, lambda obj: [POLL_KEY] if is_sized_runner(obj) else [])
     install_admission(
         kube=kube,
@@ -97,3 +101,16 @@ def install(controllers: Controllers, autoscaling: Autoscaling) -> Sizing:
         metrics=autoscaling.metrics,
     )
     return Sizing(policies=policies, informer=informer, controller=ctl, intake=intake)
+
+
+def recheck_if_lost(event: InformerEvent, finished: Container[int], recheck: Callable[[str], None]) -> None:
+    """A sized Runner deleted while its job is not known ``finished``: its runner ran another job with
+    the same labels (GitHub gives a job to any runner whose labels cover it), or its pod failed, so
+    its own job may be queued with no runner. ``recheck`` its repository: the safety-net poll lists
+    it afresh at its next pass and gives such a job a new Runner (the poll's key is enqueued by the
+    watch on sized Runners)."""
+    if event.type is not EventType.DELETED:
+        return
+    runner = SizedRunner.read(event.obj)
+    if runner is not None and runner.repository and runner.job_id not in finished:
+        recheck(runner.repository)

@@ -546,3 +546,30 @@ async def test_when_the_budget_spaces_the_polls_wider_the_stretch_widens_alike()
     github.jobs[5] = [job(51, 5)]
     clock.now += 120.0
     assert await poll(poller) == pytest.approx(15.0)
+
+
+async def test_a_recheck_lists_the_repositorys_jobs_at_once_whatever_the_pace() -> None:
+    """A sized job's runner ran another job with the same labels: its Runner went while the job is
+    still queued. A recheck polls at once (the pace is 60 s), lists every run's jobs and gives the
+    job its runner again; it is not taken as a lost webhook (the pace stays)."""
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = await stretched(github, sink, clock)
+    github.runs["queued"] = [run(4)]
+    github.jobs[4] = [job(40, 4)]
+    sink.deliveries.record("octo-org/app", 4, 40, "queued")
+    sink.held[40] = ("octo-org/app", clock.now + 1_700_000_000)  # its waiting Runner
+    clock.now += 60
+    await poll(poller)
+    calls = len(github.calls)
+    del sink.held[40]  # its Runner went: its runner ran another job
+    clock.now += 1
+    await poll(poller)
+    assert len(github.calls) == calls  # not due: nothing listed
+    poller.recheck("octo-org/app")
+    poller.recheck("octo-org/elsewhere")  # a repository the poll does not cover: nothing
+    assert await poll(poller) == pytest.approx(60.0)
+    assert github.calls[calls:] == ["runs?status=queued", "runs?status=in_progress", "jobs/4"]
+    assert (40, "octo-org/app") in sink.reserved
+    clock.now += 1
+    await poll(poller)
+    assert len(github.calls) == calls + 3  # once

@@ -11,14 +11,14 @@ import pytest
 from runnerd.controller.reservation_writer import ReservationWriter
 from runnerd.controller.reservations import ReservationSink
 from runnerd.controller.sizedintake import SizedIntake
-from runnerd.controller.sizing import served
+from runnerd.controller.sizing import recheck_if_lost, served
 from runnerd.controller.sizingpolicy import SizingPolicies
 from runnerd.controller.targets import TargetResolver
 from runnerd.github import WorkflowJob
 from runnerd.kube.resources import Resource
 from runnerd.reconcile.matching import JobEvent
 from runnerd.reconcile.sizedjob import SIZED_JOB_LABEL, SizedRunner
-from runnerd.runtime import AlreadyExists, EventRecorder, Key, NotFound
+from runnerd.runtime import AlreadyExists, EventRecorder, EventType, InformerEvent, Key, NotFound
 from runnerd.web.metrics import Metrics
 from tests.unit.controller.fakes import KeptEvents
 from tests.unit.controller.hrakit import NOW, NS, TRIGGER, hra, informer, rd
@@ -321,3 +321,31 @@ async def test_sizing_stays_off_when_policies_cannot_be_listed(caplog: pytest.Lo
     assert await served(Kube(None), NS)  # type: ignore[arg-type]
     assert not await served(Kube(NotFound(404, "NotFound", "the server could not find it")), NS)  # type: ignore[arg-type]
     assert "a chart upgrade does not install new CRDs" in caplog.text
+
+
+def _sized(job: int | None, repository: str = "octo/app") -> dict[str, Any]:
+    labels = {SIZED_JOB_LABEL: str(job)} if job is not None else {}
+    annotations = {"runnerd.dev/repository": repository}
+    return {
+        "metadata": {"name": f"rd-job-{job}", "namespace": NS, "labels": labels, "annotations": annotations}
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "obj", "finished", "rechecked"),
+    [
+        (EventType.DELETED, _sized(7), set(), ["octo/app"]),  # gone before its job finished
+        (EventType.DELETED, _sized(7), {7}, []),  # its job finished: nothing lost
+        (EventType.MODIFIED, _sized(7), set(), []),
+        (EventType.ADDED, _sized(7), set(), []),
+        (EventType.DELETED, _sized(None), set(), []),  # a pool's own Runner
+        (EventType.DELETED, _sized(7, repository=""), set(), []),
+    ],
+    ids=["lost", "finished", "modified", "added", "not-sized", "no-repository"],
+)
+def test_a_sized_runner_gone_before_its_job_finished_rechecks_its_repository(
+    kind: EventType, obj: dict[str, Any], finished: set[int], rechecked: list[str]
+) -> None:
+    seen: list[str] = []
+    recheck_if_lost(InformerEvent(kind, obj), finished, seen.append)
+    assert seen == rechecked

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from devcluster import demo, observe, stack, workload
+from devcluster import demo, observe, sizeddemo, stack, workload
 from devcluster.workload import CPU_LABELS, GPU_LABELS, SyntheticShape
 from ghsim import ManualClock
 from ghsim.errors import ValidationFailed
@@ -395,3 +395,16 @@ def test_mlops_job_mix_over_an_hour_is_mostly_cpu() -> None:
     kinds = Counter(e.workflow for e in hour)
     assert kinds["test"] > kinds["lint"] > 0
     assert 0 < kinds["train"] < kinds["test"]
+
+
+@pytest.mark.parametrize("workload", ["smoke", "mlops"])
+def test_built_in_workloads_start_with_two_sized_a100_jobs(tmp_path: Path, workload: str) -> None:
+    args = demo.args_from(_ns(state_dir=tmp_path, workload=workload))
+    assert args.stack is not None
+    assert "--enable-sizing" in args.stack.controller_args
+    entries, _, what = demo.load_workload(args)
+    first = list(itertools.islice(entries, 40))
+    assert [e.offset for e in first] == sorted(e.offset for e in first)
+    sized = [e for e in first if e.labels == sizeddemo.FINETUNE]
+    assert [(e.offset, e.duration) for e in sized] == [(1.5, 15.0), (2.5, 5.0)]
+    assert "2 sized A100 jobs" in what
