@@ -138,12 +138,6 @@ class ReservationJournal:
             return hra
         return dataclasses.replace(hra, spec=dataclasses.replace(hra.spec, capacity_reservations=view))
 
-    def view(self, key: Key, obj: Obj, listed: Sequence[CapacityReservation]) -> Obj:
-        """A copy of the HRA object whose list is :meth:`reservations` (for the writer's rules)."""
-        spec = dict(obj.get("spec") or {})
-        spec["capacityReservations"] = [r.to_dict() for r in self.reservations(key, obj, listed)]
-        return {**obj, "spec": spec}
-
     # --- writing ---------------------------------------------------------------------------------
 
     async def append(self, key: Key, hra: Obj, ops: Sequence[JournalOp]) -> None:

@@ -182,7 +182,9 @@ class ReservationWriter:
 
     async def _commit(self, key: Key, ops: Sequence[JobOp]) -> list[OpResult]:
         """Apply ``ops`` to the HRA's reservations in one conditional write, redone on a fresh read
-        after a conflict (at most ``max_attempts`` times)."""
+        after a conflict (at most ``max_attempts`` times); with a journal, one journal entry."""
+        if self.journal is not None:
+            return await self._journal_commit(self.journal, key, ops)
         obj = self.latest(key)
         for _ in range(self.max_attempts):
             if obj is None:
@@ -232,7 +234,8 @@ class ReservationWriter:
         hra = self.resolver.parse_hra(obj)
         if hra is None:
             return [OpResult(None, f"{key} does not parse")] * len(ops)
-        applied = self._apply_ops(key, journal.view(key, obj, hra.spec.capacity_reservations), ops)
+        base = journal.reservations(key, obj, hra.spec.capacity_reservations)
+        applied = self._apply_ops(key, obj, ops, base)
         if isinstance(applied, str):
             return [OpResult(None, applied)] * len(ops)
         reservations, results, _ = applied
@@ -255,10 +258,10 @@ class ReservationWriter:
         return results
 
     def _apply_ops(
-        self, key: Key, obj: Obj, ops: Sequence[JobOp]
+        self, key: Key, obj: Obj, ops: Sequence[JobOp], base: Sequence[CapacityReservation] | None = None
     ) -> tuple[tuple[CapacityReservation, ...], list[OpResult], bool] | str:
-        """The HRA's reservations after ``ops``, each op's result, and whether anything changed; or
-        why the ops cannot apply to this HRA."""
+        """The HRA's reservations (or ``base``) after ``ops``, each op's result, and whether anything
+        changed; or why the ops cannot apply to this HRA."""
         hra = self.resolver.parse_hra(obj)
         if hra is None:
             return f"{key} does not parse"
@@ -266,7 +269,7 @@ class ReservationWriter:
         if trigger is None:
             return f"{key} has no workflowJob trigger"
         now = self.clock()
-        reservations = tuple(hra.spec.capacity_reservations)
+        reservations = tuple(hra.spec.capacity_reservations if base is None else base)
         results: list[OpResult] = []
         changed = False
         for op in ops:
