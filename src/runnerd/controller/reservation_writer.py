@@ -340,13 +340,14 @@ def journal_ops(
     """What a commit journals: every ``completed`` (it may name a job this process has not seen),
     and every ``queued`` that reserved, with its reservation's times."""
     out: list[JournalOp] = []
+    by_job = {job: r for r in reservations if (job := job_of(r)) is not None}
     for op, result in zip(ops, results, strict=True):
         if result.update is None:
             continue
         if op.action == "completed":
             out.append(JournalOp("completed", op.job_id, op.repository))
             continue
-        held = next((r for r in reservations if job_of(r) == op.job_id), None)
+        held = by_job.get(op.job_id)
         if result.delta > 0 and held is not None:
             out.append(
                 JournalOp("queued", op.job_id, op.repository, held.effective_time, held.expiration_time)

@@ -133,13 +133,14 @@ def merged(
     ``job-<id>[@repo]`` unless the job has an entry or completed in an earlier operation (a job
     never runs twice); a ``completed`` removes the job's entries."""
     out = list(reservations)
-    done: set[int] = set()
+    held = {job for r in out if (job := job_of(r)) is not None}
+    removed: set[int] = set()
     for entry in unfolded:
         for op in entry.ops:
             if op.action == "completed":
-                done.add(op.job_id)
-                out = [r for r in out if job_of(r) != op.job_id]
-            elif op.job_id not in done and not any(job_of(r) == op.job_id for r in out):
+                removed.add(op.job_id)
+            elif op.job_id not in removed and op.job_id not in held:
+                held.add(op.job_id)
                 out.append(
                     CapacityReservation(
                         name=job_reservation_name(op.job_id, op.repository),
@@ -148,6 +149,8 @@ def merged(
                         replicas=1,
                     )
                 )
+    if removed:
+        out = [r for r in out if job_of(r) not in removed]
     return tuple(out)
 
 
