@@ -206,7 +206,8 @@ class ReservationJournal:
                 for r in (obj.get("spec") or {}).get("capacityReservations") or ()
                 if isinstance(r, dict)
             ]
-            new, new_mark = fold(listed, unfolded, self.clock())
+            limit = (obj.get("spec") or {}).get("maxReplicas")
+            new, new_mark = fold(listed, unfolded, self.clock(), limit if isinstance(limit, int) else None)
             if new_mark is None:
                 break
             patch = {

@@ -23,6 +23,7 @@ listed, so no entry below the watermark can be missed).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -154,12 +155,35 @@ def merged(
     return tuple(out)
 
 
+def restart_starved(
+    reservations: Sequence[CapacityReservation], now: dt.datetime, max_replicas: int | None
+) -> tuple[CapacityReservation, ...]:
+    """ARC's rule, as every reservation write applies it: live reservations beyond ``maxReplicas`` (in
+    list order; they have no runner yet) get their timers restarted with their own length."""
+    if max_replicas is None:
+        return tuple(reservations)
+    out, live = [], 0
+    for r in reservations:
+        if is_live(r):
+            live += 1
+            if live > max(max_replicas, 0) and r.expiration_time and r.effective_time:
+                length = r.expiration_time - r.effective_time
+                r = dataclasses.replace(r, effective_time=now, expiration_time=now + length)
+        out.append(r)
+    return tuple(out)
+
+
 def fold(
-    reservations: Sequence[CapacityReservation], unfolded: Sequence[Entry], now: dt.datetime
+    reservations: Sequence[CapacityReservation],
+    unfolded: Sequence[Entry],
+    now: dt.datetime,
+    max_replicas: int | None = None,
 ) -> tuple[tuple[CapacityReservation, ...], int | None]:
-    """The list to write and the new watermark (``None``: nothing to fold). Expired reservations
-    and zero-replica markers are dropped, as every reservation write does."""
+    """The list to write and the new watermark (``None``: nothing to fold). As every reservation
+    write: starved reservations restarted (:func:`restart_starved`), then expired ones and
+    zero-replica markers dropped."""
     if not unfolded:
         return tuple(reservations), None
-    out = tuple(r for r in merged(reservations, unfolded) if is_active(r, now) and is_live(r))
+    kept = restart_starved(merged(reservations, unfolded), now, max_replicas)
+    out = tuple(r for r in kept if is_active(r, now) and is_live(r))
     return out, max(e.version for e in unfolded)

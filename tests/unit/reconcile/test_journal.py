@@ -162,3 +162,15 @@ def test_decode(raw: dict[str, Any], want: Entry | None) -> None:
 )
 def test_watermark(annotations: dict[str, str], want: int) -> None:
     assert watermark({"metadata": {"annotations": annotations}}) == want
+
+
+def test_the_fold_restarts_starved_reservations_beyond_max_replicas() -> None:
+    """Reservations beyond maxReplicas have no runner yet: their timers restart (ARC's rule), so
+    they do not expire while they wait; the ones within keep theirs."""
+    later = NOW + 5 * MIN
+    listed = [job(1, since=NOW, until=NOW + 10 * MIN), job(2, since=NOW, until=NOW + 10 * MIN)]
+    written, _ = fold(listed, [e(5, q(3, since=NOW, until=NOW + 10 * MIN))], later, max_replicas=1)
+    times = {r.name: (r.effective_time, r.expiration_time) for r in written}
+    assert times["job-1@o/r"] == (NOW, NOW + 10 * MIN)
+    assert times["job-2@o/r"] == (later, later + 10 * MIN)
+    assert times["job-3@o/r"] == (later, later + 10 * MIN)
