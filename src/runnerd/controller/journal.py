@@ -124,6 +124,8 @@ class ReservationJournal:
         own = self._own.get(key, {})
         for name in [n for n, e in own.items() if n in names or e.version <= mark]:
             del own[name]  # listed (or folded): the store holds it now
+        if not own:
+            self._own.pop(key, None)
         return split([*stored, *own.values()], mark)[0]
 
     def reservations(self, key: Key, hra: Obj, listed: Sequence[CapacityReservation]) -> tuple[Any, ...]:
