@@ -29,7 +29,7 @@ controller made) created by a plain loop with 64 requests in flight against the 
 the controller's pod-creation rate during the burst is reported as a share of it.
 
     .venv/bin/python bench/autoscale_bench.py [--jobs 200] [--jobs-per-run 10] [--job-seconds 60]
-        [--pull-sync 60] [--modes webhook article pull] [--ceiling]
+        [--pull-sync 60] [--modes webhook article pull] [--ceiling] [--reservation-journal]
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from devcluster.cluster import Cluster, ClusterConfig, GpuShape  # noqa: E402
 from ghsim import JobSpec, SimConfig, Simulator  # noqa: E402
 from ghsim.entities import Scope as SimScope  # noqa: E402
 from ghsim.podagent import connect  # noqa: E402
-from runnerd.controller.app import build  # noqa: E402
+from runnerd.controller.app import build, install_journal  # noqa: E402
 from runnerd.controller.common import (  # noqa: E402
     HORIZONTAL_RUNNER_AUTOSCALERS,
     RUNNER_DEPLOYMENTS,
@@ -255,6 +255,8 @@ async def scenario(cluster: Cluster, mode: str, args: argparse.Namespace) -> dic
             ),
         )
         controllers = build(kube=kube, github=github, options=options)
+        if args.reservation_journal:
+            install_journal(controllers)
         autoscaling = controllers.autoscaling
         assert autoscaling is not None
         if mode != "webhook":
@@ -506,6 +508,9 @@ def main() -> None:
         "--modes", nargs="+", choices=("webhook", "article", "pull"), default=["webhook", "article", "pull"]
     )
     parser.add_argument("--ceiling", action="store_true", help="measure a plain create loop's rate too")
+    parser.add_argument(
+        "--reservation-journal", action="store_true", help="the controller's --reservation-journal intake"
+    )
     args = parser.parse_args()
     results = asyncio.run(run(args))
     if results:

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from runnerd import __version__, migrate, status
 from runnerd.api import parse_go_duration
+from runnerd.cli_autoscaling import add_journal_flag, configure_autoscaling
 from runnerd.cli_cost import add_cost_flags, cost_settings
 from runnerd.controller.app import (
     build,
@@ -229,6 +230,7 @@ def _add_autoscaling_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="ARC's sum: webhook reservations on top of the metric's count, even for the same job",
     )
+    add_journal_flag(p)
 
 
 def add_default_labels_flag(p: argparse.ArgumentParser) -> None:
@@ -453,19 +455,6 @@ def leader_elector(args: argparse.Namespace, kube: KubeClient, identity: str) ->
         renew_deadline=args.leader_election_renew_deadline,
         retry_period=args.leader_election_retry_period,
     )
-
-
-def configure_autoscaling(controllers: Controllers, args: argparse.Namespace) -> None:
-    """The autoscaling flags onto the built autoscaling's options (before the manager runs)."""
-    autoscaling = controllers.autoscaling
-    assert autoscaling is not None
-    autoscaling.options.default_scale_down_delay = args.default_scale_down_delay
-    autoscaling.options.poll = not args.disable_webhook_poll
-    autoscaling.options.poll_bound = args.webhook_poll_bound
-    autoscaling.options.poll_max_calls_per_hour = args.webhook_poll_max_calls_per_hour
-    autoscaling.options.observe_max_calls_per_hour = args.github_observe_max_calls_per_hour
-    autoscaling.options.count_jobs_twice = args.count_jobs_twice
-    autoscaling.options.runner_groups_visibility = args.use_runner_groups_visibility
 
 
 def controller_apps(

@@ -43,6 +43,7 @@ from runnerd.controller.cost import (
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.hra.controller import HRAController
 from runnerd.controller.hra.options import AutoscalingOptions
+from runnerd.controller.journal import ReservationJournal, hra_key_of, journal_informer
 from runnerd.controller.latency import PodCreateLatency, RunnerStartup
 from runnerd.controller.listener_export import ListenerCollector
 from runnerd.controller.orphans import OrphanSweeper, sweep_key
@@ -410,6 +411,36 @@ def _watch_for_metrics(
         runner_sets=runner_sets.store.objects if runner_sets is not None else None,
     )
     metrics.watch_github(lambda: budget_snapshot(github))
+
+
+def install_journal(controllers: Controllers) -> ReservationJournal:
+    """``--reservation-journal``: webhook commits create journal entries (ConfigMaps), the leader
+    folds them into the HRAs at most once a second, and the HRA controller counts unfolded ones
+    too (see :mod:`runnerd.controller.journal`). Before the manager runs."""
+    autoscaling = controllers.autoscaling
+    assert autoscaling is not None
+    informer = journal_informer(controllers.kube, controllers.options.namespace)
+    controllers.informers[informer.name] = controllers.manager.add_informer(informer)
+    hra_ctl, controller, writer = autoscaling.hra_controller, autoscaling.controller, autoscaling.writer
+
+    def folded(key: Key, obj: Obj) -> None:
+        controller.offer(key, obj)
+        writer.remember(key, obj)
+
+    journal = ReservationJournal(controllers.kube, informer, clock=writer.clock, on_folded=folded)
+    fold_ctl = Controller("reservation-journal", journal.reconcile, workers=1)
+
+    def to_hra(obj: Obj) -> list[Key]:
+        key = hra_key_of(obj)
+        return [key] if key is not None else []
+
+    fold_ctl.watch(informer, to_hra)
+    fold_ctl.reads(autoscaling.hras)
+    hra_ctl.watch(informer, to_hra)  # entries another process (a webhook server) wrote
+    controllers.manager.add_controller(fold_ctl)
+    controller.journal = writer.journal = journal
+    writer.on_journaled = hra_ctl.enqueue  # a no-op unless this process leads
+    return journal
 
 
 def install_cost(controllers: Controllers, settings: CostSettings) -> CostController:

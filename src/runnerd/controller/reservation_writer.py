@@ -11,6 +11,11 @@ together in the next patch. There is no batching delay (ARC waits 3 s) and nothi
 unconditional merge patches can overwrite each other).
 After each write the HRA controller gets the written object and the key, so it scales the target at
 once instead of waiting for a sync period (in the leader; elsewhere the enqueue is a no-op).
+
+With a :class:`~runnerd.controller.journal.ReservationJournal` (``--reservation-journal``) a commit
+does not write the HRA: it decides each event on the HRA's list with the unfolded journal entries
+applied and records the changes as one journal entry (a ConfigMap create, which nothing else
+conflicts with); the leader folds the entries into the HRA (see :mod:`runnerd.controller.journal`).
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from typing import Any, Literal
 
 from runnerd.api import CapacityReservation
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS
+from runnerd.controller.journal import ReservationJournal
 from runnerd.controller.targets import TargetResolver
 from runnerd.kube.client import KubeClient
+from runnerd.reconcile.journal import JournalOp
 from runnerd.reconcile.matching import workflow_job_trigger
-from runnerd.reconcile.reservations import ReservationUpdate, apply_workflow_job_event
+from runnerd.reconcile.reservations import ReservationUpdate, apply_workflow_job_event, job_of
 from runnerd.runtime import ApiError, Conflict, Informer, Invalid, Key, NotFound, Obj
 from runnerd.web.metrics import Metrics
 
@@ -112,6 +119,9 @@ class ReservationWriter:
         self.clock = clock
         self.on_written = on_written
         self.max_attempts = max_attempts
+        self.journal: ReservationJournal | None = None
+        """Set: commits go to the journal, the leader folds them into the HRA."""
+        self.on_journaled: Callable[[Key], None] | None = None
         self._pending: dict[Key, list[tuple[JobOp, asyncio.Future[OpResult]]]] = {}
         self._drainers: dict[Key, asyncio.Task[None]] = {}
         self._latest: dict[Key, Obj] = {}
@@ -133,6 +143,10 @@ class ReservationWriter:
     def latest(self, key: Key) -> Obj | None:
         """The freshest version of the HRA this process knows (its own last write or the cache)."""
         return newer(self._latest.get(key), self.hras.store.get(key))
+
+    def remember(self, key: Key, obj: Obj) -> None:
+        """A version of the HRA this process wrote elsewhere (the journal's fold)."""
+        self._latest[key] = obj
 
     async def close(self) -> None:
         tasks = list(self._drainers.values())
@@ -168,7 +182,9 @@ class ReservationWriter:
 
     async def _commit(self, key: Key, ops: Sequence[JobOp]) -> list[OpResult]:
         """Apply ``ops`` to the HRA's reservations in one conditional write, redone on a fresh read
-        after a conflict (at most ``max_attempts`` times)."""
+        after a conflict (at most ``max_attempts`` times); with a journal, one journal entry."""
+        if self.journal is not None:
+            return await self._journal_commit(self.journal, key, ops)
         obj = self.latest(key)
         for _ in range(self.max_attempts):
             if obj is None:
@@ -205,11 +221,47 @@ class ReservationWriter:
             409, "Conflict", f"{key}: capacity reservations changed {self.max_attempts} times while writing"
         )
 
+    async def _journal_commit(
+        self, journal: ReservationJournal, key: Key, ops: Sequence[JobOp]
+    ) -> list[OpResult]:
+        """Decide ``ops`` on the HRA's list with the unfolded entries applied; journal the changes."""
+        obj = self.latest(key)
+        if obj is None:
+            try:
+                obj = await self.kube.get(HORIZONTAL_RUNNER_AUTOSCALERS, key.name, namespace=key.namespace)
+            except NotFound:
+                return [OpResult(None, f"{key} no longer exists")] * len(ops)
+        hra = self.resolver.parse_hra(obj)
+        if hra is None:
+            return [OpResult(None, f"{key} does not parse")] * len(ops)
+        base = journal.reservations(key, obj, hra.spec.capacity_reservations)
+        applied = self._apply_ops(key, obj, ops, base)
+        if isinstance(applied, str):
+            return [OpResult(None, applied)] * len(ops)
+        reservations, results, _ = applied
+        changes = journal_ops(ops, results, reservations)
+        if not changes:
+            return results
+        started = time.monotonic()
+        try:
+            await journal.append(key, obj, changes)
+        except ApiError:
+            self._count("failed")
+            raise
+        self.writes += 1
+        self._count("written")
+        if len(self.patch_seconds) < 100_000:
+            self.patch_seconds.append(time.monotonic() - started)
+            self.batch_sizes.append(len(ops))
+        if self.on_journaled is not None:
+            self.on_journaled(key)
+        return results
+
     def _apply_ops(
-        self, key: Key, obj: Obj, ops: Sequence[JobOp]
+        self, key: Key, obj: Obj, ops: Sequence[JobOp], base: Sequence[CapacityReservation] | None = None
     ) -> tuple[tuple[CapacityReservation, ...], list[OpResult], bool] | str:
-        """The HRA's reservations after ``ops``, each op's result, and whether anything changed; or
-        why the ops cannot apply to this HRA."""
+        """The HRA's reservations (or ``base``) after ``ops``, each op's result, and whether anything
+        changed; or why the ops cannot apply to this HRA."""
         hra = self.resolver.parse_hra(obj)
         if hra is None:
             return f"{key} does not parse"
@@ -217,7 +269,7 @@ class ReservationWriter:
         if trigger is None:
             return f"{key} has no workflowJob trigger"
         now = self.clock()
-        reservations = tuple(hra.spec.capacity_reservations)
+        reservations = tuple(hra.spec.capacity_reservations if base is None else base)
         results: list[OpResult] = []
         changed = False
         for op in ops:
@@ -280,6 +332,27 @@ class ReservationWriter:
             self._latest.clear()
         if self.on_written is not None:
             self.on_written(key, written)
+
+
+def journal_ops(
+    ops: Sequence[JobOp], results: Sequence[OpResult], reservations: Sequence[CapacityReservation]
+) -> list[JournalOp]:
+    """What a commit journals: every ``completed`` (it may name a job this process has not seen),
+    and every ``queued`` that reserved, with its reservation's times."""
+    out: list[JournalOp] = []
+    by_job = {job: r for r in reservations if (job := job_of(r)) is not None}
+    for op, result in zip(ops, results, strict=True):
+        if result.update is None:
+            continue
+        if op.action == "completed":
+            out.append(JournalOp("completed", op.job_id, op.repository))
+            continue
+        held = by_job.get(op.job_id)
+        if result.delta > 0 and held is not None:
+            out.append(
+                JournalOp("queued", op.job_id, op.repository, held.effective_time, held.expiration_time)
+            )
+    return out
 
 
 def _unchanged(reservations: tuple[Any, ...], reason: str) -> ReservationUpdate:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ def job_reservation_name(job_id: int, repository: str | None = None) -> str:
     return f"{base}@{repository}" if repository else base
 
 
+@functools.lru_cache(maxsize=4096)  # names are read once per entry per delivery
 def parse_job_reservation(name: str | None) -> tuple[int, str | None] | None:
     """``(job id, repository or None)`` of a job reservation's name; ``None`` for any other name."""
     if not name or not name.startswith(JOB_RESERVATION_PREFIX):

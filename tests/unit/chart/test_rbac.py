@@ -100,6 +100,9 @@ NO_REQUEST = {
 # Granted only with rbac.allowGrantingKubernetesContainerModePermissions=true (as in ARC): the
 # per-runner ServiceAccount, Role and RoleBinding of containerMode kubernetes, and what that Role
 # grants (RBAC lets only a holder of a permission grant it).
+JOURNAL_VALUE = "reservationJournal.enabled=true"
+JOURNAL_REQUESTS = {(verb, "", "configmaps") for verb in ("delete", "list", "watch")}
+"""--reservation-journal's requests (off by default; its ``create`` is the cost ledger's too)."""
 KUBERNETES_MODE_VALUE = "rbac.allowGrantingKubernetesContainerModePermissions=true"
 KUBERNETES_MODE_REQUESTS = {
     ("create", "", "serviceaccounts"),
@@ -251,7 +254,7 @@ def test_controller_rules_are_exactly_the_requests_its_code_makes(rendered: list
     missing = sorted(
         f"{c.verb} {c.group or 'core'}/{c.resource} ({c.where})"
         for c in calls
-        if (c.verb, c.group, c.resource) not in granted | KUBERNETES_MODE_REQUESTS
+        if (c.verb, c.group, c.resource) not in granted | KUBERNETES_MODE_REQUESTS | JOURNAL_REQUESTS
     )
     assert not missing, f"the code makes requests the chart does not grant: {missing}"
     extra = sorted(granted - needed - NO_REQUEST)
@@ -281,6 +284,7 @@ def test_without_runner_sets_the_rules_are_exactly_the_rest_of_the_code(tmp_path
     needed = (
         {(c.verb, c.group, c.resource) for c in calls}
         - KUBERNETES_MODE_REQUESTS
+        - JOURNAL_REQUESTS
         - {(verb, common.RUNNER_SETS.group, "runnersets") for verb in ("patch", "list", "watch")}
     )
     granted = rules_of(render(tmp_path, "runnerSets.enabled=false"), {"ClusterRole", "Role"}, MANAGER_ROLES)
@@ -348,3 +352,22 @@ def test_capacity_admission_reads_nodes_and_every_pod_cluster_wide(
     granted = rules_of(off, {"ClusterRole", "Role"}, names)
     assert not granted & SIZING_REQUESTS
     assert not [o for o in off if o["kind"] == "ClusterRole" and "-capacity" in o["metadata"]["name"]]
+
+
+def test_journal_value_grants_exactly_the_journals_requests(tmp_path: Path) -> None:
+    """``reservationJournal.enabled``: the ConfigMap rights of the journal, in the manager's role
+    (the watched namespaces, where the HRAs are), and the flag."""
+    journal = requests_in([SRC / "runnerd" / "controller" / "journal.py"])
+    needed = {(c.verb, c.group, c.resource) for c in journal if c.resource == "configmaps"}
+    assert needed == JOURNAL_REQUESTS | {("create", "", "configmaps")}
+    off = rules_of(render(tmp_path), {"ClusterRole", "Role"}, MANAGER_ROLES)
+    objects = render(tmp_path, JOURNAL_VALUE)
+    on = rules_of(objects, {"ClusterRole", "Role"}, MANAGER_ROLES)
+    assert not off & JOURNAL_REQUESTS
+    assert on - off == JOURNAL_REQUESTS
+    manager = rules_of(objects, {"ClusterRole", "Role"}, {"rel-actions-runner-controller-manager"})
+    assert needed <= manager
+    deployment = next(
+        o for o in objects if o["kind"] == "Deployment" and "webhook" not in o["metadata"]["name"]
+    )
+    assert "--reservation-journal" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -91,6 +91,27 @@ class FakeKube:
     async def patch_status(self, resource: Resource, name: str, patch: Any, **kw: Any) -> dict[str, Any]:
         return await self.patch(resource, name, patch, subresource="status", **kw)
 
+    async def create(self, resource: Resource, body: Any, *, namespace: str | None = None) -> dict[str, Any]:
+        """A create; ``generateName`` gets a counter as its suffix."""
+        obj = copy.deepcopy(body)
+        meta = obj["metadata"]
+        meta.setdefault("namespace", namespace or "")
+        if "name" not in meta:
+            meta["name"] = f"{meta['generateName']}{self.version + 1}"
+        return self.put(resource.plural, obj)
+
+    async def delete(
+        self,
+        resource: Resource,
+        name: str,
+        *,
+        namespace: str | None = None,
+        missing_ok: bool = False,
+        **kw: Any,
+    ) -> None:
+        if self.objects.pop((resource.plural, namespace or "", name), None) is None and not missing_ok:
+            raise NotFound(404, "NotFound", name)
+
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
     for k, v in patch.items():

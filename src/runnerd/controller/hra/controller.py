@@ -46,6 +46,7 @@ from runnerd.controller.hra.status import (
     PendingStatus,
     StatusWriter,
 )
+from runnerd.controller.journal import ReservationJournal
 from runnerd.controller.poller import SafetyNetPoller
 from runnerd.controller.reservation_writer import utcnow
 from runnerd.controller.reservations import format_condition_time
@@ -125,6 +126,8 @@ class HRAController:
         self._last_event: dict[Key, float] = {}
         self._event_from: dict[Key, int | None] = {}
         self.scale_writes = 0
+        self.journal: ReservationJournal | None = None
+        """Set (``--reservation-journal``): unfolded journal entries count with the HRA's list."""
 
     @property
     def observer(self) -> RunObserver:
@@ -178,6 +181,8 @@ class HRAController:
             await self._invalid_spec(obj)
             return None
         hra = self.status.in_flight(key, hra)
+        if self.journal is not None:
+            hra = self.journal.counted(key, obj, hra)
         if hra.metadata.deletion_timestamp is not None:
             return None
         sync = self.sync_period
