@@ -105,9 +105,8 @@ def build(
     runner_sets: bool = True,
     recycle_volumes: bool = True,
 ) -> Controllers:
-    """The controllers of one process. ``runner_sets=False`` leaves the RunnerSet controller out (no
-    StatefulSet, Secret or PersistentVolumeClaim access); ``recycle_volumes=False`` keeps it but
-    without handing volumes on (no cluster-wide PersistentVolume access)."""
+    """The controllers of one process. ``runner_sets=False``: no RunnerSet controller (no StatefulSet,
+    Secret or claim access); ``recycle_volumes=False``: no volume hand-on (no PersistentVolume access)."""
     informers = _workload_informers(kube, options.namespace)
     recorder = EventRecorder(kube.event_sink(), component=COMPONENT, instance=identity)
     directory = RunnerDirectory(github)
