@@ -8,8 +8,10 @@ session cluster's 2 GPU nodes of 8 H100 each, with the pod agent playing the run
   never gets a Runner, a pod or a GitHub registration;
 - a burst of 24 GPUs of jobs on 16 GPUs: no pod is ever Pending, each waiting job's reason is on its
   Runner and in the policy's status, and every job runs in the end, on the runner made for it (each
-  asks for its own ``cpu=N``: jobs with the same labels may swap runners, which the safety-net poll
-  repairs, :func:`runnerd.controller.sizing.recheck_if_lost`, but not on this test's clock);
+  asks for its own ``cpu=N``, so that each can be asserted on its own runner);
+- two jobs with the same labels, the swap forced: the job whose runner ran the other job gets a new
+  Runner from the safety-net poll's recheck (:func:`runnerd.controller.sizing.recheck_if_lost`),
+  under a new name, and runs within 30 s;
 - the ledger charges the repository exactly the GPU-seconds its runner pods ran, and
   ``runnerd status --cost`` prints them.
 """
