@@ -1,8 +1,9 @@
 """Capacity-aware admission on the real control plane (issue #16): sized Runners made as the intake
 makes them, the session cluster's 2 GPU nodes of 8 H100 each, the real scheduler and kwok. The
 40-job test backs each Runner with a job queued in ghsim and finishes it there before its pod exits,
-as a runner would: the safety-net poll deletes a sized Runner whose job GitHub shows finished (or
-does not list in an active run), and gives one whose job is still queued a new Runner.
+as a runner would; the other tests back theirs with jobs that stay queued. The safety-net poll
+deletes a sized Runner whose job GitHub shows finished (or does not list in an active run), so a
+made-up job id would hold only within the poll's grace.
 
 - a ``gpu=2`` job's pod lands on a GPU node requesting exactly 2 GPUs, on the node admission chose,
   which is not the node whose GPUs another namespace's pod holds (the pod view is cluster-wide);
@@ -68,6 +69,13 @@ def _unschedulable(pod: dict[str, Any]) -> bool:
     )
 
 
+def _queued(sim: Simulator, labels: list[str]) -> int:
+    """A job queued in ghsim with ``labels`` (no runner takes it: these tests play no runners), so
+    the safety-net poll sees it queued and keeps its Runner, however long the test takes."""
+    run = sim.world.enqueue_run(sim.world.repo_by_name(REPO), [JobSpec(tuple(labels), "train", 600.0)])
+    return int(run.job_ids[0])
+
+
 @contextlib.asynccontextmanager
 async def _world(cluster: Cluster, namespace: str) -> AsyncIterator[tuple[Simulator, str, KubeClient]]:
     async with Simulator(tick_interval=0.05) as sim:
@@ -124,11 +132,16 @@ async def _place_and_refuse(
     """A gpu=16 job (Refused) and a gpu=2 job (placed on ``nodes[1]``), see the test above."""
     pool = await sizing_pool(kube, namespace, POLICY)
     now = time.time()
+    big_labels, job_labels = ["self-hosted", "gpu=16"], ["self-hosted", "gpu=2"]
     big = await kube.create(
-        RUNNERS, sized_runner(pool, POLICY, 1, ["self-hosted", "gpu=16"], now - 2), namespace=namespace
+        RUNNERS,
+        sized_runner(pool, POLICY, _queued(sim, big_labels), big_labels, now - 2),
+        namespace=namespace,
     )
     job = await kube.create(
-        RUNNERS, sized_runner(pool, POLICY, 2, ["self-hosted", "gpu=2"], now - 1), namespace=namespace
+        RUNNERS,
+        sized_runner(pool, POLICY, _queued(sim, job_labels), job_labels, now - 1),
+        namespace=namespace,
     )
     async with controller_process(cluster, sim, token, namespace, enable_sizing=True):
 
@@ -388,9 +401,9 @@ async def test_product_and_mig_jobs_land_on_their_nodes_and_a_busy_product_waits
             "later": (["self-hosted", "gpu=4", "gpu-type=a100"], now - 1),
         }
         names = {}
-        for i, (key, (labels, queued)) in enumerate(jobs.items(), start=1):
+        for key, (labels, queued) in jobs.items():
             obj = await kube.create(
-                RUNNERS, sized_runner(pool, policy, i, labels, queued), namespace=namespace
+                RUNNERS, sized_runner(pool, policy, _queued(sim, labels), labels, queued), namespace=namespace
             )
             names[key] = obj["metadata"]["name"]
         async with controller_process(cluster, sim, token, namespace, enable_sizing=True):

@@ -32,11 +32,14 @@ from runnerd.controller.process import Controllers
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import CONFIGMAPS, PODS
 from runnerd.reconcile.cost import (
+    HOUR,
     LEDGER_CONFIGMAP,
     Ledger,
+    PriceTable,
     RunnerFacts,
     Usage,
     all_time,
+    money,
     read_ledger_configmap,
 )
 from runnerd.reconcile.costfacts import runner_facts
@@ -47,6 +50,7 @@ from tests.integration.support import REPO, controller_process, pod_agent, seed
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(150)]
 
 H100 = "NVIDIA-H100-80GB-HBM3"
+PRICES = PriceTable("EUR", Decimal("0.04"), {H100: Decimal("3.00")})  # the flags' below
 POOL = "gpu-runners"
 FLAGS = [
     "controller",
@@ -240,7 +244,7 @@ async def test_gpu_runners_are_charged_once_across_a_controller_kill_and_restart
         finally:
             await stop(second, task)
     assert all_time(final) == run.expected()
-    await check_status_cost(run, run.expected())
+    await check_status_cost(run, run.expected(), final)
 
 
 async def test_gpu_runners_are_charged_once_across_a_leader_change(run: Run) -> None:
@@ -283,8 +287,10 @@ def check_metrics_and_dashboard(*, leader: Controllers, standby: Controllers) ->
     assert dashboard.fleet_for(standby.autoscaling.metrics, standby.informers).model()["cost"] is None
 
 
-async def check_status_cost(run: Run, expected: dict[Any, Usage]) -> None:
-    """``runnerd status --cost``: the ledger's hours and the flags' prices, as JSON and as a table."""
+async def check_status_cost(run: Run, expected: dict[Any, Usage], ledger: Ledger) -> None:
+    """``runnerd status --cost``: the ledger's hours and the flags' prices, as JSON and as a table.
+    Hours are compared as the product divides them (seconds / 3600, a Decimal quotient) and money as it
+    sums it (each ledger bucket priced, then added), so no rounding can make an exact value differ."""
     base = [
         "status",
         "--cost",
@@ -300,10 +306,13 @@ async def check_status_cost(run: Run, expected: dict[Any, Usage]) -> None:
     rows = {(r["repository"], r["workflow"], r["pool"]): r for r in doc["rows"]}
     for (repo, workflow, pool_name, _product), usage in expected.items():
         row = rows[(repo, workflow, pool_name)]
-        assert Decimal(row["gpuHours"]) * 3600 == usage.gpu_seconds
-        assert Decimal(row["runnerHours"]) * 3600 == usage.runner_seconds
-        money = usage.cpu_seconds * Decimal("0.04") / 3600 + usage.gpu_seconds * Decimal(3) / 3600
-        assert Decimal(row["cost"]) == money
+        assert Decimal(row["gpuHours"]) == usage.gpu_seconds / HOUR
+        assert Decimal(row["runnerHours"]) == usage.runner_seconds / HOUR
+        group = (repo, workflow, pool_name)
+        buckets = [(k, u) for k, u in ledger.buckets.items() if (k.repository, k.workflow, k.pool) == group]
+        assert sum((u for _, u in buckets), Usage()) == usage
+        priced = [money(u, k.gpu_product, PRICES)[0] for k, u in buckets]
+        assert Decimal(row["cost"]) == sum(priced, Decimal(0))
         assert Decimal(row["unpricedGpuHours"]) == 0
     text = io.StringIO()
     assert await status.run_status(cli.build_parser().parse_args(base), {}, text) == 0

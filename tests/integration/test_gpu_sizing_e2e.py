@@ -8,8 +8,10 @@ session cluster's 2 GPU nodes of 8 H100 each, with the pod agent playing the run
   never gets a Runner, a pod or a GitHub registration;
 - a burst of 24 GPUs of jobs on 16 GPUs: no pod is ever Pending, each waiting job's reason is on its
   Runner and in the policy's status, and every job runs in the end, on the runner made for it (each
-  asks for its own ``cpu=N``: jobs with the same labels may swap runners, which the safety-net poll
-  repairs, :func:`runnerd.controller.sizing.recheck_if_lost`, but not on this test's clock);
+  asks for its own ``cpu=N``, so that each can be asserted on its own runner);
+- two jobs with the same labels, the swap forced: the job whose runner ran the other job gets a new
+  Runner from the safety-net poll's recheck (:func:`runnerd.controller.sizing.recheck_if_lost`),
+  under a new name, and runs within 30 s;
 - the ledger charges the repository exactly the GPU-seconds its runner pods ran, and
   ``runnerd status --cost`` prints them.
 """
@@ -296,3 +298,59 @@ async def the_ledger_charges_the_repository(cluster: Cluster, env: E2E) -> None:
     for (_, workflow, _, _), usage in expected.items():  # each row: the ledger's hours, priced by the flags
         assert Decimal(rows[workflow]["gpuHours"]) == usage.gpu_seconds / 3600
         assert Decimal(rows[workflow]["cost"]) == money(usage, H100, prices)[0]
+
+
+async def test_a_job_whose_runner_ran_another_job_gets_a_new_runner_and_runs(
+    cluster: Cluster, crds: list[str], namespace: str
+) -> None:
+    """Force the swap: job A is queued with no delivery (the hook is off; the paced poll waits 10
+    minutes), then job B with the same labels. B's runner takes A (GitHub gives a runner the oldest
+    queued job its labels cover), so B's Runner goes when its runner exits, with B still queued: the
+    recheck gives B a new Runner, under a new name (the old runner pod, found by name, must not make
+    it look finished), and B runs within seconds, not the poll's minutes."""
+
+    def slow_poll(controllers: Controllers) -> None:
+        assert controllers.autoscaling is not None
+        controllers.autoscaling.options.poll_bound = 600.0  # after its first pass, only a recheck lists
+
+    async with (
+        Simulator(tick_interval=0.05) as sim,
+        pod_agent(cluster, sim, namespace),
+        webhook_controller(
+            cluster, sim, seed(sim), namespace, secret=SECRET, configure=slow_poll, drain_grace=0.5
+        ) as controllers,
+    ):
+        env = E2E(sim, controllers.kube, controllers, namespace)
+        assert controllers.autoscaling is not None
+        for manifest, resource in ((RD, RUNNER_DEPLOYMENTS), (POLICY, SIZING_POLICIES)):
+            await env.kube.create(resource, yaml.safe_load(manifest), namespace=namespace)
+        poller = controllers.autoscaling.poller
+        await wait_until("the repository polled once", lambda: poller.polls >= 1, within=30)
+        size = ("gpu=2", "gpu-type=h100")
+        hooks = list(sim.world.hooks.values())
+        for hook in hooks:
+            hook.active = False
+        [a] = env.enqueue("first", [size], 2.0)
+        for hook in hooks:
+            hook.active = True
+        [b] = env.enqueue("second", [size], 2.0)
+
+        def where() -> str:
+            return str({j: (sim.world.jobs[j].status, sim.world.jobs[j].runner_name) for j in (a, b)})
+
+        await wait_until("A done on B's runner", lambda: _done_guarded(env, [a]), within=60, state=where)
+        assert sim.world.jobs[a].runner_name == f"{POOL}-job-{b}"  # the swap happened
+        a_done = time.monotonic()
+        await wait_until("B done on a new runner", lambda: _done_guarded(env, [b]), within=30, state=where)
+        assert time.monotonic() - a_done < 30
+        assert (sim.world.jobs[b].conclusion, sim.world.jobs[b].runner_name) == (
+            "success",
+            f"{POOL}-job-{b}-1",
+        )
+        assert poller.rechecked >= 1
+        assert poller.recovered == 0  # no webhook for B was lost
+
+        async def removed() -> bool:
+            return not await env.runners()
+
+        await wait_until("every sized Runner removed", removed, within=60)

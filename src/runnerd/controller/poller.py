@@ -176,6 +176,9 @@ class SafetyNetPoller:
         self.polls = 0
         self.calls = 0
         self.recovered = 0
+        """Jobs found queued without a webhook (lost deliveries)."""
+        self.rechecked = 0
+        """Jobs a recheck found queued after their sized Runner went (not lost deliveries)."""
         self.rate_limited = 0
         """Polls that GitHub (or the client's gate) refused with a rate limit."""
         self.deferred = 0
@@ -450,19 +453,26 @@ class SafetyNetPoller:
                         counted = True  # a queued job an HRA serves, in a run no delivery announced
                         self._round_unannounced += 1
                 if effect == "reserved":
-                    self.recovered += 1
-                    self._round_missed += 0 if recheck else 1  # a recheck finds no lost webhook
-                    self.metrics.poll_jobs_recovered.inc()
-                    log.info(
-                        "safety-net poll: job %s of %s was queued without a webhook; reserved a runner on %s",
-                        job.id,
-                        repo.repository,
-                        hra,
-                    )
+                    self._recovered(job.id, repo.repository, hra, recheck=recheck)
         await self._release_finished(obs)
         self.calls += obs.calls
         self.metrics.poll_runs.labels("changed" if changed else "unchanged").inc()
         return obs.calls
+
+    def _recovered(self, job_id: int, repository: str, hra: Key | None, *, recheck: bool) -> None:
+        """Count and log a job the poll gave a runner: a recheck's job lost its runner to another job
+        (the webhooks were not lost), any other was queued without a webhook."""
+        if recheck:
+            self.rechecked += 1
+            self.metrics.poll_jobs_rechecked.inc()
+            log.info("safety-net poll: recheck of %s: job %s was still queued after its runner went; "
+                     "made it a new runner on %s", repository, job_id, hra)  # fmt: skip
+            return
+        self.recovered += 1
+        self._round_missed += 1
+        self.metrics.poll_jobs_recovered.inc()
+        log.info("safety-net poll: job %s of %s was queued without a webhook; reserved a runner on %s",
+                 job_id, repository, hra)  # fmt: skip
 
     async def _release_finished(self, obs: RepoObservation) -> None:
         """Release every live reservation of this repository's jobs that GitHub shows finished: the

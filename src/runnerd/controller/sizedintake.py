@@ -29,6 +29,15 @@ never removes a runner that is running a job. A sized runner whose pod finished 
 runner that exited) is deleted by the Runner controller's lifecycle, as every ephemeral Runner is
 (``Completed``). A finished job id is remembered (bounded), so a late ``queued`` creates nothing.
 
+**A job whose Runner went first.** GitHub gives a job to any runner whose labels cover it, so the
+runner made for job A may run job B; A's Runner then goes while A is queued
+(:func:`runnerd.controller.sizing.recheck_if_lost` tells :meth:`SizedIntake.runner_lost`, and the
+poll's recheck hands A back here). A's next Runner is named ``<pool>-job-<A>-<n>``, never the old
+name: the old Runner's pod (an exited ephemeral runner, still being removed) and GitHub
+registration are found by name, and a new Runner of that name would take them for its own and be
+deleted as finished without ever running A. The count is kept in memory (bounded); after a restart
+the first name is used again, which is safe once the old pod is gone.
+
 Guarantees: idempotent per job id (redeliveries, the poll's relisting and a restart create no second
 Runner and count no refusal twice); the Runners and refusals are in etcd (Runner objects, the
 policy's status), so a restart loses no waiting or refused job.
@@ -73,6 +82,8 @@ EXISTS = "unchanged"
 REFUSED = "refused"
 AMBIGUOUS = "ambiguous"
 FINISHED = "finished"
+MAX_ATTEMPTS_KEPT = 10_000
+"""Jobs whose lost Runners are counted at once (the oldest is forgotten first)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,8 @@ class SizedIntake:
         """Called with a pool whose sized jobs changed (the policy controller enqueues its policy)."""
         self.clock = clock
         self.finished = FinishedJobs()
+        self.attempts: dict[int, int] = {}
+        """Job id -> how many of its Runners went before it finished (names its next Runner)."""
         self.created = 0
 
     # --- queued ----------------------------------------------------------------------------------
@@ -158,7 +171,8 @@ class SizedIntake:
         if why is not None:
             return await self.refuse(policy.pool, target.obj, job, why, RULE_UNSUPPORTED)
         ref = PoolRef(target.namespace, target.kind, target.name, target.uid)
-        body = build_waiting_runner(job, ref, policy.name, template, size, policy.sizing, self.gpu)
+        attempt = self.attempts.get(job.job_id, 0)
+        body = build_waiting_runner(job, ref, policy.name, template, size, policy.sizing, self.gpu, attempt)
         name = body["metadata"]["name"]
         try:
             await self.kube.create(RUNNERS, body, namespace=target.namespace)
@@ -205,10 +219,20 @@ class SizedIntake:
 
     # --- finished --------------------------------------------------------------------------------
 
+    def runner_lost(self, job_id: int) -> None:
+        """A Runner of ``job_id`` went before the job finished: its next Runner gets the next name
+        (:func:`~runnerd.reconcile.sizedjob.sized_runner_name`), never the old one's."""
+        if job_id in self.finished:
+            return
+        self.attempts[job_id] = self.attempts.get(job_id, 0) + 1
+        while len(self.attempts) > MAX_ATTEMPTS_KEPT:
+            del self.attempts[next(iter(self.attempts))]
+
     async def completed(self, job_id: int) -> Outcome | None:
         """The job finished (or was cancelled): delete its sized Runner, forget its refusal.
         ``None`` when the intake holds nothing for it (before or now)."""
         self.finished.add(job_id)
+        self.attempts.pop(job_id, None)
         pools = self.refusals.drop(job_id)
         for pool in pools:
             self.on_change(pool)

@@ -89,7 +89,9 @@ def install(controllers: Controllers, autoscaling: Autoscaling) -> Sizing:
     autoscaling.sink.intake = intake
     autoscaling.metrics.watch_sized_jobs(policies.counts)
     autoscaling.poll_controller.watch(informer, lambda obj: [POLL_KEY])
-    runners.add_handler(lambda event: recheck_if_lost(event, intake.finished, autoscaling.poller.recheck))
+    runners.add_handler(
+        lambda event: recheck_if_lost(event, intake.finished, autoscaling.poller.recheck, intake.runner_lost)
+    )
     autoscaling.poll_controller.watch(runners, lambda obj: [POLL_KEY] if is_sized_runner(obj) else [])
     install_admission(
         kube=kube,
@@ -103,14 +105,20 @@ def install(controllers: Controllers, autoscaling: Autoscaling) -> Sizing:
     return Sizing(policies=policies, informer=informer, controller=ctl, intake=intake)
 
 
-def recheck_if_lost(event: InformerEvent, finished: Container[int], recheck: Callable[[str], None]) -> None:
+def recheck_if_lost(
+    event: InformerEvent,
+    finished: Container[int],
+    recheck: Callable[[str], None],
+    lost: Callable[[int], None] = lambda job_id: None,
+) -> None:
     """A sized Runner deleted while its job is not known ``finished``: its runner ran another job with
     the same labels (GitHub gives a job to any runner whose labels cover it), or its pod failed, so
-    its own job may be queued with no runner. ``recheck`` its repository: the safety-net poll lists
-    it afresh at its next pass and gives such a job a new Runner (the poll's key is enqueued by the
-    watch on sized Runners)."""
+    its own job may be queued with no runner. Tell the intake (``lost``: the job's next Runner gets
+    a new name) and ``recheck`` its repository: the safety-net poll lists it afresh at its next pass
+    and gives such a job a new Runner (the poll's key is enqueued by the watch on sized Runners)."""
     if event.type is not EventType.DELETED:
         return
     runner = SizedRunner.read(event.obj)
     if runner is not None and runner.repository and runner.job_id not in finished:
+        lost(runner.job_id)
         recheck(runner.repository)

@@ -44,8 +44,10 @@ def build_waiting_runner(
     size: SizeRequest,
     sizing: PoolSizing,
     gpu: g.GpuOptions | None = None,
+    attempt: int = 0,
 ) -> JSON:
-    """The waiting Runner of ``job`` in ``pool`` under ``policy`` (see the module docstring)."""
+    """The waiting Runner of ``job`` in ``pool`` under ``policy`` (see the module docstring);
+    ``attempt``: how many of the job's Runners went before it finished (it names the Runner)."""
     spec = sized_runner_spec(template.spec, job.labels, size, sizing, gpu)
     return waiting_runner(
         job,
@@ -54,4 +56,5 @@ def build_waiting_runner(
         spec.to_dict(),
         size_text(size, sizing, gpu),
         template.metadata.to_dict(),
+        attempt,
     )

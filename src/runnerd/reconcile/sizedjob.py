@@ -6,7 +6,10 @@ A queued job whose labels ask for a size (``gpu=2``, ``mem=64Gi``, ...) in a poo
 namespace, made by the intake (:mod:`runnerd.controller.sizedintake`):
 
 * name ``<pool>-job-<job id>`` (:func:`sized_runner_name`: deterministic, so a redelivery or the
-  safety-net poll creates nothing twice; shortened with a hash to stay within 63 characters);
+  safety-net poll creates nothing twice; shortened with a hash to stay within 63 characters); a
+  job's later Runner, made after its earlier one went before the job finished, is
+  ``<pool>-job-<job id>-<attempt>``, so it never meets state kept under the old name (the old pod,
+  the old registration); the :data:`SIZED_JOB_LABEL` label, not the name, finds a job's Runner;
 * owned by the pool (``ownerReferences``), without the ``runner-template-hash`` label, so it is
   outside every RunnerReplicaSet's selector: no replica set adopts or counts it;
 * labels :data:`SIZED_JOB_LABEL` (the job id) and :data:`SIZING_POLICY_LABEL` (the policy);
@@ -103,10 +106,13 @@ class PoolRef:
     uid: str
 
 
-def sized_runner_name(pool: str, job_id: int) -> str:
-    """``<pool>-job-<job id>``; a pool name too long for that is cut and a hash of it added, so two
-    pools never share a name and the result is a valid name of at most 63 characters."""
-    tail = f"-job-{job_id}"
+def sized_runner_name(pool: str, job_id: int, attempt: int = 0) -> str:
+    """``<pool>-job-<job id>``, and ``-<attempt>`` after it for a job's later Runners (its earlier
+    one went before the job finished): a new Runner never meets what is kept under an old one's name
+    (its pod, still terminating; its GitHub registration). A pool name too long for that is cut and a
+    hash of it added, so two pools never share a name and the result is a valid name of at most 63
+    characters."""
+    tail = f"-job-{job_id}" + (f"-{attempt}" if attempt else "")
     name = pool + tail
     if len(name) <= MAX_NAME:
         return name
@@ -126,6 +132,7 @@ def waiting_runner(
     spec: Mapping[str, Any],
     size: str,
     template_metadata: Mapping[str, Any] | None = None,
+    attempt: int = 0,
 ) -> JSON:
     """The waiting Runner of ``job``: ``spec`` is the pool template already sized for the job
     (``manifests.sizedpod.sized_runner_spec``), ``size`` its human description; the template's own
@@ -158,7 +165,7 @@ def waiting_runner(
         "apiVersion": c.API_VERSION,
         "kind": "Runner",
         "metadata": {
-            "name": sized_runner_name(pool.name, job.job_id),
+            "name": sized_runner_name(pool.name, job.job_id, attempt),
             "namespace": pool.namespace,
             "labels": labels,
             "annotations": annotations,

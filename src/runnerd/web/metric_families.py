@@ -238,6 +238,11 @@ POLL_JOBS_RECOVERED = Family(
     "runnerd_safety_net_jobs_recovered_total",
     "Queued jobs the safety-net poll reserved a runner for before any webhook did",
 )
+POLL_JOBS_RECHECKED = Family(
+    Counter,
+    "runnerd_safety_net_jobs_rechecked_total",
+    "Queued jobs a recheck gave a new runner after their sized runner went before the job finished",
+)
 POLL_INTERVAL = Family(
     Gauge, "runnerd_safety_net_poll_interval_seconds", "Current interval between two polls of one repository"
 )

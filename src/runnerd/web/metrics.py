@@ -288,6 +288,7 @@ class Metrics:
         self.runner_startup = f.RUNNER_STARTUP.build(r)
         self.poll_runs = f.POLL_RUNS.build(r)
         self.poll_jobs_recovered = f.POLL_JOBS_RECOVERED.build(r)
+        self.poll_jobs_rechecked = f.POLL_JOBS_RECHECKED.build(r)
         self.poll_interval = f.POLL_INTERVAL.build(r)
         self.poll_repositories = f.POLL_REPOSITORIES.build(r)
         self.poll_budget_per_hour = f.POLL_BUDGET_PER_HOUR.build(r)

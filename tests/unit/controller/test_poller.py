@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -573,3 +574,26 @@ async def test_a_recheck_lists_the_repositorys_jobs_at_once_whatever_the_pace() 
     clock.now += 1
     await poll(poller)
     assert len(github.calls) == calls + 3  # once
+
+
+async def test_a_job_a_recheck_finds_is_counted_and_logged_as_rechecked_not_as_a_lost_webhook(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    github, sink, clock = FakeGitHub(), FakeSink(), Clock()
+    poller = await stretched(github, sink, clock)
+    github.runs["queued"] = [run(4)]
+    github.jobs[4] = [job(40, 4)]
+    sink.deliveries.record("octo-org/app", 4, 40, "queued")
+    sink.held[40] = ("octo-org/app", clock.now + 1_700_000_000)  # its waiting Runner
+    clock.now += 60
+    await poll(poller)
+    del sink.held[40]  # its Runner went: its runner ran another job
+    poller.recheck("octo-org/app")
+    with caplog.at_level(logging.INFO, logger="runnerd.controller.poller"):
+        await poll(poller)
+    assert (40, "octo-org/app") in sink.reserved
+    assert (poller.rechecked, poller.recovered) == (1, 0)
+    assert poller.metrics.sample("runnerd_safety_net_jobs_rechecked_total") == 1.0
+    assert poller.metrics.sample("runnerd_safety_net_jobs_recovered_total") == 0.0
+    assert "recheck of octo-org/app: job 40 was still queued after its runner went" in caplog.text
+    assert "without a webhook" not in caplog.text

@@ -347,5 +347,31 @@ def test_a_sized_runner_gone_before_its_job_finished_rechecks_its_repository(
     kind: EventType, obj: dict[str, Any], finished: set[int], rechecked: list[str]
 ) -> None:
     seen: list[str] = []
-    recheck_if_lost(InformerEvent(kind, obj), finished, seen.append)
+    lost: list[int] = []
+    recheck_if_lost(InformerEvent(kind, obj), finished, seen.append, lost.append)
     assert seen == rechecked
+    assert lost == ([7] if rechecked else [])
+
+
+async def test_a_job_whose_runner_went_first_gets_a_runner_of_a_new_name() -> None:
+    """The runner made for job 1 ran another job; job 1's next Runner must not reuse the old name:
+    the old runner pod (exited, still being removed) is found by name and would make the new Runner
+    look finished before it ever ran."""
+    env = Env(policy())
+    assert (await env.sink.workflow_job(event(labels=GPU_LABELS))).outcome == "sized"
+    env.sync()
+    [old] = env.runners()
+    assert old["metadata"]["name"] == "rd-job-1"
+    await env.kube.delete(Resource("actions.summerwind.dev", "v1alpha1", "runners", "Runner"),
+                          "rd-job-1", namespace=NS)  # fmt: skip
+    env.sync()
+    recheck_if_lost(InformerEvent(EventType.DELETED, old), env.intake.finished, list[str]().append,
+                    env.intake.runner_lost)  # fmt: skip
+    assert (await env.sink.workflow_job(event(labels=GPU_LABELS))).outcome == "sized"
+    env.sync()
+    assert [r["metadata"]["name"] for r in env.runners()] == ["rd-job-1-1"]
+    assert (await env.sink.workflow_job(event(labels=GPU_LABELS))).outcome == "unchanged"  # by label
+    assert env.kube.creates == ["rd-job-1", "rd-job-1-1"]
+    assert (await env.sink.workflow_job(event("completed", labels=GPU_LABELS))).outcome == "released"
+    assert env.runners() == []
+    assert env.intake.attempts == {}

@@ -70,14 +70,23 @@ def _size(labels: tuple[str, ...]) -> SizeRequest:
 
 
 @pytest.mark.parametrize(
-    ("pool", "job_id", "expected"),
+    ("pool", "job_id", "attempt", "expected"),
     [
-        ("gpu-runners", 7, "gpu-runners-job-7"),
-        ("a" * 50, 12345678, "a" * 50 + "-job-12345678"),
+        ("gpu-runners", 7, 0, "gpu-runners-job-7"),
+        ("a" * 50, 12345678, 0, "a" * 50 + "-job-12345678"),
+        ("gpu-runners", 7, 1, "gpu-runners-job-7-1"),  # the job's earlier Runner went first
+        ("gpu-runners", 7, 12, "gpu-runners-job-7-12"),
     ],
 )
-def test_short_names_are_pool_job_id(pool: str, job_id: int, expected: str) -> None:
-    assert sized_runner_name(pool, job_id) == expected
+def test_short_names_are_pool_job_id(pool: str, job_id: int, attempt: int, expected: str) -> None:
+    assert sized_runner_name(pool, job_id, attempt) == expected
+
+
+@pytest.mark.parametrize("attempt", [0, 1, 99])
+def test_a_long_pool_name_keeps_the_attempt_within_the_limit(attempt: int) -> None:
+    name = sized_runner_name("p" * 80, 98765432101, attempt)
+    assert len(name) <= MAX_NAME
+    assert name.endswith("-job-98765432101" + (f"-{attempt}" if attempt else ""))
 
 
 @pytest.mark.parametrize("length", [51, 60, 63, 200])
