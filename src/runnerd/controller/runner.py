@@ -114,7 +114,7 @@ class RunnerController(LifecycleController):
 
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.runners.store.get(key)
-        if obj is None or self._gated(key, obj):
+        if obj is None or self._gated(key, obj) or self._finalized(obj):
             return None
         try:
             api = await self.clients.get(key.namespace, credentials_secret(obj))
@@ -124,6 +124,13 @@ class RunnerController(LifecycleController):
         async with using(api):
             seen = await self._observe(key, obj)
             return None if seen is None else await self._act(seen)
+
+    def _finalized(self, obj: Mapping[str, Any]) -> bool:
+        """This process removed the Runner's finalizer: it is gone at the API server, whatever a
+        cache that lags says (under load its pod's deletion arrives first, and a Runner without a
+        pod whose listing still shows its finished registration would be deregistered: a 404)."""
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        return bool(uid) and uid in self.finalized
 
     def _gated(self, key: Key, obj: Mapping[str, Any]) -> bool:
         """A sized job's Runner not admitted yet, with no pod and not being deleted: nothing to do,
