@@ -152,6 +152,7 @@ class Result:
     github_calls: int
     github_calls_per_job: float
     github_calls_by_endpoint: dict[str, int]
+    github_calls_by_endpoint_status: dict[str, dict[str, int]]
     controller_cpu_s: float
     controller_cpu_s_total: float
     controller_peak_rss_mib: float
@@ -362,6 +363,7 @@ def _result(
         github_calls=total_calls,
         github_calls_per_job=round(total_calls / max(1, len(done)), 2),
         github_calls_by_endpoint=dict(sorted(calls.items())),
+        github_calls_by_endpoint_status=stats.calls_by_status(stack.pat_principal),
         controller_cpu_s=round(controller_cpu, 1),
         controller_cpu_s_total=round(controller_total, 1),
         controller_peak_rss_mib=round(rss / 2**20, 1),
@@ -405,6 +407,7 @@ ROWS: list[tuple[str, Any]] = [
     ("idle share of runner time", lambda r: f"{_share(r.idle_runner_minutes, r.runner_minutes)}"),
     ("GPU-hours reserved / used", lambda r: _gpu(r)),
     ("GitHub API calls per job", lambda r: f"{r.github_calls_per_job:.2f} ({r.github_calls:,} calls)"),
+    ("GitHub calls answered 4xx/5xx, by endpoint", lambda r: _failed_calls(r)),
     ("controller CPU seconds (replay)", lambda r: f"{r.controller_cpu_s:,.1f}"),
     ("controller CPU ms per job", lambda r: f"{1000 * r.controller_cpu_s / max(1, r.jobs):.0f}"),
     ("controller peak RSS", lambda r: f"{r.controller_peak_rss_mib:.0f} MiB"),
@@ -421,6 +424,16 @@ def _s(v: float | None) -> str:
 
 def _share(part: float, whole: float) -> str:
     return "-" if whole <= 0 else f"{100 * part / whole:.0f} %"
+
+
+def _failed_calls(r: Result) -> str:
+    failed = [
+        f"{endpoint} {status}: {n:,}"
+        for endpoint, by_status in r.github_calls_by_endpoint_status.items()
+        for status, n in by_status.items()
+        if int(status) >= 400
+    ]
+    return "; ".join(failed) or "none"
 
 
 def _gpu(r: Result) -> str:

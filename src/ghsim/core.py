@@ -19,18 +19,29 @@ from .webhooks import WebhookDispatcher
 
 @dataclass
 class Stats:
-    """Request counts: per operation, per principal, and per (operation, principal)."""
+    """Request counts: per operation, per principal, per (operation, principal), per status, and per
+    (operation, principal, status): what a benchmark needs to tell a 404 from a 204."""
 
     by_endpoint: Counter[str] = field(default_factory=Counter)
     by_principal: Counter[str] = field(default_factory=Counter)
     by_endpoint_principal: Counter[tuple[str, str]] = field(default_factory=Counter)
     by_status: Counter[int] = field(default_factory=Counter)
+    by_endpoint_principal_status: Counter[tuple[str, str, int]] = field(default_factory=Counter)
 
     def count(self, endpoint: str, principal: str, status: int) -> None:
         self.by_endpoint[endpoint] += 1
         self.by_principal[principal] += 1
         self.by_endpoint_principal[(endpoint, principal)] += 1
         self.by_status[status] += 1
+        self.by_endpoint_principal_status[(endpoint, principal, status)] += 1
+
+    def calls_by_status(self, principal: str) -> dict[str, dict[str, int]]:
+        """``principal``'s requests: operation -> status code -> count."""
+        out: dict[str, dict[str, int]] = {}
+        for (endpoint, who, status), n in sorted(self.by_endpoint_principal_status.items()):
+            if who == principal:
+                out.setdefault(endpoint, {})[str(status)] = n
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         per: dict[str, dict[str, int]] = {}
@@ -48,6 +59,7 @@ class Stats:
         self.by_principal.clear()
         self.by_endpoint_principal.clear()
         self.by_status.clear()
+        self.by_endpoint_principal_status.clear()
 
 
 class Core:

@@ -154,6 +154,10 @@ class Lifecycle:
     def forget(self, uid: str) -> None:
         self._drained.pop(uid, None)
 
+    def refused(self, scope: Scope, name: str) -> bool:
+        """GitHub answered 422 (busy) to this runner's removal and the removal has not succeeded since."""
+        return (scope, name) in self._refused
+
     def expire_refusal(self, scope: Scope | None, name: str) -> None:
         """Call before reading the runner's GitHub state: a busy hint that a 422 left is dropped
         after :data:`BUSY_RETRY`, so the removal is tried again (another 422 hints it again) even

@@ -114,7 +114,7 @@ class RunnerController(LifecycleController):
 
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.runners.store.get(key)
-        if obj is None or self._gated(key, obj):
+        if obj is None or self._gated(key, obj) or self._finalized(obj):
             return None
         try:
             api = await self.clients.get(key.namespace, credentials_secret(obj))
@@ -124,6 +124,13 @@ class RunnerController(LifecycleController):
         async with using(api):
             seen = await self._observe(key, obj)
             return None if seen is None else await self._act(seen)
+
+    def _finalized(self, obj: Mapping[str, Any]) -> bool:
+        """This process removed the Runner's finalizer: it is gone at the API server, whatever a
+        cache that lags says (under load its pod's deletion arrives first, and a Runner without a
+        pod whose listing still shows its finished registration would be deregistered: a 404)."""
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        return bool(uid) and uid in self.finalized
 
     def _gated(self, key: Key, obj: Mapping[str, Any]) -> bool:
         """A sized job's Runner not admitted yet, with no pod and not being deleted: nothing to do,
@@ -156,7 +163,7 @@ class RunnerController(LifecycleController):
         if (pod_status in (PodStatus.RUNNING, PodStatus.DELETING) or deleting) and not (
             job_finished or exited_done
         ):
-            await self._refresh(obj, scope, key.name, deleting=deleting)
+            await self._refresh(obj, scope, key.name)
 
         runner_id = (pod_state.runner_id if pod_state else None) or self.directory.runner_id(scope, key.name)
         self.lifecycle.expire_refusal(scope, key.name)
@@ -185,12 +192,15 @@ class RunnerController(LifecycleController):
         )
         return Observed(obj, runner, scope, pod, pod_state, facts)
 
-    async def _refresh(self, obj: Mapping[str, Any], scope: Scope, name: str, *, deleting: bool) -> None:
-        """GitHub's view: fresh while the runner comes online, relaxed once it is known."""
+    async def _refresh(self, obj: Mapping[str, Any], scope: Scope, name: str) -> None:
+        """GitHub's view: fresh while the runner comes online, relaxed once it is known, also when it
+        is being removed: its removal needs its id and a sign of no job, not a fresh listing (the
+        drain grace, the webhooks, its pod's readiness and GitHub's 422 guard a runner that has just
+        taken a job), so a wave of deletions costs no listings. After GitHub's 422, fresh again."""
         settled = self.directory.state(scope, name) in (GitHubState.IDLE, GitHubState.BUSY)
-        max_age = (
-            self.options.sync_period / 2 if settled and not deleting else self.options.registering_max_age
-        )
+        if self.lifecycle.refused(scope, name):
+            settled = False  # GitHub said busy: its retry reads a fresh listing, not the one before
+        max_age = self.options.sync_period / 2 if settled else self.options.registering_max_age
         try:
             await self.directory.refresh(scope, max_age=max_age)
         except RateLimitedError as exc:

@@ -187,6 +187,44 @@ async def test_a_deleted_runner_is_drained_then_deregistered_then_released(
     assert ctl.stats.deregistrations == 1
 
 
+async def test_a_deletion_reuses_the_listing_that_knows_the_runner(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    """A wave of deletions costs no listings: a runner GitHub listed 10 s ago is drained on that
+    listing (the drain grace and GitHub's 422 guard a job it may have taken since)."""
+    add_runner(kube, deleting=True)
+    add_running_pod(kube, 7)
+    listed(github, 7)
+    ctl = controller(kube, github, recorder, clock)
+    await ctl.directory.refresh(REPO, max_age=0.0)
+    clock.now += 10.0
+    await ctl.reconcile(KEY)
+    assert github.calls == ["GET runners", "PUT labels 7"]
+
+
+async def test_after_a_busy_answer_the_retry_reads_a_fresh_listing(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    add_runner(kube, deleting=True)
+    add_running_pod(kube, 7)
+    listed(github, 7)
+    ctl = controller(kube, github, recorder, clock)
+    await ctl.reconcile(KEY)  # drained
+    clock.now += 31.0
+    await ctl.directory.refresh(REPO, max_age=0.0)  # listed idle just before the job showed up
+    github.errors["delete"] = [
+        RunnerBusyError(status=422, endpoint="DELETE runner", message="busy", runner_id=7)
+    ]
+    await ctl.reconcile(KEY)  # 422
+    github.listed = []
+    listed(github, 7, busy=True)  # GitHub now lists it busy
+    clock.now += BUSY_RETRY
+    await ctl.reconcile(KEY)
+    assert github.calls[-1] == "GET runners"  # not the 15 s old listing that said idle
+    assert github.calls.count("DELETE 7") == 1
+    assert kube.calls == []
+
+
 async def test_a_busy_answer_stops_the_removal_and_tells_the_directory(
     kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
 ) -> None:

@@ -159,3 +159,23 @@ async def test_an_ephemeral_runner_that_exited_0_is_removed_without_a_github_cal
     failed.pods.store[KEY] = exited_pod(1)
     await failed.reconcile(KEY)
     assert failed.github.calls == ["GET runners", "DELETE 7"]  # type: ignore[attr-defined]
+
+
+async def test_a_runner_whose_finalizer_was_removed_is_not_finalized_again_from_a_stale_cache() -> None:
+    """Under load the pod's deletion reaches the cache before the Runner's: the Runner, whose
+    finalizer this process removed, still shows it. Reconciled again, it must not look like a Runner
+    without a pod whose registration is left (a registration-token runner's id comes from the
+    listing, which still shows the finished runner): no DELETE for a runner GitHub removed."""
+    github, kube, clock = gone_github(), FakeKube(), Clock()
+    github.listed.append(GitHubRunner(7, NAME, "linux", "online", True, ("self-hosted",)))
+    ctl = controller(github, kube, clock, runner_obj(deleting=True))
+    pod = exited_pod(0)
+    pod["metadata"]["annotations"] = {}  # registered with a token: no id on the pod
+    ctl.pods.store[KEY] = pod
+    await ctl.reconcile(KEY)
+    assert verbs(kube) == [("delete", "pods"), ("patch", "runners")]
+
+    del ctl.pods.store[KEY]  # the pod's deletion arrived; the Runner's not yet
+    await ctl.reconcile(KEY)
+    assert github.calls == []
+    assert verbs(kube) == [("delete", "pods"), ("patch", "runners")]
