@@ -138,6 +138,9 @@ class _Seen(NamedTuple):
     status_phase: Any
     marked: bool
     """The Runner has a ``deletionTimestamp``."""
+    runner: Mapping[str, Any]
+    pod: Mapping[str, Any] | None
+    """The cached objects this was worked out from (the informers replace, never change, them)."""
 
     def phase(self, name: str, directory: RunnerDirectory) -> RunnerPhase:
         """What :func:`observe_phase` says, with GitHub's view read now."""
@@ -148,6 +151,8 @@ class _Seen(NamedTuple):
 
 
 def _seen(runner: Mapping[str, Any], pod: Mapping[str, Any] | None, before: _Seen | None) -> _Seen:
+    if before is not None and before.runner is runner and before.pod is pod and pod is not None:
+        return before  # the very objects of the last reconcile
     meta = runner["metadata"]
     uid = str(meta.get("uid") or "")
     runner_version = str(meta.get("resourceVersion") or "")
@@ -170,6 +175,8 @@ def _seen(runner: Mapping[str, Any], pod: Mapping[str, Any] | None, before: _See
         scope=_scope(spec),
         status_phase=(runner.get("status") or {}).get("phase"),
         marked=bool(meta.get("deletionTimestamp")),
+        runner=runner,
+        pod=pod,
     )
 
 
