@@ -18,8 +18,11 @@ Ephemeral runners that finished their job are not replaced until the autoscaler 
 
 Every pod change reconciles the replica set, which looks at all its runners: each runner's
 creation time and its pod's state are kept from one reconcile to the next, by the pod's
-``resourceVersion``, for the runners of the last reconcile only (issue #10: at 1,000 runners the
-re-classification of unchanged pods was a third of the controller's CPU).
+``resourceVersion``, and what the Runner says (scope, ephemeral, ``status.phase``, deletion) with
+the phase its pod alone decides, by the Runner's too, for the runners of the last reconcile only
+(issue #10: at 1,000 runners the re-classification of unchanged pods was a third of the
+controller's CPU, and re-reading unchanged runners a fifth after that). GitHub's view of a runner
+(the directory) is read at every reconcile, as before.
 """
 
 from __future__ import annotations
@@ -65,24 +68,42 @@ def observe_phase(
 ) -> RunnerPhase:
     """The phase of a runner as this process sees it right now (pod + GitHub listing); ``state``:
     the pod's :func:`~runnerd.reconcile.podstate.runner_container_state`, if already known."""
-    spec = runner.get("spec") or {}
-    ephemeral = spec.get("ephemeral") is not False
     if pod is None:
         return RunnerPhase.PENDING
+    spec = runner.get("spec") or {}
     if state is None:
         state = runner_container_state(pod)
-    if state.lifecycle == "Exited":
-        return RunnerPhase.COMPLETED if state.exit_code == 0 and ephemeral else RunnerPhase.FAILED
-    if state.lifecycle != "Running":
-        return RunnerPhase.PENDING
+    fixed = _fixed_phase(spec, state)
+    if fixed is not None:
+        return fixed
     scope = _scope(spec)
     github = directory.state(scope, runner["metadata"]["name"]) if scope else GitHubState.UNKNOWN
+    return _github_phase(
+        github, state.phase is RunnerPodPhase.RUNNING, (runner.get("status") or {}).get("phase")
+    )
+
+
+def _fixed_phase(spec: Mapping[str, Any], state: RunnerPodState | None) -> RunnerPhase | None:
+    """The phase where GitHub's view of the runner does not decide it (no pod, pending, exited)."""
+    if state is None:
+        return RunnerPhase.PENDING
+    lifecycle = state.lifecycle
+    if lifecycle == "Exited":
+        ephemeral = spec.get("ephemeral") is not False
+        return RunnerPhase.COMPLETED if state.exit_code == 0 and ephemeral else RunnerPhase.FAILED
+    if lifecycle != "Running":
+        return RunnerPhase.PENDING
+    return None
+
+
+def _github_phase(github: GitHubState, job_signal: bool, status_phase: Any) -> RunnerPhase:
+    """The phase of a runner whose container runs: GitHub's view, the pod's job signal (running, not
+    Ready) and the Runner's last written ``status.phase``."""
     if github is GitHubState.BUSY:
         return RunnerPhase.BUSY
     if github is GitHubState.IDLE:
         # online but not Ready: the runner's job-started hook failed its readiness probe
-        return RunnerPhase.BUSY if state.phase is RunnerPodPhase.RUNNING else RunnerPhase.IDLE
-    status_phase = (runner.get("status") or {}).get("phase")
+        return RunnerPhase.BUSY if job_signal else RunnerPhase.IDLE
     if status_phase in (RunnerPhase.BUSY.value, RunnerPhase.IDLE.value) and github is GitHubState.UNKNOWN:
         return RunnerPhase(status_phase)
     return RunnerPhase.REGISTERING
@@ -101,21 +122,62 @@ def _scope_of(kind: str, name: str) -> Scope:
 
 
 class _Seen(NamedTuple):
-    """What a reconcile worked out about one runner, reused while its pod is unchanged."""
+    """What a reconcile worked out about one runner: its pod's part reused while the pod is
+    unchanged (same ``resourceVersion``), the rest while the Runner is unchanged too."""
 
     runner_uid: str
+    runner_version: str
     pod_version: str
     created_at: float
     pod_state: RunnerPodState | None
+    fixed: RunnerPhase | None
+    """The phase when GitHub's view does not decide it (:func:`_fixed_phase`)."""
+    job_signal: bool
+    """The runner container runs and the pod is not Ready."""
+    scope: Scope | None
+    status_phase: Any
+    marked: bool
+    """The Runner has a ``deletionTimestamp``."""
+    runner: Mapping[str, Any]
+    pod: Mapping[str, Any] | None
+    """The cached objects this was worked out from (the informers replace, never change, them)."""
+
+    def phase(self, name: str, directory: RunnerDirectory) -> RunnerPhase:
+        """What :func:`observe_phase` says, with GitHub's view read now."""
+        if self.fixed is not None:
+            return self.fixed
+        github = directory.state(self.scope, name) if self.scope else GitHubState.UNKNOWN
+        return _github_phase(github, self.job_signal, self.status_phase)
 
 
 def _seen(runner: Mapping[str, Any], pod: Mapping[str, Any] | None, before: _Seen | None) -> _Seen:
-    uid = str(runner["metadata"].get("uid") or "")
+    if before is not None and before.runner is runner and before.pod is pod and pod is not None:
+        return before  # the very objects of the last reconcile
+    meta = runner["metadata"]
+    uid = str(meta.get("uid") or "")
+    runner_version = str(meta.get("resourceVersion") or "")
     version = str((pod.get("metadata") or {}).get("resourceVersion") or "") if pod is not None else ""
     if before is not None and before.runner_uid == uid and before.pod_version == version and version:
-        return before
-    state = runner_container_state(pod) if pod is not None else None
-    return _Seen(uid, version, created_at(runner), state)
+        if runner_version and before.runner_version == runner_version:
+            return before
+        created, state = before.created_at, before.pod_state
+    else:
+        created, state = created_at(runner), runner_container_state(pod) if pod is not None else None
+    spec = runner.get("spec") or {}
+    return _Seen(
+        runner_uid=uid,
+        runner_version=runner_version,
+        pod_version=version,
+        created_at=created,
+        pod_state=state,
+        fixed=_fixed_phase(spec, state),
+        job_signal=state is not None and state.phase is RunnerPodPhase.RUNNING,
+        scope=_scope(spec),
+        status_phase=(runner.get("status") or {}).get("phase"),
+        marked=bool(meta.get("deletionTimestamp")),
+        runner=runner,
+        pod=pod,
+    )
 
 
 class ReplicaSetController:
@@ -172,8 +234,8 @@ class ReplicaSetController:
                 RunnerView(
                     name=name,
                     created_at=known.created_at,
-                    phase=observe_phase(runner, pod, self.directory, known.pod_state),
-                    deleting=bool(runner["metadata"].get("deletionTimestamp")) or name in being_deleted,
+                    phase=known.phase(name, self.directory),
+                    deleting=known.marked or name in being_deleted,
                 )
             )
         self.observed[key] = seen

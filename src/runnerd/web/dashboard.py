@@ -12,6 +12,12 @@ recent window. Runner and job gauges are computed from the informer caches at sc
 GPU-seconds and the recent queue-wait quantiles advance at each sample (every ``interval``
 seconds), so two reads between samples agree.
 
+A sample costs O(GPU runners + histogram buckets), not O(runners) nor O(label sets): the GPU
+ledger follows the runner, pod and StatefulSet informers' events, and is checked against every
+runner in the caches only at the first sample and every ``resync`` seconds after (a safety net);
+the queue-wait point reads the histogram's buckets summed as they are observed
+(:class:`runnerd.web.metrics.BucketTotals`), not its ~5,000 children at 1,000 runners.
+
 In a controller process::
 
     app = dashboard.app(controllers)          # /healthz /readyz /metrics / /dashboard ...
@@ -49,11 +55,11 @@ from runnerd.reconcile.fleet import (
     QueueWaitSeries,
     RunnerInfo,
     runner_info,
+    runners_of,
     runnerset_runner_info,
     snapshot,
-    sum_buckets,
 )
-from runnerd.reconcile.runnerset import LABEL_RUNNER_STATEFULSET_NAME, LABEL_RUNNERSET_NAME
+from runnerd.reconcile.runnerset import LABEL_RUNNER_STATEFULSET_NAME, LABEL_RUNNERSET_NAME, runner_name
 from runnerd.runtime import EventType, Informer, InformerEvent, Key, Obj
 from runnerd.views import dashboard as dm
 from runnerd.views.cost import dashboard_cost
@@ -65,6 +71,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 2.0
 DEFAULT_WINDOW = 300.0
+DEFAULT_RESYNC = 60.0
 TARGET_LABELS = dm.TARGET_LABELS
 
 RUNNERS_INFORMER = "runners"
@@ -85,7 +92,8 @@ class Fleet:
 
     ``informers`` by name (those of :func:`runnerd.controller.app.build`); missing ones count as
     empty. The GPU ledger follows the runner and pod informers' events from construction on (build
-    this before the informers start, or the first :meth:`sample` catches up).
+    this before the informers start, or the first :meth:`sample` catches up); every ``resync``
+    seconds a sample checks it against every runner in the caches.
     """
 
     def __init__(
@@ -95,24 +103,33 @@ class Fleet:
         *,
         interval: float = DEFAULT_INTERVAL,
         window: float = DEFAULT_WINDOW,
+        resync: float = DEFAULT_RESYNC,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         # not the Metrics object itself: fleet_for() keys fleets weakly by it
         self.registry = metrics.registry
         self._cost = weakref.WeakMethod(metrics.cost_snapshot)
-        self._queue_histogram = metrics.job_queue_duration
+        self._queue_waits = metrics.job_queue_waits
         self.informers = informers
         self.interval = interval
         self.window = window
+        self.resync = resync
+        self._synced_at: float | None = None
         self._clock = clock
         self._monotonic = monotonic
         self.ledger = GpuLedger()
         self.series = QueueWaitSeries(window=window, keep=max(int(window * 2 / interval), 60))
         self._gpu: dict[tuple[str, str, str], GpuSeconds] = {}
         self.samples_taken = 0
+        self.ledger_syncs = 0
         self._removers: list[Callable[[], None]] = []
-        for name, handler in ((PODS_INFORMER, self._on_pod), (RUNNERS_INFORMER, self._on_runner)):
+        handlers = (
+            (PODS_INFORMER, self._on_pod),
+            (RUNNERS_INFORMER, self._on_runner),
+            (STATEFULSETS_INFORMER, self._on_stateful_set),
+        )
+        for name, handler in handlers:
             informer = informers.get(name)
             if informer is not None:
                 self._removers.append(informer.add_handler(handler))
@@ -168,6 +185,16 @@ class Fleet:
             return
         self._record(namespace, name, runner_info(event.obj, self._get(PODS_INFORMER, namespace, name)))
 
+    def _on_stateful_set(self, event: InformerEvent) -> None:
+        """A RunnerSet runner drains while its StatefulSet is being deleted."""
+        meta = event.obj.get("metadata") or {}
+        if not (meta.get("labels") or {}).get(LABEL_RUNNERSET_NAME):
+            return
+        namespace, name = str(meta.get("namespace") or ""), runner_name(str(meta.get("name") or ""))
+        if self._get(RUNNERS_INFORMER, namespace, name) is None:  # else a Runner's: its own events
+            pod = self._get(PODS_INFORMER, namespace, name)
+            self._record(namespace, name, self._runner_info(namespace, name, pod, None))
+
     def _record(self, namespace: str, name: str, info: RunnerInfo | None) -> None:
         if info is None:
             self.ledger.remove((namespace, name), self._monotonic())
@@ -178,18 +205,25 @@ class Fleet:
 
     def queue_buckets(self) -> dict[float, float]:
         """The job queue-wait histogram's cumulative buckets, summed over its labels."""
-        series = [
-            (s.labels, s.value)
-            for family in self._queue_histogram.collect()
-            for s in family.samples
-            if s.name.endswith("_bucket")
-        ]
-        return sum_buckets(series)
+        return self._queue_waits.cumulative()
+
+    def sync_ledger(self, now: float) -> None:
+        """Check the GPU ledger against every runner in the caches (catches up with missed events)."""
+        infos = runners_of(
+            self._objects(RUNNERS_INFORMER),
+            self._objects(PODS_INFORMER),
+            self._objects(STATEFULSETS_INFORMER),
+        )
+        self.ledger.sync(infos, now)
+        self._synced_at = now
+        self.ledger_syncs += 1
 
     def sample(self) -> None:
-        """Advance the GPU-seconds and add a queue-wait point (every ``interval`` seconds)."""
+        """Advance the GPU-seconds and add a queue-wait point (every ``interval`` seconds); the first
+        sample and one every ``resync`` seconds also check the ledger against the caches."""
         now = self._monotonic()
-        self.ledger.sync(self.snapshot().runners, now)
+        if self._synced_at is None or now - self._synced_at >= self.resync:
+            self.sync_ledger(now)
         self._gpu = self.ledger.totals(now)
         self.series.add(self._clock(), self.queue_buckets())
         self.samples_taken += 1

@@ -18,6 +18,7 @@ Three kinds of sources:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -246,6 +247,32 @@ class _SizedJobs(Collector):
         yield family
 
 
+class BucketTotals:
+    """One histogram's cumulative bucket counts summed over its labels, kept as it is observed.
+
+    What ``sum by (le) (..._bucket)`` says, read in O(buckets) whatever the number of label sets
+    (the dashboard samples the job queue-wait histogram, which has a child per job name,
+    repository and branch, every 2 s). Bounds as Prometheus's: an observation counts in the first
+    bucket whose upper bound is at least the value, and in ``+Inf``.
+    """
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(float(b) for b in bounds)
+        self._counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect.bisect_left(self.bounds, value)] += 1
+
+    def cumulative(self) -> dict[float, float]:
+        """Each upper bound (``inf`` last) to the observations at or below it."""
+        out: dict[float, float] = {}
+        total = 0
+        for bound, count in zip((*self.bounds, math.inf), self._counts, strict=True):
+            total += count
+            out[bound] = float(total)
+        return out
+
+
 class Metrics:
     """Every metric of a runnerd process (controller or webhook server) in one registry."""
 
@@ -274,6 +301,8 @@ class Metrics:
         self.scale_down_held = f.SCALE_DOWN_HELD.build(r)
         self.reconciles = f.RECONCILES.build(r)
         self.job_queue_duration = f.JOB_QUEUE_DURATION.build(r)
+        self.job_queue_waits = BucketTotals(f.JOB_DURATION_BUCKETS)
+        """``job_queue_duration``'s buckets summed over its labels (not exported: the dashboard's)."""
         self.job_run_duration = f.JOB_RUN_DURATION.build(r)
         self.job_conclusions = f.JOB_CONCLUSIONS.build(r)
         self.jobs_queued = f.JOBS_QUEUED.build(r)
@@ -435,6 +464,7 @@ class Metrics:
             wait = _span(created_at, started_at)
             if wait is not None:
                 self.job_queue_duration.labels(*values).observe(wait)
+                self.job_queue_waits.observe(wait)
         elif action == "completed":
             self.jobs_completed.labels(*values).inc()
             result = conclusion or ""

@@ -14,7 +14,10 @@ from runnerd.controller import runnerreplicaset
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.runnerreplicaset import ReplicaSetController
+from runnerd.github import Scope
+from runnerd.github.models import Runner as GitHubRunner
 from runnerd.kube.resources import Resource
+from runnerd.reconcile.replicas import RunnerPhase
 from runnerd.runtime import EventRecorder, Informer, Key, ServerError
 from tests.unit.controller.conftest import InformerFactory
 
@@ -34,6 +37,7 @@ class FakeKube:
     batches: list[int] = field(default_factory=list)
     fail_after: int | None = None
     gate: asyncio.Event | None = None
+    statuses: list[dict[str, Any]] = field(default_factory=list)
 
     async def create(self, resource: Resource, body: dict[str, Any], *, namespace: str) -> dict[str, Any]:
         self.in_flight += 1
@@ -52,6 +56,7 @@ class FakeKube:
             self.in_flight -= 1
 
     async def patch_status(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.statuses.append(args[2]["status"])
         return {}
 
 
@@ -234,3 +239,100 @@ async def test_pod_states_are_reused_while_the_pod_is_unchanged(
     w.replica_sets.store.delete(KEY)
     await w.controller.reconcile(KEY)
     assert KEY not in w.controller.observed
+
+
+@dataclass
+class FakeGitHub:
+    """The runner listing GitHub gives the directory."""
+
+    runners: list[GitHubRunner] = field(default_factory=list)
+
+    async def list_runners(self, scope: Scope) -> list[GitHubRunner]:
+        return list(self.runners)
+
+
+async def test_unchanged_runners_are_reused_and_github_is_read_at_every_reconcile(world: MakeWorld) -> None:
+    """What a Runner says is reused while its resourceVersion is unchanged; a new version, and
+    GitHub's view (read at every reconcile), change the phases at once."""
+    w = world(replica_set(2))
+    github = FakeGitHub()
+    w.controller.directory = RunnerDirectory(github)  # type: ignore[arg-type]
+    await w.controller.reconcile(KEY)
+    w.show()
+    first, second = sorted(w.kube.runners)
+    for name in (first, second):
+        w.kube.runners[name]["metadata"]["resourceVersion"] = "1"
+        pod = runner_pod(name, "10", {"running": {"startedAt": "2026-12-07T04:00:00Z"}})
+        pod["status"]["conditions"] = [{"type": "Ready", "status": "True"}]  # online, no job
+        w.pods.store.upsert(pod)
+    w.show()
+
+    async def phases() -> tuple[int, int]:
+        w.kube.statuses.clear()
+        w.replica_sets.store.upsert(replica_set(2))  # a fresh status, so every reconcile writes one
+        await w.controller.reconcile(KEY)
+        status = w.kube.statuses[-1]
+        return status["readyReplicas"], status["busyReplicas"]
+
+    assert await phases() == (0, 0)  # registering: no listing yet, no status.phase
+    w.kube.runners[first]["status"] = {"phase": "Idle"}
+    w.kube.runners[first]["metadata"]["resourceVersion"] = "2"
+    w.show()
+    assert await phases() == (1, 0)  # the new version of the Runner is read
+    scope = Scope.repository("octo/app")
+    github.runners = [
+        GitHubRunner(1, first, "linux", "online", True, ()),
+        GitHubRunner(2, second, "linux", "online", False, ()),
+    ]
+    await w.controller.directory.refresh(scope, max_age=0)
+    assert await phases() == (2, 1)  # GitHub's view, with both Runners unchanged
+    w.kube.runners[second]["metadata"]["deletionTimestamp"] = "2026-12-07T04:01:00Z"
+    w.kube.runners[second]["metadata"]["resourceVersion"] = "3"
+    w.show()
+    assert await phases() == (1, 1)  # being deleted: no longer counted
+
+
+RUNNING = {"running": {"startedAt": "2026-12-07T04:00:00Z"}}
+
+
+@pytest.mark.parametrize(
+    ("container", "ready", "ephemeral", "status_phase", "listed", "phase"),
+    [
+        (None, False, True, None, None, RunnerPhase.PENDING),  # no pod
+        ({"waiting": {"reason": "ContainerCreating"}}, False, True, None, None, RunnerPhase.PENDING),
+        ({"terminated": {"exitCode": 0}}, False, True, None, None, RunnerPhase.COMPLETED),
+        ({"terminated": {"exitCode": 0}}, False, False, None, None, RunnerPhase.FAILED),  # persistent
+        ({"terminated": {"exitCode": 1}}, False, True, None, None, RunnerPhase.FAILED),
+        (RUNNING, True, True, None, None, RunnerPhase.REGISTERING),  # no listing
+        (RUNNING, True, True, RunnerPhase.BUSY.value, None, RunnerPhase.BUSY),  # the Runner's last word
+        (RUNNING, True, True, RunnerPhase.IDLE.value, "absent", RunnerPhase.REGISTERING),  # listed without it
+        (RUNNING, True, True, None, "busy", RunnerPhase.BUSY),
+        (RUNNING, True, True, RunnerPhase.IDLE.value, "idle", RunnerPhase.IDLE),
+        (RUNNING, False, True, None, "idle", RunnerPhase.BUSY),  # online, not Ready: a job runs
+    ],
+)
+async def test_observe_phase(
+    container: dict[str, Any] | None,
+    ready: bool,
+    ephemeral: bool,
+    status_phase: str | None,
+    listed: str | None,
+    phase: RunnerPhase,
+) -> None:
+    runner: dict[str, Any] = {
+        "metadata": {"name": "r", "namespace": NS},
+        "spec": {"repository": "octo/app", "ephemeral": ephemeral},
+        "status": {"phase": status_phase} if status_phase else {},
+    }
+    pod = None
+    if container is not None:
+        pod = runner_pod("r", "1", container)
+        if ready:
+            pod["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    github = FakeGitHub()
+    directory = RunnerDirectory(github)  # type: ignore[arg-type]
+    if listed is not None:
+        if listed != "absent":
+            github.runners = [GitHubRunner(1, "r", "linux", "online", listed == "busy", ())]
+        await directory.refresh(Scope.repository("octo/app"), max_age=0)
+    assert runnerreplicaset.observe_phase(runner, pod, directory) is phase

@@ -713,3 +713,31 @@ async def test_secrets_never_logged_or_shown(
     assert errors
     for secret in (INSTALLATION_TOKEN, PAT, "AREGSECRET", "PRIVATE KEY"):
         assert secret not in shown
+
+
+# -- the environment's proxy -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("no_proxy", ["", "localhost"])
+async def test_the_environment_proxy_is_read_once_per_origin(
+    github: FakeGitHub, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, no_proxy: str
+) -> None:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", github.base_url)  # the fake GitHub plays the proxy
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    github.on("GET", "/orgs/octo/actions/runners/7", Reply(200, runner_json(7, "r7")))
+    config = GitHubConfig(api_url="http://localhost:1")  # nothing listens there
+    async with make_client(config=config, trust_env=True, retry=RetryPolicy(max_attempts=1)) as gh:
+        if no_proxy:
+            with pytest.raises(GitHubConnectionError):  # straight to localhost:1
+                await gh.get_runner(ORG, 7)
+            assert github.requests == []
+        else:
+            assert (await gh.get_runner(ORG, 7)).id == 7
+            monkeypatch.setenv("NO_PROXY", "localhost")  # read once: later changes are not seen
+            assert (await gh.get_runner(ORG, 7)).id == 7
+            assert [r.path for r in github.requests] == ["/orgs/octo/actions/runners/7"] * 2
+    async with make_client(config=config, retry=RetryPolicy(max_attempts=1)) as gh:  # trust_env=False
+        with pytest.raises(GitHubConnectionError):
+            await gh.get_runner(ORG, 7)

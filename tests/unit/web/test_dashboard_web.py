@@ -284,6 +284,54 @@ async def test_gpu_seconds_follow_the_runners_and_advance_at_each_sample(world: 
     fleet.close()
 
 
+async def test_a_sample_reads_every_runner_only_at_the_first_and_every_resync(world: World) -> None:
+    """Between resyncs the GPU ledger follows the informers' events alone (a sample costs O(GPU
+    runners + buckets)); the first sample and one every ``resync`` seconds catch up with the caches."""
+    tick = Clock(1000.0)
+    labels = {"runner-deployment-name": "gpu"}
+    world.put("deployments", o.rd("gpu", 1))
+    world.put("runners", o.runner("gpu-a", "gpu", "Running"))
+    world.put("pods", o.pod("gpu-a", gpus=1, node="kwok-gpu-0", labels=labels))
+    await settle(world)  # before the fleet: only the first sample's sync sees gpu-a
+    fleet = dashboard.Fleet(world.metrics, world.informers, clock=Clock(NOW), monotonic=tick, resync=60.0)
+    target = {"namespace": o.NS, "kind": "RunnerDeployment", "name": "gpu"}
+    busy = dm.GPU_BUSY_SECONDS + "_total"
+    syncs = []
+    for now in (1000.0, 1002.0, 1030.0, 1059.9, 1060.0, 1062.0, 1120.0):
+        tick.now = now
+        fleet.sample()
+        syncs.append(fleet.ledger_syncs)
+    assert syncs == [1, 1, 1, 1, 2, 2, 3]
+    assert world.metrics.sample(busy, target) == 120.0
+    world.put("runners", o.runner("gpu-b", "gpu", "Running"))  # an event between resyncs
+    world.put("pods", o.pod("gpu-b", gpus=2, node="kwok-gpu-1", labels=labels))
+    await settle(world)
+    tick.now = 1130.0
+    fleet.sample()
+    assert fleet.ledger_syncs == 3
+    assert world.metrics.sample(busy, target) == 130.0 + 2 * 10.0
+    fleet.close()
+
+
+async def test_a_runnerset_runner_drains_when_its_statefulset_is_deleted(world: World) -> None:
+    tick = Clock(1000.0)
+    fleet = dashboard.Fleet(world.metrics, world.informers, clock=Clock(NOW), monotonic=tick)
+    world.put("runner_sets", o.runnerset("big"))
+    world.put("stateful_sets", o.statefulset("big-x", "big"))
+    world.put("pods", o.runnerset_pod("big-x", "big", gpus=1, node="kwok-gpu-0", ready=False))  # busy
+    await settle(world)
+    tick.now = 1010.0
+    world.put("stateful_sets", o.statefulset("big-x", "big", deleting=True))
+    await settle(world)
+    totals = fleet.ledger.totals(1040.0)[(o.NS, "RunnerSet", "big")]
+    assert (totals.reserved, totals.used) == (40.0, 10.0)  # draining: the GPU held, not used
+    world.watchers[dashboard.STATEFULSETS_INFORMER].delete("big-x", o.NS)
+    world.watchers[dashboard.PODS_INFORMER].delete("big-x-0", o.NS)
+    await settle(world)
+    assert fleet.ledger.holding == 0
+    fleet.close()
+
+
 async def test_the_page_is_one_self_contained_document(world: World) -> None:
     app, _ = fleet_app(world)
     async with serving(app) as client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -9,7 +10,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
-from runnerd.web.metric_families import HRA_LABELS, HRA_TARGET_LABELS, JOB_LABELS
+from runnerd.reconcile.fleet import sum_buckets
+from runnerd.web.metric_families import HRA_LABELS, HRA_TARGET_LABELS, JOB_DURATION_BUCKETS, JOB_LABELS
 from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
 from runnerd.web.server import Address, health_app, parse_address
 
@@ -151,6 +153,39 @@ def test_workflow_job_events_feed_arcs_job_metrics() -> None:
     done = {**labels, "job_conclusion": "success"}
     assert metrics.sample("github_workflow_job_run_duration_seconds_sum", done) == 60
     assert metrics.sample("github_workflow_job_conclusions_total", done) == 1
+
+
+@pytest.mark.parametrize(
+    "waits",
+    [
+        [],
+        [0.0, 0.5, 0.50001, 1.0, 3599.9, 3600.0, 3600.1, 1e9],  # on, just over and past the bounds
+        [float(i % 97) * 7.3 for i in range(500)],
+    ],
+)
+def test_the_queue_wait_totals_are_the_histogram_summed_over_its_labels(waits: list[float]) -> None:
+    """What the dashboard samples every 2 s, without walking a child per job name and repository."""
+    metrics = Metrics()
+    for i, wait in enumerate(waits):
+        labels = dict.fromkeys(JOB_LABELS, "")
+        labels.update(job_name=f"job-{i % 13}", repository=f"repo-{i % 7}", runs_on="self-hosted")
+        metrics.observe_job_event(
+            action="in_progress",
+            labels=labels,
+            conclusion=None,
+            created_at=100.0,
+            started_at=100.0 + wait,
+            completed_at=None,
+        )
+    summed = sum_buckets(
+        (s.labels, s.value)
+        for family in metrics.job_queue_duration.collect()
+        for s in family.samples
+        if s.name.endswith("_bucket")
+    )
+    expected = summed or {b: 0.0 for b in (*(float(b) for b in JOB_DURATION_BUCKETS), math.inf)}
+    assert metrics.job_queue_waits.cumulative() == expected
+    assert metrics.job_queue_waits.cumulative()[math.inf] == len(waits)
 
 
 def test_github_budget_is_exported_from_the_snapshot() -> None:
