@@ -101,11 +101,16 @@ class SizingPolicies:
 
     # --- observe -------------------------------------------------------------------------------
 
-    def verdict(self, obj: Mapping[str, Any]) -> tuple[Acceptance, ScaleTarget | None]:
-        """Whether ``obj`` is Accepted, and its pool when that resolves."""
+    def verdict(
+        self, obj: Mapping[str, Any], claimed: Mapping[PoolKey, list[str]] | None = None
+    ) -> tuple[Acceptance, ScaleTarget | None]:
+        """Whether ``obj`` is Accepted, and its pool when that resolves; ``claimed``: the policies'
+        :func:`claims`, when the caller already has them (one pass over many policies)."""
         pool = policy_pool(obj)
         name = str((obj.get("metadata") or {}).get("name") or "")
-        rivals = [n for n in claims(self.policies.store.objects()).get(pool, []) if n != name] if pool else []
+        if claimed is None:
+            claimed = claims(self.policies.store.objects())
+        rivals = [n for n in claimed.get(pool, []) if n != name] if pool else []
         target: ScaleTarget | None = None
         problem: str | None = None
         if pool is not None and pool[1] == "RunnerDeployment":
@@ -121,10 +126,12 @@ class SizingPolicies:
     def accepted(self) -> dict[PoolKey, AcceptedPolicy]:
         """Pool -> its Accepted policy."""
         out: dict[PoolKey, AcceptedPolicy] = {}
-        for obj in self.policies.store.objects():
+        objs = self.policies.store.objects()
+        claimed = claims(objs)  # once, not once per policy
+        for obj in objs:
             if (obj.get("metadata") or {}).get("deletionTimestamp"):
                 continue
-            verdict, target = self.verdict(obj)
+            verdict, target = self.verdict(obj, claimed)
             if verdict.accepted and verdict.sizing is not None and target is not None:
                 name = str(obj["metadata"]["name"])
                 out[(target.namespace, target.kind, target.name)] = AcceptedPolicy(
