@@ -8,8 +8,10 @@ runner lives in Kubernetes, :class:`ScaleSetRegistry` where it lives in the Acti
 
 Guarantees: a runner that holds a job is never removed (the service's ``JobStillRunning`` stops
 the steps and the removal is tried again every 30 s); a finalizer never wedges on a runner the
-service no longer has (404 and a vanished scale set count as removed); the JIT config reaches the
-pod only through its Secret and is never logged; a 409 for the runner's name is ARC's §8.2
+service no longer has (404 and a vanished scale set count as removed); an EphemeralRunner whose
+finalizers this process removed is not finalized again when a lagging cache shows it (no second
+removal from the service: :class:`runnerd.controller.lifecycle.Finalized`); the JIT config reaches
+the pod only through its Secret and is never logged; a 409 for the runner's name is ARC's §8.2
 (the same scale set's stale registration is removed and the creation retried; another scale set's
 name ends this EphemeralRunner).
 """
@@ -29,7 +31,7 @@ from runnerd.api import ApiParseError
 from runnerd.api.scaleset import EphemeralRunner
 from runnerd.api.scaleset import constants as c
 from runnerd.controller.common import PODS, StopSteps
-from runnerd.controller.lifecycle import RunnerRef, perform_steps
+from runnerd.controller.lifecycle import Finalized, RunnerRef, perform_steps
 from runnerd.controller.scaleset_common import (
     API_RETRY,
     EPHEMERAL_RUNNERS,
@@ -140,13 +142,15 @@ class EphemeralRunnerController:
         """uid -> when this process created its pod, until the informer shows it."""
         self.secrets_made: dict[str, tuple[float, int]] = {}
         """uid -> (when, runner id) this process created its JIT Secret, until the informer shows it."""
+        self.finalized = Finalized(clock)
+        """The EphemeralRunners whose finalizers this process removed (bounded)."""
 
     def recently(self, made: float | None) -> bool:
         return made is not None and self.clock() - made < SEEN_GRACE
 
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.runners.store.get(key)
-        if obj is None:
+        if obj is None or self.finalized.holds(obj):  # finalized by us: gone, whatever the cache says
             return None
         try:
             er = EphemeralRunner.from_dict(obj)
@@ -177,7 +181,7 @@ class EphemeralRunnerController:
         ref = RunnerRef(obj, key.name, uid, None, runner_id)
         registry = ScaleSetRegistry(self, key.namespace, spec, runner_id)
         try:
-            await perform_steps(decision.steps, ref, home, registry)
+            await perform_steps(decision.steps, ref, home, registry, self.finalized)
         except StopSteps as stop:
             result = stop.result
         if not facts.deleting and Step.DELETE_RUNNER not in decision.steps and not home.terminal:

@@ -20,7 +20,11 @@ clients and their :class:`Lifecycle`.
 
 Guarantees: no step runs after one that stopped; a drained runner's drain time is remembered (keyed
 by its object's uid) until its finalizer is removed or :meth:`Lifecycle.forget`; no GitHub call is
-made for a runner the directory knows GitHub removed; a token is never logged.
+made for a runner the directory knows GitHub removed; a token is never logged; an object whose
+finalizer this process removed is finalized once: :func:`perform_steps` records its uid in a
+:class:`Finalized` memo, and every kind skips an object the memo holds (a cache that lags shows it
+again, still with its finalizer, after its pod is gone: a second finalization would deregister a
+runner GitHub has already removed, a 404). The memo is bounded in age and in size (:class:`Finalized`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NotRequired, Protocol, TypedDict, TypeVar, Unpack
@@ -95,10 +100,65 @@ class RunnerRegistry(Protocol):
     def forget(self, uid: str) -> None: ...
 
 
+FINALIZED_TTL = 600.0
+"""How long a finalized object's uid is remembered: a cache lags seconds behind, not minutes (a
+watch that fell further behind relists, and the object is gone from the relisted cache)."""
+FINALIZED_LIMIT = 10_000
+"""The most uids remembered at once (the oldest go first): 10x the 1,000 runners of the largest
+benchmark, so at that size an entry leaves by age, not by number."""
+
+
+class Finalized:
+    """The uids of objects whose finalizer this process removed: each is gone at the API server (or
+    going: every kind removes its finalizer only from an object being deleted), whatever a cache that
+    lags still shows. A new object of the same name has a new uid, so it is not held.
+
+    Bounded: an entry is dropped :data:`FINALIZED_TTL` seconds after it was added, and beyond
+    :data:`FINALIZED_LIMIT` entries the oldest is dropped; both cost O(1) amortized per :meth:`add`."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        *,
+        ttl: float = FINALIZED_TTL,
+        limit: int = FINALIZED_LIMIT,
+    ) -> None:
+        self.clock = clock
+        self.ttl = ttl
+        self.limit = limit
+        self._at: OrderedDict[str, float] = OrderedDict()  # uid -> when, oldest first
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def add(self, uid: str) -> None:
+        if not uid:
+            return
+        now = self.clock()
+        self._at[uid] = now
+        self._at.move_to_end(uid)
+        while self._at:  # the oldest first: each entry is dropped once
+            old, at = next(iter(self._at.items()))
+            if len(self._at) <= self.limit and now - at < self.ttl:
+                break
+            del self._at[old]
+
+    def holds(self, obj: Mapping[str, Any]) -> bool:
+        """This object (by its uid) was finalized by this process less than ``ttl`` ago."""
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        at = self._at.get(uid) if uid else None
+        return at is not None and self.clock() - at < self.ttl
+
+
 async def perform_steps(
-    steps: Sequence[Step], ref: RunnerRef, home: RunnerHome, registry: RunnerRegistry
+    steps: Sequence[Step],
+    ref: RunnerRef,
+    home: RunnerHome,
+    registry: RunnerRegistry,
+    finalized: Finalized | None = None,
 ) -> None:
-    """Every step in order; raises :class:`StopSteps` from the first that cannot complete."""
+    """Every step in order; raises :class:`StopSteps` from the first that cannot complete. A removed
+    finalizer is recorded in ``finalized``."""
     for step in steps:
         if step is Step.ADD_FINALIZER:
             await home.add_finalizer()
@@ -117,6 +177,8 @@ async def perform_steps(
         elif step is Step.REMOVE_FINALIZER:
             await home.remove_finalizer()
             registry.forget(ref.uid)
+            if finalized is not None:
+                finalized.add(ref.uid)
 
 
 def rate_limit_wait(exc: RateLimitedError) -> Result:
@@ -143,6 +205,7 @@ class Lifecycle:
         self.groups = RunnerGroups(options.runner_group_ttl)
         self._drained: dict[str, float] = {}
         self._refused: dict[tuple[Scope, str], float] = {}  # (scope, runner) -> when GitHub said 422
+        self.finalized = Finalized(clock)
 
     @property
     def github(self) -> GitHubClient:
@@ -171,7 +234,7 @@ class Lifecycle:
 
     async def perform(self, steps: Sequence[Step], ref: RunnerRef, home: RunnerHome) -> None:
         """Every step in order; raises :class:`StopSteps` from the first that cannot complete."""
-        await perform_steps(steps, ref, home, self)
+        await perform_steps(steps, ref, home, self, self.finalized)
 
     async def drain(self, ref: RunnerRef) -> None:
         """Replace the runner's custom labels so no new job is routed to it."""
@@ -315,6 +378,11 @@ class LifecycleController:
         self.lifecycle = Lifecycle(
             clients=self.clients, recorder=self.recorder, options=self.options, stats=stats, clock=self.clock
         )
+
+    def finalized_before(self, obj: Mapping[str, Any]) -> bool:
+        """This process removed the object's finalizer: it is gone, whatever a lagging cache shows
+        (see :class:`Finalized`); reconcile nothing of it, not even a credentials read."""
+        return self.lifecycle.finalized.holds(obj)
 
     @property
     def github(self) -> GitHubClient:

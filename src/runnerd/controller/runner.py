@@ -99,7 +99,6 @@ class RunnerController(LifecycleController):
         self.pods = pods
         self._backoff: dict[str, Backoff] = {}
         self.deletes_sent: dict[str, float] = {}  # Runner uid -> when this process asked to delete it
-        self.finalized: dict[str, float] = {}  # Runner uid -> when its finalizer was removed
         self.pods_made: dict[str, float] = {}  # Runner uid -> when its pod was created, until seen
         self.objects = RunnerObjects(self.kube, self.recorder, conflict_retry=self.options.max_backoff)
 
@@ -114,7 +113,7 @@ class RunnerController(LifecycleController):
 
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.runners.store.get(key)
-        if obj is None or self._gated(key, obj) or self._finalized(obj):
+        if obj is None or self._gated(key, obj) or self.finalized_before(obj):
             return None
         try:
             api = await self.clients.get(key.namespace, credentials_secret(obj))
@@ -124,13 +123,6 @@ class RunnerController(LifecycleController):
         async with using(api):
             seen = await self._observe(key, obj)
             return None if seen is None else await self._act(seen)
-
-    def _finalized(self, obj: Mapping[str, Any]) -> bool:
-        """This process removed the Runner's finalizer: it is gone at the API server, whatever a
-        cache that lags says (under load its pod's deletion arrives first, and a Runner without a
-        pod whose listing still shows its finished registration would be deregistered: a 404)."""
-        uid = str((obj.get("metadata") or {}).get("uid") or "")
-        return bool(uid) and uid in self.finalized
 
     def _gated(self, key: Key, obj: Mapping[str, Any]) -> bool:
         """A sized job's Runner not admitted yet, with no pod and not being deleted: nothing to do,
@@ -303,10 +295,9 @@ class RunnerPodHome:
 
     async def remove_finalizer(self) -> None:
         """A JSON patch that tests the entry it removes: no conflict with concurrent status writes."""
-        ctl, runner = self.ctl, self.runner
+        runner = self.runner
         finalizers = runner.metadata.finalizers
-        uid = runner.metadata.uid or ""
-        if RUNNER_FINALIZER not in finalizers or uid in ctl.finalized:
+        if RUNNER_FINALIZER not in finalizers:
             return
         index = finalizers.index(RUNNER_FINALIZER)
         patch: list[dict[str, Any]] = [
@@ -319,10 +310,6 @@ class RunnerPodHome:
             return
         except (Conflict, Invalid):
             raise StopSteps(Result(requeue=True)) from None
-        ctl.finalized[uid] = ctl.clock()
-        if len(ctl.finalized) > 10_000:  # the objects are gone; keep the memo small
-            cutoff = ctl.clock() - 300.0
-            ctl.finalized = {k: t for k, t in ctl.finalized.items() if t > cutoff}
 
     async def consume_credentials(self) -> None:
         await self.ctl.objects.consume(self.runner)

@@ -214,10 +214,11 @@ class RunnerSetController(LifecycleController):
 
     async def _reconcile(self, key: Key) -> Result | None:
         obj = self.runner_sets.store.get(key)
-        labelled = [
+        labelled = [  # a StatefulSet this process finalized is gone, whatever a lagging cache shows
             s
             for s in self.stateful_sets.store.by_index(INDEX_RUNNERSET, f"{key.namespace}/{key.name}")
             if (s["metadata"].get("labels") or {}).get(LABEL_RUNNER_STATEFULSET_NAME) == s["metadata"]["name"]
+            and not self.finalized_before(s)
         ]
         if obj is None:
             self.expect.forget(key)

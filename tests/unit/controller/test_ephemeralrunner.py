@@ -4,6 +4,8 @@ and the JIT config appears in no event."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from runnerd.api.scaleset import constants as c
@@ -130,3 +132,34 @@ async def test_kubernetes_mode_job_pods_and_secrets_go_with_the_runner(
     assert world.runners() == []
     assert world.names("pods") == ["unrelated"]
     assert world.names("secrets") == ["pre-defined-secret"]
+
+
+async def test_a_finalized_runner_seen_again_from_a_stale_cache_is_left_alone(
+    scale_set_world: ScaleSetWorld,
+) -> None:
+    """Its pod's deletion reaches the cache before its own: the EphemeralRunner whose finalizers this
+    process removed shows them again. No second removal from the service (a 404) and no second
+    finalization; a new EphemeralRunner of the same name (a new uid) is handled as usual."""
+    world = scale_set_world
+    add_runner(world)
+    await world.er.reconcile(KEY)
+    world.kubelet()
+    await world.er.reconcile(KEY)
+    await world.kube.delete(EPHEMERAL_RUNNERS, NAME, namespace=SCALE_SET_NS)
+    stale = copy.deepcopy(world.get("ephemeralrunners", NAME))
+    await world.er.reconcile(KEY)
+    assert world.runners() == []  # deregistered, its pod deleted, its finalizers removed: gone
+    removals = [call for call in world.api.calls if call.startswith("DELETE")]
+    assert len(removals) == 1
+    cache = FakeKube(objects={("ephemeralrunners", SCALE_SET_NS, NAME): stale})
+    world.er.runners = FakeInformer(FakeStore(cache, "ephemeralrunners"))  # type: ignore[assignment]
+    calls = (len(world.api.calls), len(world.kube.calls))
+    await world.er.reconcile(KEY)
+    assert (len(world.api.calls), len(world.kube.calls)) == calls
+
+    fresh = copy.deepcopy(stale)
+    fresh["metadata"]["uid"] = "a-new-uid"
+    del fresh["metadata"]["deletionTimestamp"]
+    cache.objects[("ephemeralrunners", SCALE_SET_NS, NAME)] = fresh
+    await world.er.reconcile(KEY)
+    assert world.api.calls[-1] == f"JIT {NAME}"  # a new runner: registered

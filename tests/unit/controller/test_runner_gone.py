@@ -179,3 +179,22 @@ async def test_a_runner_whose_finalizer_was_removed_is_not_finalized_again_from_
     await ctl.reconcile(KEY)
     assert github.calls == []
     assert verbs(kube) == [("delete", "pods"), ("patch", "runners")]
+
+
+async def test_a_new_runner_of_a_finalized_runners_name_is_handled() -> None:
+    """The memo holds the uid, not the name: a new Runner of the same name (a new uid) is reconciled."""
+    github, kube, clock = gone_github(), FakeKube(), Clock()
+    ctl = controller(github, kube, clock, runner_obj(deleting=True))
+    ctl.pods.store[KEY] = exited_pod(0)
+    await ctl.reconcile(KEY)
+    assert verbs(kube) == [("delete", "pods"), ("patch", "runners")]
+
+    fresh = runner_obj(deleting=False)
+    fresh.update(apiVersion="actions.summerwind.dev/v1alpha1", kind="Runner")
+    fresh["metadata"]["uid"] = "u-2"
+    ctl.runners.store[KEY] = fresh
+    del ctl.pods.store[KEY]
+    kube.calls.clear()
+    await ctl.reconcile(KEY)
+    assert github.calls == ["POST registration-token"]  # registered and its pod created, as any new Runner
+    assert ("create", "pods") in verbs(kube)

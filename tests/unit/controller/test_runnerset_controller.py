@@ -216,3 +216,37 @@ async def test_a_runner_that_exits_0_is_replaced_without_a_github_call(
     assert not [c for c in github.calls if c.startswith(("DELETE", "PUT"))]
     assert ("delete", "statefulsets", STS) in kube.calls
     assert ("patch", "statefulsets", STS) in kube.calls  # its finalizer goes with it
+
+
+async def test_a_finalized_statefulset_seen_again_from_a_stale_cache_is_left_alone(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    """Its pod's deletion reaches the cache before its own: the StatefulSet whose finalizer this
+    process removed shows it again. No deregistration (GitHub removed the runner that exited 0: a
+    404) and no second finalization; a new StatefulSet of the same name (a new uid) is handled."""
+    add_runnerset(kube, replicas=1)
+    ctl = controller(kube, github, recorder, clock)
+    await online_runner(kube, github, clock, ctl)
+    pod: dict[str, Any] = kube.objects[("pods", NS, RUNNER)]
+    pod["status"]["phase"] = "Succeeded"
+    pod["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": 0}}
+    set_replicas(kube, 0)
+    stale = copy.deepcopy(kube.objects[("statefulsets", NS, STS)])
+    await ctl.reconcile(KEY)
+    assert ("patch", "statefulsets", STS) in kube.calls  # finalized once
+    stale["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    kube.objects[("statefulsets", NS, STS)] = stale  # what the lagging cache shows
+    del kube.objects[("pods", NS, RUNNER)]  # the pod's deletion arrived
+    kube.calls.clear()
+    github.calls.clear()
+    await ctl.reconcile(KEY)
+    assert github.calls == []
+    assert ("patch", "statefulsets", STS) not in kube.calls
+
+    fresh = copy.deepcopy(stale)
+    del fresh["metadata"]["deletionTimestamp"]
+    fresh["metadata"]["uid"] = "a-new-uid"
+    kube.objects[("statefulsets", NS, STS)] = fresh
+    kube.calls.clear()
+    await ctl.reconcile(KEY)  # not wanted (replicas 0) and without a pod: removed as usual
+    assert ("delete", "statefulsets", STS) in kube.calls
