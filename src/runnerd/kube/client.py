@@ -14,7 +14,6 @@ It also implements the runtime's Protocols: :meth:`KubeClient.list_watcher`,
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import logging
@@ -89,10 +88,9 @@ class KubeClient:
         await self.close()
 
     async def close(self) -> None:
+        """Returns once every connection to the API server is closed, its socket included (a loop
+        that ends right after leaves none open: :meth:`runnerd.kube.transport.Transport.close`)."""
         await self.transport.close()
-        # aiohttp finishes closing TLS connections (close_notify) on later loop iterations; give
-        # them that moment, or a loop that ends right after leaves their sockets unclosed
-        await asyncio.sleep(0.25)
 
     # Transport.
 

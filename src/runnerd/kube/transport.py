@@ -20,6 +20,12 @@ Guarantees:
   and ``~/.netrc``, up in a thread for every request: two thread hops a request, measured at 1,000
   runners; ``~/.netrc`` is not read, as kubectl does not).
 - A watch line may be up to 2 MiB (etcd stores objects up to 1.5 MiB).
+- :meth:`Transport.close` returns once every connection it ever opened is closed, its socket
+  included: also the ones closed before it (an abandoned watch, a cancelled request), whose TLS
+  ``close_notify`` exchange waits for the API server's answer on later loop iterations. A connection
+  still closing after :data:`CLOSE_GRACE` seconds (an API server too busy to answer) is aborted. So
+  a loop that ends right after :meth:`Transport.close` leaves no socket open (a
+  ``ResourceWarning: unclosed``), however loaded the API server is.
 """
 
 from __future__ import annotations
@@ -30,21 +36,93 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
+import aiohttp.connector
 from aiohttp.helpers import get_env_proxy_for_url
+from aiohttp.tracing import Trace
 from multidict import CIMultiDictProxy
 from yarl import URL
 
 from runnerd.kube.config import KubeConfig
 
-__all__ = ["DEFAULT_MAX_REQUESTS", "Reply", "Transport", "encode_json"]
+__all__ = ["DEFAULT_MAX_REQUESTS", "Connections", "Reply", "TrackingConnector", "Transport", "encode_json"]
 
 DEFAULT_MAX_REQUESTS = 16
 """Requests in flight to the API server at once (watches not counted)."""
 READ_BUFFER = 2**21
+CLOSE_GRACE = 2.0
+"""Seconds :meth:`Transport.close` lets closing connections finish their TLS shutdown before it
+aborts them."""
+
+
+class Closing(Protocol):
+    """aiohttp's protocol of one connection, as far as closing it is concerned."""
+
+    @property
+    def closed(self) -> asyncio.Future[None] | None: ...
+
+
+class Connections:
+    """The connections handed out (see :class:`TrackingConnector`) and not seen closed yet."""
+
+    def __init__(self) -> None:
+        self._open: dict[Closing, asyncio.Transport] = {}
+
+    @property
+    def transports(self) -> tuple[asyncio.Transport, ...]:
+        return tuple(self._open.values())
+
+    def seen(self, connection: aiohttp.connector.Connection) -> None:
+        protocol, transport = connection.protocol, connection.transport
+        if protocol is None or transport is None or protocol in self._open:
+            return
+        closed = protocol.closed
+        if closed is None:  # lost already
+            return
+        self._open[protocol] = transport
+
+        def forget(done: asyncio.Future[None]) -> None:
+            self._open.pop(protocol, None)
+            if not done.cancelled():
+                done.exception()  # retrieved: a connection lost with an error is no error here
+
+        closed.add_done_callback(forget)
+
+    async def closed(self, grace: float) -> None:
+        """Until every connection is closed, its socket included; those still closing after
+        ``grace`` seconds (a TLS ``close_notify`` the server does not answer) are aborted."""
+        await self._wait(grace)
+        if self._open:
+            for transport in list(self._open.values()):
+                transport.abort()
+            await self._wait(grace)
+
+    async def _wait(self, seconds: float) -> None:
+        waiting = [closed for protocol in list(self._open) if (closed := protocol.closed) is not None]
+        if waiting:
+            await asyncio.wait(waiting, timeout=seconds)
+
+
+class TrackingConnector(aiohttp.TCPConnector):
+    """A connector that reports every connection it hands out to :class:`Connections`, before it
+    carries a request: one closed by a cancelled request is waited for too."""
+
+    def __init__(self, connections: Connections, **options: Any) -> None:
+        super().__init__(**options)
+        self.connections = connections
+
+    async def connect(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature: called with timeout=)
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        self.connections.seen(connection)
+        return connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +147,21 @@ class Transport:
     """See the module docstring. The session is opened at the first request; :meth:`close` ends it."""
 
     def __init__(
-        self, config: KubeConfig, *, user_agent: str, max_requests: int = DEFAULT_MAX_REQUESTS
+        self,
+        config: KubeConfig,
+        *,
+        user_agent: str,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
+        close_grace: float = CLOSE_GRACE,
     ) -> None:
         if max_requests < 1:
             raise ValueError("max_requests must be at least 1")
         self.config = config
         self.user_agent = user_agent
         self.max_requests = max_requests
+        self.close_grace = close_grace
+        self.connections = Connections()
+        """The connections opened and not closed yet."""
         self.watches = 0
         """Watches streaming now (each holds a connection)."""
         self._slots = asyncio.Semaphore(max_requests)
@@ -87,7 +173,9 @@ class Transport:
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._tls = self.config.tls.context() if self.config.secure else None
-            connector = aiohttp.TCPConnector(limit=0, ssl=self._tls if self._tls is not None else True)
+            connector = TrackingConnector(
+                self.connections, limit=0, ssl=self._tls if self._tls is not None else True
+            )
             self._proxy, self._proxy_auth = self.config.proxy, None
             if self._proxy is None:
                 try:
@@ -165,6 +253,9 @@ class Transport:
         self.watches -= 1
 
     async def close(self) -> None:
+        """Close the session, then wait until every connection it opened is closed (see the
+        module docstring)."""
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+        await self.connections.closed(self.close_grace)

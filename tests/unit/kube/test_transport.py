@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -15,6 +16,7 @@ from devcluster.pki import Pki
 from runnerd.kube import CONFIGMAPS, KubeClient, load_config
 from runnerd.kube.auth import StaticCredentials, TokenFile
 from runnerd.kube.config import KubeConfig
+from runnerd.kube.transport import Transport
 from runnerd.runtime.errors import ApiError, NotFound, ServerError
 from tests.unit.kube.conftest import FakeApiServer, b64, kubeconfig
 
@@ -153,3 +155,74 @@ async def test_the_environment_proxy_is_read_once(
             monkeypatch.setenv("NO_PROXY", "kube.test")  # read once: later changes are not seen
             assert await kube.request("GET", "/version") == {"ok": True}
             assert [seen.path for seen in api_server.seen] == ["/version", "/version"]
+
+
+async def tls_config(server: FakeApiServer, tmp_path: Path, test_pki: Pki) -> KubeConfig:
+    ca = {"certificate-authority-data": b64(test_pki.ca_crt)}
+    user = {"client-certificate-data": b64(test_pki.admin_crt), "client-key-data": b64(test_pki.admin_key)}
+    return await load_config(kubeconfig(tmp_path / "config", server=server.url, cluster=ca, user=user))
+
+
+@pytest.mark.parametrize("server_answers", [True, False], ids=["close_notify answered", "server busy"])
+async def test_close_returns_once_an_abandoned_watchs_socket_is_closed(
+    tls_api_server: FakeApiServer, tmp_path: Path, test_pki: Pki, server_answers: bool
+) -> None:
+    """An abandoned watch's TLS connection is closed outside the session (its close_notify waits for
+    the server's answer): close() still returns only once its socket is closed, also when the server
+    never answers (then it is aborted after the grace)."""
+
+    served: list[asyncio.Transport] = []
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b'{"type":"BOOKMARK","object":{}}\n')
+        if not server_answers and request.transport is not None:
+            served.append(request.transport)
+            request.transport.pause_reading()  # the client's close_notify is never read
+        await asyncio.Event().wait()
+        return response
+
+    tls_api_server.handler = endless
+    transport = Transport(
+        await tls_config(tls_api_server, tmp_path, test_pki), user_agent="t", close_grace=0.2
+    )
+    response = await transport.stream(
+        "/api/v1/configmaps", query=[("watch", "true")], client_timeout=aiohttp.ClientTimeout(total=10)
+    )
+    assert response.connection is not None
+    assert response.connection.transport is not None
+    sock = response.connection.transport.get_extra_info("socket")
+    assert await response.content.readline()
+    response.close()  # abandoned mid-stream: the TLS shutdown starts, nobody awaits it
+    transport.stream_closed()
+    await transport.close()
+    assert sock.fileno() == -1
+    for server_side in served:  # the stand-in server's end, which never read on
+        server_side.abort()
+
+
+async def test_close_returns_once_a_cancelled_requests_socket_is_closed(
+    tls_api_server: FakeApiServer, tmp_path: Path, test_pki: Pki
+) -> None:
+    """A request cancelled while the server works on it (a reconcile cancelled at shutdown) closes
+    its connection without a response to show for it: close() waits for that socket too."""
+
+    async def never(_: web.Request) -> web.StreamResponse:
+        await asyncio.Event().wait()
+        raise AssertionError("not reached")
+
+    tls_api_server.handler = never
+    transport = Transport(await tls_config(tls_api_server, tmp_path, test_pki), user_agent="t")
+    call = asyncio.create_task(
+        transport.fetch("GET", "/version", client_timeout=aiohttp.ClientTimeout(total=10))
+    )
+    await tls_api_server.until_in_flight(1)
+    (connection,) = transport.connections.transports
+    sock = connection.get_extra_info("socket")
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await transport.close()
+    assert sock.fileno() == -1
+    assert transport.connections.transports == ()
