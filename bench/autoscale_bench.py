@@ -15,7 +15,11 @@ at 0 replicas and an HRA with ``minReplicas: 0``:
   HRA's reconcile, so it waits (almost) a whole sync period: the worst case; a burst at a random
   moment waits half a period on average;
 * ``article``: the article's shape, both at once: the trigger (webhooks) and the metric (sync period
-  60 s), so the metric's GitHub cost under a burst of reservation writes is measured.
+  60 s), so the metric's GitHub cost under a burst of reservation writes is measured;
+* ``scale``: the creation hop alone, no webhook and no HRA: the RunnerDeployment is scaled from 0
+  to ``--jobs`` in one write, and each Runner object and pod is timed from that write (the pods
+  per second are what the ceiling compares; in the webhook modes the pods cannot come faster than
+  the deliveries).
 
 Webhooks come from one organization hook (like a real installation), which ghsim delivers with its
 default bounded parallelism (16 in flight), as GitHub does. A relay in the benchmark sits between
@@ -48,13 +52,15 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -364,6 +370,30 @@ def hra_manifest(mode: str, namespace: str) -> dict[str, Any]:
     }
 
 
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+METRIC_LINE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
+
+
+def api_writes(cluster: Cluster) -> Counter[str]:
+    """The API server's write requests so far, by ``VERB resource[/subresource]`` (every client's:
+    the controller's, the scheduler's bindings, the pod agent's), from its ``/metrics``."""
+    request = urllib.request.Request(f"{cluster.server}/metrics")
+    with urllib.request.urlopen(request, context=cluster.admin_ssl(), timeout=30) as resp:
+        text = resp.read().decode()
+    out: Counter[str] = Counter()
+    for line in text.splitlines():
+        match = METRIC_LINE.match(line)
+        if match is None:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
+        if labels.get("verb") in WRITE_VERBS:
+            what = labels.get("resource", "") + (
+                f"/{labels['subresource']}" if labels.get("subresource") else ""
+            )
+            out[f"{labels['verb']} {what}"] += int(float(match["value"]))
+    return out
+
+
 def _calls(stats: Any, principal: str) -> Counter[tuple[str, int]]:
     """The controller's calls so far, by (operation, status), as ghsim counted them."""
     out: Counter[tuple[str, int]] = Counter()
@@ -392,6 +422,7 @@ def _controller_argv(args: argparse.Namespace, mode: str, **addr: str) -> list[s
     ]
     if args.reservation_journal:
         argv.append("--reservation-journal")
+    argv += args.controller_arg
     if mode == "pull":
         argv.append("--disable-webhook-poll")
     return argv
@@ -521,18 +552,28 @@ async def scenario(cluster: Cluster, mode: str, args: argparse.Namespace) -> dic
                         poll_wait=1.0,
                     )
                 )
-                if mode != "pull":
+                if mode not in ("pull", "scale"):
                     host, port = await servers.start("relay", relay.app(), Address("127.0.0.1", 0))
                     world.create_hook(
                         f"http://{host}:{port}/webhook", scope=SimScope("org", "octo-org"), secret=SECRET
                     )
                 m = await burst(
-                    kube, world, repo, watching, mode, args, lambda: _calls(stats, principal), controller
+                    kube,
+                    world,
+                    repo,
+                    watching,
+                    mode,
+                    args,
+                    lambda: _calls(stats, principal),
+                    controller,
+                    lambda: asyncio.to_thread(api_writes, cluster),
                 )
         finally:
             await kube.close()
     if args.in_process:
         m["runners_created"] = extras.pop("runners_created", None)
+    if mode == "scale":
+        return scale_measures(m, watching.timeline, args.jobs) | extras
     return measures(mode, world, m, relay, watching.timeline) | extras
 
 
@@ -545,6 +586,7 @@ async def burst(
     args: argparse.Namespace,
     calls: Callable[[], Counter[tuple[str, int]]],
     controller: ControllerProcess | None,
+    writes: Callable[[], Awaitable[Counter[str]]],
 ) -> dict[str, Any]:
     """Warm up, then queue the burst and wait until it is served and the pool is back at zero."""
     namespace = f"bench-{mode}"
@@ -562,6 +604,8 @@ async def burst(
     await kube.patch(RUNNER_DEPLOYMENTS, "bench", {"spec": {"replicas": 0}}, namespace=namespace)
     runner_objects = watching.store("runners")
     await wait("the warm-up runner gone", lambda: not world.runners and not runner_objects.objects(), 60)
+    if mode == "scale":
+        return await scale_up(kube, world, watching, args, calls, controller, writes)
     await kube.create(HORIZONTAL_RUNNER_AUTOSCALERS, hra_manifest(mode, namespace), namespace=namespace)
     key = Key(namespace, "bench")
     hras = watching.store("hras")
@@ -575,7 +619,7 @@ async def burst(
     except TimeoutError:
         raise TimeoutError(f"no first poll; the controller's calls: {dict(calls())}") from None
     await asyncio.sleep(0.5)  # let the status write's own reconcile finish
-    out: dict[str, Any] = {"calls_before": calls()}
+    out: dict[str, Any] = {"calls_before": calls(), "writes_before": await writes()}
     cpu0 = controller.cpu_seconds() if controller else None
     out["t0"] = t0 = time.time()
     runs = []
@@ -588,6 +632,7 @@ async def burst(
     await wait("every job assigned", lambda: all(world.jobs[j].assigned_at for j in job_ids), assign_within)
     out["all_assigned_after_s"] = round(time.time() - t0, 2)
     out["calls_assigned"] = calls()
+    out["writes_assigned"] = await writes()
     if controller and cpu0 is not None:
         out["controller_cpu_s_until_assigned"] = round(controller.cpu_seconds() - cpu0, 2)
     await wait("every job done", lambda: all(world.jobs[j].status == "completed" for j in job_ids), 180)
@@ -602,6 +647,85 @@ async def burst(
         out["controller_cpu_s_until_done"] = round(controller.cpu_seconds() - cpu0, 2)
     out["sample_pod"] = _pod_template(watching.store("pods").objects(), namespace)
     return out
+
+
+async def scale_up(
+    kube: KubeClient,
+    world: Any,
+    watching: Watching,
+    args: argparse.Namespace,
+    calls: Callable[[], Counter[tuple[str, int]]],
+    controller: ControllerProcess | None,
+    writes: Callable[[], Awaitable[Counter[str]]],
+) -> dict[str, Any]:
+    """The creation hop alone: the RunnerDeployment scaled from 0 to ``--jobs`` in one write (no
+    webhook, no HRA); until every pod exists and every runner is online, then back to 0."""
+    namespace = "bench-scale"
+    out: dict[str, Any] = {"calls_before": calls(), "job_ids": [], "writes_before": await writes()}
+    cpu0 = controller.cpu_seconds() if controller else None
+    out["t0"] = t0 = time.time()
+    await kube.patch(RUNNER_DEPLOYMENTS, "bench", {"spec": {"replicas": args.jobs}}, namespace=namespace)
+    pods = watching.timeline.pods
+    await wait("every runner pod created", lambda: sum(p >= t0 for p in pods) >= args.jobs, 300)
+    out["all_assigned_after_s"] = round(time.time() - t0, 2)
+    out["calls_assigned"] = calls()
+    out["writes_assigned"] = await writes()
+    if controller and cpu0 is not None:
+        out["controller_cpu_s_until_assigned"] = round(controller.cpu_seconds() - cpu0, 2)
+    await wait(
+        "every runner online", lambda: sum(map(world.runner_online, world.runners.values())) >= args.jobs, 300
+    )
+    out["all_online_after_s"] = round(time.time() - t0, 2)
+    out["sample_pod"] = _pod_template(watching.store("pods").objects(), namespace)
+    await kube.patch(RUNNER_DEPLOYMENTS, "bench", {"spec": {"replicas": 0}}, namespace=namespace)
+    runners = watching.store("runners")
+    await wait("the pool back at zero", lambda: not world.runners and not runners.objects(), 300)
+    out["calls_done"] = calls()
+    if controller and cpu0 is not None:
+        out["controller_cpu_s_until_done"] = round(controller.cpu_seconds() - cpu0, 2)
+    return out
+
+
+def scale_measures(m: dict[str, Any], timeline: Timeline, jobs: int) -> dict[str, Any]:
+    t0 = m["t0"]
+    pods = sorted(p for p in timeline.pods if p >= t0)[:jobs]
+    runners = sorted(r for r in timeline.runners if r >= t0)[:jobs]
+    rs_at = timeline.replicas_reached(jobs, t0, replica_set=True)
+
+    def calls(at: Counter[tuple[str, int]]) -> dict[str, int]:
+        diff = {
+            f"{ep} {status}": n - m["calls_before"].get((ep, status), 0) for (ep, status), n in at.items()
+        }
+        return {k: v for k, v in sorted(diff.items()) if v}
+
+    done_calls = calls(m["calls_done"])
+    return {
+        "mode": "scale",
+        "jobs": jobs,
+        "conclusions": [],
+        "replica_set_scaled_after_ms": round((rs_at - t0) * 1000, 1) if rs_at is not None else None,
+        "runner_object_created_ms": summary([r - t0 for r in runners]),
+        "runner_pod_created_ms": summary([p - t0 for p in pods]),
+        "all_pods_after_s": m["all_assigned_after_s"],
+        "all_online_after_s": m["all_online_after_s"],
+        "pods_per_s_from_the_write": round(len(pods) / (pods[-1] - t0), 1) if pods else None,
+        "pod_create_rate_per_s": _rate(pods),
+        "runner_create_rate_per_s": _rate(runners),
+        "github_calls_until_done": sum(done_calls.values()),
+        "github_calls_by_endpoint_until_done": done_calls,
+        "controller_cpu_s_until_assigned": m.get("controller_cpu_s_until_assigned"),
+        "controller_cpu_s_until_done": m.get("controller_cpu_s_until_done"),
+        "sample_pod": m["sample_pod"],
+        **_writes(m, jobs),
+    }
+
+
+def _writes(m: dict[str, Any], jobs: int) -> dict[str, Any]:
+    """The API server's writes from the burst until every job was assigned (scale: every pod)."""
+    diff = {k: n - m["writes_before"].get(k, 0) for k, n in m["writes_assigned"].items()}
+    diff = {k: v for k, v in sorted(diff.items(), key=lambda kv: -kv[1]) if v}
+    total = sum(diff.values())
+    return {"api_writes_until_assigned": diff, "api_writes_per_job": round(total / max(1, jobs), 2)}
 
 
 def _paired(origins: list[float], times: list[float]) -> list[float]:
@@ -656,6 +780,7 @@ def measures(mode: str, world: Any, m: dict[str, Any], relay: Relay, timeline: T
         "controller_cpu_s_until_assigned": m.get("controller_cpu_s_until_assigned"),
         "controller_cpu_s_until_done": m.get("controller_cpu_s_until_done"),
         "sample_pod": m["sample_pod"],
+        **_writes(m, len(jobs)),
     }
     if mode == "pull":
         return result
@@ -723,14 +848,17 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     rows: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
         ("jobs (conclusions)", lambda r: f"{r['jobs']} {r['conclusions']}"),
-        ("job queued → pod created p50 / p99 (ms)", lambda r: _pp(r["queued_to_pod_create_ms"])),
-        ("receipt → pod created p50 / p99 (ms)", lambda r: _pp(r["to_pod_create_ms"])),
-        ("receipt → job assigned p50 / p99 (ms)", lambda r: _pp(r["to_assignment_ms"])),
-        ("GitHub calls per job, until all assigned", lambda r: r["github_calls_per_job_until_assigned"]),
-        ("GitHub calls per job, until done and back to 0", lambda r: r["github_calls_per_job_until_done"]),
-        ("pods per job", lambda r: r["pods_per_job"]),
+        ("job queued → pod created p50 / p99 (ms)", lambda r: _pp(r.get("queued_to_pod_create_ms"))),
+        ("receipt → pod created p50 / p99 (ms)", lambda r: _pp(r.get("to_pod_create_ms"))),
+        ("receipt → job assigned p50 / p99 (ms)", lambda r: _pp(r.get("to_assignment_ms"))),
+        ("GitHub calls per job, until all assigned", lambda r: r.get("github_calls_per_job_until_assigned")),
+        ("GitHub calls per job, until done, back to 0", lambda r: r.get("github_calls_per_job_until_done")),
+        ("pods per job", lambda r: r.get("pods_per_job", "—")),
         ("from receipt: reservation / replica set / Runner / pod p50 (ms)", _hops),
+        ("scale: from the write, Runner / pod p50 / p99 (ms)", lambda r: (
+            f"{_pp(r.get('runner_object_created_ms'))} / {_pp(r.get('runner_pod_created_ms'))}")),
         ("Runner objects/s", lambda r: r.get("runner_create_rate_per_s")),
+        ("API server writes per job (all clients, until assigned)", lambda r: r.get("api_writes_per_job")),
         ("controller CPU s until assigned / done", lambda r: (
             f"{r.get('controller_cpu_s_until_assigned')} / {r.get('controller_cpu_s_until_done')}")),
         ("pod creations/s (share of the ceiling)",
@@ -757,7 +885,9 @@ def _hops(r: dict[str, Any]) -> str:
     return " / ".join(f"{hops[n]['p50']:.0f}" for n in names)
 
 
-def _pp(s: dict[str, float]) -> str:
+def _pp(s: dict[str, float] | None) -> str:
+    if s is None:
+        return "—"
     return f"{s['p50']:.1f} / {s['p99']:.1f}"
 
 
@@ -775,7 +905,10 @@ def main() -> None:
     )
     parser.add_argument("--pull-sync", type=float, default=60.0, help="the pull metric's sync period (s)")
     parser.add_argument(
-        "--modes", nargs="+", choices=("webhook", "article", "pull"), default=["webhook", "article", "pull"]
+        "--modes",
+        nargs="+",
+        choices=("webhook", "article", "pull", "scale"),
+        default=["webhook", "article", "pull"],
     )
     parser.add_argument("--ceiling", action="store_true", help="measure a plain create loop's rate too")
     parser.add_argument(
@@ -786,6 +919,13 @@ def main() -> None:
         action="store_true",
         help="run the controller in the benchmark's event loop (with ghsim, the pod agent and the "
         "virtual runners) instead of as its own process",
+    )
+    parser.add_argument(
+        "--controller-arg",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="one more flag for the controller process (repeatable): --controller-arg=--runner-workers=64",
     )
     parser.add_argument(
         "--cprofile",
