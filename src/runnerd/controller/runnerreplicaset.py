@@ -8,8 +8,9 @@ each Runner below it is :mod:`runnerd.controller.runner`.
 Informers lag behind writes, so objects this process just created (or deleted) are remembered until
 the informer shows them ("expectations"): a quick second reconcile never creates a runner twice.
 A runner's name is drawn and expected before its create is sent, and runners are created
-concurrently in slow-start batches (1, 2, 4, ...; :mod:`runnerd.controller.slowstart`), so a burst
-reaches the API server at the rate it accepts. A controller killed mid-batch leaves only runners
+concurrently in slow-start batches (1, 2, 4, ...; :mod:`runnerd.controller.slowstart`, each round
+starting where the replica set's last successful one left off), so a burst reaches the API server
+at the rate it accepts. A controller killed mid-batch leaves only runners
 that exist in the API server; the next leader counts them from its informer, so the count never
 exceeds ``replicas``.
 
@@ -47,7 +48,7 @@ from runnerd.controller.common import (
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.expectations import REPLACEMENT_HOLD, Expectations, ReplacementHolds
-from runnerd.controller.slowstart import MAX_BATCH, create_in_batches
+from runnerd.controller.slowstart import MAX_BATCH, SlowStart
 from runnerd.github import Scope
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.lifecycle import GitHubState
@@ -203,6 +204,7 @@ class ReplicaSetController:
         self.expect = Expectations(clock)
         self.clock = clock
         self.runners_created = 0
+        self.slow_start = SlowStart(clock=clock)
         self.holds = ReplacementHolds(clock)
         self.observed: dict[Key, dict[str, _Seen]] = {}
         """By replica set: what its last reconcile worked out about each of its runners."""
@@ -276,7 +278,7 @@ class ReplicaSetController:
         create, until = self.holds.check(
             key, rrs.spec.template.spec.effective_ephemeral, rrs.spec.effective_time, desired, missing
         )
-        await create_in_batches(create, lambda: self._create_runner(key, obj, rrs))
+        await self.slow_start.create(key, create, lambda: self._create_runner(key, obj, rrs))
         return until
 
     async def _create_runner(self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet) -> None:

@@ -6,6 +6,14 @@ awaited whole; the first failure (in the batch's order) is raised once its batch
 further batch starts, so a failing API server costs one call, not ``count``, and the caller's
 next reconcile retries what is still missing.
 
+:class:`SlowStart` remembers, per parent, where the slow start of its last round got to: a burst
+reaches a replica set as a series of reconciles (each group of webhook deliveries raises the
+desired count a little), and each round starting again at 1 costs a round trip per doubling. While
+a parent's creations succeed, its next round within :data:`SLOW_START_MEMORY` seconds starts at the
+batch size the last one would have used next; a failure (or a pause longer than that) starts it
+over at 1. So a failing API server costs at most one batch of :data:`MAX_BATCH` calls after a run
+of successes, then one call per round again.
+
 Contract with the caller's ``create_one``: it draws its child's name and records it in
 :class:`~runnerd.controller.expectations.Expectations` before it sends the create, and cancels
 that expectation only when the server refused the create. Then creations still in flight when
@@ -18,18 +26,24 @@ Used by the RunnerReplicaSet (:mod:`runnerd.controller.runnerreplicaset`) and Ep
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Hashable
 
 MAX_BATCH = 64
 """Children created at once (the last slow-start batch size)."""
+SLOW_START_MEMORY = 30.0
+"""Seconds a parent's reached batch size is remembered after its last successful round."""
+MAX_PARENTS = 4096
+"""Parents remembered at most (the oldest are dropped first: they start again at 1)."""
 
 
 async def create_in_batches(
-    count: int, create_one: Callable[[], Awaitable[None]], *, max_batch: int = MAX_BATCH
-) -> None:
-    """Call ``create_one`` ``count`` times in slow-start batches; raise the first failure after
-    its batch (the batches after it never start)."""
-    batch = 1
+    count: int, create_one: Callable[[], Awaitable[None]], *, max_batch: int = MAX_BATCH, first: int = 1
+) -> int:
+    """Call ``create_one`` ``count`` times in slow-start batches from ``first``; raise the first
+    failure after its batch (the batches after it never start). Returns the batch size the slow
+    start would use next (at most ``max_batch``)."""
+    batch = max(1, min(first, max_batch))
     while count > 0:
         n = min(batch, count, max_batch)
         results = await asyncio.gather(*(create_one() for _ in range(n)), return_exceptions=True)
@@ -37,7 +51,51 @@ async def create_in_batches(
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        batch *= 2
+        batch = min(batch * 2, max_batch)
+    return batch
 
 
-__all__ = ["MAX_BATCH", "create_in_batches"]
+class SlowStart:
+    """:func:`create_in_batches` per parent, each round starting where the parent's last successful
+    round left off (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        max_batch: int = MAX_BATCH,
+        memory: float = SLOW_START_MEMORY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_batch = max_batch
+        self.memory = memory
+        self.clock = clock
+        self._reached: dict[Hashable, tuple[int, float]] = {}  # parent -> (next batch, when)
+
+    def first_batch(self, parent: Hashable) -> int:
+        """The batch size ``parent``'s next round starts at."""
+        reached = self._reached.get(parent)
+        if reached is None or self.clock() - reached[1] > self.memory:
+            return 1
+        return reached[0]
+
+    async def create(self, parent: Hashable, count: int, create_one: Callable[[], Awaitable[None]]) -> None:
+        """``count`` creations for ``parent``; raises the first failure (see :func:`create_in_batches`)."""
+        if count <= 0:
+            return
+        try:
+            reached = await create_in_batches(
+                count, create_one, max_batch=self.max_batch, first=self.first_batch(parent)
+            )
+        except BaseException:
+            self._reached.pop(parent, None)
+            raise
+        self._reached.pop(parent, None)  # re-inserted last: the dict stays in order of use
+        self._reached[parent] = (reached, self.clock())
+        while len(self._reached) > MAX_PARENTS:
+            del self._reached[next(iter(self._reached))]
+
+    def forget(self, parent: Hashable) -> None:
+        self._reached.pop(parent, None)
+
+
+__all__ = ["MAX_BATCH", "SLOW_START_MEMORY", "SlowStart", "create_in_batches"]

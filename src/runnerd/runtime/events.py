@@ -4,6 +4,11 @@ Repeats of the same event (same object, type, reason and message) within the rec
 increment ``count`` and ``lastTimestamp`` of the existing Event instead of creating another one, like
 client-go's event correlator. Recording is best effort: a failure is logged, never raised, so that a
 reconcile does not fail because an Event could not be written.
+
+Concurrency: recordings of the same event (same key) are serialised, so a repeat sees the count its
+predecessor wrote; different events are written concurrently (one recorder serves a whole process: a
+burst of runners, each recording its own ``PodCreated``, does not queue its reconciles behind one
+another's Event round trips).
 """
 
 from __future__ import annotations
@@ -52,7 +57,13 @@ class EventRecorder:
         self._wall_clock = wall_clock
         # (namespace, involved uid/kind/name, type, reason, message) -> (event name, count)
         self._seen: OrderedDict[tuple[str, ...], tuple[str, int]] = OrderedDict()
-        self._lock = asyncio.Lock()
+        # one lock per event being written (dropped when its last writer is done: bounded by the
+        # recordings in flight)
+        self._locks: dict[tuple[str, ...], tuple[asyncio.Lock, int]] = {}
+
+    def writes_in_flight_keys(self) -> list[tuple[str, ...]]:
+        """The events being written now (one lock each)."""
+        return list(self._locks)
 
     async def normal(self, obj: Mapping[str, Any], reason: str, message: str) -> None:
         await self.record(obj, "Normal", reason, message)
@@ -75,18 +86,26 @@ class EventRecorder:
             message,
         )
         now = self._wall_clock()
-        async with self._lock:
-            try:
+        lock, users = self._locks.get(cache_key) or (asyncio.Lock(), 0)
+        self._locks[cache_key] = (lock, users + 1)
+        try:
+            async with lock:
                 await self._write(obj, namespace, cache_key, type, reason, message, now)
-            except Exception as exc:
-                logger.warning(
-                    "could not record event %s %s on %s/%s: %s",
-                    type,
-                    reason,
-                    namespace,
-                    meta.get("name"),
-                    describe_exception(exc),
-                )
+        except Exception as exc:
+            logger.warning(
+                "could not record event %s %s on %s/%s: %s",
+                type,
+                reason,
+                namespace,
+                meta.get("name"),
+                describe_exception(exc),
+            )
+        finally:
+            lock, users = self._locks[cache_key]
+            if users > 1:
+                self._locks[cache_key] = (lock, users - 1)
+            else:
+                del self._locks[cache_key]
 
     async def _write(
         self,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from runnerd.runtime.errors import Forbidden
 from runnerd.runtime.events import MAX_MESSAGE, EventRecorder
 from runnerd.runtime.types import Obj
-from tests.unit.runtime.fakes import FakeEventSink
+from tests.unit.runtime.fakes import FakeEventSink, eventually
 
 RUNNER: Obj = {
     "apiVersion": "actions.summerwind.dev/v1alpha1",
@@ -137,3 +138,58 @@ async def test_cache_is_bounded(sink: FakeEventSink, clock: Clock) -> None:
     for message in ["a", "b", "c", "a"]:
         await recorder.normal(RUNNER, "R", message)
     assert sink.creates == 4, "'a' was evicted, so it is recorded anew"
+
+
+class GatedSink(FakeEventSink):
+    """Every create waits at a gate: shows which recordings are in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def create(self, namespace: str, event: Obj) -> Obj:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.gate.wait()
+            return await super().create(namespace, event)
+        finally:
+            self.in_flight -= 1
+
+
+def _runner(i: int) -> Obj:
+    return {**RUNNER, "metadata": {**RUNNER["metadata"], "name": f"r{i}", "uid": f"u-{i}"}}
+
+
+async def test_different_events_are_written_concurrently() -> None:
+    sink = GatedSink()
+    recorder = EventRecorder(sink, component="runnerd")
+    tasks = [asyncio.create_task(recorder.normal(_runner(i), "PodCreated", "created")) for i in range(8)]
+    await eventually(lambda: sink.in_flight == 8, limit=5.0)
+    sink.gate.set()
+    await asyncio.gather(*tasks)
+    assert (sink.most_in_flight, sink.creates) == (8, 8)
+    assert all(e["count"] == 1 for e in sink.events.values())
+
+
+async def test_repeats_in_flight_are_serialised_into_one_event() -> None:
+    sink = GatedSink()
+    recorder = EventRecorder(sink, component="runnerd")
+    tasks = [asyncio.create_task(recorder.warning(RUNNER, "Failed", "GitHub said 503")) for _ in range(3)]
+    await eventually(lambda: sink.in_flight == 1 and len(recorder.writes_in_flight_keys()) == 1, limit=5.0)
+    sink.gate.set()
+    await asyncio.gather(*tasks)
+    [event] = sink.events.values()
+    assert (event["count"], sink.creates, sink.patches, sink.most_in_flight) == (3, 1, 2, 1)
+
+
+@pytest.mark.parametrize("failing", [False, True])
+async def test_no_lock_is_kept_after_the_recordings(failing: bool) -> None:
+    sink = FakeEventSink()
+    if failing:
+        sink.failing = Forbidden(403, "Forbidden", "events is forbidden")
+    recorder = EventRecorder(sink, component="runnerd")
+    await asyncio.gather(*(recorder.normal(_runner(i % 3), "R", "m") for i in range(9)))
+    assert recorder.writes_in_flight_keys() == []
