@@ -77,7 +77,7 @@ from runnerd.github import GitHubClient, GitHubError, RateLimitedError
 from runnerd.github.budget import CallWindow
 from runnerd.reconcile.hra import TOTAL_JOBS, AutoscaleError, metric_repositories
 from runnerd.reconcile.matching import JobEvent
-from runnerd.reconcile.pollpace import Pace, PollEvidence, next_interval, stretched_bound
+from runnerd.reconcile.pollpace import Pace, PollEvidence, audited_bound, next_interval, stretched_bound
 from runnerd.runtime import Key, Result
 from runnerd.web.metrics import Metrics
 
@@ -93,6 +93,15 @@ IDLE_CALLS_PER_REPOSITORY = 2
 LEARNED_TTL = 86_400.0
 REFUSED_OUTCOMES = frozenset({"bad_signature", "malformed", "failed"})
 """Webhook outcomes that mean a delivery was lost to the intake (the poll's interval resets)."""
+
+
+class AuditHealth(Protocol):
+    """The webhook delivery audit, as the poll sees it (:mod:`runnerd.controller.deliveryaudit`)."""
+
+    @property
+    def bound(self) -> float: ...
+
+    def healthy(self) -> bool: ...
 
 
 class PollOptions(Protocol):
@@ -196,6 +205,10 @@ class SafetyNetPoller:
         self._since_reset = 0
         self._configured: set[str] = set()
         """Repositories known without a delivery (targets, metrics, reservations): polled at once."""
+        self.audit: AuditHealth | None = None
+        """The webhook delivery audit (``--webhook-audit``): while it is healthy the pace may stretch to
+        its long bound (:func:`runnerd.reconcile.pollpace.audited_bound`)."""
+        self._audited = False
 
     def budget_limited(self) -> tuple[str, str] | None:
         """``(reason, message)`` while the budget (not the bound) decides how often the poll runs."""
@@ -278,9 +291,7 @@ class SafetyNetPoller:
         bound, ceiling = self.options.poll_bound, self.options.poll_max_calls_per_hour
         the_plan = plan(bound, ceiling, len(self._repos))
         self.last_plan = the_plan
-        interval = max(the_plan.interval, self.pace or 0.0)
-        for repo in learned:  # a delivery just came from it: its first poll is one interval later
-            repo.next_due = now + interval
+        interval = self._pace_learned(learned, the_plan, now)
         self.metrics.poll_interval.set(interval)
         self.metrics.poll_repositories.set(len(self._repos))
         self.metrics.poll_budget_per_hour.set(ceiling)
@@ -340,6 +351,31 @@ class SafetyNetPoller:
         wake = min(r.next_due for r in self._repos.values()) - self._monotonic()
         return Result(requeue_after=max(wake, 0.01))
 
+    def _pace_learned(self, learned: list[_Repo], the_plan: PollPlan, now: float) -> float:
+        """The interval now; a repository a delivery just taught is first polled one interval later
+        (the audit's long bound while it is healthy). The audit turning unhealthy brings the pace and
+        every repository's next poll back within today's bound at once."""
+        audited = self.audit is not None and self.audit.healthy()
+        if self._audited and not audited:
+            today = max(stretched_bound(self.options.poll_max_interval, the_plan.interval / the_plan.wanted),
+                        the_plan.interval)  # fmt: skip
+            if self.pace is not None and self.pace > today:
+                self.pace = today
+                self.observer.backstop_age = today
+            self.observer.defer_bound = today
+            soon = now + max(the_plan.interval, self.pace or 0.0)
+            for repo in self._repos.values():
+                repo.next_due = min(repo.next_due, soon)
+            log.info(
+                "safety-net poll: the webhook delivery audit is unhealthy; back to every %.0fs at most", today
+            )
+        self._audited = audited
+        interval = max(the_plan.interval, self.pace or 0.0)
+        first = max(interval, self.audit.bound) if audited and self.audit is not None else interval
+        for repo in learned:
+            repo.next_due = now + first
+        return interval
+
     def _defer_while_rate_limited(self) -> tuple[str, str] | None:
         """While GitHub's core limit is spent (or down to its last 2 %), every repository's next poll
         waits for its reset; the condition that says so."""
@@ -385,6 +421,8 @@ class SafetyNetPoller:
         self._applied_seen, self._refused_seen = applied, refused
         self._round_missed = self._round_unannounced = 0
         longest = stretched_bound(self.options.poll_max_interval, spread)
+        if self.audit is not None:
+            longest = audited_bound(longest, self.audit.bound, self.audit.healthy())
         pace, step, why = next_interval(self.pace or short, evidence, Pace(short, longest))
         self.pace_steps[step] += 1
         if step == "reset":
