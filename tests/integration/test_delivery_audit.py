@@ -86,7 +86,9 @@ async def test_a_failed_queued_delivery_is_redelivered_and_its_job_runs(
             attempts = sim.core.dispatcher.attempts
             await wait_until(
                 "the queued delivery failed",
-                lambda: any(a.status_code == 0 and a.delivery.action == "queued" for a in attempts.get(hook.id, ())),
+                lambda: any(
+                    a.status_code == 0 and a.delivery.action == "queued" for a in attempts.get(hook.id, ())
+                ),
             )
             sim.world.set_hook_faults(hook.id, {"fail": False})
             job = await wait_until(
