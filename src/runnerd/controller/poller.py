@@ -55,6 +55,11 @@ observations as old as that interval (:attr:`~runnerd.controller.runwatch.RunObs
 and runs that applied deliveries announced are not listed job by job
 (:attr:`~runnerd.controller.runwatch.RunObserver.ledger`).
 
+With the webhook delivery audit (``--webhook-audit``, :mod:`runnerd.controller.deliveryaudit`) the
+poll's stretched bound is the audit's long bound (1 h) while the audit is healthy, and a repository
+learned from a delivery is first polled that long after; the audit turning unhealthy brings the pace
+and every repository's next poll back within the bound above at once (:attr:`SafetyNetPoller.audit`).
+
 e.g. B = 60 s, C = 1000: up to 7 repositories are polled every 55 s (7 * 2 * 3600 / 55 = 916
 calls/hour); 20 repositories are polled every 144 s, and the ``GitHubAPIBudget`` condition says the
 bound cannot be kept. The ceiling also holds when busy: calls are counted in a sliding one-hour
