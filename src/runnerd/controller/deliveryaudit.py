@@ -14,8 +14,10 @@ The rules (how far to page, what to redeliver, when it is healthy) are
   the same window the pull metric and the runner listings spend from); a pass that the budget
   stops is finished by the next one (the position in the listing moves only when a pass reached
   the attempts it saw before, so nothing is skipped).
-* An idle hook costs one call per pass: 60 an hour by default. A burst costs one more per 100
-  attempts (about 3 per job: ``queued``, ``in_progress``, ``completed``), plus one per redelivery.
+* One pass per interval, however often the controller is woken (every HRA event enqueues its key:
+  an early wake-up sends nothing). An idle hook costs one call per pass: 60 an hour by default. A
+  burst costs one more per 100 attempts (about 3 per job: ``queued``, ``in_progress``,
+  ``completed``), plus one per redelivery.
 * A 403, 404, 5xx or malformed answer fails the pass: a warning names the hook and GitHub's status
   (never a credential), ``runnerd_webhook_audit_passes_total{outcome="failed"}`` counts it, and once
   no pass has succeeded for two intervals the audit is unhealthy
@@ -98,6 +100,7 @@ class DeliveryAudit:
         self.calls = 0
         self.redeliveries = 0
         self._was_healthy = False
+        self._next_pass = float("-inf")
 
     @property
     def bound(self) -> float:
@@ -108,6 +111,10 @@ class DeliveryAudit:
         return healthy(self.last_success, self._monotonic(), self.settings.interval)
 
     async def reconcile(self, key: Key) -> Result | None:
+        wait = self._next_pass - self._monotonic()
+        if wait > 0:  # woken by an HRA event before the interval: nothing is sent
+            return Result(requeue_after=wait)
+        self._next_pass = self._monotonic() + self.settings.interval
         try:
             outcome = await self._pass()
         except GitHubError as exc:

@@ -85,7 +85,12 @@ async def test_a_failed_delivery_is_redelivered_once_and_an_idle_pass_costs_one_
     assert hooks.calls == ["list", "list 2", f"redeliver {failed.id}"]
     assert audit.healthy()
     assert audit.window.spent() == 3
-    clock.now += 60
+    clock.now += 5
+    woken = await audit.reconcile(AUDIT_KEY)  # an HRA event before the interval: nothing is sent
+    assert woken is not None
+    assert woken.requeue_after == pytest.approx(55.0)
+    assert len(hooks.calls) == 3
+    clock.now += 55
     hooks.calls.clear()
     await audit.reconcile(AUDIT_KEY)
     assert hooks.calls == ["list"]  # the redelivery succeeded; nothing new
