@@ -57,8 +57,10 @@ and runs that applied deliveries announced are not listed job by job
 
 With the webhook delivery audit (``--webhook-audit``, :mod:`runnerd.controller.deliveryaudit`) the
 poll's stretched bound is the audit's long bound (1 h) while the audit is healthy, and a repository
-learned from a delivery is first polled that long after; the audit turning unhealthy brings the pace
-and every repository's next poll back within the bound above at once (:attr:`SafetyNetPoller.audit`).
+learned from a delivery, or named only by reservations (which deliveries made), is first polled that
+long after (one named by a target or a metric is polled at once, as without the audit); the audit
+turning unhealthy brings the pace and every repository's next poll back within the bound above at
+once (:attr:`SafetyNetPoller.audit`).
 
 e.g. B = 60 s, C = 1000: up to 7 repositories are polled every 55 s (7 * 2 * 3600 / 55 = 916
 calls/hour); 20 repositories are polled every 144 s, and the ``GitHubAPIBudget`` condition says the
@@ -210,6 +212,9 @@ class SafetyNetPoller:
         self._since_reset = 0
         self._configured: set[str] = set()
         """Repositories known without a delivery (targets, metrics, reservations): polled at once."""
+        self._targeted: set[str] = set()
+        """Repositories named by targets and metrics: polled at once even while the audit is healthy (a
+        repository named only by reservations, which deliveries made, then waits like a learned one)."""
         self.audit: AuditHealth | None = None
         """The webhook delivery audit (``--webhook-audit``): while it is healthy the pace may stretch to
         its long bound (:func:`runnerd.reconcile.pollpace.audited_bound`)."""
@@ -239,6 +244,7 @@ class SafetyNetPoller:
                 org = config.organization
                 for repo in repos:
                     found.setdefault(repo.casefold(), (repo, "Organization" if org else None, org, None))
+        self._targeted = set(found)
         for repository in self.sink.reserved_repositories():
             found.setdefault(repository.casefold(), (repository, None, None, None))
         self._configured = set(found)
@@ -272,7 +278,7 @@ class SafetyNetPoller:
             repo = self._repos.get(key)
             if repo is None:
                 repo = self._repos[key] = _Repo(name, owner_type, org, enterprise, next_due=now)
-                if key not in self._configured:
+                if key not in self._configured or (key not in self._targeted and self._audit_healthy()):
                     learned.append(repo)
             else:
                 repo.owner_type = owner_type or repo.owner_type
@@ -356,11 +362,14 @@ class SafetyNetPoller:
         wake = min(r.next_due for r in self._repos.values()) - self._monotonic()
         return Result(requeue_after=max(wake, 0.01))
 
+    def _audit_healthy(self) -> bool:
+        return self.audit is not None and self.audit.healthy()
+
     def _pace_learned(self, learned: list[_Repo], the_plan: PollPlan, now: float) -> float:
         """The interval now; a repository a delivery just taught is first polled one interval later
         (the audit's long bound while it is healthy). The audit turning unhealthy brings the pace and
         every repository's next poll back within today's bound at once."""
-        audited = self.audit is not None and self.audit.healthy()
+        audited = self._audit_healthy()
         if self._audited and not audited:
             today = max(stretched_bound(self.options.poll_max_interval, the_plan.interval / the_plan.wanted),
                         the_plan.interval)  # fmt: skip

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 from runnerd.controller.deliveryaudit import AUDIT_KEY, AuditSettings, DeliveryAudit
-from runnerd.github import NotFoundError
+from runnerd.github import NotFoundError, WorkflowRun
 from runnerd.github.budget import CallWindow
 from runnerd.reconcile.deliveryaudit import DeliveryAttempt, HookRef
 from runnerd.web.metrics import Metrics
@@ -190,3 +191,33 @@ async def test_a_healthy_audit_lets_the_poll_stretch_to_its_bound_and_an_unhealt
     clock.now += wake
     await poll(poller)
     assert (51, "octo-org/new") in sink.reserved
+
+
+@dataclass
+class RepoCalls(FakeGitHub):
+    repos: list[str] = field(default_factory=list)
+
+    async def list_workflow_runs(self, repo: Any, *, status: str | None = None) -> list[WorkflowRun]:
+        if status == "queued":
+            self.repos.append(str(repo))
+        return await super().list_workflow_runs(repo, status=status)
+
+
+@pytest.mark.parametrize(
+    ("audit", "first_poll_after"), [(Health(), 3600.0), (Health(ok=False), 0.0), (None, 0.0)]
+)
+async def test_a_repository_named_only_by_reservations_waits_for_the_audits_bound_while_it_is_healthy(
+    audit: Health | None, first_poll_after: float
+) -> None:
+    github, clock = RepoCalls(), Clock()
+    sink = FakeSink(held={31: ("octo-org/other", clock.now + WALL)})  # a delivery reserved job 31
+    poller = make(github, sink, clock)
+    poller.audit = audit
+    start = clock.now
+    polled_at: float | None = None
+    while polled_at is None and clock.now - start <= 4000:
+        await poll(poller)
+        if any("octo-org/other" in r for r in github.repos):
+            polled_at = clock.now - start
+        clock.now += 100.0
+    assert polled_at == pytest.approx(first_poll_after)
