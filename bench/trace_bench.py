@@ -123,6 +123,8 @@ class RunConfig:
     state_dir: Path | None = None
     registration_mode: str | None = None
     """the controller's ``--registration-mode`` (``None``: its default, JIT configs)"""
+    webhook_audit: bool = True
+    """the controller's ``--webhook-audit`` on the organization hook (only with one organization hook)"""
     hook_per_repo: bool = True
     """one webhook per repository: GitHub delivers webhooks in parallel, ghsim sends each hook's
     deliveries one at a time, so a single organization hook would measure ghsim's queue"""
@@ -232,6 +234,7 @@ async def _replay(cluster: Cluster, cfg: RunConfig, state: Path, started: float)
         sim_config=off,
         log_level="warn",
         hook_per_repo=cfg.hook_per_repo,
+        webhook_audit=cfg.webhook_audit and not cfg.hook_per_repo,
         controller_args=(f"--registration-mode={cfg.registration_mode}",) if cfg.registration_mode else (),
     )
     entries = list(workload.scaled(cfg.trace, cfg.time_scale)) if cfg.time_scale != 1.0 else cfg.trace
@@ -379,6 +382,7 @@ def _result(
             "time_scale": cfg.time_scale,
             "repositories": len({e.repo for e in cfg.trace}),
             "webhooks": "one per repository" if cfg.hook_per_repo else "one for the organization",
+            "webhook_audit": cfg.webhook_audit and not cfg.hook_per_repo,
             "controller_flags": [a for a in stack.controller_argv[2:] if a.startswith(TUNING_FLAGS)],
         },
     )
@@ -483,6 +487,7 @@ def _config(args: argparse.Namespace, trace: list[TraceEntry], name: str, runner
         scale_down_delay_s=args.scale_down_delay,
         boot_delay_s=args.boot_delay,
         hook_per_repo=args.repo_hooks,
+        webhook_audit=not args.no_webhook_audit,
         registration_mode=args.registration_mode,
     )
 
@@ -576,6 +581,11 @@ def _main(argv: list[str] | None) -> int:
             action="store_true",
             help="one webhook per repository instead of one organization hook (ghsim delivers a "
             "hook's events 16 at a time, as GitHub does)",
+        )
+        p.add_argument(
+            "--no-webhook-audit",
+            action="store_true",
+            help="without the controller's --webhook-audit (the default with one organization hook)",
         )
         p.add_argument(
             "--registration-mode",

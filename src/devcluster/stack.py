@@ -83,6 +83,9 @@ class StackOptions:
     hook_per_repo: bool = False
     """one webhook per repository instead of one for the organization (ghsim sends each hook's
     deliveries one at a time, in order; GitHub sends them in parallel)"""
+    webhook_audit: bool = False
+    """run the controller with ``--webhook-audit`` on the organization's hook (one organization hook
+    only: the hook is created before the controller starts, so its id is known)"""
 
 
 @dataclass
@@ -200,6 +203,7 @@ class Stack:
         self.agent: TrackingPodAgent | None = None
         self.pat_principal = ""
         self.chart_applied = False
+        self.hook_ids: list[int] = []
         self.started = time.time()
         self._api_client: Any = None
         self._custom: Any = None
@@ -256,10 +260,13 @@ class Stack:
         self._seed_world()
         self._stack.push_async_callback(self.stop_controller)
         await self._kube_clients()
+        if opts.webhook_audit:
+            if opts.hook_per_repo:
+                raise ValueError("the webhook audit reads one organization hook, not one hook per repository")
+            self._create_hooks()
         await self._start_controller_bound()
-        scopes = [Scope("repo", r) for r in opts.repos] if opts.hook_per_repo else [Scope("org", opts.org)]
-        for scope in scopes:
-            self.sim.world.create_hook(self.webhook_url, scope=scope, secret=self.secret)
+        if not opts.webhook_audit:
+            self._create_hooks()
         agent = TrackingPodAgent(
             self._core,
             self.sim.base_url,
@@ -272,6 +279,14 @@ class Stack:
         self._stack.push_async_callback(agent.stop)
         self.manifest_file.write_text(yaml.safe_dump_all(manifests(opts), sort_keys=False))
         await asyncio.to_thread(self.cluster.kubectl, "apply", "-f", str(self.manifest_file))
+
+    def _create_hooks(self) -> None:
+        opts = self.opts
+        scopes = [Scope("repo", r) for r in opts.repos] if opts.hook_per_repo else [Scope("org", opts.org)]
+        self.hook_ids = [
+            self.sim.world.create_hook(self.webhook_url, scope=scope, secret=self.secret).id
+            for scope in scopes
+        ]
 
     def _install_crds(self) -> None:
         docs = chart_documents(self.cluster, self.opts.namespace)
@@ -294,7 +309,10 @@ class Stack:
             if name != ".github":
                 with contextlib.suppress(SimError):
                     world.create_repo(owner, name)
-        pat = world.create_pat("runnerd-demo")
+        # the classic scopes of the article's PAT, and admin:org_hook for the webhook delivery audit
+        pat = world.create_pat(
+            "runnerd-demo", ("repo", "admin:org", "manage_runners:enterprise", "admin:org_hook")
+        )
         self._token = pat.token
         self.pat_principal = f"pat:{pat.id}"
 
@@ -317,6 +335,8 @@ class Stack:
         if opts.drain_grace_s is not None:
             self.controller_argv.append(f"--drain-grace={opts.drain_grace_s:g}s")
         self.controller_argv += opts.controller_args
+        if opts.webhook_audit:
+            self.controller_argv.append(f"--webhook-audit=org/{opts.org}/{self.hook_ids[0]}")
         env = {
             **os.environ,
             "GITHUB_TOKEN": self._token,

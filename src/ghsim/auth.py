@@ -22,8 +22,11 @@ PrincipalKind = Literal["pat", "installation", "app", "anonymous"]
 #: What an endpoint needs.  ``repo_admin``: runner endpoints of a repository; ``repo_actions``:
 #: workflow runs and jobs; ``org_runners`` / ``enterprise_runners``: runner endpoints of an
 #: organization or enterprise; ``org_read``: runner groups of an organization; ``app``: a GitHub
-#: App JWT; ``any``: anything, anonymous included.
-Need = Literal["repo_admin", "repo_actions", "org_runners", "enterprise_runners", "app", "any"]
+#: App JWT; ``org_hooks`` / ``repo_hooks``: an organization's or repository's webhooks (their
+#: deliveries); ``any``: anything, anonymous included.
+Need = Literal[
+    "repo_admin", "repo_actions", "org_runners", "enterprise_runners", "org_hooks", "repo_hooks", "app", "any"
+]
 
 #: classic PAT scopes that satisfy a need (a scope implies those listed with it)
 ACCEPTED_SCOPES: dict[str, tuple[str, ...]] = {
@@ -31,6 +34,8 @@ ACCEPTED_SCOPES: dict[str, tuple[str, ...]] = {
     "repo_actions": ("repo",),
     "org_runners": ("admin:org", "manage_runners:org"),
     "enterprise_runners": ("manage_runners:enterprise", "admin:enterprise"),
+    "org_hooks": ("admin:org_hook",),
+    "repo_hooks": ("repo", "admin:repo_hook"),
 }
 
 #: GitHub App permissions that satisfy a need
@@ -38,6 +43,8 @@ APP_PERMISSION: dict[str, str] = {
     "repo_admin": "administration",
     "repo_actions": "actions",
     "org_runners": "organization_self_hosted_runners",
+    "org_hooks": "organization_hooks",
+    "repo_hooks": "repository_hooks",
 }
 
 NOT_ACCESSIBLE_BY_INTEGRATION = "Resource not accessible by integration"

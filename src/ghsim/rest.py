@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from . import hookdeliveries
 from .auth import Need
 from .clock import iso, iso_ms
 from .entities import Installation, Repo, Run, RunnerGroup, Scope
@@ -620,4 +621,5 @@ ROUTES: list[Route] = [
         ghes=False,
     ),
     Route("GET", "/rate_limit", "rate-limit/get", rate_limit, "any", counted=False, docs=RATE_DOCS),
+    *hookdeliveries.routes(),
 ]

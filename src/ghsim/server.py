@@ -47,7 +47,15 @@ SECONDARY_DOCS = (
 )
 STREAM_ABOVE = 128 * 1024
 REQUEST_ID = web.RequestKey("ghsim_request_id", str)
-_INT_PARAMS = ("runner_id", "runner_group_id", "run_id", "job_id", "installation_id")
+_INT_PARAMS = (
+    "runner_id",
+    "runner_group_id",
+    "run_id",
+    "job_id",
+    "installation_id",
+    "hook_id",
+    "delivery_id",
+)
 
 
 def aiohttp_path(path: str) -> str:

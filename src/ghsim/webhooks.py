@@ -15,6 +15,13 @@ seed picks the same deliveries whatever the scheduling):
 * ``fail``: nothing is sent; every delivery is recorded as ``failed`` (can be redelivered later).
 
 GitHub does not retry failed deliveries by itself, and neither does the simulator.
+
+Every attempt to send (a duplicate's second send and a redelivery included; not a dropped delivery,
+which GitHub never attempted) is also recorded per hook as an :class:`Attempt`, in the shape of
+GitHub's hook deliveries API (:mod:`ghsim.hookdeliveries` serves it): ids grow in the order the
+attempts finish, a fault or connection failure is ``status_code`` 0 with a ``status`` such as
+``failed to connect``, and a redelivery (:meth:`WebhookDispatcher.redeliver_attempt`) sends the
+original payload again with the same ``X-GitHub-Delivery`` GUID and ``redelivery: true``.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import random
@@ -80,6 +88,9 @@ class Delivery:
     want_reorder: bool = False
     delivered_at: list[float] = field(default_factory=list)
     error: str | None = None
+    installation_id: int | None = None
+    repository_id: int | None = None
+    redelivery: bool = False
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -99,6 +110,21 @@ class Delivery:
         }
 
 
+@dataclass
+class Attempt:
+    """One attempt to send a delivery, as GitHub's hook deliveries API lists it."""
+
+    id: int
+    delivery: Delivery
+    delivered_at: float
+    duration: float
+    status: str
+    status_code: int
+    redelivery: bool
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: str | None = None
+
+
 class WebhookDispatcher:
     def __init__(
         self, world: World, renderer: Renderer, *, history: int = 20_000, parallelism: int = 16
@@ -115,6 +141,11 @@ class WebhookDispatcher:
         self._rngs: dict[int, random.Random] = {}
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._history = history
+        self.attempts: dict[int, deque[Attempt]] = {}
+        """Per hook id, the attempts in the order they finished (oldest first)."""
+        self._attempt_ids = itertools.count(1)
+        self._attempt_by_id: dict[int, Attempt] = {}
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
@@ -164,7 +195,7 @@ class WebhookDispatcher:
         for hook, installation_id in self.hooks_for(repo):
             payload = build_workflow_job_event(self.renderer, event.action, event.job, hook, installation_id)
             body = json.dumps(payload.to_dict(), separators=(",", ":")).encode()
-            self._enqueue(hook, event.action, event.job.id, body)
+            self._enqueue(hook, event.action, event.job.id, body, (installation_id, repo.id))
 
     def _target(self, hook: Hook) -> tuple[str, str]:
         if hook.app_id is not None:
@@ -176,7 +207,9 @@ class WebhookDispatcher:
             return "organization", str(self.world.org(hook.scope.name).id)
         return "business", str(self.world.enterprise(hook.scope.name).id)
 
-    def _enqueue(self, hook: Hook, action: str, job_id: int, body: bytes) -> None:
+    def _enqueue(
+        self, hook: Hook, action: str, job_id: int, body: bytes, ids: tuple[int | None, int | None]
+    ) -> None:
         now = time.monotonic()
         guid = str(uuid.uuid4())
         target_type, target_id = self._target(hook)
@@ -195,6 +228,7 @@ class WebhookDispatcher:
         delivery = Delivery(
             guid, hook.id, "workflow_job", action, job_id, body, headers, self.world.now(), now
         )
+        delivery.installation_id, delivery.repository_id = ids
         self.deliveries.append(delivery)
         self._by_guid[guid] = delivery
         if len(self._by_guid) > (self.deliveries.maxlen or 0) * 2:
@@ -248,6 +282,52 @@ class WebhookDispatcher:
         self._queue(hook.id).put_nowait(new)
         return new
 
+    def attempt(self, attempt_id: int) -> Attempt | None:
+        return self._attempt_by_id.get(attempt_id)
+
+    def redeliver_attempt(self, attempt: Attempt) -> Delivery:
+        """GitHub's redelivery: the attempt's payload and headers again, the same GUID, as a new
+        attempt with ``redelivery: true``."""
+        old = attempt.delivery
+        new = Delivery(
+            old.guid,
+            old.hook_id,
+            old.event,
+            old.action,
+            old.job_id,
+            old.body,
+            dict(old.headers),
+            self.world.now(),
+            time.monotonic(),
+            installation_id=old.installation_id,
+            repository_id=old.repository_id,
+            redelivery=True,
+        )
+        self.deliveries.append(new)
+        self._queue(old.hook_id).put_nowait(new)
+        return new
+
+    def _record(self, delivery: Delivery, started: float, status: str, code: int, resp: Any = None) -> None:
+        attempt = Attempt(
+            next(self._attempt_ids),
+            delivery,
+            self.world.now(),
+            round(time.monotonic() - started, 3),
+            status,
+            code,
+            delivery.redelivery,
+        )
+        if resp is not None:
+            attempt.response_headers = dict(resp.headers)
+            attempt.response_body = resp.body
+        log_ = self.attempts.get(delivery.hook_id)
+        if log_ is None:
+            log_ = self.attempts[delivery.hook_id] = deque(maxlen=self._history)
+        if len(log_) == log_.maxlen:
+            self._attempt_by_id.pop(log_[0].id, None)
+        log_.append(attempt)
+        self._attempt_by_id[attempt.id] = attempt
+
     async def drained(self) -> None:
         """Return once every delivery enqueued so far has been sent, dropped or failed."""
         for queue in list(self._queues.values()):
@@ -296,21 +376,33 @@ class WebhookDispatcher:
     async def _send(self, delivery: Delivery) -> None:
         hook = self.world.hooks.get(delivery.hook_id)
         delivery.attempts += 1
+        started = time.monotonic()
         if hook is None:
             delivery.status, delivery.error = "failed", "hook deleted"
             return
         if hook.fail:
             delivery.status, delivery.error = "failed", "delivery failure injected"
+            self._record(delivery, started, "failed to connect to host", 0)
             return
         assert self._session is not None
         try:
             async with self._session.post(hook.url, data=delivery.body, headers=delivery.headers) as resp:
-                await resp.read()
+                text = await resp.text(errors="replace")
                 delivery.status_code = resp.status
                 delivery.status = "delivered" if 200 <= resp.status < 300 else "failed"
                 if delivery.status == "failed":
                     delivery.error = f"HTTP {resp.status}"
+                status = "OK" if delivery.status == "delivered" else f"Invalid HTTP Response: {resp.status}"
+                self._record(delivery, started, status, resp.status, _Response(dict(resp.headers), text))
         except (aiohttp.ClientError, TimeoutError) as exc:
             delivery.status, delivery.error = "failed", f"{type(exc).__name__}: {exc}"
             log.info("webhook delivery %s to hook %s failed: %s", delivery.guid, hook.id, delivery.error)
+            timed_out = isinstance(exc, TimeoutError)
+            self._record(delivery, started, "timed out" if timed_out else "failed to connect to host", 0)
         delivery.delivered_at.append(self.world.now())
+
+
+@dataclass(frozen=True)
+class _Response:
+    headers: dict[str, str]
+    body: str

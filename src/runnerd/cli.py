@@ -31,6 +31,7 @@ from aiohttp import web
 
 from runnerd import __version__, migrate, status
 from runnerd.api import parse_go_duration
+from runnerd.cli_audit import add_audit_flags, audit_settings, configure_audit
 from runnerd.cli_autoscaling import add_journal_flag, configure_autoscaling
 from runnerd.cli_cost import add_cost_flags, cost_settings
 from runnerd.controller.app import (
@@ -231,6 +232,7 @@ def _add_autoscaling_flags(p: argparse.ArgumentParser) -> None:
         help="ARC's sum: webhook reservations on top of the metric's count, even for the same job",
     )
     add_journal_flag(p)
+    add_audit_flags(p, duration)
 
 
 def add_default_labels_flag(p: argparse.ArgumentParser) -> None:
@@ -360,6 +362,11 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
     addresses = endpoints(args)
     if addresses is None:
         return 2
+    try:
+        audit_settings(args)
+    except ValueError as exc:
+        log.error("--webhook-audit: %s", exc)
+        return 2
     options = controller_options(args, config)
     identity = env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     async with (
@@ -383,6 +390,7 @@ async def run_controller(args: argparse.Namespace, env: Mapping[str, str]) -> in
         autoscaling = controllers.autoscaling
         assert autoscaling is not None
         configure_autoscaling(controllers, args)
+        configure_audit(controllers, args)
         if (cost := cost_settings(args, args.leader_election_namespace)) is not None:
             install_cost(controllers, cost)
         if args.scale_sets:

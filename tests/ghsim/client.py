@@ -22,7 +22,7 @@ from .schemas import doc_for
 #: (operation id, status, "root" | "ghes") of every validated response, in order
 CHECKED: list[tuple[str, int, str]] = []
 
-_INT = ("runner_id", "runner_group_id", "run_id", "job_id", "installation_id")
+_INT = ("runner_id", "runner_group_id", "run_id", "job_id", "installation_id", "hook_id", "delivery_id")
 
 
 def _compile(path: str) -> re.Pattern[str]:

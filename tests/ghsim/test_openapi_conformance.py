@@ -20,6 +20,7 @@ from ghsim.rest import ROUTES
 from . import client as client_mod
 from .client import GitHub
 from .conftest import Setup, make_jwt
+from .hook_delivery_scenarios import HOOK_SCENARIOS
 from .schemas import doc_for
 
 Scenario = Callable[[GitHub, Simulator, Setup], Awaitable[None]]
@@ -446,6 +447,9 @@ async def _rate_limit(gh: GitHub, sim: Simulator, s: Setup) -> None:
     assert (got.status, got.body["resources"]["core"]["used"], got.body["rate"]["limit"]) == (200, 1, 5000)
     anonymous = await gh.get("/rate_limit", token="")
     assert (anonymous.status, anonymous.body["rate"]["limit"]) == (200, 60)
+
+
+SCENARIOS.update(HOOK_SCENARIOS)
 
 
 # ---- the tests -------------------------------------------------------------------------------------

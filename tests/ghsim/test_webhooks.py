@@ -15,6 +15,7 @@ from ghsim import JobSpec, Simulator
 from ghsim.entities import Scope
 from ghsim.webhooks import verify_signature_256
 
+from .client import GitHub
 from .conftest import Setup
 from .schemas import validate_workflow_job_payload
 
@@ -292,6 +293,54 @@ async def test_fail_every_delivery_then_redeliver(sim: Simulator, setup: Setup, 
     (r,) = await receiver.wait_count(1)
     assert r.headers["X-GitHub-Delivery"] == again.guid
     assert r.body == failed[0].body
+
+
+async def test_api_redelivery_sends_the_same_guid_and_payload(
+    sim: Simulator, setup: Setup, receiver: Receiver, gh: GitHub
+) -> None:
+    hook_id = hook(sim, receiver.url, scope=Scope("org", "octo-org"), faults={"fail": True})
+    enqueue_many(sim, 1)
+    await wait_settled(sim)
+    token = sim.world.create_pat("hooks", ["admin:org_hook"]).token
+    base = f"/orgs/octo-org/hooks/{hook_id}/deliveries"
+    [failed] = (await gh.get(base, token=token)).body
+    sim.world.set_hook_faults(hook_id, {"fail": False})
+    assert (await gh.post(f"{base}/{failed['id']}/attempts", token=token)).status == 202
+    (r,) = await receiver.wait_count(1)
+    original = next(d for d in sim.core.dispatcher.deliveries if d.guid == failed["guid"])
+    assert (r.headers["X-GitHub-Delivery"], r.body) == (failed["guid"], original.body)
+    await wait_settled(sim)
+    assert [(d["guid"], d["redelivery"]) for d in (await gh.get(base, token=token)).body] == [
+        (failed["guid"], True),
+        (failed["guid"], False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("granted", "listed", "redelivered"),
+    [(None, 403, 403), ("read", 200, 403), ("write", 200, 202)],
+)
+async def test_installation_tokens_need_the_organization_hooks_permission(
+    sim: Simulator,
+    setup: Setup,
+    receiver: Receiver,
+    gh: GitHub,
+    granted: str | None,
+    listed: int,
+    redelivered: int,
+) -> None:
+    hook_id = hook(sim, receiver.url, scope=Scope("org", "octo-org"))
+    enqueue_many(sim, 1)
+    await wait_settled(sim)
+    inst = sim.world.installations[setup.inst_octo]
+    if granted is not None:
+        inst.permissions["organization_hooks"] = granted
+    token = sim.world.issue_installation_token(inst.id).token
+    base = f"/orgs/octo-org/hooks/{hook_id}/deliveries"
+    got = await gh.get(base, token=token)
+    assert got.status == listed
+    [attempt] = sim.core.dispatcher.attempts[hook_id]
+    assert (await gh.post(f"{base}/{attempt.id}/attempts", token=token)).status == redelivered
 
 
 async def test_receiver_errors_are_recorded(sim: Simulator, setup: Setup, receiver: Receiver) -> None:

@@ -31,6 +31,7 @@ from runnerd.github import (
     RunnerBusyError,
     Scope,
 )
+from runnerd.reconcile.deliveryaudit import HookRef
 from tests.unit.github.conftest import ClientFactory, client_factory
 
 pytestmark = pytest.mark.timeout(60)
@@ -298,3 +299,47 @@ async def test_a_recreated_runner_group_is_found_again_after_a_404(
         jit = await gh.generate_jit_config(ORG, "r1", labels=["gpu"], runner_group_id=new)
         assert sim.runners[jit.runner_id].group is not None
         assert sim.runners[jit.runner_id].group.id == new
+
+
+async def test_hook_deliveries_listed_page_by_page_and_redelivered(
+    world: World, make_client: Callable[..., GitHubClient]
+) -> None:
+    sim = world.sim
+    hook = sim.world.create_hook("http://127.0.0.1:9/unused", scope=SimScope("org", "octo-org"))
+    sim.world.set_hook_faults(hook.id, {"fail": True})
+    sim.world.enqueue_run(sim.world.repo_by_name("octo-org/app"), [JobSpec(("x",))] * 101)
+    await sim.core.dispatcher.drained()
+    ref = HookRef("org", "octo-org", hook_id=hook.id)
+    async with make_client(
+        PersonalAccessToken(sim.world.create_pat("hooks", ["admin:org_hook"]).token)
+    ) as gh:
+        first, following = await gh.list_hook_deliveries(ref)
+        assert following is not None
+        rest, last = await gh.list_hook_deliveries(ref, next_url=following)
+        assert (len(first), len(rest), last) == (100, 1, None)
+        assert first[0].id > first[-1].id > rest[0].id  # newest first
+        assert {(a.event, a.status_code, a.ok) for a in first + rest} == {("workflow_job", 0, False)}
+        sim.world.set_hook_faults(hook.id, {"fail": False})
+        await gh.redeliver_hook_delivery(ref, rest[0].id)
+        await sim.core.dispatcher.drained()
+        newest, _ = await gh.list_hook_deliveries(ref)
+        assert (newest[0].guid, newest[0].redelivery) == (rest[0].guid, True)
+    async with make_client() as gh:  # admin:org is not admin:org_hook
+        with pytest.raises(PermissionDeniedError):
+            await gh.list_hook_deliveries(ref)
+
+
+async def test_the_apps_own_hook_is_read_with_its_jwt(
+    world: World, make_client: Callable[..., GitHubClient]
+) -> None:
+    sim = world.sim
+    sim.world.create_hook("http://127.0.0.1:9/unused", app_id=world.app_id, faults={"fail": True})
+    sim.world.enqueue_run(sim.world.repo_by_name("octo-org/app"), [JobSpec(("x",))])
+    await sim.core.dispatcher.drained()
+    async with make_client(_app(world)) as gh:
+        (attempt,), _ = await gh.list_hook_deliveries(HookRef("app"))
+        assert (attempt.action, attempt.status_code) == ("queued", 0)
+        assert gh.stats.snapshot().total(ACCESS_TOKENS) == 0  # the App itself, not an installation
+    async with make_client() as gh:
+        with pytest.raises(ValueError, match="GitHub App credentials"):
+            await gh.list_hook_deliveries(HookRef("app"))

@@ -55,6 +55,13 @@ observations as old as that interval (:attr:`~runnerd.controller.runwatch.RunObs
 and runs that applied deliveries announced are not listed job by job
 (:attr:`~runnerd.controller.runwatch.RunObserver.ledger`).
 
+With the webhook delivery audit (``--webhook-audit``, :mod:`runnerd.controller.deliveryaudit`) the
+poll's stretched bound is the audit's long bound (1 h) while the audit is healthy, and a repository
+learned from a delivery, or named only by reservations (which deliveries made), is first polled that
+long after (one named by a target or a metric is polled at once, as without the audit); the audit
+turning unhealthy brings the pace and every repository's next poll back within the bound above at
+once (:attr:`SafetyNetPoller.audit`).
+
 e.g. B = 60 s, C = 1000: up to 7 repositories are polled every 55 s (7 * 2 * 3600 / 55 = 916
 calls/hour); 20 repositories are polled every 144 s, and the ``GitHubAPIBudget`` condition says the
 bound cannot be kept. The ceiling also holds when busy: calls are counted in a sliding one-hour
@@ -77,7 +84,7 @@ from runnerd.github import GitHubClient, GitHubError, RateLimitedError
 from runnerd.github.budget import CallWindow
 from runnerd.reconcile.hra import TOTAL_JOBS, AutoscaleError, metric_repositories
 from runnerd.reconcile.matching import JobEvent
-from runnerd.reconcile.pollpace import Pace, PollEvidence, next_interval, stretched_bound
+from runnerd.reconcile.pollpace import Pace, PollEvidence, audited_bound, next_interval, stretched_bound
 from runnerd.runtime import Key, Result
 from runnerd.web.metrics import Metrics
 
@@ -93,6 +100,15 @@ IDLE_CALLS_PER_REPOSITORY = 2
 LEARNED_TTL = 86_400.0
 REFUSED_OUTCOMES = frozenset({"bad_signature", "malformed", "failed"})
 """Webhook outcomes that mean a delivery was lost to the intake (the poll's interval resets)."""
+
+
+class AuditHealth(Protocol):
+    """The webhook delivery audit, as the poll sees it (:mod:`runnerd.controller.deliveryaudit`)."""
+
+    @property
+    def bound(self) -> float: ...
+
+    def healthy(self) -> bool: ...
 
 
 class PollOptions(Protocol):
@@ -196,6 +212,13 @@ class SafetyNetPoller:
         self._since_reset = 0
         self._configured: set[str] = set()
         """Repositories known without a delivery (targets, metrics, reservations): polled at once."""
+        self._targeted: set[str] = set()
+        """Repositories named by targets and metrics: polled at once even while the audit is healthy (a
+        repository named only by reservations, which deliveries made, then waits like a learned one)."""
+        self.audit: AuditHealth | None = None
+        """The webhook delivery audit (``--webhook-audit``): while it is healthy the pace may stretch to
+        its long bound (:func:`runnerd.reconcile.pollpace.audited_bound`)."""
+        self._audited = False
 
     def budget_limited(self) -> tuple[str, str] | None:
         """``(reason, message)`` while the budget (not the bound) decides how often the poll runs."""
@@ -221,6 +244,7 @@ class SafetyNetPoller:
                 org = config.organization
                 for repo in repos:
                     found.setdefault(repo.casefold(), (repo, "Organization" if org else None, org, None))
+        self._targeted = set(found)
         for repository in self.sink.reserved_repositories():
             found.setdefault(repository.casefold(), (repository, None, None, None))
         self._configured = set(found)
@@ -254,7 +278,7 @@ class SafetyNetPoller:
             repo = self._repos.get(key)
             if repo is None:
                 repo = self._repos[key] = _Repo(name, owner_type, org, enterprise, next_due=now)
-                if key not in self._configured:
+                if key not in self._configured or (key not in self._targeted and self._audit_healthy()):
                     learned.append(repo)
             else:
                 repo.owner_type = owner_type or repo.owner_type
@@ -278,9 +302,7 @@ class SafetyNetPoller:
         bound, ceiling = self.options.poll_bound, self.options.poll_max_calls_per_hour
         the_plan = plan(bound, ceiling, len(self._repos))
         self.last_plan = the_plan
-        interval = max(the_plan.interval, self.pace or 0.0)
-        for repo in learned:  # a delivery just came from it: its first poll is one interval later
-            repo.next_due = now + interval
+        interval = self._pace_learned(learned, the_plan, now)
         self.metrics.poll_interval.set(interval)
         self.metrics.poll_repositories.set(len(self._repos))
         self.metrics.poll_budget_per_hour.set(ceiling)
@@ -340,6 +362,34 @@ class SafetyNetPoller:
         wake = min(r.next_due for r in self._repos.values()) - self._monotonic()
         return Result(requeue_after=max(wake, 0.01))
 
+    def _audit_healthy(self) -> bool:
+        return self.audit is not None and self.audit.healthy()
+
+    def _pace_learned(self, learned: list[_Repo], the_plan: PollPlan, now: float) -> float:
+        """The interval now; a repository a delivery just taught is first polled one interval later
+        (the audit's long bound while it is healthy). The audit turning unhealthy brings the pace and
+        every repository's next poll back within today's bound at once."""
+        audited = self._audit_healthy()
+        if self._audited and not audited:
+            today = max(stretched_bound(self.options.poll_max_interval, the_plan.interval / the_plan.wanted),
+                        the_plan.interval)  # fmt: skip
+            if self.pace is not None and self.pace > today:
+                self.pace = today
+                self.observer.backstop_age = today
+            self.observer.defer_bound = today
+            soon = now + max(the_plan.interval, self.pace or 0.0)
+            for repo in self._repos.values():
+                repo.next_due = min(repo.next_due, soon)
+            log.info(
+                "safety-net poll: the webhook delivery audit is unhealthy; back to every %.0fs at most", today
+            )
+        self._audited = audited
+        interval = max(the_plan.interval, self.pace or 0.0)
+        first = max(interval, self.audit.bound) if audited and self.audit is not None else interval
+        for repo in learned:
+            repo.next_due = now + first
+        return interval
+
     def _defer_while_rate_limited(self) -> tuple[str, str] | None:
         """While GitHub's core limit is spent (or down to its last 2 %), every repository's next poll
         waits for its reset; the condition that says so."""
@@ -385,6 +435,8 @@ class SafetyNetPoller:
         self._applied_seen, self._refused_seen = applied, refused
         self._round_missed = self._round_unannounced = 0
         longest = stretched_bound(self.options.poll_max_interval, spread)
+        if self.audit is not None:
+            longest = audited_bound(longest, self.audit.bound, self.audit.healthy())
         pace, step, why = next_interval(self.pace or short, evidence, Pace(short, longest))
         self.pace_steps[step] += 1
         if step == "reset":

@@ -31,6 +31,7 @@ from runnerd.github.errors import (
     RunnerGroupNotFoundError,
     UnexpectedResponseError,
 )
+from runnerd.github.hookdeliveries import attempt_from_json, hook_path
 from runnerd.github.models import (
     JitConfig,
     RegistrationToken,
@@ -39,8 +40,9 @@ from runnerd.github.models import (
     WorkflowJob,
     WorkflowRun,
 )
-from runnerd.github.sansio import RateLimit, server_clock_offset
-from runnerd.github.transport import RetryPolicy, Transport
+from runnerd.github.sansio import RateLimit, next_page_url, same_origin, server_clock_offset
+from runnerd.github.transport import Auth, RetryPolicy, Transport
+from runnerd.reconcile.deliveryaudit import DeliveryAttempt, HookRef
 
 DEFAULT_USER_AGENT: Final = f"runnerd/{__version__}"
 DEFAULT_RUNNER_GROUP_ID: Final = 1  # every organization's and repository's "Default" group
@@ -374,6 +376,41 @@ class GitHubClient:
             query={"filter": filter},
         )
         return [WorkflowJob.from_json(item) for item in items]
+
+    async def list_hook_deliveries(
+        self, hook: HookRef, *, next_url: str | None = None
+    ) -> tuple[list[DeliveryAttempt], str | None]:
+        """One page (100, newest first) of the hook's delivery attempts, and the next page's URL
+        (``None``: the last page). ``GET {hook}/deliveries?per_page=100`` (see
+        :mod:`runnerd.github.hookdeliveries`; the App's hook is read with the App's JWT)."""
+        template, url_vars = hook_path(hook)
+        template += "/deliveries"
+        url = next_url or self._http.url(template, url_vars, {"per_page": "100"})
+        resp = await self._http.call("GET", template, url=url, auth=self._hook_auth(hook), conditional=False)
+        if not isinstance(resp.data, list):
+            raise UnexpectedResponseError(f"GET {template}: not a list")
+        following = next_page_url(resp.link)
+        if following is not None and not same_origin(following, self._config.api_url):
+            raise UnexpectedResponseError(f"GET {template}: next page link leaves the API host")
+        return [attempt_from_json(item) for item in resp.data], following
+
+    async def redeliver_hook_delivery(self, hook: HookRef, delivery_id: int) -> None:
+        """Ask GitHub to send a delivery again, with the same GUID.
+        ``POST {hook}/deliveries/{delivery_id}/attempts`` (202)."""
+        template, url_vars = hook_path(hook)
+        await self._http.call(
+            "POST",
+            template + "/deliveries/{delivery_id}/attempts",
+            {**url_vars, "delivery_id": str(delivery_id)},
+            auth=self._hook_auth(hook),
+        )
+
+    def _hook_auth(self, hook: HookRef) -> Auth:
+        if hook.kind != "app":
+            return Auth.DEFAULT
+        if not isinstance(self._credentials, GitHubAppCredentials):
+            raise ValueError("the GitHub App's own webhook needs GitHub App credentials")
+        return Auth.APP_JWT
 
     async def get_rate_limit(self) -> Mapping[str, RateLimit]:
         """Every rate-limit bucket: ``GET /rate_limit`` (free; not held back by the gate). The result is

@@ -26,6 +26,20 @@ spaces the short interval ``spread`` times wider than wanted; the stretched boun
 (``wanted / longest``, about a fifth by default) whatever the number of repositories, instead of all
 of it. The guarantee above holds with that bound.
 
+With the **delivery audit** (``--webhook-audit``, :mod:`runnerd.reconcile.deliveryaudit`), GitHub's
+own record of the hook's deliveries covers what the poll was mostly for: a delivery GitHub attempted
+and failed (our endpoint down, an error answered, a timeout) is redelivered within about one audit
+interval (60 s by default) of the audit's next pass. What is left to the poll is a job no delivery
+was ever attempted for (GitHub lost the event before its hook saw it). So while the audit is healthy
+(its last pass succeeded within two of its intervals), the stretched bound is the audit's long bound
+(:func:`audited_bound`, ``--webhook-audit-poll-bound``, 1 h by default) and a repository known only
+from a delivery is first polled that long after it was learned; the moment the audit is unhealthy
+(a 403, 404 or 5xx, or no pass for two intervals) the bound is the one above again and no
+repository waits longer than the current interval. Guarantee with the audit healthy: a queued job
+whose delivery GitHub failed gets a reservation within about one audit interval; a job no delivery
+was ever attempted for, within the long bound (plus one poll's duration). Without the audit, nothing
+here changes.
+
 Which runs' jobs are listed (one call per run): a run that no delivery announced is listed at once
 (that is the poll's purpose). A run that deliveries did announce is not listed, because the jobs the
 deliveries named are already reserved, unless
@@ -89,6 +103,12 @@ def stretched_bound(longest: float, spread: float) -> float:
     """The bound of a stretched interval when the budget spaces the short interval ``spread`` (>= 1)
     times wider than wanted: as much wider (see the module docstring)."""
     return longest * max(1.0, spread)
+
+
+def audited_bound(longest: float, audit_bound: float, audit_healthy: bool) -> float:
+    """The bound the interval may stretch to: the delivery audit's long bound while it is healthy
+    (never shorter than ``longest``), else ``longest`` (see the module docstring)."""
+    return max(longest, audit_bound) if audit_healthy else longest
 
 
 def next_interval(current: float, evidence: PollEvidence, pace: Pace) -> tuple[float, Step, str]:

@@ -254,6 +254,23 @@ POLL_BUDGET_PER_HOUR = Family(
     "runnerd_safety_net_budget_calls_per_hour",
     "The configured ceiling of safety-net API calls per hour",
 )
+AUDIT_PASSES = Family(
+    Counter,
+    "runnerd_webhook_audit_passes_total",
+    "Passes of the webhook delivery audit over the hook's deliveries by outcome (ok, failed, budget)",
+    ("outcome",),
+)
+AUDIT_REDELIVERIES = Family(
+    Counter,
+    "runnerd_webhook_audit_redeliveries_total",
+    "Failed workflow_job deliveries the audit asked GitHub to redeliver",
+)
+AUDIT_HEALTHY = Family(
+    Gauge,
+    "runnerd_webhook_audit_healthy",
+    "1 while the webhook delivery audit's last pass succeeded within two intervals (the safety-net poll"
+    " may stretch to the audit's long bound), else 0",
+)
 
 # runnerd: sized jobs (docs/gpu-sizing.md, "Wiring"); the runnerd_sized_jobs gauge is read at scrape time
 SIZED_JOBS_REFUSED = Family(
