@@ -4,18 +4,23 @@ A RunnerDeployment target is always available; a RunnerSet target only when the 
 ``runnersets`` informer (until then an HRA naming a RunnerSet reports that it cannot be resolved).
 Parsed targets and HRAs are cached per object (``uid``), its latest ``resourceVersion`` only (an HRA
 holding 1,000 reservations parses to about a megabyte, and each reservation write is a new version):
-the webhook path resolves every webhook-scaled HRA's target for each delivery.
+the webhook path resolves every webhook-scaled HRA's target for each delivery. A new version of an
+HRA parses only the capacity reservations no earlier version had (:class:`ReservationMemo`): every
+reservation write, journal fold and status write is a new version of a list of up to 1,000 mostly
+unchanged entries.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from runnerd.api import (
     ApiParseError,
+    CapacityReservation,
     HorizontalRunnerAutoscaler,
     RunnerConfig,
     RunnerDeployment,
@@ -77,6 +82,62 @@ class WebhookTarget:
 
 MAX_CACHED = 4096
 """Objects (not versions) whose latest parse is kept."""
+MAX_RESERVATIONS = 16_384
+"""Parsed capacity reservations kept by their JSON fields (all forgotten at once beyond)."""
+
+
+def _memo_key(raw: Any) -> tuple[tuple[str, Any], ...] | None:
+    """A reservation's JSON fields as a key: only plain strings, integers and nulls (a ``True`` is
+    not a ``1`` here), else ``None`` (parsed as usual, not kept)."""
+    if type(raw) is not dict:
+        return None
+    items = tuple(raw.items())
+    for _, value in items:
+        kind = type(value)
+        if kind is not str and kind is not int and value is not None:
+            return None
+    return items
+
+
+class ReservationMemo:
+    """Parsed capacity reservations by their JSON fields (bounded); the parsed objects are shared
+    between HRA versions, and nothing changes a parsed reservation (a change is a new object)."""
+
+    def __init__(self, size: int = MAX_RESERVATIONS) -> None:
+        self.size = size
+        self._parsed: dict[tuple[tuple[str, Any], ...], CapacityReservation] = {}
+
+    def __len__(self) -> int:
+        return len(self._parsed)
+
+    def parse(self, raw: Sequence[Any]) -> list[CapacityReservation] | None:
+        """``raw`` parsed; ``None`` when an entry is not an object (the whole HRA parses as usual)."""
+        out: list[CapacityReservation] = []
+        memo = self._parsed
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                return None
+            key = _memo_key(item)
+            hit = memo.get(key) if key is not None else None
+            if hit is None:
+                hit = CapacityReservation.from_dict(item, f".spec.capacityReservations[{i}]")
+                if key is not None:
+                    if len(memo) >= self.size:
+                        memo.clear()
+                    memo[key] = hit
+            out.append(hit)
+        return out
+
+    def parse_hra(self, obj: Obj) -> HorizontalRunnerAutoscaler:
+        """The HRA, its reservations through the memo; raises ``ApiParseError``."""
+        spec = obj.get("spec")
+        raw = spec.get("capacityReservations") if isinstance(spec, dict) else None
+        parsed = self.parse(raw) if isinstance(raw, list) and raw else None
+        if parsed is None or not isinstance(spec, dict):
+            return HorizontalRunnerAutoscaler.from_dict(obj)
+        rest = {k: v for k, v in spec.items() if k != "capacityReservations"}
+        hra = HorizontalRunnerAutoscaler.from_dict({**obj, "spec": rest})
+        return dataclasses.replace(hra, spec=dataclasses.replace(hra.spec, capacity_reservations=parsed))
 
 
 def _version(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -91,6 +152,7 @@ class TargetResolver:
         # parses to about a megabyte, and every reservation write makes a new version
         self._parsed: dict[tuple[str, str], tuple[str, ScaleTarget | str]] = {}
         self._hras: dict[str, tuple[str, HorizontalRunnerAutoscaler | None]] = {}
+        self.reservations = ReservationMemo()
 
     @property
     def supports_runner_sets(self) -> bool:
@@ -149,7 +211,7 @@ class TargetResolver:
         if cached is not None and cached[0] == version:
             return cached[1]
         try:
-            hra: HorizontalRunnerAutoscaler | None = HorizontalRunnerAutoscaler.from_dict(obj)
+            hra: HorizontalRunnerAutoscaler | None = self.reservations.parse_hra(obj)
         except ApiParseError:
             hra = None
         if len(self._hras) > MAX_CACHED:
