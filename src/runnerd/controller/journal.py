@@ -1,4 +1,4 @@
-"""The reservation journal (``--reservation-journal``): webhook intake that does not wait for the HRA.
+"""The reservation journal (the default intake): webhook intake that does not wait for the HRA.
 
 Without it, a group commit of reservations rewrites the HRA's whole ``capacityReservations`` (57 ms
 p50 at 1,000 live jobs, so at most ~280 deliveries/s per HRA). With it, a commit creates one small

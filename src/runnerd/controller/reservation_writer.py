@@ -12,10 +12,12 @@ unconditional merge patches can overwrite each other).
 After each write the HRA controller gets the written object and the key, so it scales the target at
 once instead of waiting for a sync period (in the leader; elsewhere the enqueue is a no-op).
 
-With a :class:`~runnerd.controller.journal.ReservationJournal` (``--reservation-journal``) a commit
-does not write the HRA: it decides each event on the HRA's list with the unfolded journal entries
-applied and records the changes as one journal entry (a ConfigMap create, which nothing else
-conflicts with); the leader folds the entries into the HRA (see :mod:`runnerd.controller.journal`).
+With a :class:`~runnerd.controller.journal.ReservationJournal` (the default; not with
+``--no-reservation-journal``) a commit does not write the HRA: it decides each event on the HRA's
+list with the unfolded journal entries applied and records the changes as one journal entry (a
+ConfigMap create, which nothing else conflicts with); the leader folds the entries into the HRA
+(see :mod:`runnerd.controller.journal`). Either way a commit decides its group of events in one
+pass over the list (:func:`~runnerd.reconcile.reservations.apply_workflow_job_events`).
 """
 
 from __future__ import annotations
