@@ -82,11 +82,15 @@ class WebhookTarget:
 
 MAX_CACHED = 4096
 """Objects (not versions) whose latest parse is kept."""
-MAX_RESERVATIONS = 16_384
-"""Parsed capacity reservations kept by their JSON fields (all forgotten at once beyond)."""
+MemoKey = tuple[tuple[str, Any], ...]
 
 
-def _memo_key(raw: Any) -> tuple[tuple[str, Any], ...] | None:
+def _version(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
+
+
+def _memo_key(raw: Any) -> MemoKey | None:
     """A reservation's JSON fields as a key: only plain strings, integers and nulls (a ``True`` is
     not a ``1`` here), else ``None`` (parsed as usual, not kept)."""
     if type(raw) is not dict:
@@ -100,49 +104,48 @@ def _memo_key(raw: Any) -> tuple[tuple[str, Any], ...] | None:
 
 
 class ReservationMemo:
-    """Parsed capacity reservations by their JSON fields (bounded); the parsed objects are shared
-    between HRA versions, and nothing changes a parsed reservation (a change is a new object)."""
+    """Parsed capacity reservations of the latest version of each HRA, by their JSON fields: the
+    next version reuses the unchanged ones (shared objects: nothing changes a parsed reservation, a
+    change is a new object), and the memo holds no more than the versions it serves (one per HRA,
+    :data:`MAX_CACHED` HRAs)."""
 
-    def __init__(self, size: int = MAX_RESERVATIONS) -> None:
-        self.size = size
-        self._parsed: dict[tuple[tuple[str, Any], ...], CapacityReservation] = {}
+    def __init__(self) -> None:
+        self._by_hra: dict[str, dict[MemoKey, CapacityReservation]] = {}
 
     def __len__(self) -> int:
-        return len(self._parsed)
+        return sum(len(memo) for memo in self._by_hra.values())
 
-    def parse(self, raw: Sequence[Any]) -> list[CapacityReservation] | None:
+    def parse(self, uid: str, raw: Sequence[Any]) -> list[CapacityReservation] | None:
         """``raw`` parsed; ``None`` when an entry is not an object (the whole HRA parses as usual)."""
         out: list[CapacityReservation] = []
-        memo = self._parsed
+        old = self._by_hra.get(uid) or {}
+        new: dict[MemoKey, CapacityReservation] = {}
         for i, item in enumerate(raw):
             if not isinstance(item, dict):
                 return None
             key = _memo_key(item)
-            hit = memo.get(key) if key is not None else None
+            hit = (old.get(key) or new.get(key)) if key is not None else None
             if hit is None:
                 hit = CapacityReservation.from_dict(item, f".spec.capacityReservations[{i}]")
-                if key is not None:
-                    if len(memo) >= self.size:
-                        memo.clear()
-                    memo[key] = hit
+            if key is not None:
+                new[key] = hit
             out.append(hit)
+        if len(self._by_hra) >= MAX_CACHED and uid not in self._by_hra:
+            self._by_hra.clear()
+        self._by_hra[uid] = new
         return out
 
     def parse_hra(self, obj: Obj) -> HorizontalRunnerAutoscaler:
         """The HRA, its reservations through the memo; raises ``ApiParseError``."""
         spec = obj.get("spec")
         raw = spec.get("capacityReservations") if isinstance(spec, dict) else None
-        parsed = self.parse(raw) if isinstance(raw, list) and raw else None
+        uid = _version(obj)[0]
+        parsed = self.parse(uid, raw) if isinstance(raw, list) and raw and uid else None
         if parsed is None or not isinstance(spec, dict):
             return HorizontalRunnerAutoscaler.from_dict(obj)
         rest = {k: v for k, v in spec.items() if k != "capacityReservations"}
         hra = HorizontalRunnerAutoscaler.from_dict({**obj, "spec": rest})
         return dataclasses.replace(hra, spec=dataclasses.replace(hra.spec, capacity_reservations=parsed))
-
-
-def _version(obj: Mapping[str, Any]) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
-    return str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
 
 
 class TargetResolver:

@@ -48,7 +48,7 @@ def entry(job: int, replicas: Any = 1, until: Any = "2026-12-07T10:00:00Z") -> d
 )
 def test_the_memo_parses_as_the_api_does(reservations: list[Any]) -> None:
     memo = ReservationMemo()
-    for version in ("1", "2"):  # the second parse reads the memo
+    for version in ("1", "2"):  # the second parse reads the memo (same uid)
         obj = hra(copy.deepcopy(reservations), version)
         assert memo.parse_hra(obj) == HorizontalRunnerAutoscaler.from_dict(obj)
 
@@ -79,11 +79,23 @@ def test_a_new_version_shares_the_unchanged_reservations() -> None:
     assert resolver.parse_hra(hra([entry(2), entry(3)], "2")) is second  # same version: the cached parse
 
 
-def test_the_memo_is_bounded() -> None:
-    memo = ReservationMemo(size=3)
-    memo.parse([entry(j) for j in range(1, 4)])
+def test_the_memo_holds_the_latest_version_of_each_hra_only() -> None:
+    memo = ReservationMemo()
+    first = memo.parse("u-1", [entry(j) for j in range(1, 4)])
+    memo.parse("u-2", [entry(1)])
+    assert len(memo) == 4
+    again = memo.parse("u-1", [entry(3), entry(4)])  # job 1 and 2 are gone from u-1's memo
+    assert first is not None
+    assert again is not None
+    assert again[0] is first[2]
     assert len(memo) == 3
-    parsed = memo.parse([entry(4)])
-    assert len(memo) == 1
-    assert parsed is not None
-    assert parsed[0].name == "job-4@o/r"
+
+
+def test_the_memo_of_a_changed_entry_is_a_new_object() -> None:
+    memo = ReservationMemo()
+    before = memo.parse("u-1", [entry(1)])
+    after = memo.parse("u-1", [entry(1, until="2026-12-07T11:00:00Z")])
+    assert before is not None
+    assert after is not None
+    assert after[0] is not before[0]
+    assert after[0].expiration_time != before[0].expiration_time
