@@ -239,6 +239,10 @@ def _reserved(who: str, until: dt.datetime) -> str:
     return f"{who} queued: reserved 1 replica until {format_go_time(until)}"
 
 
+def _completed_again(who: str) -> str:
+    return f"{who} completed again: nothing to release"
+
+
 def _released(who: str, conclusion: str | None, had: bool, keep_markers: bool) -> str:
     if had:
         return f"{who} completed ({conclusion}): its reservation released"
@@ -253,7 +257,7 @@ def _completed_job(
     who, job_id, conclusion = event.who, event.job_id, event.conclusion
     had = [r for r in kept if job_of(r) == job_id]
     if had and not any(is_live(r) for r in had):
-        return kept, f"{who} completed again: nothing to release"
+        return kept, _completed_again(who)
     others = [r for r in kept if job_of(r) != job_id]
     reason = _released(who, conclusion, bool(had), event.keep_markers)
     if not event.keep_markers:
@@ -368,12 +372,10 @@ class _Batch:
         keep_markers: bool,
     ) -> None:
         self.original = original
-        self.now, self.duration, self.max_replicas, self.keep_markers = (
-            now,
-            duration,
-            max_replicas,
-            keep_markers,
-        )
+        self.now = now
+        self.duration = duration
+        self.max_replicas = max_replicas
+        self.keep_markers = keep_markers
         self.items: list[CapacityReservation | None] | None = None  # None: not housekept yet
         self.jobs: dict[int, list[int]] = {}  # job id -> indexes of its entries in items
         self.live = 0  # live entries in items
@@ -436,7 +438,7 @@ class _Batch:
         had = [r for r in (self.items[i] for i in self.jobs.get(job_id, ())) if r is not None]
         live = [r for r in had if is_live(r)]
         if had and not live:
-            return False, 0, f"{event.who} completed again: nothing to release"
+            return False, 0, _completed_again(event.who)
         for i in self.jobs.pop(job_id, ()):
             self.items[i] = None
         self.live -= len(live)
