@@ -446,6 +446,7 @@ def controller_options(args: argparse.Namespace, config: GitHubConfig) -> Contro
         runner_group_ttl=args.runner_group_ttl,
         credentials_refresh=args.credentials_refresh,
         enable_sizing=args.enable_sizing,
+        reservation_journal=args.reservation_journal,
         pod=pod_options,
     )
 
@@ -495,6 +496,7 @@ def add_webhook_server_parser(sub: argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument("--github-enterprise-url", default=os.environ.get("GITHUB_ENTERPRISE_URL") or None)
     p.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
+    add_journal_flag(p)
 
 
 async def run_webhook_server(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -533,6 +535,7 @@ async def run_webhook_server(args: argparse.Namespace, env: Mapping[str, str]) -
                 github=github,
                 default_labels=labels,
                 identity=identity,
+                reservation_journal=args.reservation_journal,
             )
             ready = lambda: process.ready  # noqa: E731
             apps: dict[str, Callable[[], web.Application]] = {

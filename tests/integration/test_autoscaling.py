@@ -33,6 +33,8 @@ from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPL
 from runnerd.controller.process import Autoscaling, Controllers
 from runnerd.github import GitHubClient
 from runnerd.kube.client import KubeClient
+from runnerd.kube.resources import CONFIGMAPS
+from runnerd.reconcile.journal import HRA_LABEL, decode
 from runnerd.reconcile.reservations import parse_job_reservation
 from runnerd.runtime import InformerEvent, Key
 from runnerd.web.server import Address, Servers
@@ -489,10 +491,13 @@ def _queued_payload(job_id: int) -> bytes:
 
 
 @pytest.mark.timeout(100)
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "no-journal"])
 async def test_standalone_webhook_server_process(
-    cluster: Cluster, crds: list[str], namespace: str, tmp_path: Path
+    cluster: Cluster, crds: list[str], namespace: str, tmp_path: Path, journal: bool
 ) -> None:
-    """``runnerd webhook-server`` (ARC's separate Deployment) writes the reservation the controller reads."""
+    """``runnerd webhook-server`` (ARC's separate Deployment) writes the reservation the controller
+    reads: by default a journal entry, answered once created, that the leading controller folds into
+    the HRA; with ``--no-reservation-journal`` the HRA's list itself, before the answer."""
     from devcluster.cluster import free_port
 
     kube = await KubeClient.connect(str(cluster.kubeconfig))
@@ -507,6 +512,7 @@ async def test_standalone_webhook_server_process(
             f"--watch-namespace={namespace}",
             f"--webhook-addr=127.0.0.1:{webhook_port}",
             f"--metrics-addr=127.0.0.1:{metrics_port}",
+            *([] if journal else ["--no-reservation-journal"]),
             env={**os.environ, "GITHUB_WEBHOOK_SECRET_TOKEN": SECRET, "PYTHONUNBUFFERED": "1"},
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
@@ -546,8 +552,11 @@ async def test_standalone_webhook_server_process(
             status, text = await wait_until("a reservation", lambda: _scaled(post()), within=10)
             assert status == 200
             assert "scaled" in text
-            hra = await kube.get(HORIZONTAL_RUNNER_AUTOSCALERS, "example-hra", namespace=namespace)
-            assert _reserved(hra, 4242)
+            if journal:
+                await _folded_by_a_controller(cluster, kube, namespace, 4242)
+            else:
+                hra = await kube.get(HORIZONTAL_RUNNER_AUTOSCALERS, "example-hra", namespace=namespace)
+                assert _reserved(hra, 4242)
             async with session.get(metrics + "/metrics") as resp:
                 text = await resp.text()
             assert 'runnerd_webhook_deliveries_total{event="workflow_job",outcome="scaled"} 1.0' in text
@@ -562,6 +571,23 @@ async def test_standalone_webhook_server_process(
             await proc.wait()
         await kube.close()
     assert SECRET not in (tmp_path / "webhook-server.log").read_text()
+
+
+async def _folded_by_a_controller(cluster: Cluster, kube: KubeClient, namespace: str, job_id: int) -> None:
+    """The webhook server's journal entry was durable when it answered; a controller (the leader)
+    folds it into the HRA's list and deletes it."""
+    hra = await kube.get(HORIZONTAL_RUNNER_AUTOSCALERS, "example-hra", namespace=namespace)
+    assert not _reserved(hra, job_id)  # nothing folds it yet: no controller runs
+    entries = (await kube.list(CONFIGMAPS, namespace=namespace, label_selector=f"{HRA_LABEL}=true")).items
+    assert [op.job_id for e in entries if (entry := decode(e)) is not None for op in entry.ops] == [job_id]
+    async with Simulator() as sim, controller_process(cluster, sim, seed(sim), namespace):
+
+        async def folded() -> bool:
+            hra = await kube.get(HORIZONTAL_RUNNER_AUTOSCALERS, "example-hra", namespace=namespace)
+            listed = await kube.list(CONFIGMAPS, namespace=namespace, label_selector=f"{HRA_LABEL}=true")
+            return _reserved(hra, job_id) and not listed.items
+
+        await wait_until("the journal folded into the HRA and collected", folded, within=20)
 
 
 async def _scaled(post: Any) -> tuple[int, str] | None:

@@ -56,11 +56,14 @@ from runnerd.controller.common import (
     RUNNERS,
     controller_ref,
 )
+from runnerd.controller.journal import ReservationJournal, journal_informer
+from runnerd.controller.reservation_writer import utcnow
 from runnerd.github import GitHubClient, GitHubConfig, Scope, load_credentials
 from runnerd.github.credentials import GitHubAppCredentials
 from runnerd.kube.client import KubeClient
-from runnerd.kube.resources import DEPLOYMENTS, PODS, SECRETS
-from runnerd.runtime import Forbidden
+from runnerd.kube.resources import CONFIGMAPS, DEPLOYMENTS, PODS, SECRETS
+from runnerd.reconcile.journal import HRA_LABEL, decode
+from runnerd.runtime import Forbidden, Key, Manager
 from tests.integration.support import (
     ARTICLE_HRA,
     ARTICLE_RD,
@@ -672,6 +675,8 @@ NOT_REACHED = {
     ("patch", GROUP, "horizontalrunnerautoscalers"): "webhook sink: capacity reservations",
     ("patch", "", "events"): "an Event that repeats",
     ("update", "", "configmaps"): "the cost ledger's later passes (its first write creates it)",
+    ("delete", "", "configmaps"): "the reservation journal's fold: no webhook delivery in this test"
+    " (test_webhook_server_writes_a_reservation_with_its_charts_rbac folds one)",
     ("patch", "runnerd.dev", "runnersizingpolicies/status"): "sizing: a RunnerSizingPolicy's status",
     # sizing.enabled (the default): capacity admission's informers, with --enable-sizing
     **{(verb, "", "nodes"): "sizing: capacity admission's node informer" for verb in ("list", "watch")},
@@ -1177,12 +1182,36 @@ spec:
 """
 
 
+async def journalled_jobs(kube: KubeClient, namespace: str) -> list[int]:
+    """The job ids of the reservation journal's entries in ``namespace``."""
+    listed = await kube.list(CONFIGMAPS, namespace=namespace, label_selector=f"{HRA_LABEL}=true")
+    return [op.job_id for obj in listed.items if (entry := decode(obj)) is not None for op in entry.ops]
+
+
+async def fold_journal(kube: KubeClient, key: Key) -> None:
+    """What the leading controller does with the journal: one fold of ``key``'s entries."""
+    informer = journal_informer(kube, key.namespace)
+    manager = Manager()
+    manager.add_informer(informer)
+    task = asyncio.create_task(manager.run())
+    try:
+        await wait_until("the journal listed", lambda: manager.ready and informer.store.keys())
+        assert await ReservationJournal(kube, informer, clock=utcnow).fold(key) is not None
+    finally:
+        manager.stop()
+        await task
+
+
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "no-journal"])
 async def test_webhook_server_writes_a_reservation_with_its_charts_rbac(
-    cluster: Cluster, helm_bin: Path, namespace: str, tmp_path: Path
+    cluster: Cluster, helm_bin: Path, namespace: str, tmp_path: Path, journal: bool
 ) -> None:
     """``runnerd webhook-server`` as the chart's webhook Deployment runs it, with its own
     ServiceAccount: GitHub's ``workflow_job`` delivery (from ghsim's hook) becomes a capacity
-    reservation on the HRA, and no request is refused."""
+    reservation on the HRA, and no request is refused. With the reservation journal (the default)
+    the server only creates a journal entry, which the leading controller's fold (run here with the
+    admin's client) writes into the HRA and deletes; with ``reservationJournal.enabled=false`` the
+    server patches the HRA itself."""
     release = namespace
     ca = ca_file(cluster)
     secret = "webhook-secret-for-the-chart-test"
@@ -1204,6 +1233,7 @@ async def test_webhook_server_writes_a_reservation_with_its_charts_rbac(
                         "enabled": True,
                         "secret": {"create": True, "github_webhook_secret_token": secret},
                     },
+                    "reservationJournal": {"enabled": journal},
                 },
             )  # fmt: skip
             objects = manifest(cluster, helm_bin, tmp_path, release, namespace)
@@ -1250,15 +1280,29 @@ async def test_webhook_server_writes_a_reservation_with_its_charts_rbac(
                         )
                         return len(hra["spec"].get("capacityReservations") or []) == 1
 
+                    if journal:
+                        await wait_until(
+                            "a journal entry from the workflow_job delivery",
+                            lambda: journalled_jobs(kube, namespace),
+                            20,
+                            guard,
+                        )
+                        await fold_journal(kube, Key(namespace, "example-hra"))
                     await wait_until(
                         "a capacity reservation from the workflow_job delivery", reserved, 20, guard
                     )
+                    assert not await journalled_jobs(kube, namespace)  # folded entries are deleted
                 finally:
                     code = await stop(proc)
             assert code == 0, log.read_text()[-3000:]
             assert not proxy.refused(), proxy.refused()
             used = {(a.verb, a.group, a.resource) for a in proxy.accesses}
-            assert ("patch", GROUP, "horizontalrunnerautoscalers") in used
+            if journal:  # it creates entries and reads none; the HRA is the leader's to write
+                assert {a for a in used if a[2] == "configmaps"} == {("create", "", "configmaps")}
+                assert ("patch", GROUP, "horizontalrunnerautoscalers") not in used
+            else:
+                assert ("patch", GROUP, "horizontalrunnerautoscalers") in used
+                assert not {a for a in used if a[2] == "configmaps"}
             granted = granted_to(objects, sa, namespace)
             assert used <= granted
             assert {a.namespace for a in proxy.accesses} == {namespace}

@@ -171,6 +171,8 @@ def build(
     if runner_sets:
         install_runnersets(controllers, recycle_volumes=recycle_volumes)
     controllers.autoscaling = install_autoscaling(controllers)
+    if options.reservation_journal:
+        install_journal(controllers)
     controllers.autoscaling.metrics.watch_process(
         leading=lambda: manager.leading, orphans=lambda: (sweeper.suspected, sweeper.removed_total)
     )
@@ -413,11 +415,14 @@ def _watch_for_metrics(
 
 
 def install_journal(controllers: Controllers) -> ReservationJournal:
-    """``--reservation-journal``: webhook commits create journal entries (ConfigMaps), the leader
-    folds them into the HRAs at most once a second, and the HRA controller counts unfolded ones
-    too (see :mod:`runnerd.controller.journal`). Before the manager runs."""
+    """``--reservation-journal`` (the default, :attr:`ControllerOptions.reservation_journal`): webhook
+    commits create journal entries (ConfigMaps), the leader folds them into the HRAs at most once a
+    second, and the HRA controller counts unfolded ones too (see :mod:`runnerd.controller.journal`).
+    Before the manager runs; a second call returns the installed journal."""
     autoscaling = controllers.autoscaling
     assert autoscaling is not None
+    if autoscaling.writer.journal is not None:
+        return autoscaling.writer.journal
     informer = journal_informer(controllers.kube, controllers.options.namespace)
     controllers.informers[informer.name] = controllers.manager.add_informer(informer)
     hra_ctl, controller, writer = autoscaling.hra_controller, autoscaling.controller, autoscaling.writer
@@ -538,11 +543,14 @@ def build_webhook_process(
     default_labels: Iterable[str] = (),
     metrics: Metrics | None = None,
     identity: str = "",
+    reservation_journal: bool = True,
 ) -> WebhookProcess:
     """A process that only serves webhooks: it writes reservations, the controller scales.
 
     It watches HRAs, RunnerDeployments and (``runner_sets``) RunnerSets. ``github`` is only used to
-    resolve runner-group visibility.
+    resolve runner-group visibility. With ``reservation_journal`` (the default) its commits create
+    journal entries, which the leading controller folds; it reads none it did not write (no
+    ConfigMap list or watch: :class:`ReservationJournal` without an informer).
     """
     metrics = metrics or Metrics()
     informers: dict[str, Informer] = {
@@ -560,6 +568,8 @@ def build_webhook_process(
         manager.add_informer(informer)
     resolver = TargetResolver(informers)
     writer = ReservationWriter(kube, informers[HRA_INFORMER], resolver, metrics=metrics)
+    if reservation_journal:
+        writer.journal = ReservationJournal(kube, None, clock=writer.clock)
     recorder = EventRecorder(kube.event_sink(), component="runnerd-webhook-server", instance=identity)
     sink = ReservationSink(
         kube=kube,

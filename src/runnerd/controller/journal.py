@@ -1,4 +1,4 @@
-"""The reservation journal (``--reservation-journal``): webhook intake that does not wait for the HRA.
+"""The reservation journal (the default intake): webhook intake that does not wait for the HRA.
 
 Without it, a group commit of reservations rewrites the HRA's whole ``capacityReservations`` (57 ms
 p50 at 1,000 live jobs, so at most ~280 deliveries/s per HRA). With it, a commit creates one small
@@ -22,6 +22,10 @@ returns: durable in etcd, a crash after the answer loses nothing. The rules are 
 * **Bounds.** At most :data:`~runnerd.reconcile.journal.MAX_UNFOLDED` unfolded entries per HRA: a
   commit beyond is refused (:class:`JournalFull`, the delivery gets an error and the safety-net poll
   finds its job); without a leader folding, deliveries stop being accepted instead of piling up.
+* **Write-only** (no informer: ``runnerd webhook-server``, which may only create ConfigMaps): it
+  counts and bounds the entries it created until the HRA's watermark passes them, and folds nothing;
+  entries other processes wrote reach its view through the fold (within about a second). A
+  duplicate it cannot see is journalled again and folded once (a job is named by its id).
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ class ReservationJournal:
     def __init__(
         self,
         kube: KubeClient,
-        informer: Informer,
+        informer: Informer | None,
         *,
         clock: Callable[[], dt.datetime],
         monotonic: Callable[[], float] = time.monotonic,
@@ -107,14 +111,30 @@ class ReservationJournal:
         self._own: dict[Key, dict[str, Entry]] = {}
         """Entries this process created that its informer may not have listed yet."""
         self._last_fold: dict[Key, float] = {}
+        self._decoded: dict[tuple[str, str], Entry | None] = {}
+        """Entries decoded, by name and resourceVersion (an entry is read at every commit)."""
         self.appended = 0
         self.folds = 0
 
     # --- reading ---------------------------------------------------------------------------------
 
     def _stored(self, key: Key) -> list[Entry]:
-        found = (decode(o) for o in self.informer.store.by_index(INDEX_HRA, f"{key.namespace}/{key.name}"))
+        if self.informer is None:
+            return []
+        found = (
+            self._decode(o) for o in self.informer.store.by_index(INDEX_HRA, f"{key.namespace}/{key.name}")
+        )
         return [e for e in found if e is not None]
+
+    def _decode(self, obj: Obj) -> Entry | None:
+        meta = obj.get("metadata") or {}
+        memo = (str(meta.get("name") or ""), str(meta.get("resourceVersion") or ""))
+        if memo in self._decoded:
+            return self._decoded[memo]
+        if len(self._decoded) >= 4 * MAX_UNFOLDED:
+            self._decoded.clear()
+        entry = self._decoded[memo] = decode(obj)
+        return entry
 
     def entries(self, key: Key, hra: Obj) -> list[Entry]:
         """The unfolded entries of ``hra`` in order: listed ones and this process's own recent ones."""

@@ -12,10 +12,12 @@ unconditional merge patches can overwrite each other).
 After each write the HRA controller gets the written object and the key, so it scales the target at
 once instead of waiting for a sync period (in the leader; elsewhere the enqueue is a no-op).
 
-With a :class:`~runnerd.controller.journal.ReservationJournal` (``--reservation-journal``) a commit
-does not write the HRA: it decides each event on the HRA's list with the unfolded journal entries
-applied and records the changes as one journal entry (a ConfigMap create, which nothing else
-conflicts with); the leader folds the entries into the HRA (see :mod:`runnerd.controller.journal`).
+With a :class:`~runnerd.controller.journal.ReservationJournal` (the default; not with
+``--no-reservation-journal``) a commit does not write the HRA: it decides each event on the HRA's
+list with the unfolded journal entries applied and records the changes as one journal entry (a
+ConfigMap create, which nothing else conflicts with); the leader folds the entries into the HRA
+(see :mod:`runnerd.controller.journal`). Either way a commit decides its group of events in one
+pass over the list (:func:`~runnerd.reconcile.reservations.apply_workflow_job_events`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from runnerd.controller.targets import TargetResolver
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.journal import JournalOp
 from runnerd.reconcile.matching import workflow_job_trigger
-from runnerd.reconcile.reservations import ReservationUpdate, apply_workflow_job_event, job_of
+from runnerd.reconcile.reservations import JobDelivery, Outcome, apply_workflow_job_events, job_of
 from runnerd.runtime import ApiError, Conflict, Informer, Invalid, Key, NotFound, Obj
 from runnerd.web.metrics import Metrics
 
@@ -90,7 +92,7 @@ class FinishedJobs:
 
 @dataclass(frozen=True)
 class OpResult:
-    update: ReservationUpdate | None  # None: not applied (see reason)
+    update: Outcome | None  # None: not applied (see reason)
     reason: str
 
     @property
@@ -260,41 +262,45 @@ class ReservationWriter:
     def _apply_ops(
         self, key: Key, obj: Obj, ops: Sequence[JobOp], base: Sequence[CapacityReservation] | None = None
     ) -> tuple[tuple[CapacityReservation, ...], list[OpResult], bool] | str:
-        """The HRA's reservations (or ``base``) after ``ops``, each op's result, and whether anything
-        changed; or why the ops cannot apply to this HRA."""
+        """The HRA's reservations (or ``base``) after ``ops`` (one pass over the list for the group,
+        :func:`~runnerd.reconcile.reservations.apply_workflow_job_events`), each op's result, and
+        whether the list changed; or why the ops cannot apply to this HRA."""
         hra = self.resolver.parse_hra(obj)
         if hra is None:
             return f"{key} does not parse"
         trigger = workflow_job_trigger(hra.spec)
         if trigger is None:
             return f"{key} has no workflowJob trigger"
-        now = self.clock()
         reservations = tuple(hra.spec.capacity_reservations if base is None else base)
-        results: list[OpResult] = []
-        changed = False
-        for op in ops:
-            if op.action == "queued" and op.job_id in self.finished:
-                done = _unchanged(reservations, f"job {op.job_id} queued after it finished: no reservation")
-                results.append(OpResult(done, done.reason))
+        skipped: dict[int, str] = {}  # ops not applied: a queued for a job that finished
+        deliveries: list[JobDelivery] = []
+        completed: set[int] = set()
+        for i, op in enumerate(ops):
+            if op.action == "queued" and (op.job_id in self.finished or op.job_id in completed):
+                skipped[i] = f"job {op.job_id} queued after it finished: no reservation"
                 continue
-            update = apply_workflow_job_event(
-                reservations,
-                op.action,
-                op.conclusion,
-                op.runner_id,
-                now,
-                trigger.effective_duration,
-                hra.spec.max_replicas,
-                job_id=op.job_id,
-                repository=op.repository,
-                keep_markers=False,
-            )
+            if op.action == "completed":
+                completed.add(op.job_id)
+            deliveries.append(JobDelivery(op.action, op.conclusion, op.runner_id, op.job_id, op.repository))
+        batch = apply_workflow_job_events(
+            reservations,
+            deliveries,
+            self.clock(),
+            trigger.effective_duration,
+            hra.spec.max_replicas,
+            keep_markers=False,
+        )
+        for op in ops:
             if op.action == "completed":
                 self.finished.add(op.job_id)
-            reservations = update.reservations
-            changed = changed or update.changed
-            results.append(OpResult(update, update.reason))
-        return reservations, results, changed
+        outcomes = iter(batch.outcomes)
+        results = [
+            OpResult(Outcome(False, 0, 0, 0, skipped[i]), skipped[i])
+            if i in skipped
+            else OpResult(o := next(outcomes), o.reason)
+            for i in range(len(ops))
+        ]
+        return batch.reservations, results, batch.changed
 
     async def _patch(self, key: Key, obj: Obj, new: list[dict[str, Any]]) -> Obj:
         """Write ``new`` as the HRA's reservations, on condition that they did not change since ``obj``."""
@@ -353,7 +359,3 @@ def journal_ops(
                 JournalOp("queued", op.job_id, op.repository, held.effective_time, held.expiration_time)
             )
     return out
-
-
-def _unchanged(reservations: tuple[Any, ...], reason: str) -> ReservationUpdate:
-    return ReservationUpdate(reservations, False, 0, 0, 0, reason)

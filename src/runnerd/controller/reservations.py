@@ -56,7 +56,7 @@ from runnerd.reconcile.matching import (
     VisibleGroups,
     match_workflow_job,
 )
-from runnerd.reconcile.reservations import ReservationUpdate, parse_job_reservation
+from runnerd.reconcile.reservations import Outcome, parse_job_reservation
 from runnerd.runtime import Conflict, EventRecorder, Informer, Key, NotFound, Obj
 from runnerd.web.metrics import Metrics
 from runnerd.web.payload import WorkflowJobEvent
@@ -408,7 +408,7 @@ def _created_at(job: WorkflowJob | None) -> float | None:
         return None
 
 
-def _effect(update: ReservationUpdate) -> str:
+def _effect(update: Outcome) -> str:
     if update.delta > 0:
         return "reserved"
     if update.delta < 0:

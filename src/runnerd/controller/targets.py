@@ -4,18 +4,23 @@ A RunnerDeployment target is always available; a RunnerSet target only when the 
 ``runnersets`` informer (until then an HRA naming a RunnerSet reports that it cannot be resolved).
 Parsed targets and HRAs are cached per object (``uid``), its latest ``resourceVersion`` only (an HRA
 holding 1,000 reservations parses to about a megabyte, and each reservation write is a new version):
-the webhook path resolves every webhook-scaled HRA's target for each delivery.
+the webhook path resolves every webhook-scaled HRA's target for each delivery. A new version of an
+HRA parses only the capacity reservations no earlier version had (:class:`ReservationMemo`): every
+reservation write, journal fold and status write is a new version of a list of up to 1,000 mostly
+unchanged entries.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from runnerd.api import (
     ApiParseError,
+    CapacityReservation,
     HorizontalRunnerAutoscaler,
     RunnerConfig,
     RunnerDeployment,
@@ -77,11 +82,70 @@ class WebhookTarget:
 
 MAX_CACHED = 4096
 """Objects (not versions) whose latest parse is kept."""
+MemoKey = tuple[tuple[str, Any], ...]
 
 
 def _version(obj: Mapping[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
+
+
+def _memo_key(raw: Any) -> MemoKey | None:
+    """A reservation's JSON fields as a key: only plain strings, integers and nulls (a ``True`` is
+    not a ``1`` here), else ``None`` (parsed as usual, not kept)."""
+    if type(raw) is not dict:
+        return None
+    items = tuple(raw.items())
+    for _, value in items:
+        kind = type(value)
+        if kind is not str and kind is not int and value is not None:
+            return None
+    return items
+
+
+class ReservationMemo:
+    """Parsed capacity reservations of the latest version of each HRA, by their JSON fields: the
+    next version reuses the unchanged ones (shared objects: nothing changes a parsed reservation, a
+    change is a new object), and the memo holds no more than the versions it serves (one per HRA,
+    :data:`MAX_CACHED` HRAs)."""
+
+    def __init__(self) -> None:
+        self._by_hra: dict[str, dict[MemoKey, CapacityReservation]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(memo) for memo in self._by_hra.values())
+
+    def parse(self, uid: str, raw: Sequence[Any]) -> list[CapacityReservation] | None:
+        """``raw`` parsed; ``None`` when an entry is not an object (the whole HRA parses as usual)."""
+        out: list[CapacityReservation] = []
+        old = self._by_hra.get(uid) or {}
+        new: dict[MemoKey, CapacityReservation] = {}
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                return None
+            key = _memo_key(item)
+            hit = (old.get(key) or new.get(key)) if key is not None else None
+            if hit is None:
+                hit = CapacityReservation.from_dict(item, f".spec.capacityReservations[{i}]")
+            if key is not None:
+                new[key] = hit
+            out.append(hit)
+        if len(self._by_hra) >= MAX_CACHED and uid not in self._by_hra:
+            self._by_hra.clear()
+        self._by_hra[uid] = new
+        return out
+
+    def parse_hra(self, obj: Obj) -> HorizontalRunnerAutoscaler:
+        """The HRA, its reservations through the memo; raises ``ApiParseError``."""
+        spec = obj.get("spec")
+        raw = spec.get("capacityReservations") if isinstance(spec, dict) else None
+        uid = _version(obj)[0]
+        parsed = self.parse(uid, raw) if isinstance(raw, list) and raw and uid else None
+        if parsed is None or not isinstance(spec, dict):
+            return HorizontalRunnerAutoscaler.from_dict(obj)
+        rest = {k: v for k, v in spec.items() if k != "capacityReservations"}
+        hra = HorizontalRunnerAutoscaler.from_dict({**obj, "spec": rest})
+        return dataclasses.replace(hra, spec=dataclasses.replace(hra.spec, capacity_reservations=parsed))
 
 
 class TargetResolver:
@@ -91,6 +155,7 @@ class TargetResolver:
         # parses to about a megabyte, and every reservation write makes a new version
         self._parsed: dict[tuple[str, str], tuple[str, ScaleTarget | str]] = {}
         self._hras: dict[str, tuple[str, HorizontalRunnerAutoscaler | None]] = {}
+        self.reservations = ReservationMemo()
 
     @property
     def supports_runner_sets(self) -> bool:
@@ -149,7 +214,7 @@ class TargetResolver:
         if cached is not None and cached[0] == version:
             return cached[1]
         try:
-            hra: HorizontalRunnerAutoscaler | None = HorizontalRunnerAutoscaler.from_dict(obj)
+            hra: HorizontalRunnerAutoscaler | None = self.reservations.parse_hra(obj)
         except ApiParseError:
             hra = None
         if len(self._hras) > MAX_CACHED:

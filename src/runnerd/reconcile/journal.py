@@ -1,11 +1,12 @@
 """The reservation journal's rules (pure): what is folded, what is counted, what is collected.
 
-With ``--reservation-journal`` a group commit of webhook reservations is one small ConfigMap (a
-*journal entry*: the commit's job operations, in order) instead of a write of the HRA's whole
-``spec.capacityReservations``; the delivery is answered when the entry is created (durable in
-etcd). The leader folds an HRA's entries into its ``capacityReservations`` (where ARC keeps them)
-at most once a second, and records, in the same conditional write, the highest entry version it
-folded (the annotation :data:`FOLDED_ANNOTATION`). The contract:
+With the journal (the default; not with ``--no-reservation-journal``) a group commit of webhook
+reservations is one small ConfigMap (a *journal entry*: the commit's job operations, in order)
+instead of a write of the HRA's whole ``spec.capacityReservations``; the delivery is answered when
+the entry is created (durable in etcd). The leader folds an HRA's entries into its
+``capacityReservations`` (where ARC keeps them) at most once a second, and records, in the same
+conditional write, the highest entry version it folded (the annotation :data:`FOLDED_ANNOTATION`).
+The contract:
 
 * An entry whose ``resourceVersion`` is at most the HRA's watermark is folded: it is counted through
   the HRA's list only, and may be deleted. Any other entry is *unfolded*: it counts on top of the

@@ -3,7 +3,9 @@
 A reservation (``spec.capacityReservations[]`` of a HorizontalRunnerAutoscaler) asks for replicas
 until its ``expirationTime``; :func:`runnerd.reconcile.hra.desired_replicas` adds the live ones to
 the metrics' suggestion. This module decides how one delivery changes the list
-(:func:`apply_workflow_job_event`, ARC's webhook-based scaler) and names a job's reservation
+(:func:`apply_workflow_job_event`, ARC's webhook-based scaler), how a group of deliveries does in one
+pass over the list (:func:`apply_workflow_job_events`: the same decisions as applying them one after
+another at the same time, each delivery's outcome included) and names a job's reservation
 (:func:`job_reservation_name`, :func:`parse_job_reservation`).
 
 Where this differs from ARC, on purpose: deliveries are correlated by job id (see
@@ -64,6 +66,17 @@ def job_of(r: CapacityReservation) -> int | None:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What one delivery did to the list (a :class:`ReservationUpdate` without the list)."""
+
+    changed: bool  # the list differs from the one before this delivery
+    delta: int  # change of the reserved replicas caused by the event itself (+1, -1 or 0)
+    expired: int  # reservations dropped because they expired
+    starved_reset: int  # reservations beyond maxReplicas whose timers were restarted
+    reason: str
+
+
+@dataclass(frozen=True)
 class ReservationUpdate:
     reservations: tuple[CapacityReservation, ...]  # the new spec.capacityReservations
     changed: bool  # False: nothing to patch
@@ -71,6 +84,10 @@ class ReservationUpdate:
     expired: int  # reservations dropped because they expired
     starved_reset: int  # reservations beyond maxReplicas whose timers were restarted
     reason: str
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome(self.changed, self.delta, self.expired, self.starved_reset, self.reason)
 
 
 @dataclass(frozen=True)
@@ -206,12 +223,32 @@ def _queued(kept: list[CapacityReservation], event: _Delivery) -> tuple[list[Cap
     who, job_id, now, duration = event.who, event.job_id, event.now, event.duration
     if job_id is not None and any(job_of(r) == job_id for r in kept):
         done = not any(job_of(r) == job_id and is_live(r) for r in kept)
-        reason = f"{who} queued again" if not done else f"{who} queued after it completed"
-        return kept, reason + ": no new reservation"
+        return kept, _queued_again(who, done)
     reservation = CapacityReservation(
         name=event.name, effective_time=now, expiration_time=now + duration, replicas=1
     )
-    return [*kept, reservation], f"{who} queued: reserved 1 replica until {format_go_time(now + duration)}"
+    return [*kept, reservation], _reserved(who, now + duration)
+
+
+def _queued_again(who: str, done: bool) -> str:
+    reason = f"{who} queued again" if not done else f"{who} queued after it completed"
+    return reason + ": no new reservation"
+
+
+def _reserved(who: str, until: dt.datetime) -> str:
+    return f"{who} queued: reserved 1 replica until {format_go_time(until)}"
+
+
+def _completed_again(who: str) -> str:
+    return f"{who} completed again: nothing to release"
+
+
+def _released(who: str, conclusion: str | None, had: bool, keep_markers: bool) -> str:
+    if had:
+        return f"{who} completed ({conclusion}): its reservation released"
+    if not keep_markers:
+        return f"{who} completed ({conclusion}) without a reservation: nothing to release"
+    return f"{who} completed ({conclusion}) before it was seen queued: remembered, nothing released"
 
 
 def _completed_job(
@@ -220,19 +257,17 @@ def _completed_job(
     who, job_id, conclusion = event.who, event.job_id, event.conclusion
     had = [r for r in kept if job_of(r) == job_id]
     if had and not any(is_live(r) for r in had):
-        return kept, f"{who} completed again: nothing to release"
+        return kept, _completed_again(who)
     others = [r for r in kept if job_of(r) != job_id]
+    reason = _released(who, conclusion, bool(had), event.keep_markers)
     if not event.keep_markers:
-        if had:
-            return others, f"{who} completed ({conclusion}): its reservation released"
-        return others, f"{who} completed ({conclusion}) without a reservation: nothing to release"
-    marker = CapacityReservation(
+        return others, reason
+    return [*others, _marker(event)], reason
+
+
+def _marker(event: _Delivery) -> CapacityReservation:
+    return CapacityReservation(
         name=event.name, effective_time=event.now, expiration_time=event.now + event.duration, replicas=0
-    )
-    if had:
-        return [*others, marker], f"{who} completed ({conclusion}): its reservation released"
-    return [*others, marker], (
-        f"{who} completed ({conclusion}) before it was seen queued: remembered, nothing released"
     )
 
 
@@ -248,3 +283,168 @@ def _completed_without_id(
     rest = list(kept)
     released = rest.pop(pick[0])
     return rest, f"{who} completed ({conclusion}): released the oldest reservation ({display_name(released)})"
+
+
+# --- a group of deliveries in one pass -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobDelivery:
+    """One ``workflow_job`` delivery of a group (the arguments of :func:`apply_workflow_job_event`)."""
+
+    action: str
+    conclusion: str | None = None
+    runner_id: int | None = None
+    job_id: int | None = None
+    repository: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchUpdate:
+    reservations: tuple[CapacityReservation, ...]  # the new spec.capacityReservations
+    changed: bool  # the list differs from the input (False: nothing to patch)
+    outcomes: tuple[Outcome, ...]  # one per delivery, in order
+
+
+def apply_workflow_job_events(
+    reservations: Sequence[CapacityReservation],
+    deliveries: Sequence[JobDelivery],
+    now: dt.datetime,
+    duration: dt.timedelta,
+    max_replicas: int | None,
+    *,
+    keep_markers: bool = True,
+) -> BatchUpdate:
+    """Apply ``deliveries`` in order, at ``now``, as :func:`apply_workflow_job_event` applies them one
+    after another: the same final list and, for each delivery, the same :class:`Outcome`.
+
+    One pass over the list instead of one per delivery: housekeeping (starved timers restarted,
+    expired entries and, without ``keep_markers``, markers dropped) runs once, at the first delivery
+    that applies; at one ``now`` it changes nothing when run again (a restarted timer restarts to the
+    same times, an entry added at ``now`` neither expires nor starves differently, and an entry's rank
+    among the live ones never grows: entries are only removed or appended), so each later delivery
+    only reports the live entries beyond ``max_replicas`` as restarted, as the sequential rule counts
+    them. Then the entries are indexed by job id once and each delivery is a lookup. Deliveries
+    without a job id (ARC's oldest-first rule) and a non-positive ``duration`` (entries that expire
+    at once) are applied one after another. Raises ``ValueError`` for a naive ``now``."""
+    original = tuple(reservations)
+    if not deliveries:
+        return BatchUpdate(original, False, ())
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    applies = ("queued", "completed")
+    if duration <= dt.timedelta(0) or any(d.job_id is None and d.action in applies for d in deliveries):
+        return _one_by_one(original, deliveries, now, duration, max_replicas, keep_markers)
+    batch = _Batch(original, now, duration, max_replicas, keep_markers)
+    outcomes = tuple(batch.apply(d) for d in deliveries)
+    result = batch.result()
+    return BatchUpdate(result, result != original, outcomes)
+
+
+def _one_by_one(
+    original: tuple[CapacityReservation, ...],
+    deliveries: Sequence[JobDelivery],
+    now: dt.datetime,
+    duration: dt.timedelta,
+    max_replicas: int | None,
+    keep_markers: bool,
+) -> BatchUpdate:
+    current, outcomes = original, []
+    for d in deliveries:
+        update = apply_workflow_job_event(
+            current, d.action, d.conclusion, d.runner_id, now, duration, max_replicas,
+            job_id=d.job_id, repository=d.repository, keep_markers=keep_markers,
+        )  # fmt: skip
+        current = update.reservations
+        outcomes.append(update.outcome)
+    return BatchUpdate(current, current != original, tuple(outcomes))
+
+
+class _Batch:
+    """The list of one group of deliveries (every one with a job id), indexed by job id once."""
+
+    def __init__(
+        self,
+        original: tuple[CapacityReservation, ...],
+        now: dt.datetime,
+        duration: dt.timedelta,
+        max_replicas: int | None,
+        keep_markers: bool,
+    ) -> None:
+        self.original = original
+        self.now = now
+        self.duration = duration
+        self.max_replicas = max_replicas
+        self.keep_markers = keep_markers
+        self.items: list[CapacityReservation | None] | None = None  # None: not housekept yet
+        self.jobs: dict[int, list[int]] = {}  # job id -> indexes of its entries in items
+        self.live = 0  # live entries in items
+
+    def result(self) -> tuple[CapacityReservation, ...]:
+        if self.items is None:
+            return self.original
+        return tuple(r for r in self.items if r is not None)
+
+    def apply(self, d: JobDelivery) -> Outcome:
+        assert d.job_id is not None
+        name = job_reservation_name(d.job_id, d.repository)
+        event = _Delivery(d.action, d.conclusion, d.job_id, name, self.now, self.duration, self.keep_markers)
+        ignored = _ignored(event, d.runner_id)
+        if ignored is not None:
+            return Outcome(False, 0, 0, 0, ignored)
+        expired, starved, housekept = self._housekeep(event)
+        if d.action == "queued":
+            changed, delta, reason = self._queued(event, d.job_id)
+        else:
+            changed, delta, reason = self._completed(event, d.job_id)
+        return Outcome(housekept or changed, delta, expired, starved, reason)
+
+    def _housekeep(self, event: _Delivery) -> tuple[int, int, bool]:
+        """The first time, :func:`_housekeep` and the index; later, the restarted count only."""
+        if self.items is not None:
+            if self.max_replicas is None:
+                return 0, 0, False
+            return 0, max(0, self.live - max(self.max_replicas, 0)), False
+        kept, expired, starved = _housekeep(self.original, event, self.max_replicas)
+        changed = expired > 0 or (starved > 0 and tuple(kept) != self.original)
+        self.items = list(kept)
+        for i, r in enumerate(kept):
+            job = job_of(r)
+            if job is not None:
+                self.jobs.setdefault(job, []).append(i)
+            self.live += is_live(r)
+        return expired, starved, changed
+
+    def _append(self, job_id: int, r: CapacityReservation) -> None:
+        assert self.items is not None
+        self.jobs.setdefault(job_id, []).append(len(self.items))
+        self.items.append(r)
+        self.live += is_live(r)
+
+    def _queued(self, event: _Delivery, job_id: int) -> tuple[bool, int, str]:
+        assert self.items is not None
+        held = [self.items[i] for i in self.jobs.get(job_id, ())]
+        if held:
+            return False, 0, _queued_again(event.who, not any(r is not None and is_live(r) for r in held))
+        until = self.now + self.duration
+        self._append(
+            job_id,
+            CapacityReservation(name=event.name, effective_time=self.now, expiration_time=until, replicas=1),
+        )
+        return True, 1, _reserved(event.who, until)
+
+    def _completed(self, event: _Delivery, job_id: int) -> tuple[bool, int, str]:
+        assert self.items is not None
+        had = [r for r in (self.items[i] for i in self.jobs.get(job_id, ())) if r is not None]
+        live = [r for r in had if is_live(r)]
+        if had and not live:
+            return False, 0, _completed_again(event.who)
+        for i in self.jobs.pop(job_id, ()):
+            self.items[i] = None
+        self.live -= len(live)
+        delta = -sum(r.replicas or 0 for r in live)
+        reason = _released(event.who, event.conclusion, bool(had), self.keep_markers)
+        if not self.keep_markers:
+            return bool(had), delta, reason
+        self._append(job_id, _marker(event))
+        return True, delta, reason

@@ -100,9 +100,11 @@ NO_REQUEST = {
 # Granted only with rbac.allowGrantingKubernetesContainerModePermissions=true (as in ARC): the
 # per-runner ServiceAccount, Role and RoleBinding of containerMode kubernetes, and what that Role
 # grants (RBAC lets only a holder of a permission grant it).
-JOURNAL_VALUE = "reservationJournal.enabled=true"
+NO_JOURNAL_VALUE = "reservationJournal.enabled=false"
 JOURNAL_REQUESTS = {(verb, "", "configmaps") for verb in ("delete", "list", "watch")}
-"""--reservation-journal's requests (off by default; its ``create`` is the cost ledger's too)."""
+"""The reservation journal's requests (on by default; its ``create`` is the cost ledger's too)."""
+WEBHOOK_JOURNAL_REQUESTS = {("create", "", "configmaps")}
+"""The webhook server's journal: it creates entries and reads none (the leading controller folds)."""
 KUBERNETES_MODE_VALUE = "rbac.allowGrantingKubernetesContainerModePermissions=true"
 KUBERNETES_MODE_REQUESTS = {
     ("create", "", "serviceaccounts"),
@@ -261,8 +263,11 @@ def test_controller_rules_are_exactly_the_requests_its_code_makes(rendered: list
     assert not extra, f"the chart grants what no code requests: {extra}"
 
 
-def test_webhook_server_rules_cover_its_requests_and_no_more(rendered: list[dict[str, Any]]) -> None:
-    granted = rules_of(rendered, {"ClusterRole"}, {"rel-actions-runner-controller-github-webhook-server"})
+WEBHOOK_ROLE = "rel-actions-runner-controller-github-webhook-server"
+
+
+def webhook_server_requests() -> set[tuple[str, str, str]]:
+    """What ``runnerd webhook-server`` requests, the reservation journal's aside."""
     needed = {(c.verb, c.group, c.resource) for c in requests_in(WEBHOOK_MODULES)}
     group = "actions.summerwind.dev"
     # build_webhook_process: informers on autoscalers, RunnerDeployments and RunnerSets; Events
@@ -271,8 +276,18 @@ def test_webhook_server_rules_cover_its_requests_and_no_more(rendered: list[dict
         for v in ("list", "watch")
         for r in ("horizontalrunnerautoscalers", "runnerdeployments", "runnersets")
     }
-    needed |= {("create", "", "events"), ("patch", "", "events")}
-    assert granted == needed
+    return needed | {("create", "", "events"), ("patch", "", "events")}
+
+
+def test_webhook_server_rules_cover_its_requests_and_no_more(rendered: list[dict[str, Any]]) -> None:
+    """With the reservation journal (the default) it also creates the journal's entries; it reads
+    none (build_webhook_process: a journal without an informer), so it cannot list ConfigMaps."""
+    granted = rules_of(rendered, {"ClusterRole"}, {WEBHOOK_ROLE})
+    journal = {
+        (c.verb, c.group, c.resource) for c in requests_in([SRC / "runnerd" / "controller" / "journal.py"])
+    }
+    assert journal >= WEBHOOK_JOURNAL_REQUESTS
+    assert granted == webhook_server_requests() | WEBHOOK_JOURNAL_REQUESTS
 
 
 def test_without_runner_sets_the_rules_are_exactly_the_rest_of_the_code(tmp_path: Path) -> None:
@@ -284,7 +299,6 @@ def test_without_runner_sets_the_rules_are_exactly_the_rest_of_the_code(tmp_path
     needed = (
         {(c.verb, c.group, c.resource) for c in calls}
         - KUBERNETES_MODE_REQUESTS
-        - JOURNAL_REQUESTS
         - {(verb, common.RUNNER_SETS.group, "runnersets") for verb in ("patch", "list", "watch")}
     )
     granted = rules_of(render(tmp_path, "runnerSets.enabled=false"), {"ClusterRole", "Role"}, MANAGER_ROLES)
@@ -355,19 +369,26 @@ def test_capacity_admission_reads_nodes_and_every_pod_cluster_wide(
 
 
 def test_journal_value_grants_exactly_the_journals_requests(tmp_path: Path) -> None:
-    """``reservationJournal.enabled``: the ConfigMap rights of the journal, in the manager's role
-    (the watched namespaces, where the HRAs are), and the flag."""
+    """``reservationJournal.enabled`` (true by default): the ConfigMap rights of the journal, in the
+    manager's role (the watched namespaces, where the HRAs are) and, create only, the webhook
+    server's; false takes exactly those away and turns the journal off in both processes."""
     journal = requests_in([SRC / "runnerd" / "controller" / "journal.py"])
     needed = {(c.verb, c.group, c.resource) for c in journal if c.resource == "configmaps"}
     assert needed == JOURNAL_REQUESTS | {("create", "", "configmaps")}
-    off = rules_of(render(tmp_path), {"ClusterRole", "Role"}, MANAGER_ROLES)
-    objects = render(tmp_path, JOURNAL_VALUE)
-    on = rules_of(objects, {"ClusterRole", "Role"}, MANAGER_ROLES)
+    on_objects = render(tmp_path)
+    off_objects = render(tmp_path, NO_JOURNAL_VALUE)
+    on = rules_of(on_objects, {"ClusterRole", "Role"}, MANAGER_ROLES)
+    off = rules_of(off_objects, {"ClusterRole", "Role"}, MANAGER_ROLES)
     assert not off & JOURNAL_REQUESTS
     assert on - off == JOURNAL_REQUESTS
-    manager = rules_of(objects, {"ClusterRole", "Role"}, {"rel-actions-runner-controller-manager"})
+    manager = rules_of(on_objects, {"ClusterRole", "Role"}, {"rel-actions-runner-controller-manager"})
     assert needed <= manager
-    deployment = next(
-        o for o in objects if o["kind"] == "Deployment" and "webhook" not in o["metadata"]["name"]
-    )
-    assert "--reservation-journal" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    hook_off = rules_of(off_objects, {"ClusterRole"}, {WEBHOOK_ROLE})
+    assert hook_off == webhook_server_requests()
+    assert not {rule for rule in hook_off if rule[2] == "configmaps"}
+    for objects, args in ((on_objects, []), (off_objects, ["--no-reservation-journal"])):
+        for deployment in (o for o in objects if o["kind"] == "Deployment"):
+            flags = [
+                a for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"] if "journal" in a
+            ]
+            assert flags == args, deployment["metadata"]["name"]

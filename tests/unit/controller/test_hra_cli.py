@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from runnerd.cli import build_parser, endpoints
+from runnerd.cli import build_parser, controller_options, endpoints
+from runnerd.github import GitHubConfig
 from runnerd.web.server import Address
 
 pytestmark = pytest.mark.timeout(10)
@@ -65,3 +66,30 @@ def test_a_malformed_address_is_refused(caplog: pytest.LogCaptureFixture) -> Non
     with caplog.at_level(logging.ERROR):
         assert endpoints(args) is None
     assert "host:port" in caplog.text
+
+
+@pytest.mark.parametrize("command", ["controller", "webhook-server"])
+@pytest.mark.parametrize(
+    ("flags", "journal"),
+    [
+        ([], True),
+        (["--reservation-journal"], True),
+        (["--reservation-journal=true"], True),
+        (["--reservation-journal=false"], False),
+        (["--reservation-journal", "false"], False),
+        (["--reservation-journal=0"], False),
+        (["--no-reservation-journal"], False),
+        (["--no-reservation-journal", "--reservation-journal"], True),  # the last one wins
+    ],
+)
+def test_the_reservation_journal_is_the_default_intake(command: str, flags: list[str], journal: bool) -> None:
+    args = build_parser().parse_args([command, *flags])
+    assert args.reservation_journal is journal
+    if command == "controller":
+        assert controller_options(args, GitHubConfig.resolve()).reservation_journal is journal
+
+
+def test_a_journal_flag_value_that_is_not_a_boolean_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["controller", "--reservation-journal=maybe"])
+    assert "expected true or false" in capsys.readouterr().err

@@ -217,3 +217,29 @@ async def test_the_fold_of_a_deleted_hra_does_nothing() -> None:
     del env.kube.objects[(HRAS, NS, "hra")]
     assert await env.journal.fold(KEY) is None
     assert CONFIGMAPS.plural == "configmaps"
+
+
+async def test_a_write_only_journal_counts_its_own_entries_until_the_leader_folds_them() -> None:
+    """``runnerd webhook-server``'s journal (no informer: it may only create ConfigMaps): it decides on
+    the HRA's list with the entries it wrote, the leader folds them, the watermark retires them."""
+    env = Env()
+    resolver = TargetResolver(env.informers)
+    hook = ReservationWriter(env.kube, env.informers[HRAS], resolver, clock=lambda: NOW)  # type: ignore[arg-type]
+    hook.journal = ReservationJournal(env.kube, None, clock=lambda: NOW)  # type: ignore[arg-type]
+    assert (await hook.apply(KEY, queued(1))).delta == 1
+    assert (await hook.apply(KEY, queued(1))).delta == 0  # its own entry: a duplicate
+    assert len(env.configmaps()) == 1
+    assert env.counted(hook.journal) == ["job-1@octo/app"]
+    assert await hook.journal.fold(KEY) is None  # it folds nothing
+    env.sync()
+    await env.journal.fold(KEY)  # the leader
+    env.sync()
+    assert env.listed() == ["job-1@octo/app"]
+    assert env.configmaps() == []
+    assert hook.journal.entries(KEY, env.hra()) == []  # below the watermark: retired
+    assert (await hook.apply(KEY, queued(1))).delta == 0  # now seen through the HRA's list
+    assert (await hook.apply(KEY, completed(1))).delta == -1
+    env.sync()
+    await env.journal.fold(KEY)
+    env.sync()
+    assert env.listed() == []

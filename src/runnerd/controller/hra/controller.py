@@ -127,7 +127,8 @@ class HRAController:
         self._event_from: dict[Key, int | None] = {}
         self.scale_writes = 0
         self.journal: ReservationJournal | None = None
-        """Set (``--reservation-journal``): unfolded journal entries count with the HRA's list."""
+        """Set (the default; not with ``--no-reservation-journal``): unfolded journal entries count with
+        the HRA's list."""
 
     @property
     def observer(self) -> RunObserver:
