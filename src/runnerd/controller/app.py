@@ -53,7 +53,12 @@ from runnerd.controller.reservation_writer import ReservationWriter
 from runnerd.controller.reservations import ReservationSink
 from runnerd.controller.runner import RunnerController
 from runnerd.controller.runnerdeployment import DeploymentController
-from runnerd.controller.runnerreplicaset import ReplicaSetController
+from runnerd.controller.runnerreplicaset import (
+    COALESCE_WINDOW,
+    ReplicaSetController,
+    leaves_the_count,
+    pod_exits,
+)
 from runnerd.controller.runnerset import install as install_runnersets
 from runnerd.controller.runwatch import RunObserver
 from runnerd.controller.scaleset import ScaleSetHost
@@ -216,7 +221,13 @@ def _workload_controllers(
 
     rrs_ctl = Controller("runnerreplicaset", replica_set.reconcile, workers=options.workers)
     rrs_ctl.watch(replica_sets)
-    rrs_ctl.owns(runners, kind="RunnerReplicaSet", group=c.GROUP)
+    rrs_ctl.owns(
+        runners,
+        kind="RunnerReplicaSet",
+        group=c.GROUP,
+        coalesce=COALESCE_WINDOW,
+        urgent=leaves_the_count(pods),
+    )
     runner_owner = controller_owner("Runner", c.GROUP)
     rrs_owner = controller_owner("RunnerReplicaSet", c.GROUP)
 
@@ -228,7 +239,7 @@ def _workload_controllers(
                 keys += rrs_owner(owner)
         return keys
 
-    rrs_ctl.watch(pods, pod_to_replica_set)
+    rrs_ctl.watch(pods, pod_to_replica_set, coalesce=COALESCE_WINDOW, urgent=pod_exits)
 
     def runner_hinted(_scope: Scope, name: str) -> None:
         # a workflow_job webhook named this runner: reconcile it now (status Running, no scale-down)
