@@ -85,6 +85,7 @@ from runnerd.runtime import (
     controller_owner,
     index_by_controller_uid,
     slim_pod,
+    spec_changed,
 )
 from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
 
@@ -220,7 +221,8 @@ def _workload_controllers(
     runner_ctl.owns(pods, kind="Runner", group=c.GROUP)
 
     rrs_ctl = Controller("runnerreplicaset", replica_set.reconcile, workers=options.workers)
-    rrs_ctl.watch(replica_sets)
+    # a replica set's own status writes and its runners' steps are coalesced; a scale is not
+    rrs_ctl.watch(replica_sets, coalesce=COALESCE_WINDOW, urgent=spec_changed)
     rrs_ctl.owns(
         runners,
         kind="RunnerReplicaSet",
@@ -249,8 +251,10 @@ def _workload_controllers(
     directory.on_hint(runner_hinted)
 
     rd_ctl = Controller("runnerdeployment", deployment.reconcile, workers=options.workers)
-    rd_ctl.watch(deployments)
-    rd_ctl.owns(replica_sets, kind="RunnerDeployment", group=c.GROUP)
+    rd_ctl.watch(deployments, coalesce=COALESCE_WINDOW, urgent=spec_changed)
+    rd_ctl.owns(
+        replica_sets, kind="RunnerDeployment", group=c.GROUP, coalesce=COALESCE_WINDOW, urgent=spec_changed
+    )
 
     sweep_ctl = Controller("github-orphans", sweeper.reconcile, workers=1)
     sweep_ctl.watch(replica_sets, sweep_key)

@@ -6,6 +6,11 @@ replica counts (and the deployment's ``effectiveTime``, which the replica sets' 
 reads), and the deletion of old replica sets with no runner left. Each replica set is then
 :mod:`runnerd.controller.runnerreplicaset`'s.
 
+A change of a deployment's or a replica set's spec (a new ``generation``: the autoscaler's scale, a
+new template) reconciles at once; their status writes only change the counts this controller sums
+into the deployment's status, so those events are coalesced (one pass within a second; issue #10:
+each status write of a replica set or of the deployment itself woke it at once).
+
 A replica set this process created is expected (:class:`runnerd.controller.expectations.Expectations`)
 until the informer shows it, so a quick second reconcile never creates a second one.
 """

@@ -32,7 +32,9 @@ second, that reads the state as it is then (level-triggered: nothing is lost). T
 still reconcile at once, because they can open a gap that a replacement fills
 (:func:`leaves_the_count`): a runner container that exits (the runner is finished, out of the
 count) and a Runner marked for deletion or deleted whose pod had not already exited. A change of
-the replica set itself (a scale-up or down from the deployment or the autoscaler) is never delayed.
+the replica set's spec (a scale-up or down from the deployment or the autoscaler: a new
+``generation``) is never delayed; its status writes (this controller's own) are coalesced too, and
+so are the RunnerDeployment's passes for them (:func:`runnerd.runtime.spec_changed`).
 Counting incrementally was the other option; it would put a second bookkeeping of the replica plan
 beside :func:`~runnerd.reconcile.runnerreplicaset.plan_replicas`, which must stay the one place
 that decides, for a pass that already costs ~4 us a runner.

@@ -48,6 +48,23 @@ EventFilter = Callable[[InformerEvent], bool]
 """Picks informer events (e.g. those of a coalesced watch that must not wait)."""
 
 
+def spec_changed(event: InformerEvent) -> bool:
+    """An :data:`EventFilter`: the object was added or deleted, marked for deletion, or its spec
+    changed (``metadata.generation``; the API server leaves it alone on a status write). An object
+    without a generation (no status subresource) counts every change."""
+    if event.type in (EventType.ADDED, EventType.DELETED):
+        return True
+    if event.type is EventType.SYNC:
+        return False  # nothing changed
+    if event.old is None:
+        return True
+    new, old = event.obj.get("metadata") or {}, event.old.get("metadata") or {}
+    generation = new.get("generation")
+    if generation is None or generation != old.get("generation"):
+        return True
+    return bool(new.get("deletionTimestamp")) != bool(old.get("deletionTimestamp"))
+
+
 @dataclass(frozen=True, slots=True)
 class _Watch:
     informer: Informer

@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from runnerd.runtime.controller import Controller, EventFilter, by_label, controller_owner, own_key
+from runnerd.runtime.controller import (
+    Controller,
+    EventFilter,
+    by_label,
+    controller_owner,
+    own_key,
+    spec_changed,
+)
 from runnerd.runtime.errors import Conflict, TooManyRequests
 from runnerd.runtime.informer import EventType, Informer, InformerEvent
 from runnerd.runtime.types import Key, Obj, Result
@@ -359,3 +366,29 @@ async def test_a_coalesced_event_during_a_pass_gets_a_pass_after_it(coalescing: 
     await eventually(lambda: coalescing.count(key) == 2)
     assert coalescing.pods_seen == [[], ["p1"]]
     assert coalescing.overlaps == 0
+
+
+def _versioned(generation: int | None, *, marked: bool = False) -> Obj:
+    meta: dict[str, object] = {}
+    if generation is not None:
+        meta["generation"] = generation
+    if marked:
+        meta["deletionTimestamp"] = "2026-12-07T04:00:00Z"
+    return obj("rs", **meta)
+
+
+@pytest.mark.parametrize(
+    ("kind", "old", "new", "changed"),
+    [
+        (EventType.ADDED, None, _versioned(1), True),
+        (EventType.DELETED, _versioned(1), _versioned(1), True),
+        (EventType.MODIFIED, _versioned(1), _versioned(2), True),  # a scale
+        (EventType.MODIFIED, _versioned(2), _versioned(2), False),  # a status write
+        (EventType.MODIFIED, _versioned(2), _versioned(2, marked=True), True),
+        (EventType.MODIFIED, _versioned(None), _versioned(None), True),  # no generation: every change
+        (EventType.MODIFIED, None, _versioned(2), True),
+        (EventType.SYNC, None, _versioned(2), False),
+    ],
+)
+def test_spec_changed(kind: EventType, old: Obj | None, new: Obj, changed: bool) -> None:
+    assert spec_changed(InformerEvent(kind, new, old)) is changed
