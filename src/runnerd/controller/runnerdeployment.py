@@ -30,6 +30,7 @@ from runnerd.controller.common import (
     RUNNER_DEPLOYMENTS,
     RUNNER_REPLICA_SETS,
     ControllerOptions,
+    ObjectMemo,
     controller_ref,
     created_at,
     patch_status,
@@ -61,6 +62,8 @@ class DeploymentController:
         self.runners = runners
         self.options = options
         self.expect = Expectations(clock)
+        self.parsed: ObjectMemo[tuple[RunnerDeployment, str]] = ObjectMemo()
+        """By deployment: its parsed form and template hash, while the cache holds the same object."""
 
     def template_hash(self, rd: RunnerDeployment) -> str:
         template = rd.spec.template.to_dict()
@@ -68,20 +71,24 @@ class DeploymentController:
             {"template": template, "commonLabels": list(self.options.pod.common_runner_labels)}
         )
 
+    def _parse(self, obj: Mapping[str, Any]) -> tuple[RunnerDeployment, str]:
+        rd = RunnerDeployment.from_dict(obj)
+        return rd, self.template_hash(rd)
+
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.deployments.store.get(key)
         if obj is None:
             self.expect.forget(key)
+            self.parsed.forget(key)
             return None
         try:
-            rd = RunnerDeployment.from_dict(obj)
+            rd, current_hash = self.parsed.get(key, obj, self._parse)
         except ApiParseError as exc:
             await self.recorder.warning(obj, "InvalidSpec", str(exc))
             return None
         if rd.metadata.deletion_timestamp is not None:
             return None
         desired = rd.spec.effective_replicas
-        current_hash = self.template_hash(rd)
         owned = self.replica_sets.store.by_index(INDEX_CONTROLLER, rd.metadata.uid or "")
         names = {r["metadata"]["name"] for r in owned}
         if self.expect.pending_creations(key, names):

@@ -55,6 +55,7 @@ from runnerd.controller.common import (
     RUNNER_REPLICA_SETS,
     RUNNERS,
     ControllerOptions,
+    ObjectMemo,
     controller_ref,
     created_at,
     patch_status,
@@ -263,6 +264,8 @@ class ReplicaSetController:
         self.holds = ReplacementHolds(clock)
         self.observed: dict[Key, dict[str, _Seen]] = {}
         """By replica set: what its last reconcile worked out about each of its runners."""
+        self.parsed: ObjectMemo[RunnerReplicaSet] = ObjectMemo()
+        """By replica set: its parsed form, while the cache holds the same object."""
 
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.replica_sets.store.get(key)
@@ -270,9 +273,10 @@ class ReplicaSetController:
             self.expect.forget(key)
             self.holds.forget(key)
             self.observed.pop(key, None)
+            self.parsed.forget(key)
             return None
         try:
-            rrs = RunnerReplicaSet.from_dict(obj)
+            rrs = self.parsed.get(key, obj, RunnerReplicaSet.from_dict)
         except ApiParseError as exc:
             await self.recorder.warning(obj, "InvalidSpec", str(exc))
             return None
