@@ -392,3 +392,21 @@ def _versioned(generation: int | None, *, marked: bool = False) -> Obj:
 )
 def test_spec_changed(kind: EventType, old: Obj | None, new: Obj, changed: bool) -> None:
     assert spec_changed(InformerEvent(kind, new, old)) is changed
+
+
+async def test_a_failing_urgency_filter_reconciles_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(event: InformerEvent) -> bool:
+        raise KeyError("metadata")
+
+    h = Harness(coalesce=2.0, urgent=broken)
+    try:
+        h.runners.put(obj("r1"))
+        await h.start()
+        await eventually(lambda: h.count(Key("ns", "r1")) == 1)
+        start = now()
+        h.pods.put(owned("p1", "r1"))
+        await eventually(lambda: h.count(Key("ns", "r1")) == 2)
+        assert now() - start < 0.1
+        assert "urgency filter" in caplog.text
+    finally:
+        await h.stop()
