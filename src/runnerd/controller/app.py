@@ -53,7 +53,12 @@ from runnerd.controller.reservation_writer import ReservationWriter
 from runnerd.controller.reservations import ReservationSink
 from runnerd.controller.runner import RunnerController
 from runnerd.controller.runnerdeployment import DeploymentController
-from runnerd.controller.runnerreplicaset import ReplicaSetController
+from runnerd.controller.runnerreplicaset import (
+    COALESCE_WINDOW,
+    ReplicaSetController,
+    leaves_the_count,
+    pod_exits,
+)
 from runnerd.controller.runnerset import install as install_runnersets
 from runnerd.controller.runwatch import RunObserver
 from runnerd.controller.scaleset import ScaleSetHost
@@ -80,6 +85,7 @@ from runnerd.runtime import (
     controller_owner,
     index_by_controller_uid,
     slim_pod,
+    spec_changed,
 )
 from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
 
@@ -217,8 +223,15 @@ def _workload_controllers(
     runner_ctl.owns(pods, kind="Runner", group=c.GROUP)
 
     rrs_ctl = Controller("runnerreplicaset", replica_set.reconcile, workers=options.workers)
-    rrs_ctl.watch(replica_sets)
-    rrs_ctl.owns(runners, kind="RunnerReplicaSet", group=c.GROUP)
+    # a replica set's own status writes and its runners' steps are coalesced; a scale is not
+    rrs_ctl.watch(replica_sets, coalesce=COALESCE_WINDOW, urgent=spec_changed)
+    rrs_ctl.owns(
+        runners,
+        kind="RunnerReplicaSet",
+        group=c.GROUP,
+        coalesce=COALESCE_WINDOW,
+        urgent=leaves_the_count(pods),
+    )
     runner_owner = controller_owner("Runner", c.GROUP)
     rrs_owner = controller_owner("RunnerReplicaSet", c.GROUP)
 
@@ -230,7 +243,7 @@ def _workload_controllers(
                 keys += rrs_owner(owner)
         return keys
 
-    rrs_ctl.watch(pods, pod_to_replica_set)
+    rrs_ctl.watch(pods, pod_to_replica_set, coalesce=COALESCE_WINDOW, urgent=pod_exits)
 
     def runner_hinted(_scope: Scope, name: str) -> None:
         # a workflow_job webhook named this runner: reconcile it now (status Running, no scale-down)
@@ -240,8 +253,10 @@ def _workload_controllers(
     directory.on_hint(runner_hinted)
 
     rd_ctl = Controller("runnerdeployment", deployment.reconcile, workers=options.workers)
-    rd_ctl.watch(deployments)
-    rd_ctl.owns(replica_sets, kind="RunnerDeployment", group=c.GROUP)
+    rd_ctl.watch(deployments, coalesce=COALESCE_WINDOW, urgent=spec_changed)
+    rd_ctl.owns(
+        replica_sets, kind="RunnerDeployment", group=c.GROUP, coalesce=COALESCE_WINDOW, urgent=spec_changed
+    )
 
     sweep_ctl = Controller("github-orphans", sweeper.reconcile, workers=1)
     sweep_ctl.watch(replica_sets, sweep_key)

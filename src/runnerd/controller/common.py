@@ -7,7 +7,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from runnerd.api import constants as c
 from runnerd.github import DEFAULT_RUNNER_GROUP_ID, GitHubClient, NotFoundError, Scope
@@ -16,7 +16,7 @@ from runnerd.kube.resources import PODS, Resource
 from runnerd.manifests.pod import PodOptions
 from runnerd.reconcile.credentials import owner_reference
 from runnerd.reconcile.hashing import SUFFIX_ALPHABET, SUFFIX_LENGTH
-from runnerd.runtime import Conflict, NotFound, Result
+from runnerd.runtime import Conflict, Key, NotFound, Result
 
 T = TypeVar("T")
 
@@ -35,6 +35,7 @@ __all__ = [
     "RUNNER_REPLICA_SETS",
     "RUNNER_SETS",
     "ControllerOptions",
+    "ObjectMemo",
     "controller_ref",
     "epoch",
     "random_suffix",
@@ -204,3 +205,28 @@ async def patch_status(
         await kube.patch_status(resource, meta["name"], {"status": dict(status)}, namespace=meta["namespace"])
     except (NotFound, Conflict):
         return
+
+
+class ObjectMemo(Generic[T]):
+    """What a reconcile worked out from a cached object (its parsed form, a hash of its template), by
+    the object's key: reused while the cache holds that very object (the informers replace cached
+    objects at every change, never change them in place; a pass woken by another object's event
+    finds the same one), worked out again otherwise. One entry per key: :meth:`forget` it when the
+    object is gone. ``work`` that raises remembers nothing."""
+
+    def __init__(self) -> None:
+        self._memo: dict[Key, tuple[Mapping[str, Any], T]] = {}
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    def get(self, key: Key, obj: Mapping[str, Any], work: Callable[[Mapping[str, Any]], T]) -> T:
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        value = work(obj)
+        self._memo[key] = (obj, value)
+        return value
+
+    def forget(self, key: Key) -> None:
+        self._memo.pop(key, None)

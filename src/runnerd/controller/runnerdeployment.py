@@ -6,6 +6,11 @@ replica counts (and the deployment's ``effectiveTime``, which the replica sets' 
 reads), and the deletion of old replica sets with no runner left. Each replica set is then
 :mod:`runnerd.controller.runnerreplicaset`'s.
 
+A change of a deployment's or a replica set's spec (a new ``generation``: the autoscaler's scale, a
+new template) reconciles at once; their status writes only change the counts this controller sums
+into the deployment's status, so those events are coalesced (one pass within a second; issue #10:
+each status write of a replica set or of the deployment itself woke it at once).
+
 A replica set this process created is expected (:class:`runnerd.controller.expectations.Expectations`)
 until the informer shows it, so a quick second reconcile never creates a second one.
 """
@@ -25,6 +30,7 @@ from runnerd.controller.common import (
     RUNNER_DEPLOYMENTS,
     RUNNER_REPLICA_SETS,
     ControllerOptions,
+    ObjectMemo,
     controller_ref,
     created_at,
     patch_status,
@@ -56,6 +62,8 @@ class DeploymentController:
         self.runners = runners
         self.options = options
         self.expect = Expectations(clock)
+        self.parsed: ObjectMemo[tuple[RunnerDeployment, str]] = ObjectMemo()
+        """By deployment: its parsed form and template hash, while the cache holds the same object."""
 
     def template_hash(self, rd: RunnerDeployment) -> str:
         template = rd.spec.template.to_dict()
@@ -63,20 +71,24 @@ class DeploymentController:
             {"template": template, "commonLabels": list(self.options.pod.common_runner_labels)}
         )
 
+    def _parse(self, obj: Mapping[str, Any]) -> tuple[RunnerDeployment, str]:
+        rd = RunnerDeployment.from_dict(obj)
+        return rd, self.template_hash(rd)
+
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.deployments.store.get(key)
         if obj is None:
             self.expect.forget(key)
+            self.parsed.forget(key)
             return None
         try:
-            rd = RunnerDeployment.from_dict(obj)
+            rd, current_hash = self.parsed.get(key, obj, self._parse)
         except ApiParseError as exc:
             await self.recorder.warning(obj, "InvalidSpec", str(exc))
             return None
         if rd.metadata.deletion_timestamp is not None:
             return None
         desired = rd.spec.effective_replicas
-        current_hash = self.template_hash(rd)
         owned = self.replica_sets.store.by_index(INDEX_CONTROLLER, rd.metadata.uid or "")
         names = {r["metadata"]["name"] for r in owned}
         if self.expect.pending_creations(key, names):

@@ -24,6 +24,21 @@ the phase its pod alone decides, by the Runner's too, for the runners of the las
 (issue #10: at 1,000 runners the re-classification of unchanged pods was a third of the
 controller's CPU, and re-reading unchanged runners a fifth after that). GitHub's view of a runner
 (the directory) is read at every reconcile, as before.
+
+Fewer passes (issue #10, fourth pass): most pod and Runner events only move a runner between
+pending, registering, idle and busy, which changes no create or delete at once, only the status
+counts and which idle runner a later scale-down picks. Those events are coalesced
+(:data:`COALESCE_WINDOW`, :meth:`runnerd.runtime.Controller.watch`): a burst is one pass, within a
+second, that reads the state as it is then (level-triggered: nothing is lost). Two kinds of event
+still reconcile at once, because they can open a gap that a replacement fills
+(:func:`leaves_the_count`): a runner container that exits (the runner is finished, out of the
+count) and a Runner marked for deletion or deleted whose pod had not already exited. A change of
+the replica set's spec (a scale-up or down from the deployment or the autoscaler: a new
+``generation``) is never delayed; its status writes (this controller's own) are coalesced too, and
+so are the RunnerDeployment's passes for them (:func:`runnerd.runtime.spec_changed`).
+Counting incrementally was the other option; it would put a second bookkeeping of the replica plan
+beside :func:`~runnerd.reconcile.runnerreplicaset.plan_replicas`, which must stay the one place
+that decides, for a pass that already costs ~4 us a runner.
 """
 
 from __future__ import annotations
@@ -41,6 +56,7 @@ from runnerd.controller.common import (
     RUNNER_REPLICA_SETS,
     RUNNERS,
     ControllerOptions,
+    ObjectMemo,
     controller_ref,
     created_at,
     patch_status,
@@ -56,9 +72,51 @@ from runnerd.reconcile.podstate import RunnerPodPhase, RunnerPodState, runner_co
 from runnerd.reconcile.replicas import RunnerPhase, RunnerView
 from runnerd.reconcile.runnerreplicaset import plan_replicas
 from runnerd.reconcile.runnerset import selector_string
-from runnerd.runtime import AlreadyExists, ApiError, EventRecorder, Informer, Key, Result
+from runnerd.runtime import (
+    AlreadyExists,
+    ApiError,
+    EventRecorder,
+    EventType,
+    Informer,
+    InformerEvent,
+    Key,
+    Result,
+)
 
 logger = logging.getLogger(__name__)
+
+COALESCE_WINDOW = 1.0
+"""Seconds a pod or Runner event that leaves the replica count as it is may wait for its pass."""
+
+
+def _exited(pod: Mapping[str, Any] | None) -> bool:
+    return pod is not None and runner_container_state(pod).lifecycle == "Exited"
+
+
+def pod_exits(event: InformerEvent) -> bool:
+    """A pod event whose runner container has just exited (the runner leaves the count)."""
+    if event.type is EventType.DELETED or not _exited(event.obj):
+        return False
+    return event.type is not EventType.MODIFIED or not _exited(event.old)
+
+
+def leaves_the_count(pods: Informer) -> Callable[[InformerEvent], bool]:
+    """A Runner event that takes the runner out of the replica count, unless its pod's exit (an
+    urgent event of its own) already did: the Runner marked for deletion, or deleted unmarked."""
+
+    def urgent(event: InformerEvent) -> bool:
+        meta = event.obj.get("metadata") or {}
+        if event.type is EventType.DELETED:
+            return not meta.get("deletionTimestamp")
+        if not meta.get("deletionTimestamp"):
+            return False
+        old = (event.old or {}).get("metadata") or {}
+        if event.type is EventType.MODIFIED and old.get("deletionTimestamp"):
+            return False  # marked before: that event was the urgent one
+        pod = pods.store.get(Key(str(meta.get("namespace") or ""), str(meta.get("name") or "")))
+        return not _exited(pod)
+
+    return urgent
 
 
 def observe_phase(
@@ -208,6 +266,8 @@ class ReplicaSetController:
         self.holds = ReplacementHolds(clock)
         self.observed: dict[Key, dict[str, _Seen]] = {}
         """By replica set: what its last reconcile worked out about each of its runners."""
+        self.parsed: ObjectMemo[RunnerReplicaSet] = ObjectMemo()
+        """By replica set: its parsed form, while the cache holds the same object."""
 
     async def reconcile(self, key: Key) -> Result | None:
         obj = self.replica_sets.store.get(key)
@@ -215,9 +275,10 @@ class ReplicaSetController:
             self.expect.forget(key)
             self.holds.forget(key)
             self.observed.pop(key, None)
+            self.parsed.forget(key)
             return None
         try:
-            rrs = RunnerReplicaSet.from_dict(obj)
+            rrs = self.parsed.get(key, obj, RunnerReplicaSet.from_dict)
         except ApiParseError as exc:
             await self.recorder.warning(obj, "InvalidSpec", str(exc))
             return None
@@ -319,4 +380,11 @@ class ReplicaSetController:
         raise AlreadyExists(409, "AlreadyExists", f"{rrs.name}: five random runner names were all taken")
 
 
-__all__ = ["MAX_BATCH", "ReplicaSetController", "observe_phase"]
+__all__ = [
+    "COALESCE_WINDOW",
+    "MAX_BATCH",
+    "ReplicaSetController",
+    "leaves_the_count",
+    "observe_phase",
+    "pod_exits",
+]

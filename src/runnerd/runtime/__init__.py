@@ -15,7 +15,16 @@ It holds no business logic and no Kubernetes client: it talks to the API through
     await manager.run()
 """
 
-from runnerd.runtime.controller import Controller, Mapper, Reconcile, by_label, controller_owner, own_key
+from runnerd.runtime.controller import (
+    Controller,
+    EventFilter,
+    Mapper,
+    Reconcile,
+    by_label,
+    controller_owner,
+    own_key,
+    spec_changed,
+)
 from runnerd.runtime.errors import (
     AlreadyExists,
     ApiError,
@@ -54,6 +63,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Controller",
+    "EventFilter",
     "EventRecorder",
     "EventSink",
     "EventType",
@@ -94,5 +104,6 @@ __all__ = [
     "own_key",
     "redact",
     "slim_pod",
+    "spec_changed",
     "strip_unused",
 ]

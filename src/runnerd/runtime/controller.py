@@ -12,6 +12,11 @@ For updates both the old and the new object are mapped, so an object that moves 
 wakes up both. The reconcile function gets only the key: it reads current state from the informers'
 stores (and the API), never from the event. That is what makes it level-triggered.
 
+A watch may be ``coalesced``: its events ask for a reconcile within a window (one pass for a burst of
+events, see :meth:`WorkQueue.add_coalesced`) instead of at once, except those its ``urgent`` filter
+picks. Other watches, :meth:`Controller.enqueue` and the start of a run add at once, and a pass started
+by them also serves every coalesced event before it.
+
 No reconcile runs before every informer the controller watches, and every informer it declared with
 :meth:`Controller.reads` (caches it reads without being woken by them), has synced: a decision on a
 half-filled cache (e.g. "the scale target does not exist") would be acted on as if it were true.
@@ -23,6 +28,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from runnerd.runtime.errors import ApiError, Conflict
 from runnerd.runtime.informer import EventType, Informer, InformerEvent
@@ -37,6 +43,34 @@ Reconcile = Callable[[Key], Awaitable[Result | None]]
 
 Mapper = Callable[[Obj], Iterable[Key]]
 """Maps an object that changed to the keys of the primary objects to reconcile."""
+
+EventFilter = Callable[[InformerEvent], bool]
+"""Picks informer events (e.g. those of a coalesced watch that must not wait)."""
+
+
+def spec_changed(event: InformerEvent) -> bool:
+    """An :data:`EventFilter`: the object was added or deleted, marked for deletion, or its spec
+    changed (``metadata.generation``; the API server leaves it alone on a status write). An object
+    without a generation (no status subresource) counts every change."""
+    if event.type in (EventType.ADDED, EventType.DELETED):
+        return True
+    if event.type is EventType.SYNC:
+        return False  # nothing changed
+    if event.old is None:
+        return True
+    new, old = event.obj.get("metadata") or {}, event.old.get("metadata") or {}
+    generation = new.get("generation")
+    if generation is None or generation != old.get("generation"):
+        return True
+    return bool(new.get("deletionTimestamp")) != bool(old.get("deletionTimestamp"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Watch:
+    informer: Informer
+    mapper: Mapper
+    coalesce: float = 0.0
+    urgent: EventFilter | None = None
 
 
 def own_key(obj: Obj) -> list[Key]:
@@ -108,7 +142,7 @@ class Controller:
         self._qps = qps
         self._burst = burst
         self._new_queue()  # validates the limits now rather than at the first run
-        self._watches: list[tuple[Informer, Mapper]] = []
+        self._watches: list[_Watch] = []
         self._reads: list[Informer] = []
         self._seeds: list[Key] = []
         self._queue: WorkQueue[Key] | None = None
@@ -121,7 +155,7 @@ class Controller:
     def informers(self) -> list[Informer]:
         """Every informer this controller depends on: those it watches and those it reads."""
         found: list[Informer] = []
-        for informer in [informer for informer, _ in self._watches] + self._reads:
+        for informer in [watch.informer for watch in self._watches] + self._reads:
             if informer not in found:
                 found.append(informer)
         return found
@@ -142,13 +176,31 @@ class Controller:
         """The work queue while the controller runs (it is made afresh for every run)."""
         return self._queue
 
-    def watch(self, informer: Informer, mapper: Mapper = own_key) -> None:
-        """Reconcile the keys ``mapper`` gives for every object of ``informer`` that changes."""
-        self._watches.append((informer, mapper))
+    def watch(
+        self,
+        informer: Informer,
+        mapper: Mapper = own_key,
+        *,
+        coalesce: float = 0.0,
+        urgent: EventFilter | None = None,
+    ) -> None:
+        """Reconcile the keys ``mapper`` gives for every object of ``informer`` that changes: at once,
+        or with ``coalesce`` > 0 within that many seconds (one pass for a burst), except for the events
+        ``urgent`` picks (at once)."""
+        self._watches.append(_Watch(informer, mapper, coalesce, urgent))
 
-    def owns(self, informer: Informer, *, kind: str, group: str = "") -> None:
-        """Reconcile the controller owner (a ``kind`` in API ``group``) of every object that changes."""
-        self.watch(informer, controller_owner(kind, group))
+    def owns(
+        self,
+        informer: Informer,
+        *,
+        kind: str,
+        group: str = "",
+        coalesce: float = 0.0,
+        urgent: EventFilter | None = None,
+    ) -> None:
+        """Reconcile the controller owner (a ``kind`` in API ``group``) of every object that changes
+        (``coalesce``, ``urgent``: as :meth:`watch`)."""
+        self.watch(informer, controller_owner(kind, group), coalesce=coalesce, urgent=urgent)
 
     def enqueue(self, key: Key, *, after: float = 0.0) -> None:
         """Ask for a reconcile of ``key`` from outside (e.g. a webhook); ignored while not running."""
@@ -160,17 +212,17 @@ class Controller:
         queue = self._new_queue()
         self._queue = queue
         removers = [
-            informer.add_handler(functools.partial(self._on_event, queue, mapper))
-            for informer, mapper in self._watches
+            watch.informer.add_handler(functools.partial(self._on_event, queue, watch))
+            for watch in self._watches
         ]
         try:
             for informer in self.informers:
                 await informer.wait_synced()
             # Events seen before this run (e.g. while another replica led) were not queued: start with
             # everything, as a resync would.
-            for informer, mapper in self._watches:
-                for obj in informer.store:
-                    self._add(queue, mapper, obj)
+            for watch in self._watches:
+                for obj in watch.informer.store:
+                    self._add(queue, watch.mapper, obj)
             for key in self._seeds:
                 queue.add(key)
             async with asyncio.TaskGroup() as group:
@@ -191,12 +243,22 @@ class Controller:
         if self._queue is not None:
             self._queue.shutdown()
 
-    def _on_event(self, queue: WorkQueue[Key], mapper: Mapper, event: InformerEvent) -> None:
-        self._add(queue, mapper, event.obj)
+    def _on_event(self, queue: WorkQueue[Key], watch: _Watch, event: InformerEvent) -> None:
+        window = watch.coalesce
+        if window > 0 and watch.urgent is not None:
+            try:
+                if watch.urgent(event):
+                    window = 0.0
+            except Exception as exc:
+                logger.error(
+                    "%s: urgency filter %r failed: %s", self.name, watch.urgent, describe_exception(exc)
+                )
+                window = 0.0
+        self._add(queue, watch.mapper, event.obj, window)
         if event.type is EventType.MODIFIED and event.old is not None:
-            self._add(queue, mapper, event.old)
+            self._add(queue, watch.mapper, event.old, window)
 
-    def _add(self, queue: WorkQueue[Key], mapper: Mapper, obj: Obj) -> None:
+    def _add(self, queue: WorkQueue[Key], mapper: Mapper, obj: Obj, window: float = 0.0) -> None:
         try:
             keys = list(mapper(obj))
         except Exception as exc:
@@ -205,7 +267,7 @@ class Controller:
             )
             return
         for key in keys:
-            queue.add(key)
+            queue.add_coalesced(key, window)
 
     async def _work(self, queue: WorkQueue[Key]) -> None:
         while True:

@@ -6,6 +6,11 @@ Guarantees:
 * a key is handed to at most one worker at a time: adding it while a worker processes it marks it
   dirty, and it is queued again (once, however many adds) when that worker calls :meth:`done`;
 * :meth:`add_after` delays an add; several delayed adds of one key keep the earliest;
+* :meth:`add_coalesced` asks for a pass that sees the present state within ``window`` seconds: a
+  burst of such adds of one key is one pass. It is a no-op while the key waits to be handed out (that
+  pass will read the present state); otherwise it waits ``window`` (keeping the earliest), and the
+  wait is dropped when the key is handed out sooner (by an :meth:`add` or another timer), since that
+  pass starts after the add. Nothing is lost: every add is followed by a pass that starts after it;
 * :meth:`add_rate_limited` delays an add by the key's exponential back-off (``base * 2**failures``,
   capped at ``max``), and by an overall token bucket, whichever is longer; :meth:`forget` resets the
   key's back-off after a success;
@@ -100,6 +105,7 @@ class WorkQueue(Generic[K]):
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
         self._waiting: dict[K, tuple[float, asyncio.TimerHandle]] = {}
+        self._coalescing: dict[K, tuple[float, asyncio.TimerHandle]] = {}
         self._getters: deque[asyncio.Future[None]] = deque()
         self._shutting_down = False
 
@@ -117,8 +123,8 @@ class WorkQueue(Generic[K]):
 
     @property
     def waiting(self) -> frozenset[K]:
-        """Keys with a pending :meth:`add_after` / :meth:`add_rate_limited`."""
-        return frozenset(self._waiting)
+        """Keys with a pending :meth:`add_after` / :meth:`add_rate_limited` / :meth:`add_coalesced`."""
+        return frozenset(self._waiting.keys() | self._coalescing.keys())
 
     def add(self, key: K) -> None:
         if self._shutting_down or key in self._dirty:
@@ -143,6 +149,24 @@ class WorkQueue(Generic[K]):
                 return
             pending[1].cancel()
         self._waiting[key] = (ready_at, loop.call_at(ready_at, self._ready, key))
+
+    def add_coalesced(self, key: K, window: float) -> None:
+        """A pass of ``key`` that starts after now, within ``window`` seconds (see the module docstring)."""
+        if self._shutting_down:
+            return
+        if window <= 0:
+            self.add(key)
+            return
+        if key in self._dirty:
+            return  # a pass that has not started yet: it reads the state as it is then
+        loop = asyncio.get_running_loop()
+        ready_at = loop.time() + window
+        pending = self._coalescing.get(key)
+        if pending is not None:
+            if pending[0] <= ready_at:
+                return
+            pending[1].cancel()
+        self._coalescing[key] = (ready_at, loop.call_at(ready_at, self._coalesced, key))
 
     def add_rate_limited(self, key: K) -> None:
         if self._shutting_down:
@@ -176,6 +200,9 @@ class WorkQueue(Generic[K]):
         key = self._queue.popleft()
         self._dirty.discard(key)
         self._processing.add(key)
+        coalescing = self._coalescing.pop(key, None)
+        if coalescing is not None:
+            coalescing[1].cancel()  # this pass starts after every add_coalesced so far
         return key
 
     def done(self, key: K) -> None:
@@ -187,9 +214,10 @@ class WorkQueue(Generic[K]):
     def shutdown(self) -> None:
         """Stops handing out keys: pending :meth:`get` calls raise :class:`ShutDown`."""
         self._shutting_down = True
-        for _, timer in self._waiting.values():
-            timer.cancel()
-        self._waiting.clear()
+        for table in (self._waiting, self._coalescing):
+            for _, timer in table.values():
+                timer.cancel()
+            table.clear()
         while self._getters:
             getter = self._getters.popleft()
             if not getter.done():
@@ -197,6 +225,10 @@ class WorkQueue(Generic[K]):
 
     def _ready(self, key: K) -> None:
         self._waiting.pop(key, None)
+        self.add(key)
+
+    def _coalesced(self, key: K) -> None:
+        self._coalescing.pop(key, None)
         self.add(key)
 
     def _wake_one(self) -> None:

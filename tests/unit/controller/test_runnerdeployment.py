@@ -293,3 +293,31 @@ def _rd(w: World) -> RunnerDeployment:
     obj = w.deployments.store.get(KEY)
     assert obj is not None
     return RunnerDeployment.from_dict(obj)
+
+
+async def test_a_deployment_is_parsed_and_hashed_once_per_cached_object(
+    world: MakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Passes woken by its replica sets' status writes find the very object of the last pass."""
+    w = world(deployment(2))
+    hashed: list[str] = []
+    hash_of = w.controller.template_hash
+
+    def counting(rd: Any) -> str:
+        hashed.append(rd.name)
+        return hash_of(rd)
+
+    monkeypatch.setattr(w.controller, "template_hash", counting)
+    await w.reconcile()
+    w.show()
+    (name,) = w.kube.replica_sets
+    w.replica_set_reports(name, ready=1, runners=2)
+    await w.reconcile()
+    assert hashed == ["rd"]
+    w.set_deployment(deployment(2, image="runner:2"))  # a new object: worked out again
+    await w.reconcile()
+    assert hashed == ["rd", "rd"]
+    assert len(w.by_template()) == 2
+    w.deployments.store.delete(KEY)
+    await w.reconcile()
+    assert len(w.controller.parsed) == 0

@@ -18,7 +18,7 @@ from runnerd.github import Scope
 from runnerd.github.models import Runner as GitHubRunner
 from runnerd.kube.resources import Resource
 from runnerd.reconcile.replicas import RunnerPhase
-from runnerd.runtime import EventRecorder, Informer, Key, ServerError
+from runnerd.runtime import EventRecorder, EventType, Informer, InformerEvent, Key, ServerError
 from tests.unit.controller.conftest import InformerFactory
 
 pytestmark = pytest.mark.timeout(10)
@@ -336,3 +336,63 @@ async def test_observe_phase(
             github.runners = [GitHubRunner(1, "r", "linux", "online", listed == "busy", ())]
         await directory.refresh(Scope.repository("octo/app"), max_age=0)
     assert runnerreplicaset.observe_phase(runner, pod, directory) is phase
+
+
+RUNNING = {"running": {"startedAt": "2026-12-07T04:00:00Z"}}
+EXITED = {"terminated": {"exitCode": 0}}
+ADDED, MODIFIED, DELETED = EventType.ADDED, EventType.MODIFIED, EventType.DELETED
+
+
+@pytest.mark.parametrize(
+    ("kind", "old", "new", "urgent"),
+    [
+        (ADDED, None, RUNNING, False),
+        (ADDED, None, EXITED, True),  # first seen already exited
+        (MODIFIED, {}, RUNNING, False),  # scheduled -> running: the count is the same
+        (MODIFIED, RUNNING, EXITED, True),  # the job ended: a gap a replacement may fill
+        (MODIFIED, EXITED, EXITED, False),  # exited before: that event was the urgent one
+        (EventType.SYNC, None, RUNNING, False),
+        (DELETED, None, EXITED, False),
+    ],
+)
+def test_pod_exits(kind: EventType, old: dict[str, Any] | None, new: dict[str, Any], urgent: bool) -> None:
+    before = runner_pod("r", "1", old) if old is not None else None
+    event = InformerEvent(kind, runner_pod("r", "2", new), before)
+    assert runnerreplicaset.pod_exits(event) is urgent
+
+
+def runner_obj(marked: bool, phase: str = "Running") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "r", "namespace": NS, "resourceVersion": "1"}
+    if marked:
+        meta["deletionTimestamp"] = "2026-12-07T04:00:00Z"
+    return {"metadata": meta, "status": {"phase": phase}}
+
+
+@pytest.mark.parametrize(
+    ("kind", "old_marked", "new_marked", "pod", "urgent"),
+    [
+        (ADDED, None, False, None, False),  # this process's own create: expected already
+        (MODIFIED, False, False, RUNNING, False),  # status phase Idle -> Running
+        (MODIFIED, False, True, RUNNING, True),  # marked while running: out of the count now
+        (MODIFIED, False, True, None, True),  # marked before its pod exists
+        (MODIFIED, False, True, EXITED, False),  # marked after its pod exited (that was urgent)
+        (MODIFIED, True, True, RUNNING, False),  # finalizer removed: marked before
+        (DELETED, None, True, None, False),  # gone after being marked
+        (DELETED, None, False, RUNNING, True),  # gone without being marked first
+        (ADDED, None, True, RUNNING, True),  # first seen marked (a relist)
+    ],
+)
+def test_leaves_the_count(
+    hand_fed_informer: InformerFactory,
+    kind: EventType,
+    old_marked: bool | None,
+    new_marked: bool,
+    pod: dict[str, Any] | None,
+    urgent: bool,
+) -> None:
+    pods = hand_fed_informer("pods")
+    if pod is not None:
+        pods.store.upsert(runner_pod("r", "5", pod))
+    old = runner_obj(old_marked, "Idle") if old_marked is not None else None
+    event = InformerEvent(kind, runner_obj(new_marked), old)
+    assert runnerreplicaset.leaves_the_count(pods)(event) is urgent

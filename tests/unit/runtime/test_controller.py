@@ -8,9 +8,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from runnerd.runtime.controller import Controller, by_label, controller_owner, own_key
+from runnerd.runtime.controller import (
+    Controller,
+    EventFilter,
+    by_label,
+    controller_owner,
+    own_key,
+    spec_changed,
+)
 from runnerd.runtime.errors import Conflict, TooManyRequests
-from runnerd.runtime.informer import Informer
+from runnerd.runtime.informer import EventType, Informer, InformerEvent
 from runnerd.runtime.types import Key, Obj, Result
 from tests.unit.runtime.fakes import FakeListWatcher, cancel_and_wait, eventually, now, obj, owned
 
@@ -45,7 +52,7 @@ def test_mappers(mapper: object, body: Obj, expected: list[Key]) -> None:
 class Harness:
     """A controller over two fake resources: runners (primary) and pods (owned by runners)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, coalesce: float = 0.0, urgent: EventFilter | None = None) -> None:
         self.runners = FakeListWatcher()
         self.pods = FakeListWatcher()
         self.runner_informer = Informer("runners", self.runners)
@@ -57,7 +64,9 @@ class Harness:
         self.block: dict[Key, asyncio.Event] = {}
         self.controller = Controller("runner", self.reconcile, workers=3, backoff_base=1.0, backoff_max=8.0)
         self.controller.watch(self.runner_informer)
-        self.controller.owns(self.pod_informer, kind="Runner", group=RUNNER)
+        self.controller.owns(self.pod_informer, kind="Runner", group=RUNNER, coalesce=coalesce, urgent=urgent)
+        self.pods_seen: list[list[str]] = []
+        """Per reconcile: the pod names in the cache as it started."""
         self.tasks: list[asyncio.Task[None]] = []
 
     async def reconcile(self, key: Key) -> Result | None:
@@ -66,6 +75,7 @@ class Harness:
         self.active.add(key)
         try:
             self.calls.append((now(), key))
+            self.pods_seen.append(sorted(p["metadata"]["name"] for p in self.pod_informer.store))
             if key in self.block:
                 await self.block[key].wait()
             script = self.results.get(key)
@@ -275,3 +285,128 @@ def test_workers_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="workers"):
         Controller("x", reconcile, workers=0)
+
+
+def _deleted(event: InformerEvent) -> bool:
+    return event.type is EventType.DELETED
+
+
+@pytest.fixture
+async def coalescing() -> AsyncIterator[Harness]:
+    """Pod events wait up to 2 s for their owner's pass, except deletions."""
+    h = Harness(coalesce=2.0, urgent=_deleted)
+    yield h
+    await h.stop()
+
+
+async def test_a_burst_of_coalesced_events_is_one_pass_that_sees_the_last(coalescing: Harness) -> None:
+    key = Key("ns", "r1")
+    coalescing.runners.put(obj("r1"))
+    await coalescing.start()
+    await eventually(lambda: coalescing.count(key) == 1)
+    start = now()
+    for i in range(50):
+        coalescing.pods.put(owned(f"p{i}", "r1"))
+        await asyncio.sleep(0.01)  # the burst spreads over 0.5 s, less than the window
+    await eventually(lambda: coalescing.count(key) == 2)
+    assert coalescing.calls[-1][0] - start == pytest.approx(2.0, abs=0.02)
+    assert coalescing.pods_seen[-1] == sorted(f"p{i}" for i in range(50)), "the last event's state"
+    await asyncio.sleep(10)
+    assert coalescing.count(key) == 2
+
+
+async def test_a_long_stream_of_coalesced_events_costs_one_pass_a_window(coalescing: Harness) -> None:
+    key = Key("ns", "r1")
+    coalescing.runners.put(obj("r1"))
+    await coalescing.start()
+    await eventually(lambda: coalescing.count(key) == 1)
+    for i in range(200):  # 20 s of events, ten a second
+        coalescing.pods.put({**owned("p", "r1"), "data": {"n": str(i)}})
+        await asyncio.sleep(0.1)
+    last_event = now() - 0.1
+    await asyncio.sleep(5)
+    assert 10 <= coalescing.count(key) - 1 <= 11, "one pass per 2-second window"
+    assert last_event < coalescing.calls[-1][0] <= last_event + 2.0, "a pass after the last event"
+    last = coalescing.pod_informer.store.get(Key("ns", "p"))
+    assert last is not None
+    assert last["data"] == {"n": "199"}
+
+
+async def test_urgent_and_primary_events_do_not_wait_and_serve_the_coalesced(coalescing: Harness) -> None:
+    key = Key("ns", "r1")
+    coalescing.runners.put(obj("r1"))
+    coalescing.pods.put(owned("p0", "r1"))
+    await coalescing.start()
+    await eventually(lambda: coalescing.count(key) == 1)
+    coalescing.pods.put(owned("p1", "r1"))  # coalesced: waits
+    start = now()
+    coalescing.runners.put(obj("r1", labels={"replicas": "5"}))  # the primary object: at once
+    await eventually(lambda: coalescing.count(key) == 2)
+    assert now() - start < 0.1
+    assert coalescing.pods_seen[-1] == ["p0", "p1"]
+    coalescing.pods.put(owned("p2", "r1"))  # coalesced again
+    start = now()
+    coalescing.pods.delete("p0")  # urgent
+    await eventually(lambda: coalescing.count(key) == 3)
+    assert now() - start < 0.1
+    assert coalescing.pods_seen[-1] == ["p1", "p2"]
+    await asyncio.sleep(10)
+    assert coalescing.count(key) == 3, "the pass at once served the waiting events"
+
+
+async def test_a_coalesced_event_during_a_pass_gets_a_pass_after_it(coalescing: Harness) -> None:
+    key = Key("ns", "r1")
+    coalescing.block[key] = asyncio.Event()
+    coalescing.runners.put(obj("r1"))
+    await coalescing.start()
+    await eventually(lambda: coalescing.count(key) == 1)
+    coalescing.pods.put(owned("p1", "r1"))
+    await eventually(lambda: len(coalescing.pod_informer.store) == 1)
+    coalescing.block[key].set()
+    await eventually(lambda: coalescing.count(key) == 2)
+    assert coalescing.pods_seen == [[], ["p1"]]
+    assert coalescing.overlaps == 0
+
+
+def _versioned(generation: int | None, *, marked: bool = False) -> Obj:
+    meta: dict[str, object] = {}
+    if generation is not None:
+        meta["generation"] = generation
+    if marked:
+        meta["deletionTimestamp"] = "2026-12-07T04:00:00Z"
+    return obj("rs", **meta)
+
+
+@pytest.mark.parametrize(
+    ("kind", "old", "new", "changed"),
+    [
+        (EventType.ADDED, None, _versioned(1), True),
+        (EventType.DELETED, _versioned(1), _versioned(1), True),
+        (EventType.MODIFIED, _versioned(1), _versioned(2), True),  # a scale
+        (EventType.MODIFIED, _versioned(2), _versioned(2), False),  # a status write
+        (EventType.MODIFIED, _versioned(2), _versioned(2, marked=True), True),
+        (EventType.MODIFIED, _versioned(None), _versioned(None), True),  # no generation: every change
+        (EventType.MODIFIED, None, _versioned(2), True),
+        (EventType.SYNC, None, _versioned(2), False),
+    ],
+)
+def test_spec_changed(kind: EventType, old: Obj | None, new: Obj, changed: bool) -> None:
+    assert spec_changed(InformerEvent(kind, new, old)) is changed
+
+
+async def test_a_failing_urgency_filter_reconciles_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(event: InformerEvent) -> bool:
+        raise KeyError("metadata")
+
+    h = Harness(coalesce=2.0, urgent=broken)
+    try:
+        h.runners.put(obj("r1"))
+        await h.start()
+        await eventually(lambda: h.count(Key("ns", "r1")) == 1)
+        start = now()
+        h.pods.put(owned("p1", "r1"))
+        await eventually(lambda: h.count(Key("ns", "r1")) == 2)
+        assert now() - start < 0.1
+        assert "urgency filter" in caplog.text
+    finally:
+        await h.stop()

@@ -153,6 +153,54 @@ async def test_add_after_delays_and_keeps_the_earliest() -> None:
     assert len(queue) == 0, "the replaced timers do not fire"
 
 
+async def test_add_coalesced_bursts_are_one_pass_within_the_window() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    start = now()
+    queue.add_coalesced("a", 2)
+    queue.add_coalesced("a", 5)  # later: the pending one serves it
+    await asyncio.sleep(1)
+    queue.add_coalesced("a", 2)  # due at 3: the pending one, at 2, is earlier
+    queue.add_coalesced("a", 0.5)  # due at 1.5: earlier, replaces it
+    assert queue.waiting == {"a"}
+    assert len(queue) == 0
+    assert await queue.get() == "a"
+    assert now() - start == pytest.approx(1.5)
+    queue.done("a")
+    await asyncio.sleep(30)
+    assert len(queue) == 0, "the replaced timers do not fire"
+    assert queue.waiting == frozenset()
+
+
+async def test_add_coalesced_is_served_by_a_pass_not_yet_started() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    queue.add_coalesced("a", 2)  # queued: that pass reads the state after this add
+    assert queue.waiting == frozenset()
+    queue.add_coalesced("b", 2)
+    queue.add("b")  # handed out at once: the waiting add is dropped when it is
+    assert [await queue.get(), await queue.get()] == ["a", "b"]
+    assert queue.waiting == frozenset()
+    queue.done("a")
+    queue.done("b")
+    await asyncio.sleep(30)
+    assert len(queue) == 0
+
+
+async def test_add_coalesced_while_processing_waits_then_passes_again() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    assert await queue.get() == "a"
+    start = now()
+    queue.add_coalesced("a", 2)  # the running pass may have read the state before this add
+    queue.done("a")
+    assert len(queue) == 0
+    assert await queue.get() == "a"
+    assert now() - start == pytest.approx(2)
+    queue.done("a")
+    queue.add_coalesced("a", 0)  # no window: at once
+    assert len(queue) == 1
+
+
 async def test_add_after_non_positive_delay_adds_now() -> None:
     queue: WorkQueue[str] = WorkQueue()
     queue.add_after("a", 0)
@@ -182,12 +230,14 @@ async def test_shutdown_wakes_getters_drops_work_and_ignores_adds() -> None:
     getter = asyncio.create_task(queue.get())
     await asyncio.sleep(0)
     queue.add_after("later", 5)
+    queue.add_coalesced("soon", 1)
     queue.shutdown()
     with pytest.raises(ShutDown):
         await getter
     queue.add("a")
     queue.add_after("b", 1)
     queue.add_rate_limited("c")
+    queue.add_coalesced("d", 1)
     assert len(queue) == 0
     assert queue.waiting == frozenset()
     with pytest.raises(ShutDown):
