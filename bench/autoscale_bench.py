@@ -79,7 +79,7 @@ from ghsim import JobSpec, SimConfig, Simulator  # noqa: E402
 from ghsim.entities import Scope as SimScope  # noqa: E402
 from ghsim.podagent import connect  # noqa: E402
 from runnerd.controller.app import build  # noqa: E402
-from runnerd.controller.autoscaling import install_journal  # noqa: E402
+from runnerd.controller.app_autoscaling import install_journal  # noqa: E402
 from runnerd.controller.common import (  # noqa: E402
     HORIZONTAL_RUNNER_AUTOSCALERS,
     RUNNER_DEPLOYMENTS,

@@ -2,14 +2,14 @@
 
 :func:`build` makes the controller process (``runnerd controller``): the workload controllers, the
 orphan sweep, the RunnerSet controller (:func:`runnerd.controller.runnerset.install`) and HRA
-autoscaling (:func:`runnerd.controller.autoscaling.install_autoscaling`: the HRA informer and
+autoscaling (:func:`runnerd.controller.app_autoscaling.install_autoscaling`: the HRA informer and
 controller, the webhook reservation sink served by :mod:`runnerd.web`, the safety-net poll and the
-metrics; :func:`runnerd.controller.autoscaling.install_journal`: the reservation journal).
+metrics; :func:`runnerd.controller.app_autoscaling.install_journal`: the reservation journal).
 :func:`install_cost` adds the cost ledger's writer (leader only; ``runnerd controller`` always).
 :func:`install_scale_sets` adds scale-set mode (``--scale-sets --legacy``: next to the legacy
 controllers); :func:`build_scale_set_process` makes a scale-set-only process (``--scale-sets``).
 :func:`build_webhook_process` makes the standalone webhook server (``runnerd webhook-server``).
-Wiring lives here only (and in :mod:`runnerd.controller.autoscaling`): the controllers this module
+Wiring lives here only (and in :mod:`runnerd.controller.app_autoscaling`): the controllers this module
 builds never import it.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from runnerd.api import constants as c
-from runnerd.controller.autoscaling import budget_snapshot, install_autoscaling, install_journal
+from runnerd.controller.app_autoscaling import budget_snapshot, install_autoscaling, install_journal
 from runnerd.controller.clients import GitHubAPI, GitHubClients
 from runnerd.controller.common import (
     HORIZONTAL_RUNNER_AUTOSCALERS,

@@ -1,4 +1,4 @@
-"""Wiring of HRA autoscaling into a controller process (``runnerd controller``).
+"""Wiring of HRA autoscaling into a controller process (``runnerd controller``; not scale-set mode).
 
 :func:`install_autoscaling` adds the HRA informer and controller, the webhook reservation sink served
 by :mod:`runnerd.web`, the safety-net poll, the latency watches and the metrics (and, with
