@@ -41,7 +41,7 @@ controller made) created by a plain loop with 64 requests in flight against the 
 the controller's pod-creation rate during the burst is reported as a share of it.
 
     .venv/bin/python bench/autoscale_bench.py [--jobs 200] [--jobs-per-run 10] [--job-seconds 60]
-        [--pull-sync 60] [--modes webhook article pull] [--ceiling] [--reservation-journal]
+        [--pull-sync 60] [--modes webhook article pull] [--ceiling] [--no-reservation-journal]
         [--in-process] [--cprofile FILE]
 """
 
@@ -78,7 +78,7 @@ from devcluster.process import die_with_parent  # noqa: E402
 from ghsim import JobSpec, SimConfig, Simulator  # noqa: E402
 from ghsim.entities import Scope as SimScope  # noqa: E402
 from ghsim.podagent import connect  # noqa: E402
-from runnerd.controller.app import build, install_journal  # noqa: E402
+from runnerd.controller.app import build  # noqa: E402
 from runnerd.controller.common import (  # noqa: E402
     HORIZONTAL_RUNNER_AUTOSCALERS,
     RUNNER_DEPLOYMENTS,
@@ -420,8 +420,8 @@ def _controller_argv(args: argparse.Namespace, mode: str, **addr: str) -> list[s
         f"--sync-period={args.pull_sync if mode != 'webhook' else 60.0:g}s",
         "--drain-grace=2s",
     ]
-    if args.reservation_journal:
-        argv.append("--reservation-journal")
+    if not args.reservation_journal:
+        argv.append("--no-reservation-journal")
     argv += args.controller_arg
     if mode == "pull":
         argv.append("--disable-webhook-poll")
@@ -486,10 +486,9 @@ async def in_process(
         sync_period=60.0,
         drain_grace=2.0,
         pod=PodOptions(runner_image="ghcr.io/runnerd/actions-runner:bench", github_url=sim.base_url + "/"),
+        reservation_journal=args.reservation_journal,
     )
     controllers = build(kube=kube, github=github, options=options)
-    if args.reservation_journal:
-        install_journal(controllers)
     autoscaling = controllers.autoscaling
     assert autoscaling is not None
     stack.push_async_callback(autoscaling.close)
@@ -912,7 +911,11 @@ def main() -> None:
     )
     parser.add_argument("--ceiling", action="store_true", help="measure a plain create loop's rate too")
     parser.add_argument(
-        "--reservation-journal", action="store_true", help="the controller's --reservation-journal intake"
+        "--no-reservation-journal",
+        dest="reservation_journal",
+        action="store_false",
+        help="the controller's --no-reservation-journal: each group commit writes the HRA's list (the"
+        " journal is the controller's default)",
     )
     parser.add_argument(
         "--in-process",

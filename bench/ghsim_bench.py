@@ -34,6 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -74,161 +75,45 @@ async def start_simulator(extra: dict[str, Any] | None = None) -> tuple[asyncio.
     return proc, url
 
 
+@dataclass
+class RestClient:
+    """The benchmark's HTTP session against one simulator: its admin API and, with ``headers`` (set
+    by :func:`_seed`), its REST API as the PAT's user."""
+
+    http: aiohttp.ClientSession
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    async def sim(self, method: str, path: str, body: Any = None) -> Any:
+        async with self.http.request(method, self.url + "/_sim" + path, json=body) as r:
+            assert r.status < 300, (path, r.status, await r.text())
+            return await r.json() if r.status != 204 else None
+
+    def req(self, method: str, path: str, **kw: Any) -> Callable[[], Awaitable[int]]:
+        async def call() -> int:
+            async with self.http.request(
+                method, self.url + path, headers={**self.headers, **kw.pop("h", {})}, **kw
+            ) as r:
+                await r.read()
+                return r.status
+
+        return call
+
+
 async def main(quick: bool) -> None:
     n_jobs, n_runners = (1_000, 200) if quick else (12_000, 2_000)
     proc, url = await start_simulator()
     connector = aiohttp.TCPConnector(limit=0)
     runners: list[asyncio.Task[Any]] = []
     async with aiohttp.ClientSession(connector=connector) as http:
+        client = RestClient(http, url)
         try:
-
-            async def sim(method: str, path: str, body: Any = None) -> Any:
-                async with http.request(method, url + "/_sim" + path, json=body) as r:
-                    assert r.status < 300, (path, r.status, await r.text())
-                    return await r.json() if r.status != 204 else None
-
-            await sim("POST", "/orgs", {"login": ORG})
-            for i in range(REPOS):
-                await sim("POST", "/repos", {"full_name": f"{ORG}/repo-{i}"})
-            token = (await sim("POST", "/pats", {"login": "bench"}))["token"]
-            headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"}
-
-            t0 = time.perf_counter()
-            runs = [
-                {
-                    "repo": f"{ORG}/repo-{i % REPOS}",
-                    "jobs": [{"labels": ["self-hosted", "gpu"], "duration": 3600}] * 4,
-                }
-                for i in range(n_jobs // 4)
-            ]
-            for chunk in range(0, len(runs), 500):
-                await sim("POST", "/state", {"runs": runs[chunk : chunk + 500]})
-            enqueue_s = time.perf_counter() - t0
-
-            # runners: half from JIT configs (minted over REST), half from a registration token
-            t0 = time.perf_counter()
-            envs: list[dict[str, str]] = []
-            jit_latencies: list[float] = []
-            for i in range(n_runners // 2):
-                s = time.perf_counter()
-                async with http.post(
-                    f"{url}/orgs/{ORG}/actions/runners/generate-jitconfig",
-                    headers=headers,
-                    json={"name": f"jit-{i}", "runner_group_id": 1, "labels": ["gpu"]},
-                ) as r:
-                    body = await r.json()
-                jit_latencies.append(time.perf_counter() - s)
-                envs.append({"ACTIONS_RUNNER_INPUT_JITCONFIG": body["encoded_jit_config"]})
-            async with http.post(
-                f"{url}/orgs/{ORG}/actions/runners/registration-token", headers=headers
-            ) as r:
-                reg_token = (await r.json())["token"]
-            for i in range(n_runners - len(envs)):
-                envs.append(
-                    {
-                        "RUNNER_TOKEN": reg_token,
-                        "RUNNER_ORG": ORG,
-                        "RUNNER_NAME": f"pod-{i}",
-                        "RUNNER_LABELS": "gpu",
-                    }
-                )
-            runners = [
-                asyncio.create_task(VirtualRunner(url, env, session=http, poll_wait=20, heartbeat_s=30).run())
-                for env in envs
-            ]
-            while True:
-                stats = await sim("GET", "/stats")
-                if stats["jobs"]["in_progress"] >= n_runners:
-                    break
-                await asyncio.sleep(0.2)
-            runners_s = time.perf_counter() - t0
-            assert stats["jobs"]["queued"] == n_jobs - n_runners, stats["jobs"]
-            assert stats["runners"]["online"] == n_runners, stats["runners"]
-
-            # ---- latency, one request at a time ------------------------------------------------
-            async with http.get(f"{url}/repos/{ORG}/repo-0/actions/runs?per_page=1", headers=headers) as r:
-                run_id = (await r.json())["workflow_runs"][0]["id"]
-            async with http.get(f"{url}/repos/{ORG}/repo-0/actions/runs/{run_id}/jobs", headers=headers) as r:
-                job_id = (await r.json())["jobs"][0]["id"]
-            async with http.get(f"{url}/orgs/{ORG}/actions/runners?per_page=1", headers=headers) as r:
-                runner_id = (await r.json())["runners"][0]["id"]
-                etag = r.headers["ETag"]
-            pages = n_runners // 100
-
-            def req(method: str, path: str, **kw: Any) -> Callable[[], Awaitable[int]]:
-                async def call() -> int:
-                    async with http.request(
-                        method, url + path, headers={**headers, **kw.pop("h", {})}, **kw
-                    ) as r:
-                        await r.read()
-                        return r.status
-
-                return call
-
-            def list_runners_page() -> Awaitable[int]:
-                return req(
-                    "GET", f"/orgs/{ORG}/actions/runners?per_page=100&page={random.randint(1, pages)}"
-                )()
-
-            def list_queued_runs() -> Awaitable[int]:
-                repo = random.randrange(REPOS)
-                return req("GET", f"/repos/{ORG}/repo-{repo}/actions/runs?status=queued&per_page=100")()
-
-            endpoints: dict[str, Callable[[], Awaitable[int]]] = {
-                "GET /orgs/{org}/actions/runners (100/page)": list_runners_page,
-                "GET /orgs/{org}/actions/runners (304)": req(
-                    "GET", f"/orgs/{ORG}/actions/runners?per_page=1", h={"If-None-Match": etag}
-                ),
-                "GET /orgs/{org}/actions/runners?name=": req(
-                    "GET", f"/orgs/{ORG}/actions/runners?name=pod-7"
-                ),
-                "GET /orgs/{org}/actions/runners/{id}": req(
-                    "GET", f"/orgs/{ORG}/actions/runners/{runner_id}"
-                ),
-                "GET /repos/{o}/{r}/actions/runs?status=queued (100/page)": list_queued_runs,
-                "GET /repos/{o}/{r}/actions/runs/{id}/jobs": req(
-                    "GET", f"/repos/{ORG}/repo-0/actions/runs/{run_id}/jobs"
-                ),
-                "GET /repos/{o}/{r}/actions/jobs/{id}": req(
-                    "GET", f"/repos/{ORG}/repo-0/actions/jobs/{job_id}"
-                ),
-                "POST /orgs/{org}/actions/runners/registration-token": req(
-                    "POST", f"/orgs/{ORG}/actions/runners/registration-token"
-                ),
-                "DELETE /orgs/{org}/actions/runners/{id} (busy: 422)": req(
-                    "DELETE", f"/orgs/{ORG}/actions/runners/{runner_id}"
-                ),
-                "GET /rate_limit": req("GET", "/rate_limit"),
-            }
-            n = 100 if quick else 300
-            results: dict[str, list[float]] = {}
-            everything: list[float] = []
-            for name, call in endpoints.items():
-                await call()  # warm
-                samples = []
-                for _ in range(n):
-                    s = time.perf_counter()
-                    status = await call()
-                    samples.append((time.perf_counter() - s) * 1000)
-                    assert status < 500, (name, status)
-                results[name] = samples
-                everything.extend(samples)
+            enqueue_s = await _seed(client, n_jobs)
+            runners_s, jit_latencies = await _start_runners(client, n_jobs, n_runners, runners)
+            results, everything, lists = await _latencies(client, n_runners, quick)
             results["POST .../generate-jitconfig (during setup)"] = [x * 1000 for x in jit_latencies]
-
-            # ---- throughput, 16 concurrent clients ---------------------------------------------
-            done = 0
-            stop_at = time.perf_counter() + (3 if quick else 5)
-
-            async def client() -> None:
-                nonlocal done
-                while time.perf_counter() < stop_at:
-                    await list_runners_page() if random.random() < 0.5 else await list_queued_runs()
-                    done += 1
-
-            t0 = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(16)))
-            throughput = done / (time.perf_counter() - t0)
-            final = await sim("GET", "/stats")
+            throughput = await _throughput(lists, 3 if quick else 5)
+            final = await client.sim("GET", "/stats")
             rss = rss_mb(proc.pid)
         finally:
             for task in runners:
@@ -236,7 +121,6 @@ async def main(quick: bool) -> None:
             await asyncio.gather(*runners, return_exceptions=True)
             proc.terminate()
             await proc.wait()
-
     print(
         f"ghsim benchmark: {n_jobs - n_runners} queued jobs, {n_runners} busy runners, {os.cpu_count()} CPUs"
     )
@@ -245,6 +129,152 @@ async def main(quick: bool) -> None:
         f"{n_runners} runners registered and started jobs in {runners_s:.1f} s"
     )
     print(f"  simulator RSS: {rss:.0f} MiB; jobs {final['jobs']}")
+    _report(results, everything, n_jobs, n_runners, throughput, rss)
+
+
+async def _seed(client: RestClient, n_jobs: int) -> float:
+    """The organization, its repositories and the PAT (into ``client.headers``); then ``n_jobs``
+    queued jobs. The seconds the jobs took to enqueue."""
+    await client.sim("POST", "/orgs", {"login": ORG})
+    for i in range(REPOS):
+        await client.sim("POST", "/repos", {"full_name": f"{ORG}/repo-{i}"})
+    token = (await client.sim("POST", "/pats", {"login": "bench"}))["token"]
+    client.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"})
+    t0 = time.perf_counter()
+    runs = [
+        {
+            "repo": f"{ORG}/repo-{i % REPOS}",
+            "jobs": [{"labels": ["self-hosted", "gpu"], "duration": 3600}] * 4,
+        }
+        for i in range(n_jobs // 4)
+    ]
+    for chunk in range(0, len(runs), 500):
+        await client.sim("POST", "/state", {"runs": runs[chunk : chunk + 500]})
+    return time.perf_counter() - t0
+
+
+async def _start_runners(
+    client: RestClient, n_jobs: int, n_runners: int, runners: list[asyncio.Task[Any]]
+) -> tuple[float, list[float]]:
+    """Runners (into ``runners``): half from JIT configs (minted over REST), half from a registration
+    token; until each runs a job. The seconds that took and the JIT configs' latencies."""
+    http, url, headers = client.http, client.url, client.headers
+    t0 = time.perf_counter()
+    envs: list[dict[str, str]] = []
+    jit_latencies: list[float] = []
+    for i in range(n_runners // 2):
+        s = time.perf_counter()
+        async with http.post(
+            f"{url}/orgs/{ORG}/actions/runners/generate-jitconfig",
+            headers=headers,
+            json={"name": f"jit-{i}", "runner_group_id": 1, "labels": ["gpu"]},
+        ) as r:
+            body = await r.json()
+        jit_latencies.append(time.perf_counter() - s)
+        envs.append({"ACTIONS_RUNNER_INPUT_JITCONFIG": body["encoded_jit_config"]})
+    async with http.post(f"{url}/orgs/{ORG}/actions/runners/registration-token", headers=headers) as r:
+        reg_token = (await r.json())["token"]
+    for i in range(n_runners - len(envs)):
+        envs.append(
+            {"RUNNER_TOKEN": reg_token, "RUNNER_ORG": ORG, "RUNNER_NAME": f"pod-{i}", "RUNNER_LABELS": "gpu"}
+        )
+    runners.extend(
+        asyncio.create_task(VirtualRunner(url, env, session=http, poll_wait=20, heartbeat_s=30).run())
+        for env in envs
+    )
+    while True:
+        stats = await client.sim("GET", "/stats")
+        if stats["jobs"]["in_progress"] >= n_runners:
+            break
+        await asyncio.sleep(0.2)
+    runners_s = time.perf_counter() - t0
+    assert stats["jobs"]["queued"] == n_jobs - n_runners, stats["jobs"]
+    assert stats["runners"]["online"] == n_runners, stats["runners"]
+    return runners_s, jit_latencies
+
+
+async def _latencies(
+    client: RestClient, n_runners: int, quick: bool
+) -> tuple[dict[str, list[float]], list[float], list[Callable[[], Awaitable[int]]]]:
+    """Latency per endpoint, one request at a time (ms); all samples; the two list calls."""
+    http, url, headers, req = client.http, client.url, client.headers, client.req
+    async with http.get(f"{url}/repos/{ORG}/repo-0/actions/runs?per_page=1", headers=headers) as r:
+        run_id = (await r.json())["workflow_runs"][0]["id"]
+    async with http.get(f"{url}/repos/{ORG}/repo-0/actions/runs/{run_id}/jobs", headers=headers) as r:
+        job_id = (await r.json())["jobs"][0]["id"]
+    async with http.get(f"{url}/orgs/{ORG}/actions/runners?per_page=1", headers=headers) as r:
+        runner_id = (await r.json())["runners"][0]["id"]
+        etag = r.headers["ETag"]
+    pages = n_runners // 100
+
+    def list_runners_page() -> Awaitable[int]:
+        return req("GET", f"/orgs/{ORG}/actions/runners?per_page=100&page={random.randint(1, pages)}")()
+
+    def list_queued_runs() -> Awaitable[int]:
+        repo = random.randrange(REPOS)
+        return req("GET", f"/repos/{ORG}/repo-{repo}/actions/runs?status=queued&per_page=100")()
+
+    endpoints: dict[str, Callable[[], Awaitable[int]]] = {
+        "GET /orgs/{org}/actions/runners (100/page)": list_runners_page,
+        "GET /orgs/{org}/actions/runners (304)": req(
+            "GET", f"/orgs/{ORG}/actions/runners?per_page=1", h={"If-None-Match": etag}
+        ),
+        "GET /orgs/{org}/actions/runners?name=": req("GET", f"/orgs/{ORG}/actions/runners?name=pod-7"),
+        "GET /orgs/{org}/actions/runners/{id}": req("GET", f"/orgs/{ORG}/actions/runners/{runner_id}"),
+        "GET /repos/{o}/{r}/actions/runs?status=queued (100/page)": list_queued_runs,
+        "GET /repos/{o}/{r}/actions/runs/{id}/jobs": req(
+            "GET", f"/repos/{ORG}/repo-0/actions/runs/{run_id}/jobs"
+        ),
+        "GET /repos/{o}/{r}/actions/jobs/{id}": req("GET", f"/repos/{ORG}/repo-0/actions/jobs/{job_id}"),
+        "POST /orgs/{org}/actions/runners/registration-token": req(
+            "POST", f"/orgs/{ORG}/actions/runners/registration-token"
+        ),
+        "DELETE /orgs/{org}/actions/runners/{id} (busy: 422)": req(
+            "DELETE", f"/orgs/{ORG}/actions/runners/{runner_id}"
+        ),
+        "GET /rate_limit": req("GET", "/rate_limit"),
+    }
+    n = 100 if quick else 300
+    results: dict[str, list[float]] = {}
+    everything: list[float] = []
+    for name, call in endpoints.items():
+        await call()  # warm
+        samples = []
+        for _ in range(n):
+            s = time.perf_counter()
+            status = await call()
+            samples.append((time.perf_counter() - s) * 1000)
+            assert status < 500, (name, status)
+        results[name] = samples
+        everything.extend(samples)
+    return results, everything, [list_runners_page, list_queued_runs]
+
+
+async def _throughput(calls: list[Callable[[], Awaitable[int]]], seconds: float) -> float:
+    """Requests a second of 16 concurrent clients, each call one of ``calls`` (the first or the second,
+    at even odds)."""
+    done = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def client() -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            await calls[0]() if random.random() < 0.5 else await calls[1]()
+            done += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(16)))
+    return done / (time.perf_counter() - t0)
+
+
+def _report(
+    results: dict[str, list[float]],
+    everything: list[float],
+    n_jobs: int,
+    n_runners: int,
+    throughput: float,
+    rss: float,
+) -> None:
     print(f"  {'endpoint':<60} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
     for name, samples in results.items():
         print(f"  {name:<60} {pct(samples, 0.5):8.2f} {pct(samples, 0.9):8.2f} {pct(samples, 0.99):8.2f}")

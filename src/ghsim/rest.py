@@ -2,7 +2,9 @@
 
 :data:`ROUTES` is the single list of implemented operations (by OpenAPI ``operationId``); the
 server mounts each at ``/`` (github.com) and under ``/api/v3`` (GHES), and the conformance tests
-walk the same list.
+walk the same list. The App operations are :mod:`ghsim.apps`'s and the hook deliveries API
+:mod:`ghsim.hookdeliveries`'s; this module holds the runners, runner groups, runs, jobs and the rate
+limit.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import hookdeliveries
+from . import apps, hookdeliveries
 from .auth import Need
-from .clock import iso, iso_ms
-from .entities import Installation, Repo, Run, RunnerGroup, Scope
-from .errors import Conflict, Forbidden, NotFound, ValidationFailed
+from .clock import iso_ms
+from .entities import Repo, Run, RunnerGroup, Scope
+from .errors import Conflict, NotFound, ValidationFailed
 from .httputil import Ctx, Handler, Reply, Route, json_list, paginate
 from .model import JobSnapshot
 
@@ -22,7 +24,6 @@ RUNNERS_DOCS = "https://docs.github.com/rest/actions/self-hosted-runners"
 GROUPS_DOCS = "https://docs.github.com/rest/actions/self-hosted-runner-groups"
 RUNS_DOCS = "https://docs.github.com/rest/actions/workflow-runs"
 JOBS_DOCS = "https://docs.github.com/rest/actions/workflow-jobs"
-APPS_DOCS = "https://docs.github.com/rest/apps/apps"
 RATE_DOCS = "https://docs.github.com/rest/rate-limit/rate-limit"
 
 T = TypeVar("T")
@@ -226,103 +227,6 @@ async def get_job(ctx: Ctx) -> Reply:
     if job is None or job.repo_id != _repo(ctx).id:
         raise NotFound()
     return Reply(200, ctx.core.renderer.job_snapshot(JobSnapshot.of(job)))
-
-
-# ---- apps --------------------------------------------------------------------------------------
-
-
-async def get_app(ctx: Ctx) -> Reply:
-    app = ctx.principal.app
-    assert app is not None
-    count = sum(1 for i in ctx.core.world.installations.values() if i.app_id == app.id)
-    return Reply(
-        200,
-        {
-            "id": app.id,
-            "slug": app.slug,
-            "client_id": app.client_id,
-            "node_id": f"A_{app.id}",
-            "owner": ctx.core.renderer.user(app.owner),
-            "name": app.name,
-            "description": None,
-            "external_url": ctx.core.renderer.html,
-            "html_url": f"{ctx.core.renderer.html}/apps/{app.slug}",
-            "created_at": iso(app.created_at),
-            "updated_at": iso(app.created_at),
-            "permissions": dict(app.permissions),
-            "events": list(app.events),
-            "installations_count": count,
-        },
-    )
-
-
-async def list_installations(ctx: Ctx) -> Reply:
-    app = ctx.principal.app
-    assert app is not None
-    insts = sorted(
-        (i for i in ctx.core.world.installations.values() if i.app_id == app.id), key=lambda i: i.id
-    )
-    page, headers = paginate(ctx.request, insts)
-    return Reply(200, [ctx.core.renderer.installation(i, app) for i in page], headers)
-
-
-def _own_installation(ctx: Ctx) -> Installation:
-    app = ctx.principal.app
-    assert app is not None
-    inst = ctx.core.world.installations.get(ctx.int_param("installation_id"))
-    if inst is None or inst.app_id != app.id:
-        raise NotFound()
-    return inst
-
-
-async def get_installation(ctx: Ctx) -> Reply:
-    app = ctx.principal.app
-    assert app is not None
-    return Reply(200, ctx.core.renderer.installation(_own_installation(ctx), app))
-
-
-async def create_installation_token(ctx: Ctx) -> Reply:
-    inst = _own_installation(ctx)
-    body = await ctx.json(required=False)
-    perms = body.get("permissions")
-    repos = body.get("repositories")
-    repo_ids = body.get("repository_ids")
-    if perms is not None and (
-        not isinstance(perms, dict) or not all(isinstance(v, str) for v in perms.values())
-    ):
-        raise ValidationFailed("Invalid request.\n\npermissions must be an object of strings.")
-    if repos is not None and (not isinstance(repos, list) or not all(isinstance(x, str) for x in repos)):
-        raise ValidationFailed("Invalid request.\n\nrepositories must be an array of strings.")
-    if repo_ids is not None and (
-        not isinstance(repo_ids, list) or not all(isinstance(x, int) for x in repo_ids)
-    ):
-        raise ValidationFailed("Invalid request.\n\nrepository_ids must be an array of integers.")
-    if inst.suspended:
-        raise Forbidden("This installation has been suspended")
-    tok = ctx.core.world.issue_installation_token(
-        inst.id, permissions=perms, repositories=repos, repository_ids=repo_ids
-    )
-    out: dict[str, Any] = {
-        "token": tok.token,
-        "expires_at": iso(tok.expires_at),
-        "permissions": dict(tok.permissions),
-        "repository_selection": "selected" if tok.repository_ids is not None else inst.repository_selection,
-    }
-    if tok.repository_ids is not None:
-        world = ctx.core.world
-        out["repositories"] = [
-            ctx.core.renderer.repository(world.repos_by_id[i]) for i in sorted(tok.repository_ids)
-        ]
-    return Reply(201, out)
-
-
-async def scope_installation(ctx: Ctx) -> Reply:
-    app = ctx.principal.app
-    assert app is not None
-    inst = ctx.core.world.installation_for(app.id, _scope(ctx))
-    if inst is None:
-        raise NotFound()
-    return Reply(200, ctx.core.renderer.installation(inst, app))
 
 
 # ---- rate limit --------------------------------------------------------------------------------
@@ -566,60 +470,7 @@ ROUTES: list[Route] = [
         "repo",
         docs=JOBS_DOCS,
     ),
-    Route("GET", "/app", "apps/get-authenticated", get_app, "app", docs=APPS_DOCS),
-    Route(
-        "GET",
-        "/app/installations",
-        "apps/list-installations",
-        list_installations,
-        "app",
-        etag=True,
-        docs=APPS_DOCS,
-    ),
-    Route(
-        "GET",
-        "/app/installations/{installation_id}",
-        "apps/get-installation",
-        get_installation,
-        "app",
-        docs=APPS_DOCS,
-    ),
-    Route(
-        "POST",
-        "/app/installations/{installation_id}/access_tokens",
-        "apps/create-installation-access-token",
-        create_installation_token,
-        "app",
-        docs=APPS_DOCS,
-    ),
-    Route(
-        "GET",
-        "/repos/{owner}/{repo}/installation",
-        "apps/get-repo-installation",
-        scope_installation,
-        "app",
-        "repo",
-        docs=APPS_DOCS,
-    ),
-    Route(
-        "GET",
-        "/orgs/{org}/installation",
-        "apps/get-org-installation",
-        scope_installation,
-        "app",
-        "org",
-        docs=APPS_DOCS,
-    ),
-    Route(
-        "GET",
-        "/enterprises/{enterprise}/installation",
-        "apps/get-enterprise-installation",
-        scope_installation,
-        "app",
-        "enterprise",
-        docs=APPS_DOCS,
-        ghes=False,
-    ),
+    *apps.routes(),
     Route("GET", "/rate_limit", "rate-limit/get", rate_limit, "any", counted=False, docs=RATE_DOCS),
     *hookdeliveries.routes(),
 ]

@@ -16,7 +16,7 @@ import yaml
 from devcluster.cluster import Cluster
 from devcluster.wait import wait_until
 from ghsim import Simulator
-from runnerd.controller.app import install_journal
+from runnerd.controller.app_autoscaling import install_journal
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, RUNNER_DEPLOYMENTS
 from runnerd.controller.process import Controllers
 from runnerd.kube.resources import CONFIGMAPS

@@ -2,22 +2,24 @@
 
 :func:`build` makes the controller process (``runnerd controller``): the workload controllers, the
 orphan sweep, the RunnerSet controller (:func:`runnerd.controller.runnerset.install`) and HRA
-autoscaling (:func:`install_autoscaling`: the HRA informer and controller, the webhook reservation
-sink served by :mod:`runnerd.web`, the safety-net poll and the metrics).
+autoscaling (:func:`runnerd.controller.app_autoscaling.install_autoscaling`: the HRA informer and
+controller, the webhook reservation sink served by :mod:`runnerd.web`, the safety-net poll and the
+metrics; :func:`runnerd.controller.app_autoscaling.install_journal`: the reservation journal).
 :func:`install_cost` adds the cost ledger's writer (leader only; ``runnerd controller`` always).
 :func:`install_scale_sets` adds scale-set mode (``--scale-sets --legacy``: next to the legacy
 controllers); :func:`build_scale_set_process` makes a scale-set-only process (``--scale-sets``).
 :func:`build_webhook_process` makes the standalone webhook server (``runnerd webhook-server``).
-Wiring lives here only: the controllers this module builds never import it.
+Wiring lives here only (and in :mod:`runnerd.controller.app_autoscaling`): the controllers this module
+builds never import it.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from runnerd.api import constants as c
+from runnerd.controller.app_autoscaling import budget_snapshot, install_autoscaling, install_journal
 from runnerd.controller.clients import GitHubAPI, GitHubClients
 from runnerd.controller.common import (
     HORIZONTAL_RUNNER_AUTOSCALERS,
@@ -28,7 +30,6 @@ from runnerd.controller.common import (
     RUNNER_SETS,
     RUNNERS,
     ControllerOptions,
-    matching_labels,
 )
 from runnerd.controller.controller_metrics import ControllerCollector
 from runnerd.controller.cost import (
@@ -41,14 +42,10 @@ from runnerd.controller.cost import (
     RunnerPodFacts,
 )
 from runnerd.controller.directory import RunnerDirectory
-from runnerd.controller.hra.controller import HRAController
-from runnerd.controller.hra.options import AutoscalingOptions
-from runnerd.controller.journal import ReservationJournal, hra_key_of, journal_informer
-from runnerd.controller.latency import PodCreateLatency, RunnerStartup
+from runnerd.controller.journal import ReservationJournal
 from runnerd.controller.listener_export import ListenerCollector
 from runnerd.controller.orphans import OrphanSweeper, sweep_key
-from runnerd.controller.poller import POLL_KEY, SafetyNetPoller
-from runnerd.controller.process import Autoscaling, Controllers, ScaleSetProcess, ScaleSets, WebhookProcess
+from runnerd.controller.process import Controllers, ScaleSetProcess, ScaleSets, WebhookProcess
 from runnerd.controller.reservation_writer import ReservationWriter
 from runnerd.controller.reservations import ReservationSink
 from runnerd.controller.runner import RunnerController
@@ -60,15 +57,12 @@ from runnerd.controller.runnerreplicaset import (
     pod_exits,
 )
 from runnerd.controller.runnerset import install as install_runnersets
-from runnerd.controller.runwatch import RunObserver
 from runnerd.controller.scaleset import ScaleSetHost
 from runnerd.controller.scaleset import install as install_scale_set_controllers
-from runnerd.controller.sizing import install as install_sizing
 from runnerd.controller.targets import HRA_INFORMER, RD_INFORMER, RUNNERSET_INFORMER, TargetResolver
 from runnerd.controller.visibility import GroupVisibility
 from runnerd.github import GitHubClient, Scope
 from runnerd.github.actions.clients import ActionsClients
-from runnerd.github.budget import CallWindow
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import NODES
 from runnerd.reconcile.admitting import slim_node
@@ -81,13 +75,12 @@ from runnerd.runtime import (
     Key,
     LeaderElector,
     Manager,
-    Obj,
     controller_owner,
     index_by_controller_uid,
     slim_pod,
     spec_changed,
 )
-from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
+from runnerd.web.metrics import Metrics
 
 COMPONENT = "runnerd-controller"
 INDEX_NAME = "name"
@@ -118,6 +111,47 @@ def build(
     directory = RunnerDirectory(github)
     directory.period = options.sync_period
     clients = GitHubClients(kube, GitHubAPI(github, directory), refresh=options.credentials_refresh)
+    runner, replica_set, deployment, sweeper = _workload_reconcilers(
+        kube, github, options, informers, recorder, directory, clients
+    )
+    manager = Manager(elector=elector)
+    for ctl in _workload_controllers(informers, runner, replica_set, deployment, sweeper, directory, options):
+        manager.add_controller(ctl)
+    controllers = Controllers(
+        manager=manager,
+        kube=kube,
+        github=github,
+        options=options,
+        recorder=recorder,
+        directory=directory,
+        runner=runner,
+        replica_set=replica_set,
+        deployment=deployment,
+        informers=informers,
+        sweeper=sweeper,
+        clients=clients,
+    )
+    if runner_sets:
+        install_runnersets(controllers, recycle_volumes=recycle_volumes)
+    controllers.autoscaling = install_autoscaling(controllers)
+    if options.reservation_journal:
+        install_journal(controllers)
+    controllers.autoscaling.metrics.watch_process(
+        leading=lambda: manager.leading, orphans=lambda: (sweeper.suspected, sweeper.removed_total)
+    )
+    return controllers
+
+
+def _workload_reconcilers(
+    kube: KubeClient,
+    github: GitHubClient,
+    options: ControllerOptions,
+    informers: MutableMapping[str, Informer],
+    recorder: EventRecorder,
+    directory: RunnerDirectory,
+    clients: GitHubClients,
+) -> tuple[RunnerController, ReplicaSetController, DeploymentController, OrphanSweeper]:
+    """The Runner, RunnerReplicaSet and RunnerDeployment reconcilers and the orphan sweep."""
     runners, pods = informers["runners"], informers["pods"]
     replica_sets, deployments = informers["runnerreplicasets"], informers["runnerdeployments"]
     runner = RunnerController(
@@ -157,32 +191,7 @@ def build(
         grace=options.orphan_grace,
         clients=clients,
     )
-    manager = Manager(elector=elector)
-    for ctl in _workload_controllers(informers, runner, replica_set, deployment, sweeper, directory, options):
-        manager.add_controller(ctl)
-    controllers = Controllers(
-        manager=manager,
-        kube=kube,
-        github=github,
-        options=options,
-        recorder=recorder,
-        directory=directory,
-        runner=runner,
-        replica_set=replica_set,
-        deployment=deployment,
-        informers=informers,
-        sweeper=sweeper,
-        clients=clients,
-    )
-    if runner_sets:
-        install_runnersets(controllers, recycle_volumes=recycle_volumes)
-    controllers.autoscaling = install_autoscaling(controllers)
-    if options.reservation_journal:
-        install_journal(controllers)
-    controllers.autoscaling.metrics.watch_process(
-        leading=lambda: manager.leading, orphans=lambda: (sweeper.suspected, sweeper.removed_total)
-    )
-    return controllers
+    return runner, replica_set, deployment, sweeper
 
 
 def _workload_informers(kube: KubeClient, ns: str | None) -> dict[str, Informer]:
@@ -261,205 +270,6 @@ def _workload_controllers(
     sweep_ctl = Controller("github-orphans", sweeper.reconcile, workers=1)
     sweep_ctl.watch(replica_sets, sweep_key)
     return [runner_ctl, rrs_ctl, rd_ctl, sweep_ctl]
-
-
-# --- autoscaling ------------------------------------------------------------------------------------
-
-
-def budget_snapshot(github: GitHubClient) -> BudgetSnapshot:
-    """The GitHub client's budget for the metrics layer."""
-    stats = github.stats.snapshot()
-    readings = [
-        RateLimitReading(b.resource, b.limit, b.remaining, b.reset_at, b.used)
-        for b in github.rate_limits.snapshot().values()
-    ]
-    paused: dict[str, float] = {}
-    for resource in [None, *(r.resource for r in readings)]:
-        until = github.paused_until(resource)
-        if until is not None:
-            paused["*" if resource is None else resource] = until
-    return BudgetSnapshot(
-        rate_limits=readings,
-        calls=stats.calls,
-        retries=stats.retries,
-        gate_waits=stats.gate_waits,
-        gate_wait_seconds=stats.gate_wait_seconds,
-        gate_rejections=stats.gate_rejections,
-        paused_until=paused,
-    )
-
-
-def install_autoscaling(
-    controllers: Controllers,
-    *,
-    options: AutoscalingOptions | None = None,
-    metrics: Metrics | None = None,
-) -> Autoscaling:
-    """Add HRA autoscaling (informer, controller, webhook sink, safety-net poll, metrics) to a process."""
-    options = options or AutoscalingOptions()
-    metrics = metrics or Metrics()
-    informers = controllers.informers
-    kube, github = controllers.kube, controllers.github
-    hras = Informer(
-        HRA_INFORMER,
-        kube.list_watcher(HORIZONTAL_RUNNER_AUTOSCALERS, namespace=controllers.options.namespace),
-    )
-    informers[HRA_INFORMER] = hras
-    controllers.manager.add_informer(hras)
-    resolver = TargetResolver(informers)
-    pod_latency, startup = _latency_watches(informers, metrics)
-
-    hra_ctl: Controller | None = None
-    controller: HRAController | None = None
-
-    def written(key: Key, obj: Obj) -> None:
-        if controller is not None:
-            controller.offer(key, obj)
-        if hra_ctl is not None:
-            hra_ctl.enqueue(key)  # a no-op unless this process leads
-
-    writer = ReservationWriter(kube, hras, resolver, metrics=metrics, on_written=written)
-    sink = _sink(controllers, hras, resolver, writer, metrics, pod_latency, options)
-    # one observation per repository and one call budget for the metric, the poll and the listings
-    observer = RunObserver(github, CallWindow(time.monotonic))
-    controllers.directory.budget = observer.window
-    poller = SafetyNetPoller(github=github, sink=sink, options=options, metrics=metrics, observer=observer)
-    controller = HRAController(
-        kube=kube,
-        github=github,
-        directory=controllers.directory,
-        recorder=controllers.recorder,
-        hras=hras,
-        resolver=resolver,
-        informers=informers,
-        options=options,
-        controller_options=controllers.options,
-        metrics=metrics,
-        poller=poller,
-        clients=controllers.clients,
-        observer=observer,
-        finished=writer.finished,
-    )
-    hra_ctl = Controller(
-        "horizontalrunnerautoscaler",
-        controller.reconcile,
-        workers=options.workers or controllers.options.workers,
-    )
-    hra_ctl.watch(hras)
-    poll_ctl = Controller("safety-net-poll", poller.reconcile, workers=1)
-    poll_ctl.watch(hras, lambda obj: [POLL_KEY])
-    controllers.manager.add_controller(hra_ctl)
-    controllers.manager.add_controller(poll_ctl)
-    _watch_for_metrics(metrics, informers, github)
-    autoscaling = Autoscaling(
-        options=options,
-        metrics=metrics,
-        hras=hras,
-        resolver=resolver,
-        controller=controller,
-        hra_controller=hra_ctl,
-        writer=writer,
-        sink=sink,
-        poller=poller,
-        poll_controller=poll_ctl,
-        pod_latency=pod_latency,
-        runner_startup=startup,
-    )
-    if controllers.options.enable_sizing:  # per-job sizing: its intake sits in this webhook sink
-        controllers.sizing = install_sizing(controllers, autoscaling)
-    return autoscaling
-
-
-def _latency_watches(
-    informers: MutableMapping[str, Informer], metrics: Metrics
-) -> tuple[PodCreateLatency, RunnerStartup]:
-    pod_latency = PodCreateLatency(metrics)
-    startup = RunnerStartup(metrics)
-    if "pods" in informers:
-        informers["pods"].add_handler(pod_latency.on_pod)
-        informers["pods"].add_handler(startup.on_pod)
-    if "runners" in informers:
-        informers["runners"].add_handler(startup.on_runner)
-    return pod_latency, startup
-
-
-def _sink(
-    controllers: Controllers,
-    hras: Informer,
-    resolver: TargetResolver,
-    writer: ReservationWriter,
-    metrics: Metrics,
-    pod_latency: PodCreateLatency,
-    options: AutoscalingOptions,
-) -> ReservationSink:
-    """The controller process's webhook sink (runner-group visibility only when the option is on)."""
-    groups = GroupVisibility(controllers.github)
-
-    async def visibility(event: Any, targets: Any) -> Any:
-        if not options.runner_groups_visibility:
-            return None
-        return await groups(event, targets)
-
-    return ReservationSink(
-        kube=controllers.kube,
-        hras=hras,
-        resolver=resolver,
-        writer=writer,
-        recorder=controllers.recorder,
-        metrics=metrics,
-        default_labels=matching_labels(controllers.options),
-        directory=controllers.directory,
-        runners=controllers.informers.get("runners"),
-        pod_latency=pod_latency,
-        visibility=visibility,
-        clients=controllers.clients,
-    )
-
-
-def _watch_for_metrics(
-    metrics: Metrics, informers: MutableMapping[str, Informer], github: GitHubClient
-) -> None:
-    rd = informers.get(RD_INFORMER)
-    runner_sets = informers.get(RUNNERSET_INFORMER)
-    metrics.watch_objects(
-        hras=informers[HRA_INFORMER].store.objects,
-        deployments=rd.store.objects if rd is not None else None,
-        runner_sets=runner_sets.store.objects if runner_sets is not None else None,
-    )
-    metrics.watch_github(lambda: budget_snapshot(github))
-
-
-def install_journal(controllers: Controllers) -> ReservationJournal:
-    """``--reservation-journal`` (the default, :attr:`ControllerOptions.reservation_journal`): webhook
-    commits create journal entries (ConfigMaps), the leader folds them into the HRAs at most once a
-    second, and the HRA controller counts unfolded ones too (see :mod:`runnerd.controller.journal`).
-    Before the manager runs; a second call returns the installed journal."""
-    autoscaling = controllers.autoscaling
-    assert autoscaling is not None
-    if autoscaling.writer.journal is not None:
-        return autoscaling.writer.journal
-    informer = journal_informer(controllers.kube, controllers.options.namespace)
-    controllers.informers[informer.name] = controllers.manager.add_informer(informer)
-    hra_ctl, controller, writer = autoscaling.hra_controller, autoscaling.controller, autoscaling.writer
-
-    def folded(key: Key, obj: Obj) -> None:
-        controller.offer(key, obj)
-        writer.remember(key, obj)
-
-    journal = ReservationJournal(controllers.kube, informer, clock=writer.clock, on_folded=folded)
-    fold_ctl = Controller("reservation-journal", journal.reconcile, workers=1)
-
-    def to_hra(obj: Obj) -> list[Key]:
-        key = hra_key_of(obj)
-        return [key] if key is not None else []
-
-    fold_ctl.watch(informer, to_hra)
-    fold_ctl.reads(autoscaling.hras)
-    hra_ctl.watch(informer, to_hra)  # entries another process (a webhook server) wrote
-    controllers.manager.add_controller(fold_ctl)
-    controller.journal = writer.journal = journal
-    writer.on_journaled = hra_ctl.enqueue  # a no-op unless this process leads
-    return journal
 
 
 def install_cost(controllers: Controllers, settings: CostSettings) -> CostController:

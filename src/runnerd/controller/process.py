@@ -37,7 +37,7 @@ from runnerd.web.webhook import DEFAULT_DEDUP_SIZE, DEFAULT_MAX_BODY, WebhookSer
 
 @dataclass
 class Autoscaling:
-    """What :func:`runnerd.controller.app.install_autoscaling` added to a controller process."""
+    """What :func:`runnerd.controller.app_autoscaling.install_autoscaling` added to a controller process."""
 
     options: AutoscalingOptions
     metrics: Metrics
@@ -111,7 +111,7 @@ class Controllers:
     """By name: runners, pods, runnerreplicasets, runnerdeployments (extensions may add more)."""
     autoscaling: Autoscaling | None = None
     """HRA autoscaling, the webhook sink and the safety-net poll (added by
-    :func:`runnerd.controller.app.install_autoscaling`)."""
+    :func:`runnerd.controller.app_autoscaling.install_autoscaling`)."""
     scale_sets: ScaleSets | None = None
     """Scale-set mode next to the legacy one (``--scale-sets --legacy``)."""
     sizing: Sizing | None = None
@@ -123,7 +123,7 @@ class Controllers:
 @dataclass
 class Sizing:
     """Per-job sizing: the RunnerSizingPolicy informer and controller, and the intake the webhook
-    sink and the safety-net poll hand sized jobs to (:func:`runnerd.controller.app.install_sizing`)."""
+    sink and the safety-net poll hand sized jobs to (:func:`runnerd.controller.sizing.install`)."""
 
     policies: SizingPolicies
     informer: Informer

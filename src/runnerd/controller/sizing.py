@@ -8,7 +8,7 @@ safety-net poll on policy and sized-Runner changes, so sized pools without an HR
 sized Runner that goes before its job finished makes the poll recheck its repository
 (:func:`recheck_if_lost`); then capacity admission (:func:`runnerd.controller.admission.install`,
 sharing the policy informer).
-:func:`runnerd.controller.app.install_autoscaling` calls it; nothing here imports the app.
+:func:`runnerd.controller.app_autoscaling.install_autoscaling` calls it; nothing here imports the app.
 
 :func:`served` is asked first (``runnerd controller``): without the CRD (a chart upgrade does not
 install new CRDs) or the right to list policies, the policy informer would never sync and the whole

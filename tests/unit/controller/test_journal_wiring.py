@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from runnerd.controller.app import build, build_webhook_process, install_journal
+from runnerd.controller.app import build, build_webhook_process
+from runnerd.controller.app_autoscaling import install_journal
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.journal import JOURNAL_INFORMER
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken

@@ -9,7 +9,7 @@
 * :mod:`~runnerd.controller.hra.options`: the autoscaling settings.
 
 The webhook path that writes capacity reservations is :mod:`runnerd.controller.reservations` (and
-:mod:`runnerd.controller.reservation_writer`), the
-safety-net poll :mod:`runnerd.controller.poller`; :func:`runnerd.controller.app.install_autoscaling`
-wires all of them into a controller process. Nothing here imports :mod:`runnerd.controller.app`.
+:mod:`runnerd.controller.reservation_writer`), the safety-net poll :mod:`runnerd.controller.poller`;
+:func:`runnerd.controller.app_autoscaling.install_autoscaling` wires all of them into a controller
+process. Nothing here imports :mod:`runnerd.controller.app`.
 """
