@@ -52,13 +52,9 @@ import asyncio
 import contextlib
 import json
 import os
-import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -68,13 +64,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
 
+from autoscale_parts import (  # noqa: E402  bench/ is the script's directory
+    LABELS,
+    REPO,
+    SECRET,
+    ControllerProcess,
+    Relay,
+    Watching,
+    api_writes,
+    ceiling,
+    controller_calls,
+    hra_manifest,
+    pod_template,
+    summary,
+    wait,
+)
+from autoscale_report import measures, scale_measures, table  # noqa: E402
 from devcluster import binaries  # noqa: E402
 from devcluster.cluster import Cluster, ClusterConfig, GpuShape  # noqa: E402
 from devcluster.ports import free_port  # noqa: E402
-from devcluster.process import die_with_parent  # noqa: E402
 from ghsim import JobSpec, SimConfig, Simulator  # noqa: E402
 from ghsim.entities import Scope as SimScope  # noqa: E402
 from ghsim.podagent import connect  # noqa: E402
@@ -82,325 +91,13 @@ from runnerd.controller.app import build  # noqa: E402
 from runnerd.controller.common import (  # noqa: E402
     HORIZONTAL_RUNNER_AUTOSCALERS,
     RUNNER_DEPLOYMENTS,
-    RUNNER_REPLICA_SETS,
-    RUNNERS,
     ControllerOptions,
 )
 from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken  # noqa: E402
 from runnerd.kube.client import KubeClient  # noqa: E402
-from runnerd.kube.resources import PODS  # noqa: E402
 from runnerd.manifests.pod import PodOptions  # noqa: E402
-from runnerd.runtime import EventType, Informer, InformerEvent, Key  # noqa: E402
+from runnerd.runtime import Key  # noqa: E402
 from runnerd.web.server import Address, Servers  # noqa: E402
-
-REPO = "octo-org/app"
-LABELS = ("self-hosted", "bench")
-SECRET = "bench-webhook-secret"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def summary(values: list[float], scale: float = 1000.0) -> dict[str, float]:
-    """p50/p99/max in milliseconds (``scale`` 1000) or seconds (1)."""
-    return {
-        "p50": round(pct(values, 0.5) * scale, 1),
-        "p99": round(pct(values, 0.99) * scale, 1),
-        "max": round(max(values, default=float("nan")) * scale, 1),
-    }
-
-
-class Relay:
-    """Between ghsim's hook and the controller's webhook server: when each ``queued`` delivery was
-    received, and when the controller answered it 2xx (once its reservation was durable)."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.received: dict[int, float] = {}
-        self.answered: dict[int, float] = {}
-        self._session: aiohttp.ClientSession | None = None
-
-    async def handle(self, request: web.Request) -> web.Response:
-        received = time.time()
-        body = await request.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        async with self._session.post(self.target, data=body, headers=headers) as resp:
-            reply = await resp.read()
-            status = resp.status
-        if request.headers.get("X-GitHub-Event") == "workflow_job" and 200 <= status < 300:
-            payload = json.loads(body)
-            job_id = int((payload.get("workflow_job") or {}).get("id") or 0)
-            if payload.get("action") == "queued" and job_id not in self.received:
-                self.received[job_id] = received
-                self.answered[job_id] = time.time()
-        return web.Response(status=status, body=reply)
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/webhook", self.handle)
-        return app
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
-class Timeline:
-    """Wall-clock times of what the benchmark's own informers saw: deployment and replica set
-    replicas, Runner objects, runner pods (the controller may be another process)."""
-
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
-        self.replicas: list[tuple[float, int]] = []
-        self.rs_replicas: list[tuple[float, int]] = []
-        self.runners: list[float] = []
-        self.pods: list[float] = []
-
-    def on_deployment(self, event: InformerEvent) -> None:
-        value = (event.obj.get("spec") or {}).get("replicas")
-        self.replicas.append((time.time(), 1 if value is None else int(value)))
-
-    def on_replica_set(self, event: InformerEvent) -> None:
-        value = (event.obj.get("spec") or {}).get("replicas")
-        self.rs_replicas.append((time.time(), 1 if value is None else int(value)))
-
-    def on_runner(self, event: InformerEvent) -> None:
-        if event.type is EventType.ADDED:
-            self.runners.append(time.time())
-
-    def on_pod(self, event: InformerEvent) -> None:
-        if event.type is EventType.ADDED:
-            self.pods.append(time.time())
-
-    def replicas_reached(self, n: int, after: float, replica_set: bool = False) -> float | None:
-        for at, value in self.rs_replicas if replica_set else self.replicas:
-            if at >= after and value >= n:
-                return at
-        return None
-
-
-class Watching:
-    """The benchmark's informers on the scenario's namespace, feeding a :class:`Timeline`."""
-
-    def __init__(self, kube: KubeClient, namespace: str) -> None:
-        self.timeline = Timeline(namespace)
-        self.informers = {
-            "runnerdeployments": Informer(
-                "runnerdeployments", kube.list_watcher(RUNNER_DEPLOYMENTS, namespace=namespace)
-            ),
-            "runnerreplicasets": Informer(
-                "runnerreplicasets", kube.list_watcher(RUNNER_REPLICA_SETS, namespace=namespace)
-            ),
-            "runners": Informer("runners", kube.list_watcher(RUNNERS, namespace=namespace)),
-            "pods": Informer(
-                "pods", kube.list_watcher(PODS, namespace=namespace, label_selector="actions-runner")
-            ),
-            "hras": Informer("hras", kube.list_watcher(HORIZONTAL_RUNNER_AUTOSCALERS, namespace=namespace)),
-        }
-        t = self.timeline
-        for name, handler in (
-            ("runnerdeployments", t.on_deployment),
-            ("runnerreplicasets", t.on_replica_set),
-            ("runners", t.on_runner),
-            ("pods", t.on_pod),
-        ):
-            self.informers[name].add_handler(handler)
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def __aenter__(self) -> Watching:
-        self._tasks = [asyncio.create_task(i.run(), name=f"bench-{n}") for n, i in self.informers.items()]
-        for informer in self.informers.values():
-            await informer.wait_synced()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def store(self, name: str) -> Any:
-        return self.informers[name].store
-
-
-class ControllerProcess:
-    """``runnerd controller`` as its own process, watching the scenario's namespace."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path, metrics_port: int) -> None:
-        self.argv, self.env, self.log, self.metrics_port = argv, env, log, metrics_port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        with self.log.open("ab") as out:
-            return subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-
-    async def start(self, within: float = 60.0) -> None:
-        self.proc = self._spawn()
-        url = f"http://127.0.0.1:{self.metrics_port}/readyz"
-        deadline = time.monotonic() + within
-        async with aiohttp.ClientSession() as session:
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"the controller exited ({self.proc.returncode}); log {self.log}")
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with session.get(url) as resp:
-                        if resp.status == 200:
-                            return
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the controller was not ready after {within:g}s; log {self.log}")
-                await asyncio.sleep(0.2)
-
-    def cpu_seconds(self) -> float:
-        assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    async def stop(self, grace: float = 30.0) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(proc.wait, grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        await asyncio.to_thread(proc.wait)
-
-
-async def wait(what: str, probe: Callable[[], Any], within: float) -> None:
-    deadline = time.monotonic() + within
-    while not probe():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        await asyncio.sleep(0.02)
-
-
-def _rate(times: list[float]) -> float | None:
-    """Creations per second from the first to the last."""
-    if len(times) < 2 or times[-1] <= times[0]:
-        return None
-    return round((len(times) - 1) / (times[-1] - times[0]), 1)
-
-
-def _pod_template(pods: list[dict[str, Any]], namespace: str) -> dict[str, Any] | None:
-    """A runner pod the controller made, reduced to what a create sends (for the ceiling)."""
-    for pod in pods:
-        meta = pod.get("metadata") or {}
-        if meta.get("namespace") != namespace:
-            continue
-        spec = json.loads(json.dumps({k: v for k, v in (pod.get("spec") or {}).items() if k != "nodeName"}))
-        # the service-account volume is added by the API server; the JIT config is not printed
-        spec["volumes"] = [
-            v for v in spec.get("volumes") or () if not v["name"].startswith("kube-api-access")
-        ]
-        for container in spec.get("containers") or ():
-            container["volumeMounts"] = [
-                m for m in container.get("volumeMounts") or () if not m["name"].startswith("kube-api-access")
-            ]
-            for env in container.get("env") or ():
-                if "JITCONFIG" in env.get("name", ""):
-                    env["value"] = "x" * len(env.get("value") or "")
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"labels": {"bench": "ceiling"}},
-            "spec": spec,
-        }
-    return None
-
-
-async def ceiling(cluster: Cluster, template: dict[str, Any], count: int) -> dict[str, Any]:
-    """A plain concurrent create loop (64 in flight) of ``count`` copies of ``template``."""
-    namespace = "bench-ceiling"
-    cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
-    kube = await KubeClient.connect(str(cluster.kubeconfig))
-    gate = asyncio.Semaphore(64)
-    done: list[float] = []
-
-    async def create(i: int) -> None:
-        body = json.loads(json.dumps(template))
-        body["metadata"]["name"] = f"ceiling-{i}"
-        async with gate:
-            await kube.create(PODS, body, namespace=namespace)
-        done.append(time.time())
-
-    try:
-        started = time.time()
-        await asyncio.gather(*(create(i) for i in range(count)))
-        elapsed = time.time() - started
-    finally:
-        await kube.close()
-    return {"pods": count, "seconds": round(elapsed, 2), "pods_per_s": round(count / elapsed, 1)}
-
-
-def hra_manifest(mode: str, namespace: str) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "scaleTargetRef": {"name": "bench"},
-        "minReplicas": 0,
-        "maxReplicas": 1000,
-        "scaleDownDelaySecondsAfterScaleOut": 5,
-    }
-    if mode != "pull":
-        spec["scaleUpTriggers"] = [{"githubEvent": {"workflowJob": {}}, "duration": "10m"}]
-    if mode != "webhook":
-        spec["metrics"] = [
-            {"type": "TotalNumberOfQueuedAndInProgressWorkflowRuns", "repositoryNames": [REPO]}
-        ]
-    return {
-        "apiVersion": "actions.summerwind.dev/v1alpha1",
-        "kind": "HorizontalRunnerAutoscaler",
-        "metadata": {"name": "bench", "namespace": namespace},
-        "spec": spec,
-    }
-
-
-WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-METRIC_LINE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
-
-
-def api_writes(cluster: Cluster) -> Counter[str]:
-    """The API server's write requests so far, by ``VERB resource[/subresource]`` (every client's:
-    the controller's, the scheduler's bindings, the pod agent's), from its ``/metrics``."""
-    request = urllib.request.Request(f"{cluster.server}/metrics")
-    with urllib.request.urlopen(request, context=cluster.admin_ssl(), timeout=30) as resp:
-        text = resp.read().decode()
-    out: Counter[str] = Counter()
-    for line in text.splitlines():
-        match = METRIC_LINE.match(line)
-        if match is None:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
-        if labels.get("verb") in WRITE_VERBS:
-            what = labels.get("resource", "") + (
-                f"/{labels['subresource']}" if labels.get("subresource") else ""
-            )
-            out[f"{labels['verb']} {what}"] += int(float(match["value"]))
-    return out
-
-
-def _calls(stats: Any, principal: str) -> Counter[tuple[str, int]]:
-    """The controller's calls so far, by (operation, status), as ghsim counted them."""
-    out: Counter[tuple[str, int]] = Counter()
-    for (endpoint, who, status), n in stats.by_endpoint_principal_status.items():
-        if who == principal:
-            out[(endpoint, status)] += n
-    return out
 
 
 def _controller_argv(args: argparse.Namespace, mode: str, **addr: str) -> list[str]:
@@ -563,7 +260,7 @@ async def scenario(cluster: Cluster, mode: str, args: argparse.Namespace) -> dic
                     watching,
                     mode,
                     args,
-                    lambda: _calls(stats, principal),
+                    lambda: controller_calls(stats, principal),
                     controller,
                     lambda: asyncio.to_thread(api_writes, cluster),
                 )
@@ -644,7 +341,7 @@ async def burst(
     out["calls_done"] = calls()
     if controller and cpu0 is not None:
         out["controller_cpu_s_until_done"] = round(controller.cpu_seconds() - cpu0, 2)
-    out["sample_pod"] = _pod_template(watching.store("pods").objects(), namespace)
+    out["sample_pod"] = pod_template(watching.store("pods").objects(), namespace)
     return out
 
 
@@ -675,7 +372,7 @@ async def scale_up(
         "every runner online", lambda: sum(map(world.runner_online, world.runners.values())) >= args.jobs, 300
     )
     out["all_online_after_s"] = round(time.time() - t0, 2)
-    out["sample_pod"] = _pod_template(watching.store("pods").objects(), namespace)
+    out["sample_pod"] = pod_template(watching.store("pods").objects(), namespace)
     await kube.patch(RUNNER_DEPLOYMENTS, "bench", {"spec": {"replicas": 0}}, namespace=namespace)
     runners = watching.store("runners")
     await wait("the pool back at zero", lambda: not world.runners and not runners.objects(), 300)
@@ -683,134 +380,6 @@ async def scale_up(
     if controller and cpu0 is not None:
         out["controller_cpu_s_until_done"] = round(controller.cpu_seconds() - cpu0, 2)
     return out
-
-
-def scale_measures(m: dict[str, Any], timeline: Timeline, jobs: int) -> dict[str, Any]:
-    t0 = m["t0"]
-    pods = sorted(p for p in timeline.pods if p >= t0)[:jobs]
-    runners = sorted(r for r in timeline.runners if r >= t0)[:jobs]
-    rs_at = timeline.replicas_reached(jobs, t0, replica_set=True)
-
-    def calls(at: Counter[tuple[str, int]]) -> dict[str, int]:
-        diff = {
-            f"{ep} {status}": n - m["calls_before"].get((ep, status), 0) for (ep, status), n in at.items()
-        }
-        return {k: v for k, v in sorted(diff.items()) if v}
-
-    done_calls = calls(m["calls_done"])
-    return {
-        "mode": "scale",
-        "jobs": jobs,
-        "conclusions": [],
-        "replica_set_scaled_after_ms": round((rs_at - t0) * 1000, 1) if rs_at is not None else None,
-        "runner_object_created_ms": summary([r - t0 for r in runners]),
-        "runner_pod_created_ms": summary([p - t0 for p in pods]),
-        "all_pods_after_s": m["all_assigned_after_s"],
-        "all_online_after_s": m["all_online_after_s"],
-        "pods_per_s_from_the_write": round(len(pods) / (pods[-1] - t0), 1) if pods else None,
-        "pod_create_rate_per_s": _rate(pods),
-        "runner_create_rate_per_s": _rate(runners),
-        "github_calls_until_done": sum(done_calls.values()),
-        "github_calls_by_endpoint_until_done": done_calls,
-        "controller_cpu_s_until_assigned": m.get("controller_cpu_s_until_assigned"),
-        "controller_cpu_s_until_done": m.get("controller_cpu_s_until_done"),
-        "sample_pod": m["sample_pod"],
-        **_writes(m, jobs),
-    }
-
-
-def _writes(m: dict[str, Any], jobs: int) -> dict[str, Any]:
-    """The API server's writes from the burst until every job was assigned (scale: every pod)."""
-    diff = {k: n - m["writes_before"].get(k, 0) for k, n in m["writes_assigned"].items()}
-    diff = {k: v for k, v in sorted(diff.items(), key=lambda kv: -kv[1]) if v}
-    total = sum(diff.values())
-    return {"api_writes_until_assigned": diff, "api_writes_per_job": round(total / max(1, jobs), 2)}
-
-
-def _paired(origins: list[float], times: list[float]) -> list[float]:
-    """First come, first served: the i-th earliest time less the i-th earliest origin."""
-    return [t - o for o, t in zip(sorted(origins), sorted(times), strict=False)]
-
-
-def measures(mode: str, world: Any, m: dict[str, Any], relay: Relay, timeline: Timeline) -> dict[str, Any]:
-    t0 = m["t0"]
-    jobs = [world.jobs[j] for j in m["job_ids"]]
-    queued = sorted(j.queued_at for j in jobs if j.queued_at is not None)
-    burst_pods = sorted(p for p in timeline.pods if p >= t0)
-    runners = sorted(r for r in timeline.runners if r >= t0)
-    if mode != "pull":
-        start = {j.id: relay.received.get(j.id) for j in jobs}
-        missing = [j for j, at in start.items() if at is None]
-        if missing:
-            print(f"{len(missing)} jobs had no queued delivery", file=sys.stderr)
-    else:
-        start = {j.id: j.queued_at for j in jobs}
-    origins = sorted(at for at in start.values() if at is not None)
-    to_pod = _paired(origins, burst_pods[: len(origins)])
-    to_assign = [
-        j.assigned_at - start[j.id] for j in jobs if j.assigned_at is not None and start[j.id] is not None
-    ]
-
-    def calls(at: Counter[tuple[str, int]]) -> dict[str, int]:
-        diff = {
-            f"{ep} {status}": n - m["calls_before"].get((ep, status), 0) for (ep, status), n in at.items()
-        }
-        return {k: v for k, v in sorted(diff.items()) if v}
-
-    assigned_calls, done_calls = calls(m["calls_assigned"]), calls(m["calls_done"])
-    result: dict[str, Any] = {
-        "mode": mode,
-        "jobs": len(jobs),
-        "conclusions": sorted({j.conclusion or "" for j in jobs}),
-        "queued_to_pod_create_ms": summary(_paired(queued, burst_pods)),
-        "to_pod_create_ms": summary(to_pod),
-        "to_assignment_ms": summary(to_assign),
-        "all_assigned_after_s": m["all_assigned_after_s"],
-        "github_calls_until_assigned": sum(assigned_calls.values()),
-        "github_calls_per_job_until_assigned": round(sum(assigned_calls.values()) / len(jobs), 3),
-        "github_calls_until_done": sum(done_calls.values()),
-        "github_calls_per_job_until_done": round(sum(done_calls.values()) / len(jobs), 3),
-        "github_calls_by_endpoint_until_done": done_calls,
-        "pods_created": len(burst_pods),
-        "pods_per_job": round(len(burst_pods) / len(jobs), 3),
-        "runners_created": m.get("runners_created", len(runners)),
-        "pod_create_rate_per_s": _rate(burst_pods[: len(jobs)]),
-        "runner_create_rate_per_s": _rate(runners[: len(jobs)]),
-        "controller_cpu_s_until_assigned": m.get("controller_cpu_s_until_assigned"),
-        "controller_cpu_s_until_done": m.get("controller_cpu_s_until_done"),
-        "sample_pod": m["sample_pod"],
-        **_writes(m, len(jobs)),
-    }
-    if mode == "pull":
-        return result
-    received = sorted(relay.received.values())
-    reserved = sorted(relay.answered.values())
-    stage_rd, stage_rs = [], []
-    for i, o in enumerate(received):
-        at = timeline.replicas_reached(i + 1, t0)
-        if at is not None:
-            stage_rd.append(at - o)
-        at = timeline.replicas_reached(i + 1, t0, replica_set=True)
-        if at is not None:
-            stage_rs.append(at - o)
-    rd_at = [o + d for o, d in zip(received, stage_rd, strict=False)]
-    rs_at = [o + d for o, d in zip(received, stage_rs, strict=False)]
-    result["deliveries_received_over_s"] = round(received[-1] - received[0], 2) if received else None
-    hops = {
-        "delivery_received": received,
-        "reservation_written": reserved,
-        "deployment_replicas_reached": rd_at,
-        "replica_set_replicas_reached": rs_at,
-        "runner_object_created": runners,
-        "runner_pod_created": burst_pods,
-    }
-    result["breakdown_from_receipt_ms"] = {
-        name: summary(_paired(received, times)) for name, times in hops.items() if name != "delivery_received"
-    }
-    result["breakdown_from_queued_ms"] = {
-        name: summary(_paired(queued, times)) for name, times in hops.items()
-    }
-    return result
 
 
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -842,52 +411,6 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         return results
     finally:
         cluster.stop()
-
-
-def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    rows: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
-        ("jobs (conclusions)", lambda r: f"{r['jobs']} {r['conclusions']}"),
-        ("job queued → pod created p50 / p99 (ms)", lambda r: _pp(r.get("queued_to_pod_create_ms"))),
-        ("receipt → pod created p50 / p99 (ms)", lambda r: _pp(r.get("to_pod_create_ms"))),
-        ("receipt → job assigned p50 / p99 (ms)", lambda r: _pp(r.get("to_assignment_ms"))),
-        ("GitHub calls per job, until all assigned", lambda r: r.get("github_calls_per_job_until_assigned")),
-        ("GitHub calls per job, until done, back to 0", lambda r: r.get("github_calls_per_job_until_done")),
-        ("pods per job", lambda r: r.get("pods_per_job", "—")),
-        ("from receipt: reservation / replica set / Runner / pod p50 (ms)", _hops),
-        ("scale: from the write, Runner / pod p50 / p99 (ms)", lambda r: (
-            f"{_pp(r.get('runner_object_created_ms'))} / {_pp(r.get('runner_pod_created_ms'))}")),
-        ("Runner objects/s", lambda r: r.get("runner_create_rate_per_s")),
-        ("API server writes per job (all clients, until assigned)", lambda r: r.get("api_writes_per_job")),
-        ("controller CPU s until assigned / done", lambda r: (
-            f"{r.get('controller_cpu_s_until_assigned')} / {r.get('controller_cpu_s_until_done')}")),
-        ("pod creations/s (share of the ceiling)",
-         lambda r: f"{r['pod_create_rate_per_s']} ({r.get('creation_rate_share_of_ceiling')})"),
-    ]  # fmt: skip
-    lines = ["| measure | " + " | ".join(r["mode"] for r in results) + " |"]
-    lines.append("|---|" + "---:|" * len(results))
-    lines += [f"| {name} | " + " | ".join(str(get(r)) for r in results) + " |" for name, get in rows]
-    lines.append(f"(pull and article metric sync period: {args.pull_sync:g} s)")
-    lines.append("(controller: " + ("in the benchmark's process)" if args.in_process else "its own process)"))
-    return "\n".join(lines)
-
-
-def _hops(r: dict[str, Any]) -> str:
-    hops = r.get("breakdown_from_receipt_ms")
-    if not hops:
-        return "—"
-    names = (
-        "reservation_written",
-        "replica_set_replicas_reached",
-        "runner_object_created",
-        "runner_pod_created",
-    )
-    return " / ".join(f"{hops[n]['p50']:.0f}" for n in names)
-
-
-def _pp(s: dict[str, float] | None) -> str:
-    if s is None:
-        return "—"
-    return f"{s['p50']:.1f} / {s['p99']:.1f}"
 
 
 def main() -> None:
