@@ -105,6 +105,8 @@ JOURNAL_REQUESTS = {(verb, "", "configmaps") for verb in ("delete", "list", "wat
 """The reservation journal's requests (on by default; its ``create`` is the cost ledger's too)."""
 WEBHOOK_JOURNAL_REQUESTS = {("create", "", "configmaps")}
 """The webhook server's journal: it creates entries and reads none (the leading controller folds)."""
+WEBHOOK_DIRECT_REQUESTS = {("patch", "actions.summerwind.dev", "horizontalrunnerautoscalers")}
+"""What the webhook server needs only without the journal: it writes the HRA's reservations itself."""
 KUBERNETES_MODE_VALUE = "rbac.allowGrantingKubernetesContainerModePermissions=true"
 KUBERNETES_MODE_REQUESTS = {
     ("create", "", "serviceaccounts"),
@@ -281,13 +283,15 @@ def webhook_server_requests() -> set[tuple[str, str, str]]:
 
 def test_webhook_server_rules_cover_its_requests_and_no_more(rendered: list[dict[str, Any]]) -> None:
     """With the reservation journal (the default) it also creates the journal's entries; it reads
-    none (build_webhook_process: a journal without an informer), so it cannot list ConfigMaps."""
+    none (build_webhook_process: a journal without an informer), so it cannot list ConfigMaps; and it
+    never writes the HRA (the leading controller folds the entries in), so it cannot patch one."""
     granted = rules_of(rendered, {"ClusterRole"}, {WEBHOOK_ROLE})
     journal = {
         (c.verb, c.group, c.resource) for c in requests_in([SRC / "runnerd" / "controller" / "journal.py"])
     }
     assert journal >= WEBHOOK_JOURNAL_REQUESTS
-    assert granted == webhook_server_requests() | WEBHOOK_JOURNAL_REQUESTS
+    assert webhook_server_requests() >= WEBHOOK_DIRECT_REQUESTS
+    assert granted == (webhook_server_requests() - WEBHOOK_DIRECT_REQUESTS) | WEBHOOK_JOURNAL_REQUESTS
 
 
 def test_without_runner_sets_the_rules_are_exactly_the_rest_of_the_code(tmp_path: Path) -> None:
@@ -385,6 +389,8 @@ def test_journal_value_grants_exactly_the_journals_requests(tmp_path: Path) -> N
     assert needed <= manager
     hook_off = rules_of(off_objects, {"ClusterRole"}, {WEBHOOK_ROLE})
     assert hook_off == webhook_server_requests()
+    hook_on = rules_of(on_objects, {"ClusterRole"}, {WEBHOOK_ROLE})
+    assert (hook_on - hook_off, hook_off - hook_on) == (WEBHOOK_JOURNAL_REQUESTS, WEBHOOK_DIRECT_REQUESTS)
     assert not {rule for rule in hook_off if rule[2] == "configmaps"}
     for objects, args in ((on_objects, []), (off_objects, ["--no-reservation-journal"])):
         for deployment in (o for o in objects if o["kind"] == "Deployment"):
