@@ -261,25 +261,12 @@ class WebhookDispatcher:
         return queue
 
     def redeliver(self, guid: str) -> Delivery:
+        """The admin API's redelivery: the delivery's payload again, under a new GUID."""
         old = self._by_guid.get(guid)
-        if old is None:
+        if old is None or old.hook_id not in self.world.hooks:  # a hook deleted since: as unknown
             raise KeyError(guid)
-        hook = self.world.hooks[old.hook_id]
-        new = Delivery(
-            str(uuid.uuid4()),
-            old.hook_id,
-            old.event,
-            old.action,
-            old.job_id,
-            old.body,
-            dict(old.headers),
-            self.world.now(),
-            time.monotonic(),
-        )
-        new.headers["X-GitHub-Delivery"] = new.guid
-        self.deliveries.append(new)
+        new = self._send_again(old, str(uuid.uuid4()), redelivery=False)
         self._by_guid[new.guid] = new
-        self._queue(hook.id).put_nowait(new)
         return new
 
     def attempt(self, attempt_id: int) -> Attempt | None:
@@ -288,20 +275,23 @@ class WebhookDispatcher:
     def redeliver_attempt(self, attempt: Attempt) -> Delivery:
         """GitHub's redelivery: the attempt's payload and headers again, the same GUID, as a new
         attempt with ``redelivery: true``."""
-        old = attempt.delivery
+        return self._send_again(attempt.delivery, attempt.delivery.guid, redelivery=True)
+
+    def _send_again(self, old: Delivery, guid: str, *, redelivery: bool) -> Delivery:
+        """``old``'s event queued again to its hook, as the delivery ``guid``."""
         new = Delivery(
-            old.guid,
+            guid,
             old.hook_id,
             old.event,
             old.action,
             old.job_id,
             old.body,
-            dict(old.headers),
+            {**old.headers, "X-GitHub-Delivery": guid},
             self.world.now(),
             time.monotonic(),
             installation_id=old.installation_id,
             repository_id=old.repository_id,
-            redelivery=True,
+            redelivery=redelivery,
         )
         self.deliveries.append(new)
         self._queue(old.hook_id).put_nowait(new)
