@@ -43,6 +43,7 @@ from typing import Any
 from runnerd.api import Runner
 from runnerd.api.sizing import DEFAULT_GPU_PRODUCT_LABEL, RunnerSizingPolicy
 from runnerd.controller.common import PODS, RUNNERS
+from runnerd.controller.sizingpolicy import INDEX_SIZED_JOB, index_sized_runners
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import NODES, Resource
 from runnerd.manifests.pod import PodOptions, RunnerPodError
@@ -64,7 +65,6 @@ from runnerd.reconcile.admitting import (
     admission_of,
     admitted_node,
     gpu_totals,
-    is_sized,
     pod_facts,
     pool_key,
     pool_rules,
@@ -77,7 +77,7 @@ from runnerd.reconcile.admitting import (
     waiting_job,
     writes,
 )
-from runnerd.reconcile.sizedjob import ADMISSION_ANNOTATION, PHASE_REFUSED, REASON_REFUSED
+from runnerd.reconcile.sizedjob import ADMISSION_ANNOTATION, PHASE_REFUSED, REASON_REFUSED, is_sized_runner
 from runnerd.runtime import (
     Controller,
     EventRecorder,
@@ -147,6 +147,7 @@ class AdmissionController:
     ) -> None:
         self.kube = kube
         self.runners, self.pods, self.nodes, self.policies = runners, pods, nodes, policies
+        index_sized_runners(runners)
         self.pod_options = pod_options
         self.recorder = recorder
         self.metrics = metrics
@@ -160,9 +161,7 @@ class AdmissionController:
     def sized_runners(self) -> list[Obj]:
         out: list[Obj] = []
         seen: set[str] = set()
-        for obj in self.runners.store.objects():
-            if not is_sized(obj):
-                continue
+        for obj in self.runners.store.indexed(INDEX_SIZED_JOB):
             seen.add(runner_key(obj))
             written = self._written.get(runner_key(obj))
             if written is not None:
@@ -396,7 +395,7 @@ def install(
         metrics=metrics,
     )
     ctl = Controller("admission", admission.reconcile, workers=1)
-    ctl.watch(runners, lambda obj: [ADMISSION_KEY] if is_sized(obj) else [])
+    ctl.watch(runners, lambda obj: [ADMISSION_KEY] if is_sized_runner(obj) else [])
     ctl.watch(policies, lambda obj: [ADMISSION_KEY])
     ctl.reads(nodes, pods)
     nodes.add_handler(lambda event: ctl.enqueue(ADMISSION_KEY) if node_changed(event) else None)

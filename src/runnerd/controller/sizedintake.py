@@ -261,7 +261,7 @@ class SizedIntake:
         """The jobs of ``repository`` the intake holds (a Runner or a refusal): job id -> (pool, queued)."""
         wanted = repository.casefold()
         out: dict[int, tuple[Key, float]] = {}
-        for obj in self.policies.runners.store.objects():
+        for obj in self.policies.sized():
             runner = SizedRunner.read(obj)
             if runner is None or runner.deleting or runner.repository.casefold() != wanted:
                 continue
@@ -278,7 +278,7 @@ class SizedIntake:
         for policy in self.policies.accepted().values():
             if policy.target.config.repository:
                 out.add(policy.target.config.repository)
-        for obj in self.policies.runners.store.objects():
+        for obj in self.policies.sized():
             runner = SizedRunner.read(obj)
             if runner is not None and runner.repository:
                 out.add(runner.repository)

@@ -56,6 +56,13 @@ INDEX_SIZED_JOB = "sized-job"
 """The Runner informer's index of sized Runners by job id."""
 
 
+def index_sized_runners(runners: Informer) -> None:
+    """Index the Runner informer's sized Runners by job id (:data:`INDEX_SIZED_JOB`), once however
+    many users share the informer."""
+    with contextlib.suppress(ValueError):  # already there: one Runner informer, several users
+        runners.store.add_indexer(INDEX_SIZED_JOB, index_by_label(SIZED_JOB_LABEL))
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -96,8 +103,7 @@ class SizingPolicies:
         self.refusals = refusals or RefusalLog()
         self.clock = clock
         self.status_writes = 0
-        with contextlib.suppress(ValueError):  # already there: one Runner informer, several users
-            runners.store.add_indexer(INDEX_SIZED_JOB, index_by_label(SIZED_JOB_LABEL))
+        index_sized_runners(runners)
 
     # --- observe -------------------------------------------------------------------------------
 
@@ -160,10 +166,14 @@ class SizingPolicies:
         """The sized Runners made for ``job_id`` (at most one per pool)."""
         return self.runners.store.by_index(INDEX_SIZED_JOB, str(job_id))
 
+    def sized(self) -> list[Obj]:
+        """Every sized Runner (from the index: no pass over the pools' other runners)."""
+        return self.runners.store.indexed(INDEX_SIZED_JOB)
+
     def counts(self) -> dict[tuple[str, str, str], int]:
         """``runnerd_sized_jobs``: (namespace, pool, state) -> jobs, intake refusals included."""
         out: dict[tuple[str, str, str], int] = {}
-        for obj in self.runners.store.objects():
+        for obj in self.sized():
             runner = SizedRunner.read(obj)
             if runner is None or runner.deleting:
                 continue

@@ -61,6 +61,7 @@ from runnerd.reconcile.sizedjob import (
     REASON_WAITING,
     SIZED_JOB_LABEL,
     SIZING_POLICY_LABEL,
+    is_sized_runner,
 )
 
 PLACED, PENDING = ADMISSION_PLACED, ADMISSION_PENDING
@@ -84,11 +85,6 @@ def _annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
     return _meta(obj).get("annotations") or {}
 
 
-def is_sized(obj: Mapping[str, Any]) -> bool:
-    """A Runner (or its pod) made for one sized job."""
-    return SIZED_JOB_LABEL in _labels(obj)
-
-
 def admission_of(obj: Mapping[str, Any]) -> str | None:
     """``placed`` or ``pending`` once admitted, else ``None``."""
     value = _annotations(obj).get(ADMISSION_ANNOTATION)
@@ -97,7 +93,7 @@ def admission_of(obj: Mapping[str, Any]) -> str | None:
 
 def awaiting_admission(obj: Mapping[str, Any]) -> bool:
     """A sized Runner that admission has not admitted: the Runner controller's gate."""
-    return is_sized(obj) and admission_of(obj) is None
+    return is_sized_runner(obj) and admission_of(obj) is None
 
 
 def admitted_node(obj: Mapping[str, Any]) -> str | None:
@@ -227,7 +223,7 @@ def stranded(pod: Mapping[str, Any]) -> str | None:
     """Why the scheduler cannot place a pod admission placed (hinted, unbound, ``PodScheduled`` False),
     else ``None``: admission's view and the scheduler's disagree (another scheduler's pods, a node
     that changed), which is reported on the Runner."""
-    if not is_sized(pod) or (pod.get("spec") or {}).get("nodeName") or admitted_node(pod) is None:
+    if not is_sized_runner(pod) or (pod.get("spec") or {}).get("nodeName") or admitted_node(pod) is None:
         return None
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if _unschedulable(condition):
@@ -246,7 +242,7 @@ def pod_facts(pod: Mapping[str, Any]) -> PodFacts | None:
         requests=pod_requests(spec),
         node=node,
         hint=None if node else admitted_node(pod),
-        pool=runner_pool(pod) if is_sized(pod) else None,
+        pool=runner_pool(pod) if is_sized_runner(pod) else None,
     )
 
 

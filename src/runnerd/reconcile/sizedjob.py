@@ -254,6 +254,7 @@ def _state(admission: Any, status: Mapping[str, Any]) -> tuple[SizedState, str]:
 
 
 def is_sized_runner(obj: Mapping[str, Any]) -> bool:
+    """A Runner (or its pod: it carries the Runner's labels) made for one sized job."""
     return SIZED_JOB_LABEL in ((obj.get("metadata") or {}).get("labels") or {})
 
 

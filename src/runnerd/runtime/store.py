@@ -51,6 +51,14 @@ class Store:
             raise KeyError(f"no index named {index!r}")
         return sorted(self._indices[index].get(value, ()))
 
+    def indexed(self, index: str) -> list[Obj]:
+        """Objects the index named ``index`` holds under any value (each once): e.g. the labelled
+        ones of an :func:`index_by_label` index, without a pass over every object."""
+        if index not in self._indices:
+            raise KeyError(f"no index named {index!r}")
+        keys: set[Key] = set().union(*self._indices[index].values())
+        return [self._items[key] for key in sorted(keys)]
+
     def add_indexer(self, name: str, func: IndexFunc) -> None:
         """Adds an index (and indexes what is already stored)."""
         if name in self._indexers:

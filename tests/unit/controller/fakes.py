@@ -237,6 +237,14 @@ class FakeStore:
     def by_index(self, index: str, value: str) -> list[dict[str, Any]]:
         return [o for o in self.objects() if value in self.indexers[index](o)]
 
+    def indexed(self, index: str) -> list[dict[str, Any]]:
+        return [o for o in self.objects() if self.indexers[index](o)]
+
+    def add_indexer(self, name: str, func: Callable[[dict[str, Any]], list[str]]) -> None:
+        if name in self.indexers:
+            raise ValueError(f"index {name!r} already exists")
+        self.indexers[name] = func
+
 
 @dataclass
 class FakeInformer:

@@ -69,6 +69,22 @@ def test_indexes_follow_changes_and_deletes() -> None:
     assert store.index_keys("controller", "uid-r2") == []
 
 
+def test_indexed_is_every_object_under_any_value_once() -> None:
+    store = make_store()
+    store.upsert(owned("p1", "r1"))
+    p2 = owned("p2", "r2")
+    p2["metadata"]["labels"] = {"runner-set": "s1"}
+    store.upsert(p2)
+    store.upsert(obj("q", labels={"runner-set": "s2"}))
+    store.upsert(obj("plain"))
+    assert [o["metadata"]["name"] for o in store.indexed("set")] == ["p2", "q"]
+    assert [o["metadata"]["name"] for o in store.indexed("owner")] == ["p1", "p2"]
+    store.delete(Key("ns", "q"))
+    assert [o["metadata"]["name"] for o in store.indexed("set")] == ["p2"]
+    with pytest.raises(KeyError):
+        store.indexed("nope")
+
+
 def test_add_indexer_indexes_existing_objects() -> None:
     store = Store()
     store.upsert(obj("a", labels={"app": "x"}))
