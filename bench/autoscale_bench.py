@@ -62,7 +62,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 from autoscale_parts import (  # noqa: E402  bench/ is the script's directory

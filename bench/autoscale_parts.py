@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import signal
 import subprocess
@@ -21,13 +20,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from devcluster.cluster import Cluster  # noqa: E402
-from devcluster.process import die_with_parent  # noqa: E402
+from devcluster.process import cpu_seconds, spawn  # noqa: E402
 from runnerd.controller.common import (  # noqa: E402
     HORIZONTAL_RUNNER_AUTOSCALERS,
     RUNNER_DEPLOYMENTS,
@@ -182,20 +180,8 @@ class ControllerProcess:
         self.argv, self.env, self.log, self.metrics_port = argv, env, log, metrics_port
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        with self.log.open("ab") as out:
-            return subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-
     async def start(self, within: float = 60.0) -> None:
-        self.proc = self._spawn()
+        self.proc = spawn("controller", self.argv, self.log, self.env).popen
         url = f"http://127.0.0.1:{self.metrics_port}/readyz"
         deadline = time.monotonic() + within
         async with aiohttp.ClientSession() as session:
@@ -212,8 +198,7 @@ class ControllerProcess:
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return cpu_seconds(self.proc.pid)
 
     async def stop(self, grace: float = 30.0) -> None:
         proc = self.proc

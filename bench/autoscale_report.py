@@ -4,7 +4,6 @@ timeline, relay and counts say, from receipt and from ``queued_at``, and the sid
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -13,7 +12,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 from autoscale_parts import Relay, Timeline, rate, summary  # noqa: E402

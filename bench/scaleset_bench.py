@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from devcluster import binaries  # noqa: E402
 from devcluster.cluster import Cluster, ClusterConfig, GpuShape  # noqa: E402
+from devcluster.process import cpu_seconds, peak_rss  # noqa: E402
 from devcluster.wait import wait_until  # noqa: E402
 from ghsim import JobSpec, SimConfig, Simulator  # noqa: E402
 from ghsim.core import Stats  # noqa: E402
@@ -69,7 +70,6 @@ ORG, REPO = "octo-org", "app"
 NAME = "arc-runner-set"
 NAMESPACE = "bench-scaleset"
 CRDS = ROOT / "charts" / "gha-runner-scale-set-controller" / "crds"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -96,17 +96,8 @@ def rate(times: list[float]) -> float | None:
     return round((len(times) - 1) / (times[-1] - times[0]), 1)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
+    return round(peak_rss(pid) / 2**20, 1)
 
 
 class Timeline:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 import shutil
 import signal
 import sys
@@ -26,11 +25,11 @@ from typing import Any
 from devcluster import binaries, workload
 from devcluster.cluster import Cluster
 from devcluster.observe import Feeder, percentile
+from devcluster.process import cpu_seconds, peak_rss
 from devcluster.stack import ClusterShape, Stack, StackOptions, cluster_config
 from ghsim.config import PrimaryLimits, SecondaryLimits, SimConfig
 from ghsim.model import TraceEntry
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 GPUS_PER_NODE = 8
 #: controller flags worth recording with a result (the others are addresses and paths)
 TUNING_FLAGS = (
@@ -41,22 +40,6 @@ TUNING_FLAGS = (
     "--default-scale-down-delay",
     "--registration-mode",
 )
-
-
-# ------------------------------------------------------------------------------------- process stats
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 # ------------------------------------------------------------------------------------- one run

@@ -1,7 +1,8 @@
 """The control plane's processes: each in its own session (a signal to the group reaches its
 children), dying with the process that started it (``PR_SET_PDEATHSIG``), its output appended to
 its log file. :meth:`Process.output` is what this run wrote, so a restart's log is not mistaken for
-an earlier one's. :func:`alive` is the one test of whether a process id still runs.
+an earlier one's. :func:`alive` is the one test of whether a process id still runs;
+:func:`cpu_seconds` and :func:`peak_rss` what the benchmarks read of a process.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ import ctypes
 import os
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -42,12 +44,14 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child between f
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def spawn(name: str, argv: Sequence[str], log: Path) -> Process:
-    """Start ``argv``, its stdout and stderr appended to ``log``."""
+def spawn(name: str, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> Process:
+    """Start ``argv`` (in ``env``, else this process's environment), its stdout and stderr appended
+    to ``log``."""
     with log.open("ab") as fh:
         offset = fh.tell()
         popen = subprocess.Popen(
             list(argv),
+            env=None if env is None else dict(env),
             stdin=subprocess.DEVNULL,
             stdout=fh,
             stderr=subprocess.STDOUT,
@@ -70,3 +74,17 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss(pid: int) -> int:
+    """A live process's peak resident set size (``VmHWM``), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
