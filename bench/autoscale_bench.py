@@ -83,6 +83,7 @@ from autoscale_report import measures, scale_measures, table  # noqa: E402
 from devcluster import binaries  # noqa: E402
 from devcluster.cluster import Cluster, ClusterConfig, GpuShape  # noqa: E402
 from devcluster.ports import free_port  # noqa: E402
+from devcluster.stack import install_crds  # noqa: E402
 from ghsim import JobSpec, SimConfig, Simulator  # noqa: E402
 from ghsim.entities import Scope as SimScope  # noqa: E402
 from ghsim.podagent import connect  # noqa: E402
@@ -390,9 +391,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     )
     cluster.start()
     try:
-        crds = ROOT / "charts" / "actions-runner-controller" / "crds"
-        cluster.kubectl("apply", "-f", str(crds))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        install_crds(cluster)
         results = []
         template = None
         for mode in args.modes:

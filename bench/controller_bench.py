@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from devcluster import binaries  # noqa: E402
 from devcluster.cluster import Cluster, ClusterConfig, GpuShape  # noqa: E402
+from devcluster.stack import install_crds  # noqa: E402
 from ghsim import JobSpec, Simulator  # noqa: E402
 from ghsim.podagent import connect  # noqa: E402
 from runnerd.controller.app import build  # noqa: E402
@@ -79,9 +80,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     cluster.start()
     namespace = "bench"
     cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
-    crds = ROOT / "charts" / "actions-runner-controller" / "crds"
-    cluster.kubectl("apply", "-f", str(crds))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    install_crds(cluster)
     try:
         async with Simulator(tick_interval=0.05) as sim:
             sim.world.create_org("octo-org")

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from devcluster import binaries  # noqa: E402
 from devcluster.cluster import Cluster, ClusterConfig, GpuShape  # noqa: E402
+from devcluster.stack import install_crds  # noqa: E402
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS  # noqa: E402
 from runnerd.kube.client import KubeClient  # noqa: E402
 from runnerd.kube.resources import CONFIGMAPS  # noqa: E402
@@ -136,9 +137,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     )
     cluster.start()
     try:
-        crds = ROOT / "charts" / "actions-runner-controller" / "crds"
-        cluster.kubectl("apply", "-f", str(crds))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        install_crds(cluster)
         cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
         kube = await KubeClient.connect(str(cluster.kubeconfig))
         seen = [0]

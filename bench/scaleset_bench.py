@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from devcluster import binaries  # noqa: E402
 from devcluster.cluster import Cluster, ClusterConfig, GpuShape  # noqa: E402
 from devcluster.process import cpu_seconds, peak_rss  # noqa: E402
+from devcluster.stack import install_crds  # noqa: E402
 from devcluster.wait import wait_until  # noqa: E402
 from ghsim import JobSpec, SimConfig, Simulator  # noqa: E402
 from ghsim.core import Stats  # noqa: E402
@@ -395,8 +396,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     load = [round(x, 2) for x in os.getloadavg()]
     cluster.start()
     try:
-        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        install_crds(cluster, CRDS)
         result = await scenario(cluster, args, state / "controller.log")
         result["load_average_at_start"] = load
         return result

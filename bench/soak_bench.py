@@ -29,6 +29,7 @@ from devcluster import binaries  # noqa: E402
 from devcluster.chaos import Plan, run  # noqa: E402
 from devcluster.cluster import Cluster, ClusterConfig  # noqa: E402
 from devcluster.observe import percentile  # noqa: E402
+from devcluster.stack import install_crds  # noqa: E402
 
 CRD_DIR = ROOT / "charts" / "actions-runner-controller" / "crds"
 
@@ -75,8 +76,7 @@ async def soak(args: argparse.Namespace, state: Path) -> dict[str, object]:
     )
     await asyncio.to_thread(cluster.start)
     try:
-        cluster.kubectl("apply", "-f", str(CRD_DIR))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        install_crds(cluster, CRD_DIR)
         cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": "soak"}})
         began = time.monotonic()
         out = await run(cluster, "soak", plan, state / "logs", within=args.within)

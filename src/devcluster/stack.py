@@ -169,6 +169,12 @@ def manifests(opts: StackOptions) -> list[dict[str, Any]]:
     return out
 
 
+def install_crds(cluster: Cluster, directory: Path = CHART_DIR / "crds") -> None:
+    """The CRDs in ``directory`` (the chart's by default) applied server-side, and Established."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(directory))
+    cluster.wait_established()
+
+
 def chart_documents(cluster: Cluster, namespace: str) -> list[dict[str, Any]] | None:
     """What the chart renders that makes sense on kwok (see :data:`CHART_KINDS`), or ``None`` when there
     is no chart yet or it does not render."""
@@ -293,9 +299,9 @@ class Stack:
         if docs is not None:
             self.cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(docs))
             self.chart_applied = True
+            self.cluster.wait_established()
         else:
-            self.cluster.kubectl("apply", "--server-side", "-f", str(CHART_DIR / "crds"))
-        self.cluster.wait_established()
+            install_crds(self.cluster)
 
     def _seed_world(self) -> None:
         world = self.sim.world
