@@ -228,5 +228,8 @@ class ObjectMemo(Generic[T]):
         self._memo[key] = (obj, value)
         return value
 
+    def keys(self) -> set[Key]:
+        return set(self._memo)
+
     def forget(self, key: Key) -> None:
         self._memo.pop(key, None)

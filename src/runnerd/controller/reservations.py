@@ -31,13 +31,13 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from runnerd.api import parse_time
 from runnerd.controller.clients import GitHubClients, credentials_secret
-from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS
+from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS, ObjectMemo
 from runnerd.controller.deliveries import DeliveryLedger
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.latency import PodCreateLatency
@@ -87,6 +87,16 @@ class RepoContext:
 Visibility = Callable[[JobEvent, Sequence[WebhookTarget]], Awaitable[VisibleGroups | None]]
 
 
+def job_reservations(hra: Mapping[str, Any]) -> dict[int, tuple[str | None, dict[str, Any]]]:
+    """An HRA's job reservations (``capacityReservations`` named after a job): job id ->
+    (repository or ``None``, the reservation)."""
+    out: dict[int, tuple[str | None, dict[str, Any]]] = {}
+    for r in (hra.get("spec") or {}).get("capacityReservations") or ():
+        if isinstance(r, dict) and (parsed := parse_job_reservation(r.get("name"))) is not None:
+            out[parsed[0]] = (parsed[1], r)
+    return out
+
+
 class ReservationSink:
     """The :class:`~runnerd.web.webhook.WorkflowJobSink` of the controller and the webhook server."""
 
@@ -132,6 +142,9 @@ class ReservationSink:
         """The runs and jobs applied deliveries announced: the safety-net poll paces itself by them."""
         self.intake: SizedIntake | None = None
         """With ``--enable-sizing``: queued jobs that ask for a size go there, not to an HRA."""
+        self._jobs: ObjectMemo[dict[int, tuple[str | None, dict[str, Any]]]] = ObjectMemo()
+        """By HRA: its job reservations by job id, parsed once per HRA version (a ``completed``
+        delivery asks which HRA holds its job; the poll asks per repository)."""
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -149,21 +162,23 @@ class ReservationSink:
         )
         return result, by_route
 
+    def _jobs_by_hra(self) -> Iterable[tuple[Key, dict[int, tuple[str | None, dict[str, Any]]]]]:
+        objs = self.hras.store.objects()
+        keys = [Key.of(obj) for obj in objs]
+        if len(self._jobs) > len(keys):  # an HRA went: forget what was parsed of it
+            for gone in self._jobs.keys() - set(keys):
+                self._jobs.forget(gone)
+        for key, obj in zip(keys, objs, strict=True):
+            yield key, self._jobs.get(key, obj, job_reservations)
+
     def _job_reservations(self) -> Iterable[tuple[Key, int, str | None, dict[str, Any]]]:
-        for obj in self.hras.store.objects():
-            for r in (obj.get("spec") or {}).get("capacityReservations") or ():
-                if not isinstance(r, dict):
-                    continue
-                parsed = parse_job_reservation(r.get("name"))
-                if parsed is not None:
-                    yield Key.of(obj), parsed[0], parsed[1], r
+        for key, jobs in self._jobs_by_hra():
+            for job_id, (repo, r) in jobs.items():
+                yield key, job_id, repo, r
 
     def holder(self, job_id: int) -> Key | None:
         """The HRA holding a reservation for ``job_id``, if any."""
-        for key, held, _, _ in self._job_reservations():
-            if held == job_id:
-                return key
-        return None
+        return next((key for key, jobs in self._jobs_by_hra() if job_id in jobs), None)
 
     def reserved_repositories(self) -> set[str]:
         """Repositories named by live job reservations (the safety net polls them, after a restart too)."""

@@ -11,7 +11,7 @@ import pytest
 from runnerd.controller.common import HORIZONTAL_RUNNER_AUTOSCALERS
 from runnerd.controller.latency import PodCreateLatency
 from runnerd.controller.reservation_writer import JobOp, ReservationWriter
-from runnerd.controller.reservations import ReservationSink
+from runnerd.controller.reservations import ReservationSink, job_reservations
 from runnerd.controller.targets import TargetResolver
 from runnerd.github import Scope
 from runnerd.reconcile.matching import JobEvent
@@ -19,7 +19,7 @@ from runnerd.runtime import EventRecorder, Key
 from runnerd.web.metrics import Metrics
 from runnerd.web.payload import WorkflowJobEvent
 from tests.unit.controller.fakes import KeptEvents
-from tests.unit.controller.hrakit import NOW, NS, TRIGGER, FakeKube, hra, informer, rd
+from tests.unit.controller.hrakit import NOW, NS, TRIGGER, FakeKube, hra, informer, rd, reservation
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -322,3 +322,35 @@ async def test_the_resolver_keeps_one_parse_per_object_whatever_the_versions() -
         meta = {**obj["metadata"], "resourceVersion": str(1000 + version)}
         assert resolver.parse_hra({**obj, "metadata": meta}) is not None
     assert resolver.cached() == 1
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        ([], {}),
+        (["job-7@octo-org/app"], {7: "octo-org/app"}),
+        (["job-7"], {7: None}),
+        (["manual", "job-x@octo-org/app", "job-8@o/r"], {8: "o/r"}),
+    ],
+)
+def test_job_reservations_by_job_id(names: list[str], expected: dict[int, str | None]) -> None:
+    obj = {"spec": {"capacityReservations": [{"name": n, "replicas": 1} for n in names] + ["not a dict"]}}
+    found = job_reservations(obj)
+    assert {job: repo for job, (repo, _) in found.items()} == expected
+    assert all(r["name"].startswith(f"job-{job}") for job, (_, r) in found.items())
+
+
+def test_the_holder_of_a_job_follows_new_hra_versions_and_deleted_hras() -> None:
+    """The parsed job reservations are kept per HRA version: a new version is parsed again."""
+    a = hra("a")
+    a["spec"]["capacityReservations"] = [{**reservation(1), "name": "job-1@octo-org/app"}]
+    env = Env(a, hra("b"))
+    store = env.informers[HRAS].store
+    assert (env.sink.holder(1), env.sink.holder(2)) == (Key(NS, "a"), None)
+    moved = copy.deepcopy(hra("b"))
+    moved["spec"]["capacityReservations"] = [{**reservation(2), "name": "job-2@octo-org/app"}]
+    store.upsert(moved)
+    assert (env.sink.holder(1), env.sink.holder(2)) == (Key(NS, "a"), Key(NS, "b"))
+    assert set(env.sink.reservations_of("octo-org/app")) == {1, 2}
+    store.delete(Key(NS, "a"))
+    assert (env.sink.holder(1), env.sink.holder(2)) == (None, Key(NS, "b"))
