@@ -276,6 +276,7 @@ class ReplicaSetController:
             self.holds.forget(key)
             self.observed.pop(key, None)
             self.parsed.forget(key)
+            self.slow_start.forget(key)
             return None
         try:
             rrs = self.parsed.get(key, obj, RunnerReplicaSet.from_dict)

@@ -236,9 +236,11 @@ async def test_pod_states_are_reused_while_the_pod_is_unchanged(
     w.runners.store.delete(Key(NS, first))
     await w.controller.reconcile(KEY)
     assert set(w.controller.observed[KEY]) == {second}
+    assert w.controller.slow_start.first_batch(KEY) > 1  # its creations' slow start is remembered
     w.replica_sets.store.delete(KEY)
     await w.controller.reconcile(KEY)
     assert KEY not in w.controller.observed
+    assert w.controller.slow_start.first_batch(KEY) == 1  # and forgotten with it
 
 
 @dataclass
