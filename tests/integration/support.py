@@ -208,8 +208,6 @@ async def webhook_controller(
             url = f"http://{host}:{port}/webhook"
             sim.world.create_hook(url, scope=SimScope("repo", REPO), secret=secret)
         yield controllers
-    # aiohttp closes TLS connections asynchronously: give them their moment before the loop ends
-    await asyncio.sleep(0.25)
 
 
 def pod_agent(cluster: Cluster, sim: Simulator, namespace: str, **options: Any) -> Any:

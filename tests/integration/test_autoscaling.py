@@ -177,42 +177,39 @@ async def running(
         autoscaling.options.default_scale_down_delay = scale_down_delay
         controllers.informers["runnerdeployments"].add_handler(seen)
 
-    async with Simulator(tick_interval=0.05, config=sim_config) as sim:
-        async with (
-            controller_process(
-                cluster,
-                sim,
-                seed(sim),
-                namespace,
-                configure=configure,
-                github={"max_rate_limit_wait_s": max_rate_limit_wait, "rate_limit_jitter_s": 0.1},
-                sync_period=sync,
-                registering_max_age=0.5,
-                drain_grace=0.5,
-            ) as controllers,
-            Servers() as servers,
-            pod_agent(cluster, sim, namespace),
-        ):
-            autoscaling = controllers.autoscaling
-            assert autoscaling is not None
-            host, port = await servers.start(
-                "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
-            )
-            env = Env(
-                sim,
-                controllers.kube,
-                controllers.github,
-                controllers,
-                autoscaling,
-                namespace,
-                cluster,
-                f"http://{host}:{port}/webhook",
-            )
-            env_box.append(env)
-            yield env
-        # aiohttp closes TLS connections asynchronously (close_notify): give the API server
-        # connections their moment before the loop ends, or their sockets are reported unclosed
-        await asyncio.sleep(0.25)
+    async with (
+        Simulator(tick_interval=0.05, config=sim_config) as sim,
+        controller_process(
+            cluster,
+            sim,
+            seed(sim),
+            namespace,
+            configure=configure,
+            github={"max_rate_limit_wait_s": max_rate_limit_wait, "rate_limit_jitter_s": 0.1},
+            sync_period=sync,
+            registering_max_age=0.5,
+            drain_grace=0.5,
+        ) as controllers,
+        Servers() as servers,
+        pod_agent(cluster, sim, namespace),
+    ):
+        autoscaling = controllers.autoscaling
+        assert autoscaling is not None
+        host, port = await servers.start(
+            "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
+        )
+        env = Env(
+            sim,
+            controllers.kube,
+            controllers.github,
+            controllers,
+            autoscaling,
+            namespace,
+            cluster,
+            f"http://{host}:{port}/webhook",
+        )
+        env_box.append(env)
+        yield env
 
 
 ARTICLE_HRA_1 = ARTICLE_HRA_AS_WRITTEN[: ARTICLE_HRA_AS_WRITTEN.index("  metrics:")]

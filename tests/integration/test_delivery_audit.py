@@ -7,7 +7,6 @@ GUID, and a runner runs the job; the safety-net poll is on but no round of it is
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 import pytest
@@ -111,4 +110,3 @@ async def test_a_failed_queued_delivery_is_redelivered_and_its_job_runs(
             assert calls["orgs/redeliver-webhook-delivery"] == audit.redeliveries <= 2
             others = sum(calls.values()) - listings - calls["orgs/redeliver-webhook-delivery"]
             assert others <= 6, calls  # a JIT config and a few runner listings
-        await asyncio.sleep(0.25)  # let the API server connections close (see test_autoscaling)

@@ -109,8 +109,6 @@ async def journalled(
         cluster, sim, token, namespace, configure=configure, sync_period=5.0
     ) as controllers:
         yield controllers
-    # aiohttp closes TLS connections asynchronously (close_notify): their moment before the loop ends
-    await asyncio.sleep(0.25)
 
 
 def listed_jobs(hra: dict[str, Any]) -> set[int]:
