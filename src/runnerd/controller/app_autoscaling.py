@@ -29,7 +29,7 @@ from runnerd.controller.targets import HRA_INFORMER, RD_INFORMER, RUNNERSET_INFO
 from runnerd.controller.visibility import GroupVisibility
 from runnerd.github import GitHubClient
 from runnerd.github.budget import CallWindow
-from runnerd.runtime import Controller, Informer, Key, Obj
+from runnerd.runtime import Controller, Informer, Key, Obj, spec_changed
 from runnerd.web.metrics import BudgetSnapshot, Metrics, RateLimitReading
 
 
@@ -115,6 +115,12 @@ def install_autoscaling(
     hra_ctl.watch(hras)
     poll_ctl = Controller("safety-net-poll", poller.reconcile, workers=1)
     poll_ctl.watch(hras, lambda obj: [POLL_KEY])
+    for name in (RD_INFORMER, RUNNERSET_INFORMER):
+        # the repositories to poll are the HRAs' scale targets': one that appears (or changes its
+        # spec) after its HRA is polled without waiting for the HRA to change; status writes at most
+        # once in 5 s
+        if (scale_targets := informers.get(name)) is not None:
+            poll_ctl.watch(scale_targets, lambda obj: [POLL_KEY], coalesce=5.0, urgent=spec_changed)
     controllers.manager.add_controller(hra_ctl)
     controllers.manager.add_controller(poll_ctl)
     _watch_for_metrics(metrics, informers, github)
