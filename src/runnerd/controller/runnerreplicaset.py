@@ -48,6 +48,7 @@ that decides, for a pass that already costs ~4 us a runner.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -328,9 +329,9 @@ class ReplicaSetController:
         created: list[str] = []
         try:
             hold_until = await self._fill(key, obj, rrs, desired, plan.create, created)
-        finally:
-            if created:  # also when a later creation of the round failed
-                await self.recorder.normal(obj, "RunnersCreated", created_message(created))
+        except BaseException:
+            await self._record_created(obj, created)  # what the round created before it failed
+            raise
         for name in plan.delete:
             self.expect.deleted(key, name)
             await self.kube.delete(RUNNERS, name, namespace=key.namespace, missing_ok=True)
@@ -347,13 +348,23 @@ class ReplicaSetController:
             "busyReplicas": sum(v.phase is RunnerPhase.BUSY for v in views),
             "selector": selector_string(rrs.spec.selector or {}),
         }
-        await patch_status(self.kube, RUNNER_REPLICA_SETS, obj, status)
+        written, _ = await asyncio.gather(  # the round's Event beside the status: no round trip of its own
+            patch_status(self.kube, RUNNER_REPLICA_SETS, obj, status),
+            self._record_created(obj, created),  # never raises (the recorder logs its failures)
+            return_exceptions=True,
+        )
+        if isinstance(written, BaseException):
+            raise written
         creating = plan.create and hold_until is None
         pending = creating or plan.delete or any(v.phase is RunnerPhase.REGISTERING for v in views)
         wake = 5.0 if pending else None
         if hold_until is not None:
             wake = min(wake or REPLACEMENT_HOLD, max(hold_until - self.clock(), 0.0) + 0.05)
         return Result(requeue_after=wake)
+
+    async def _record_created(self, obj: Mapping[str, Any], created: Sequence[str]) -> None:
+        if created:
+            await self.recorder.normal(obj, "RunnersCreated", created_message(created))
 
     async def _fill(
         self,
