@@ -421,8 +421,11 @@ class RunnerPodHome:
 
     def _first_pod(self) -> bool:
         """No pod of this Runner ever ran as far as anything recorded: no status phase (written
-        from Idle on, or Failed) and no failed pod in this process's memory. Its Secret, if one
-        exists, is left from a create whose pod never followed."""
+        from Idle on, or Failed) and no failed pod in this process's memory. A Secret that exists
+        all the same (a pod that vanished before its runner came online, or a crash between the two
+        creates) is overwritten while the pod is created: its credential is this Runner's own, for a
+        registration the new one replaced, so a container that read it before the overwrite fails
+        to register and its pod is replaced (sequentially, as a failed pod)."""
         uid = self.runner.metadata.uid or ""
         return not (self.seen.obj.get("status") or {}).get("phase") and not self.ctl.replaced(uid)
 
