@@ -305,8 +305,10 @@ METRIC_LINE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<val
 
 
 def api_writes(cluster: Cluster) -> Counter[str]:
-    """The API server's write requests so far, by ``VERB resource[/subresource]`` (every client's:
-    the controller's, the scheduler's bindings, the pod agent's), from its ``/metrics``."""
+    """The API server's write requests so far, by ``VERB [group/]resource[/subresource]`` (every
+    client's: the controller's, the scheduler's bindings, the pod agent's), from its ``/metrics``.
+    The group tells the writers of Events apart: the controller records ``core/v1`` Events
+    (``POST events``), the scheduler ``events.k8s.io/v1`` ones (``POST events.k8s.io/events``)."""
     request = urllib.request.Request(f"{cluster.server}/metrics")
     with urllib.request.urlopen(request, context=cluster.admin_ssl(), timeout=30) as resp:
         text = resp.read().decode()
@@ -317,8 +319,11 @@ def api_writes(cluster: Cluster) -> Counter[str]:
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
         if labels.get("verb") in WRITE_VERBS:
-            what = labels.get("resource", "") + (
-                f"/{labels['subresource']}" if labels.get("subresource") else ""
+            group = labels.get("group", "")
+            what = (
+                (f"{group}/" if group else "")
+                + labels.get("resource", "")
+                + (f"/{labels['subresource']}" if labels.get("subresource") else "")
             )
             out[f"{labels['verb']} {what}"] += int(float(match["value"]))
     return out

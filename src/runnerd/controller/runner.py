@@ -5,10 +5,19 @@ Thin: it observes (the Runner, its pod, GitHub's listing of the scope), asks
 :class:`runnerd.controller.lifecycle.Lifecycle` carry the steps out in order, stopping at the first
 that cannot complete (a busy runner answers 422 to its removal: nothing after that runs).
 :class:`RunnerPodHome` is where a Runner's object, pod and credential Secret live.
+
+Writes per runner pod (issue #10, fifth pass): a Runner's first pod and its credential Secret are
+written concurrently (the pod only references the Secret by name; the kubelet waits for it), so
+the create costs one round trip after the registration instead of two; a replacement pod, or one
+whose runner's own ServiceAccount must come first, still waits for its Secret. A pod whose Secret
+could not be written (another object's Secret of that name, an error) is deleted again at once.
+A Runner of a RunnerReplicaSet gets no ``PodCreated`` Event (its replica set records one Event
+per round of creations); a Runner on its own still does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,7 +45,7 @@ from runnerd.github import Scope
 from runnerd.github.errors import GitHubError, RateLimitedError, RunnerBusyError
 from runnerd.manifests.pod import RunnerPodError, build_runner_pod, runner_labels
 from runnerd.reconcile.admitting import admitted_node, awaiting_admission, prefer_node
-from runnerd.reconcile.credentials import JitConfig
+from runnerd.reconcile.credentials import JitConfig, Registration
 from runnerd.reconcile.lifecycle import (
     BUSY_RETRY,
     POD_STATUS,
@@ -64,6 +73,12 @@ logger = logging.getLogger(__name__)
 
 POD_SEEN_GRACE = 30.0
 """How long a pod this process created may be missing from the informer's cache."""
+
+
+def owned_by_replica_set(obj: Mapping[str, Any]) -> bool:
+    """The Runner's controller is a RunnerReplicaSet (which records its creations per round)."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("controller") and ref.get("kind") == "RunnerReplicaSet" for ref in refs)
 
 
 @dataclass
@@ -101,6 +116,10 @@ class RunnerController(LifecycleController):
         self.deletes_sent: dict[str, float] = {}  # Runner uid -> when this process asked to delete it
         self.pods_made: dict[str, float] = {}  # Runner uid -> when its pod was created, until seen
         self.objects = RunnerObjects(self.kube, self.recorder, conflict_retry=self.options.max_backoff)
+
+    def replaced(self, uid: str) -> bool:
+        """A pod of this Runner failed and is being replaced (its back-off is remembered)."""
+        return uid in self._backoff
 
     # ------------------------------------------------------------------------------- observe
     def uses_jit(self, runner: Runner) -> bool:
@@ -387,13 +406,7 @@ class RunnerPodHome:
         if node is not None:  # admission's choice, preferred; the scheduler still decides
             manifest["spec"]["affinity"] = prefer_node(manifest["spec"].get("affinity"), node)
         try:
-            await ctl.objects.store_credentials(obj, runner, registration)
-            if (
-                manifest["spec"].get("serviceAccountName") == runner.name
-                and not runner.spec.service_account_name
-            ):
-                await ctl.objects.create_identity(obj, runner)
-            await self.kube.create(PODS, manifest, namespace=runner.namespace)
+            await self._write_pod(manifest, registration)
         except AlreadyExists:
             await ctl.lifecycle.abandon(scope, registration)
             raise StopSteps(Result(requeue=True)) from None
@@ -402,5 +415,50 @@ class RunnerPodHome:
             raise
         ctl.stats.pods_created += 1
         ctl.pods_made[uid] = ctl.clock()
-        mode = "JIT config" if isinstance(registration, JitConfig) else "registration token"
-        await ctl.recorder.normal(obj, "PodCreated", f"created pod {runner.name} ({mode})")
+        if not owned_by_replica_set(obj):  # a replica set's Runners: one Event per round on it
+            mode = "JIT config" if isinstance(registration, JitConfig) else "registration token"
+            await ctl.recorder.normal(obj, "PodCreated", f"created pod {runner.name} ({mode})")
+
+    def _first_pod(self) -> bool:
+        """No pod of this Runner ever ran as far as anything recorded: no status phase (written
+        from Idle on, or Failed) and no failed pod in this process's memory. A Secret that exists
+        all the same (a pod that vanished before its runner came online, or a crash between the two
+        creates) is overwritten while the pod is created: its credential is this Runner's own, for a
+        registration the new one replaced, so a container that read it before the overwrite fails
+        to register and its pod is replaced (sequentially, as a failed pod)."""
+        uid = self.runner.metadata.uid or ""
+        return not (self.seen.obj.get("status") or {}).get("phase") and not self.ctl.replaced(uid)
+
+    async def _write_pod(self, manifest: dict[str, Any], registration: Registration) -> None:
+        """The credential Secret and the pod: written concurrently for a Runner's first pod (the pod
+        only references the Secret, and the kubelet waits for a Secret that is not there yet), one
+        after the other when a pod is replaced (its Secret holds the last credential until
+        overwritten) or when the runner's own ServiceAccount comes first. A pod whose Secret could
+        not be written is deleted again: no pod runs on a Secret that is not its Runner's."""
+        ctl, runner, obj = self.ctl, self.runner, self.seen.obj
+        identity = (
+            manifest["spec"].get("serviceAccountName") == runner.name and not runner.spec.service_account_name
+        )
+        if identity or not self._first_pod():
+            await ctl.objects.store_credentials(obj, runner, registration)
+            if identity:
+                await ctl.objects.create_identity(obj, runner)
+            await self.kube.create(PODS, manifest, namespace=runner.namespace)
+            return
+        secret, pod = await asyncio.gather(
+            ctl.objects.store_credentials(obj, runner, registration),
+            self.kube.create(PODS, manifest, namespace=runner.namespace),
+            return_exceptions=True,
+        )
+        if isinstance(secret, BaseException):
+            if not isinstance(pod, BaseException):
+                await self.kube.delete(
+                    PODS,
+                    runner.name,
+                    namespace=runner.namespace,
+                    uid=(pod.get("metadata") or {}).get("uid"),
+                    missing_ok=True,
+                )
+            raise secret
+        if isinstance(pod, BaseException):
+            raise pod

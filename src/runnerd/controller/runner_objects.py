@@ -3,7 +3,8 @@ mode, its own ServiceAccount, Role and RoleBinding.
 
 Contract (:mod:`runnerd.reconcile.credentials`, :mod:`runnerd.manifests.rbac`):
 
-* the Secret is named as the Runner, owned by it, written before its pod is created, and
+* the Secret is named as the Runner, owned by it, written before or with its first pod (a pod
+  whose Secret could not be written is deleted: :mod:`runnerd.controller.runner`), and
   overwritten in place (a JSON patch that first tests the owner) when a failed pod is replaced; a
   Secret of that name that is not the Runner's is never changed (a Warning says so);
 * once GitHub lists the runner online (its container has read the credential), the credential is

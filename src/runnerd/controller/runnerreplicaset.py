@@ -14,6 +14,11 @@ at the rate it accepts. A controller killed mid-batch leaves only runners
 that exist in the API server; the next leader counts them from its informer, so the count never
 exceeds ``replicas``.
 
+Events (issue #10, fifth pass): one ``RunnersCreated`` Event on the replica set per round that
+created runners (how many, and the first names: Kubernetes' correlator style), instead of a
+``PodCreated`` Event on each of its Runners, which repeated what the pod itself shows and cost the
+API server one write per runner in a burst. Failures keep their Warnings on each Runner.
+
 Ephemeral runners that finished their job are not replaced until the autoscaler decides again
 (``effectiveTime``, see :func:`runnerd.reconcile.runnerreplicaset.replacement_hold`).
 
@@ -43,10 +48,11 @@ that decides, for a pass that already costs ~4 us a runner.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from runnerd.api import ApiParseError, RunnerReplicaSet
@@ -180,6 +186,18 @@ def _scope_of(kind: str, name: str) -> Scope:
     return Scope(kind, name)  # type: ignore[arg-type]  # one of the three kinds above
 
 
+CREATED_NAMES_SHOWN = 10
+"""Runner names a ``RunnersCreated`` Event lists (the rest are counted)."""
+
+
+def created_message(names: Sequence[str]) -> str:
+    """The message of a round's one ``RunnersCreated`` Event: how many, and the first names."""
+    shown = ", ".join(names[:CREATED_NAMES_SHOWN])
+    more = len(names) - CREATED_NAMES_SHOWN
+    rest = f" and {more} more" if more > 0 else ""
+    return f"created {len(names)} runner(s), each with its pod to come: {shown}{rest}"
+
+
 class _Seen(NamedTuple):
     """What a reconcile worked out about one runner: its pod's part reused while the pod is
     unchanged (same ``resourceVersion``), the rest while the Runner is unchanged too."""
@@ -308,7 +326,12 @@ class ReplicaSetController:
 
         desired = rrs.spec.effective_replicas
         plan = plan_replicas(desired, views)
-        hold_until = await self._fill(key, obj, rrs, desired, plan.create)
+        created: list[str] = []
+        try:
+            hold_until = await self._fill(key, obj, rrs, desired, plan.create, created)
+        except BaseException:
+            await self._record_created(obj, created)  # what the round created before it failed
+            raise
         for name in plan.delete:
             self.expect.deleted(key, name)
             await self.kube.delete(RUNNERS, name, namespace=key.namespace, missing_ok=True)
@@ -325,7 +348,13 @@ class ReplicaSetController:
             "busyReplicas": sum(v.phase is RunnerPhase.BUSY for v in views),
             "selector": selector_string(rrs.spec.selector or {}),
         }
-        await patch_status(self.kube, RUNNER_REPLICA_SETS, obj, status)
+        written, _ = await asyncio.gather(  # the round's Event beside the status: no round trip of its own
+            patch_status(self.kube, RUNNER_REPLICA_SETS, obj, status),
+            self._record_created(obj, created),  # never raises (the recorder logs its failures)
+            return_exceptions=True,
+        )
+        if isinstance(written, BaseException):
+            raise written
         creating = plan.create and hold_until is None
         pending = creating or plan.delete or any(v.phase is RunnerPhase.REGISTERING for v in views)
         wake = 5.0 if pending else None
@@ -333,17 +362,30 @@ class ReplicaSetController:
             wake = min(wake or REPLACEMENT_HOLD, max(hold_until - self.clock(), 0.0) + 0.05)
         return Result(requeue_after=wake)
 
+    async def _record_created(self, obj: Mapping[str, Any], created: Sequence[str]) -> None:
+        if created:
+            await self.recorder.normal(obj, "RunnersCreated", created_message(created))
+
     async def _fill(
-        self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet, desired: int, missing: int
+        self,
+        key: Key,
+        obj: Mapping[str, Any],
+        rrs: RunnerReplicaSet,
+        desired: int,
+        missing: int,
+        created: list[str],
     ) -> float | None:
-        """Create ``missing`` runners unless the effectiveTime rule holds them; when held until."""
+        """Create ``missing`` runners unless the effectiveTime rule holds them (their names are
+        appended to ``created``); when held until."""
         create, until = self.holds.check(
             key, rrs.spec.template.spec.effective_ephemeral, rrs.spec.effective_time, desired, missing
         )
-        await self.slow_start.create(key, create, lambda: self._create_runner(key, obj, rrs))
+        await self.slow_start.create(key, create, lambda: self._create_runner(key, obj, rrs, created))
         return until
 
-    async def _create_runner(self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet) -> None:
+    async def _create_runner(
+        self, key: Key, obj: Mapping[str, Any], rrs: RunnerReplicaSet, created: list[str]
+    ) -> None:
         template = rrs.spec.template
         meta = template.metadata
         labels = dict(meta.labels)
@@ -377,14 +419,17 @@ class ReplicaSetController:
                 self.expect.cancel(key, name)  # refused: nothing was created
                 raise
             self.runners_created += 1
+            created.append(name)
             return
         raise AlreadyExists(409, "AlreadyExists", f"{rrs.name}: five random runner names were all taken")
 
 
 __all__ = [
     "COALESCE_WINDOW",
+    "CREATED_NAMES_SHOWN",
     "MAX_BATCH",
     "ReplicaSetController",
+    "created_message",
     "leaves_the_count",
     "observe_phase",
     "pod_exits",

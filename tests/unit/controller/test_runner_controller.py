@@ -3,6 +3,8 @@ time, with the clock moved by hand (the drain grace takes no real time)."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from runnerd.controller.runner import RunnerController
 from runnerd.github import Scope
 from runnerd.github.errors import ConflictError, RunnerBusyError
 from runnerd.github.models import Runner as GitHubRunner
+from runnerd.kube.resources import Resource
 from runnerd.manifests.pod import PodOptions
 from runnerd.reconcile.credentials import ENV_JIT_CONFIG
 from runnerd.reconcile.lifecycle import BUSY_RETRY, GitHubState
@@ -22,7 +25,7 @@ from runnerd.reconcile.sizedjob import (
     SIZED_JOB_LABEL,
     SIZING_POLICY_LABEL,
 )
-from runnerd.runtime import Key
+from runnerd.runtime import AlreadyExists, Invalid, Key, ServerError
 from tests.unit.controller.fakes import (
     Clock,
     FakeGitHub,
@@ -123,6 +126,98 @@ async def test_a_runner_without_a_pod_registers_by_jit_and_its_pod_reads_the_sec
     pod = kube.objects[("pods", NS, NAME)]
     assert "encoded-jit-config" not in repr(pod)  # the credential reaches the pod only through its Secret
     assert "PodCreated" in recorder.reasons()
+
+
+@dataclass
+class SecretRace(FakeKube):
+    """A Secret's create answers only once the pod's create was sent (or fails after 1 s), or
+    raises ``secret_error``; ``pod_saw_secret`` says whether the Secret existed when the pod's
+    create was sent."""
+
+    secret_error: Exception | None = None
+    wait_for_pod: bool = True
+    pod_sent: asyncio.Event | None = None
+    pod_saw_secret: bool | None = None
+
+    async def create(self, resource: Resource, body: dict[str, Any], *, namespace: str | None = None) -> Any:
+        if self.pod_sent is None:
+            self.pod_sent = asyncio.Event()
+        if resource.plural == "pods":
+            self.pod_saw_secret = ("secrets", NS, NAME) in self.objects
+            self.pod_sent.set()
+        if resource.plural == "secrets":
+            if self.secret_error is not None:
+                await asyncio.sleep(0)  # the pod's create goes out meanwhile
+                raise self.secret_error
+            if self.wait_for_pod:
+                await asyncio.wait_for(self.pod_sent.wait(), 1.0)
+        return await super().create(resource, body, namespace=namespace)
+
+
+async def test_a_first_pod_and_its_secret_are_written_at_once(
+    github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    kube = SecretRace()
+    add_runner(kube)
+    await controller(kube, github, recorder, clock).reconcile(KEY)  # sequential: the Secret times out
+    assert ("pods", NS, NAME) in kube.objects
+    assert ("secrets", NS, NAME) in kube.objects
+    assert kube.pod_saw_secret is False
+
+
+async def test_a_replacement_pod_waits_for_its_secret(
+    github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    kube = SecretRace(wait_for_pod=False)
+    add_runner(kube)
+    kube.objects[("runners", NS, NAME)]["status"] = {"phase": "Failed"}  # a pod ran before
+    await controller(kube, github, recorder, clock).reconcile(KEY)
+    assert kube.pod_saw_secret is True  # its Secret holds the last credential until overwritten
+
+
+@pytest.mark.parametrize(
+    ("error", "patch_error"),
+    [
+        (AlreadyExists(409, "AlreadyExists", "taken"), Invalid(422, "Invalid", "test failed")),
+        (ServerError(500, "InternalError", "etcd"), None),
+    ],
+)
+async def test_a_pod_whose_secret_could_not_be_written_is_deleted_again(
+    github: FakeGitHub, recorder: FakeRecorder, clock: Clock, error: Exception, patch_error: Exception | None
+) -> None:
+    kube = SecretRace(secret_error=error)
+    add_runner(kube)
+    if patch_error is not None:  # a Secret of that name that is not this Runner's
+
+        async def refuse(*_: Any, **__: Any) -> Any:
+            raise patch_error
+
+        kube.patch = refuse  # type: ignore[method-assign]
+    ctl = controller(kube, github, recorder, clock)
+    if patch_error is None:
+        with pytest.raises(ServerError):
+            await ctl.reconcile(KEY)
+    else:
+        await ctl.reconcile(KEY)
+        assert "CredentialsSecretConflict" in recorder.reasons()
+    assert kube.pod_saw_secret is False  # the pod's create went out with the Secret's
+    assert ("delete", "pods", NAME) in kube.calls
+    assert ("pods", NS, NAME) not in kube.objects
+    assert github.calls[-1].startswith("DELETE ")  # the unused registration is removed
+    assert "PodCreated" not in recorder.reasons()
+
+
+async def test_a_replica_sets_runner_gets_no_pod_created_event(
+    kube: FakeKube, github: FakeGitHub, recorder: FakeRecorder, clock: Clock
+) -> None:
+    add_runner(kube)
+    owner = {"apiVersion": "actions.summerwind.dev/v1alpha1", "kind": "RunnerReplicaSet", "name": "rs"}
+    kube.objects[("runners", NS, NAME)]["metadata"]["ownerReferences"] = [
+        {**owner, "uid": "rs-uid", "controller": True}
+    ]
+    await controller(kube, github, recorder, clock).reconcile(KEY)
+    assert ("create", "pods", NAME) in kube.calls
+    assert "PodCreated" not in recorder.reasons()  # its replica set records RunnersCreated per round
 
 
 async def test_a_registration_left_without_a_pod_is_removed_on_a_409(

@@ -20,6 +20,7 @@ from runnerd.kube.resources import Resource
 from runnerd.reconcile.replicas import RunnerPhase
 from runnerd.runtime import EventRecorder, EventType, Informer, InformerEvent, Key, ServerError
 from tests.unit.controller.conftest import InformerFactory
+from tests.unit.controller.fakes import KeptEvents
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -137,6 +138,44 @@ async def test_runners_are_created_concurrently_and_never_twice(
     w.show()
     await w.controller.reconcile(KEY)
     assert len(w.kube.runners) == 200
+
+
+async def test_a_round_of_creations_is_one_event_on_the_replica_set(
+    world: MakeWorld, kept_events: KeptEvents
+) -> None:
+    w = world(replica_set(200))
+    await w.controller.reconcile(KEY)
+    created = [e for e in kept_events.events if e["reason"] == "RunnersCreated"]
+    assert len(created) == 1  # not one per runner (nor a PodCreated on each Runner: test_runner_controller)
+    assert created[0]["involvedObject"]["kind"] == "RunnerReplicaSet"
+    assert created[0]["message"].startswith("created 200 runner(s)")
+    assert created[0]["message"].endswith("and 190 more")
+    await w.controller.reconcile(KEY)  # nothing created: no Event
+    assert kept_events.reasons().count("RunnersCreated") == 1
+
+
+async def test_a_failed_round_still_records_the_runners_it_created(
+    world: MakeWorld, kept_events: KeptEvents
+) -> None:
+    w = world(replica_set(100))
+    w.kube.fail_after = 3
+    with pytest.raises(ServerError):
+        await w.controller.reconcile(KEY)
+    messages = [e["message"] for e in kept_events.events if e["reason"] == "RunnersCreated"]
+    assert messages == [runnerreplicaset.created_message(list(w.kube.runners))]
+    assert messages[0].startswith("created 3 runner(s)")
+
+
+@pytest.mark.parametrize(
+    ("count", "tail"),
+    [(1, ": r0"), (10, ", r9"), (11, ", r9 and 1 more"), (64, ", r9 and 54 more")],
+)
+def test_created_message(count: int, tail: str) -> None:
+    names = [f"r{i}" for i in range(count)]
+    message = runnerreplicaset.created_message(names)
+    assert message.startswith(f"created {count} runner(s)")
+    assert message.endswith(tail)
+    assert message.count(", r") == min(count, runnerreplicaset.CREATED_NAMES_SHOWN) - 1
 
 
 async def test_a_failing_api_server_stops_the_slow_start(world: MakeWorld) -> None:
