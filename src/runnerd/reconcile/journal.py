@@ -140,35 +140,39 @@ def merged(
     A ``queued`` adds ``job-<id>[@repo]`` (at the end, as the writer appended it) unless the job
     completed in an earlier operation (a job never runs twice) or still has an entry the op does
     not supersede (:func:`supersedes`); a ``completed`` removes the job's entries."""
+    ops = [op for entry in unfolded for op in entry.ops]
+    named = {op.job_id for op in ops}
     out: list[CapacityReservation | None] = list(reservations)
-    held: dict[int, list[int]] = {}
+    held: dict[int, list[int]] = {}  # job id -> indexes in out, for the jobs the ops name
     for i, r in enumerate(reservations):
-        if (job := job_of(r)) is not None:
+        job = job_of(r)
+        if job is not None and job in named:
             held.setdefault(job, []).append(i)
     removed: set[int] = set()
-    for entry in unfolded:
-        for op in entry.ops:
-            if op.action == "completed":
-                removed.add(op.job_id)
-                continue
-            if op.job_id in removed:
-                continue
-            mine = held.get(op.job_id, [])
-            kept = [i for i in mine if (held_r := out[i]) is not None and not supersedes(op, held_r)]
-            if kept:
+    for op in ops:
+        if op.action == "completed":
+            removed.add(op.job_id)
+            continue
+        if op.job_id in removed:
+            continue
+        mine = held.get(op.job_id)
+        if mine:
+            if any((kept := out[i]) is not None and not supersedes(op, kept) for i in mine):
                 continue
             for i in mine:
                 out[i] = None
-            held[op.job_id] = [len(out)]
-            out.append(
-                CapacityReservation(
-                    name=job_reservation_name(op.job_id, op.repository),
-                    effective_time=op.effective_time,
-                    expiration_time=op.expiration_time,
-                    replicas=1,
-                )
+        held[op.job_id] = [len(out)]
+        out.append(
+            CapacityReservation(
+                name=job_reservation_name(op.job_id, op.repository),
+                effective_time=op.effective_time,
+                expiration_time=op.expiration_time,
+                replicas=1,
             )
-    return tuple(r for r in out if r is not None and job_of(r) not in removed)
+        )
+    if removed:
+        return tuple(r for r in out if r is not None and job_of(r) not in removed)
+    return tuple(r for r in out if r is not None)
 
 
 def supersedes(op: JournalOp, r: CapacityReservation) -> bool:
