@@ -1,7 +1,6 @@
 """The ``runnerd controller`` autoscaling flags onto a built process (before its manager runs).
 
-``--reservation-journal`` (off by default: a reservation made during a controller restart was
-found lost by the chaos test, docs/benchmarks.md; ``--reservation-journal=false`` or
+``--reservation-journal`` (the default; ``--reservation-journal=false`` or
 ``--no-reservation-journal`` turns it off) answers a webhook delivery once its reservation is
 journalled in a small ConfigMap, and lets the leader fold the journal into the HRA
 (:mod:`runnerd.controller.journal`). The controller then needs ConfigMap create/list/watch/delete in
@@ -32,11 +31,11 @@ def add_journal_flag(p: argparse.ArgumentParser) -> None:
         "--reservation-journal",
         nargs="?",
         const=True,
-        default=False,
+        default=True,
         type=flag_value,
         metavar="true|false",
         help="answer a webhook once its reservation is journalled (a ConfigMap); the leading controller"
-        " folds the journal into the HRA at most once a second (default: false: each group commit"
+        " folds the journal into the HRA at most once a second (default: true; false: each group commit"
         " writes the HRA's list)",
     )
     p.add_argument(

@@ -493,9 +493,8 @@ async def test_standalone_webhook_server_process(
     cluster: Cluster, crds: list[str], namespace: str, tmp_path: Path, journal: bool
 ) -> None:
     """``runnerd webhook-server`` (ARC's separate Deployment) writes the reservation the controller
-    reads: with ``--reservation-journal`` a journal entry, answered once created, that the leading
-    controller (with the journal too) folds into the HRA; by default the HRA's list itself, before the
-    answer."""
+    reads: by default a journal entry, answered once created, that the leading controller folds into
+    the HRA; with ``--no-reservation-journal`` the HRA's list itself, before the answer."""
     from devcluster.cluster import free_port
 
     kube = await KubeClient.connect(str(cluster.kubeconfig))
@@ -510,7 +509,7 @@ async def test_standalone_webhook_server_process(
             f"--watch-namespace={namespace}",
             f"--webhook-addr=127.0.0.1:{webhook_port}",
             f"--metrics-addr=127.0.0.1:{metrics_port}",
-            *(["--reservation-journal"] if journal else []),
+            *([] if journal else ["--no-reservation-journal"]),
             env={**os.environ, "GITHUB_WEBHOOK_SECRET_TOKEN": SECRET, "PYTHONUNBUFFERED": "1"},
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
@@ -578,10 +577,7 @@ async def _folded_by_a_controller(cluster: Cluster, kube: KubeClient, namespace:
     assert not _reserved(hra, job_id)  # nothing folds it yet: no controller runs
     entries = (await kube.list(CONFIGMAPS, namespace=namespace, label_selector=f"{HRA_LABEL}=true")).items
     assert [op.job_id for e in entries if (entry := decode(e)) is not None for op in entry.ops] == [job_id]
-    async with (
-        Simulator() as sim,
-        controller_process(cluster, sim, seed(sim), namespace, reservation_journal=True),
-    ):
+    async with Simulator() as sim, controller_process(cluster, sim, seed(sim), namespace):
 
         async def folded() -> bool:
             hra = await kube.get(HORIZONTAL_RUNNER_AUTOSCALERS, "example-hra", namespace=namespace)

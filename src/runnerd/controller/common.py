@@ -105,7 +105,7 @@ class ControllerOptions:
     """Watch ``RunnerSizingPolicy`` objects, size jobs that ask for it and admit them by capacity
     (``--enable-sizing``, docs/gpu-sizing.md; the CRD must be installed). Off: sizing labels are
     plain labels, as before."""
-    reservation_journal: bool = False
+    reservation_journal: bool = True
     """Webhook reservations are journalled (a small ConfigMap per group commit) and folded into the
     HRA by the leader (``--reservation-journal``, the default; :mod:`runnerd.controller.journal`).
     False (``--no-reservation-journal``): each group commit writes the HRA's list, as ARC does."""

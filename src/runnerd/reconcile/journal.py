@@ -13,6 +13,10 @@ The contract:
   list (:func:`merged`), through the same rules as a fold, so a job in both is one job.
 * Entries are applied in ``resourceVersion`` order (the order etcd committed them); a job is named
   by its id, so a duplicate ``queued`` adds nothing and a ``completed`` removes the job's entry.
+* A ``queued`` is its writer's decision at the op's effective time, on a list that write's
+  housekeeping had cleared of expired entries and zero-replica markers: applied to a list that still
+  holds such an entry of its job, it replaces it (:func:`supersedes`) instead of being taken for a
+  duplicate, so a job queued again after its reservation expired keeps the new one through the fold.
 * Folding is idempotent and a crash between the fold's write and the deletion of the entries
   counts nothing twice: the watermark and the list change in one write.
 
@@ -131,29 +135,56 @@ def split(entries: Iterable[Entry], mark: int) -> tuple[list[Entry], list[Entry]
 def merged(
     reservations: Sequence[CapacityReservation], unfolded: Iterable[Entry]
 ) -> tuple[CapacityReservation, ...]:
-    """The HRA's list with the unfolded entries applied in order: what counts now. A ``queued`` adds
-    ``job-<id>[@repo]`` unless the job has an entry or completed in an earlier operation (a job
-    never runs twice); a ``completed`` removes the job's entries."""
-    out = list(reservations)
-    held = {job for r in out if (job := job_of(r)) is not None}
+    """The HRA's list with the unfolded entries applied in order: what counts now.
+
+    A ``queued`` adds ``job-<id>[@repo]`` (at the end, as the writer appended it) unless the job
+    completed in an earlier operation (a job never runs twice) or still has an entry the op does
+    not supersede (:func:`supersedes`); a ``completed`` removes the job's entries."""
+    ops = [op for entry in unfolded for op in entry.ops]
+    named = {op.job_id for op in ops}
+    out: list[CapacityReservation | None] = list(reservations)
+    held: dict[int, list[int]] = {}  # job id -> indexes in out, for the jobs the ops name
+    for i, r in enumerate(reservations):
+        job = job_of(r)
+        if job is not None and job in named:
+            held.setdefault(job, []).append(i)
     removed: set[int] = set()
-    for entry in unfolded:
-        for op in entry.ops:
-            if op.action == "completed":
-                removed.add(op.job_id)
-            elif op.job_id not in removed and op.job_id not in held:
-                held.add(op.job_id)
-                out.append(
-                    CapacityReservation(
-                        name=job_reservation_name(op.job_id, op.repository),
-                        effective_time=op.effective_time,
-                        expiration_time=op.expiration_time,
-                        replicas=1,
-                    )
-                )
+    for op in ops:
+        if op.action == "completed":
+            removed.add(op.job_id)
+            continue
+        if op.job_id in removed:
+            continue
+        mine = held.get(op.job_id)
+        if mine:
+            if any((kept := out[i]) is not None and not supersedes(op, kept) for i in mine):
+                continue
+            for i in mine:
+                out[i] = None
+        held[op.job_id] = [len(out)]
+        out.append(
+            CapacityReservation(
+                name=job_reservation_name(op.job_id, op.repository),
+                effective_time=op.effective_time,
+                expiration_time=op.expiration_time,
+                replicas=1,
+            )
+        )
     if removed:
-        out = [r for r in out if job_of(r) not in removed]
-    return tuple(out)
+        return tuple(r for r in out if r is not None and job_of(r) not in removed)
+    return tuple(r for r in out if r is not None)
+
+
+def supersedes(op: JournalOp, r: CapacityReservation) -> bool:
+    """A ``queued`` op replaces its job's entry ``r`` that its writer no longer saw: the writer
+    decided at the op's effective time on a housekept list (expired entries and zero-replica markers
+    dropped, as every reservation write does), so an entry expired by then (or a marker) did not hold
+    the job for it and the op's reservation is the one that counts. Folding the op into a list that
+    still held the expired entry used to keep that entry, then drop it as expired: the job's
+    reservation was lost (a poll-made reservation of a job still queued when its first one expired)."""
+    if op.action != "queued" or op.effective_time is None:
+        return False
+    return not is_live(r) or not is_active(r, op.effective_time)
 
 
 def restart_starved(

@@ -101,7 +101,6 @@ NO_REQUEST = {
 # per-runner ServiceAccount, Role and RoleBinding of containerMode kubernetes, and what that Role
 # grants (RBAC lets only a holder of a permission grant it).
 NO_JOURNAL_VALUE = "reservationJournal.enabled=false"
-JOURNAL_VALUE = "reservationJournal.enabled=true"
 JOURNAL_REQUESTS = {(verb, "", "configmaps") for verb in ("delete", "list", "watch")}
 """The reservation journal's requests (on by default; its ``create`` is the cost ledger's too)."""
 WEBHOOK_JOURNAL_REQUESTS = {("create", "", "configmaps")}
@@ -283,15 +282,16 @@ def webhook_server_requests() -> set[tuple[str, str, str]]:
 
 
 def test_webhook_server_rules_cover_its_requests_and_no_more(rendered: list[dict[str, Any]]) -> None:
-    """By default (no reservation journal) it writes the HRA's reservations itself; it has no
-    ConfigMap right (with the journal: see the journal value's test)."""
+    """With the reservation journal (the default) it also creates the journal's entries; it reads
+    none (build_webhook_process: a journal without an informer), so it cannot list ConfigMaps; and it
+    never writes the HRA (the leading controller folds the entries in), so it cannot patch one."""
     granted = rules_of(rendered, {"ClusterRole"}, {WEBHOOK_ROLE})
     journal = {
         (c.verb, c.group, c.resource) for c in requests_in([SRC / "runnerd" / "controller" / "journal.py"])
     }
     assert journal >= WEBHOOK_JOURNAL_REQUESTS
     assert webhook_server_requests() >= WEBHOOK_DIRECT_REQUESTS
-    assert granted == webhook_server_requests()
+    assert granted == (webhook_server_requests() - WEBHOOK_DIRECT_REQUESTS) | WEBHOOK_JOURNAL_REQUESTS
 
 
 def test_without_runner_sets_the_rules_are_exactly_the_rest_of_the_code(tmp_path: Path) -> None:
@@ -299,12 +299,10 @@ def test_without_runner_sets_the_rules_are_exactly_the_rest_of_the_code(tmp_path
     runnerset*.py runs, and an HRA cannot target a RunnerSet (no informer of them)."""
     calls = requests_in([m for m in CONTROLLER_MODULES if not m.name.startswith("runnerset")])
     # (app.py lists and watches RunnerSets only in build_webhook_process, the webhook server's)
-    # (per-runner ServiceAccounts and Roles are granted only with the kubernetes-mode value, the
-    # journal's ConfigMap rights only with the reservation journal's)
+    # (per-runner ServiceAccounts and Roles are granted only with the kubernetes-mode value)
     needed = (
         {(c.verb, c.group, c.resource) for c in calls}
         - KUBERNETES_MODE_REQUESTS
-        - JOURNAL_REQUESTS
         - {(verb, common.RUNNER_SETS.group, "runnersets") for verb in ("patch", "list", "watch")}
     )
     granted = rules_of(render(tmp_path, "runnerSets.enabled=false"), {"ClusterRole", "Role"}, MANAGER_ROLES)
@@ -375,18 +373,14 @@ def test_capacity_admission_reads_nodes_and_every_pod_cluster_wide(
 
 
 def test_journal_value_grants_exactly_the_journals_requests(tmp_path: Path) -> None:
-    """``reservationJournal.enabled`` (false by default): the ConfigMap rights of the journal, in the
+    """``reservationJournal.enabled`` (true by default): the ConfigMap rights of the journal, in the
     manager's role (the watched namespaces, where the HRAs are) and, create only, the webhook
-    server's (which then no longer patches HRAs); false takes exactly those away and leaves the journal
-    off in both processes."""
+    server's; false takes exactly those away and turns the journal off in both processes."""
     journal = requests_in([SRC / "runnerd" / "controller" / "journal.py"])
     needed = {(c.verb, c.group, c.resource) for c in journal if c.resource == "configmaps"}
     assert needed == JOURNAL_REQUESTS | {("create", "", "configmaps")}
-    on_objects = render(tmp_path, JOURNAL_VALUE)
+    on_objects = render(tmp_path)
     off_objects = render(tmp_path, NO_JOURNAL_VALUE)
-    assert rules_of(render(tmp_path), {"ClusterRole", "Role"}, MANAGER_ROLES) == rules_of(
-        off_objects, {"ClusterRole", "Role"}, MANAGER_ROLES
-    )
     on = rules_of(on_objects, {"ClusterRole", "Role"}, MANAGER_ROLES)
     off = rules_of(off_objects, {"ClusterRole", "Role"}, MANAGER_ROLES)
     assert not off & JOURNAL_REQUESTS
@@ -398,7 +392,7 @@ def test_journal_value_grants_exactly_the_journals_requests(tmp_path: Path) -> N
     hook_on = rules_of(on_objects, {"ClusterRole"}, {WEBHOOK_ROLE})
     assert (hook_on - hook_off, hook_off - hook_on) == (WEBHOOK_JOURNAL_REQUESTS, WEBHOOK_DIRECT_REQUESTS)
     assert not {rule for rule in hook_off if rule[2] == "configmaps"}
-    for objects, args in ((on_objects, ["--reservation-journal"]), (off_objects, [])):
+    for objects, args in ((on_objects, []), (off_objects, ["--no-reservation-journal"])):
         for deployment in (o for o in objects if o["kind"] == "Deployment"):
             flags = [
                 a for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"] if "journal" in a

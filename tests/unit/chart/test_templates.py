@@ -352,9 +352,9 @@ def test_webhook_server(helm_bin: Path, tmp_path: Path) -> None:
         for g in rule["apiGroups"]
         for res in rule["resources"]
     }
-    # without the reservation journal (the default) the server writes the HRA's reservations itself
-    assert verbs[(GROUP, "horizontalrunnerautoscalers")] == {"get", "list", "watch", "patch"}
-    assert ("", "configmaps") not in verbs
+    # the reservation journal (the default): the server journals, the leading controller writes the HRA
+    assert verbs[(GROUP, "horizontalrunnerautoscalers")] == {"get", "list", "watch"}
+    assert verbs[("", "configmaps")] == {"create"}
     assert verbs[(GROUP, "runnerdeployments")] == {"list", "watch"}
     assert "Ingress" not in r.kinds()
 

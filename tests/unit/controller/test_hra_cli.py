@@ -72,7 +72,7 @@ def test_a_malformed_address_is_refused(caplog: pytest.LogCaptureFixture) -> Non
 @pytest.mark.parametrize(
     ("flags", "journal"),
     [
-        ([], False),
+        ([], True),
         (["--reservation-journal"], True),
         (["--reservation-journal=true"], True),
         (["--reservation-journal=false"], False),
@@ -82,7 +82,7 @@ def test_a_malformed_address_is_refused(caplog: pytest.LogCaptureFixture) -> Non
         (["--no-reservation-journal", "--reservation-journal"], True),  # the last one wins
     ],
 )
-def test_the_reservation_journal_flags(command: str, flags: list[str], journal: bool) -> None:
+def test_the_reservation_journal_is_the_default_intake(command: str, flags: list[str], journal: bool) -> None:
     args = build_parser().parse_args([command, *flags])
     assert args.reservation_journal is journal
     if command == "controller":

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from runnerd.api import parse_time
 from runnerd.controller import journal as journal_module
 from runnerd.controller.journal import (
     HRA_ANNOTATION,
@@ -21,7 +22,7 @@ from runnerd.kube.resources import CONFIGMAPS
 from runnerd.reconcile.journal import FOLDED_ANNOTATION, OPS_KEY
 from runnerd.runtime import Informer, Key
 from tests.unit.controller.fakes import NoListWatcher
-from tests.unit.controller.hrakit import NOW, NS, TRIGGER, FakeKube, hra, informer, rd
+from tests.unit.controller.hrakit import NOW, NS, TRIGGER, FakeKube, hra, informer, rd, reservation
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -138,6 +139,20 @@ async def test_the_fold_writes_the_list_and_the_watermark_then_collects() -> Non
     assert env.configmaps() == []
     env.sync()
     assert env.counted() == ["job-1@octo/app", "job-3@octo/app"]
+
+
+async def test_a_job_queued_again_after_its_reservation_expired_keeps_the_new_one_through_the_fold() -> None:
+    """The chaos test's loss: the HRA lists job 1's reservation, expired while the job still waits;
+    the safety-net poll reserves it again (a journal entry). Counted and folded, the new reservation
+    holds the job; it used to be dropped with the expired one it was deduplicated against."""
+    env = Env(reservation(1, minutes=-1))
+    again = await env.writer.apply(KEY, queued(1))
+    assert again.delta == 1
+    env.sync()
+    assert env.counted() == ["job-1@octo/app"]
+    await env.journal.fold(KEY)
+    assert env.listed() == ["job-1@octo/app"]
+    assert parse_time(env.hra()["spec"]["capacityReservations"][0]["expirationTime"]) > NOW
 
 
 async def test_a_crash_between_fold_and_collection_counts_nothing_twice_or_back() -> None:

@@ -27,9 +27,9 @@ async def clients() -> AsyncIterator[tuple[KubeClient, GitHubClient]]:
     await kube.close()
 
 
-async def test_the_controller_journals_with_the_option(clients: tuple[KubeClient, GitHubClient]) -> None:
+async def test_the_controller_journals_by_default(clients: tuple[KubeClient, GitHubClient]) -> None:
     kube, github = clients
-    controllers = build(kube=kube, github=github, options=ControllerOptions(reservation_journal=True))
+    controllers = build(kube=kube, github=github, options=ControllerOptions())
     autoscaling = controllers.autoscaling
     assert autoscaling is not None
     journal = autoscaling.writer.journal
@@ -40,12 +40,11 @@ async def test_the_controller_journals_with_the_option(clients: tuple[KubeClient
     await autoscaling.close()
 
 
-async def test_by_default_the_controller_writes_the_hra(
+async def test_without_the_journal_the_controller_writes_the_hra(
     clients: tuple[KubeClient, GitHubClient],
 ) -> None:
     kube, github = clients
-    assert ControllerOptions().reservation_journal is False
-    controllers = build(kube=kube, github=github, options=ControllerOptions())
+    controllers = build(kube=kube, github=github, options=ControllerOptions(reservation_journal=False))
     assert controllers.autoscaling is not None
     assert controllers.autoscaling.writer.journal is None
     assert controllers.autoscaling.controller.journal is None

@@ -72,6 +72,63 @@ def test_merged(listed: list[CapacityReservation], entries: list[Entry], want: l
     assert ids(merged(listed, entries)) == want
 
 
+LATER = NOW + 2 * SEC
+"""When a writer decided a ``queued`` after ``job(1, until=NOW + SEC)`` had expired."""
+
+
+@pytest.mark.parametrize(
+    ("listed", "entries", "want"),
+    [
+        pytest.param([job(1)], [e(5, q(1, since=LATER))], [(NOW, UNTIL)], id="active entry holds the job"),
+        pytest.param(
+            [job(1, until=NOW + SEC)],
+            [e(5, q(1, since=LATER, until=LATER + MIN))],
+            [(LATER, LATER + MIN)],
+            id="entry expired when the op was decided: the op replaces it",
+        ),
+        pytest.param(
+            [job(1, until=LATER)],
+            [e(5, q(1, since=LATER, until=LATER + MIN))],
+            [(LATER, LATER + MIN)],
+            id="expiring at the op's time is expired (as housekeeping counts it)",
+        ),
+        pytest.param(
+            [job(1, replicas=0)],
+            [e(5, q(1, since=LATER, until=LATER + MIN))],
+            [(LATER, LATER + MIN)],
+            id="a zero-replica marker does not hold the job",
+        ),
+        pytest.param(
+            [],
+            [e(5, q(1, until=NOW + SEC)), e(6, q(1, since=LATER, until=LATER + MIN))],
+            [(LATER, LATER + MIN)],
+            id="a later entry replaces an earlier one expired by then",
+        ),
+        pytest.param(
+            [job(1, until=NOW + SEC)],
+            [e(5, q(1, since=LATER), c(1))],
+            [],
+            id="completed after the replacing queued removes it",
+        ),
+        pytest.param(
+            [job(1, until=NOW + SEC)],
+            [e(5, JournalOp("queued", 1, "o/r"))],
+            [(NOW, NOW + SEC)],
+            id="an op without times replaces nothing",
+        ),
+    ],
+)
+def test_merged_times(
+    listed: list[CapacityReservation],
+    entries: list[Entry],
+    want: list[tuple[dt.datetime, dt.datetime]],
+) -> None:
+    """A ``queued`` op replaces its job's entry exactly when its writer no longer saw that entry."""
+    got = merged(listed, entries)
+    assert [(r.effective_time, r.expiration_time) for r in got] == want
+    assert all(r.replicas == 1 for r in got)
+
+
 @pytest.mark.parametrize(
     ("entries", "mark", "unfolded", "folded"),
     [
@@ -101,6 +158,14 @@ def test_split(entries: list[Entry], mark: int, unfolded: list[int], folded: lis
             [job(3, replicas=0)], [e(5, q(2))], NOW, ["job-2@o/r"], 5, id="zero-replica markers dropped"
         ),
         pytest.param([job(1)], [e(5, c(1), q(1))], NOW, [], 5, id="a finished job is not queued again"),
+        pytest.param(
+            [job(1, until=NOW + SEC), job(2, until=NOW + SEC)],
+            [e(5, q(1, since=LATER, until=LATER + MIN)), e(6, q(2, since=LATER, until=LATER + MIN))],
+            LATER + SEC,
+            ["job-1@o/r", "job-2@o/r"],
+            6,
+            id="jobs queued again after their reservations expired keep them (the chaos test's loss)",
+        ),
     ],
 )
 def test_fold(
