@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from runnerd.controller.deliveryaudit import POLL_BOUND, AuditSettings, install_delivery_audit
-from runnerd.controller.hookdiscovery import AutoSettings, install_auto_audit
+from runnerd.controller.deliveryaudit import POLL_BOUND, AuditSettings, DeliveryAudit, install_delivery_audit
+from runnerd.controller.hookdiscovery import AutoAudit, AutoSettings, install_auto_audit
 from runnerd.controller.process import Controllers
 from runnerd.reconcile.deliveryaudit import INTERVAL, parse_hook
 
@@ -71,10 +71,11 @@ def audit_settings(args: argparse.Namespace) -> AuditSettings | AutoSettings | N
     )
 
 
-def configure_audit(controllers: Controllers, args: argparse.Namespace) -> None:
+def configure_audit(controllers: Controllers, args: argparse.Namespace) -> AutoAudit | DeliveryAudit | None:
     """Install the audit unless ``--webhook-audit off`` (after autoscaling is configured)."""
     settings = audit_settings(args)
     if isinstance(settings, AutoSettings):
-        install_auto_audit(controllers, settings)
-    elif settings is not None:
-        install_delivery_audit(controllers, settings)
+        return install_auto_audit(controllers, settings)
+    if settings is not None:
+        return install_delivery_audit(controllers, settings)
+    return None

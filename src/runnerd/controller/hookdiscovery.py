@@ -141,7 +141,7 @@ class AutoAudit:
         go, why = due(self.state, scopes, self._monotonic(), self.settings.retry, failing)
         if go:
             await self._discover(scopes, why)
-        waits = [self.settings.retry if not self.state.outcome.complete else self.settings.interval]
+        waits = [self.settings.interval]  # the scopes are looked at again (no call) every interval
         for audit in list(self.audits.values()):
             result = await audit.reconcile(key)
             if result is not None and result.requeue_after is not None:

@@ -126,7 +126,7 @@ async def test_a_token_that_may_not_list_hooks_leaves_the_poll_as_today_and_retr
     assert not audit.healthy()
     assert audit.audits == {}
     assert result is not None
-    assert result.requeue_after == 600.0
+    assert result.requeue_after == 60.0  # the scopes are looked at again; no call before the retry
     assert "may not list the hooks: /orgs/octo/hooks (403)" in audit.reason
     assert "ghp_test" not in caplog.text
     warnings = [r for r in caplog.records if "webhook delivery audit" in r.getMessage()]
