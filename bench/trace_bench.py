@@ -237,7 +237,8 @@ def _add_replay_flags(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument(
         "--no-webhook-audit",
         action="store_true",
-        help="without the controller's --webhook-audit (the default with one organization hook)",
+        help="run the controller with --webhook-audit=off (by default it runs with its default,"
+        " --webhook-audit auto, which finds the one organization hook)",
     )
     p.add_argument(
         "--registration-mode",

@@ -60,7 +60,8 @@ class RunConfig:
     registration_mode: str | None = None
     """the controller's ``--registration-mode`` (``None``: its default, JIT configs)"""
     webhook_audit: bool = True
-    """the controller's ``--webhook-audit`` on the organization hook (only with one organization hook)"""
+    """the controller's default ``--webhook-audit auto`` (it finds the organization hook; only with one
+    organization hook); ``False``: ``--webhook-audit=off``"""
     hook_per_repo: bool = True
     """one webhook per repository: GitHub delivers webhooks in parallel, ghsim sends each hook's
     deliveries one at a time, so a single organization hook would measure ghsim's queue"""
