@@ -84,6 +84,10 @@ ROWS: list[tuple[str, Any]] = [
     ("GPU-hours reserved / used", lambda r: _gpu(r)),
     ("GitHub API calls per job", lambda r: f"{r.github_calls_per_job:.2f} ({r.github_calls:,} calls)"),
     ("GitHub calls answered 4xx/5xx, by endpoint", lambda r: _failed_calls(r)),
+    (
+        "GitHub calls before the replay (start, hook discovery)",
+        lambda r: ", ".join(f"{ep} {n}" for ep, n in r.github_calls_at_start_by_endpoint.items()) or "none",
+    ),
     ("controller CPU seconds (replay)", lambda r: f"{r.controller_cpu_s:,.1f}"),
     ("controller CPU ms per job", lambda r: f"{1000 * r.controller_cpu_s / max(1, r.jobs):.0f}"),
     ("controller peak RSS", lambda r: f"{r.controller_peak_rss_mib:.0f} MiB"),
@@ -237,7 +241,8 @@ def _add_replay_flags(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument(
         "--no-webhook-audit",
         action="store_true",
-        help="without the controller's --webhook-audit (the default with one organization hook)",
+        help="run the controller with --webhook-audit=off (by default it runs with its default,"
+        " --webhook-audit auto, which finds the one organization hook)",
     )
     p.add_argument(
         "--registration-mode",

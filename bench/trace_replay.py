@@ -60,7 +60,8 @@ class RunConfig:
     registration_mode: str | None = None
     """the controller's ``--registration-mode`` (``None``: its default, JIT configs)"""
     webhook_audit: bool = True
-    """the controller's ``--webhook-audit`` on the organization hook (only with one organization hook)"""
+    """the controller's default ``--webhook-audit auto`` (it finds the organization hook; only with one
+    organization hook); ``False``: ``--webhook-audit=off``"""
     hook_per_repo: bool = True
     """one webhook per repository: GitHub delivers webhooks in parallel, ghsim sends each hook's
     deliveries one at a time, so a single organization hook would measure ghsim's queue"""
@@ -91,6 +92,9 @@ class Result:
     github_calls_per_job: float
     github_calls_by_endpoint: dict[str, int]
     github_calls_by_endpoint_status: dict[str, dict[str, int]]
+    github_calls_at_start_by_endpoint: dict[str, int]
+    """Calls before the replay (the controller's start: hook discovery, first listings): not in the
+    per-job count above."""
     controller_cpu_s: float
     controller_cpu_s_total: float
     controller_peak_rss_mib: float
@@ -179,6 +183,7 @@ async def _replay(cluster: Cluster, cfg: RunConfig, state: Path, started: float)
         pid = stack.controller.pid
         sim = stack.sim
         await _wait_settled(stack)
+        at_start = _calls(stack)
         sim.core.stats.reset()
         cpu0, harness0 = cpu_seconds(pid), time.process_time()
         plane0 = {name: _safe_cpu(p) for name, p in cluster.pids().items()}
@@ -227,6 +232,7 @@ async def _replay(cluster: Cluster, cfg: RunConfig, state: Path, started: float)
             rss,
             harness,
             plane,
+            at_start,
         )
 
 
@@ -262,6 +268,7 @@ def _result(
     rss: int,
     harness: float,
     plane: dict[str, float],
+    at_start: dict[str, int],
 ) -> Result:
     assert stack.agent is not None
     world = stack.sim.world
@@ -280,7 +287,7 @@ def _result(
         if pod is not None and pod.gpus:
             gpu_busy += run * pod.gpus
     stats = stack.sim.core.stats
-    calls = {ep: n for (ep, who), n in stats.by_endpoint_principal.items() if who == stack.pat_principal}
+    calls = _calls(stack)
     total_calls = sum(calls.values())
     done = [j for j in jobs if j.status == "completed"]
     return Result(
@@ -303,6 +310,7 @@ def _result(
         github_calls_per_job=round(total_calls / max(1, len(done)), 2),
         github_calls_by_endpoint=dict(sorted(calls.items())),
         github_calls_by_endpoint_status=stats.calls_by_status(stack.pat_principal),
+        github_calls_at_start_by_endpoint=dict(sorted(at_start.items())),
         controller_cpu_s=round(controller_cpu, 1),
         controller_cpu_s_total=round(controller_total, 1),
         controller_peak_rss_mib=round(rss / 2**20, 1),
@@ -322,6 +330,12 @@ def _result(
             "controller_flags": [a for a in stack.controller_argv[2:] if a.startswith(TUNING_FLAGS)],
         },
     )
+
+
+def _calls(stack: Stack) -> dict[str, int]:
+    """The controller's GitHub calls so far, by endpoint (its PAT's)."""
+    stats = stack.sim.core.stats
+    return {ep: n for (ep, who), n in stats.by_endpoint_principal.items() if who == stack.pat_principal}
 
 
 def _round(value: float | None) -> float | None:

@@ -84,8 +84,8 @@ class StackOptions:
     """one webhook per repository instead of one for the organization (ghsim sends each hook's
     deliveries one at a time, in order; GitHub sends them in parallel)"""
     webhook_audit: bool = False
-    """run the controller with ``--webhook-audit`` on the organization's hook (one organization hook
-    only: the hook is created before the controller starts, so its id is known)"""
+    """run the controller with its default ``--webhook-audit auto``, which finds the organization's
+    hook (one organization hook only); ``False``: ``--webhook-audit=off``"""
 
 
 @dataclass
@@ -341,8 +341,8 @@ class Stack:
         if opts.drain_grace_s is not None:
             self.controller_argv.append(f"--drain-grace={opts.drain_grace_s:g}s")
         self.controller_argv += opts.controller_args
-        if opts.webhook_audit:
-            self.controller_argv.append(f"--webhook-audit=org/{opts.org}/{self.hook_ids[0]}")
+        if not opts.webhook_audit:  # True: the controller's default (auto) finds the organization hook
+            self.controller_argv.append("--webhook-audit=off")
         env = {
             **os.environ,
             "GITHUB_TOKEN": self._token,

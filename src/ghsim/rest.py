@@ -2,9 +2,9 @@
 
 :data:`ROUTES` is the single list of implemented operations (by OpenAPI ``operationId``); the
 server mounts each at ``/`` (github.com) and under ``/api/v3`` (GHES), and the conformance tests
-walk the same list. The App operations are :mod:`ghsim.apps`'s and the hook deliveries API
-:mod:`ghsim.hookdeliveries`'s; this module holds the runners, runner groups, runs, jobs and the rate
-limit.
+walk the same list. The App operations are :mod:`ghsim.apps`'s, the hook deliveries API
+:mod:`ghsim.hookdeliveries`'s and the hook listings :mod:`ghsim.hooklistings`'s; this module holds
+the runners, runner groups, runs, jobs and the rate limit.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import apps, hookdeliveries
+from . import apps, hookdeliveries, hooklistings
 from .auth import Need
 from .clock import iso_ms
 from .entities import Repo, Run, RunnerGroup, Scope
@@ -473,4 +473,5 @@ ROUTES: list[Route] = [
     *apps.routes(),
     Route("GET", "/rate_limit", "rate-limit/get", rate_limit, "any", counted=False, docs=RATE_DOCS),
     *hookdeliveries.routes(),
+    *hooklistings.routes(),
 ]

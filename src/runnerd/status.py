@@ -310,7 +310,25 @@ def _metrics_text(model: Mapping[str, Any], url: str, now: dt.datetime, wide: bo
         f"{int(_v(github['calls']) or 0)} calls, {int(_v(github['retries']) or 0)} retried, "
         f"{int(_v(github['rate_limit_waits']) or 0)} waited for a rate limit"
     )
+    out.append(_audit_line(github.get("audit")))
     return out
+
+
+def _audit_line(audit: Mapping[str, Any] | None) -> str:
+    """The webhook delivery audit (``--webhook-audit``): how many hooks it reads, and whether the
+    safety-net poll may stretch because of it."""
+    hooks = int(_v((audit or {}).get("hooks")) or 0)
+    if hooks == 0:
+        return (
+            "Delivery audit: no hook read (off, or none found: the controller's log says why); "
+            "the safety-net poll keeps its own pace"
+        )
+    if _v((audit or {}).get("healthy")):
+        return f"Delivery audit: {hooks} hook(s) read, healthy: the safety-net poll may stretch"
+    return (
+        f"Delivery audit: {hooks} hook(s) read, not healthy or not covering every scope: "
+        "the safety-net poll keeps its own pace"
+    )
 
 
 def render_text(data: StatusData, *, now: dt.datetime, wide: bool = False) -> str:

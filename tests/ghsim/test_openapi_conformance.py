@@ -21,6 +21,7 @@ from . import client as client_mod
 from .client import GitHub
 from .conftest import Setup, make_jwt
 from .hook_delivery_scenarios import HOOK_SCENARIOS
+from .hook_listing_scenarios import LISTING_SCENARIOS
 from .schemas import doc_for
 
 Scenario = Callable[[GitHub, Simulator, Setup], Awaitable[None]]
@@ -450,6 +451,7 @@ async def _rate_limit(gh: GitHub, sim: Simulator, s: Setup) -> None:
 
 
 SCENARIOS.update(HOOK_SCENARIOS)
+SCENARIOS.update(LISTING_SCENARIOS)
 
 
 # ---- the tests -------------------------------------------------------------------------------------

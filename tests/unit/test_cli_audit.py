@@ -1,4 +1,5 @@
-"""``runnerd controller --webhook-audit``: its flags, and a malformed hook refused before anything starts."""
+"""``runnerd controller --webhook-audit``: its flags (``auto`` by default, ``off``), and a malformed hook
+refused before anything starts."""
 
 from __future__ import annotations
 
@@ -8,15 +9,30 @@ import pytest
 
 from runnerd.cli import build_parser, run_controller
 from runnerd.cli_audit import audit_settings
+from runnerd.controller.hookdiscovery import AutoSettings
 from runnerd.reconcile.deliveryaudit import HookRef
 
 pytestmark = pytest.mark.timeout(10)
 
 
+def test_auto_is_the_default_and_takes_the_url_prefix() -> None:
+    default = audit_settings(build_parser().parse_args(["controller"]))
+    assert default == AutoSettings()
+    flags = [
+        "controller",
+        "--webhook-audit=auto",
+        "--webhook-audit-url=https://ci.example/",
+        "--webhook-audit-interval=2m",
+    ]
+    assert audit_settings(build_parser().parse_args(flags)) == AutoSettings(
+        interval=120.0, url_prefix="https://ci.example/"
+    )
+
+
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        ([], None),
+        (["--webhook-audit=off"], None),
         (["--webhook-audit=app"], (HookRef("app"), 60.0, 3600.0)),
         (
             ["--webhook-audit=repo/o/r/9", "--webhook-audit-interval=2m", "--webhook-audit-poll-bound=30m"],

@@ -174,6 +174,20 @@ def test_metrics_section() -> None:
     assert core.split() == ["core", "4000", "5000", "in", "25m"]
     assert "GET /repos/{owner}/{repo}/actions/runners   12      200:12" in section
     assert "15 calls, 0 retried, 0 waited for a rate limit" in section
+    assert "Delivery audit: no hook read (off, or none found" in section
+
+
+@pytest.mark.parametrize(
+    ("hooks", "healthy", "words"),
+    [(0, 0, "no hook read"), (2, 1, "2 hook(s) read, healthy"), (1, 0, "1 hook(s) read, not healthy")],
+)
+def test_the_delivery_audit_line(hooks: int, healthy: int, words: str) -> None:
+    metrics = Metrics()
+    metrics.audit_hooks.set(hooks)
+    metrics.audit_healthy.set(healthy)
+    model = dm.build(status.samples_from_text(metrics.render().decode()), generated_at=NOW.timestamp())
+    text = status.render_text(data(metrics=model, metrics_url="http://127.0.0.1:8080/metrics"), now=NOW)
+    assert f"Delivery audit: {words}" in text
 
 
 def test_json_output() -> None:

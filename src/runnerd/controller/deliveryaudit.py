@@ -2,7 +2,8 @@
 the ``workflow_job`` deliveries it failed asked for again.
 
 The leader runs it (a single-key controller) when ``--webhook-audit`` names the hook that delivers
-to us. Each pass (every ``interval`` seconds, 60 by default)::
+to us, or one per hook that ``--webhook-audit auto`` (the default) found
+(:mod:`runnerd.controller.hookdiscovery`). Each pass (every ``interval`` seconds, 60 by default)::
 
     GET {hook}/deliveries?per_page=100            newest first, until an attempt seen before
     POST {hook}/deliveries/{id}/attempts           for each failed workflow_job GUID (same GUID)

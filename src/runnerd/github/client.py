@@ -17,7 +17,7 @@ import ssl as ssl_module
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from runnerd import __version__
 from runnerd.github.budget import CallStats, Clock, Draw, RateLimitState, Sleep
@@ -31,7 +31,7 @@ from runnerd.github.errors import (
     RunnerGroupNotFoundError,
     UnexpectedResponseError,
 )
-from runnerd.github.hookdeliveries import attempt_from_json, hook_path
+from runnerd.github.hookdeliveries import app_hook_url, attempt_from_json, hook_info_from_json, hook_path
 from runnerd.github.models import (
     JitConfig,
     RegistrationToken,
@@ -43,10 +43,13 @@ from runnerd.github.models import (
 from runnerd.github.sansio import RateLimit, next_page_url, same_origin, server_clock_offset
 from runnerd.github.transport import Auth, RetryPolicy, Transport
 from runnerd.reconcile.deliveryaudit import DeliveryAttempt, HookRef
+from runnerd.reconcile.hookdiscovery import HookInfo
 
 DEFAULT_USER_AGENT: Final = f"runnerd/{__version__}"
 DEFAULT_RUNNER_GROUP_ID: Final = 1  # every organization's and repository's "Default" group
 DEFAULT_RUNNER_GROUP_NAME: Final = "Default"
+MAX_HOOK_PAGES: Final = 10
+"""A hook listing reads at most this many pages of 100."""
 
 
 class GitHubClient:
@@ -404,6 +407,40 @@ class GitHubClient:
             {**url_vars, "delivery_id": str(delivery_id)},
             auth=self._hook_auth(hook),
         )
+
+    async def list_hooks(self, owner: str, repo: str | None = None) -> list[HookInfo]:
+        """An organization's webhooks (``repo`` ``None``) or a repository's, every page.
+        ``GET /orgs/{org}/hooks`` | ``GET /repos/{owner}/{repo}/hooks`` (``?per_page=100``)."""
+        if repo is None:
+            template, url_vars = "/orgs/{org}/hooks", {"org": owner}
+        else:
+            template, url_vars = "/repos/{owner}/{repo}/hooks", {"owner": owner, "repo": repo}
+        url = self._http.url(template, url_vars, {"per_page": "100"})
+        out: list[HookInfo] = []
+        for _ in range(MAX_HOOK_PAGES):
+            resp = await self._http.call("GET", template, url=url, conditional=False)
+            if not isinstance(resp.data, list):
+                raise UnexpectedResponseError(f"GET {template}: not a list")
+            kind: Literal["org", "repo"] = "org" if repo is None else "repo"
+            out += [hook_info_from_json(kind, owner, repo or "", item) for item in resp.data]
+            following = next_page_url(resp.link)
+            if following is None:
+                return out
+            if not same_origin(following, self._config.api_url):
+                raise UnexpectedResponseError(f"GET {template}: next page link leaves the API host")
+            url = following
+        return out
+
+    async def get_app_hook_url(self) -> str:
+        """The GitHub App's own webhook URL (empty: none). ``GET /app/hook/config`` with the App's JWT;
+        a 404 is an App without a webhook."""
+        if not isinstance(self._credentials, GitHubAppCredentials):
+            raise ValueError("the GitHub App's own webhook needs GitHub App credentials")
+        try:
+            resp = await self._http.call("GET", "/app/hook/config", auth=Auth.APP_JWT, conditional=False)
+        except NotFoundError:
+            return ""
+        return app_hook_url(resp.data)
 
     def _hook_auth(self, hook: HookRef) -> Auth:
         if hook.kind != "app":

@@ -47,6 +47,8 @@ RATE_LIMIT_PAUSED = "runnerd_github_rate_limit_paused_until_timestamp_seconds"
 API_CALLS = "runnerd_github_api_calls_total"
 API_RETRIES = "runnerd_github_api_retries_total"
 RATE_LIMIT_WAITS = "runnerd_github_rate_limit_waits_total"
+AUDIT_HOOKS = "runnerd_webhook_audit_hooks"
+AUDIT_HEALTHY = "runnerd_webhook_audit_healthy"
 
 QUANTILES = {"p50": 0.5, "p95": 0.95}
 
@@ -192,6 +194,7 @@ def _github(s: Samples) -> dict[str, Any]:
         "calls": _sum_cell(s, API_CALLS),
         "retries": _sum_cell(s, API_RETRIES),
         "rate_limit_waits": _sum_cell(s, RATE_LIMIT_WAITS),
+        "audit": {"hooks": _sum_cell(s, AUDIT_HOOKS), "healthy": _sum_cell(s, AUDIT_HEALTHY)},
     }
 
 

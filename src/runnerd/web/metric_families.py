@@ -271,6 +271,18 @@ AUDIT_HEALTHY = Family(
     "1 while the webhook delivery audit's last pass succeeded within two intervals (the safety-net poll"
     " may stretch to the audit's long bound), else 0",
 )
+AUDIT_HOOKS = Family(
+    Gauge,
+    "runnerd_webhook_audit_hooks",
+    "Hooks the webhook delivery audit reads (named by --webhook-audit, or found by its discovery)",
+)
+AUDIT_DISCOVERIES = Family(
+    Counter,
+    "runnerd_webhook_audit_discoveries_total",
+    "Discoveries of the hooks that deliver workflow_job events (--webhook-audit auto) by outcome"
+    " (covered, partial, unavailable, failed)",
+    ("outcome",),
+)
 
 # runnerd: sized jobs (docs/gpu-sizing.md, "Wiring"); the runnerd_sized_jobs gauge is read at scrape time
 SIZED_JOBS_REFUSED = Family(

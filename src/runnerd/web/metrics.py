@@ -324,6 +324,8 @@ class Metrics:
         self.audit_passes = f.AUDIT_PASSES.build(r)
         self.audit_redeliveries = f.AUDIT_REDELIVERIES.build(r)
         self.audit_healthy = f.AUDIT_HEALTHY.build(r)
+        self.audit_hooks = f.AUDIT_HOOKS.build(r)
+        self.audit_discoveries = f.AUDIT_DISCOVERIES.build(r)
         self.sized_jobs_refused = f.SIZED_JOBS_REFUSED.build(r)
         self.admission_wait = f.ADMISSION_WAIT.build(r)
         self.gpu_allocatable = f.GPU_ALLOCATABLE.build(r)
