@@ -113,14 +113,7 @@ def install_autoscaling(
         workers=options.workers or controllers.options.workers,
     )
     hra_ctl.watch(hras)
-    poll_ctl = Controller("safety-net-poll", poller.reconcile, workers=1)
-    poll_ctl.watch(hras, lambda obj: [POLL_KEY])
-    for name in (RD_INFORMER, RUNNERSET_INFORMER):
-        # the repositories to poll are the HRAs' scale targets': one that appears (or changes its
-        # spec) after its HRA is polled without waiting for the HRA to change; status writes at most
-        # once in 5 s
-        if (scale_targets := informers.get(name)) is not None:
-            poll_ctl.watch(scale_targets, lambda obj: [POLL_KEY], coalesce=5.0, urgent=spec_changed)
+    poll_ctl = _poll_controller(poller, hras, informers)
     controllers.manager.add_controller(hra_ctl)
     controllers.manager.add_controller(poll_ctl)
     _watch_for_metrics(metrics, informers, github)
@@ -187,6 +180,20 @@ def _sink(
         visibility=visibility,
         clients=controllers.clients,
     )
+
+
+def _poll_controller(
+    poller: SafetyNetPoller, hras: Informer, informers: MutableMapping[str, Informer]
+) -> Controller:
+    """The safety-net poll's controller: one key, woken by the HRAs and by their scale targets (the
+    repositories to poll are the targets'; one that appears, or changes its spec, after its HRA is
+    polled without waiting for the HRA to change; their status writes at most once in 5 s)."""
+    poll_ctl = Controller("safety-net-poll", poller.reconcile, workers=1)
+    poll_ctl.watch(hras, lambda obj: [POLL_KEY])
+    for name in (RD_INFORMER, RUNNERSET_INFORMER):
+        if (scale_targets := informers.get(name)) is not None:
+            poll_ctl.watch(scale_targets, lambda obj: [POLL_KEY], coalesce=5.0, urgent=spec_changed)
+    return poll_ctl
 
 
 def _watch_for_metrics(
