@@ -36,6 +36,7 @@ __all__ = [
     "RUNNER_SETS",
     "ControllerOptions",
     "ObjectMemo",
+    "controller_kind",
     "controller_ref",
     "epoch",
     "random_suffix",
@@ -174,6 +175,12 @@ class RunnerGroups:
 
 def controller_ref(obj: Mapping[str, Any]) -> dict[str, Any]:
     return owner_reference(obj, c.API_VERSION, obj["kind"])
+
+
+def controller_kind(obj: Mapping[str, Any]) -> str | None:
+    """The kind of the object's controller (its ownerReference marked ``controller``), if any."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return next((str(ref.get("kind")) for ref in refs if ref.get("controller")), None)
 
 
 def random_suffix() -> str:

@@ -14,6 +14,14 @@ removal from the service: :class:`runnerd.controller.lifecycle.Finalized`); the 
 the pod only through its Secret and is never logged; a 409 for the runner's name is ARC's §8.2
 (the same scale set's stale registration is removed and the creation retried; another scale set's
 name ends this EphemeralRunner).
+
+Writes per runner (issue #10, fifth pass, as for a Runner: :mod:`runnerd.controller.runner`): a
+new JIT config's Secret and the pod are written concurrently
+(:func:`runnerd.controller.runner_objects.create_pod_beside_secret`), one round trip instead of
+two; a pod whose Secret could not be written is deleted again and the registration removed; a
+replacement pod (the Secret is there) is only created. An EphemeralRunner of an EphemeralRunnerSet
+gets no ``PodCreated`` Event (its set records one ``RunnersCreated`` Event per round of
+creations); one on its own still does.
 """
 
 from __future__ import annotations
@@ -30,10 +38,12 @@ from typing import Any, NoReturn
 from runnerd.api import ApiParseError
 from runnerd.api.scaleset import EphemeralRunner
 from runnerd.api.scaleset import constants as c
-from runnerd.controller.common import PODS, StopSteps
+from runnerd.controller.common import PODS, StopSteps, controller_kind
 from runnerd.controller.lifecycle import Finalized, RunnerRef, perform_steps
+from runnerd.controller.runner_objects import create_pod_beside_secret
 from runnerd.controller.scaleset_common import (
     API_RETRY,
+    EPHEMERAL_RUNNER_SETS,
     EPHEMERAL_RUNNERS,
     ScaleSetAPIs,
     ScaleSetStats,
@@ -255,7 +265,10 @@ class EphemeralRunnerHome:
         """Nothing: the JIT config stays in its Secret for a replacement pod (ARC)."""
 
     async def create_pod(self) -> None:
-        """The JIT config (when its Secret is missing) into the Secret, then the pod."""
+        """A new JIT config (when its Secret is missing) into its Secret, written with the pod
+        (:func:`~runnerd.controller.runner_objects.create_pod_beside_secret`: a pod whose Secret
+        could not be written is deleted again, and the registration removed); a replacement pod
+        uses the Secret that is there (ARC keeps the JIT config for it)."""
         try:
             manifest = build_runner_pod(self.obj)
         except ValueError as exc:
@@ -264,17 +277,22 @@ class EphemeralRunnerHome:
         if ctl.recently(ctl.pods_made.get(self.uid)):
             raise StopSteps(Result(requeue_after=1.0))  # created a moment ago; the informer lags
         made = ctl.secrets_made.get(self.uid)
-        if self.secret is None and not (made is not None and ctl.recently(made[0])):
-            await self._register()
         try:
-            await self.kube.create(PODS, manifest, namespace=self.namespace)
+            if self.secret is None and not (made is not None and ctl.recently(made[0])):
+                secret, runner_id = await self._register()
+                await create_pod_beside_secret(
+                    self.kube, manifest, self.namespace, self._store_jit(secret, runner_id)
+                )
+            else:
+                await self.kube.create(PODS, manifest, namespace=self.namespace)
         except AlreadyExists:
             raise StopSteps(Result(requeue_after=5.0)) from None
         except Invalid as exc:
             await self._invalid(str(exc))
         ctl.pods_made[self.uid] = ctl.clock()
         ctl.stats.pods_created += 1
-        await self.ctl.recorder.normal(self.obj, "PodCreated", f"created pod {self.name}")
+        if controller_kind(self.obj) != EPHEMERAL_RUNNER_SETS.kind:  # a set's: one Event per round
+            await self.ctl.recorder.normal(self.obj, "PodCreated", f"created pod {self.name}")
 
     async def _invalid(self, message: str) -> NoReturn:
         """ARC's ``InvalidPod``: the EphemeralRunner is ``Failed`` for good (it counts as failed in its
@@ -289,8 +307,9 @@ class EphemeralRunnerHome:
             )
         raise StopSteps(Result())
 
-    async def _register(self) -> None:
-        """A JIT config into the Secret (its runner id is written to the status after the steps)."""
+    async def _register(self) -> tuple[dict[str, Any], int]:
+        """A JIT config and the Secret that carries it (its runner id is written to the status after
+        the steps)."""
         spec = self.obj.get("spec") or {}
         scale_set_id = int(spec.get("runnerScaleSetId") or 0)
         try:
@@ -303,9 +322,30 @@ class EphemeralRunnerHome:
         secret = build_jit_secret(
             self.obj, encoded=config.encoded, runner_id=config.runner.id, scale_set_id=scale_set_id
         )
-        with contextlib.suppress(AlreadyExists):
-            await self.kube.create(SECRETS, secret, namespace=self.namespace)
-        self.ctl.secrets_made[self.uid] = (self.ctl.clock(), config.runner.id)
+        return secret, config.runner.id
+
+    async def _store_jit(self, secret: dict[str, Any], runner_id: int) -> None:
+        """The JIT Secret (one already there is left as it is); when it cannot be written, the
+        registration it carried is removed (its pod is deleted: ``create_pod_beside_secret``)."""
+        try:
+            with contextlib.suppress(AlreadyExists):
+                await self.kube.create(SECRETS, secret, namespace=self.namespace)
+        except Exception:
+            await self._abandon(runner_id)
+            raise
+        self.ctl.secrets_made[self.uid] = (self.ctl.clock(), runner_id)
+
+    async def _abandon(self, runner_id: int) -> None:
+        """Remove a registration no pod will use (a failure is logged: the next registration of
+        this name removes it as stale, ARC's §8.2)."""
+        self.runner_id = None
+        try:
+            api = await self.ctl.apis.for_object(self.namespace, self.obj.get("spec") or {})
+            await api.remove_runner(runner_id)
+        except (RunnerNotFound, ScaleSetNotFound):
+            pass
+        except ActionsServiceError as exc:
+            logger.warning("removing the unused registration of %s: %s", self.name, exc)
 
     async def _jit_config(
         self, api: ScaleSetAPI, scale_set_id: int, spec: Mapping[str, Any]

@@ -7,6 +7,9 @@ name drawn and remembered in :class:`~runnerd.controller.expectations.Expectatio
 create is sent and until the informer shows it, so a quick second reconcile never creates twice,
 nor does one after a create failed mid-batch), removes idle ones (the service's removal first:
 ``JobStillRunning`` leaves the runner be; then its object), deletes finished ones, writes the counts.
+A round that created runners records one ``RunnersCreated`` Event on the set
+(:func:`runnerd.controller.slowstart.record_created`, as the RunnerReplicaSet does), written beside
+the status (no round trip of its own), or at once when a creation failed.
 
 Deleting the set deletes its runners and waits for them: each runner's finalizer waits for its job,
 so the set's finalizer never releases a busy runner either.
@@ -14,6 +17,7 @@ so the set's finalizer never releases a busy runner either.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,7 +32,7 @@ from runnerd.controller.scaleset_common import (
     set_finalizers,
     write_status,
 )
-from runnerd.controller.slowstart import create_in_batches
+from runnerd.controller.slowstart import create_in_batches, record_created
 from runnerd.github.actions.errors import ActionsServiceError, JobStillRunning, RunnerNotFound
 from runnerd.manifests.scaleset import build_ephemeral_runner
 from runnerd.reconcile.ephemeralrunnerset import SetDecision, decide_set, runner_view
@@ -71,16 +75,27 @@ class EphemeralRunnerSetController(SetController):
         views = [replace(v, deleting=True) if v.name in deleting else v for v in views]
         patch_id = int(spec.get("patchID") or 0)
         decision = decide_set(int(spec.get("replicas") or 0), patch_id, views, expected=len(expected))
-        await create_in_batches(decision.create, lambda: self._create(key, obj, patch_id))
+        created: list[str] = []
+        try:
+            await create_in_batches(decision.create, lambda: self._create(key, obj, patch_id, created))
+        except BaseException:
+            await record_created(self.recorder, obj, created)  # what the round created before it failed
+            raise
         requeue = None
         if decision.remove and not await self._remove_idle(key, obj, decision, children):
             requeue = Result(requeue_after=API_RETRY)
         for name in decision.delete_finished:
             await self._delete(key, name)
-        await write_status(self.kube, EPHEMERAL_RUNNER_SETS, obj, decision.status())
+        written, _ = await asyncio.gather(  # the round's Event beside the status: no round trip of its own
+            write_status(self.kube, EPHEMERAL_RUNNER_SETS, obj, decision.status()),
+            record_created(self.recorder, obj, created),
+            return_exceptions=True,
+        )
+        if isinstance(written, BaseException):
+            raise written
         return requeue
 
-    async def _create(self, key: Key, obj: Mapping[str, Any], patch_id: int) -> None:
+    async def _create(self, key: Key, obj: Mapping[str, Any], patch_id: int, created: list[str]) -> None:
         name = f"{key.name}-runner-{self.suffix()}"
         self.expect.created(key, name)
         try:
@@ -94,6 +109,7 @@ class EphemeralRunnerSetController(SetController):
             self.expect.cancel(key, name)  # refused: nothing was created
             raise
         self.stats.runners_created += 1
+        created.append(name)
 
     async def _remove_idle(
         self, key: Key, obj: Mapping[str, Any], decision: SetDecision, children: list[dict[str, Any]]

@@ -17,7 +17,6 @@ per round of creations); a Runner on its own still does.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,11 +35,12 @@ from runnerd.controller.common import (
     RUNNERS,
     Backoff,
     StopSteps,
+    controller_kind,
     controller_ref,
     epoch,
 )
 from runnerd.controller.lifecycle import LifecycleController, LifecycleDeps, RunnerRef, rate_limit_wait
-from runnerd.controller.runner_objects import RunnerObjects
+from runnerd.controller.runner_objects import RunnerObjects, create_pod_beside_secret
 from runnerd.github import Scope
 from runnerd.github.errors import GitHubError, RateLimitedError, RunnerBusyError
 from runnerd.manifests.pod import RunnerPodError, build_runner_pod, runner_labels
@@ -77,8 +77,7 @@ POD_SEEN_GRACE = 30.0
 
 def owned_by_replica_set(obj: Mapping[str, Any]) -> bool:
     """The Runner's controller is a RunnerReplicaSet (which records its creations per round)."""
-    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("controller") and ref.get("kind") == "RunnerReplicaSet" for ref in refs)
+    return controller_kind(obj) == "RunnerReplicaSet"
 
 
 @dataclass
@@ -434,7 +433,7 @@ class RunnerPodHome:
         only references the Secret, and the kubelet waits for a Secret that is not there yet), one
         after the other when a pod is replaced (its Secret holds the last credential until
         overwritten) or when the runner's own ServiceAccount comes first. A pod whose Secret could
-        not be written is deleted again: no pod runs on a Secret that is not its Runner's."""
+        not be written is deleted again (:func:`create_pod_beside_secret`)."""
         ctl, runner, obj = self.ctl, self.runner, self.seen.obj
         identity = (
             manifest["spec"].get("serviceAccountName") == runner.name and not runner.spec.service_account_name
@@ -445,20 +444,9 @@ class RunnerPodHome:
                 await ctl.objects.create_identity(obj, runner)
             await self.kube.create(PODS, manifest, namespace=runner.namespace)
             return
-        secret, pod = await asyncio.gather(
+        await create_pod_beside_secret(
+            self.kube,
+            manifest,
+            runner.namespace,
             ctl.objects.store_credentials(obj, runner, registration),
-            self.kube.create(PODS, manifest, namespace=runner.namespace),
-            return_exceptions=True,
         )
-        if isinstance(secret, BaseException):
-            if not isinstance(pod, BaseException):
-                await self.kube.delete(
-                    PODS,
-                    runner.name,
-                    namespace=runner.namespace,
-                    uid=(pod.get("metadata") or {}).get("uid"),
-                    missing_ok=True,
-                )
-            raise secret
-        if isinstance(pod, BaseException):
-            raise pod

@@ -1,5 +1,7 @@
 """The objects a Runner owns besides its pod: its credentials Secret and, in kubernetes container
-mode, its own ServiceAccount, Role and RoleBinding.
+mode, its own ServiceAccount, Role and RoleBinding; and :func:`create_pod_beside_secret`, the one
+way a runner's first pod is written with its credential Secret, for every kind that has one (a
+Runner's credential Secret, an EphemeralRunner's JIT Secret: :mod:`runnerd.controller.ephemeralrunner`).
 
 Contract (:mod:`runnerd.reconcile.credentials`, :mod:`runnerd.manifests.rbac`):
 
@@ -11,17 +13,22 @@ Contract (:mod:`runnerd.reconcile.credentials`, :mod:`runnerd.manifests.rbac`):
   removed from the Secret (:meth:`RunnerObjects.consume`): a registration token is valid for an
   hour and for any number of registrations, and nothing needs it any more;
 * the kubernetes-mode identity objects are created before the pod, when the pod's
-  ``serviceAccountName`` is the runner's own.
+  ``serviceAccountName`` is the runner's own;
+* :func:`create_pod_beside_secret` sends the Secret's write and the pod's create together (one
+  round trip where the two in order cost two; the pod only references the Secret by name and the
+  kubelet waits for it); when the Secret's write fails, a pod that was created is deleted again by
+  its uid, so no pod runs on a Secret that is not its runner's, and the Secret's error is raised.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from runnerd.api import Runner
-from runnerd.controller.common import StopSteps, controller_ref
+from runnerd.controller.common import PODS, StopSteps, controller_ref
 from runnerd.kube.client import KubeClient
 from runnerd.kube.resources import ROLE_BINDINGS, ROLES, SECRETS, SERVICE_ACCOUNTS
 from runnerd.manifests.rbac import build_runner_identity
@@ -38,6 +45,25 @@ from runnerd.runtime import AlreadyExists, EventRecorder, Invalid, NotFound, Res
 
 ANNOTATION_CONSUMED = "runnerd.dev/credentials-consumed"
 """On a Runner's Secret once its credential was removed (the runner came online)."""
+
+
+async def create_pod_beside_secret(
+    kube: KubeClient, manifest: dict[str, Any], namespace: str, write_secret: Awaitable[object]
+) -> None:
+    """``write_secret`` (the runner's credential Secret) and the pod's create, concurrently. If the
+    Secret's write failed, the pod, if it was created, is deleted again by its uid and the Secret's
+    error is raised; otherwise the pod's error, if any (the Secret stays written)."""
+    secret, pod = await asyncio.gather(
+        write_secret, kube.create(PODS, manifest, namespace=namespace), return_exceptions=True
+    )
+    if isinstance(secret, BaseException):
+        if not isinstance(pod, BaseException):
+            name = str(manifest["metadata"]["name"])
+            uid = (pod.get("metadata") or {}).get("uid")
+            await kube.delete(PODS, name, namespace=namespace, uid=uid, missing_ok=True)
+        raise secret
+    if isinstance(pod, BaseException):
+        raise pod
 
 
 class RunnerObjects:

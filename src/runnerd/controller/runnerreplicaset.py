@@ -15,9 +15,9 @@ that exist in the API server; the next leader counts them from its informer, so 
 exceeds ``replicas``.
 
 Events (issue #10, fifth pass): one ``RunnersCreated`` Event on the replica set per round that
-created runners (how many, and the first names: Kubernetes' correlator style), instead of a
-``PodCreated`` Event on each of its Runners, which repeated what the pod itself shows and cost the
-API server one write per runner in a burst. Failures keep their Warnings on each Runner.
+created runners (:func:`runnerd.controller.slowstart.record_created`, shared with the
+EphemeralRunnerSet), written beside its status patch, instead of a ``PodCreated`` Event on each of
+its Runners. Failures keep their Warnings on each Runner.
 
 Ephemeral runners that finished their job are not replaced until the autoscaler decides again
 (``effectiveTime``, see :func:`runnerd.reconcile.runnerreplicaset.replacement_hold`).
@@ -52,7 +52,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from runnerd.api import ApiParseError, RunnerReplicaSet
@@ -70,7 +70,7 @@ from runnerd.controller.common import (
 )
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.expectations import REPLACEMENT_HOLD, Expectations, ReplacementHolds
-from runnerd.controller.slowstart import MAX_BATCH, SlowStart
+from runnerd.controller.slowstart import MAX_BATCH, SlowStart, record_created
 from runnerd.github import Scope
 from runnerd.kube.client import KubeClient
 from runnerd.reconcile.lifecycle import GitHubState
@@ -184,18 +184,6 @@ def _scope(spec: Mapping[str, Any]) -> Scope | None:
 @functools.lru_cache(maxsize=1024)
 def _scope_of(kind: str, name: str) -> Scope:
     return Scope(kind, name)  # type: ignore[arg-type]  # one of the three kinds above
-
-
-CREATED_NAMES_SHOWN = 10
-"""Runner names a ``RunnersCreated`` Event lists (the rest are counted)."""
-
-
-def created_message(names: Sequence[str]) -> str:
-    """The message of a round's one ``RunnersCreated`` Event: how many, and the first names."""
-    shown = ", ".join(names[:CREATED_NAMES_SHOWN])
-    more = len(names) - CREATED_NAMES_SHOWN
-    rest = f" and {more} more" if more > 0 else ""
-    return f"created {len(names)} runner(s), each with its pod to come: {shown}{rest}"
 
 
 class _Seen(NamedTuple):
@@ -330,7 +318,7 @@ class ReplicaSetController:
         try:
             hold_until = await self._fill(key, obj, rrs, desired, plan.create, created)
         except BaseException:
-            await self._record_created(obj, created)  # what the round created before it failed
+            await record_created(self.recorder, obj, created)  # what the round created before it failed
             raise
         for name in plan.delete:
             self.expect.deleted(key, name)
@@ -350,7 +338,7 @@ class ReplicaSetController:
         }
         written, _ = await asyncio.gather(  # the round's Event beside the status: no round trip of its own
             patch_status(self.kube, RUNNER_REPLICA_SETS, obj, status),
-            self._record_created(obj, created),  # never raises (the recorder logs its failures)
+            record_created(self.recorder, obj, created),  # never raises (the recorder logs its failures)
             return_exceptions=True,
         )
         if isinstance(written, BaseException):
@@ -361,10 +349,6 @@ class ReplicaSetController:
         if hold_until is not None:
             wake = min(wake or REPLACEMENT_HOLD, max(hold_until - self.clock(), 0.0) + 0.05)
         return Result(requeue_after=wake)
-
-    async def _record_created(self, obj: Mapping[str, Any], created: Sequence[str]) -> None:
-        if created:
-            await self.recorder.normal(obj, "RunnersCreated", created_message(created))
 
     async def _fill(
         self,
@@ -426,10 +410,8 @@ class ReplicaSetController:
 
 __all__ = [
     "COALESCE_WINDOW",
-    "CREATED_NAMES_SHOWN",
     "MAX_BATCH",
     "ReplicaSetController",
-    "created_message",
     "leaves_the_count",
     "observe_phase",
     "pod_exits",

@@ -21,13 +21,21 @@ another fails, or when the controller is stopped, are counted by the next reconc
 expectations, or from the informer after a restart): the count never exceeds the desired one.
 Used by the RunnerReplicaSet (:mod:`runnerd.controller.runnerreplicaset`) and EphemeralRunnerSet
 (:mod:`runnerd.controller.ephemeralrunnerset`) controllers.
+
+Both record a round's creations as one ``RunnersCreated`` Event on the set
+(:func:`record_created`: how many, and the first names, Kubernetes' correlator style) instead of
+an Event on each runner, which repeated what the pod itself shows and cost the API server one
+write per runner in a burst (issue #10, fifth pass).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Any
+
+from runnerd.runtime import EventRecorder
 
 MAX_BATCH = 64
 """Children created at once (the last slow-start batch size)."""
@@ -35,6 +43,23 @@ SLOW_START_MEMORY = 30.0
 """Seconds a parent's reached batch size is remembered after its last successful round."""
 MAX_PARENTS = 4096
 """Parents remembered at most (the oldest are dropped first: they start again at 1)."""
+CREATED_NAMES_SHOWN = 10
+"""Runner names a ``RunnersCreated`` Event lists (the rest are counted)."""
+
+
+def created_message(names: Sequence[str]) -> str:
+    """The message of a round's one ``RunnersCreated`` Event: how many, and the first names."""
+    shown = ", ".join(names[:CREATED_NAMES_SHOWN])
+    more = len(names) - CREATED_NAMES_SHOWN
+    rest = f" and {more} more" if more > 0 else ""
+    return f"created {len(names)} runner(s), each with its pod to come: {shown}{rest}"
+
+
+async def record_created(recorder: EventRecorder, obj: Mapping[str, Any], names: Sequence[str]) -> None:
+    """The round's ``RunnersCreated`` Event on the set ``obj``, when it created any runner (never
+    raises: the recorder logs its failures)."""
+    if names:
+        await recorder.normal(obj, "RunnersCreated", created_message(names))
 
 
 async def create_in_batches(
@@ -98,4 +123,12 @@ class SlowStart:
         self._reached.pop(parent, None)
 
 
-__all__ = ["MAX_BATCH", "SLOW_START_MEMORY", "SlowStart", "create_in_batches"]
+__all__ = [
+    "CREATED_NAMES_SHOWN",
+    "MAX_BATCH",
+    "SLOW_START_MEMORY",
+    "SlowStart",
+    "create_in_batches",
+    "created_message",
+    "record_created",
+]

@@ -189,6 +189,34 @@ class FakeKube:
         return None
 
 
+@dataclass
+class SecretRace(FakeKube):
+    """A Secret's create answers only once a pod's create was sent (or fails after 1 s), or raises
+    ``secret_error``; ``pod_saw_secret`` says whether the pod's Secret (named as the pod) existed
+    when the pod's create was sent."""
+
+    secret_error: Exception | None = None
+    wait_for_pod: bool = True
+    pod_sent: asyncio.Event | None = None
+    pod_saw_secret: bool | None = None
+
+    async def create(
+        self, resource: Resource, body: dict[str, Any], *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        if self.pod_sent is None:
+            self.pod_sent = asyncio.Event()
+        if resource.plural == "pods":
+            self.pod_saw_secret = ("secrets", namespace or "", body["metadata"]["name"]) in self.objects
+            self.pod_sent.set()
+        if resource.plural == "secrets":
+            if self.secret_error is not None:
+                await asyncio.sleep(0)  # the pod's create goes out meanwhile
+                raise self.secret_error
+            if self.wait_for_pod:
+                await asyncio.wait_for(self.pod_sent.wait(), 1.0)
+        return await super().create(resource, body, namespace=namespace)
+
+
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
     """A JSON merge patch (RFC 7386)."""
     for key, value in patch.items():

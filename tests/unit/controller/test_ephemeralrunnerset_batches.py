@@ -3,7 +3,8 @@
 lags, never more than ``replicas`` when a create fails mid-batch or the controller is stopped
 mid-batch, each runner for the set's current ``patchID``. The ``patchID`` rule is ARC's, unchanged:
 once the informer shows a runner of the set's current patch, what is still missing is created at the
-listener's next patch."""
+listener's next patch. A round that created runners records one ``RunnersCreated`` Event on the set,
+also when a creation of the round failed."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from runnerd.api.scaleset import constants as c
 from runnerd.controller.ephemeralrunnerset import EphemeralRunnerSetController
-from runnerd.controller.slowstart import create_in_batches
+from runnerd.controller.slowstart import create_in_batches, created_message
 from runnerd.kube.resources import Resource
 from runnerd.runtime import Key, ServerError
 from tests.unit.controller.conftest import SCALE_SET_NS, ScaleSetWorld, autoscaling_runner_set
@@ -110,6 +111,32 @@ async def test_a_lagging_informer_never_creates_twice(scale_set_world: ScaleSetW
         await ers.reconcile(key)
     assert len(world.runners()) == 100
     assert kube.runner_creates == 100
+
+
+async def test_a_round_of_creations_is_one_event_on_the_set(scale_set_world: ScaleSetWorld) -> None:
+    world = scale_set_world
+    _, key = await runner_set(world, 200)
+    await world.ers.reconcile(key)
+    created = [message for _, reason, message in world.recorder.events if reason == "RunnersCreated"]
+    assert len(created) == 1  # not one per runner (nor a PodCreated on each: test_ephemeralrunner)
+    assert created[0].startswith("created 200 runner(s)")
+    assert created[0].endswith("and 190 more")
+    await world.ers.reconcile(key)  # nothing created: no Event
+    assert world.recorder.reasons().count("RunnersCreated") == 1
+
+
+async def test_a_failed_round_still_records_the_runners_it_created(scale_set_world: ScaleSetWorld) -> None:
+    world = scale_set_world
+    kube, key = await runner_set(world, 100)
+    kube.fail_calls = {4, 5, 6, 7}  # batches of 1 and 2 went through; the whole batch of 4 failed
+    with pytest.raises(ServerError):
+        await world.ers.reconcile(key)
+    created = [message for _, reason, message in world.recorder.events if reason == "RunnersCreated"]
+    assert len(created) == 1
+    assert created[0].startswith("created 3 runner(s)")
+    names = created[0].split(": ", 1)[1].split(", ")
+    assert sorted(names) == world.runners()
+    assert created[0] == created_message(names)  # the RunnerReplicaSet's message
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,6 @@ time, with the clock moved by hand (the drain grace takes no real time)."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,7 +13,6 @@ from runnerd.controller.runner import RunnerController
 from runnerd.github import Scope
 from runnerd.github.errors import ConflictError, RunnerBusyError
 from runnerd.github.models import Runner as GitHubRunner
-from runnerd.kube.resources import Resource
 from runnerd.manifests.pod import PodOptions
 from runnerd.reconcile.credentials import ENV_JIT_CONFIG
 from runnerd.reconcile.lifecycle import BUSY_RETRY, GitHubState
@@ -33,6 +30,7 @@ from tests.unit.controller.fakes import (
     FakeKube,
     FakeRecorder,
     FakeStore,
+    SecretRace,
     running_pod_status,
 )
 
@@ -126,32 +124,6 @@ async def test_a_runner_without_a_pod_registers_by_jit_and_its_pod_reads_the_sec
     pod = kube.objects[("pods", NS, NAME)]
     assert "encoded-jit-config" not in repr(pod)  # the credential reaches the pod only through its Secret
     assert "PodCreated" in recorder.reasons()
-
-
-@dataclass
-class SecretRace(FakeKube):
-    """A Secret's create answers only once the pod's create was sent (or fails after 1 s), or
-    raises ``secret_error``; ``pod_saw_secret`` says whether the Secret existed when the pod's
-    create was sent."""
-
-    secret_error: Exception | None = None
-    wait_for_pod: bool = True
-    pod_sent: asyncio.Event | None = None
-    pod_saw_secret: bool | None = None
-
-    async def create(self, resource: Resource, body: dict[str, Any], *, namespace: str | None = None) -> Any:
-        if self.pod_sent is None:
-            self.pod_sent = asyncio.Event()
-        if resource.plural == "pods":
-            self.pod_saw_secret = ("secrets", NS, NAME) in self.objects
-            self.pod_sent.set()
-        if resource.plural == "secrets":
-            if self.secret_error is not None:
-                await asyncio.sleep(0)  # the pod's create goes out meanwhile
-                raise self.secret_error
-            if self.wait_for_pod:
-                await asyncio.wait_for(self.pod_sent.wait(), 1.0)
-        return await super().create(resource, body, namespace=namespace)
 
 
 async def test_a_first_pod_and_its_secret_are_written_at_once(

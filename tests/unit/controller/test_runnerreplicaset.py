@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from runnerd.controller import runnerreplicaset
+from runnerd.controller import runnerreplicaset, slowstart
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.directory import RunnerDirectory
 from runnerd.controller.runnerreplicaset import ReplicaSetController
@@ -162,7 +162,7 @@ async def test_a_failed_round_still_records_the_runners_it_created(
     with pytest.raises(ServerError):
         await w.controller.reconcile(KEY)
     messages = [e["message"] for e in kept_events.events if e["reason"] == "RunnersCreated"]
-    assert messages == [runnerreplicaset.created_message(list(w.kube.runners))]
+    assert messages == [slowstart.created_message(list(w.kube.runners))]
     assert messages[0].startswith("created 3 runner(s)")
 
 
@@ -172,10 +172,10 @@ async def test_a_failed_round_still_records_the_runners_it_created(
 )
 def test_created_message(count: int, tail: str) -> None:
     names = [f"r{i}" for i in range(count)]
-    message = runnerreplicaset.created_message(names)
+    message = slowstart.created_message(names)
     assert message.startswith(f"created {count} runner(s)")
     assert message.endswith(tail)
-    assert message.count(", r") == min(count, runnerreplicaset.CREATED_NAMES_SHOWN) - 1
+    assert message.count(", r") == min(count, slowstart.CREATED_NAMES_SHOWN) - 1
 
 
 async def test_a_failing_api_server_stops_the_slow_start(world: MakeWorld) -> None:
