@@ -8,6 +8,7 @@ GUID, and a runner runs the job; the safety-net poll is on but no round of it is
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -81,20 +82,9 @@ async def test_a_failed_queued_delivery_is_redelivered_and_its_job_runs(
             sim.world.set_hook_faults(hook.id, {"fail": True})
             before = Counter(sim.core.stats.by_endpoint)
             passes = audit.passes
-            run = env.enqueue(1)
-            attempts = sim.core.dispatcher.attempts
-            await wait_until(
-                "the queued delivery failed",
-                lambda: any(
-                    a.status_code == 0 and a.delivery.action == "queued" for a in attempts.get(hook.id, ())
-                ),
-            )
-            sim.world.set_hook_faults(hook.id, {"fail": False})
-            job = await wait_until(
-                "the job done", lambda: (j := env.jobs(run)[0]).status == "completed" and j, within=40
-            )
-            assert job.conclusion == "success"
+            await a_failed_queued_delivery_served(sim, env, hook)
             assert audit.redeliveries >= 1
+            attempts = sim.core.dispatcher.attempts
             redelivered = [a for a in attempts[hook.id] if a.redelivery]
             assert redelivered
             assert (
@@ -110,3 +100,20 @@ async def test_a_failed_queued_delivery_is_redelivered_and_its_job_runs(
             assert calls["orgs/redeliver-webhook-delivery"] == audit.redeliveries <= 2
             others = sum(calls.values()) - listings - calls["orgs/redeliver-webhook-delivery"]
             assert others <= 6, calls  # a JIT config and a few runner listings
+
+
+async def a_failed_queued_delivery_served(sim: Simulator, env: Env, hook: Any) -> None:
+    """Queue one job while ``hook``'s deliveries fail (no answer, as an endpoint that is down), wait
+    until its ``queued`` delivery failed, let the hook deliver again, and wait until the job ran
+    (only a redelivery or a poll can serve it)."""
+    run = env.enqueue(1)
+    attempts = sim.core.dispatcher.attempts
+    await wait_until(
+        "the queued delivery failed",
+        lambda: any(a.status_code == 0 and a.delivery.action == "queued" for a in attempts.get(hook.id, ())),
+    )
+    sim.world.set_hook_faults(hook.id, {"fail": False})
+    job = await wait_until(
+        "the job done", lambda: (j := env.jobs(run)[0]).status == "completed" and j, within=40
+    )
+    assert job.conclusion == "success"

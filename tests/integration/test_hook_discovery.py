@@ -30,6 +30,7 @@ from runnerd.controller.process import Controllers
 from runnerd.web.server import Address, Servers
 from tests.integration.support import ORG, controller_process, pod_agent, seed
 from tests.integration.test_autoscaling import RD, SECRET, WEBHOOK_HRA, Env
+from tests.integration.test_delivery_audit import a_failed_queued_delivery_served
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
@@ -104,19 +105,7 @@ async def test_with_no_audit_flag_the_org_hook_is_found_and_a_failed_queued_deli
             polls = poller.polls
             sim.world.set_hook_faults(hook.id, {"fail": True})
             before = Counter(sim.core.stats.by_endpoint)
-            run = env.enqueue(1)
-            attempts = sim.core.dispatcher.attempts
-            await wait_until(
-                "the queued delivery failed",
-                lambda: any(
-                    a.status_code == 0 and a.delivery.action == "queued" for a in attempts.get(hook.id, ())
-                ),
-            )
-            sim.world.set_hook_faults(hook.id, {"fail": False})
-            job = await wait_until(
-                "the job done", lambda: (j := env.jobs(run)[0]).status == "completed" and j, within=40
-            )
-            assert job.conclusion == "success"
+            await a_failed_queued_delivery_served(sim, env, hook)
             assert audit.redeliveries >= 1
             assert (poller.polls, poller.recovered) == (polls, 0)  # no poll round found (or needed) it
             calls = Counter(sim.core.stats.by_endpoint)

@@ -1,13 +1,13 @@
-"""Fakes and fixtures shared by the controller unit tests: informers fed by hand, a real EventRecorder whose
-events are kept (``event_recorder``), and the workload controllers' fakes of ``fakes.py``
-(``kube``, ``github``, ``recorder``, ``clock``), and the scale-set controllers' world over a fake cluster and
-a fake Actions service (``scale_set_world``)."""
+"""Fakes and fixtures shared by the controller unit tests: informers fed by hand, a real EventRecorder
+whose events are kept (``event_recorder``), the workload controllers' fakes of ``fakes.py`` (``kube``,
+``github``, ``recorder``, ``clock``), real clients that are never connected (``clients``), and the
+scale-set controllers' world over a fake cluster and a fake Actions service (``scale_set_world``)."""
 
 from __future__ import annotations
 
 import base64
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -17,6 +17,9 @@ from runnerd.controller.common import INDEX_CONTROLLER
 from runnerd.controller.ephemeralrunner import EphemeralRunnerController
 from runnerd.controller.ephemeralrunnerset import EphemeralRunnerSetController
 from runnerd.controller.scaleset_common import ScaleSetAPIs
+from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
+from runnerd.kube.client import KubeClient
+from runnerd.kube.config import KubeConfig
 from runnerd.runtime import EventRecorder, Informer, Key, index_by_controller_uid
 from tests.unit.controller.fakes import (
     Clock,
@@ -218,3 +221,14 @@ def scale_set_world(scale_set_api: FakeScaleSetAPI, recorder: FakeRecorder, cloc
         "data": {"github_token": base64.b64encode(b"ghp_secret").decode()},
     }
     return ScaleSetWorld(kube, scale_set_api, recorder, clock)
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[tuple[KubeClient, GitHubClient]]:
+    """Real Kubernetes and GitHub clients that are never connected: for wiring tests that build a
+    whole process (``runnerd.controller.app.build``) without running it."""
+    kube = KubeClient(KubeConfig(host="http://127.0.0.1:9", source="test"))  # never connected
+    github = GitHubClient(PersonalAccessToken("t"), config=GitHubConfig(), trust_env=False)
+    yield kube, github
+    await github.close()
+    await kube.close()

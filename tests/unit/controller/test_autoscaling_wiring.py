@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from runnerd.controller.app import build
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.targets import HRA_INFORMER, RD_INFORMER, RUNNERSET_INFORMER
-from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
+from runnerd.github import GitHubClient
 from runnerd.kube.client import KubeClient
-from runnerd.kube.config import KubeConfig
 
 pytestmark = pytest.mark.timeout(10)
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[tuple[KubeClient, GitHubClient]]:
-    kube = KubeClient(KubeConfig(host="http://127.0.0.1:9", source="test"))  # never connected
-    github = GitHubClient(PersonalAccessToken("t"), config=GitHubConfig(), trust_env=False)
-    yield kube, github
-    await github.close()
-    await kube.close()
 
 
 async def test_the_poll_wakes_for_its_hras_and_their_scale_targets(

@@ -3,28 +3,16 @@ webhook-server``; ``reservation_journal=False`` (``--no-reservation-journal``) w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from runnerd.controller.app import build, build_webhook_process
 from runnerd.controller.app_autoscaling import install_journal
 from runnerd.controller.common import ControllerOptions
 from runnerd.controller.journal import JOURNAL_INFORMER
-from runnerd.github import GitHubClient, GitHubConfig, PersonalAccessToken
+from runnerd.github import GitHubClient
 from runnerd.kube.client import KubeClient
-from runnerd.kube.config import KubeConfig
 
 pytestmark = pytest.mark.timeout(10)
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[tuple[KubeClient, GitHubClient]]:
-    kube = KubeClient(KubeConfig(host="http://127.0.0.1:9", source="test"))  # never connected
-    github = GitHubClient(PersonalAccessToken("t"), config=GitHubConfig(), trust_env=False)
-    yield kube, github
-    await github.close()
-    await kube.close()
 
 
 async def test_the_controller_journals_by_default(clients: tuple[KubeClient, GitHubClient]) -> None:
