@@ -159,6 +159,9 @@ class ActionsTransport:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+            # a closed connection's socket is released on a later loop iteration (as in
+            # runnerd.github.transport): give it that one, or a loop that ends now leaks it
+            await asyncio.sleep(0)
 
     async def request(
         self,
