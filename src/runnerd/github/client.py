@@ -48,8 +48,6 @@ from runnerd.reconcile.hookdiscovery import HookInfo
 DEFAULT_USER_AGENT: Final = f"runnerd/{__version__}"
 DEFAULT_RUNNER_GROUP_ID: Final = 1  # every organization's and repository's "Default" group
 DEFAULT_RUNNER_GROUP_NAME: Final = "Default"
-MAX_HOOK_PAGES: Final = 10
-"""A hook listing reads at most this many pages of 100."""
 
 
 class GitHubClient:
@@ -415,21 +413,9 @@ class GitHubClient:
             template, url_vars = "/orgs/{org}/hooks", {"org": owner}
         else:
             template, url_vars = "/repos/{owner}/{repo}/hooks", {"owner": owner, "repo": repo}
-        url = self._http.url(template, url_vars, {"per_page": "100"})
-        out: list[HookInfo] = []
-        for _ in range(MAX_HOOK_PAGES):
-            resp = await self._http.call("GET", template, url=url, conditional=False)
-            if not isinstance(resp.data, list):
-                raise UnexpectedResponseError(f"GET {template}: not a list")
-            kind: Literal["org", "repo"] = "org" if repo is None else "repo"
-            out += [hook_info_from_json(kind, owner, repo or "", item) for item in resp.data]
-            following = next_page_url(resp.link)
-            if following is None:
-                return out
-            if not same_origin(following, self._config.api_url):
-                raise UnexpectedResponseError(f"GET {template}: next page link leaves the API host")
-            url = following
-        return out
+        items = await self._http.paginate(template, url_vars, key=None, query={}, conditional=False)
+        kind: Literal["org", "repo"] = "org" if repo is None else "repo"
+        return [hook_info_from_json(kind, owner, repo or "", item) for item in items]
 
     async def get_app_hook_url(self) -> str:
         """The GitHub App's own webhook URL (empty: none). ``GET /app/hook/config`` with the App's JWT;

@@ -249,15 +249,26 @@ class Transport:
         return url
 
     async def paginate(
-        self, template: str, url_vars: Mapping[str, str], *, key: str, query: Mapping[str, str]
+        self,
+        template: str,
+        url_vars: Mapping[str, str],
+        *,
+        key: str | None,
+        query: Mapping[str, str],
+        conditional: bool | None = None,
     ) -> list[Any]:
+        """Every page's items: the list under ``key`` of each page's object (``None``: each page is
+        the list itself, as for webhook listings); ``conditional`` as :meth:`call`'s."""
         items: list[Any] = []
         url = self.url(template, url_vars, {"per_page": str(PER_PAGE), **query})
         for _ in range(MAX_PAGES):
-            resp = await self.call("GET", template, url=url)
-            page = resp.data.get(key) if isinstance(resp.data, Mapping) else None
+            resp = await self.call("GET", template, url=url, conditional=conditional)
+            if key is None:
+                page = resp.data
+            else:
+                page = resp.data.get(key) if isinstance(resp.data, Mapping) else None
             if not isinstance(page, list):
-                raise UnexpectedResponseError(f"GET {template}: no {key!r} list in the response")
+                raise UnexpectedResponseError(f"GET {template}: no {key or 'item'!r} list in the response")
             items.extend(page)
             next_url = next_page_url(resp.link)
             if next_url is None:
