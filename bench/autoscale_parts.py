@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from devcluster.cluster import Cluster  # noqa: E402
-from devcluster.process import cpu_seconds, spawn  # noqa: E402
+from devcluster.process import cpu_seconds, spawn, terminate  # noqa: E402
 from runnerd.controller.common import (  # noqa: E402
     HORIZONTAL_RUNNER_AUTOSCALERS,
     RUNNER_DEPLOYMENTS,
@@ -201,16 +200,8 @@ class ControllerProcess:
         return cpu_seconds(self.proc.pid)
 
     async def stop(self, grace: float = 30.0) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(proc.wait, grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        await asyncio.to_thread(proc.wait)
+        if self.proc is not None:
+            await asyncio.to_thread(terminate, self.proc, grace)
 
 
 async def wait(what: str, probe: Callable[[], Any], within: float) -> None:

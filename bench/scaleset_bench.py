@@ -36,7 +36,6 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from devcluster import binaries  # noqa: E402
 from devcluster.cluster import Cluster, ClusterConfig, GpuShape  # noqa: E402
-from devcluster.process import cpu_seconds, peak_rss  # noqa: E402
+from devcluster.process import cpu_seconds, peak_rss, terminate  # noqa: E402
 from devcluster.stack import install_crds  # noqa: E402
 from devcluster.wait import wait_until  # noqa: E402
 from ghsim import JobSpec, SimConfig, Simulator  # noqa: E402
@@ -186,16 +185,6 @@ def start_controller(cluster: Cluster, log_path: Path) -> subprocess.Popen[bytes
     )
     with log_path.open("wb") as log:
         return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-
-def stop_controller(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
 
 
 class StatusStats(Stats):
@@ -377,7 +366,7 @@ async def scenario(cluster: Cluster, args: argparse.Namespace, log_path: Path) -
             await bench.warm_up(alive)
             return await bench.burst(proc.pid, alive)
         finally:
-            code = await asyncio.to_thread(stop_controller, proc)
+            code = await asyncio.to_thread(terminate, proc)
             print(f"controller exited with {code}", file=sys.stderr)
             for task in tasks:
                 task.cancel()

@@ -36,6 +36,7 @@ from ghsim.podagent import connect
 
 from .cluster import Cluster
 from .ports import free_port, release_port
+from .process import terminate
 from .wait import WaitTimeout, wait_until
 
 REPO = "octo-org/app"
@@ -202,13 +203,8 @@ class ControllerProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            terminate(self.proc)
         release_port(self.webhook_port)
         release_port(self.health_port)
 

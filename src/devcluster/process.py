@@ -2,7 +2,8 @@
 children), dying with the process that started it (``PR_SET_PDEATHSIG``), its output appended to
 its log file. :meth:`Process.output` is what this run wrote, so a restart's log is not mistaken for
 an earlier one's. :func:`alive` is the one test of whether a process id still runs;
-:func:`cpu_seconds` and :func:`peak_rss` what the benchmarks read of a process.
+:func:`cpu_seconds` and :func:`peak_rss` what the benchmarks read of a process; :func:`terminate`
+the one way a process we started is stopped (SIGTERM, then SIGKILL after a grace).
 """
 
 from __future__ import annotations
@@ -88,3 +89,15 @@ def peak_rss(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def terminate(proc: subprocess.Popen[bytes], grace: float = 30.0) -> int:
+    """Stop ``proc``: SIGTERM, and SIGKILL if it still runs ``grace`` seconds later; its exit
+    status (blocking: call it through ``asyncio.to_thread`` from a loop)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from devcluster.cluster import Cluster, ClusterConfig, ClusterError, GpuShape
 from devcluster.nodes import GPU_RESOURCE
 from devcluster.observe import Snapshot, TrackingPodAgent
 from devcluster.ports import BIND_ATTEMPTS, bind_failure, free_port
-from devcluster.process import die_with_parent
+from devcluster.process import die_with_parent, terminate
 from ghsim.config import SimConfig
 from ghsim.entities import Scope
 from ghsim.errors import SimError
@@ -380,16 +379,8 @@ class Stack:
             self.webhook_port, self.metrics_port = free_port(), free_port()
 
     async def stop_controller(self, grace: float = 20.0) -> None:
-        proc = self.controller
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(proc.wait, grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        await asyncio.to_thread(proc.wait)
+        if self.controller is not None:
+            await asyncio.to_thread(terminate, self.controller, grace)
 
     def cost_command(self) -> list[str]:
         """``runnerd status --cost`` for the demo's ledger (the controller's namespace)."""
