@@ -141,6 +141,20 @@ class Env:
         return 1 if value is None else int(value)
 
 
+async def serving(
+    sim: Simulator, controllers: Controllers, servers: Servers, namespace: str, cluster: Cluster
+) -> Env:
+    """Start the webhook server of ``controllers``' autoscaling on ``servers`` (an ephemeral port);
+    the :class:`Env` around them."""
+    autoscaling = controllers.autoscaling
+    assert autoscaling is not None
+    host, port = await servers.start(
+        "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
+    )
+    url = f"http://{host}:{port}/webhook"
+    return Env(sim, controllers.kube, controllers.github, controllers, autoscaling, namespace, cluster, url)
+
+
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
     for c in ((obj or {}).get("status") or {}).get("conditions") or ():
         if c.get("type") == type_:
@@ -193,21 +207,7 @@ async def running(
         Servers() as servers,
         pod_agent(cluster, sim, namespace),
     ):
-        autoscaling = controllers.autoscaling
-        assert autoscaling is not None
-        host, port = await servers.start(
-            "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
-        )
-        env = Env(
-            sim,
-            controllers.kube,
-            controllers.github,
-            controllers,
-            autoscaling,
-            namespace,
-            cluster,
-            f"http://{host}:{port}/webhook",
-        )
+        env = await serving(sim, controllers, servers, namespace, cluster)
         env_box.append(env)
         yield env
 

@@ -19,9 +19,9 @@ from ghsim.entities import Scope as SimScope
 from runnerd.controller.deliveryaudit import AuditSettings, DeliveryAudit, install_delivery_audit
 from runnerd.controller.process import Controllers
 from runnerd.reconcile.deliveryaudit import HookRef
-from runnerd.web.server import Address, Servers
+from runnerd.web.server import Servers
 from tests.integration.support import ORG, controller_process, pod_agent, seed
-from tests.integration.test_autoscaling import RD, SECRET, WEBHOOK_HRA, Env
+from tests.integration.test_autoscaling import RD, SECRET, WEBHOOK_HRA, Env, serving
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
@@ -56,22 +56,9 @@ async def test_a_failed_queued_delivery_is_redelivered_and_its_job_runs(
             Servers() as servers,
             pod_agent(cluster, sim, namespace),
         ):
-            autoscaling = controllers.autoscaling
-            assert autoscaling is not None
-            host, port = await servers.start(
-                "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
-            )
-            hook.url = f"http://{host}:{port}/webhook"
-            env = Env(
-                sim,
-                controllers.kube,
-                controllers.github,
-                controllers,
-                autoscaling,
-                namespace,
-                cluster,
-                hook.url,
-            )
+            env = await serving(sim, controllers, servers, namespace, cluster)
+            autoscaling = env.autoscaling
+            hook.url = env.webhook_url
             await env.create(RD)
             await env.create(WEBHOOK_HRA)
             await wait_until("the HRA reconciled", lambda: (env.hra() or {}).get("status"))

@@ -11,7 +11,6 @@ GitHub, virtual runners, the controller configured from ``runnerd controller``'s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections import Counter
@@ -27,9 +26,9 @@ from runnerd.cli import build_parser
 from runnerd.cli_audit import configure_audit
 from runnerd.controller.hookdiscovery import AutoAudit
 from runnerd.controller.process import Controllers
-from runnerd.web.server import Address, Servers
+from runnerd.web.server import Servers
 from tests.integration.support import ORG, controller_process, pod_agent, seed
-from tests.integration.test_autoscaling import RD, SECRET, WEBHOOK_HRA, Env
+from tests.integration.test_autoscaling import RD, SECRET, WEBHOOK_HRA, Env, serving
 from tests.integration.test_delivery_audit import a_failed_queued_delivery_served
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
@@ -69,20 +68,11 @@ async def default_audit(
         Servers() as servers,
         pod_agent(cluster, sim, namespace),
     ):
-        autoscaling = controllers.autoscaling
-        assert autoscaling is not None
-        host, port = await servers.start(
-            "webhook", autoscaling.webhook_server(SECRET).app(), Address("127.0.0.1", 0)
-        )
-        url = f"http://{host}:{port}/webhook"
-        env = Env(
-            sim, controllers.kube, controllers.github, controllers, autoscaling, namespace, cluster, url
-        )
+        env = await serving(sim, controllers, servers, namespace, cluster)
         await env.create(RD)
         await env.create(WEBHOOK_HRA)
         await wait_until("the HRA reconciled", lambda: (env.hra() or {}).get("status"))
         yield env, audits[0]
-    await asyncio.sleep(0.25)  # let the API server connections close (see test_autoscaling)
 
 
 async def test_with_no_audit_flag_the_org_hook_is_found_and_a_failed_queued_delivery_redelivered(
